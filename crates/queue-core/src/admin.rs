@@ -1,0 +1,667 @@
+//! Operations on queues: statistics, dead letters, pause, purge, consumers.
+//!
+//! The same API backs `queuectl`, the gateway's admin endpoints and the dashboard.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use prost::Message;
+use redis::Value;
+use serde::Serialize;
+
+use crate::envelope::{self, Envelope};
+use crate::queue::{Lanes, Queue};
+use crate::{Broker, Error, Result, keys, scripts};
+
+/// The consumer that inherits the pending entries of removed consumers, idle time
+/// intact, so live workers reclaim them at once.
+pub const HEIR_CONSUMER: &str = "rsq-orphans";
+
+/// A snapshot of one queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueueStats {
+    pub name: String,
+    /// In the stream, not yet delivered to any worker.
+    pub waiting: u64,
+    /// Delivered and not yet settled (running, or held by a stopped worker).
+    pub active: u64,
+    /// Scheduled for later: delayed jobs and retries waiting out their backoff.
+    pub delayed: u64,
+    /// Dead letters currently kept.
+    pub failed: u64,
+    /// Counters since the queue was created.
+    pub completed: u64,
+    pub retried: u64,
+    pub reclaimed: u64,
+    pub dead_lettered: u64,
+    /// Runs that failed (each retry and each dead letter counts one).
+    pub failed_runs: u64,
+    /// Entries the group has not read yet, as Redis counts them (None when Redis
+    /// cannot tell, e.g. right after deletions in the middle of the stream).
+    pub lag: Option<u64>,
+    /// Age of the oldest waiting job; None when nothing waits.
+    pub oldest_waiting_age_ms: Option<u64>,
+    pub paused: bool,
+    /// Consumers registered in the group (live or not; see `consumers`).
+    pub consumers: u64,
+}
+
+/// A job that exhausted its attempts, failed permanently, could not be decoded, or
+/// killed its worker too often.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    /// Entry id in the dead-letter stream: the handle for retry and delete.
+    pub id: String,
+    pub job_id: String,
+    pub kind: String,
+    pub error: String,
+    pub attempts: Option<u32>,
+    pub failed_at_ms: i64,
+    /// The stream entry id the job had when it failed.
+    pub origin: String,
+    pub lane: String,
+    pub enqueued_at_ms: Option<i64>,
+    pub payload_bytes: usize,
+    pub headers: HashMap<String, String>,
+    #[serde(skip)]
+    pub envelope: Option<Envelope>,
+}
+
+/// One page of dead letters, newest first.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetterPage {
+    pub items: Vec<DeadLetter>,
+    /// Pass as `before` to get the next (older) page; None on the last page.
+    pub next: Option<String>,
+}
+
+/// A recent completion from the `done` stream.
+#[derive(Debug, Clone, Serialize)]
+pub struct Completion {
+    pub job_id: String,
+    pub kind: String,
+    pub attempt: u32,
+    pub duration_ms: u64,
+    pub finished_at_ms: i64,
+}
+
+/// A consumer of a queue's group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConsumerInfo {
+    pub name: String,
+    pub lane: String,
+    /// Entries it holds unacknowledged.
+    pub pending: u64,
+    /// Time since it last read or claimed.
+    pub idle_ms: u64,
+}
+
+/// What `purge` deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PurgeReport {
+    pub waiting: u64,
+    pub delayed: u64,
+}
+
+/// A consumer removed by `remove_dead_consumers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RemovedConsumer {
+    pub name: String,
+    pub lane: String,
+    /// Pending entries handed to the heir consumer for reclaiming.
+    pub moved: u64,
+}
+
+/// Admin operations over one broker.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    broker: Broker,
+    group: String,
+}
+
+impl Admin {
+    /// Admin for the default consumer group `workers`.
+    pub fn new(broker: Broker) -> Self {
+        Self {
+            broker,
+            group: "workers".into(),
+        }
+    }
+
+    pub fn with_group(mut self, group: impl Into<String>) -> Self {
+        self.group = group.into();
+        self
+    }
+
+    /// Every queue a producer or worker has used, by name.
+    pub async fn queues(&self) -> Result<Vec<Queue>> {
+        let mut conn = self.broker.conn().await?;
+        let registry: HashMap<String, usize> = redis::cmd("HGETALL")
+            .arg(keys::registry(self.broker.prefix()))
+            .query_async(&mut *conn)
+            .await?;
+        let mut names: Vec<_> = registry.into_iter().collect();
+        names.sort();
+        names
+            .into_iter()
+            .map(|(name, lanes)| Queue::new(self.broker.prefix(), &name, Lanes::from_count(lanes)))
+            .collect()
+    }
+
+    /// The queue called `name`, or [`Error::NoSuchQueue`].
+    pub async fn open(&self, name: &str) -> Result<Queue> {
+        keys::validate_queue_name(name)?;
+        let mut conn = self.broker.conn().await?;
+        let lanes: Option<usize> = redis::cmd("HGET")
+            .arg(keys::registry(self.broker.prefix()))
+            .arg(name)
+            .query_async(&mut *conn)
+            .await?;
+        match lanes {
+            Some(n) => Queue::new(self.broker.prefix(), name, Lanes::from_count(n)),
+            None => Err(Error::NoSuchQueue(name.to_owned())),
+        }
+    }
+
+    pub async fn stats(&self, queue: &Queue) -> Result<QueueStats> {
+        let mut conn = self.broker.conn().await?;
+        let keys = queue.keys();
+        let mut inv = scripts::STATS.prepare_invoke();
+        inv.key(keys.delayed())
+            .key(keys.dlq())
+            .key(keys.stats())
+            .key(keys.paused());
+        for s in queue.streams() {
+            inv.key(s);
+        }
+        inv.arg(&self.group);
+        let (delayed, failed, paused, now_ms, counters, lanes): (
+            u64,
+            u64,
+            bool,
+            i64,
+            HashMap<String, u64>,
+            Vec<(u64, u64, i64, String, u64)>,
+        ) = inv.invoke_async(&mut *conn).await?;
+        let counter = |k: &str| counters.get(k).copied().unwrap_or(0);
+        let mut stats = QueueStats {
+            name: queue.name().to_owned(),
+            waiting: 0,
+            active: 0,
+            delayed,
+            failed,
+            completed: counter("completed"),
+            retried: counter("retried"),
+            reclaimed: counter("reclaimed"),
+            dead_lettered: counter("dead_lettered"),
+            failed_runs: counter("failed"),
+            lag: Some(0),
+            oldest_waiting_age_ms: None,
+            paused,
+            consumers: 0,
+        };
+        for (len, pending, lag, oldest, consumers) in lanes {
+            stats.waiting += len.saturating_sub(pending);
+            stats.active += pending;
+            stats.consumers = stats.consumers.max(consumers);
+            stats.lag = match (stats.lag, u64::try_from(lag)) {
+                (Some(a), Ok(b)) => Some(a + b),
+                _ => None,
+            };
+            if let Some(ms) = entry_time_ms(&oldest) {
+                let age = (now_ms - ms).max(0) as u64;
+                stats.oldest_waiting_age_ms = Some(stats.oldest_waiting_age_ms.map_or(age, |a| a.max(age)));
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Stats of every registered queue.
+    pub async fn stats_all(&self) -> Result<Vec<QueueStats>> {
+        let mut out = Vec::new();
+        for q in self.queues().await? {
+            out.push(self.stats(&q).await?);
+        }
+        Ok(out)
+    }
+
+    /// Dead letters newest first, `limit` per page, older than `before` if given.
+    pub async fn dead_letters(
+        &self,
+        queue: &Queue,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<DeadLetterPage> {
+        let mut conn = self.broker.conn().await?;
+        let end = match before {
+            Some(id) => format!("({id}"),
+            None => "+".to_owned(),
+        };
+        let limit = limit.clamp(1, 1000);
+        let entries: Vec<(String, HashMap<String, Vec<u8>>)> = redis::cmd("XREVRANGE")
+            .arg(queue.keys().dlq())
+            .arg(&end)
+            .arg("-")
+            .arg("COUNT")
+            .arg(limit + 1)
+            .query_async(&mut *conn)
+            .await?;
+        let mut items: Vec<DeadLetter> = entries
+            .into_iter()
+            .map(|(id, fields)| DeadLetter::from_fields(id, fields))
+            .collect();
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|d| d.id.clone())
+        } else {
+            None
+        };
+        Ok(DeadLetterPage { items, next })
+    }
+
+    /// One dead letter, by its dead-letter entry id or by job id.
+    pub async fn dead_letter(&self, queue: &Queue, id: &str) -> Result<DeadLetter> {
+        let mut conn = self.broker.conn().await?;
+        let dlq = queue.keys().dlq();
+        let not_found = || Error::NoSuchDeadLetter {
+            queue: queue.name().to_owned(),
+            id: id.to_owned(),
+        };
+        if is_entry_id(id) {
+            let entries: Vec<(String, HashMap<String, Vec<u8>>)> = redis::cmd("XRANGE")
+                .arg(&dlq)
+                .arg(id)
+                .arg(id)
+                .query_async(&mut *conn)
+                .await?;
+            return entries
+                .into_iter()
+                .next()
+                .map(|(id, f)| DeadLetter::from_fields(id, f))
+                .ok_or_else(not_found);
+        }
+        // By job id: a scan, bounded by the dead-letter retention.
+        let mut start = "-".to_owned();
+        loop {
+            let entries: Vec<(String, HashMap<String, Vec<u8>>)> = redis::cmd("XRANGE")
+                .arg(&dlq)
+                .arg(&start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut *conn)
+                .await?;
+            let Some(last) = entries.last().map(|(id, _)| id.clone()) else {
+                return Err(not_found());
+            };
+            for (entry_id, fields) in entries {
+                if fields.get("id").map(Vec::as_slice) == Some(id.as_bytes()) {
+                    return Ok(DeadLetter::from_fields(entry_id, fields));
+                }
+            }
+            start = format!("({last}");
+        }
+    }
+
+    /// Puts a dead letter back on its lane as attempt 1; returns the new entry id.
+    pub async fn retry_dead(&self, queue: &Queue, id: &str) -> Result<String> {
+        let dead = self.dead_letter(queue, id).await?;
+        let mut env = dead.envelope.ok_or_else(|| Error::Undecodable {
+            id: dead.id.clone(),
+            reason: "it was malformed when it arrived".into(),
+        })?;
+        env.attempt = 1;
+        env.last_error = dead.error;
+        env.available_at_ms = envelope::now_ms();
+        let lane = queue.streams().len().min(match dead.lane.as_str() {
+            "high" => 0,
+            "low" => 2,
+            _ if queue.lanes() == Lanes::Priority => 1,
+            _ => 0,
+        });
+        let stream = &queue.streams()[lane.min(queue.streams().len() - 1)];
+        let mut conn = self.broker.conn().await?;
+        let mut inv = scripts::DLQ_RETRY.prepare_invoke();
+        inv.key(queue.keys().dlq())
+            .key(stream)
+            .arg(&dead.id)
+            .arg(env.encode_to_vec());
+        let new_id: Option<String> = inv.invoke_async(&mut *conn).await?;
+        new_id.ok_or_else(|| Error::NoSuchDeadLetter {
+            queue: queue.name().to_owned(),
+            id: id.to_owned(),
+        })
+    }
+
+    /// Retries every dead letter that decodes; returns how many were re-enqueued.
+    /// Undecodable ones stay in the dead-letter stream.
+    pub async fn retry_all_dead(&self, queue: &Queue) -> Result<u64> {
+        let mut retried = 0;
+        let mut before: Option<String> = None;
+        loop {
+            let page = self.dead_letters(queue, before.as_deref(), 200).await?;
+            for dead in &page.items {
+                match self.retry_dead(queue, &dead.id).await {
+                    Ok(_) => retried += 1,
+                    Err(Error::Undecodable { .. } | Error::NoSuchDeadLetter { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            match page.next {
+                Some(next) => before = Some(next),
+                None => return Ok(retried),
+            }
+        }
+    }
+
+    /// Deletes one dead letter (by entry id or job id).
+    pub async fn delete_dead(&self, queue: &Queue, id: &str) -> Result<()> {
+        let dead = self.dead_letter(queue, id).await?;
+        let mut conn = self.broker.conn().await?;
+        let removed: u64 = redis::cmd("XDEL")
+            .arg(queue.keys().dlq())
+            .arg(&dead.id)
+            .query_async(&mut *conn)
+            .await?;
+        if removed == 0 {
+            return Err(Error::NoSuchDeadLetter {
+                queue: queue.name().to_owned(),
+                id: id.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Deletes every dead letter; returns how many there were.
+    pub async fn flush_dead(&self, queue: &Queue) -> Result<u64> {
+        let mut conn = self.broker.conn().await?;
+        let dlq = queue.keys().dlq();
+        let (len, _): (u64, u64) = redis::pipe()
+            .atomic()
+            .cmd("XLEN")
+            .arg(&dlq)
+            .cmd("UNLINK")
+            .arg(&dlq)
+            .query_async(&mut *conn)
+            .await?;
+        Ok(len)
+    }
+
+    /// Deletes waiting and delayed jobs. Running jobs are left alone.
+    pub async fn purge(&self, queue: &Queue) -> Result<PurgeReport> {
+        let mut conn = self.broker.conn().await?;
+        let mut waiting = 0;
+        for stream in queue.streams() {
+            loop {
+                let mut inv = scripts::PURGE.prepare_invoke();
+                inv.key(stream).arg(&self.group).arg(1000);
+                let n: u64 = inv.invoke_async(&mut *conn).await?;
+                waiting += n;
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        let delayed_key = queue.keys().delayed();
+        let (delayed, _): (u64, u64) = redis::pipe()
+            .atomic()
+            .cmd("ZCARD")
+            .arg(&delayed_key)
+            .cmd("UNLINK")
+            .arg(&delayed_key)
+            .query_async(&mut *conn)
+            .await?;
+        Ok(PurgeReport { waiting, delayed })
+    }
+
+    /// Stops workers from starting jobs of this queue (they finish running ones).
+    pub async fn pause(&self, queue: &Queue) -> Result<()> {
+        let mut conn = self.broker.conn().await?;
+        redis::cmd("SET")
+            .arg(queue.keys().paused())
+            .arg(envelope::now_ms())
+            .query_async::<()>(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn resume(&self, queue: &Queue) -> Result<()> {
+        let mut conn = self.broker.conn().await?;
+        redis::cmd("DEL")
+            .arg(queue.keys().paused())
+            .query_async::<()>(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    /// The most recent completions, newest first.
+    pub async fn completions(&self, queue: &Queue, limit: usize) -> Result<Vec<Completion>> {
+        let mut conn = self.broker.conn().await?;
+        let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XREVRANGE")
+            .arg(queue.keys().done())
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(limit.clamp(1, 10_000))
+            .query_async(&mut *conn)
+            .await?;
+        Ok(entries
+            .into_iter()
+            .map(|(id, f)| {
+                let run = f.get("run").map(String::as_str).unwrap_or("");
+                let (attempt, ms) = run.split_once(':').unwrap_or(("0", "0"));
+                Completion {
+                    job_id: f.get("id").cloned().unwrap_or_default(),
+                    kind: f.get("kind").cloned().unwrap_or_default(),
+                    attempt: attempt.parse().unwrap_or(0),
+                    duration_ms: ms.parse().unwrap_or(0),
+                    finished_at_ms: entry_time_ms(&id).unwrap_or(0),
+                }
+            })
+            .collect())
+    }
+
+    /// Consumers of the queue's group, per lane.
+    pub async fn consumers(&self, queue: &Queue) -> Result<Vec<ConsumerInfo>> {
+        let mut conn = self.broker.conn().await?;
+        let mut out = Vec::new();
+        for (lane, stream) in queue.streams().iter().enumerate() {
+            let reply: redis::RedisResult<Vec<HashMap<String, Value>>> = redis::cmd("XINFO")
+                .arg("CONSUMERS")
+                .arg(stream)
+                .arg(&self.group)
+                .query_async(&mut *conn)
+                .await;
+            let consumers = match reply {
+                Ok(c) => c,
+                // No stream or no group yet: no consumers.
+                Err(e) if e.code() == Some("NOGROUP") || e.to_string().contains("no such key") => {
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            for c in consumers {
+                let get = |k: &str| c.get(k).cloned().map(redis::from_redis_value::<u64>);
+                out.push(ConsumerInfo {
+                    name: c
+                        .get("name")
+                        .cloned()
+                        .map(redis::from_redis_value::<String>)
+                        .transpose()?
+                        .unwrap_or_default(),
+                    lane: queue.lane_name(lane).to_owned(),
+                    pending: get("pending").transpose()?.unwrap_or(0),
+                    idle_ms: get("idle").transpose()?.unwrap_or(0),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes consumers idle for at least `min_idle`. Their pending entries are
+    /// first handed to [`HEIR_CONSUMER`] with their idle time kept, so the next
+    /// reclaim of any live worker runs them: nothing is lost.
+    pub async fn remove_dead_consumers(
+        &self,
+        queue: &Queue,
+        min_idle: Duration,
+    ) -> Result<Vec<RemovedConsumer>> {
+        let consumers = self.consumers(queue).await?;
+        let mut conn = self.broker.conn().await?;
+        let mut removed = Vec::new();
+        for c in consumers {
+            if c.idle_ms < min_idle.as_millis() as u64 {
+                continue;
+            }
+            if c.name == HEIR_CONSUMER && c.pending > 0 {
+                continue; // its entries are waiting to be reclaimed
+            }
+            let lane = match (queue.lanes(), c.lane.as_str()) {
+                (Lanes::Priority, "high") => 0,
+                (Lanes::Priority, "low") => 2,
+                (Lanes::Priority, _) => 1,
+                (Lanes::Single, _) => 0,
+            };
+            let stream = &queue.streams()[lane];
+            let mut moved = 0;
+            loop {
+                let mut inv = scripts::EVICT_CONSUMER.prepare_invoke();
+                inv.key(stream)
+                    .arg(&self.group)
+                    .arg(&c.name)
+                    .arg(HEIR_CONSUMER)
+                    .arg(500);
+                let (n, deleted): (u64, u64) = inv.invoke_async(&mut *conn).await?;
+                moved += n;
+                if deleted == 1 {
+                    break;
+                }
+            }
+            removed.push(RemovedConsumer {
+                name: c.name,
+                lane: c.lane,
+                moved,
+            });
+        }
+        Ok(removed)
+    }
+
+    /// Moves due delayed jobs into their streams now (workers do this on their own).
+    pub async fn promote_due(&self, queue: &Queue) -> Result<u64> {
+        let mut conn = self.broker.conn().await?;
+        let mut total = 0;
+        loop {
+            let (moved, _) = crate::worker::promote_due_jobs(&mut conn, queue, 1000).await?;
+            total += moved as u64;
+            if moved < 1000 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Deletes every key of the queue and its registry entry, running jobs included.
+    /// For tests and for decommissioning a queue; not an everyday operation.
+    pub async fn destroy(&self, queue: &Queue) -> Result<u64> {
+        let mut conn = self.broker.conn().await?;
+        let mut deleted = 0;
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(queue.keys().pattern())
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut *conn)
+                .await?;
+            if !keys.is_empty() {
+                deleted += redis::cmd("UNLINK")
+                    .arg(&keys)
+                    .query_async::<u64>(&mut *conn)
+                    .await?;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        redis::cmd("HDEL")
+            .arg(queue.registry_key())
+            .arg(queue.name())
+            .query_async::<()>(&mut *conn)
+            .await?;
+        Ok(deleted)
+    }
+}
+
+impl DeadLetter {
+    fn from_fields(id: String, mut f: HashMap<String, Vec<u8>>) -> Self {
+        let text = |f: &HashMap<String, Vec<u8>>, k: &str| {
+            f.get(k)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default()
+        };
+        let raw = f.remove("e").unwrap_or_default();
+        let envelope = if raw.is_empty() {
+            None
+        } else {
+            Envelope::decode(raw.as_slice()).ok()
+        };
+        let mut job_id = text(&f, "id");
+        let mut kind = text(&f, "kind");
+        if let Some(env) = &envelope {
+            // Poison entries are recorded by a script that cannot decode protobuf.
+            if job_id.is_empty() {
+                job_id = env.id.clone();
+            }
+            if kind.is_empty() {
+                kind = env.kind.clone();
+            }
+        }
+        DeadLetter {
+            job_id,
+            kind,
+            error: text(&f, "error"),
+            attempts: text(&f, "attempts").parse().ok().filter(|a| *a > 0),
+            failed_at_ms: text(&f, "failed_at").parse().unwrap_or(0),
+            origin: text(&f, "origin"),
+            lane: text(&f, "lane"),
+            enqueued_at_ms: envelope.as_ref().map(|e| e.enqueued_at_ms),
+            payload_bytes: envelope.as_ref().map_or(raw.len(), |e| e.payload.len()),
+            headers: envelope.as_ref().map(|e| e.headers.clone()).unwrap_or_default(),
+            envelope,
+            id,
+        }
+    }
+}
+
+/// Whether `id` looks like a stream entry id (`ms-seq`).
+fn is_entry_id(id: &str) -> bool {
+    match id.split_once('-') {
+        Some((ms, seq)) => {
+            !ms.is_empty()
+                && !seq.is_empty()
+                && ms.bytes().all(|b| b.is_ascii_digit())
+                && seq.bytes().all(|b| b.is_ascii_digit())
+        }
+        None => false,
+    }
+}
+
+/// The millisecond timestamp inside a stream entry id.
+fn entry_time_ms(id: &str) -> Option<i64> {
+    id.split_once('-')?.0.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_ids_are_told_apart_from_job_ids() {
+        assert!(is_entry_id("1700000000000-0"));
+        assert!(!is_entry_id("0191d5a4-7b7c-7c1e-9f00-1234567890ab"));
+        assert!(!is_entry_id("abc"));
+        assert_eq!(entry_time_ms("1700000000000-3"), Some(1_700_000_000_000));
+    }
+}

@@ -1,0 +1,25 @@
+#![doc = include_str!("../README.md")]
+
+pub mod admin;
+pub mod backoff;
+pub mod broker;
+pub mod envelope;
+mod error;
+pub mod keys;
+pub mod producer;
+pub mod queue;
+mod scripts;
+mod trace;
+pub mod worker;
+
+pub use admin::{Admin, QueueStats};
+pub use backoff::Backoff;
+pub use broker::{Broker, BrokerConfig};
+pub use envelope::Envelope;
+pub use error::{Error, Result};
+pub use producer::{Enqueued, NewJob, Producer, Schedule};
+pub use queue::{Lanes, Priority, Queue};
+pub use worker::{Handler, Job, JobError, Worker, WorkerConfig};
+
+/// Re-exported so binaries and tests need no direct dependency to shut workers down.
+pub use tokio_util::sync::CancellationToken;

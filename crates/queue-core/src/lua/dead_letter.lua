@@ -1,0 +1,31 @@
+-- Moves an entry to the dead-letter stream: acknowledge + delete + XADD dlq, one step.
+-- KEYS[1] lane stream, KEYS[2] dlq stream, KEYS[3] stats hash
+-- ARGV[1] group, ARGV[2] consumer ("" skips the ownership check), ARGV[3] entry id,
+-- ARGV[4] dlq max length (0 = unbounded), ARGV[5] envelope bytes, ARGV[6] error,
+-- ARGV[7] attempts, ARGV[8] lane, ARGV[9] job id, ARGV[10] kind
+-- Returns 1 when dead-lettered, 0 when the entry is no longer ours.
+if ARGV[2] ~= '' then
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+  if #p == 0 or p[1][2] ~= ARGV[2] then
+    return 0
+  end
+end
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[3]) == 0 then
+  return 0
+end
+redis.call('XDEL', KEYS[1], ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local maxlen = tonumber(ARGV[4])
+local args = {'XADD', KEYS[2]}
+if maxlen > 0 then
+  args[#args + 1] = 'MAXLEN'; args[#args + 1] = '~'; args[#args + 1] = maxlen
+end
+for _, v in ipairs({'*', 'e', ARGV[5], 'error', ARGV[6], 'attempts', ARGV[7], 'failed_at', now,
+                    'origin', ARGV[3], 'lane', ARGV[8], 'id', ARGV[9], 'kind', ARGV[10]}) do
+  args[#args + 1] = v
+end
+redis.call(unpack(args))
+redis.call('HINCRBY', KEYS[3], 'failed', 1)
+redis.call('HINCRBY', KEYS[3], 'dead_lettered', 1)
+return 1

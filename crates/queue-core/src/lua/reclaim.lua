@@ -1,0 +1,55 @@
+-- Takes over entries whose consumer stopped heart-beating (idle >= visibility timeout)
+-- and dead-letters those delivered more than max_deliveries times (poison jobs that
+-- kill their worker), in one step.
+-- KEYS[1] lane stream, KEYS[2] dlq stream, KEYS[3] stats hash
+-- ARGV[1] group, ARGV[2] consumer, ARGV[3] min idle ms, ARGV[4] cursor, ARGV[5] count,
+-- ARGV[6] max deliveries, ARGV[7] dlq max length, ARGV[8] lane
+-- Returns {next cursor, {id, fields, deliveries, ...}, poisoned count}.
+local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'COUNT', ARGV[5])
+local maxd = tonumber(ARGV[6])
+local maxlen = tonumber(ARGV[7])
+local out = {}
+local poisoned = 0
+local now = nil
+for _, e in ipairs(r[2]) do
+  local id = e[1]
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
+  local deliveries = 0
+  if p[1] then deliveries = p[1][4] end
+  if deliveries > maxd then
+    if not now then
+      local t = redis.call('TIME')
+      now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    end
+    local env = ''
+    local f = e[2] or {}
+    for j = 1, #f, 2 do
+      if f[j] == 'e' then env = f[j + 1] end
+    end
+    redis.call('XACK', KEYS[1], ARGV[1], id)
+    redis.call('XDEL', KEYS[1], id)
+    local args = {'XADD', KEYS[2]}
+    if maxlen > 0 then
+      args[#args + 1] = 'MAXLEN'; args[#args + 1] = '~'; args[#args + 1] = maxlen
+    end
+    for _, v in ipairs({'*', 'e', env, 'error',
+        'delivered ' .. deliveries .. ' times (max_deliveries ' .. maxd .. '): its worker stopped each time',
+        'attempts', '', 'failed_at', now, 'origin', id, 'lane', ARGV[8], 'id', '', 'kind', ''}) do
+      args[#args + 1] = v
+    end
+    redis.call(unpack(args))
+    poisoned = poisoned + 1
+  else
+    out[#out + 1] = id
+    out[#out + 1] = e[2] or {}
+    out[#out + 1] = deliveries
+  end
+end
+if #out > 0 then
+  redis.call('HINCRBY', KEYS[3], 'reclaimed', #out / 3)
+end
+if poisoned > 0 then
+  redis.call('HINCRBY', KEYS[3], 'dead_lettered', poisoned)
+  redis.call('HINCRBY', KEYS[3], 'failed', poisoned)
+end
+return {r[1], out, poisoned}

@@ -1,0 +1,305 @@
+//! Consuming jobs: the handler trait, the worker configuration and the runner.
+//!
+//! A [`Worker`] reads entries of one queue through its consumer group, runs them
+//! with bounded concurrency and settles every entry through one Lua script each
+//! (complete, retry, dead-letter). Background loops promote due delayed jobs,
+//! reclaim entries of stopped consumers, and keep long jobs' claims alive.
+
+mod runner;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::backoff::Backoff;
+use crate::envelope::Envelope;
+use crate::{Broker, Error, Queue, Result};
+
+pub use runner::Worker;
+pub(crate) use runner::promote_due_jobs;
+
+/// Why a run failed, which decides what happens next.
+#[derive(Debug)]
+pub enum JobError {
+    /// Try again after the backoff, while attempts remain.
+    Retry(anyhow::Error),
+    /// Do not try again: dead-letter now.
+    Permanent(anyhow::Error),
+}
+
+impl JobError {
+    pub fn retry(error: impl Into<anyhow::Error>) -> Self {
+        JobError::Retry(error.into())
+    }
+
+    pub fn permanent(error: impl Into<anyhow::Error>) -> Self {
+        JobError::Permanent(error.into())
+    }
+
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, JobError::Permanent(_))
+    }
+
+    fn message(&self) -> String {
+        match self {
+            JobError::Retry(e) | JobError::Permanent(e) => format!("{e:#}"),
+        }
+    }
+}
+
+impl std::fmt::Display for JobError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+/// `?` on any error inside a handler means "retry".
+impl<E: Into<anyhow::Error>> From<E> for JobError {
+    fn from(error: E) -> Self {
+        JobError::Retry(error.into())
+    }
+}
+
+/// One delivery of a job to a handler.
+#[derive(Debug, Clone)]
+pub struct Job {
+    envelope: Arc<Envelope>,
+    entry_id: Arc<str>,
+    deliveries: u64,
+    max_attempts: u32,
+}
+
+impl Job {
+    /// The job id (the same on every attempt).
+    pub fn id(&self) -> &str {
+        &self.envelope.id
+    }
+
+    pub fn kind(&self) -> &str {
+        &self.envelope.kind
+    }
+
+    /// 1 on the first run.
+    pub fn attempt(&self) -> u32 {
+        self.envelope.attempt
+    }
+
+    /// Runs allowed in all; the last attempt is the one where `attempt == max_attempts`.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// Whether a retryable failure of this run will dead-letter the job.
+    pub fn is_last_attempt(&self) -> bool {
+        self.attempt() >= self.max_attempts
+    }
+
+    pub fn payload(&self) -> &Bytes {
+        &self.envelope.payload
+    }
+
+    /// Decodes the payload; a payload that does not decode is a permanent error.
+    pub fn decode<M: prost::Message + Default>(&self) -> Result<M, JobError> {
+        M::decode(self.envelope.payload.clone()).map_err(|e| {
+            JobError::permanent(anyhow::anyhow!(
+                "payload of {} job {} does not decode: {e}",
+                self.kind(),
+                self.id()
+            ))
+        })
+    }
+
+    pub fn headers(&self) -> &HashMap<String, String> {
+        &self.envelope.headers
+    }
+
+    /// Error of the previous attempt, empty on the first run.
+    pub fn last_error(&self) -> &str {
+        &self.envelope.last_error
+    }
+
+    pub fn enqueued_at_ms(&self) -> i64 {
+        self.envelope.enqueued_at_ms
+    }
+
+    /// The stream entry id of this delivery.
+    pub fn entry_id(&self) -> &str {
+        &self.entry_id
+    }
+
+    /// Times this entry was delivered (more than 1 after a reclaim).
+    pub fn deliveries(&self) -> u64 {
+        self.deliveries
+    }
+}
+
+/// Runs jobs. Implemented for async closures `Fn(Job) -> Future<Output = Result<(), JobError>>`.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, job: Job) -> impl Future<Output = Result<(), JobError>> + Send;
+}
+
+impl<F, Fut> Handler for F
+where
+    F: Fn(Job) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), JobError>> + Send,
+{
+    fn handle(&self, job: Job) -> impl Future<Output = Result<(), JobError>> + Send {
+        self(job)
+    }
+}
+
+/// Settings of one worker. Every interval is a default that tests shrink to ms.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Consumer group shared by all workers of the queue.
+    pub group: String,
+    /// Consumer name; `None` picks `host-pid-random`, unique per process.
+    pub consumer: Option<String>,
+    /// Jobs run at once by this worker.
+    pub concurrency: NonZeroUsize,
+    /// Most entries fetched per read.
+    pub batch_size: NonZeroUsize,
+    /// How long a read waits for new entries when the queue is empty.
+    pub block: Duration,
+    /// A run that takes longer fails with a retryable timeout error.
+    pub job_timeout: Duration,
+    /// Attempts for jobs whose envelope does not set `max_attempts`.
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    /// An entry idle this long (its worker stopped heart-beating) is reclaimed.
+    pub visibility_timeout: Duration,
+    /// How often running jobs' claims are refreshed; well under the visibility timeout.
+    pub heartbeat_interval: Duration,
+    /// How often this worker looks for entries to reclaim.
+    pub reclaim_interval: Duration,
+    /// Deliveries after which an entry whose worker keeps dying is dead-lettered.
+    pub max_deliveries: u32,
+    /// Longest sleep between two promotions of due delayed jobs.
+    pub promote_interval: Duration,
+    /// How often a paused worker checks whether it was resumed.
+    pub pause_poll: Duration,
+    /// Time in-flight jobs get to finish on shutdown.
+    pub grace_period: Duration,
+    /// Completions kept in the `done` stream (0 keeps none).
+    pub done_retention: usize,
+    /// Dead letters kept (approximately; 0 = unbounded).
+    pub dlq_retention: usize,
+    /// Most outcomes settled per batch of scripts.
+    pub ack_batch: NonZeroUsize,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            group: "workers".into(),
+            consumer: None,
+            concurrency: NonZeroUsize::new(10).expect("nonzero"),
+            batch_size: NonZeroUsize::new(100).expect("nonzero"),
+            block: Duration::from_secs(2),
+            job_timeout: Duration::from_secs(60),
+            max_attempts: 3,
+            backoff: Backoff::default(),
+            visibility_timeout: Duration::from_secs(5),
+            heartbeat_interval: Duration::from_secs(1),
+            reclaim_interval: Duration::from_secs(1),
+            max_deliveries: 5,
+            promote_interval: Duration::from_millis(250),
+            pause_poll: Duration::from_millis(250),
+            grace_period: Duration::from_secs(30),
+            done_retention: 1000,
+            dlq_retention: 10_000,
+            ack_batch: NonZeroUsize::new(512).expect("nonzero"),
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// Checks the settings against each other; called before any I/O.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(Error::InvalidConfig(msg));
+        if self.group.is_empty() {
+            return bad("group must not be empty".into());
+        }
+        if self.max_attempts == 0 {
+            return bad("max_attempts must be at least 1".into());
+        }
+        if self.max_deliveries == 0 {
+            return bad("max_deliveries must be at least 1".into());
+        }
+        for (name, d) in [
+            ("block", self.block),
+            ("job_timeout", self.job_timeout),
+            ("visibility_timeout", self.visibility_timeout),
+            ("heartbeat_interval", self.heartbeat_interval),
+            ("reclaim_interval", self.reclaim_interval),
+            ("promote_interval", self.promote_interval),
+            ("pause_poll", self.pause_poll),
+        ] {
+            if d.is_zero() {
+                return bad(format!("{name} must be greater than zero"));
+            }
+        }
+        if self.heartbeat_interval * 2 >= self.visibility_timeout {
+            return bad(format!(
+                "heartbeat_interval ({:?}) must be less than half of visibility_timeout ({:?}), \
+                 or running jobs get reclaimed",
+                self.heartbeat_interval, self.visibility_timeout
+            ));
+        }
+        self.backoff.validate().map_err(Error::InvalidConfig)
+    }
+}
+
+/// Builds the default consumer name: host, process id and a random suffix, so two
+/// processes (or two workers in one process) never share a pending-entry list.
+pub(crate) fn default_consumer_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "worker".into());
+    // A random start survives pid reuse; the counter keeps workers of one process apart.
+    static NEXT: std::sync::LazyLock<std::sync::atomic::AtomicU32> =
+        std::sync::LazyLock::new(|| std::sync::atomic::AtomicU32::new(rand::random::<u16>().into()));
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{host}-{}-{n:x}", std::process::id())
+}
+
+/// Creates a worker; shorthand for [`Worker::new`].
+pub fn worker<H: Handler>(
+    broker: &Broker,
+    queue: &Queue,
+    config: WorkerConfig,
+    handler: H,
+) -> Result<Worker<H>> {
+    Worker::new(broker.clone(), queue.clone(), config, handler)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_heartbeat_slower_than_half_the_visibility_timeout_is_rejected() {
+        let cfg = WorkerConfig {
+            heartbeat_interval: Duration::from_secs(3),
+            ..WorkerConfig::default()
+        };
+        let err = cfg.validate().expect_err("must be rejected").to_string();
+        assert!(err.contains("heartbeat_interval"), "{err}");
+        assert!(WorkerConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn consumer_names_differ_between_workers() {
+        let a = default_consumer_name();
+        let b = default_consumer_name();
+        assert!(a.contains(&std::process::id().to_string()));
+        assert_ne!(a, b);
+    }
+}
