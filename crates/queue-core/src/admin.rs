@@ -210,7 +210,8 @@ impl Admin {
             };
             if let Some(ms) = entry_time_ms(&oldest) {
                 let age = (now_ms - ms).max(0) as u64;
-                stats.oldest_waiting_age_ms = Some(stats.oldest_waiting_age_ms.map_or(age, |a| a.max(age)));
+                stats.oldest_waiting_age_ms =
+                    Some(stats.oldest_waiting_age_ms.map_or(age, |a| a.max(age)));
             }
         }
         Ok(stats)
@@ -628,7 +629,10 @@ impl DeadLetter {
             lane: text(&f, "lane"),
             enqueued_at_ms: envelope.as_ref().map(|e| e.enqueued_at_ms),
             payload_bytes: envelope.as_ref().map_or(raw.len(), |e| e.payload.len()),
-            headers: envelope.as_ref().map(|e| e.headers.clone()).unwrap_or_default(),
+            headers: envelope
+                .as_ref()
+                .map(|e| e.headers.clone())
+                .unwrap_or_default(),
             envelope,
             id,
         }

@@ -47,7 +47,10 @@ impl Backoff {
             return Err(format!("backoff factor must be >= 1, got {}", self.factor));
         }
         if !(0.0..1.0).contains(&self.jitter) {
-            return Err(format!("backoff jitter must be in [0, 1), got {}", self.jitter));
+            return Err(format!(
+                "backoff jitter must be in [0, 1), got {}",
+                self.jitter
+            ));
         }
         if self.max < self.initial {
             return Err("backoff max must be >= initial".into());
@@ -87,8 +90,22 @@ mod tests {
 
     #[test]
     fn nonsense_settings_are_rejected() {
-        assert!(Backoff { factor: 0.5, ..Backoff::default() }.validate().is_err());
-        assert!(Backoff { jitter: 1.5, ..Backoff::default() }.validate().is_err());
+        assert!(
+            Backoff {
+                factor: 0.5,
+                ..Backoff::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Backoff {
+                jitter: 1.5,
+                ..Backoff::default()
+            }
+            .validate()
+            .is_err()
+        );
         assert!(Backoff::default().validate().is_ok());
     }
 }

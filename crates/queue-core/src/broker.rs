@@ -129,6 +129,19 @@ impl Broker {
         Ok(self.inner.pool.get().await?)
     }
 
+    /// A pooled connection for commands outside the queue API (readiness checks,
+    /// tools). Key names must still come from [`crate::keys`].
+    pub async fn connection(&self) -> Result<deadpool_redis::Connection> {
+        self.conn().await
+    }
+
+    /// Answers whether Redis responds to `PING` (for readiness probes).
+    pub async fn ping(&self) -> Result<()> {
+        let mut conn = self.conn().await?;
+        redis::cmd("PING").query_async::<()>(&mut *conn).await?;
+        Ok(())
+    }
+
     /// A dedicated connection for `XREADGROUP ... BLOCK`: its reply timeout must
     /// outlast the block time, and a blocked read must not stall other commands.
     pub(crate) async fn blocking_conn(&self, block: Duration) -> Result<MultiplexedConnection> {

@@ -155,15 +155,18 @@ impl Producer {
         let prepared = prepare(queue, job)?;
         let reply: Value = match prepared.kind {
             PreparedKind::Xadd => prepared.cmd.query_async(&mut *conn).await?,
-            PreparedKind::Script => {
-                match prepared.cmd.query_async(&mut *conn).await {
-                    Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                        scripts::ENQUEUE.prepare_invoke().load_async(&mut *conn).await?;
-                        prepared.cmd.query_async(&mut *conn).await?
-                    }
-                    other => other?,
+            PreparedKind::Script => match prepared.cmd.query_async(&mut *conn).await {
+                Err(e)
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    scripts::ENQUEUE
+                        .prepare_invoke()
+                        .load_async(&mut *conn)
+                        .await?;
+                    prepared.cmd.query_async(&mut *conn).await?
                 }
-            }
+                other => other?,
+            },
         };
         interpret(prepared.id, &prepared.kind, reply)
     }
@@ -189,7 +192,10 @@ impl Producer {
         {
             // Loaded up front: a NOSCRIPT in the middle of a pipeline could not be
             // replayed without enqueueing the jobs before it twice.
-            scripts::ENQUEUE.prepare_invoke().load_async(&mut *conn).await?;
+            scripts::ENQUEUE
+                .prepare_invoke()
+                .load_async(&mut *conn)
+                .await?;
         }
         let mut out = Vec::with_capacity(prepared.len());
         for chunk in prepared.chunks(1000) {

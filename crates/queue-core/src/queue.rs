@@ -8,7 +8,9 @@ use crate::keys::{self, QueueKeys};
 use crate::{Error, Result};
 
 /// Priority of a job on a queue with priority lanes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
     High,
@@ -56,7 +58,11 @@ impl Lanes {
     }
 
     pub(crate) fn from_count(n: usize) -> Self {
-        if n >= 3 { Lanes::Priority } else { Lanes::Single }
+        if n >= 3 {
+            Lanes::Priority
+        } else {
+            Lanes::Single
+        }
     }
 }
 

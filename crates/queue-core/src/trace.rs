@@ -44,6 +44,7 @@ pub(crate) fn continue_trace(span: &tracing::Span, headers: &HashMap<String, Str
     if !headers.contains_key(crate::envelope::TRACEPARENT) {
         return;
     }
-    let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));
+    let cx =
+        opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));
     let _ = span.set_parent(cx);
 }

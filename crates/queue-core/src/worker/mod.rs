@@ -265,7 +265,9 @@ pub(crate) fn default_consumer_name() -> String {
         .unwrap_or_else(|| "worker".into());
     // A random start survives pid reuse; the counter keeps workers of one process apart.
     static NEXT: std::sync::LazyLock<std::sync::atomic::AtomicU32> =
-        std::sync::LazyLock::new(|| std::sync::atomic::AtomicU32::new(rand::random::<u16>().into()));
+        std::sync::LazyLock::new(|| {
+            std::sync::atomic::AtomicU32::new(rand::random::<u16>().into())
+        });
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!("{host}-{}-{n:x}", std::process::id())
 }

@@ -94,9 +94,7 @@ struct Metrics {
 
 impl Metrics {
     fn new(queue: &str) -> Self {
-        let outcome = |o: &'static str| {
-            metrics::counter!("rsq_jobs_total", "queue" => queue.to_owned(), "outcome" => o)
-        };
+        let outcome = |o: &'static str| metrics::counter!("rsq_jobs_total", "queue" => queue.to_owned(), "outcome" => o);
         Self {
             completed: outcome("completed"),
             retried: outcome("retried"),
@@ -129,7 +127,10 @@ impl<H: Handler> Worker<H> {
     /// Validates the config; connects nothing until [`Worker::run`].
     pub fn new(broker: Broker, queue: Queue, config: WorkerConfig, handler: H) -> Result<Self> {
         config.validate()?;
-        let consumer = config.consumer.clone().unwrap_or_else(default_consumer_name);
+        let consumer = config
+            .consumer
+            .clone()
+            .unwrap_or_else(default_consumer_name);
         Ok(Self {
             broker,
             queue,
@@ -326,7 +327,10 @@ async fn read_loop<H: Handler>(ctx: &Arc<Ctx<H>>, shutdown: &CancellationToken) 
             Err(e) => {
                 drop(permits);
                 if is_nogroup(&e) {
-                    warn!(queue.name = ctx.queue.name(), "consumer group missing, recreating it");
+                    warn!(
+                        queue.name = ctx.queue.name(),
+                        "consumer group missing, recreating it"
+                    );
                     if let Ok(mut conn) = ctx.broker.conn().await {
                         let _ = ensure_groups(&mut conn, &ctx.queue, &ctx.cfg.group).await;
                     }
@@ -885,11 +889,20 @@ async fn reclaim_loop<H: Handler>(ctx: Arc<Ctx<H>>, shutdown: CancellationToken)
                     *cursor = next;
                     if poisoned > 0 {
                         ctx.metrics.dead_lettered.increment(poisoned);
-                        warn!(queue.name = ctx.queue.name(), jobs = poisoned, max_deliveries = ctx.cfg.max_deliveries, "dead-lettered entries whose worker stopped on every delivery");
+                        warn!(
+                            queue.name = ctx.queue.name(),
+                            jobs = poisoned,
+                            max_deliveries = ctx.cfg.max_deliveries,
+                            "dead-lettered entries whose worker stopped on every delivery"
+                        );
                     }
                     if !entries.is_empty() {
                         ctx.metrics.reclaimed.increment(entries.len() as u64);
-                        info!(queue.name = ctx.queue.name(), jobs = entries.len(), "reclaimed jobs of a stopped consumer");
+                        info!(
+                            queue.name = ctx.queue.name(),
+                            jobs = entries.len(),
+                            "reclaimed jobs of a stopped consumer"
+                        );
                         track(&ctx, &entries);
                         let mut permits = permits;
                         let used = permits
