@@ -112,6 +112,17 @@ pub struct RemovedConsumer {
     pub moved: u64,
 }
 
+/// Reply of `stats.lua`: delayed, dlq length, paused, server ms, counters, and per
+/// lane (length, pending, lag or -1, oldest waiting entry id, consumers).
+type StatsReply = (
+    u64,
+    u64,
+    bool,
+    i64,
+    HashMap<String, u64>,
+    Vec<(u64, u64, i64, String, u64)>,
+);
+
 /// Admin operations over one broker.
 #[derive(Debug, Clone)]
 pub struct Admin {
@@ -175,14 +186,8 @@ impl Admin {
             inv.key(s);
         }
         inv.arg(&self.group);
-        let (delayed, failed, paused, now_ms, counters, lanes): (
-            u64,
-            u64,
-            bool,
-            i64,
-            HashMap<String, u64>,
-            Vec<(u64, u64, i64, String, u64)>,
-        ) = inv.invoke_async(&mut *conn).await?;
+        let (delayed, failed, paused, now_ms, counters, lanes): StatsReply =
+            inv.invoke_async(&mut *conn).await?;
         let counter = |k: &str| counters.get(k).copied().unwrap_or(0);
         let mut stats = QueueStats {
             name: queue.name().to_owned(),
@@ -296,8 +301,11 @@ impl Admin {
                 return Err(not_found());
             };
             for (entry_id, fields) in entries {
-                if fields.get("id").map(Vec::as_slice) == Some(id.as_bytes()) {
-                    return Ok(DeadLetter::from_fields(entry_id, fields));
+                // Poison entries carry an empty `id` field (the reclaim script cannot
+                // decode protobuf): their job id comes from the envelope.
+                let dead = DeadLetter::from_fields(entry_id, fields);
+                if dead.job_id == id {
+                    return Ok(dead);
                 }
             }
             start = format!("({last}");

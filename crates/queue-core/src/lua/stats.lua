@@ -10,6 +10,7 @@ for i = 5, #KEYS do
   local len = redis.call('XLEN', KEYS[i])
   local pending, lag, oldest, consumers = 0, -1, '', 0
   local last = nil
+  local grouped = false
   if len > 0 or redis.call('EXISTS', KEYS[i]) == 1 then
     local groups = redis.call('XINFO', 'GROUPS', KEYS[i])
     for _, g in ipairs(groups) do
@@ -19,10 +20,13 @@ for i = 5, #KEYS do
         pending = info['pending']
         consumers = info['consumers']
         last = info['last-delivered-id']
+        grouped = true
         if info['lag'] then lag = info['lag'] end
       end
     end
   end
+  -- Without a group (no worker has started yet) every entry is unread.
+  if not grouped then lag = len end
   if len > pending then
     local first
     if last then

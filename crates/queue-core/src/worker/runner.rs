@@ -177,7 +177,6 @@ impl<H: Handler> Worker<H> {
         let background = CancellationToken::new();
         let settler = tokio::spawn(settle_loop(ctx.clone(), rx));
         let heartbeat = tokio::spawn(heartbeat_loop(ctx.clone(), background.clone()));
-        let reclaimer = tokio::spawn(reclaim_loop(ctx.clone(), shutdown.clone()));
         let promoter = tokio::spawn(promote_loop(ctx.clone(), shutdown.clone()));
 
         read_loop(&ctx, &shutdown).await;
@@ -203,7 +202,6 @@ impl<H: Handler> Worker<H> {
             ctx.hard_stop.cancel();
             ctx.jobs.wait().await;
         }
-        let _ = reclaimer.await;
         let _ = promoter.await;
         let (done_tx, done_rx) = oneshot::channel();
         if ctx.settle.send(Settle::Flush(done_tx)).is_ok() {
@@ -271,9 +269,16 @@ enum Read {
     Entries(Vec<Delivery>),
 }
 
+/// Reads and reclaims with the same concurrency slots. Reclaiming here rather than
+/// in a task of its own matters: an idle reader holds every free slot while it
+/// blocks, so a separate reclaimer would find none; instead the blocking read
+/// never outlasts the next reclaim.
 async fn read_loop<H: Handler>(ctx: &Arc<Ctx<H>>, shutdown: &CancellationToken) {
     let mut blocking: Option<MultiplexedConnection> = None;
     let mut delay = ErrorDelay::new();
+    let mut cursors = vec!["0-0".to_owned(); ctx.queue.streams().len()];
+    let mut next_reclaim = Instant::now() + ctx.cfg.reclaim_interval;
+    let mut paused = false;
     loop {
         let first = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -291,11 +296,24 @@ async fn read_loop<H: Handler>(ctx: &Arc<Ctx<H>>, shutdown: &CancellationToken) 
         }
         let want = permits.num_permits();
 
+        // A paused queue starts nothing, reclaimed jobs included.
+        if !paused && Instant::now() >= next_reclaim {
+            next_reclaim = Instant::now() + ctx.cfg.reclaim_interval;
+            let claimed = reclaim_step(ctx, &mut cursors, want).await;
+            if !claimed.is_empty() {
+                dispatch(ctx, claimed, permits);
+                continue;
+            }
+        }
+
         let read = match read_now(ctx, want).await {
             Ok(Read::Entries(entries)) if entries.is_empty() => {
+                let block = next_reclaim
+                    .saturating_duration_since(Instant::now())
+                    .clamp(Duration::from_millis(1), ctx.cfg.block);
                 let r = tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    r = read_blocking(ctx, &mut blocking, want) => r,
+                    r = read_blocking(ctx, &mut blocking, want, block) => r,
                 };
                 if r.is_err() {
                     blocking = None;
@@ -304,6 +322,7 @@ async fn read_loop<H: Handler>(ctx: &Arc<Ctx<H>>, shutdown: &CancellationToken) 
             }
             other => other,
         };
+        paused = matches!(read, Ok(Read::Paused));
         match read {
             Ok(Read::Paused) => {
                 drop(permits);
@@ -384,6 +403,7 @@ async fn read_blocking<H: Handler>(
     ctx: &Ctx<H>,
     conn: &mut Option<MultiplexedConnection>,
     want: usize,
+    block: Duration,
 ) -> Result<Vec<Delivery>> {
     if conn.is_none() {
         *conn = Some(ctx.broker.blocking_conn(ctx.cfg.block).await?);
@@ -397,7 +417,7 @@ async fn read_blocking<H: Handler>(
         .arg("COUNT")
         .arg(want)
         .arg("BLOCK")
-        .arg(ctx.cfg.block.as_millis() as u64)
+        .arg(block.as_millis().max(1) as u64)
         .arg("STREAMS")
         .arg(streams);
     for _ in streams {
@@ -869,58 +889,47 @@ async fn heartbeat<H: Handler>(ctx: &Ctx<H>, lane: usize, ids: &[Arc<str>]) -> R
     Ok(inv.invoke_async(&mut *conn).await?)
 }
 
-async fn reclaim_loop<H: Handler>(ctx: Arc<Ctx<H>>, shutdown: CancellationToken) {
-    let lanes = ctx.queue.streams().len();
-    let mut cursors = vec!["0-0".to_owned(); lanes];
-    while sleep_or_cancel(ctx.cfg.reclaim_interval, &shutdown).await {
-        for (lane, cursor) in cursors.iter_mut().enumerate() {
-            let free = ctx
-                .permits
-                .available_permits()
-                .min(ctx.cfg.batch_size.get());
-            if free == 0 {
-                break;
-            }
-            let Ok(permits) = ctx.permits.clone().try_acquire_many_owned(free as u32) else {
-                break;
-            };
-            match reclaim(&ctx, lane, cursor, free).await {
-                Ok((next, entries, poisoned)) => {
-                    *cursor = next;
-                    if poisoned > 0 {
-                        ctx.metrics.dead_lettered.increment(poisoned);
-                        warn!(
-                            queue.name = ctx.queue.name(),
-                            jobs = poisoned,
-                            max_deliveries = ctx.cfg.max_deliveries,
-                            "dead-lettered entries whose worker stopped on every delivery"
-                        );
-                    }
-                    if !entries.is_empty() {
-                        ctx.metrics.reclaimed.increment(entries.len() as u64);
-                        info!(
-                            queue.name = ctx.queue.name(),
-                            jobs = entries.len(),
-                            "reclaimed jobs of a stopped consumer"
-                        );
-                        track(&ctx, &entries);
-                        let mut permits = permits;
-                        let used = permits
-                            .split(entries.len())
-                            .expect("reclaim returns at most `free` entries");
-                        drop(permits);
-                        dispatch(&ctx, entries, used);
-                    }
+/// Takes over idle entries of stopped consumers, up to the permits held, lane by
+/// lane; returns them tracked and ready to dispatch.
+async fn reclaim_step<H: Handler>(
+    ctx: &Arc<Ctx<H>>,
+    cursors: &mut [String],
+    mut free: usize,
+) -> Vec<Delivery> {
+    let mut claimed = Vec::new();
+    for (lane, cursor) in cursors.iter_mut().enumerate() {
+        if free == 0 {
+            break;
+        }
+        match reclaim(ctx, lane, cursor, free).await {
+            Ok((next, entries, poisoned)) => {
+                *cursor = next;
+                if poisoned > 0 {
+                    ctx.metrics.dead_lettered.increment(poisoned);
+                    warn!(
+                        queue.name = ctx.queue.name(),
+                        jobs = poisoned,
+                        max_deliveries = ctx.cfg.max_deliveries,
+                        "dead-lettered entries whose worker stopped on every delivery"
+                    );
                 }
-                Err(e) => {
-                    if is_nogroup(&e) {
-                        continue;
-                    }
-                    warn!(queue.name = ctx.queue.name(), error = %e, "reclaim failed");
+                if !entries.is_empty() {
+                    ctx.metrics.reclaimed.increment(entries.len() as u64);
+                    info!(
+                        queue.name = ctx.queue.name(),
+                        jobs = entries.len(),
+                        "reclaimed jobs of a stopped consumer"
+                    );
+                    free -= entries.len().min(free);
+                    claimed.extend(entries);
                 }
             }
+            Err(e) if is_nogroup(&e) => {}
+            Err(e) => warn!(queue.name = ctx.queue.name(), error = %e, "reclaim failed"),
         }
     }
+    track(ctx, &claimed);
+    claimed
 }
 
 async fn reclaim<H: Handler>(

@@ -44,9 +44,12 @@ pub struct WorkerArgs {
     pub concurrency: usize,
     #[arg(long, default_value_t = 100)]
     pub batch: usize,
-    /// Each run sleeps a random time in [0, sleep-ms].
+    /// Each run sleeps a random time in [sleep-min-ms, sleep-ms].
     #[arg(long, default_value_t = 0)]
     pub sleep_ms: u64,
+    /// Lower bound of the random sleep (tests use it to make a run last).
+    #[arg(long, default_value_t = 0)]
+    pub sleep_min_ms: u64,
     /// Probability that a run fails with a retryable error.
     #[arg(long, default_value_t = 0.0)]
     pub fail_rate: f64,
@@ -77,6 +80,9 @@ pub struct WorkerArgs {
     pub grace_ms: Option<u64>,
     #[arg(long)]
     pub block_ms: Option<u64>,
+    /// Completions kept in the `done` stream.
+    #[arg(long)]
+    pub done_retention: Option<usize>,
 }
 
 impl WorkerArgs {
@@ -105,6 +111,7 @@ impl WorkerArgs {
             promote_interval: self.promote_ms.map_or(d.promote_interval, ms),
             grace_period: self.grace_ms.map_or(d.grace_period, ms),
             block: self.block_ms.map_or(d.block, ms),
+            done_retention: self.done_retention.unwrap_or(d.done_retention),
             ..d
         })
     }
@@ -124,8 +131,9 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         async move {
             let (sleep, roll) = {
                 let mut rng = rand::rng();
-                let sleep = if args.sleep_ms > 0 {
-                    rng.random_range(0..=args.sleep_ms)
+                let max = args.sleep_ms.max(args.sleep_min_ms);
+                let sleep = if max > 0 {
+                    rng.random_range(args.sleep_min_ms..=max)
                 } else {
                     0
                 };

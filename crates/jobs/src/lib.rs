@@ -1,0 +1,183 @@
+#![doc = include_str!("../README.md")]
+
+use std::time::Duration;
+
+use queue_core::{Broker, Enqueued, Job, JobError, NewJob, Producer, Queue, WorkerConfig};
+
+/// Generated payload messages of package `jobs.v1`.
+#[allow(clippy::all, missing_docs)]
+pub mod v1 {
+    include!(concat!(env!("OUT_DIR"), "/jobs.v1.rs"));
+}
+
+pub use queue_core::Envelope;
+
+/// A queue of the catalogue and its defaults (each one configurable by its binary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueSpec {
+    pub name: &'static str,
+    /// One stream per priority (high, normal, low).
+    pub priority_lanes: bool,
+    pub concurrency: usize,
+    pub max_attempts: u32,
+    pub job_timeout: Duration,
+}
+
+impl QueueSpec {
+    /// The queue on a broker.
+    pub fn open(&self, broker: &Broker) -> queue_core::Result<Queue> {
+        if self.priority_lanes {
+            broker.priority_queue(self.name)
+        } else {
+            broker.queue(self.name)
+        }
+    }
+
+    /// Worker settings with this queue's defaults.
+    pub fn worker_config(&self) -> WorkerConfig {
+        WorkerConfig {
+            concurrency: self
+                .concurrency
+                .try_into()
+                .expect("catalogue concurrency is nonzero"),
+            max_attempts: self.max_attempts,
+            job_timeout: self.job_timeout,
+            ..WorkerConfig::default()
+        }
+    }
+}
+
+pub const QR: QueueSpec = QueueSpec {
+    name: "qr",
+    priority_lanes: false,
+    concurrency: 10,
+    max_attempts: 3,
+    job_timeout: Duration::from_secs(30),
+};
+
+pub const CONTEXT: QueueSpec = QueueSpec {
+    name: "context",
+    priority_lanes: false,
+    concurrency: 4,
+    max_attempts: 3,
+    job_timeout: Duration::from_secs(60),
+};
+
+pub const WISPRO_SYNC: QueueSpec = QueueSpec {
+    name: "wispro-sync",
+    priority_lanes: false,
+    concurrency: 1,
+    max_attempts: 3,
+    job_timeout: Duration::from_secs(15 * 60),
+};
+
+pub const PAYMENT_CHECKS: QueueSpec = QueueSpec {
+    name: "payment-checks",
+    priority_lanes: true,
+    concurrency: 10,
+    max_attempts: 3,
+    job_timeout: Duration::from_secs(30),
+};
+
+pub const PHOTOS: QueueSpec = QueueSpec {
+    name: "photos",
+    priority_lanes: false,
+    concurrency: 3,
+    max_attempts: 3,
+    job_timeout: Duration::from_secs(120),
+};
+
+/// Every queue of the platform.
+pub const CATALOGUE: [&QueueSpec; 5] = [&QR, &CONTEXT, &WISPRO_SYNC, &PAYMENT_CHECKS, &PHOTOS];
+
+/// A payload message tied to its job kind and queue.
+pub trait JobKind: prost::Message + Default + 'static {
+    /// The envelope `kind`.
+    const KIND: &'static str;
+    const QUEUE: &'static QueueSpec;
+}
+
+macro_rules! kind {
+    ($ty:ty, $kind:literal, $queue:expr) => {
+        impl JobKind for $ty {
+            const KIND: &'static str = $kind;
+            const QUEUE: &'static QueueSpec = &$queue;
+        }
+    };
+}
+
+kind!(v1::GenerateQr, "qr.generate", QR);
+kind!(v1::CondenseCompanyContext, "context.condense", CONTEXT);
+kind!(v1::WisproSyncRun, "wispro.sync", WISPRO_SYNC);
+kind!(v1::PaymentStatusCheck, "payment.check", PAYMENT_CHECKS);
+kind!(v1::PaymentCleanup, "payment.cleanup", PAYMENT_CHECKS);
+kind!(v1::ProcessPhoto, "photo.process", PHOTOS);
+
+/// A job for `payload` with its kind and its queue's attempts; add options
+/// (delay, dedup key, priority) with the `NewJob` builder.
+pub fn new_job<J: JobKind>(payload: &J) -> NewJob {
+    NewJob::message(J::KIND, payload).max_attempts(J::QUEUE.max_attempts)
+}
+
+/// Enqueues `payload` on its queue with default options.
+pub async fn enqueue<J: JobKind>(
+    producer: &Producer,
+    broker: &Broker,
+    payload: &J,
+) -> queue_core::Result<Enqueued> {
+    producer
+        .enqueue(&J::QUEUE.open(broker)?, new_job(payload))
+        .await
+}
+
+/// Decodes a job's payload as `J`. A job of another kind or a payload that does not
+/// decode is a permanent error: retrying cannot fix it.
+pub fn decode<J: JobKind>(job: &Job) -> Result<J, JobError> {
+    if job.kind() != J::KIND {
+        return Err(JobError::permanent(anyhow::anyhow!(
+            "job {} has kind {:?}, this worker handles {:?}",
+            job.id(),
+            job.kind(),
+            J::KIND
+        )));
+    }
+    job.decode()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use prost::Message;
+
+    use super::*;
+
+    #[test]
+    fn queue_names_are_unique_and_valid() {
+        let mut seen = HashSet::new();
+        for q in CATALOGUE {
+            assert!(seen.insert(q.name), "duplicate queue {}", q.name);
+            queue_core::keys::validate_queue_name(q.name).expect("valid queue name");
+            assert!(q.worker_config().validate().is_ok(), "{}", q.name);
+        }
+    }
+
+    #[test]
+    fn payloads_round_trip_through_protobuf() {
+        let qr = v1::GenerateQr {
+            person_id: 42,
+            content: "PERSON:V-12345678".into(),
+            path: "qr/42.png".into(),
+        };
+        let back = v1::GenerateQr::decode(qr.encode_to_vec().as_slice()).expect("decodes");
+        assert_eq!(back, qr);
+        let job = new_job(&qr);
+        assert_eq!(job.kind(), "qr.generate");
+    }
+
+    #[test]
+    fn payment_checks_are_the_queue_with_priority_lanes() {
+        assert!(<v1::PaymentStatusCheck as JobKind>::QUEUE.priority_lanes);
+        assert!(!<v1::GenerateQr as JobKind>::QUEUE.priority_lanes);
+    }
+}

@@ -1,0 +1,217 @@
+//! Operator actions: retrying, deleting and flushing dead letters, purging.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{Runs, TestEnv, eventually, fast_config};
+use queue_core::admin::PurgeReport;
+use queue_core::{Error, Job, JobError, NewJob, WorkerConfig};
+use tokio::sync::Notify;
+
+#[tokio::test]
+async fn dead_letters_run_again_when_retried_by_entry_id_by_job_id_or_all_at_once() {
+    let env = TestEnv::new().await;
+    let q = env.queue("redo");
+    let config = WorkerConfig {
+        max_attempts: 2,
+        ..fast_config()
+    };
+    // Fails both attempts of its first life, succeeds once retried from the DLQ.
+    let runs = Runs::default();
+    let r = runs.clone();
+    let worker = env.spawn_worker(&q, config, move |job: Job| {
+        let r = r.clone();
+        async move {
+            r.record(&job);
+            let n = r.of(job.id()).len();
+            if n <= 2 {
+                return Err(JobError::retry(anyhow::anyhow!("failed run {n}")));
+            }
+            Ok(())
+        }
+    });
+    let ids: Vec<String> = env
+        .producer
+        .enqueue_many(&q, (0..3).map(|i| NewJob::new("t.redo", format!("{i}"))))
+        .await
+        .expect("enqueue")
+        .iter()
+        .map(|e| e.id().to_owned())
+        .collect();
+    // An undecodable entry, which "retry all" must leave where it is.
+    let _: String = env
+        .cmd(
+            redis::cmd("XADD")
+                .arg(q.keys().stream(None))
+                .arg("*")
+                .arg("e")
+                .arg(&[0x0f_u8, 0xff][..]),
+        )
+        .await;
+    env.stats_until(&q, "everything is dead-lettered", |s| s.dead_lettered == 4)
+        .await;
+
+    let first = env.admin.dead_letter(&q, &ids[0]).await.expect("by job id");
+    assert_eq!(first.attempts, Some(2));
+    env.admin
+        .retry_dead(&q, &first.id)
+        .await
+        .expect("retry by dead-letter entry id");
+    env.admin
+        .retry_dead(&q, &ids[1])
+        .await
+        .expect("retry by job id");
+    env.stats_until(&q, "the two retried jobs completed", |s| s.completed == 2)
+        .await;
+    // Retrying twice is refused: the dead letter is gone.
+    assert!(matches!(
+        env.admin.retry_dead(&q, &first.id).await,
+        Err(Error::NoSuchDeadLetter { .. })
+    ));
+
+    let retried = env.admin.retry_all_dead(&q).await.expect("retry all");
+    assert_eq!(retried, 1, "only the third job decodes");
+    let s = env
+        .stats_until(&q, "the third job completed", |s| s.completed == 3)
+        .await;
+    assert_eq!(s.failed, 1, "the undecodable entry stays");
+    for id in &ids {
+        let runs = runs.of(id);
+        assert_eq!(runs.len(), 3, "{runs:?}");
+        // A retried dead letter starts over at attempt 1, knowing why it failed.
+        assert_eq!(
+            (runs[2].attempt, runs[2].last_error.as_str()),
+            (1, "failed run 2")
+        );
+    }
+    env.assert_drained(&q).await;
+    worker.stop().await;
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn purge_deletes_waiting_and_delayed_jobs_but_never_a_running_one() {
+    let env = TestEnv::new().await;
+    let q = env.queue("purge");
+    // One slot, taken by a job that runs until released: later jobs must wait.
+    let config = WorkerConfig {
+        concurrency: 1.try_into().expect("nonzero"),
+        ..fast_config()
+    };
+    let release = Arc::new(Notify::new());
+    let runs = Runs::default();
+    let (r, gate) = (runs.clone(), release.clone());
+    let worker = env.spawn_worker(&q, config, move |job: Job| {
+        let (r, gate) = (r.clone(), gate.clone());
+        async move {
+            r.record(&job);
+            gate.notified().await;
+            Ok(())
+        }
+    });
+    let running = env
+        .producer
+        .enqueue(&q, NewJob::new("t.running", "x"))
+        .await
+        .expect("enqueue");
+    eventually("the first job runs", async || {
+        (runs.len() == 1).then_some(())
+    })
+    .await;
+    env.producer
+        .enqueue_many(&q, (0..3).map(|_| NewJob::new("t.waiting", "x")))
+        .await
+        .expect("enqueue");
+    env.producer
+        .enqueue_many(
+            &q,
+            (0..2)
+                .map(|_| NewJob::new("t.delayed", "x").delay(std::time::Duration::from_secs(3600))),
+        )
+        .await
+        .expect("enqueue");
+    let s = env.stats(&q).await;
+    assert_eq!((s.waiting, s.active, s.delayed), (3, 1, 2));
+
+    let report = env.admin.purge(&q).await.expect("purge");
+    assert_eq!(
+        report,
+        PurgeReport {
+            waiting: 3,
+            delayed: 2
+        }
+    );
+    let s = env.stats(&q).await;
+    assert_eq!((s.waiting, s.active, s.delayed), (0, 1, 0));
+
+    // The running job was untouched: it still completes and is acknowledged.
+    release.notify_one();
+    env.stats_until(&q, "the running job completed", |s| s.completed == 1)
+        .await;
+    let all = runs.all();
+    assert_eq!(all.len(), 1, "a purged job ran: {all:?}");
+    assert_eq!(all[0].job_id, running.id());
+    env.assert_drained(&q).await;
+    worker.stop().await;
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn dead_letters_can_be_deleted_one_by_one_or_flushed() {
+    let env = TestEnv::new().await;
+    let q = env.queue("dlq-ops");
+    let worker = env.spawn_worker(&q, fast_config(), |_job: Job| async {
+        Err(JobError::permanent(anyhow::anyhow!("rejected")))
+    });
+    let ids: Vec<String> = env
+        .producer
+        .enqueue_many(&q, (0..3).map(|i| NewJob::new("t.reject", format!("{i}"))))
+        .await
+        .expect("enqueue")
+        .iter()
+        .map(|e| e.id().to_owned())
+        .collect();
+    env.stats_until(&q, "three dead letters", |s| s.failed == 3)
+        .await;
+
+    let first = env.admin.dead_letter(&q, &ids[0]).await.expect("found");
+    env.admin
+        .delete_dead(&q, &first.id)
+        .await
+        .expect("delete by entry id");
+    assert!(matches!(
+        env.admin.dead_letter(&q, &first.id).await,
+        Err(Error::NoSuchDeadLetter { .. })
+    ));
+    env.admin
+        .delete_dead(&q, &ids[1])
+        .await
+        .expect("delete by job id");
+    let left = env
+        .admin
+        .dead_letters(&q, None, 10)
+        .await
+        .expect("dead letters");
+    let left: Vec<&str> = left.items.iter().map(|d| d.job_id.as_str()).collect();
+    assert_eq!(left, [ids[2].as_str()]);
+    assert!(matches!(
+        env.admin.delete_dead(&q, &ids[1]).await,
+        Err(Error::NoSuchDeadLetter { .. })
+    ));
+
+    assert_eq!(env.admin.flush_dead(&q).await.expect("flush"), 1);
+    let s = env.stats(&q).await;
+    assert_eq!(s.failed, 0);
+    assert_eq!(s.dead_lettered, 3, "the counter keeps the history");
+    assert!(
+        env.admin
+            .dead_letters(&q, None, 10)
+            .await
+            .expect("dead letters")
+            .items
+            .is_empty()
+    );
+    worker.stop().await;
+    env.finish().await;
+}

@@ -1,0 +1,482 @@
+//! Helpers shared by the integration tests.
+//!
+//! Every test talks to the real Redis at `redis://127.0.0.1:6379` under a key
+//! prefix of its own (`t-xxxxxxxx`), so tests run in parallel without seeing each
+//! other. A guard deletes every key of the prefix when the test ends, passed or
+//! failed. Nothing waits "a bit": conditions are polled against a deadline.
+
+// Each test binary compiles this module and uses a different subset of it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use queue_core::{
+    Admin, Backoff, Broker, BrokerConfig, CancellationToken, Handler, Job, JobError, Lanes,
+    Producer, Queue, QueueStats, WorkerConfig,
+};
+use redis::FromRedisValue;
+use tokio::task::JoinHandle;
+
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// Longest a condition may take to come true. Generous because debug builds run
+/// many tests at once on a small machine; a passing test returns as soon as the
+/// condition holds, so this never adds to the run time.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Pause between two probes of a condition.
+const POLL: Duration = Duration::from_millis(10);
+
+pub fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+pub fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+}
+
+/// Worker settings in milliseconds, so crash recovery and retries happen within
+/// a test's lifetime. Visibility 400 ms with a 100 ms heartbeat keeps the
+/// validated ratio (heartbeat < visibility / 2) with room for a loaded machine.
+pub fn fast_config() -> WorkerConfig {
+    WorkerConfig {
+        concurrency: 4.try_into().expect("nonzero"),
+        block: ms(500),
+        visibility_timeout: ms(400),
+        heartbeat_interval: ms(100),
+        reclaim_interval: ms(50),
+        promote_interval: ms(20),
+        pause_poll: ms(20),
+        grace_period: Duration::from_secs(5),
+        backoff: Backoff {
+            initial: ms(20),
+            ..Backoff::default()
+        },
+        ..WorkerConfig::default()
+    }
+}
+
+/// One test's view of Redis: a fresh prefix, a broker, producer and admin on it.
+pub struct TestEnv {
+    pub prefix: String,
+    pub broker: Broker,
+    pub admin: Admin,
+    pub producer: Producer,
+    queues: Mutex<Vec<Queue>>,
+    _keys: PrefixGuard,
+}
+
+impl TestEnv {
+    pub async fn new() -> Self {
+        let prefix = format!("t-{:08x}", rand::random::<u32>());
+        // Created before anything can write under the prefix.
+        let guard = PrefixGuard {
+            prefix: prefix.clone(),
+        };
+        let broker = Broker::connect(BrokerConfig::new(REDIS_URL).prefix(&prefix))
+            .await
+            .expect("the tests need redis at 127.0.0.1:6379");
+        Self {
+            admin: Admin::new(broker.clone()),
+            producer: Producer::new(broker.clone()),
+            broker,
+            prefix,
+            queues: Mutex::new(Vec::new()),
+            _keys: guard,
+        }
+    }
+
+    /// A single-lane queue, destroyed by [`TestEnv::finish`].
+    pub fn queue(&self, name: &str) -> Queue {
+        let q = self.broker.queue(name).expect("valid queue name");
+        self.queues.lock().expect("lock").push(q.clone());
+        q
+    }
+
+    /// A queue with priority lanes, destroyed by [`TestEnv::finish`].
+    pub fn priority_queue(&self, name: &str) -> Queue {
+        let q = self.broker.priority_queue(name).expect("valid queue name");
+        self.queues.lock().expect("lock").push(q.clone());
+        q
+    }
+
+    /// Destroys every queue of the test and the registry, then checks that the
+    /// prefix holds no key any more (so `Admin::destroy` really cleans up).
+    pub async fn finish(self) {
+        let queues = std::mem::take(&mut *self.queues.lock().expect("lock"));
+        for q in &queues {
+            self.admin.destroy(q).await.expect("destroy queue");
+        }
+        let _: () = self
+            .cmd(redis::cmd("DEL").arg(queue_core::keys::registry(&self.prefix)))
+            .await;
+        let left: Vec<String> = self
+            .cmd(redis::cmd("KEYS").arg(format!("{}:*", self.prefix)))
+            .await;
+        assert!(left.is_empty(), "keys left after destroy: {left:?}");
+    }
+
+    /// Runs a raw command on a pooled connection.
+    pub async fn cmd<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> T {
+        let mut conn = self.broker.connection().await.expect("redis connection");
+        cmd.query_async(&mut *conn)
+            .await
+            .unwrap_or_else(|e| panic!("{cmd:?} failed: {e}"))
+    }
+
+    pub async fn stats(&self, q: &Queue) -> QueueStats {
+        self.admin.stats(q).await.expect("stats")
+    }
+
+    /// Polls the queue's stats until `done` holds; returns them.
+    pub async fn stats_until(
+        &self,
+        q: &Queue,
+        what: &str,
+        done: impl Fn(&QueueStats) -> bool,
+    ) -> QueueStats {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let s = self.stats(q).await;
+            if done(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {PATIENCE:?} waiting until {what}; last stats: {s:#?}"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Entries delivered and not acknowledged, over all lanes.
+    pub async fn pending(&self, q: &Queue) -> u64 {
+        let mut total = 0;
+        for stream in lane_streams(q) {
+            let reply: Vec<redis::Value> = self
+                .cmd(redis::cmd("XPENDING").arg(&stream).arg("workers"))
+                .await;
+            let count = reply.into_iter().next().expect("XPENDING summary");
+            total += redis::from_redis_value::<u64>(count).expect("pending count");
+        }
+        total
+    }
+
+    /// Pending entries of the queue's only stream: (entry id, consumer, deliveries).
+    pub async fn pending_entries(&self, q: &Queue) -> Vec<(String, String, u64)> {
+        let rows: Vec<(String, String, u64, u64)> = self
+            .cmd(
+                redis::cmd("XPENDING")
+                    .arg(q.keys().stream(None))
+                    .arg("workers")
+                    .arg("-")
+                    .arg("+")
+                    .arg(100),
+            )
+            .await;
+        rows.into_iter()
+            .map(|(id, consumer, _idle, deliveries)| (id, consumer, deliveries))
+            .collect()
+    }
+
+    pub async fn xlen(&self, key: &str) -> u64 {
+        self.cmd(redis::cmd("XLEN").arg(key)).await
+    }
+
+    pub async fn zcard(&self, key: &str) -> u64 {
+        self.cmd(redis::cmd("ZCARD").arg(key)).await
+    }
+
+    /// Asserts that nothing is left anywhere but in the dead-letter and done
+    /// streams: no waiting, pending or delayed entry.
+    pub async fn assert_drained(&self, q: &Queue) {
+        let s = self.stats(q).await;
+        assert_eq!(
+            (s.waiting, s.active, s.delayed),
+            (0, 0, 0),
+            "queue not drained: {s:#?}"
+        );
+        for stream in lane_streams(q) {
+            assert_eq!(self.xlen(&stream).await, 0, "{stream} is not empty");
+        }
+        assert_eq!(self.pending(q).await, 0, "entries left pending");
+        assert_eq!(
+            self.zcard(&q.keys().delayed()).await,
+            0,
+            "delayed not empty"
+        );
+    }
+
+    /// Starts a worker in this process.
+    pub fn spawn_worker<H: Handler>(
+        &self,
+        q: &Queue,
+        config: WorkerConfig,
+        handler: H,
+    ) -> RunningWorker {
+        let worker = queue_core::worker::worker(&self.broker, q, config, handler)
+            .expect("valid worker config");
+        let consumer = worker.consumer_name().to_owned();
+        let stop = CancellationToken::new();
+        let handle = tokio::spawn(worker.run(stop.clone()));
+        RunningWorker {
+            consumer,
+            stop,
+            handle: Some(handle),
+        }
+    }
+}
+
+/// The lane streams of a queue, highest priority first.
+pub fn lane_streams(q: &Queue) -> Vec<String> {
+    let k = q.keys();
+    match q.lanes() {
+        Lanes::Single => vec![k.stream(None)],
+        Lanes::Priority => vec![
+            k.stream(Some("high")),
+            k.stream(None),
+            k.stream(Some("low")),
+        ],
+    }
+}
+
+/// Deletes every key of a prefix when dropped, with a blocking connection so it
+/// also runs when a test panics.
+struct PrefixGuard {
+    prefix: String,
+}
+
+impl Drop for PrefixGuard {
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open(REDIS_URL) else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection() else {
+            return;
+        };
+        let mut cursor: u64 = 0;
+        loop {
+            let Ok((next, keys)): redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{}:*", self.prefix))
+                .arg("COUNT")
+                .arg(1000)
+                .query(&mut conn)
+            else {
+                return;
+            };
+            if !keys.is_empty() {
+                let _: redis::RedisResult<u64> = redis::cmd("UNLINK").arg(&keys).query(&mut conn);
+            }
+            if next == 0 {
+                return;
+            }
+            cursor = next;
+        }
+    }
+}
+
+/// A worker running in a task of the test's runtime; cancelled when dropped.
+pub struct RunningWorker {
+    pub consumer: String,
+    stop: CancellationToken,
+    handle: Option<JoinHandle<queue_core::Result<()>>>,
+}
+
+impl RunningWorker {
+    /// Asks the worker to shut down without waiting for it.
+    pub fn cancel(&self) {
+        self.stop.cancel();
+    }
+
+    /// Shuts the worker down and waits until `run` returned.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        self.join().await;
+    }
+
+    /// Waits until `run` returned (after [`RunningWorker::cancel`]).
+    pub async fn join(&mut self) {
+        let handle = self.handle.take().expect("joined once");
+        tokio::time::timeout(PATIENCE, handle)
+            .await
+            .expect("the worker stops within the deadline")
+            .expect("the worker task does not panic")
+            .expect("the worker returns Ok");
+    }
+}
+
+impl Drop for RunningWorker {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Polls `probe` until it returns `Some`, failing the test after [`PATIENCE`].
+pub async fn eventually<T>(what: &str, probe: impl AsyncFnMut() -> Option<T>) -> T {
+    eventually_within(what, PATIENCE, probe).await
+}
+
+pub async fn eventually_within<T>(
+    what: &str,
+    within: Duration,
+    mut probe: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting until {what}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Checks `probe` again and again for `window`; fails the test the first time it
+/// is false. For guarantees that say something must *not* happen.
+pub async fn holds_for(what: &str, window: Duration, mut probe: impl AsyncFnMut() -> bool) {
+    let end = Instant::now() + window;
+    while Instant::now() < end {
+        assert!(probe().await, "expected {what} to hold for {window:?}");
+        tokio::time::sleep(POLL).await;
+    }
+    assert!(probe().await, "expected {what} to hold for {window:?}");
+}
+
+/// What a handler saw on one run.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub job_id: String,
+    pub kind: String,
+    pub attempt: u32,
+    pub deliveries: u64,
+    pub last_error: String,
+    pub payload: Bytes,
+    pub started: Instant,
+    pub started_unix_ms: i64,
+}
+
+/// Every run of a test's handlers, in start order.
+#[derive(Debug, Clone, Default)]
+pub struct Runs(Arc<Mutex<Vec<Run>>>);
+
+impl Runs {
+    pub fn record(&self, job: &Job) -> Run {
+        let run = Run {
+            job_id: job.id().to_owned(),
+            kind: job.kind().to_owned(),
+            attempt: job.attempt(),
+            deliveries: job.deliveries(),
+            last_error: job.last_error().to_owned(),
+            payload: job.payload().clone(),
+            started: Instant::now(),
+            started_unix_ms: unix_ms(SystemTime::now()),
+        };
+        self.0.lock().expect("lock").push(run.clone());
+        run
+    }
+
+    /// A handler that records each run and succeeds.
+    pub fn recorder(
+        &self,
+    ) -> impl Fn(Job) -> std::future::Ready<Result<(), JobError>> + Clone + use<> {
+        let runs = self.clone();
+        move |job: Job| {
+            runs.record(&job);
+            std::future::ready(Ok(()))
+        }
+    }
+
+    pub fn all(&self) -> Vec<Run> {
+        self.0.lock().expect("lock").clone()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.lock().expect("lock").len()
+    }
+
+    pub fn of(&self, job_id: &str) -> Vec<Run> {
+        self.all()
+            .into_iter()
+            .filter(|r| r.job_id == job_id)
+            .collect()
+    }
+}
+
+/// A `queue-bench worker` process (the real binary, killed with SIGKILL by tests).
+pub struct WorkerProcess {
+    child: Child,
+    pub consumer: String,
+}
+
+impl WorkerProcess {
+    /// Starts a worker process on `queue` under `prefix` and waits until it says
+    /// `ready consumer=NAME`.
+    pub async fn spawn(prefix: &str, queue: &str, args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_queue-bench"))
+            .arg("worker")
+            .args([
+                "--redis-url",
+                REDIS_URL,
+                "--prefix",
+                prefix,
+                "--queue",
+                queue,
+            ])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting queue-bench worker");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // A blocking read of the first line, off the runtime's threads.
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let mut process = Self {
+            child,
+            consumer: String::new(),
+        };
+        let line = tokio::time::timeout(PATIENCE, rx)
+            .await
+            .expect("the worker process prints its ready line in time")
+            .expect("the reader thread answers");
+        process.consumer = line
+            .trim()
+            .strip_prefix("ready consumer=")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        process
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, then reaps the process.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL the worker process");
+        self.child.wait().expect("reap the worker process");
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

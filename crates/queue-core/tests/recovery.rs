@@ -1,0 +1,458 @@
+//! Crash recovery: killed workers, poison entries, undecodable entries, the
+//! heartbeat, graceful shutdown and the removal of dead consumers.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::{Runs, TestEnv, WorkerProcess, eventually, fast_config, ms};
+use queue_core::admin::HEIR_CONSUMER;
+use queue_core::{Enqueued, Error, Job, NewJob, WorkerConfig};
+
+#[tokio::test]
+async fn a_job_of_a_worker_process_killed_mid_run_is_finished_by_another_consumer() {
+    let env = TestEnv::new().await;
+    let q = env.queue("crash");
+    let id = env
+        .producer
+        .enqueue(&q, NewJob::new("t.crash", "x"))
+        .await
+        .expect("enqueue")
+        .id()
+        .to_owned();
+
+    // The process sleeps a full minute in every run: it is mid-job when killed.
+    let mut process = WorkerProcess::spawn(
+        &env.prefix,
+        q.name(),
+        &[
+            "--sleep-min-ms",
+            "60000",
+            "--sleep-ms",
+            "60000",
+            "--visibility-ms",
+            "400",
+            "--heartbeat-ms",
+            "100",
+            "--reclaim-ms",
+            "50",
+        ],
+    )
+    .await;
+    env.stats_until(&q, "the process runs the job", |s| s.active == 1)
+        .await;
+    let pending = env.pending_entries(&q).await;
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        pending[0].1, process.consumer,
+        "the process holds the entry"
+    );
+
+    process.kill();
+    // Dead consumer, job still pending: not lost, not acknowledged.
+    let s = env.stats(&q).await;
+    assert_eq!((s.active, s.completed), (1, 0));
+
+    let runs = Runs::default();
+    let worker = env.spawn_worker(&q, fast_config(), runs.recorder());
+    let s = env
+        .stats_until(&q, "another consumer completed the job", |s| {
+            s.completed == 1
+        })
+        .await;
+    assert!(s.reclaimed >= 1, "{s:?}");
+    let all = runs.all();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].job_id, id);
+    assert_eq!(all[0].deliveries, 2, "the second delivery of the entry");
+    env.assert_drained(&q).await;
+
+    worker.stop().await;
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn an_entry_delivered_more_than_max_deliveries_times_is_dead_lettered_instead_of_run() {
+    let env = TestEnv::new().await;
+    let q = env.queue("poison");
+    let stream = q.keys().stream(None);
+    let Enqueued::Added {
+        id: poison_id,
+        entry_id: poison_entry,
+    } = env
+        .producer
+        .enqueue(&q, NewJob::new("t.poison", "p"))
+        .await
+        .expect("enqueue")
+    else {
+        panic!("added");
+    };
+    let survivor = env
+        .producer
+        .enqueue(&q, NewJob::new("t.survivor", "s"))
+        .await
+        .expect("enqueue")
+        .id()
+        .to_owned();
+
+    // Two workers that "died" holding the poison entry: a raw read by one, then a
+    // claim by another (a claim counts as a delivery). The survivor was read once.
+    let _: () = env
+        .cmd(
+            redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(&stream)
+                .arg("workers")
+                .arg("0")
+                .arg("MKSTREAM"),
+        )
+        .await;
+    let _: redis::Value = env
+        .cmd(
+            redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg("workers")
+                .arg("ghost-1")
+                .arg("COUNT")
+                .arg(2)
+                .arg("STREAMS")
+                .arg(&stream)
+                .arg(">"),
+        )
+        .await;
+    let _: redis::Value = env
+        .cmd(
+            redis::cmd("XCLAIM")
+                .arg(&stream)
+                .arg("workers")
+                .arg("ghost-2")
+                .arg(0)
+                .arg(&poison_entry),
+        )
+        .await;
+    let deliveries: Vec<u64> = env
+        .pending_entries(&q)
+        .await
+        .into_iter()
+        .map(|(_, _, d)| d)
+        .collect();
+    assert_eq!(deliveries, [2, 1], "poison, survivor");
+
+    // With max_deliveries 2 the reclaim (a third delivery) must not run the poison
+    // entry, while the survivor's second delivery runs normally.
+    let config = WorkerConfig {
+        max_deliveries: 2,
+        ..fast_config()
+    };
+    let runs = Runs::default();
+    let worker = env.spawn_worker(&q, config, runs.recorder());
+    let s = env
+        .stats_until(&q, "both entries are settled", |s| {
+            s.dead_lettered + s.completed == 2
+        })
+        .await;
+    assert_eq!((s.dead_lettered, s.completed), (1, 1), "{s:?}");
+    assert_eq!((s.reclaimed, s.failed), (1, 1));
+    let all = runs.all();
+    assert_eq!(all.len(), 1, "only the survivor ran: {all:?}");
+    assert_eq!(
+        (all[0].job_id.as_str(), all[0].deliveries),
+        (survivor.as_str(), 2)
+    );
+
+    // Found by its job id although the reclaim script cannot decode envelopes.
+    let dead = env
+        .admin
+        .dead_letter(&q, &poison_id)
+        .await
+        .expect("the poison job is in the dead-letter stream");
+    assert_eq!(dead.kind, "t.poison");
+    assert_eq!(dead.origin, poison_entry);
+    assert!(dead.error.contains("max_deliveries 2"), "{}", dead.error);
+    env.assert_drained(&q).await;
+
+    worker.stop().await;
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn undecodable_entries_are_dead_lettered_and_the_worker_keeps_going() {
+    let env = TestEnv::new().await;
+    let q = env.queue("garbage");
+    let stream = q.keys().stream(None);
+    let runs = Runs::default();
+    let worker = env.spawn_worker(&q, fast_config(), runs.recorder());
+
+    // Tag byte 0x0f is field 1 with wire type 7, which does not exist, so the
+    // bytes can never decode however the random tail looks.
+    let mut garbage = vec![0x0f];
+    garbage.extend((0..64).map(|_| rand::random::<u8>()));
+    let garbage_entry: String = env
+        .cmd(
+            redis::cmd("XADD")
+                .arg(&stream)
+                .arg("*")
+                .arg("e")
+                .arg(&garbage),
+        )
+        .await;
+    let fieldless_entry: String = env
+        .cmd(redis::cmd("XADD").arg(&stream).arg("*").arg("x").arg("y"))
+        .await;
+    env.stats_until(&q, "both bad entries are dead-lettered", |s| {
+        s.dead_lettered == 2
+    })
+    .await;
+
+    // The same worker still runs good jobs afterwards.
+    let good = env
+        .producer
+        .enqueue_many(&q, (0..3).map(|i| NewJob::new("t.good", format!("{i}"))))
+        .await
+        .expect("enqueue");
+    env.stats_until(&q, "the good jobs completed", |s| s.completed == 3)
+        .await;
+    let mut ran: Vec<String> = runs.all().into_iter().map(|r| r.job_id).collect();
+    let mut expected: Vec<String> = good.iter().map(|e| e.id().to_owned()).collect();
+    ran.sort();
+    expected.sort();
+    assert_eq!(ran, expected, "only the good jobs reached the handler");
+    env.assert_drained(&q).await;
+
+    let page = env
+        .admin
+        .dead_letters(&q, None, 10)
+        .await
+        .expect("dead letters");
+    let by_origin = |origin: &str| {
+        page.items
+            .iter()
+            .find(|d| d.origin == origin)
+            .unwrap_or_else(|| panic!("no dead letter from {origin}: {:?}", page.items))
+    };
+    let bad = by_origin(&garbage_entry);
+    assert!(bad.error.contains("does not decode"), "{}", bad.error);
+    assert!(bad.envelope.is_none());
+    assert_eq!(bad.payload_bytes, garbage.len(), "the raw bytes are kept");
+    let fieldless = by_origin(&fieldless_entry);
+    assert!(
+        fieldless.error.contains("no envelope field"),
+        "{}",
+        fieldless.error
+    );
+    assert!(matches!(
+        env.admin.retry_dead(&q, &bad.id).await,
+        Err(Error::Undecodable { .. })
+    ));
+
+    worker.stop().await;
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn a_heartbeat_keeps_a_long_job_from_being_reclaimed() {
+    let env = TestEnv::new().await;
+    let q = env.queue("long");
+    let runs = Runs::default();
+    let handler = {
+        let runs = runs.clone();
+        move |job: Job| {
+            let r = runs.clone();
+            async move {
+                r.record(&job);
+                // Five visibility timeouts.
+                tokio::time::sleep(ms(2000)).await;
+                Ok(())
+            }
+        }
+    };
+    let config = WorkerConfig {
+        job_timeout: Duration::from_secs(30),
+        ..fast_config()
+    };
+    // Two workers: whichever does not get the job looks for idle entries every 50 ms.
+    let a = env.spawn_worker(&q, config.clone(), handler.clone());
+    let b = env.spawn_worker(&q, config, handler);
+    env.producer
+        .enqueue(&q, NewJob::new("t.long", "x"))
+        .await
+        .expect("enqueue");
+
+    let s = env
+        .stats_until(&q, "the long job completed", |s| s.completed == 1)
+        .await;
+    assert_eq!(s.reclaimed, 0, "the running job was reclaimed");
+    let all = runs.all();
+    assert_eq!(all.len(), 1, "the job ran more than once: {all:?}");
+    assert_eq!(all[0].deliveries, 1);
+    env.assert_drained(&q).await;
+
+    a.stop().await;
+    b.stop().await;
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_running_job_finish_and_acknowledges_it() {
+    let env = TestEnv::new().await;
+    let q = env.queue("drain");
+    let runs = Runs::default();
+    let finished = Arc::new(AtomicBool::new(false));
+    let (r, f) = (runs.clone(), finished.clone());
+    let worker = env.spawn_worker(&q, fast_config(), move |job: Job| {
+        let (r, f) = (r.clone(), f.clone());
+        async move {
+            r.record(&job);
+            tokio::time::sleep(ms(300)).await;
+            f.store(true, Ordering::SeqCst);
+            Ok(())
+        }
+    });
+    env.producer
+        .enqueue(&q, NewJob::new("t.slow", "x"))
+        .await
+        .expect("enqueue");
+    eventually("the job started", async || (runs.len() == 1).then_some(())).await;
+
+    worker.stop().await;
+    // `run` returned only after the job finished and its outcome was written.
+    assert!(finished.load(Ordering::SeqCst), "run returned mid-job");
+    let s = env.stats(&q).await;
+    assert_eq!((s.completed, s.active), (1, 0));
+    env.assert_drained(&q).await;
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn a_job_outliving_the_grace_period_stays_pending_until_another_worker_finishes_it() {
+    let env = TestEnv::new().await;
+    let q = env.queue("abandon");
+    let runs = Runs::default();
+    let r = runs.clone();
+    let config = WorkerConfig {
+        grace_period: ms(100),
+        ..fast_config()
+    };
+    let stuck = env.spawn_worker(&q, config, move |job: Job| {
+        let r = r.clone();
+        async move {
+            r.record(&job);
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok(())
+        }
+    });
+    env.producer
+        .enqueue(&q, NewJob::new("t.stuck", "x"))
+        .await
+        .expect("enqueue");
+    eventually("the job started", async || (runs.len() == 1).then_some(())).await;
+    let stuck_consumer = stuck.consumer.clone();
+    stuck.stop().await;
+
+    // Abandoned, not settled: still pending for the stopped consumer.
+    let s = env.stats(&q).await;
+    assert_eq!(
+        (s.active, s.completed, s.failed_runs, s.failed),
+        (1, 0, 0, 0)
+    );
+    let pending = env.pending_entries(&q).await;
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].1, stuck_consumer);
+
+    let rescuer = env.spawn_worker(&q, fast_config(), runs.recorder());
+    let s = env
+        .stats_until(&q, "the rescuer completed the job", |s| s.completed == 1)
+        .await;
+    assert!(s.reclaimed >= 1);
+    let all = runs.all();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[1].job_id, all[0].job_id);
+    assert_eq!(all[1].deliveries, 2);
+    env.assert_drained(&q).await;
+
+    rescuer.stop().await;
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn removing_an_idle_consumer_keeps_its_pending_job_for_a_live_worker() {
+    let env = TestEnv::new().await;
+    let q = env.queue("evict");
+    let stream = q.keys().stream(None);
+    let id = env
+        .producer
+        .enqueue(&q, NewJob::new("t.orphan", "x"))
+        .await
+        .expect("enqueue")
+        .id()
+        .to_owned();
+    // A consumer that read the job and vanished.
+    let _: () = env
+        .cmd(
+            redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(&stream)
+                .arg("workers")
+                .arg("0")
+                .arg("MKSTREAM"),
+        )
+        .await;
+    let _: redis::Value = env
+        .cmd(
+            redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg("workers")
+                .arg("ghost")
+                .arg("COUNT")
+                .arg(1)
+                .arg("STREAMS")
+                .arg(&stream)
+                .arg(">"),
+        )
+        .await;
+    eventually("the ghost has been idle for 100 ms", async || {
+        let consumers = env.admin.consumers(&q).await.expect("consumers");
+        consumers
+            .iter()
+            .any(|c| c.name == "ghost" && c.idle_ms >= 100)
+            .then_some(())
+    })
+    .await;
+
+    let removed = env
+        .admin
+        .remove_dead_consumers(&q, ms(100))
+        .await
+        .expect("remove dead consumers");
+    assert_eq!(removed.len(), 1, "{removed:?}");
+    assert_eq!((removed[0].name.as_str(), removed[0].moved), ("ghost", 1));
+    let consumers = env.admin.consumers(&q).await.expect("consumers");
+    assert!(consumers.iter().all(|c| c.name != "ghost"), "{consumers:?}");
+    let pending = env.pending_entries(&q).await;
+    assert_eq!(pending.len(), 1, "the entry is still pending");
+    assert_eq!((pending[0].1.as_str(), pending[0].2), (HEIR_CONSUMER, 1));
+
+    let runs = Runs::default();
+    let worker = env.spawn_worker(&q, fast_config(), runs.recorder());
+    env.stats_until(&q, "the live worker completed the job", |s| {
+        s.completed == 1
+    })
+    .await;
+    let all = runs.all();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].job_id, id);
+    env.assert_drained(&q).await;
+
+    // A consumer that is alive (recently active) is left alone.
+    let removed = env
+        .admin
+        .remove_dead_consumers(&q, Duration::from_secs(3600))
+        .await
+        .expect("remove dead consumers");
+    assert!(removed.is_empty(), "{removed:?}");
+
+    worker.stop().await;
+    env.finish().await;
+}

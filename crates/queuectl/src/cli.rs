@@ -1,0 +1,270 @@
+//! The command line: global options and subcommands, parsed by clap.
+//!
+//! Values are validated here (queue names, prefix, durations) so that a bad
+//! argument is a usage error (exit 2) before any connection is made.
+
+use std::num::NonZeroU64;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use queue_core::broker::redact_url;
+use queue_core::keys;
+
+/// Operate rsq queues: stats, monitor, dead letters, pause/resume, purge, consumers.
+#[derive(Debug, Parser)]
+#[command(name = "queuectl", version, propagate_version = true)]
+pub struct Cli {
+    /// Redis to connect to: redis://[user:password@]host[:port][/db] or rediss:// for TLS.
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true,
+        global = true
+    )]
+    pub redis_url: RedisUrl,
+
+    /// Key prefix of the queues.
+    #[arg(
+        long,
+        env = "RSQ_PREFIX",
+        default_value = keys::DEFAULT_PREFIX,
+        value_parser = parse_prefix,
+        hide_env_values = true,
+        global = true
+    )]
+    pub prefix: String,
+
+    /// Consumer group the workers use.
+    #[arg(long, default_value = "workers", global = true)]
+    pub group: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Counts per queue: every registered queue, or the ones named.
+    Stats {
+        /// Queue names (default: every registered queue).
+        #[arg(value_name = "QUEUE", value_parser = parse_queue_name)]
+        queues: Vec<String>,
+        /// Print a JSON array of queue stats instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Refresh the stats table until Ctrl-C, with the completion rate per second.
+    Monitor {
+        /// Queue names (default: every registered queue).
+        #[arg(value_name = "QUEUE", value_parser = parse_queue_name)]
+        queues: Vec<String>,
+        /// Time between refreshes (e.g. 500ms, 2s).
+        #[arg(long, default_value = "1s", value_parser = parse_interval)]
+        interval: Duration,
+        /// Stop after this many refreshes.
+        #[arg(long)]
+        iterations: Option<NonZeroU64>,
+    },
+    /// List dead letters newest first, or inspect one when ID is given.
+    Failed {
+        /// Queue name.
+        #[arg(value_parser = parse_queue_name)]
+        queue: String,
+        /// Dead-letter entry id or job id of the one to inspect.
+        id: Option<String>,
+        /// Dead letters per page (1 to 1000).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=1000), conflicts_with = "id")]
+        limit: u16,
+        /// Only dead letters older than this entry id (the next page).
+        #[arg(long, value_name = "ENTRY_ID", conflicts_with = "id")]
+        before: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect one dead letter: headers, payload size, full error.
+    Show {
+        /// Queue name.
+        #[arg(value_parser = parse_queue_name)]
+        queue: String,
+        /// Dead-letter entry id or job id.
+        id: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a dead letter (or `all` of them) back on its queue as attempt 1.
+    Retry {
+        /// Queue name.
+        #[arg(value_parser = parse_queue_name)]
+        queue: String,
+        /// Dead-letter entry id, job id, or `all`.
+        #[arg(value_name = "ID|all")]
+        target: String,
+    },
+    /// Delete one dead letter.
+    Delete {
+        /// Queue name.
+        #[arg(value_parser = parse_queue_name)]
+        queue: String,
+        /// Dead-letter entry id or job id.
+        id: String,
+    },
+    /// Delete every dead letter of a queue.
+    Flush {
+        /// Queue name.
+        #[arg(value_parser = parse_queue_name)]
+        queue: String,
+    },
+    /// Stop workers from starting jobs of a queue (running jobs finish).
+    Pause {
+        /// Queue name.
+        #[arg(value_parser = parse_queue_name)]
+        queue: String,
+    },
+    /// Let workers start jobs of a paused queue again.
+    Resume {
+        /// Queue name.
+        #[arg(value_parser = parse_queue_name)]
+        queue: String,
+    },
+    /// Delete every waiting and delayed job of a queue (running jobs are left alone).
+    Purge {
+        /// Queue name.
+        #[arg(value_parser = parse_queue_name)]
+        queue: String,
+        /// Confirm the deletion.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// List the consumers of a queue's group; optionally remove idle ones.
+    Consumers {
+        /// Queue name.
+        #[arg(value_parser = parse_queue_name)]
+        queue: String,
+        /// Remove consumers idle this long or longer (e.g. 10m); their pending
+        /// jobs are handed over so live workers reclaim them.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        remove_idle: Option<Duration>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A Redis URL that never shows its password in `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The URL as given, password included: only for connecting.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with its password masked.
+    pub fn redacted(&self) -> String {
+        redact_url(&self.0)
+    }
+
+    /// Checks the scheme before any I/O. Not done by clap: its error would echo
+    /// the value, password included.
+    pub fn validate(&self) -> Result<(), String> {
+        const SCHEMES: [&str; 4] = ["redis://", "rediss://", "redis+unix://", "unix://"];
+        if SCHEMES.iter().any(|s| self.0.starts_with(s)) {
+            Ok(())
+        } else {
+            Err(format!(
+                "invalid --redis-url {:?}: expected redis://[user:password@]host[:port][/db] or rediss://...",
+                self.redacted()
+            ))
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("RedisUrl").field(&self.redacted()).finish()
+    }
+}
+
+impl std::str::FromStr for RedisUrl {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+fn parse_queue_name(s: &str) -> Result<String, String> {
+    keys::validate_queue_name(s)
+        .map(|()| s.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+fn parse_prefix(s: &str) -> Result<String, String> {
+    keys::validate_prefix(s)
+        .map(|()| s.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// `500ms`, `30s`, `5m`, `1h 30m`, ...
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{e} (expected a duration such as 500ms, 30s or 5m)"))
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("the interval must be greater than zero".into()),
+        d => Ok(d),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_accept_the_usual_units() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_interval("0s").is_err());
+    }
+
+    #[test]
+    fn a_redis_url_hides_its_password_when_debug_printed() {
+        let url = RedisUrl::new("redis://user:hunter2@host:6379");
+        let shown = format!("{url:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(url.validate().is_ok());
+        let bad = RedisUrl::new("http://user:hunter2@host").validate();
+        let err = bad.expect_err("http is not redis");
+        assert!(
+            !err.contains("hunter2") && err.contains("--redis-url"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn invalid_queue_names_are_usage_errors() {
+        let err = Cli::try_parse_from(["queuectl", "pause", "a{b"]).expect_err("bad name");
+        assert_eq!(err.exit_code(), 2);
+        let ok = Cli::try_parse_from(["queuectl", "--prefix", "t1", "stats", "a", "b", "--json"]);
+        assert!(ok.is_ok());
+    }
+}

@@ -1,0 +1,380 @@
+#![doc = include_str!("../README.md")]
+
+use std::future::Future;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// JSON when stdout is not a terminal (containers), human-readable otherwise.
+    #[default]
+    Auto,
+    Json,
+    Pretty,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" | "" => Ok(LogFormat::Auto),
+            "json" => Ok(LogFormat::Json),
+            "pretty" | "text" => Ok(LogFormat::Pretty),
+            other => Err(format!("LOG_FORMAT must be auto, json or pretty, got {other:?}")),
+        }
+    }
+}
+
+/// Telemetry settings of one binary.
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    /// `service.name` of traces and the `service` field of logs.
+    pub service: String,
+    /// `RUST_LOG`-style filter.
+    pub filter: String,
+    pub format: LogFormat,
+    /// OTLP/HTTP endpoint (e.g. `http://otel-collector:4318`); no export when None.
+    pub otlp_endpoint: Option<String>,
+}
+
+impl TelemetryConfig {
+    pub fn new(service: impl Into<String>) -> Self {
+        Self {
+            service: service.into(),
+            filter: "info".into(),
+            format: LogFormat::Auto,
+            otlp_endpoint: None,
+        }
+    }
+
+    /// Reads `RUST_LOG`, `LOG_FORMAT` and `OTEL_EXPORTER_OTLP_ENDPOINT`. For `main` only.
+    pub fn from_env(service: impl Into<String>) -> Result<Self, String> {
+        let mut config = Self::new(service);
+        if let Ok(filter) = std::env::var("RUST_LOG") {
+            config.filter = filter;
+        }
+        if let Ok(format) = std::env::var("LOG_FORMAT") {
+            config.format = format.parse()?;
+        }
+        config.otlp_endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .ok()
+            .filter(|e| !e.is_empty());
+        Ok(config)
+    }
+}
+
+/// Flushes and shuts down trace export when dropped; keep it alive in `main`.
+#[must_use = "dropping the guard stops trace export"]
+pub struct TelemetryGuard {
+    tracer_provider: Option<SdkTracerProvider>,
+}
+
+impl std::fmt::Debug for TelemetryGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelemetryGuard")
+            .field("otlp", &self.tracer_provider.is_some())
+            .finish()
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.tracer_provider.take()
+            && let Err(e) = provider.shutdown()
+        {
+            eprintln!("flushing traces failed: {e}");
+        }
+    }
+}
+
+/// Installs logging, the trace propagator, optional OTLP export and the Prometheus
+/// recorder. Call once, at the start of `main`.
+pub fn init(config: TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    let filter = EnvFilter::try_new(&config.filter)
+        .with_context(|| format!("invalid log filter {:?}", config.filter))?;
+
+    let tracer_provider = match &config.otlp_endpoint {
+        Some(endpoint) => {
+            use opentelemetry_otlp::WithExportConfig;
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
+                .with_timeout(Duration::from_secs(10))
+                .build()
+                .context("building the OTLP exporter")?;
+            let resource = opentelemetry_sdk::Resource::builder()
+                .with_service_name(config.service.clone())
+                .build();
+            Some(
+                SdkTracerProvider::builder()
+                    .with_batch_exporter(exporter)
+                    .with_resource(resource)
+                    .build(),
+            )
+        }
+        None => None,
+    };
+    let otel_layer = tracer_provider.as_ref().map(|p| {
+        opentelemetry::global::set_tracer_provider(p.clone());
+        tracing_opentelemetry::layer().with_tracer(p.tracer(config.service.clone()))
+    });
+
+    let json = match config.format {
+        LogFormat::Json => true,
+        LogFormat::Pretty => false,
+        LogFormat::Auto => !std::io::stdout().is_terminal(),
+    };
+    let registry = tracing_subscriber::registry().with(filter).with(otel_layer);
+    let result = if json {
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false),
+            )
+            .try_init()
+    } else {
+        registry.with(tracing_subscriber::fmt::layer()).try_init()
+    };
+    result.context("installing the log subscriber")?;
+    metrics_handle();
+    Ok(TelemetryGuard { tracer_provider })
+}
+
+/// The process-wide Prometheus recorder, installed on first use.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                    5.0, 10.0, 30.0, 60.0,
+                ])
+                .expect("static buckets are valid")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may be installed already (tests); /metrics then shows
+            // only what this handle sees, which is better than failing.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+type CheckFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+type Check = Arc<dyn Fn() -> CheckFuture + Send + Sync>;
+
+/// Named checks behind `/readyz`: each must pass within 2 s.
+#[derive(Clone, Default)]
+pub struct Readiness {
+    checks: Vec<(&'static str, Check)>,
+}
+
+impl std::fmt::Debug for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<_> = self.checks.iter().map(|(n, _)| *n).collect();
+        f.debug_struct("Readiness").field("checks", &names).finish()
+    }
+}
+
+impl Readiness {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a check, e.g. `("redis", || async { broker.ping().await.map_err(..) })`.
+    pub fn check<F, Fut>(mut self, name: &'static str, check: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.checks
+            .push((name, Arc::new(move || Box::pin(check()) as CheckFuture)));
+        self
+    }
+
+    /// Runs every check; the map says `ok` or the error of each.
+    pub async fn run(&self) -> (bool, serde_json::Map<String, serde_json::Value>) {
+        let results = futures::future::join_all(self.checks.iter().map(|(name, check)| {
+            let check = check.clone();
+            async move {
+                let r = tokio::time::timeout(Duration::from_secs(2), check()).await;
+                let r = r.unwrap_or_else(|_| Err("timed out after 2 s".into()));
+                (*name, r)
+            }
+        }))
+        .await;
+        let mut ok = true;
+        let mut map = serde_json::Map::new();
+        for (name, r) in results {
+            let v = match r {
+                Ok(()) => "ok".to_owned(),
+                Err(e) => {
+                    ok = false;
+                    e
+                }
+            };
+            map.insert(name.to_owned(), serde_json::Value::String(v));
+        }
+        (ok, map)
+    }
+}
+
+/// `/healthz` (the process is alive), `/readyz` (its dependencies answer) and
+/// `/metrics` (Prometheus text format).
+pub fn health_router(readiness: Readiness) -> Router {
+    let handle = metrics_handle();
+    Router::new()
+        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/readyz",
+            get(move || {
+                let readiness = readiness.clone();
+                async move {
+                    let (ok, checks) = readiness.run().await;
+                    let status = if ok {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    };
+                    let body = serde_json::json!({
+                        "status": if ok { "ready" } else { "not ready" },
+                        "checks": checks,
+                    });
+                    (status, axum::Json(body)).into_response()
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let handle = handle.clone();
+                async move {
+                    (
+                        [("content-type", "text/plain; version=0.0.4")],
+                        handle.render(),
+                    )
+                }
+            }),
+        )
+}
+
+/// Serves `router` on `addr` until `shutdown` is cancelled.
+pub async fn serve(addr: SocketAddr, router: Router, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    serve_on(listener, router, shutdown).await
+}
+
+/// Serves `router` on a bound listener (tests bind port 0) until `shutdown`.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .context("http server")
+}
+
+/// A token cancelled on the first SIGTERM or SIGINT.
+pub fn shutdown_token() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = terminate => tracing::info!("SIGTERM received, shutting down"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+        }
+        cancel.cancel();
+    });
+    token
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn get(router: Router, path: &str) -> (StatusCode, String) {
+        let res = router
+            .oneshot(Request::get(path).body(Body::empty()).expect("request"))
+            .await
+            .expect("response");
+        let status = res.status();
+        let body = res.into_body().collect().await.expect("body").to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn readyz_names_the_failing_dependency_with_503() {
+        let readiness = Readiness::new()
+            .check("redis", || async { Ok(()) })
+            .check("postgres", || async { Err("connection refused".to_owned()) });
+        let (status, body) = get(health_router(readiness), "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains(r#""postgres":"connection refused""#), "{body}");
+        assert!(body.contains(r#""redis":"ok""#), "{body}");
+    }
+
+    #[tokio::test]
+    async fn readyz_is_200_when_every_check_passes_and_healthz_always() {
+        let readiness = Readiness::new().check("redis", || async { Ok(()) });
+        let (status, _) = get(health_router(readiness.clone()), "/readyz").await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = get(health_router(Readiness::new()), "/healthz").await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn metrics_are_rendered_in_prometheus_format() {
+        let router = health_router(Readiness::new());
+        metrics::counter!("telemetry_test_total").increment(3);
+        let (status, body) = get(router, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("telemetry_test_total 3"), "{body}");
+    }
+
+    #[test]
+    fn log_formats_parse_with_a_clear_error() {
+        assert_eq!("json".parse::<LogFormat>(), Ok(LogFormat::Json));
+        let err = "xml".parse::<LogFormat>().expect_err("rejected");
+        assert!(err.contains("LOG_FORMAT"), "{err}");
+    }
+}

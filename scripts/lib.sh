@@ -1,0 +1,98 @@
+# Shared helpers of run.sh, test.sh and bench.sh: find or start the services the
+# project needs, installing Debian packages when they are missing.
+# shellcheck shell=bash
+
+REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
+DATABASE_URL="${DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/test}"
+export REDIS_URL DATABASE_URL
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Runs a command as root (directly, or through sudo when available).
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"
+  elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+  else die "need root to run: $* (install it yourself, or run as root)"
+  fi
+}
+
+APT_UPDATED=
+apt_install() {
+  command -v apt-get >/dev/null 2>&1 || die "cannot install $* here: no apt-get; install it and retry"
+  if [ -z "$APT_UPDATED" ]; then
+    log "apt-get update"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    APT_UPDATED=1
+  fi
+  log "apt-get install $*"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# host and port of a redis:// or postgres:// URL
+url_host() { local u="${1#*://}"; u="${u#*@}"; u="${u%%/*}"; echo "${u%%:*}"; }
+url_port() { local u="${1#*://}"; u="${u#*@}"; u="${u%%/*}"; case "$u" in *:*) echo "${u##*:}";; *) echo "$2";; esac; }
+
+tcp_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+wait_for_tcp() {
+  local host=$1 port=$2 what=$3 i
+  for i in $(seq 1 100); do
+    tcp_open "$host" "$port" && return 0
+    sleep 0.1
+  done
+  die "$what did not start listening on $host:$port"
+}
+
+ensure_rust() {
+  if ! command -v cargo >/dev/null 2>&1; then
+    [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+  command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (https://rustup.rs), stable >= 1.88"
+  # protoc is vendored by the build (protoc-bin-vendored); a C compiler is needed by ring.
+  command -v cc >/dev/null 2>&1 || apt_install gcc libc6-dev
+}
+
+ensure_redis() {
+  local host port
+  host=$(url_host "$REDIS_URL"); port=$(url_port "$REDIS_URL" 6379)
+  if tcp_open "$host" "$port"; then
+    log "redis is up at $host:$port"
+    return
+  fi
+  case "$host" in 127.*|localhost) ;; *) die "redis at $host:$port is not reachable (REDIS_URL=$REDIS_URL)";; esac
+  command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+  log "starting redis-server on port $port"
+  redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --save "" --appendonly no \
+    --logfile "${TMPDIR:-/tmp}/rsq-redis-$port.log"
+  wait_for_tcp "$host" "$port" redis
+}
+
+ensure_postgres() {
+  local host port
+  host=$(url_host "$DATABASE_URL"); port=$(url_port "$DATABASE_URL" 5432)
+  if tcp_open "$host" "$port"; then
+    log "postgresql is up at $host:$port"
+    return
+  fi
+  case "$host" in 127.*|localhost) ;; *) die "postgresql at $host:$port is not reachable (DATABASE_URL=$DATABASE_URL)";; esac
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    apt_install postgresql
+  fi
+  local version
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  log "starting postgresql $version"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  wait_for_tcp "$host" "$port" postgresql
+  # A fresh cluster authenticates TCP clients by password: give the postgres role
+  # the one in DATABASE_URL and create the database. Harmless under trust auth.
+  local password db
+  password=$(echo "$DATABASE_URL" | sed -n 's|^[a-z]*://[^:/@]*:\([^@]*\)@.*|\1|p')
+  db=$(echo "$DATABASE_URL" | sed -n 's|.*/\([^/?]*\)\(?.*\)\{0,1\}$|\1|p')
+  if [ -n "$password" ]; then
+    as_root su postgres -c "psql -q -c \"ALTER USER postgres PASSWORD '$password'\"" >/dev/null
+  fi
+  if [ -n "$db" ] && [ "$db" != postgres ]; then
+    as_root su postgres -c "psql -q -tc \"SELECT 1 FROM pg_database WHERE datname = '$db'\" | grep -q 1 || createdb '$db'"
+  fi
+}

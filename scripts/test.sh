@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace against real Redis and PostgreSQL, starting them
+# (and installing their Debian packages) when they are not reachable.
+#   REDIS_URL     default redis://127.0.0.1:6379
+#   DATABASE_URL  default postgres://postgres:postgres@127.0.0.1:5432/test
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+ensure_rust
+ensure_redis
+ensure_postgres
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+log "doc tests"
+cargo test --workspace --doc --quiet
+if command -v cargo-nextest >/dev/null 2>&1; then
+  log "cargo nextest run"
+  cargo nextest run --workspace --no-fail-fast
+else
+  log "cargo test (install cargo-nextest for faster, per-test-process runs)"
+  cargo test --workspace --no-fail-fast
+fi
