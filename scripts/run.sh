@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Brings up the stack and runs its main job.
-#
-# Today the stack is Redis plus the queue engine: a worker process consumes the
-# `demo` queue (random 0-50 ms jobs, 10 % retryable and 2 % permanent failures),
-# 2,000 jobs are enqueued, and `queuectl` shows what happened. The worker keeps
-# running until Ctrl-C; `scripts/run.sh --once` stops after the demo.
-#   REDIS_URL     default redis://127.0.0.1:6379 (started here when unreachable)
+# Brings up the stack and runs its main job: Redis, PostgreSQL, api-gateway and
+# qr-worker; registers a demo person, waits for their QR code and shows where it
+# landed, then prints a working curl. Runs until Ctrl-C; `--once` stops after the demo.
+#   API_ADDR         gateway address (default 127.0.0.1:8080)
+#   API_ADMIN_TOKEN  admin bearer token (generated and printed when unset)
+#   API_USER_TOKEN   user bearer token (generated and printed when unset)
+#   REDIS_URL, DATABASE_URL, STORAGE_DIR (default ./storage), RUST_LOG
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -22,11 +22,27 @@ done
 ensure_rust
 ensure_redis
 ensure_postgres
+command -v curl >/dev/null 2>&1 || apt_install curl
 
-log "building (release)"
-cargo build --release --quiet -p queue-core --bin queue-bench -p queuectl
+export API_ADDR="${API_ADDR:-127.0.0.1:8080}"
+export STORAGE_DIR="${STORAGE_DIR:-$PWD/storage}"
+export RUST_LOG="${RUST_LOG:-info}"
+random_token() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+export API_ADMIN_TOKEN="${API_ADMIN_TOKEN:-admin-$(random_token)}"
+export API_USER_TOKEN="${API_USER_TOKEN:-user-$(random_token)}"
+api="http://$API_ADDR"
+qr_health="${QR_HEALTH_ADDR:-127.0.0.1:9101}"
+
+for addr in "$API_ADDR" "$qr_health"; do
+  if tcp_open "${addr%:*}" "${addr##*:}"; then
+    die "$addr is already in use (another scripts/run.sh?); stop it or set API_ADDR / QR_HEALTH_ADDR"
+  fi
+done
+
+log "building (release): api-gateway, qr-worker, queuectl"
+cargo build --release --quiet -p api-gateway -p qr-worker -p queuectl
 bin=target/release
-mkdir -p .run
+mkdir -p .run "$STORAGE_DIR"
 
 pids=()
 cleanup() {
@@ -36,33 +52,64 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log "starting a worker on queue demo (logs: .run/demo-worker.log)"
-"$bin/queue-bench" worker --queue demo --concurrency 50 --sleep-ms 50 \
-  --fail-rate 0.1 --permanent-rate 0.02 --backoff-ms 200 >.run/demo-worker.log 2>&1 &
+log "starting qr-worker (health $qr_health, logs .run/qr-worker.log)"
+HEALTH_ADDR="$qr_health" "$bin/qr-worker" >.run/qr-worker.log 2>&1 &
+pids+=($!)
+log "starting api-gateway on $api (logs .run/api-gateway.log)"
+"$bin/api-gateway" >.run/api-gateway.log 2>&1 &
 pids+=($!)
 
-log "enqueueing 2,000 jobs, plus 100 due in 3 s"
-"$bin/queue-bench" enqueue --queue demo --count 2000 --kind demo.work
-"$bin/queue-bench" enqueue --queue demo --count 100 --kind demo.later --delay-ms 3000
+wait_ready() {
+  local url=$1 name=$2 log=$3
+  for _ in $(seq 1 150); do
+    curl -fs "$url" >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  tail -n 20 "$log" >&2
+  die "$name is not ready at $url"
+}
+wait_ready "$api/readyz" api-gateway .run/api-gateway.log
+wait_ready "http://$qr_health/readyz" qr-worker .run/qr-worker.log
 
-"$bin/queuectl" monitor --interval 1s --iterations 6
+document="V-$(date +%s)"
+log "registering a demo person (document $document)"
+response=$(curl -fsS -X POST "$api/api/persons" \
+  -H "Authorization: Bearer $API_USER_TOKEN" -H 'Content-Type: application/json' \
+  -d "{\"document\": \"$document\", \"first_name\": \"Ana\", \"last_name\": \"Pérez\", \"email\": \"ana@example.com\"}")
+echo "$response"
+id=$(echo "$response" | sed -n 's/.*"id":\([0-9]*\).*/\1/p')
+qr_path=$(echo "$response" | sed -n 's/.*"qr_path":"\([^"]*\)".*/\1/p')
+for _ in $(seq 1 100); do
+  status=$(curl -fsS "$api/api/persons/$id" -H "Authorization: Bearer $API_USER_TOKEN" | sed -n 's/.*"qr_status":"\([a-z]*\)".*/\1/p')
+  [ "$status" != pending ] && break
+  sleep 0.1
+done
+log "qr_status: $status; the QR landed at $STORAGE_DIR/$qr_path"
 echo
-"$bin/queuectl" stats demo
-echo
-log "dead letters (retry them with: $bin/queuectl retry demo all)"
-"$bin/queuectl" failed demo --limit 5
+"$bin/queuectl" stats
 
 cat <<MSG
 
-Try:
-  $bin/queuectl stats                 # every queue
-  $bin/queuectl failed demo           # dead letters
-  $bin/queuectl retry demo all        # put them back
-  $bin/queue-bench enqueue --queue demo --count 10000
+The stack is up. Tokens:
+  export API_USER_TOKEN=$API_USER_TOKEN
+  export API_ADMIN_TOKEN=$API_ADMIN_TOKEN
+
+Register a person (answers 201 at once; the QR follows in the background):
+  curl -s -X POST $api/api/persons -H "Authorization: Bearer \$API_USER_TOKEN" \\
+    -H 'Content-Type: application/json' \\
+    -d '{"document": "V-12345678", "first_name": "Ana", "last_name": "Pérez"}'
+Its status and its QR (PNG files land under $STORAGE_DIR/qr/):
+  curl -s $api/api/persons/$id -H "Authorization: Bearer \$API_USER_TOKEN"
+  curl -s $api/api/persons/$id/qr -H "Authorization: Bearer \$API_USER_TOKEN" -o qr.png
+Queues (admin):
+  curl -s $api/api/queues -H "Authorization: Bearer \$API_ADMIN_TOKEN"
+  $bin/queuectl stats
+API description: $api/openapi.json
 MSG
 
 if [ -n "$once" ]; then
+  [ "$status" = ready ] || die "the demo QR is $status, expected ready (see .run/qr-worker.log)"
   exit 0
 fi
-log "worker still running; Ctrl-C to stop"
+log "running; Ctrl-C to stop"
 wait "${pids[@]}"

@@ -443,31 +443,46 @@ impl Admin {
         Ok(())
     }
 
-    /// The most recent completions, newest first.
+    /// The most recent completions (up to `limit`), newest first.
     pub async fn completions(&self, queue: &Queue, limit: usize) -> Result<Vec<Completion>> {
         let mut conn = self.broker.conn().await?;
-        let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XREVRANGE")
-            .arg(queue.keys().done())
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(limit.clamp(1, 10_000))
-            .query_async(&mut *conn)
-            .await?;
-        Ok(entries
-            .into_iter()
-            .map(|(id, f)| {
-                let run = f.get("run").map(String::as_str).unwrap_or("");
-                let (attempt, ms) = run.split_once(':').unwrap_or(("0", "0"));
-                Completion {
-                    job_id: f.get("id").cloned().unwrap_or_default(),
-                    kind: f.get("kind").cloned().unwrap_or_default(),
-                    attempt: attempt.parse().unwrap_or(0),
-                    duration_ms: ms.parse().unwrap_or(0),
-                    finished_at_ms: entry_time_ms(&id).unwrap_or(0),
+        let limit = limit.clamp(1, 1_000_000);
+        let mut out = Vec::new();
+        let mut end = "+".to_owned();
+        // Each record holds one settled batch: page through records until `limit`.
+        'pages: loop {
+            let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
+                .arg(queue.keys().done())
+                .arg(&end)
+                .arg("-")
+                .arg("COUNT")
+                .arg(100)
+                .query_async(&mut *conn)
+                .await?;
+            let Some(last) = entries.last().map(|(id, _)| id.clone()) else {
+                break;
+            };
+            for (id, fields) in entries {
+                let finished_at_ms = entry_time_ms(&id).unwrap_or(0);
+                for (_, record) in fields.into_iter().rev() {
+                    let mut parts = record.split(crate::worker::DONE_SEPARATOR);
+                    let mut next = || parts.next().unwrap_or("").to_owned();
+                    let (job_id, kind, attempt, ms) = (next(), next(), next(), next());
+                    out.push(Completion {
+                        job_id,
+                        kind,
+                        attempt: attempt.parse().unwrap_or(0),
+                        duration_ms: ms.parse().unwrap_or(0),
+                        finished_at_ms,
+                    });
+                    if out.len() >= limit {
+                        break 'pages;
+                    }
                 }
-            })
-            .collect())
+            }
+            end = format!("({last}");
+        }
+        Ok(out)
     }
 
     /// Consumers of the queue's group, per lane.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use deadpool_redis::{Manager, Pool};
 use redis::AsyncConnectionConfig;
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 
 use crate::keys::{self, DEFAULT_PREFIX};
 use crate::queue::{Lanes, Queue};
@@ -50,7 +50,12 @@ pub struct Broker {
 
 struct Inner {
     client: redis::Client,
+    /// Pooled connections for admin work and tools.
     pool: Pool,
+    /// One multiplexed, self-reconnecting connection for the hot paths (enqueue,
+    /// read, settle): requests from every task are pipelined on it, and unlike a
+    /// pool checkout it costs no extra round trip per use.
+    shared: ConnectionManager,
     prefix: String,
     display_url: String,
     connect_timeout: Duration,
@@ -85,10 +90,20 @@ impl Broker {
             .runtime(deadpool_redis::Runtime::Tokio1)
             .build()
             .map_err(|e| Error::InvalidConfig(format!("redis pool: {e}")))?;
+        let shared = ConnectionManager::new_with_config(
+            client.clone(),
+            ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(config.connect_timeout))
+                .set_response_timeout(Some(config.response_timeout))
+                .set_number_of_retries(3),
+        )
+        .await
+        .map_err(unreachable)?;
         let broker = Self {
             inner: Arc::new(Inner {
                 client,
                 pool,
+                shared,
                 prefix: config.prefix,
                 display_url: display_url.clone(),
                 connect_timeout: config.connect_timeout,
@@ -123,6 +138,11 @@ impl Broker {
     /// A queue with three priority lanes (high, normal, low), read highest first.
     pub fn priority_queue(&self, name: &str) -> Result<Queue> {
         Queue::new(&self.inner.prefix, name, Lanes::Priority)
+    }
+
+    /// The shared multiplexed connection (cheap to clone).
+    pub(crate) fn shared(&self) -> ConnectionManager {
+        self.inner.shared.clone()
     }
 
     pub(crate) async fn conn(&self) -> Result<deadpool_redis::Connection> {

@@ -150,20 +150,20 @@ impl Producer {
 
     /// Enqueues one job.
     pub async fn enqueue(&self, queue: &Queue, job: NewJob) -> Result<Enqueued> {
-        let mut conn = self.broker.conn().await?;
+        let mut conn = self.broker.shared();
         queue.register(&mut conn).await?;
         let prepared = prepare(queue, job)?;
         let reply: Value = match prepared.kind {
-            PreparedKind::Xadd => prepared.cmd.query_async(&mut *conn).await?,
-            PreparedKind::Script => match prepared.cmd.query_async(&mut *conn).await {
+            PreparedKind::Xadd => prepared.cmd.query_async(&mut conn).await?,
+            PreparedKind::Script => match prepared.cmd.query_async(&mut conn).await {
                 Err(e)
                     if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
                 {
                     scripts::ENQUEUE
                         .prepare_invoke()
-                        .load_async(&mut *conn)
+                        .load_async(&mut conn)
                         .await?;
-                    prepared.cmd.query_async(&mut *conn).await?
+                    prepared.cmd.query_async(&mut conn).await?
                 }
                 other => other?,
             },

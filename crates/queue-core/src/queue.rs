@@ -156,7 +156,7 @@ impl Queue {
     }
 
     /// Writes the queue into the registry once per process, so operators can list it.
-    pub(crate) async fn register(&self, conn: &mut deadpool_redis::Connection) -> Result<()> {
+    pub(crate) async fn register(&self, conn: &mut impl redis::aio::ConnectionLike) -> Result<()> {
         let registry = self.registry_key();
         self.inner
             .registered
@@ -165,7 +165,7 @@ impl Queue {
                     .arg(&registry)
                     .arg(&self.inner.name)
                     .arg(self.inner.lanes.count())
-                    .query_async::<()>(&mut **conn)
+                    .query_async::<()>(conn)
                     .await
                     .map_err(Error::from)
             })

@@ -20,7 +20,6 @@ macro_rules! script {
 
 script!(ENQUEUE, "enqueue.lua");
 script!(PROMOTE, "promote.lua");
-script!(READ, "read.lua");
 script!(COMPLETE, "complete.lua");
 script!(RETRY, "retry.lua");
 script!(DEAD_LETTER, "dead_letter.lua");

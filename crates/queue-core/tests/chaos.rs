@@ -117,9 +117,11 @@ async fn every_job_ends_exactly_once_despite_failures_timeouts_and_killed_worker
     assert!(s.reclaimed > 0, "no killed job was reclaimed: {s:#?}");
 
     // Where each job ended.
-    let done: Vec<(String, HashMap<String, String>)> = env
-        .cmd(redis::cmd("XRANGE").arg(q.keys().done()).arg("-").arg("+"))
-        .await;
+    let done = env
+        .admin
+        .completions(&q, 1_000_000)
+        .await
+        .expect("completions");
     let mut dead = Vec::new();
     let mut before = None;
     loop {
@@ -139,8 +141,8 @@ async fn every_job_ends_exactly_once_despite_failures_timeouts_and_killed_worker
         .await;
 
     let mut ends: HashMap<&str, (u32, u32)> = ids.iter().map(|id| (id.as_str(), (0, 0))).collect();
-    for (_, fields) in &done {
-        let id = fields.get("id").expect("done entries name the job");
+    for c in &done {
+        let id = &c.job_id;
         ends.get_mut(id.as_str())
             .unwrap_or_else(|| panic!("unknown job {id} completed"))
             .0 += 1;
@@ -158,8 +160,8 @@ async fn every_job_ends_exactly_once_despite_failures_timeouts_and_killed_worker
         wrong.is_empty(),
         "jobs that did not end exactly once (completed, dead) (seed {seed}): {wrong:?}"
     );
-    for (_, fields) in &done {
-        let id = &fields["id"];
+    for c in &done {
+        let id = &c.job_id;
         assert!(
             runs.get(id).copied().unwrap_or(0) >= 1,
             "job {id} completed without a recorded successful run (seed {seed})"

@@ -38,7 +38,9 @@ impl std::str::FromStr for LogFormat {
             "auto" | "" => Ok(LogFormat::Auto),
             "json" => Ok(LogFormat::Json),
             "pretty" | "text" => Ok(LogFormat::Pretty),
-            other => Err(format!("LOG_FORMAT must be auto, json or pretty, got {other:?}")),
+            other => Err(format!(
+                "LOG_FORMAT must be auto, json or pretty, got {other:?}"
+            )),
         }
     }
 }
@@ -169,8 +171,8 @@ pub fn metrics_handle() -> PrometheusHandle {
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
                 .set_buckets(&[
-                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                    5.0, 10.0, 30.0, 60.0,
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0, 30.0, 60.0,
                 ])
                 .expect("static buckets are valid")
                 .build_recorder();
@@ -247,7 +249,10 @@ impl Readiness {
 pub fn health_router(readiness: Readiness) -> Router {
     let handle = metrics_handle();
     Router::new()
-        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route(
             "/readyz",
             get(move || {
@@ -282,7 +287,11 @@ pub fn health_router(readiness: Readiness) -> Router {
 }
 
 /// Serves `router` on `addr` until `shutdown` is cancelled.
-pub async fn serve(addr: SocketAddr, router: Router, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn serve(
+    addr: SocketAddr,
+    router: Router,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
@@ -299,6 +308,30 @@ pub async fn serve_on(
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
         .context("http server")
+}
+
+struct HeaderExtractor<'a>(&'a axum::http::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+/// Makes `span` continue the trace of an incoming request (`traceparent` header),
+/// so one trace runs from the caller through the gateway into the worker.
+pub fn continue_http_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    if !headers.contains_key("traceparent") {
+        return;
+    }
+    let cx =
+        opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));
+    let _ = span.set_parent(cx);
 }
 
 /// A token cancelled on the first SIGTERM or SIGINT.
@@ -346,10 +379,15 @@ mod tests {
     async fn readyz_names_the_failing_dependency_with_503() {
         let readiness = Readiness::new()
             .check("redis", || async { Ok(()) })
-            .check("postgres", || async { Err("connection refused".to_owned()) });
+            .check("postgres", || async {
+                Err("connection refused".to_owned())
+            });
         let (status, body) = get(health_router(readiness), "/readyz").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        assert!(body.contains(r#""postgres":"connection refused""#), "{body}");
+        assert!(
+            body.contains(r#""postgres":"connection refused""#),
+            "{body}"
+        );
         assert!(body.contains(r#""redis":"ok""#), "{body}");
     }
 

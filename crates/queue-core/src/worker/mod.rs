@@ -20,7 +20,7 @@ use crate::envelope::Envelope;
 use crate::{Broker, Error, Queue, Result};
 
 pub use runner::Worker;
-pub(crate) use runner::promote_due_jobs;
+pub(crate) use runner::{DONE_SEPARATOR, promote_due_jobs};
 
 /// Why a run failed, which decides what happens next.
 #[derive(Debug)]
@@ -184,11 +184,12 @@ pub struct WorkerConfig {
     pub pause_poll: Duration,
     /// Time in-flight jobs get to finish on shutdown.
     pub grace_period: Duration,
-    /// Completions kept in the `done` stream (0 keeps none).
+    /// Completions kept (approximately) in the `done` stream, which holds one
+    /// record per settled batch (0 keeps none).
     pub done_retention: usize,
     /// Dead letters kept (approximately; 0 = unbounded).
     pub dlq_retention: usize,
-    /// Most outcomes settled per batch of scripts.
+    /// Most outcomes settled per batch of scripts (at most 2,000).
     pub ack_batch: NonZeroUsize,
 }
 
@@ -242,6 +243,13 @@ impl WorkerConfig {
             if d.is_zero() {
                 return bad(format!("{name} must be greater than zero"));
             }
+        }
+        if self.ack_batch.get() > 2000 {
+            // Lua's unpack() of the acknowledged ids has a stack limit.
+            return bad(format!(
+                "ack_batch must be at most 2000, got {}",
+                self.ack_batch
+            ));
         }
         if self.heartbeat_interval * 2 >= self.visibility_timeout {
             return bad(format!(

@@ -265,8 +265,10 @@ impl ErrorDelay {
 }
 
 enum Read {
+    /// Nothing read: the queue is paused.
     Paused,
-    Entries(Vec<Delivery>),
+    /// Entries, and whether the queue was paused as they were read (None: unknown).
+    Entries(Vec<Delivery>, Option<bool>),
 }
 
 /// Reads and reclaims with the same concurrency slots. Reclaiming here rather than
@@ -296,8 +298,19 @@ async fn read_loop<H: Handler>(ctx: &Arc<Ctx<H>>, shutdown: &CancellationToken) 
         }
         let want = permits.num_permits();
 
+        // While paused, only the flag is polled: nothing more is claimed.
+        if paused {
+            if is_paused(ctx).await {
+                drop(permits);
+                if !sleep_or_cancel(ctx.cfg.pause_poll, shutdown).await {
+                    return;
+                }
+                continue;
+            }
+            paused = false;
+        }
         // A paused queue starts nothing, reclaimed jobs included.
-        if !paused && Instant::now() >= next_reclaim {
+        if Instant::now() >= next_reclaim {
             next_reclaim = Instant::now() + ctx.cfg.reclaim_interval;
             let claimed = reclaim_step(ctx, &mut cursors, want).await;
             if !claimed.is_empty() {
@@ -307,20 +320,26 @@ async fn read_loop<H: Handler>(ctx: &Arc<Ctx<H>>, shutdown: &CancellationToken) 
         }
 
         let read = match read_now(ctx, want).await {
-            Ok(Read::Entries(entries)) if entries.is_empty() => {
-                let block = next_reclaim
-                    .saturating_duration_since(Instant::now())
-                    .clamp(Duration::from_millis(1), ctx.cfg.block);
-                let r = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    r = read_blocking(ctx, &mut blocking, want, block) => r,
-                };
-                if r.is_err() {
-                    blocking = None;
+            Ok((entries, now_paused)) if entries.is_empty() => {
+                if now_paused {
+                    Ok(Read::Paused)
+                } else {
+                    let block = next_reclaim
+                        .saturating_duration_since(Instant::now())
+                        .clamp(Duration::from_millis(1), ctx.cfg.block);
+                    let r = tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        r = read_blocking(ctx, &mut blocking, want, block) => r,
+                    };
+                    if r.is_err() {
+                        blocking = None;
+                    }
+                    // A blocking read may return after a pause began.
+                    r.map(|entries| Read::Entries(entries, None))
                 }
-                r.map(Read::Entries)
             }
-            other => other,
+            Ok((entries, now_paused)) => Ok(Read::Entries(entries, Some(now_paused))),
+            Err(e) => Err(e),
         };
         paused = matches!(read, Ok(Read::Paused));
         match read {
@@ -330,15 +349,15 @@ async fn read_loop<H: Handler>(ctx: &Arc<Ctx<H>>, shutdown: &CancellationToken) 
                     return;
                 }
             }
-            Ok(Read::Entries(entries)) => {
+            Ok(Read::Entries(entries, known_paused)) => {
                 delay.reset();
                 if entries.is_empty() {
                     continue;
                 }
                 track(ctx, &entries);
-                // A blocking read may have returned after a pause began: hold the
-                // entries (claimed and heart-beaten) and start nothing until resumed.
-                if !wait_while_paused(ctx, shutdown).await {
+                // Entries read as a pause began are held (claimed and heart-beaten)
+                // and start only once the queue is resumed.
+                if known_paused != Some(false) && !wait_while_paused(ctx, shutdown).await {
                     return;
                 }
                 dispatch(ctx, entries, permits);
@@ -369,32 +388,40 @@ fn is_nogroup(e: &Error) -> bool {
     matches!(e, Error::Redis(r) if r.code() == Some("NOGROUP") || r.to_string().contains("NOGROUP"))
 }
 
-async fn read_now<H: Handler>(ctx: &Ctx<H>, want: usize) -> Result<Read> {
-    let mut conn = ctx.broker.conn().await?;
-    let mut inv = scripts::READ.prepare_invoke();
-    inv.key(ctx.queue.keys().paused());
-    for s in ctx.queue.streams() {
-        inv.key(s);
-    }
-    inv.arg(&ctx.cfg.group).arg(&ctx.consumer).arg(want);
-    let reply: Value = inv.invoke_async(&mut *conn).await?;
-    match reply {
-        Value::Nil => Ok(Read::Paused),
-        Value::Array(items) => {
-            let mut out = Vec::with_capacity(items.len() / 3);
-            let mut it = items.into_iter();
-            while let (Some(lane), Some(id), Some(fields)) = (it.next(), it.next(), it.next()) {
-                out.push(Delivery {
-                    lane: redis::from_redis_value::<usize>(lane)?,
-                    id: redis::from_redis_value(id)?,
-                    envelope: envelope_field(fields),
-                    deliveries: 1,
-                });
-            }
-            Ok(Read::Entries(out))
+/// Reads new entries without blocking, highest lane first. Each read is pipelined
+/// with a check of the pause flag, placed after the read: if the flag was set
+/// before the read ran, the check sees it and the entries are held, so nothing
+/// starts after `pause` returned.
+async fn read_now<H: Handler>(ctx: &Ctx<H>, want: usize) -> Result<(Vec<Delivery>, bool)> {
+    let mut conn = ctx.broker.shared();
+    let streams = ctx.queue.streams();
+    let mut out = Vec::new();
+    let mut paused = false;
+    for stream in streams {
+        let remaining = want - out.len();
+        if remaining == 0 {
+            break;
         }
-        other => Err(Error::Protocol(format!("read script returned {other:?}"))),
+        let mut pipe = redis::pipe();
+        pipe.cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(&ctx.cfg.group)
+            .arg(&ctx.consumer)
+            .arg("COUNT")
+            .arg(remaining)
+            .arg("STREAMS")
+            .arg(stream)
+            .arg(">")
+            .cmd("EXISTS")
+            .arg(ctx.queue.keys().paused());
+        let (reply, now_paused): (Value, bool) = pipe.query_async(&mut conn).await?;
+        out.extend(parse_xread(reply, streams)?);
+        paused = now_paused;
+        if paused {
+            break;
+        }
     }
+    Ok((out, paused))
 }
 
 /// Waits on all lanes for new entries. Higher lanes are still preferred: Redis
@@ -424,9 +451,16 @@ async fn read_blocking<H: Handler>(
         cmd.arg(">");
     }
     let reply: Value = cmd.query_async(c).await?;
+    let mut out = parse_xread(reply, streams)?;
+    out.sort_by_key(|d| d.lane);
+    Ok(out)
+}
+
+/// Entries of an XREADGROUP reply, with the lane of the stream each came from.
+fn parse_xread(reply: Value, streams: &[String]) -> Result<Vec<Delivery>> {
     let mut out = Vec::new();
     let Value::Array(per_stream) = reply else {
-        return Ok(out); // Nil: timed out with nothing new
+        return Ok(out); // Nil: nothing new
     };
     for s in per_stream {
         let (name, entries): (String, Vec<Value>) = redis::from_redis_value(s)?;
@@ -441,7 +475,6 @@ async fn read_blocking<H: Handler>(
             });
         }
     }
-    out.sort_by_key(|d| d.lane);
     Ok(out)
 }
 
@@ -462,17 +495,19 @@ fn envelope_field(fields: Value) -> Option<Vec<u8>> {
     None
 }
 
+/// Whether the queue's pause flag is set (an unreachable Redis counts as not
+/// paused: the next read will report the error).
+async fn is_paused<H: Handler>(ctx: &Ctx<H>) -> bool {
+    redis::cmd("EXISTS")
+        .arg(ctx.queue.keys().paused())
+        .query_async::<bool>(&mut ctx.broker.shared())
+        .await
+        .unwrap_or(false)
+}
+
 async fn wait_while_paused<H: Handler>(ctx: &Ctx<H>, shutdown: &CancellationToken) -> bool {
     loop {
-        let paused = match ctx.broker.conn().await {
-            Ok(mut conn) => redis::cmd("EXISTS")
-                .arg(ctx.queue.keys().paused())
-                .query_async::<bool>(&mut *conn)
-                .await
-                .unwrap_or(false),
-            Err(_) => false,
-        };
-        if !paused {
+        if !is_paused(ctx).await {
             return true;
         }
         if !sleep_or_cancel(ctx.cfg.pause_poll, shutdown).await {
@@ -566,7 +601,8 @@ async fn run_job<H: Handler>(
         deliveries,
         max_attempts,
     };
-    let run = AssertUnwindSafe(ctx.handler.handle(job)).catch_unwind();
+    // Boxed: the task future is moved on spawn, and handler futures can be large.
+    let run = AssertUnwindSafe(Box::pin(ctx.handler.handle(job))).catch_unwind();
     let timed = tokio::time::timeout(ctx.cfg.job_timeout, run).instrument(span.clone());
     let result = tokio::select! {
         biased;
@@ -703,33 +739,39 @@ where
     Err(last.expect("at least one try"))
 }
 
+/// Separates the parts of a done record; never in job ids or kinds we produce.
+pub(crate) const DONE_SEPARATOR: char = '\u{1f}';
+
 async fn complete<H: Handler>(ctx: &Ctx<H>, lane: usize, outcomes: &[&Outcome]) -> Result<u64> {
-    let mut conn = ctx.broker.conn().await?;
     let keys = ctx.queue.keys();
     let mut inv = scripts::COMPLETE.prepare_invoke();
-    inv.key(keys.done()).key(keys.stats());
-    for s in ctx.queue.streams() {
-        inv.key(s);
-    }
-    inv.arg(&ctx.cfg.group).arg(ctx.cfg.done_retention);
+    inv.key(keys.done())
+        .key(keys.stats())
+        .key(&ctx.queue.streams()[lane]);
+    // The retention counts completions; the stream holds one record per batch.
+    let records = match ctx.cfg.done_retention {
+        0 => 0,
+        n => n.div_ceil(outcomes.len().max(1)).max(1),
+    };
+    inv.arg(&ctx.cfg.group).arg(records);
     for o in outcomes {
         if let RunResult::Completed {
             envelope,
             duration_ms,
         } = &o.result
         {
-            inv.arg(lane)
-                .arg(&*o.entry_id)
-                .arg(&envelope.id)
-                .arg(&envelope.kind)
-                .arg(format!("{}:{duration_ms}", envelope.attempt));
+            let sep = DONE_SEPARATOR;
+            inv.arg(&*o.entry_id).arg(format!(
+                "{}{sep}{}{sep}{}{sep}{duration_ms}",
+                envelope.id, envelope.kind, envelope.attempt
+            ));
         }
     }
-    Ok(inv.invoke_async(&mut *conn).await?)
+    Ok(inv.invoke_async(&mut ctx.broker.shared()).await?)
 }
 
 async fn settle_failure<H: Handler>(ctx: &Ctx<H>, o: &Outcome) -> Result<()> {
-    let mut conn = ctx.broker.conn().await?;
+    let mut conn = ctx.broker.shared();
     let keys = ctx.queue.keys();
     let stream = &ctx.queue.streams()[o.lane.min(ctx.queue.streams().len() - 1)];
     match &o.result {
@@ -786,7 +828,7 @@ async fn settle_failure<H: Handler>(ctx: &Ctx<H>, o: &Outcome) -> Result<()> {
                     .arg(&*o.entry_id)
                     .arg(delay.as_millis() as u64)
                     .arg(member);
-                let scheduled: i64 = inv.invoke_async(&mut *conn).await?;
+                let scheduled: i64 = inv.invoke_async(&mut conn).await?;
                 if scheduled == 1 {
                     ctx.metrics.retried.increment(1);
                     info!(
@@ -810,7 +852,7 @@ async fn settle_failure<H: Handler>(ctx: &Ctx<H>, o: &Outcome) -> Result<()> {
 #[allow(clippy::too_many_arguments)]
 async fn dead_letter<H: Handler>(
     ctx: &Ctx<H>,
-    conn: &mut deadpool_redis::Connection,
+    conn: &mut redis::aio::ConnectionManager,
     stream: &str,
     o: &Outcome,
     raw: &[u8],
@@ -834,7 +876,7 @@ async fn dead_letter<H: Handler>(
         .arg(ctx.queue.lane_name(o.lane))
         .arg(job_id)
         .arg(kind);
-    let moved: i64 = inv.invoke_async(&mut **conn).await?;
+    let moved: i64 = inv.invoke_async(conn).await?;
     if moved == 1 {
         ctx.metrics.dead_lettered.increment(1);
     }
@@ -878,7 +920,7 @@ async fn heartbeat_loop<H: Handler>(ctx: Arc<Ctx<H>>, stop: CancellationToken) {
 }
 
 async fn heartbeat<H: Handler>(ctx: &Ctx<H>, lane: usize, ids: &[Arc<str>]) -> Result<Vec<String>> {
-    let mut conn = ctx.broker.conn().await?;
+    let mut conn = ctx.broker.shared();
     let mut inv = scripts::HEARTBEAT.prepare_invoke();
     inv.key(&ctx.queue.streams()[lane])
         .arg(&ctx.cfg.group)
@@ -886,7 +928,7 @@ async fn heartbeat<H: Handler>(ctx: &Ctx<H>, lane: usize, ids: &[Arc<str>]) -> R
     for id in ids {
         inv.arg(&**id);
     }
-    Ok(inv.invoke_async(&mut *conn).await?)
+    Ok(inv.invoke_async(&mut conn).await?)
 }
 
 /// Takes over idle entries of stopped consumers, up to the permits held, lane by
@@ -938,7 +980,7 @@ async fn reclaim<H: Handler>(
     cursor: &str,
     count: usize,
 ) -> Result<(String, Vec<Delivery>, u64)> {
-    let mut conn = ctx.broker.conn().await?;
+    let mut conn = ctx.broker.shared();
     let keys = ctx.queue.keys();
     let mut inv = scripts::RECLAIM.prepare_invoke();
     inv.key(&ctx.queue.streams()[lane])
@@ -952,7 +994,7 @@ async fn reclaim<H: Handler>(
         .arg(ctx.cfg.max_deliveries)
         .arg(ctx.cfg.dlq_retention)
         .arg(ctx.queue.lane_name(lane));
-    let (next, entries, poisoned): (String, Vec<Value>, u64) = inv.invoke_async(&mut *conn).await?;
+    let (next, entries, poisoned): (String, Vec<Value>, u64) = inv.invoke_async(&mut conn).await?;
     let mut out = Vec::with_capacity(entries.len() / 3);
     let mut it = entries.into_iter();
     while let (Some(id), Some(fields), Some(deliveries)) = (it.next(), it.next(), it.next()) {
@@ -996,7 +1038,7 @@ async fn promote_loop<H: Handler>(ctx: Arc<Ctx<H>>, shutdown: CancellationToken)
 /// Moves due delayed jobs into their streams; returns how many, and the ms until
 /// the next one is due.
 pub(crate) async fn promote_due_jobs(
-    conn: &mut deadpool_redis::Connection,
+    conn: &mut impl redis::aio::ConnectionLike,
     queue: &Queue,
     limit: usize,
 ) -> Result<(usize, Option<u64>)> {
@@ -1006,11 +1048,11 @@ pub(crate) async fn promote_due_jobs(
         inv.key(s);
     }
     inv.arg(limit);
-    let (moved, wait): (usize, i64) = inv.invoke_async(&mut **conn).await?;
+    let (moved, wait): (usize, i64) = inv.invoke_async(conn).await?;
     Ok((moved, u64::try_from(wait).ok()))
 }
 
 async fn promote<H: Handler>(ctx: &Ctx<H>, limit: usize) -> Result<(usize, Option<u64>)> {
-    let mut conn = ctx.broker.conn().await?;
+    let mut conn = ctx.broker.shared();
     promote_due_jobs(&mut conn, &ctx.queue, limit).await
 }

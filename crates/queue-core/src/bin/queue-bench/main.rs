@@ -6,6 +6,7 @@
 //! - `enqueue`: puts N synthetic jobs on a queue (used by `scripts/run.sh`).
 //! - `suite`: the benchmark suite behind `scripts/bench.sh queue-core`.
 
+mod measure;
 mod suite;
 mod worker;
 
@@ -33,9 +34,13 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Worker(args) = &cli.command {
+        // A no-op worker beside Redis on a small machine turns faster on one
+        // thread: Redis needs the other core. Handlers that compute want more.
+        builder.worker_threads(args.threads.max(1));
+    }
+    let runtime = builder.enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {
             Command::Worker(args) => worker::run(args).await,

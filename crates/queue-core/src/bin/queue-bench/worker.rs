@@ -44,6 +44,9 @@ pub struct WorkerArgs {
     pub concurrency: usize,
     #[arg(long, default_value_t = 100)]
     pub batch: usize,
+    /// Tokio worker threads of this process.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
     /// Each run sleeps a random time in [sleep-min-ms, sleep-ms].
     #[arg(long, default_value_t = 0)]
     pub sleep_ms: u64,

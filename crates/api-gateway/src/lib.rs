@@ -1,0 +1,164 @@
+#![doc = include_str!("../README.md")]
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod json;
+pub mod openapi;
+pub mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::Request;
+use axum::routing::{get, post};
+use queue_core::{Admin, Broker, BrokerConfig, CancellationToken, Producer, Queue};
+use storage::Storage;
+use store::PgPool;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+
+pub use config::{Config, QrFormat, Secret};
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub pool: PgPool,
+    pub broker: Broker,
+    pub producer: Producer,
+    pub admin: Admin,
+    pub qr_queue: Queue,
+    pub storage: Storage,
+}
+
+/// The API routes (without health and metrics), testable with `oneshot`.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.body_limit_bytes;
+    let openapi = openapi::ApiDoc::openapi();
+    Router::new()
+        .route("/api/persons", post(routes::persons::create))
+        .route("/api/persons/{id}", get(routes::persons::get))
+        .route("/api/persons/{id}/qr", get(routes::persons::qr))
+        .route("/api/queues", get(routes::queues::list))
+        .route(
+            "/api/queues/{queue}/failed",
+            get(routes::queues::failed).delete(routes::queues::flush),
+        )
+        .route(
+            "/api/queues/{queue}/failed/retry-all",
+            post(routes::queues::retry_all),
+        )
+        .route(
+            "/api/queues/{queue}/failed/{id}",
+            axum::routing::delete(routes::queues::delete),
+        )
+        .route(
+            "/api/queues/{queue}/failed/{id}/retry",
+            post(routes::queues::retry),
+        )
+        .route("/api/queues/{queue}/pause", post(routes::queues::pause))
+        .route("/api/queues/{queue}/resume", post(routes::queues::resume))
+        .route(
+            "/openapi.json",
+            get(move || {
+                let doc = openapi.clone();
+                async move { axum::Json(doc) }
+            }),
+        )
+        .fallback(|| async { error::ApiError::NotFound("no such route".into()) })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// Adds request ids (generated unless the client sent `x-request-id`) and a span
+/// per request that continues the caller's trace context.
+pub fn with_http_layers(router: Router) -> Router {
+    router
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<axum::body::Body>| {
+                let request_id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                let span = tracing::info_span!(
+                    "request",
+                    http.method = %req.method(),
+                    http.route = %req.uri().path(),
+                    request.id = %request_id,
+                );
+                telemetry::continue_http_trace(&span, req.headers());
+                span
+            }),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// Connects to PostgreSQL (running migrations), Redis and storage.
+pub async fn connect(config: Config) -> anyhow::Result<AppState> {
+    let mut store_config = store::StoreConfig::new(config.database_url.expose());
+    store_config.max_connections = config.database_max_connections;
+    let pool = store::connect(&store_config)
+        .await
+        .context("connecting to PostgreSQL")?;
+    let broker =
+        Broker::connect(BrokerConfig::new(config.redis_url.expose()).prefix(&config.redis_prefix))
+            .await
+            .context("connecting to Redis")?;
+    let qr_queue = jobs::QR.open(&broker)?;
+    Ok(AppState {
+        pool,
+        producer: Producer::new(broker.clone()),
+        admin: Admin::new(broker.clone()),
+        broker,
+        qr_queue,
+        storage: Storage::local(&config.storage_dir),
+        config: Arc::new(config),
+    })
+}
+
+/// The whole app: API, health, metrics, layers.
+pub fn app(state: AppState) -> Router {
+    let broker = state.broker.clone();
+    let pool = state.pool.clone();
+    let readiness = telemetry::Readiness::new()
+        .check("redis", move || {
+            let broker = broker.clone();
+            async move { broker.ping().await.map_err(|e| e.to_string()) }
+        })
+        .check("postgres", move || {
+            let pool = pool.clone();
+            async move { store::ping(&pool).await.map_err(|e| e.to_string()) }
+        });
+    with_http_layers(router(state).merge(telemetry::health_router(readiness)))
+}
+
+/// Serves on `listener` until `shutdown`, then drains open requests.
+pub async fn run_on(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "api-gateway listening");
+    telemetry::serve_on(listener, app(state), shutdown).await
+}
+
+/// Binds `config.api_addr` and serves until `shutdown`.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let addr = config.api_addr;
+    let state = connect(config).await?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding API_ADDR {addr}"))?;
+    run_on(listener, state, shutdown).await?;
+    // Give the pool a moment to close cleanly.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    Ok(())
+}

@@ -1,0 +1,2 @@
+pub mod persons;
+pub mod queues;

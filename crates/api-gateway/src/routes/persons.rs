@@ -1,0 +1,374 @@
+//! Registration of people and their QR codes.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use jobs::v1::GenerateQr;
+use serde::{Deserialize, Serialize};
+use store::persons::{self, NewPerson, Person, QrStatus};
+use tracing::info;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorBody};
+use crate::json::ApiJson;
+
+/// A person to register.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePerson {
+    /// Identity document, e.g. `V-12345678`: 4 to 32 characters of A-Z a-z 0-9 - .
+    #[schema(example = "V-12345678")]
+    pub document: String,
+    #[schema(example = "Ana")]
+    pub first_name: String,
+    #[schema(example = "Pérez")]
+    pub last_name: String,
+    #[schema(example = "ana@example.com")]
+    pub email: Option<String>,
+}
+
+/// A stored person and the state of their QR code.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PersonResponse {
+    pub id: i64,
+    pub document: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub email: Option<String>,
+    /// The exact text the QR encodes.
+    pub qr_content: String,
+    /// Storage path of the QR image, fixed when the person is stored.
+    pub qr_path: String,
+    /// `pending`, `ready` or `failed`.
+    #[schema(example = "pending")]
+    pub qr_status: String,
+    /// Last rendering error, if any.
+    pub qr_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Person> for PersonResponse {
+    fn from(p: Person) -> Self {
+        let qr_status = match p.qr_status {
+            QrStatus::Pending => "pending",
+            QrStatus::Ready => "ready",
+            QrStatus::Failed => "failed",
+        };
+        Self {
+            id: p.id,
+            document: p.document,
+            first_name: p.first_name,
+            last_name: p.last_name,
+            email: p.email,
+            qr_content: p.qr_content,
+            qr_path: p.qr_path,
+            qr_status: qr_status.to_owned(),
+            qr_error: p.qr_error,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+/// Trims and checks a registration; the first broken rule is the error.
+fn validate(input: CreatePerson) -> Result<CreatePerson, ApiError> {
+    let document = input.document.trim().to_owned();
+    if !(4..=32).contains(&document.len()) {
+        return Err(ApiError::validation(
+            "document",
+            "must be 4 to 32 characters long",
+        ));
+    }
+    if !document
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    {
+        return Err(ApiError::validation(
+            "document",
+            "may contain only letters, digits, '-' and '.'",
+        ));
+    }
+    let name = |field: &str, value: String| -> Result<String, ApiError> {
+        let v = value.trim().to_owned();
+        if v.is_empty() {
+            return Err(ApiError::validation(field, "must not be blank"));
+        }
+        if v.chars().count() > 100 {
+            return Err(ApiError::validation(
+                field,
+                "must be at most 100 characters",
+            ));
+        }
+        if v.chars().any(char::is_control) {
+            return Err(ApiError::validation(
+                field,
+                "must not contain control characters",
+            ));
+        }
+        Ok(v)
+    };
+    let first_name = name("first_name", input.first_name)?;
+    let last_name = name("last_name", input.last_name)?;
+    let email = match input.email.map(|e| e.trim().to_owned()) {
+        None => None,
+        Some(e) if e.is_empty() => None,
+        Some(e) => {
+            let valid = e.len() <= 254
+                && !e.chars().any(|c| c.is_whitespace() || c.is_control())
+                && e.split_once('@').is_some_and(|(local, domain)| {
+                    !local.is_empty()
+                        && domain.contains('.')
+                        && !domain.starts_with('.')
+                        && !domain.ends_with('.')
+                });
+            if !valid {
+                return Err(ApiError::validation(
+                    "email",
+                    "must be an email address like name@example.com",
+                ));
+            }
+            Some(e)
+        }
+    };
+    Ok(CreatePerson {
+        document,
+        first_name,
+        last_name,
+        email,
+    })
+}
+
+/// Stores a person with the path their QR will have, enqueues its rendering and
+/// answers at once.
+#[utoipa::path(
+    post,
+    path = "/api/persons",
+    tag = "persons",
+    request_body = CreatePerson,
+    responses(
+        (status = 201, description = "Stored; the QR is being generated", body = PersonResponse),
+        (status = 400, description = "Body is not the JSON expected", body = ErrorBody),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 409, description = "A person with this document exists; nothing enqueued", body = ErrorBody),
+        (status = 422, description = "A field breaks a rule", body = ErrorBody),
+        (status = 503, description = "Queue unavailable; nothing stored", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiJson(input): ApiJson<CreatePerson>,
+) -> Result<Response, ApiError> {
+    let input = validate(input)?;
+    let qr_content = format!("{}{}", state.config.qr_content_prefix, input.document);
+    let qr_path = format!(
+        "qr/{}.{}",
+        input.document,
+        state.config.qr_format.extension()
+    );
+    let mut conn = state
+        .pool
+        .acquire()
+        .await
+        .map_err(store::StoreError::from)?;
+    let person = match persons::insert(
+        &mut conn,
+        &NewPerson {
+            document: &input.document,
+            first_name: &input.first_name,
+            last_name: &input.last_name,
+            email: input.email.as_deref(),
+            qr_content: &qr_content,
+            qr_path: &qr_path,
+        },
+    )
+    .await
+    {
+        Ok(p) => p,
+        Err(store::StoreError::Duplicate { .. }) => {
+            return Err(ApiError::Conflict {
+                field: "document".into(),
+                message: "a person with this document is already registered".into(),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    // Enqueued after the commit, so the worker always finds the row; if Redis is
+    // down the row is removed again and the client told to retry: no person is
+    // ever left waiting for a job that does not exist.
+    let job = jobs::new_job(&GenerateQr {
+        person_id: person.id,
+        content: person.qr_content.clone(),
+        path: person.qr_path.clone(),
+    });
+    let enqueued = match state.producer.enqueue(&state.qr_queue, job).await {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!(person.id = person.id, error = %e, "enqueueing the QR job failed; removing the person");
+            persons::delete(&mut conn, person.id).await?;
+            return Err(ApiError::Unavailable("the job queue".into()));
+        }
+    };
+    info!(person.id = person.id, job.id = enqueued.id(), qr.path = %person.qr_path, "person registered, QR job enqueued");
+    let location = format!("/api/persons/{}", person.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(PersonResponse::from(person)),
+    )
+        .into_response())
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/persons/{id}",
+    tag = "persons",
+    params(("id" = i64, Path, description = "Person id")),
+    responses(
+        (status = 200, body = PersonResponse),
+        (status = 404, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<Json<PersonResponse>, ApiError> {
+    let mut conn = state
+        .pool
+        .acquire()
+        .await
+        .map_err(store::StoreError::from)?;
+    persons::get(&mut conn, id)
+        .await?
+        .map(|p| Json(p.into()))
+        .ok_or_else(|| ApiError::NotFound(format!("no person with id {id}")))
+}
+
+/// Why a QR image is not there yet.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct QrNotReady {
+    /// `pending` or `failed`.
+    pub qr_status: String,
+    pub message: String,
+    pub qr_error: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/persons/{id}/qr",
+    tag = "persons",
+    params(("id" = i64, Path, description = "Person id")),
+    responses(
+        (status = 200, description = "The QR image", content_type = "image/png"),
+        (status = 202, description = "Still being generated", body = QrNotReady),
+        (status = 404, description = "No such person, or generation failed", body = QrNotReady),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn qr(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let mut conn = state
+        .pool
+        .acquire()
+        .await
+        .map_err(store::StoreError::from)?;
+    let person = persons::get(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no person with id {id}")))?;
+    drop(conn);
+    match person.qr_status {
+        QrStatus::Ready => {
+            let bytes = state
+                .storage
+                .get(&person.qr_path)
+                .await
+                .map_err(|e| ApiError::Internal(e.into()))?
+                .ok_or_else(|| {
+                    ApiError::Internal(anyhow::anyhow!(
+                        "person {id} is ready but {} is missing",
+                        person.qr_path
+                    ))
+                })?;
+            let content_type = if person.qr_path.ends_with(".svg") {
+                "image/svg+xml"
+            } else {
+                "image/png"
+            };
+            Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
+        }
+        QrStatus::Pending => Ok((
+            StatusCode::ACCEPTED,
+            Json(QrNotReady {
+                qr_status: "pending".into(),
+                message: "the QR code is being generated; try again shortly".into(),
+                qr_error: person.qr_error,
+            }),
+        )
+            .into_response()),
+        QrStatus::Failed => Ok((
+            StatusCode::NOT_FOUND,
+            Json(QrNotReady {
+                qr_status: "failed".into(),
+                message: "generating the QR code failed; an admin can retry the job".into(),
+                qr_error: person.qr_error,
+            }),
+        )
+            .into_response()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(document: &str, email: Option<&str>) -> CreatePerson {
+        CreatePerson {
+            document: document.into(),
+            first_name: " Ana ".into(),
+            last_name: "Pérez".into(),
+            email: email.map(Into::into),
+        }
+    }
+
+    fn field_of(r: Result<CreatePerson, ApiError>) -> String {
+        match r {
+            Err(ApiError::Validation { field, .. }) => field,
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn valid_input_is_trimmed() {
+        let ok = validate(input(" V-12345678 ", Some(" ana@example.com "))).expect("valid");
+        assert_eq!(ok.document, "V-12345678");
+        assert_eq!(ok.first_name, "Ana");
+        assert_eq!(ok.email.as_deref(), Some("ana@example.com"));
+        assert_eq!(
+            validate(input("V-1234", Some(""))).expect("valid").email,
+            None
+        );
+    }
+
+    #[test]
+    fn each_broken_rule_names_its_field() {
+        assert_eq!(field_of(validate(input("V1", None))), "document");
+        assert_eq!(field_of(validate(input("V-12/34", None))), "document");
+        assert_eq!(
+            field_of(validate(input("V-1234", Some("not-an-email")))),
+            "email"
+        );
+        let mut blank = input("V-1234", None);
+        blank.last_name = "  ".into();
+        assert_eq!(field_of(validate(blank)), "last_name");
+    }
+}

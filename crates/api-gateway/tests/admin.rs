@@ -1,0 +1,157 @@
+//! The admin queue API, and a QR job that fails until storage is fixed.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ADMIN_TOKEN, TestApp, USER_TOKEN, decode_qr, eventually};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn an_unwritable_storage_fails_the_qr_after_retries_and_the_admin_api_retries_it_once_fixed()
+{
+    let mut app = TestApp::spawn().await;
+    // A file where the `qr` directory should be: no write can succeed (even as root).
+    std::fs::write(app.storage.path().join("qr"), b"in the way").expect("block the dir");
+    app.start_qr_worker();
+    let res = app
+        .post_person(
+            Some(USER_TOKEN),
+            json!({"document": "V-22222222", "first_name": "Luis", "last_name": "Rojas"}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let id = res.json::<Value>().await.expect("json")["id"].clone();
+    let person_url = format!("/api/persons/{id}");
+
+    let failed = eventually("status failed", Duration::from_secs(20), || async {
+        let p: Value = app
+            .get(USER_TOKEN, &person_url)
+            .await
+            .json()
+            .await
+            .expect("json");
+        (p["qr_status"] == "failed").then_some(p)
+    })
+    .await;
+    assert!(
+        failed["qr_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("qr")),
+        "the error names the path: {failed}"
+    );
+    let qr = app.get(USER_TOKEN, &format!("{person_url}/qr")).await;
+    assert_eq!(qr.status(), 404);
+    assert_eq!(
+        qr.json::<Value>().await.expect("json")["qr_status"],
+        "failed"
+    );
+    let stats = app.qr_stats().await;
+    assert_eq!(
+        (stats.failed, stats.retried),
+        (1, 2),
+        "three attempts, then the DLQ"
+    );
+
+    let page: Value = app
+        .get(ADMIN_TOKEN, "/api/queues/qr/failed")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let items = page["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["kind"], "qr.generate");
+    assert_eq!(items[0]["attempts"], 3);
+    let dead_id = items[0]["id"].as_str().expect("id").to_owned();
+
+    std::fs::remove_file(app.storage.path().join("qr")).expect("unblock");
+    let retried = app
+        .admin_post(&format!("/api/queues/qr/failed/{dead_id}/retry"))
+        .await;
+    assert_eq!(retried.status(), 200);
+    let file = app.file("qr/V-22222222.png");
+    let png = eventually(
+        "the QR file after the retry",
+        Duration::from_secs(20),
+        || {
+            let file = file.clone();
+            async move { std::fs::read(file).ok() }
+        },
+    )
+    .await;
+    assert_eq!(decode_qr(&png), "PERSON:V-22222222");
+    eventually("status ready", Duration::from_secs(10), || async {
+        let p: Value = app
+            .get(USER_TOKEN, &person_url)
+            .await
+            .json()
+            .await
+            .expect("json");
+        (p["qr_status"] == "ready").then_some(())
+    })
+    .await;
+    assert_eq!(app.qr_stats().await.failed, 0);
+    let again = app
+        .admin_post(&format!("/api/queues/qr/failed/{dead_id}/retry"))
+        .await;
+    assert_eq!(again.status(), 404, "a dead letter is retried once");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn admins_list_pause_resume_and_flush_queues() {
+    let app = TestApp::spawn().await;
+    assert_eq!(
+        app.post_person(
+            Some(USER_TOKEN),
+            json!({"document": "V-33333333", "first_name": "Eva", "last_name": "Mora"})
+        )
+        .await
+        .status(),
+        201
+    );
+    let queues: Value = app
+        .get(ADMIN_TOKEN, "/api/queues")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let qr = queues
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|q| q["name"] == "qr")
+        .expect("qr queue listed");
+    assert_eq!(qr["waiting"], 1);
+    assert_eq!(qr["paused"], false);
+
+    assert_eq!(app.admin_post("/api/queues/qr/pause").await.status(), 200);
+    assert!(app.qr_stats().await.paused);
+    assert_eq!(app.admin_post("/api/queues/qr/resume").await.status(), 200);
+    assert!(!app.qr_stats().await.paused);
+
+    let flushed = app
+        .client
+        .delete(app.url("/api/queues/qr/failed"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(flushed.status(), 200);
+    assert_eq!(flushed.json::<Value>().await.expect("json")["count"], 0);
+
+    let unknown = app.admin_post("/api/queues/nope/pause").await;
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(
+        unknown.json::<Value>().await.expect("json")["error"],
+        "not_found"
+    );
+    let bad_limit = app.get(ADMIN_TOKEN, "/api/queues/qr/failed?limit=0").await;
+    assert_eq!(bad_limit.status(), 422);
+    assert_eq!(
+        bad_limit.json::<Value>().await.expect("json")["field"],
+        "limit"
+    );
+    app.cleanup().await;
+}

@@ -1,0 +1,47 @@
+//! `qr-bench [SECONDS]`: renders and PNG-encodes QR codes of typical content on
+//! one thread for SECONDS (default 5) with the default options, then prints
+//! `qr_per_s_per_core=N` and `qr_png_bytes=N` on stdout (details on stderr as `# ...`).
+
+use std::hint::black_box;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use qr_worker::render::{self, RenderOptions};
+
+fn main() -> ExitCode {
+    let seconds = match std::env::args().nth(1).map(|s| s.parse::<f64>()) {
+        None => 5.0,
+        Some(Ok(s)) if s > 0.0 && s.is_finite() => s,
+        Some(_) => {
+            eprintln!("usage: qr-bench [SECONDS]   (a positive number, default 5)");
+            return ExitCode::from(64);
+        }
+    };
+    let options = RenderOptions::default();
+    let budget = Duration::from_secs_f64(seconds);
+
+    // Warm-up: allocator, caches, CPU frequency.
+    let warmup = Instant::now();
+    while warmup.elapsed() < Duration::from_millis(200) {
+        black_box(render::png("PERSON:V-10000000", &options).expect("renders"));
+    }
+
+    let started = Instant::now();
+    let (mut count, mut bytes) = (0u64, 0u64);
+    while started.elapsed() < budget {
+        // Vary the content like real registrations do.
+        let content = format!("PERSON:V-{}", 12_345_678 + count % 1_000_000);
+        let png = render::png(&content, &options).expect("renders");
+        bytes += png.len() as u64;
+        count += 1;
+        black_box(png);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    eprintln!(
+        "# {count} QR PNGs in {elapsed:.2} s on one thread ({}x{} px target, margin {}, ECC {})",
+        options.size, options.size, options.margin, options.ecc
+    );
+    println!("qr_per_s_per_core={:.0}", count as f64 / elapsed);
+    println!("qr_png_bytes={}", bytes / count.max(1));
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,79 @@
+#![doc = include_str!("../README.md")]
+
+pub mod persons;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+use std::time::Duration;
+
+use sqlx::postgres::PgPoolOptions;
+pub use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint refused the row; `constraint` names it.
+    #[error("duplicate value for {constraint}")]
+    Duplicate { constraint: String },
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    fn from_sqlx(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &e
+            && db.is_unique_violation()
+        {
+            return StoreError::Duplicate {
+                constraint: db.constraint().unwrap_or("unique").to_owned(),
+            };
+        }
+        StoreError::Database(e)
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Pool settings.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `postgres://user:password@host:port/db`
+    pub url: String,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl StoreConfig {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Opens the pool and applies pending migrations.
+pub async fn connect(config: &StoreConfig) -> Result<PgPool> {
+    let pool = PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .acquire_timeout(config.acquire_timeout)
+        .connect(&config.url)
+        .await?;
+    migrate(&pool).await?;
+    Ok(pool)
+}
+
+/// Applies the migrations in `crates/store/migrations` that have not run yet.
+pub async fn migrate(pool: &PgPool) -> Result<()> {
+    sqlx::migrate!("./migrations").run(pool).await?;
+    Ok(())
+}
+
+/// Answers whether PostgreSQL responds (for readiness probes).
+pub async fn ping(pool: &PgPool) -> Result<()> {
+    sqlx::query("SELECT 1").execute(pool).await?;
+    Ok(())
+}

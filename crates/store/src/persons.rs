@@ -1,0 +1,197 @@
+//! The `persons` table.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgConnection;
+
+use crate::{Result, StoreError};
+
+/// Where a person's QR code is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum QrStatus {
+    Pending,
+    Ready,
+    Failed,
+}
+
+/// A stored person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Person {
+    pub id: i64,
+    pub document: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub email: Option<String>,
+    pub qr_content: String,
+    pub qr_path: String,
+    pub qr_status: QrStatus,
+    pub qr_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A person to insert; the QR content and path are decided by the caller.
+#[derive(Debug, Clone)]
+pub struct NewPerson<'a> {
+    pub document: &'a str,
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+    pub email: Option<&'a str>,
+    pub qr_content: &'a str,
+    pub qr_path: &'a str,
+}
+
+/// The columns of [`Person`], for `concat!` into static SQL.
+macro_rules! columns {
+    () => {
+        "id, document, first_name, last_name, email, qr_content, qr_path, \
+         qr_status, qr_error, created_at, updated_at"
+    };
+}
+
+/// Inserts a person with `qr_status = pending`; a known document is
+/// [`StoreError::Duplicate`].
+pub async fn insert(conn: &mut PgConnection, p: &NewPerson<'_>) -> Result<Person> {
+    sqlx::query_as::<_, Person>(concat!(
+        "INSERT INTO persons (document, first_name, last_name, email, qr_content, qr_path)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
+        columns!()
+    ))
+    .bind(p.document)
+    .bind(p.first_name)
+    .bind(p.last_name)
+    .bind(p.email)
+    .bind(p.qr_content)
+    .bind(p.qr_path)
+    .fetch_one(conn)
+    .await
+    .map_err(StoreError::from_sqlx)
+}
+
+pub async fn get(conn: &mut PgConnection, id: i64) -> Result<Option<Person>> {
+    Ok(sqlx::query_as::<_, Person>(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM persons WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Removes a person (used to undo a registration whose job could not be enqueued).
+pub async fn delete(conn: &mut PgConnection, id: i64) -> Result<bool> {
+    let r = sqlx::query("DELETE FROM persons WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Marks the QR rendered. Idempotent; false when the person does not exist.
+pub async fn mark_qr_ready(conn: &mut PgConnection, id: i64) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE persons SET qr_status = 'ready', qr_error = NULL, updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Records the last error of a failed rendering. A QR already `ready` stays ready:
+/// a late failure of a duplicate delivery must not hide a good file.
+pub async fn mark_qr_failed(conn: &mut PgConnection, id: i64, error: &str) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE persons SET qr_status = 'failed', qr_error = $2, updated_at = now()
+         WHERE id = $1 AND qr_status <> 'ready'",
+    )
+    .bind(id)
+    .bind(error)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Records the error of an attempt that will be retried, keeping the status.
+pub async fn note_qr_error(conn: &mut PgConnection, id: i64, error: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE persons SET qr_error = $2, updated_at = now()
+         WHERE id = $1 AND qr_status = 'pending'",
+    )
+    .bind(id)
+    .bind(error)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::TestDb;
+
+    fn person<'a>(document: &'a str, path: &'a str) -> NewPerson<'a> {
+        NewPerson {
+            document,
+            first_name: "Ana",
+            last_name: "Pérez",
+            email: Some("ana@example.com"),
+            qr_content: "PERSON:V-1",
+            qr_path: path,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_person_is_stored_pending_and_a_second_with_the_same_document_is_a_duplicate() {
+        let db = TestDb::new().await;
+        let mut conn = db.pool.acquire().await.expect("conn");
+        let p = insert(&mut conn, &person("V-1", "qr/V-1.png"))
+            .await
+            .expect("insert");
+        assert_eq!(p.qr_status, QrStatus::Pending);
+        assert_eq!(p.qr_path, "qr/V-1.png");
+        assert_eq!(get(&mut conn, p.id).await.expect("get"), Some(p.clone()));
+        let err = insert(&mut conn, &person("V-1", "qr/other.png"))
+            .await
+            .expect_err("duplicate");
+        assert!(matches!(err, StoreError::Duplicate { .. }), "{err:?}");
+        drop(conn);
+        db.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn a_late_failure_never_overrides_a_ready_qr() {
+        let db = TestDb::new().await;
+        let mut conn = db.pool.acquire().await.expect("conn");
+        let p = insert(&mut conn, &person("V-2", "qr/V-2.png"))
+            .await
+            .expect("insert");
+        note_qr_error(&mut conn, p.id, "disk full")
+            .await
+            .expect("note");
+        let noted = get(&mut conn, p.id).await.expect("get").expect("row");
+        assert_eq!(
+            (noted.qr_status, noted.qr_error.as_deref()),
+            (QrStatus::Pending, Some("disk full"))
+        );
+        assert!(mark_qr_ready(&mut conn, p.id).await.expect("ready"));
+        assert!(
+            !mark_qr_failed(&mut conn, p.id, "late")
+                .await
+                .expect("failed")
+        );
+        let ready = get(&mut conn, p.id).await.expect("get").expect("row");
+        assert_eq!((ready.qr_status, ready.qr_error), (QrStatus::Ready, None));
+        assert!(
+            !mark_qr_ready(&mut conn, p.id + 1000)
+                .await
+                .expect("missing")
+        );
+        drop(conn);
+        db.cleanup().await;
+    }
+}

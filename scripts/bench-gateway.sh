@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# The `gateway` benchmark (run through `scripts/bench.sh gateway`): POST /api/persons
+# throughput and latency under load from a separate process (wrk), how long the
+# QR files take to follow, and qr_per_s_per_core for the worker. Prints key=value.
+#   BENCH_SECONDS (10), BENCH_CONNECTIONS (64), BENCH_THREADS (2)
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+. "$root/scripts/lib.sh"
+seconds="${BENCH_SECONDS:-10}"
+connections="${BENCH_CONNECTIONS:-64}"
+threads="${BENCH_THREADS:-2}"
+
+ensure_rust
+ensure_redis
+ensure_postgres
+command -v wrk >/dev/null 2>&1 || apt_install wrk
+command -v psql >/dev/null 2>&1 || apt_install postgresql-client
+
+echo "# building api-gateway, qr-worker, qr-bench, queuectl (release)" >&2
+cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p api-gateway -p qr-worker -p queuectl >&2
+bin="${CARGO_TARGET_DIR:-$root/target}/release"
+
+free_port() {
+  local p
+  for _ in $(seq 1 50); do
+    p=$((20000 + RANDOM % 30000))
+    tcp_open 127.0.0.1 "$p" || { echo "$p"; return; }
+  done
+  die "no free port"
+}
+
+run_id="$(date +%s)$$"
+db="bench_gw_$run_id"
+prefix="bench-gw-$run_id"
+work="$(mktemp -d)"
+db_url="${DATABASE_URL%/*}/$db"
+api_port=$(free_port); health_port=$(free_port)
+admin_token="admin-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+user_token="user-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  "$bin/queuectl" --prefix "$prefix" purge qr --yes >/dev/null 2>&1 || true
+  if command -v redis-cli >/dev/null 2>&1; then
+    redis-cli -u "$REDIS_URL" --scan --pattern "$prefix:*" | xargs -r redis-cli -u "$REDIS_URL" DEL >/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+psql "$DATABASE_URL" -qc "CREATE DATABASE $db" >/dev/null
+export RSQ_PREFIX="$prefix" STORAGE_DIR="$work/storage" DATABASE_URL="$db_url"
+API_ADDR="127.0.0.1:$api_port" API_ADMIN_TOKEN="$admin_token" API_USER_TOKEN="$user_token" \
+  "$bin/api-gateway" >"$work/gateway.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do
+  curl -fs "http://127.0.0.1:$api_port/readyz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+curl -fs "http://127.0.0.1:$api_port/readyz" >/dev/null || { cat "$work/gateway.log" >&2; die "api-gateway did not become ready"; }
+HEALTH_ADDR="127.0.0.1:$health_port" "$bin/qr-worker" >"$work/qr-worker.log" 2>&1 &
+pids+=($!)
+
+cat >"$work/post.lua" <<'LUA'
+-- Each request registers a new person: a unique document per thread and request.
+local counter = 0
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+function init(args)
+  run = args[1]
+  token = args[2]
+  tid = tid or 0
+end
+function request()
+  counter = counter + 1
+  local body = string.format('{"document":"B%s-%d-%d","first_name":"Bench","last_name":"Load"}', run, tid, counter)
+  return wrk.format("POST", "/api/persons",
+    {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. token}, body)
+end
+LUA
+
+echo "# warm-up 2 s" >&2
+wrk -t"$threads" -c"$connections" -d2s -s "$work/post.lua" "http://127.0.0.1:$api_port" -- "w$run_id" "$user_token" >/dev/null
+echo "# load: wrk -t$threads -c$connections -d${seconds}s POST /api/persons" >&2
+wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency -s "$work/post.lua" \
+  "http://127.0.0.1:$api_port" -- "r$run_id" "$user_token" >"$work/wrk.txt"
+sed 's/^/# /' "$work/wrk.txt" >&2
+load_end=$(date +%s.%N)
+
+to_ms() { # wrk prints 812.00us, 1.23ms, 1.02s
+  awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'
+}
+rps=$(awk '/^Requests\/sec:/ {printf "%d", $2}' "$work/wrk.txt")
+p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$work/wrk.txt")")
+p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$work/wrk.txt")")
+non2xx=$(awk '/Non-2xx/ {print $NF}' "$work/wrk.txt"); non2xx=${non2xx:-0}
+errors=$(awk '/Socket errors/ {gsub(",", ""); print $4 + $6 + $8 + $10}' "$work/wrk.txt"); errors=${errors:-0}
+
+echo "# waiting for the QR backlog to drain" >&2
+for _ in $(seq 1 600); do
+  left=$(psql "$db_url" -Atc "SELECT count(*) FROM persons WHERE qr_status = 'pending'")
+  [ "$left" = 0 ] && break
+  sleep 0.5
+done
+drain_s=$(awk -v a="$load_end" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+read -r registered ready lag50 lag99 <<<"$(psql "$db_url" -AtF ' ' -c "
+  SELECT count(*), count(*) FILTER (WHERE qr_status = 'ready'),
+    round(1000 * percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at)))::bigint,
+    round(1000 * percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at)))::bigint
+  FROM persons")"
+files=$(find "$work/storage/qr" -name '*.png' 2>/dev/null | wc -l)
+
+echo "register_req_per_s=$rps"
+echo "register_latency_p50_ms=$p50"
+echo "register_latency_p99_ms=$p99"
+echo "register_non_2xx=$non2xx"
+echo "register_socket_errors=$errors"
+echo "persons_registered=$registered"
+echo "qr_files_written=$files"
+echo "qr_ready=$ready"
+echo "qr_lag_p50_ms=$lag50"
+echo "qr_lag_p99_ms=$lag99"
+echo "qr_backlog_drain_s=$drain_s"
+"$bin/qr-bench"

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Benchmarks that print figures, one `key=value` line each (stdout); progress and
+# breakdowns go to stderr as `# ...` lines.
+#
+#   scripts/bench.sh queue-core [suite options]   e.g. --only drain,latency --jobs 50000
+#
+# Uses REDIS_URL when set; otherwise starts a private redis-server on a free
+# loopback port (no persistence) and stops it on exit.
+set -euo pipefail
+
+usage() {
+    cat >&2 <<'EOF'
+usage: scripts/bench.sh TARGET [options]
+
+targets:
+  queue-core   Redis Streams engine: enqueue, drain (c100, c1000), end to end,
+               latency at a steady rate, worker memory and CPU, crash recovery,
+               and the bare XREADGROUP/XACK ceiling on the same Redis.
+               Options go to `queue-bench suite` (see `--help`).
+
+REDIS_URL    use this Redis instead of starting one (its keys are left alone:
+             the suite works under a fresh key prefix and deletes it)
+EOF
+}
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+given_redis_url="${REDIS_URL:-}"
+# shellcheck source=scripts/lib.sh
+. "$root/scripts/lib.sh"
+target="${1:-}"
+case "$target" in
+    queue-core) shift ;;
+    -h | --help | help) usage; exit 0 ;;
+    "") usage; exit 64 ;;
+    *) echo "bench.sh: unknown target '$target'" >&2; usage; exit 64 ;;
+esac
+
+redis_pid=""
+cleanup() {
+    if [[ -n "$redis_pid" ]]; then
+        kill "$redis_pid" 2>/dev/null || true
+        wait "$redis_pid" 2>/dev/null || true
+    fi
+}
+trap cleanup EXIT INT TERM
+
+ensure_rust
+if [[ -z "$given_redis_url" ]]; then
+    command -v redis-server >/dev/null || apt_install redis-server
+    port=""
+    for _ in $(seq 1 50); do
+        candidate=$((20000 + RANDOM % 30000))
+        if ! tcp_open 127.0.0.1 "$candidate"; then port="$candidate"; break; fi
+    done
+    [[ -n "$port" ]] || { echo "bench.sh: no free port found" >&2; exit 69; }
+    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+        --daemonize no --loglevel warning >/dev/null &
+    redis_pid=$!
+    for _ in $(seq 1 100); do
+        tcp_open 127.0.0.1 "$port" && break
+        kill -0 "$redis_pid" 2>/dev/null || { echo "bench.sh: redis-server failed to start" >&2; exit 69; }
+        sleep 0.05
+    done
+    export REDIS_URL="redis://127.0.0.1:$port"
+    echo "# started redis-server on port $port (pid $redis_pid)" >&2
+else
+    export REDIS_URL="$given_redis_url"
+fi
+
+echo "# building queue-bench (release)" >&2
+cargo build --release --quiet -p queue-core --bin queue-bench --manifest-path "$root/Cargo.toml" >&2
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+echo "# machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1)" >&2
+# Producer, workers and Redis share the cores: anything else running skews the
+# figures (the suite also notes, per stage, how much CPU other processes took).
+busy_pct() {
+    local a b
+    a=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $5+$6}' /proc/stat)
+    sleep 1
+    b=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $5+$6}' /proc/stat)
+    awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " ");
+        busy = y[1] - x[1]; idle = y[2] - x[2]; print int(100 * busy / (busy + idle + 1e-9)) }'
+}
+busy=$(busy_pct)
+if (( busy > 20 )); then
+    echo "# warning: the machine was ${busy}% busy before the run: figures will be noisy" >&2
+fi
+
+"$target_dir/release/queue-bench" suite "$@"
