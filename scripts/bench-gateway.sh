@@ -7,7 +7,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 . "$root/scripts/lib.sh"
 seconds="${BENCH_SECONDS:-10}"
-connections="${BENCH_CONNECTIONS:-64}"
+connections="${BENCH_CONNECTIONS:-32}"
 threads="${BENCH_THREADS:-2}"
 
 ensure_rust
@@ -102,7 +102,7 @@ non2xx=$(awk '/Non-2xx/ {print $NF}' "$work/wrk.txt"); non2xx=${non2xx:-0}
 errors=$(awk '/Socket errors/ {gsub(",", ""); print $4 + $6 + $8 + $10}' "$work/wrk.txt"); errors=${errors:-0}
 
 echo "# waiting for the QR backlog to drain" >&2
-for _ in $(seq 1 600); do
+for _ in $(seq 1 240); do
   left=$(psql "$db_url" -Atc "SELECT count(*) FROM persons WHERE qr_status = 'pending'")
   [ "$left" = 0 ] && break
   sleep 0.5

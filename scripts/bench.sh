@@ -17,6 +17,9 @@ targets:
                latency at a steady rate, worker memory and CPU, crash recovery,
                and the bare XREADGROUP/XACK ceiling on the same Redis.
                Options go to `queue-bench suite` (see `--help`).
+  gateway      POST /api/persons under load from wrk (req/s, p50, p99), how
+               long the QR files take to follow, qr_per_s_per_core
+               (scripts/bench-gateway.sh; BENCH_SECONDS, BENCH_CONNECTIONS).
 
 REDIS_URL    use this Redis instead of starting one (its keys are left alone:
              the suite works under a fresh key prefix and deletes it)
@@ -30,6 +33,7 @@ given_redis_url="${REDIS_URL:-}"
 target="${1:-}"
 case "$target" in
     queue-core) shift ;;
+    gateway) shift; exec "$root/scripts/bench-gateway.sh" "$@" ;;
     -h | --help | help) usage; exit 0 ;;
     "") usage; exit 64 ;;
     *) echo "bench.sh: unknown target '$target'" >&2; usage; exit 64 ;;

@@ -236,3 +236,52 @@ async fn the_openapi_document_describes_the_endpoints() {
     assert_eq!(health.status(), 200);
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn clients_that_hang_up_mid_request_never_leave_a_person_without_a_job() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::spawn().await;
+    // Each client sends a whole registration and disconnects without reading the
+    // answer: the server may be anywhere between the INSERT and the XADD.
+    for i in 0..40 {
+        let body = format!(r#"{{"document":"H-{i:04}","first_name":"A","last_name":"B"}}"#);
+        let request = format!(
+            "POST /api/persons HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {USER_TOKEN}\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let mut stream = tokio::net::TcpStream::connect(app.addr)
+            .await
+            .expect("connect");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        drop(stream);
+    }
+    let db = app.db.as_ref().expect("db");
+    // Every stored person has exactly one job, once the in-flight requests settle.
+    eventually(
+        "each stored person to have its job",
+        Duration::from_secs(10),
+        || async {
+            let persons: i64 = sqlx_count(&db.pool).await;
+            let stats = app.qr_stats().await;
+            (persons > 0 && stats.waiting == persons as u64).then_some(())
+        },
+    )
+    .await;
+    app.cleanup().await;
+}
+
+async fn sqlx_count(pool: &store::PgPool) -> i64 {
+    let mut conn = pool.acquire().await.expect("conn");
+    let mut n = 0;
+    for id in 1..=200 {
+        if store::persons::get(&mut conn, id)
+            .await
+            .expect("get")
+            .is_some()
+        {
+            n += 1;
+        }
+    }
+    n
+}

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use jobs::v1::GenerateQr;
 use serde::{Deserialize, Serialize};
 use store::persons::{self, NewPerson, Person, QrStatus};
-use tracing::info;
+use tracing::{Instrument, info};
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -165,6 +165,25 @@ pub async fn create(
     ApiJson(input): ApiJson<CreatePerson>,
 ) -> Result<Response, ApiError> {
     let input = validate(input)?;
+    // Stored and enqueued in a task of its own: hyper drops a handler whose client
+    // disconnects, and a drop between the INSERT and the XADD would leave a person
+    // waiting forever for a QR job that was never enqueued.
+    // The task keeps the request span, so the job carries the request's trace.
+    let person = tokio::spawn(register(state, input).instrument(tracing::Span::current()))
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("registration task failed: {e}")))??;
+    let location = format!("/api/persons/{}", person.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(PersonResponse::from(person)),
+    )
+        .into_response())
+}
+
+/// Inserts the person, then enqueues its QR job; undoes the insert when the job
+/// cannot be enqueued, so either both exist or neither.
+async fn register(state: AppState, input: CreatePerson) -> Result<Person, ApiError> {
     let qr_content = format!("{}{}", state.config.qr_content_prefix, input.document);
     let qr_path = format!(
         "qr/{}.{}",
@@ -215,13 +234,7 @@ pub async fn create(
         }
     };
     info!(person.id = person.id, job.id = enqueued.id(), qr.path = %person.qr_path, "person registered, QR job enqueued");
-    let location = format!("/api/persons/{}", person.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(PersonResponse::from(person)),
-    )
-        .into_response())
+    Ok(person)
 }
 
 #[utoipa::path(
