@@ -60,8 +60,6 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 curl -fs "http://127.0.0.1:$api_port/readyz" >/dev/null || { cat "$work/gateway.log" >&2; die "api-gateway did not become ready"; }
-HEALTH_ADDR="127.0.0.1:$health_port" "$bin/qr-worker" >"$work/qr-worker.log" 2>&1 &
-pids+=($!)
 
 cat >"$work/post.lua" <<'LUA'
 -- Each request registers a new person: a unique document per thread and request.
@@ -84,46 +82,61 @@ function request()
 end
 LUA
 
-echo "# warm-up 2 s" >&2
-wrk -t"$threads" -c"$connections" -d2s -s "$work/post.lua" "http://127.0.0.1:$api_port" -- "w$run_id" "$user_token" >/dev/null
-echo "# load: wrk -t$threads -c$connections -d${seconds}s POST /api/persons" >&2
-wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency -s "$work/post.lua" \
-  "http://127.0.0.1:$api_port" -- "r$run_id" "$user_token" >"$work/wrk.txt"
-sed 's/^/# /' "$work/wrk.txt" >&2
-load_end=$(date +%s.%N)
-
 to_ms() { # wrk prints 812.00us, 1.23ms, 1.02s
   awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'
 }
-rps=$(awk '/^Requests\/sec:/ {printf "%d", $2}' "$work/wrk.txt")
-p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$work/wrk.txt")")
-p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$work/wrk.txt")")
-non2xx=$(awk '/Non-2xx/ {print $NF}' "$work/wrk.txt"); non2xx=${non2xx:-0}
-errors=$(awk '/Socket errors/ {gsub(",", ""); print $4 + $6 + $8 + $10}' "$work/wrk.txt"); errors=${errors:-0}
+# load NAME RUN: wrk for $seconds; prints NAME_req_per_s, NAME_latency_p50_ms, ...
+load() {
+  local name=$1 run=$2
+  echo "# $name: wrk -t$threads -c$connections -d${seconds}s POST /api/persons" >&2
+  wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency -s "$work/post.lua" \
+    "http://127.0.0.1:$api_port" -- "$run" "$user_token" >"$work/wrk-$name.txt"
+  sed 's/^/# /' "$work/wrk-$name.txt" >&2
+  local f="$work/wrk-$name.txt" non2xx errors
+  echo "${name}_req_per_s=$(awk '/^Requests\/sec:/ {printf "%d", $2}' "$f")"
+  echo "${name}_latency_p50_ms=$(to_ms "$(awk '$1 == "50%" {print $2}' "$f")")"
+  echo "${name}_latency_p99_ms=$(to_ms "$(awk '$1 == "99%" {print $2}' "$f")")"
+  non2xx=$(awk '/Non-2xx/ {print $NF}' "$f"); errors=$(awk '/Socket errors/ {gsub(",", ""); print $4 + $6 + $8 + $10}' "$f")
+  echo "${name}_non_2xx=${non2xx:-0}"
+  echo "${name}_socket_errors=${errors:-0}"
+}
+pending() { psql "$db_url" -Atc "SELECT count(*) FROM persons WHERE qr_status = 'pending'"; }
 
-echo "# waiting for the QR backlog to drain" >&2
-for _ in $(seq 1 240); do
-  left=$(psql "$db_url" -Atc "SELECT count(*) FROM persons WHERE qr_status = 'pending'")
-  [ "$left" = 0 ] && break
-  sleep 0.5
+echo "# warm-up 2 s" >&2
+wrk -t"$threads" -c"$connections" -d2s -s "$work/post.lua" "http://127.0.0.1:$api_port" -- "w$run_id" "$user_token" >/dev/null
+# 1. The gateway alone: registrations/s the front can take (jobs pile up).
+load register "a$run_id"
+
+# 2. The worker drains that backlog: QR jobs end to end (DB read, render, file, DB update).
+backlog=$(pending)
+echo "# starting qr-worker on a backlog of $backlog QR jobs" >&2
+start=$(date +%s.%N)
+HEALTH_ADDR="127.0.0.1:$health_port" "$bin/qr-worker" >"$work/qr-worker.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 1200); do
+  [ "$(pending)" = 0 ] && break
+  sleep 0.25
 done
-drain_s=$(awk -v a="$load_end" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
-read -r registered ready lag50 lag99 <<<"$(psql "$db_url" -AtF ' ' -c "
-  SELECT count(*), count(*) FILTER (WHERE qr_status = 'ready'),
-    round(1000 * percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at)))::bigint,
-    round(1000 * percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at)))::bigint
-  FROM persons")"
-files=$(find "$work/storage/qr" -name '*.png' 2>/dev/null | wc -l)
+left=$(pending)
+elapsed=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a}')
+echo "qr_backlog_jobs=$backlog"
+echo "qr_backlog_left=$left"
+echo "qr_drain_jobs_per_s=$(awk -v n="$backlog" -v l="$left" -v t="$elapsed" 'BEGIN {printf "%d", (n - l) / t}')"
 
-echo "register_req_per_s=$rps"
-echo "register_latency_p50_ms=$p50"
-echo "register_latency_p99_ms=$p99"
-echo "register_non_2xx=$non2xx"
-echo "register_socket_errors=$errors"
-echo "persons_registered=$registered"
-echo "qr_files_written=$files"
-echo "qr_ready=$ready"
-echo "qr_lag_p50_ms=$lag50"
-echo "qr_lag_p99_ms=$lag99"
-echo "qr_backlog_drain_s=$drain_s"
+# 3. Both at once: registrations/s with the worker rendering beside it, and how
+#    long each QR took to follow its registration (created_at -> ready).
+load mixed "b$run_id"
+for _ in $(seq 1 1200); do
+  [ "$(pending)" = 0 ] && break
+  sleep 0.25
+done
+read -r lag50 lag99 <<<"$(psql "$db_url" -AtF ' ' -c "
+  SELECT round(1000 * percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at)))::bigint,
+         round(1000 * percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at)))::bigint
+  FROM persons WHERE document LIKE 'Bb$run_id-%' AND qr_status = 'ready'")"
+echo "mixed_qr_lag_p50_ms=$lag50"
+echo "mixed_qr_lag_p99_ms=$lag99"
+echo "persons_registered=$(psql "$db_url" -Atc "SELECT count(*) FROM persons")"
+echo "qr_ready=$(psql "$db_url" -Atc "SELECT count(*) FROM persons WHERE qr_status = 'ready'")"
+echo "qr_files_written=$(find "$work/storage/qr" -name '*.png' 2>/dev/null | wc -l)"
 "$bin/qr-bench"
