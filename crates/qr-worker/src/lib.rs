@@ -148,6 +148,12 @@ fn readiness(broker: Broker, pool: PgPool, storage: Storage) -> Readiness {
         })
         .check("storage", move || {
             let storage = storage.clone();
-            async move { storage.check_writable().await.map_err(|e| e.to_string()) }
+            // The directory the gateway's paths point into, not just the root.
+            async move {
+                storage
+                    .check_writable_in("qr")
+                    .await
+                    .map_err(|e| e.to_string())
+            }
         })
 }

@@ -110,9 +110,18 @@ impl Storage {
         }
     }
 
-    /// Checks that a file can be written (for readiness probes).
+    /// Checks that a file can be written at the root (for readiness probes).
     pub async fn check_writable(&self) -> Result<()> {
         self.put(".ready-check", b"ok").await
+    }
+
+    /// Checks that a file can be written in `dir` (e.g. `qr`), creating it if needed.
+    pub async fn check_writable_in(&self, dir: &str) -> Result<()> {
+        self.put(
+            &format!("{}/.ready-check", dir.trim_end_matches('/')),
+            b"ok",
+        )
+        .await
     }
 }
 
@@ -190,5 +199,10 @@ mod tests {
         let err = s.put("qr/a.png", b"x").await.expect_err("must fail");
         assert!(err.to_string().contains("qr"), "{err}");
         assert!(s.check_writable().await.is_ok());
+        assert!(
+            s.check_writable_in("qr").await.is_err(),
+            "readiness sees the blocked dir"
+        );
+        assert!(s.check_writable_in("photos").await.is_ok());
     }
 }
