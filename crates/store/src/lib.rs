@@ -58,6 +58,9 @@ impl StoreConfig {
 /// Opens the pool and applies pending migrations.
 pub async fn connect(config: &StoreConfig) -> Result<PgPool> {
     let pool = PgPoolOptions::new()
+        // No ping round trip on every checkout: a broken connection fails its query
+        // and is replaced, and callers' errors are retried (jobs) or reported (HTTP).
+        .test_before_acquire(false)
         .max_connections(config.max_connections)
         .acquire_timeout(config.acquire_timeout)
         .connect(&config.url)
