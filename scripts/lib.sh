@@ -73,6 +73,7 @@ ensure_postgres() {
   host=$(url_host "$DATABASE_URL"); port=$(url_port "$DATABASE_URL" 5432)
   if tcp_open "$host" "$port"; then
     log "postgresql is up at $host:$port"
+    ensure_database
     return
   fi
   case "$host" in 127.*|localhost) ;; *) die "postgresql at $host:$port is not reachable (DATABASE_URL=$DATABASE_URL)";; esac
@@ -94,5 +95,18 @@ ensure_postgres() {
   fi
   if [ -n "$db" ] && [ "$db" != postgres ]; then
     as_root su postgres -c "psql -q -tc \"SELECT 1 FROM pg_database WHERE datname = '$db'\" | grep -q 1 || createdb '$db'"
+  fi
+}
+
+# Creates the database named in DATABASE_URL when the server is up but lacks it.
+ensure_database() {
+  command -v psql >/dev/null 2>&1 || return 0
+  psql "$DATABASE_URL" -qAtc 'SELECT 1' >/dev/null 2>&1 && return 0
+  local db admin
+  db=$(echo "$DATABASE_URL" | sed -n 's|.*/\([^/?]*\)\(?.*\)\{0,1\}$|\1|p')
+  admin="${DATABASE_URL%/*}/postgres"
+  if [ -n "$db" ] && psql "$admin" -qAtc 'SELECT 1' >/dev/null 2>&1; then
+    log "creating database $db"
+    psql "$admin" -qc "CREATE DATABASE \"$db\"" >/dev/null
   fi
 }
