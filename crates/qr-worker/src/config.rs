@@ -49,7 +49,8 @@ impl ConfigError {
 }
 
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
-pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/test";
+pub const DEFAULT_DATABASE_URL: &str =
+    "postgres://postgres:postgres@127.0.0.1:5432/test?sslmode=disable";
 pub const DEFAULT_HEALTH_ADDR: &str = "127.0.0.1:9101";
 
 impl Default for Config {
