@@ -52,6 +52,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+log "applying database migrations"
+"$bin/api-gateway" migrate >.run/migrate.log 2>&1 || { cat .run/migrate.log >&2; die "migrations failed"; }
+
 log "starting qr-worker (health $qr_health, logs .run/qr-worker.log)"
 HEALTH_ADDR="$qr_health" "$bin/qr-worker" >.run/qr-worker.log 2>&1 &
 pids+=($!)

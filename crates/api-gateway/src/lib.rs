@@ -100,6 +100,18 @@ pub fn with_http_layers(router: Router) -> Router {
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
+/// Applies the database migrations that have not run yet.
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let mut store_config = store::StoreConfig::new(config.database_url.expose());
+    store_config.max_connections = 1;
+    let pool = store::connect(&store_config)
+        .await
+        .context("applying migrations to PostgreSQL")?;
+    pool.close().await;
+    tracing::info!("migrations applied");
+    Ok(())
+}
+
 /// Connects to PostgreSQL (running migrations), Redis and storage.
 pub async fn connect(config: Config) -> anyhow::Result<AppState> {
     let mut store_config = store::StoreConfig::new(config.database_url.expose());
