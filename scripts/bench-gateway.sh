@@ -29,6 +29,7 @@ free_port() {
   die "no free port"
 }
 
+admin_db_url="$DATABASE_URL"
 run_id="$(date +%s)$$"
 db="bench_gw_$run_id"
 prefix="bench-gw-$run_id"
@@ -43,7 +44,8 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  # Through the original URL: DATABASE_URL points at the bench database by now.
+  psql "$admin_db_url" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
   "$bin/queuectl" --prefix "$prefix" purge qr --yes >/dev/null 2>&1 || true
   if command -v redis-cli >/dev/null 2>&1; then
     redis-cli -u "$REDIS_URL" --scan --pattern "$prefix:*" | xargs -r redis-cli -u "$REDIS_URL" DEL >/dev/null || true
