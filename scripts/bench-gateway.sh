@@ -76,7 +76,13 @@ end
 function init(args)
   run = args[1]
   token = args[2]
+  pause_ms = tonumber(args[3] or "0")
   tid = tid or 0
+end
+-- With a third argument, each connection waits that many ms between requests:
+-- a steady rate of about connections * 1000 / ms.
+function delay()
+  return pause_ms
 end
 function request()
   counter = counter + 1
@@ -140,6 +146,26 @@ read -r lag50 lag99 <<<"$(psql "$db_url" -AtF ' ' -c "
   FROM persons WHERE document LIKE 'Bb$run_id-%' AND qr_status = 'ready'")"
 echo "mixed_qr_lag_p50_ms=$lag50"
 echo "mixed_qr_lag_p99_ms=$lag99"
+
+# 4. A steady rate the worker keeps up with (BENCH_STEADY_CONNECTIONS x 1000 /
+#    BENCH_STEADY_PAUSE_MS requests/s): how soon each QR follows its registration.
+steady_conns="${BENCH_STEADY_CONNECTIONS:-10}"
+steady_pause="${BENCH_STEADY_PAUSE_MS:-20}"
+echo "# steady: wrk -t2 -c$steady_conns, ${steady_pause} ms between requests per connection" >&2
+wrk -t2 -c"$steady_conns" -d"${seconds}s" --latency -s "$work/post.lua" \
+  "http://127.0.0.1:$api_port" -- "c$run_id" "$user_token" "$steady_pause" >"$work/wrk-steady.txt"
+sed 's/^/# /' "$work/wrk-steady.txt" >&2
+echo "steady_req_per_s=$(awk '/^Requests\/sec:/ {printf "%d", $2}' "$work/wrk-steady.txt")"
+for _ in $(seq 1 1200); do
+  [ "$(pending)" = 0 ] && break
+  sleep 0.25
+done
+read -r slag50 slag99 <<<"$(psql "$db_url" -AtF ' ' -c "
+  SELECT round(1000 * percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at)))::bigint,
+         round(1000 * percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at)))::bigint
+  FROM persons WHERE document LIKE 'Bc$run_id-%' AND qr_status = 'ready'")"
+echo "steady_qr_lag_p50_ms=$slag50"
+echo "steady_qr_lag_p99_ms=$slag99"
 echo "persons_registered=$(psql "$db_url" -Atc "SELECT count(*) FROM persons")"
 echo "qr_ready=$(psql "$db_url" -Atc "SELECT count(*) FROM persons WHERE qr_status = 'ready'")"
 echo "qr_files_written=$(find "$work/storage/qr" -name '*.png' 2>/dev/null | wc -l)"
