@@ -111,6 +111,22 @@ load() {
   echo "${name}_socket_errors=${errors:-0}"
 }
 pending() { psql "$db_url" -Atc "SELECT count(*) FROM persons WHERE qr_status = 'pending'"; }
+wait_drained() {
+  for _ in $(seq 1 1200); do
+    [ "$(pending)" = 0 ] && return
+    sleep 0.25
+  done
+}
+# qr_lag NAME DOCUMENT_PREFIX: p50/p99 of created_at -> ready for those persons.
+qr_lag() {
+  local p50 p99
+  read -r p50 p99 <<<"$(psql "$db_url" -AtF ' ' -c "
+    SELECT round(1000 * percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at)))::bigint,
+           round(1000 * percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at)))::bigint
+    FROM persons WHERE document LIKE '$2-%' AND qr_status = 'ready'")"
+  echo "${1}_qr_lag_p50_ms=$p50"
+  echo "${1}_qr_lag_p99_ms=$p99"
+}
 
 echo "# warm-up 2 s" >&2
 wrk -t"$threads" -c"$connections" -d2s -s "$work/post.lua" "http://127.0.0.1:$api_port" -- "w$run_id" "$user_token" >/dev/null
@@ -123,10 +139,7 @@ echo "# starting qr-worker on a backlog of $backlog QR jobs" >&2
 start=$(date +%s.%N)
 HEALTH_ADDR="127.0.0.1:$health_port" "$bin/qr-worker" >"$work/qr-worker.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 1200); do
-  [ "$(pending)" = 0 ] && break
-  sleep 0.25
-done
+wait_drained
 left=$(pending)
 elapsed=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a}')
 echo "qr_backlog_jobs=$backlog"
@@ -136,16 +149,8 @@ echo "qr_drain_jobs_per_s=$(awk -v n="$backlog" -v l="$left" -v t="$elapsed" 'BE
 # 3. Both at once: registrations/s with the worker rendering beside it, and how
 #    long each QR took to follow its registration (created_at -> ready).
 load mixed "b$run_id"
-for _ in $(seq 1 1200); do
-  [ "$(pending)" = 0 ] && break
-  sleep 0.25
-done
-read -r lag50 lag99 <<<"$(psql "$db_url" -AtF ' ' -c "
-  SELECT round(1000 * percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at)))::bigint,
-         round(1000 * percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at)))::bigint
-  FROM persons WHERE document LIKE 'Bb$run_id-%' AND qr_status = 'ready'")"
-echo "mixed_qr_lag_p50_ms=$lag50"
-echo "mixed_qr_lag_p99_ms=$lag99"
+wait_drained
+qr_lag mixed "Bb$run_id"
 
 # 4. A steady rate the worker keeps up with (BENCH_STEADY_CONNECTIONS x 1000 /
 #    BENCH_STEADY_PAUSE_MS requests/s): how soon each QR follows its registration.
@@ -156,16 +161,8 @@ wrk -t2 -c"$steady_conns" -d"${seconds}s" --latency -s "$work/post.lua" \
   "http://127.0.0.1:$api_port" -- "c$run_id" "$user_token" "$steady_pause" >"$work/wrk-steady.txt"
 sed 's/^/# /' "$work/wrk-steady.txt" >&2
 echo "steady_req_per_s=$(awk '/^Requests\/sec:/ {printf "%d", $2}' "$work/wrk-steady.txt")"
-for _ in $(seq 1 1200); do
-  [ "$(pending)" = 0 ] && break
-  sleep 0.25
-done
-read -r slag50 slag99 <<<"$(psql "$db_url" -AtF ' ' -c "
-  SELECT round(1000 * percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at)))::bigint,
-         round(1000 * percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at)))::bigint
-  FROM persons WHERE document LIKE 'Bc$run_id-%' AND qr_status = 'ready'")"
-echo "steady_qr_lag_p50_ms=$slag50"
-echo "steady_qr_lag_p99_ms=$slag99"
+wait_drained
+qr_lag steady "Bc$run_id"
 echo "persons_registered=$(psql "$db_url" -Atc "SELECT count(*) FROM persons")"
 echo "qr_ready=$(psql "$db_url" -Atc "SELECT count(*) FROM persons WHERE qr_status = 'ready'")"
 echo "qr_files_written=$(find "$work/storage/qr" -name '*.png' 2>/dev/null | wc -l)"
