@@ -37,13 +37,6 @@ impl QrFormat {
             QrFormat::Svg => "svg",
         }
     }
-
-    pub fn content_type(self) -> &'static str {
-        match self {
-            QrFormat::Png => "image/png",
-            QrFormat::Svg => "image/svg+xml",
-        }
-    }
 }
 
 #[derive(Debug, Clone)]

@@ -8,7 +8,6 @@ pub mod openapi;
 pub mod routes;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
@@ -100,10 +99,18 @@ pub fn with_http_layers(router: Router) -> Router {
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
+fn store_config(config: &Config) -> store::StoreConfig {
+    let mut store_config = store::StoreConfig::new(config.database_url.expose());
+    store_config.max_connections = config.database_max_connections;
+    store_config
+}
+
 /// Applies the database migrations that have not run yet.
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
-    let mut store_config = store::StoreConfig::new(config.database_url.expose());
-    store_config.max_connections = 1;
+    let store_config = store::StoreConfig {
+        max_connections: 1,
+        ..store_config(config)
+    };
     let pool = store::connect(&store_config)
         .await
         .context("applying migrations to PostgreSQL")?;
@@ -114,9 +121,7 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
 
 /// Connects to PostgreSQL (running migrations), Redis and storage.
 pub async fn connect(config: Config) -> anyhow::Result<AppState> {
-    let mut store_config = store::StoreConfig::new(config.database_url.expose());
-    store_config.max_connections = config.database_max_connections;
-    let pool = store::connect(&store_config)
+    let pool = store::connect(&store_config(&config))
         .await
         .context("connecting to PostgreSQL")?;
     let broker =
@@ -169,8 +174,5 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding API_ADDR {addr}"))?;
-    run_on(listener, state, shutdown).await?;
-    // Give the pool a moment to close cleanly.
-    tokio::time::sleep(Duration::from_millis(10)).await;
-    Ok(())
+    run_on(listener, state, shutdown).await
 }

@@ -322,13 +322,7 @@ impl Admin {
         env.attempt = 1;
         env.last_error = dead.error;
         env.available_at_ms = envelope::now_ms();
-        let lane = queue.streams().len().min(match dead.lane.as_str() {
-            "high" => 0,
-            "low" => 2,
-            _ if queue.lanes() == Lanes::Priority => 1,
-            _ => 0,
-        });
-        let stream = &queue.streams()[lane.min(queue.streams().len() - 1)];
+        let stream = &queue.streams()[queue.lane_by_name(&dead.lane)];
         let mut conn = self.broker.conn().await?;
         let mut inv = scripts::DLQ_RETRY.prepare_invoke();
         inv.key(queue.keys().dlq())
@@ -540,13 +534,7 @@ impl Admin {
             if c.name == HEIR_CONSUMER && c.pending > 0 {
                 continue; // its entries are waiting to be reclaimed
             }
-            let lane = match (queue.lanes(), c.lane.as_str()) {
-                (Lanes::Priority, "high") => 0,
-                (Lanes::Priority, "low") => 2,
-                (Lanes::Priority, _) => 1,
-                (Lanes::Single, _) => 0,
-            };
-            let stream = &queue.streams()[lane];
+            let stream = &queue.streams()[queue.lane_by_name(&c.lane)];
             let mut moved = 0;
             loop {
                 let mut inv = scripts::EVICT_CONSUMER.prepare_invoke();

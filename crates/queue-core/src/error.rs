@@ -1,5 +1,3 @@
-use std::time::Duration;
-
 /// Errors of the queue engine.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -31,8 +29,6 @@ pub enum Error {
     Protocol(String),
     #[error("unexpected reply from redis: {0}")]
     Parse(#[from] redis::ParsingError),
-    #[error("timed out after {0:?}")]
-    Timeout(Duration),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

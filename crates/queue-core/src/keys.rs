@@ -98,8 +98,7 @@ impl QueueKeys {
 
     /// Pattern matching every key of this queue (for tests and `destroy`).
     pub fn pattern(&self) -> String {
-        // `{` and `}` are not glob metacharacters, but `[`, `*`, `?` could be in a
-        // prefix-free name; names are validated, so only the base needs no escaping.
+        // Validated names and prefixes hold no glob metacharacters (`*?[]\`).
         format!("{}:*", self.base)
     }
 }

@@ -146,6 +146,16 @@ impl Queue {
         }
     }
 
+    /// Index of the lane a name from [`Queue::lane_name`] refers to; unknown names
+    /// and priorities the queue does not have map to its normal lane.
+    pub(crate) fn lane_by_name(&self, name: &str) -> usize {
+        let priority = name.parse().unwrap_or(Priority::Normal);
+        self.lane_of(priority).unwrap_or_else(|_| {
+            self.lane_of(Priority::Normal)
+                .expect("every queue has a normal lane")
+        })
+    }
+
     /// Human name of a lane index.
     pub(crate) fn lane_name(&self, lane: usize) -> &'static str {
         match (self.inner.lanes, lane) {
@@ -175,5 +185,29 @@ impl Queue {
 
     pub(crate) fn registry_key(&self) -> String {
         keys::registry(&self.inner.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lane_names_map_back_to_their_lanes() {
+        let p = Queue::new("rsq", "pay", Lanes::Priority).expect("queue");
+        for lane in 0..3 {
+            assert_eq!(p.lane_by_name(p.lane_name(lane)), lane);
+        }
+        let s = Queue::new("rsq", "qr", Lanes::Single).expect("queue");
+        assert_eq!(
+            s.lane_by_name("high"),
+            0,
+            "a single-lane queue has only lane 0"
+        );
+        assert_eq!(
+            p.lane_by_name("bogus"),
+            1,
+            "unknown names go to the normal lane"
+        );
     }
 }

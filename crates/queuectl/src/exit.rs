@@ -55,7 +55,7 @@ pub fn code(err: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<Error>() {
             return match e {
                 Error::NoSuchQueue(_) | Error::NoSuchDeadLetter { .. } => NO_INPUT,
-                Error::Unreachable { .. } | Error::Pool(_) | Error::Timeout(_) => UNAVAILABLE,
+                Error::Unreachable { .. } | Error::Pool(_) => UNAVAILABLE,
                 Error::Redis(r)
                     if r.is_io_error()
                         || r.is_connection_refusal()
