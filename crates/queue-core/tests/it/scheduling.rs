@@ -144,7 +144,7 @@ async fn a_paused_queue_hands_out_nothing_until_resumed() {
     // not. (A read that raced the pause may hold entries claimed, unstarted.)
     holds_for("jobs stay unstarted", ms(300), async || {
         let s = env.stats(&q).await;
-        s.waiting + s.active == 3 && s.completed == 0 && runs.len() == 0
+        s.waiting + s.active == 3 && s.completed == 0 && runs.is_empty()
     })
     .await;
 
