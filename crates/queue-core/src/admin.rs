@@ -13,6 +13,7 @@ use crate::envelope::{self, Envelope};
 use crate::fields::{self, dead_letter, stats};
 use crate::producer::release_unique_keys;
 use crate::queue::{Lanes, Queue};
+use crate::repeat::RepeatingStatus;
 use crate::{Broker, Error, Result, keys, scripts};
 
 /// The consumer that inherits the pending entries of removed consumers, idle time
@@ -46,6 +47,8 @@ pub struct QueueStats {
     pub paused: bool,
     /// Consumers registered in the group (live or not; see `consumers`).
     pub consumers: u64,
+    /// Repeating jobs declared by the queue's workers, by name.
+    pub repeating: Vec<RepeatingStatus>,
 }
 
 /// A job that exhausted its attempts, failed permanently, could not be decoded, or
@@ -206,6 +209,7 @@ impl Admin {
             oldest_waiting_age_ms: None,
             paused,
             consumers: 0,
+            repeating: Vec::new(),
         };
         for (len, pending, lag, oldest, consumers) in lanes {
             stats.waiting += len.saturating_sub(pending);
@@ -221,6 +225,15 @@ impl Admin {
                     Some(stats.oldest_waiting_age_ms.map_or(age, |a| a.max(age)));
             }
         }
+        let repeating: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(keys.repeat())
+            .query_async(&mut *conn)
+            .await?;
+        stats.repeating = repeating
+            .into_iter()
+            .map(|(name, record)| RepeatingStatus::parse(name, &record))
+            .collect();
+        stats.repeating.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(stats)
     }
 

@@ -9,6 +9,7 @@ pub mod fields;
 pub mod keys;
 pub mod producer;
 pub mod queue;
+pub mod repeat;
 mod scripts;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -22,6 +23,7 @@ pub use envelope::Envelope;
 pub use error::{Error, Result};
 pub use producer::{Enqueued, NewJob, Producer, Schedule};
 pub use queue::{Lanes, Priority, Queue};
+pub use repeat::{Every, RepeatingJob, RepeatingStatus};
 pub use worker::{Handler, Job, JobError, Worker, WorkerConfig};
 
 /// Re-exported so binaries and tests need no direct dependency to shut workers down.

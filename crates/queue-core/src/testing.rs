@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::{
     Admin, Backoff, Broker, BrokerConfig, CancellationToken, Handler, Job, JobError, Producer,
-    Queue, QueueStats, WorkerConfig,
+    Queue, QueueStats, Worker, WorkerConfig,
 };
 
 /// Redis used when `REDIS_URL` is not set.
@@ -241,6 +241,11 @@ impl TestRedis {
     ) -> RunningWorker {
         let worker =
             crate::worker::worker(&self.broker, q, config, handler).expect("valid worker config");
+        self.spawn(worker)
+    }
+
+    /// Runs an already built worker (e.g. one with repeating jobs) in this process.
+    pub fn spawn<H: Handler>(&self, worker: Worker<H>) -> RunningWorker {
         let consumer = worker.consumer_name().to_owned();
         let stop = CancellationToken::new();
         let handle = tokio::spawn(worker.run(stop.clone()));

@@ -10,6 +10,7 @@ mod heartbeat;
 mod promote;
 mod read;
 mod reclaim;
+mod repeat;
 mod runner;
 mod settle;
 

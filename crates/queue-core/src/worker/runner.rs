@@ -23,9 +23,10 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use super::{Handler, JobError, WorkerConfig, default_consumer_name};
-use super::{heartbeat, promote, read, settle};
+use super::{heartbeat, promote, read, repeat, settle};
 use crate::envelope::Envelope;
-use crate::{Broker, Queue, Result};
+use crate::repeat::RepeatingJob;
+use crate::{Broker, Error, Queue, Result};
 
 /// Runs one queue's jobs with a handler until shut down.
 pub struct Worker<H> {
@@ -34,6 +35,7 @@ pub struct Worker<H> {
     config: WorkerConfig,
     consumer: String,
     handler: Arc<H>,
+    repeating: Vec<RepeatingJob>,
 }
 
 impl<H> std::fmt::Debug for Worker<H> {
@@ -136,7 +138,21 @@ impl<H: Handler> Worker<H> {
             config,
             consumer,
             handler: Arc::new(handler),
+            repeating: Vec::new(),
         })
+    }
+
+    /// Declares a job this worker enqueues once per period (with every other
+    /// replica that declares it: the period's dedup key makes it one job).
+    pub fn repeat(mut self, job: RepeatingJob) -> Result<Self> {
+        if self.repeating.iter().any(|r| r.name() == job.name()) {
+            return Err(Error::InvalidConfig(format!(
+                "repeating job {:?} is declared twice",
+                job.name()
+            )));
+        }
+        self.repeating.push(job);
+        Ok(self)
     }
 
     /// This worker's consumer name in the group.
@@ -176,6 +192,13 @@ impl<H: Handler> Worker<H> {
         let settler = tokio::spawn(settle::settle_loop(ctx.clone(), rx));
         let heartbeat = tokio::spawn(heartbeat::heartbeat_loop(ctx.clone(), background.clone()));
         let promoter = tokio::spawn(promote::promote_loop(ctx.clone(), shutdown.clone()));
+        let repeater = (!self.repeating.is_empty()).then(|| {
+            tokio::spawn(repeat::repeat_loop(
+                ctx.clone(),
+                self.repeating,
+                shutdown.clone(),
+            ))
+        });
 
         read::read_loop(&ctx, &self.handler, &shutdown).await;
 
@@ -201,6 +224,9 @@ impl<H: Handler> Worker<H> {
             ctx.jobs.wait().await;
         }
         let _ = promoter.await;
+        if let Some(repeater) = repeater {
+            let _ = repeater.await;
+        }
         let (done_tx, done_rx) = oneshot::channel();
         if ctx.settle.send(Settle::Flush(done_tx)).is_ok() {
             let _ = done_rx.await;
