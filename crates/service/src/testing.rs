@@ -4,25 +4,20 @@
 //! health port.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use jobs::QueueSpec;
-use queue_core::{Backoff, CancellationToken, WorkerConfig};
+use queue_core::testing::PATIENCE;
+use queue_core::{CancellationToken, WorkerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
 use crate::{BaseConfig, SecretUrl, Started};
 
-/// Longest a service may take to stop; generous for loaded debug builds.
-const PATIENCE: Duration = Duration::from_secs(20);
-
 /// Settings pointing at the test's Redis key prefix and database (`REDIS_URL`
 /// or `redis://127.0.0.1:6379`), health port picked by the system.
 pub fn base_config(redis_prefix: &str, database_url: &str) -> BaseConfig {
     BaseConfig {
-        redis_url: SecretUrl::new(
-            std::env::var("REDIS_URL").unwrap_or_else(|_| crate::config::DEFAULT_REDIS_URL.into()),
-        ),
+        redis_url: SecretUrl::new(queue_core::testing::redis_url()),
         redis_prefix: redis_prefix.to_owned(),
         database_url: SecretUrl::new(database_url),
         health_addr: "127.0.0.1:0".parse().expect("a valid address"),
@@ -30,23 +25,10 @@ pub fn base_config(redis_prefix: &str, database_url: &str) -> BaseConfig {
 }
 
 /// `spec`'s catalogue settings (concurrency, attempts, job timeout) with every
-/// interval in milliseconds, so retries, reclaims and shutdown happen within a test.
+/// interval in milliseconds ([`queue_core::testing::fast`]), so retries, reclaims
+/// and shutdown happen within a test.
 pub fn fast_worker_config(spec: &QueueSpec) -> WorkerConfig {
-    let ms = Duration::from_millis;
-    WorkerConfig {
-        block: ms(200),
-        visibility_timeout: ms(400),
-        heartbeat_interval: ms(100),
-        reclaim_interval: ms(50),
-        promote_interval: ms(20),
-        pause_poll: ms(20),
-        grace_period: Duration::from_secs(5),
-        backoff: Backoff {
-            initial: ms(20),
-            ..Backoff::default()
-        },
-        ..spec.worker_config()
-    }
+    queue_core::testing::fast(spec.worker_config())
 }
 
 /// A [`Started`] service running in a task of the test's runtime; cancelled
@@ -81,7 +63,7 @@ impl Running {
     }
 
     /// Waits until it stops on its own or after [`Running::cancel`]; panics if
-    /// that takes longer than 20 s or the task panicked.
+    /// that takes longer than [`PATIENCE`] or the task panicked.
     pub async fn join(mut self) -> anyhow::Result<()> {
         let handle = self.handle.take().expect("joined once");
         tokio::time::timeout(PATIENCE, handle)

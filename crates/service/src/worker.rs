@@ -150,33 +150,20 @@ impl WorkerService {
             health_addr,
             readiness,
         } = self;
-        let concurrency = config.concurrency.get();
-        let grace_period = config.grace_period;
         let worker = queue_core::worker::worker(&broker, &queue, config, handler)
             .with_context(|| format!("creating the {} worker", spec.name))?;
         Ok(Started::new(health_addr, move |shutdown| async move {
-            info!(
-                queue.name = spec.name,
-                consumer = worker.consumer_name(),
-                concurrency,
-                health.addr = %health_addr,
-                "worker started"
-            );
+            // The queue worker logs its own start and stop.
+            info!(queue.name = spec.name, health.addr = %health_addr, "serving /healthz, /readyz and /metrics");
             let (ready, checks) = readiness.run().await;
             if !ready {
                 // Not fatal: a directory may be mounted or a database come up
                 // later; /readyz says so meanwhile.
-                warn!(checks = ?checks, "not ready yet");
+                warn!(queue.name = spec.name, checks = ?checks, "not ready yet");
             }
             let result = run(worker, listener, readiness, shutdown).await;
             pool.close().await;
-            result?;
-            info!(
-                queue.name = spec.name,
-                grace_period_ms = grace_period.as_millis() as u64,
-                "worker stopped"
-            );
-            Ok(())
+            result
         }))
     }
 
