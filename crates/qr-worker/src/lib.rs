@@ -9,6 +9,7 @@ pub mod testing;
 use queue_core::CancellationToken;
 use service::{Started, WorkerService};
 use storage::Storage;
+use tracing::warn;
 
 pub use crate::config::Config;
 pub use crate::handler::QrHandler;
@@ -24,6 +25,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 pub async fn start(config: Config) -> anyhow::Result<Started> {
     let svc = WorkerService::connect(&config.base, &jobs::QR, config.worker).await?;
     let storage = Storage::local(&config.storage_dir);
+    if let Err(e) = storage.check_writable().await {
+        // Not fatal: the directory may be mounted later; /readyz says so meanwhile.
+        warn!(storage.dir = %config.storage_dir.display(), error = %e, "the storage directory is not writable");
+    }
     let handler = QrHandler::new(svc.pool().clone(), storage.clone(), config.qr);
     svc.readiness_check("storage", move || {
         let storage = storage.clone();

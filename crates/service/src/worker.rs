@@ -15,7 +15,7 @@ use queue_core::{Broker, BrokerConfig, CancellationToken, Handler, Queue, Worker
 use store::{PgPool, StoreConfig};
 use telemetry::Readiness;
 use tokio::net::TcpListener;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::Started;
 use crate::config::BaseConfig;
@@ -155,12 +155,6 @@ impl WorkerService {
         Ok(Started::new(health_addr, move |shutdown| async move {
             // The queue worker logs its own start and stop.
             info!(queue.name = spec.name, health.addr = %health_addr, "serving /healthz, /readyz and /metrics");
-            let (ready, checks) = readiness.run().await;
-            if !ready {
-                // Not fatal: a directory may be mounted or a database come up
-                // later; /readyz says so meanwhile.
-                warn!(queue.name = spec.name, checks = ?checks, "not ready yet");
-            }
             let result = run(worker, listener, readiness, shutdown).await;
             pool.close().await;
             result
