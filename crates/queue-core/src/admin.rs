@@ -10,6 +10,7 @@ use redis::Value;
 use serde::Serialize;
 
 use crate::envelope::{self, Envelope};
+use crate::fields::{self, dead_letter, stats};
 use crate::queue::{Lanes, Queue};
 use crate::{Broker, Error, Result, keys, scripts};
 
@@ -135,7 +136,7 @@ impl Admin {
     pub fn new(broker: Broker) -> Self {
         Self {
             broker,
-            group: "workers".into(),
+            group: fields::DEFAULT_GROUP.into(),
         }
     }
 
@@ -195,11 +196,11 @@ impl Admin {
             active: 0,
             delayed,
             failed,
-            completed: counter("completed"),
-            retried: counter("retried"),
-            reclaimed: counter("reclaimed"),
-            dead_lettered: counter("dead_lettered"),
-            failed_runs: counter("failed"),
+            completed: counter(stats::COMPLETED),
+            retried: counter(stats::RETRIED),
+            reclaimed: counter(stats::RECLAIMED),
+            dead_lettered: counter(stats::DEAD_LETTERED),
+            failed_runs: counter(stats::FAILED),
             lag: Some(0),
             oldest_waiting_age_ms: None,
             paused,
@@ -456,10 +457,10 @@ impl Admin {
             let Some(last) = entries.last().map(|(id, _)| id.clone()) else {
                 break;
             };
-            for (id, fields) in entries {
+            for (id, records) in entries {
                 let finished_at_ms = entry_time_ms(&id).unwrap_or(0);
-                for (_, record) in fields.into_iter().rev() {
-                    let mut parts = record.split(crate::worker::DONE_SEPARATOR);
+                for (_, record) in records.into_iter().rev() {
+                    let mut parts = record.split(fields::done::SEPARATOR);
                     let mut next = || parts.next().unwrap_or("").to_owned();
                     let (job_id, kind, attempt, ms) = (next(), next(), next(), next());
                     out.push(Completion {
@@ -613,14 +614,14 @@ impl DeadLetter {
                 .map(|v| String::from_utf8_lossy(v).into_owned())
                 .unwrap_or_default()
         };
-        let raw = f.remove("e").unwrap_or_default();
+        let raw = f.remove(fields::ENVELOPE).unwrap_or_default();
         let envelope = if raw.is_empty() {
             None
         } else {
             Envelope::decode(raw.as_slice()).ok()
         };
-        let mut job_id = text(&f, "id");
-        let mut kind = text(&f, "kind");
+        let mut job_id = text(&f, dead_letter::JOB_ID);
+        let mut kind = text(&f, dead_letter::KIND);
         if let Some(env) = &envelope {
             // Poison entries are recorded by a script that cannot decode protobuf.
             if job_id.is_empty() {
@@ -633,11 +634,14 @@ impl DeadLetter {
         DeadLetter {
             job_id,
             kind,
-            error: text(&f, "error"),
-            attempts: text(&f, "attempts").parse().ok().filter(|a| *a > 0),
-            failed_at_ms: text(&f, "failed_at").parse().unwrap_or(0),
-            origin: text(&f, "origin"),
-            lane: text(&f, "lane"),
+            error: text(&f, dead_letter::ERROR),
+            attempts: text(&f, dead_letter::ATTEMPTS)
+                .parse()
+                .ok()
+                .filter(|a| *a > 0),
+            failed_at_ms: text(&f, dead_letter::FAILED_AT).parse().unwrap_or(0),
+            origin: text(&f, dead_letter::ORIGIN),
+            lane: text(&f, dead_letter::LANE),
             enqueued_at_ms: envelope.as_ref().map(|e| e.enqueued_at_ms),
             payload_bytes: envelope.as_ref().map_or(raw.len(), |e| e.payload.len()),
             headers: envelope

@@ -5,6 +5,7 @@ pub mod backoff;
 pub mod broker;
 pub mod envelope;
 mod error;
+pub mod fields;
 pub mod keys;
 pub mod producer;
 pub mod queue;

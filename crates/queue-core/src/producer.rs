@@ -7,7 +7,8 @@ use bytes::Bytes;
 use prost::Message;
 use redis::Value;
 
-use crate::envelope::{self, Envelope, FIELD};
+use crate::envelope::{self, Envelope};
+use crate::fields;
 use crate::queue::{Priority, Queue};
 use crate::scripts;
 use crate::{Broker, Error, Result};
@@ -239,7 +240,7 @@ fn prepare(queue: &Queue, job: NewJob) -> Result<Prepared> {
     let stream = &queue.streams()[lane];
     if plain {
         let mut cmd = redis::cmd("XADD");
-        cmd.arg(stream).arg("*").arg(FIELD).arg(bytes);
+        cmd.arg(stream).arg("*").arg(fields::ENVELOPE).arg(bytes);
         return Ok(Prepared {
             id,
             cmd,

@@ -12,14 +12,14 @@ local record = {}
 for i = 3, #ARGV, 2 do
   if redis.call('XACK', KEYS[3], ARGV[1], ARGV[i]) == 1 then
     acked[#acked + 1] = ARGV[i]
-    record[#record + 1] = 'j'
+    record[#record + 1] = F.done_job
     record[#record + 1] = ARGV[i + 1]
   end
 end
 local n = #acked
 if n > 0 then
   redis.call('XDEL', KEYS[3], unpack(acked))
-  redis.call('HINCRBY', KEYS[2], 'completed', n)
+  redis.call('HINCRBY', KEYS[2], S.completed, n)
   local maxlen = tonumber(ARGV[2])
   if maxlen > 0 then
     redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', unpack(record))

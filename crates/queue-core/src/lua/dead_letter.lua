@@ -21,11 +21,11 @@ local args = {'XADD', KEYS[2]}
 if maxlen > 0 then
   args[#args + 1] = 'MAXLEN'; args[#args + 1] = '~'; args[#args + 1] = maxlen
 end
-for _, v in ipairs({'*', 'e', ARGV[5], 'error', ARGV[6], 'attempts', ARGV[7], 'failed_at', now,
-                    'origin', ARGV[3], 'lane', ARGV[8], 'id', ARGV[9], 'kind', ARGV[10]}) do
+for _, v in ipairs({'*', F.envelope, ARGV[5], F.error, ARGV[6], F.attempts, ARGV[7], F.failed_at, now,
+                    F.origin, ARGV[3], F.lane, ARGV[8], F.id, ARGV[9], F.kind, ARGV[10]}) do
   args[#args + 1] = v
 end
 redis.call(unpack(args))
-redis.call('HINCRBY', KEYS[3], 'failed', 1)
-redis.call('HINCRBY', KEYS[3], 'dead_lettered', 1)
+redis.call('HINCRBY', KEYS[3], S.failed, 1)
+redis.call('HINCRBY', KEYS[3], S.dead_lettered, 1)
 return 1

@@ -5,4 +5,4 @@
 if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then
   return false
 end
-return redis.call('XADD', KEYS[2], '*', 'e', ARGV[2])
+return redis.call('XADD', KEYS[2], '*', F.envelope, ARGV[2])

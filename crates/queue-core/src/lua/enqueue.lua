@@ -13,7 +13,7 @@ if KEYS[2] then
   end
 end
 if ARGV[1] == 'now' then
-  return {1, redis.call('XADD', KEYS[1], '*', 'e', ARGV[2])}
+  return {1, redis.call('XADD', KEYS[1], '*', F.envelope, ARGV[2])}
 end
 local due = tonumber(ARGV[3])
 if ARGV[1] == 'after' then

@@ -24,7 +24,7 @@ for _, e in ipairs(r[2]) do
     local env = ''
     local f = e[2] or {}
     for j = 1, #f, 2 do
-      if f[j] == 'e' then env = f[j + 1] end
+      if f[j] == F.envelope then env = f[j + 1] end
     end
     redis.call('XACK', KEYS[1], ARGV[1], id)
     redis.call('XDEL', KEYS[1], id)
@@ -32,9 +32,9 @@ for _, e in ipairs(r[2]) do
     if maxlen > 0 then
       args[#args + 1] = 'MAXLEN'; args[#args + 1] = '~'; args[#args + 1] = maxlen
     end
-    for _, v in ipairs({'*', 'e', env, 'error',
+    for _, v in ipairs({'*', F.envelope, env, F.error,
         'delivered ' .. deliveries .. ' times (max_deliveries ' .. maxd .. '): its worker stopped each time',
-        'attempts', '', 'failed_at', now, 'origin', id, 'lane', ARGV[8], 'id', '', 'kind', ''}) do
+        F.attempts, '', F.failed_at, now, F.origin, id, F.lane, ARGV[8], F.id, '', F.kind, ''}) do
       args[#args + 1] = v
     end
     redis.call(unpack(args))
@@ -46,10 +46,10 @@ for _, e in ipairs(r[2]) do
   end
 end
 if #out > 0 then
-  redis.call('HINCRBY', KEYS[3], 'reclaimed', #out / 3)
+  redis.call('HINCRBY', KEYS[3], S.reclaimed, #out / 3)
 end
 if poisoned > 0 then
-  redis.call('HINCRBY', KEYS[3], 'dead_lettered', poisoned)
-  redis.call('HINCRBY', KEYS[3], 'failed', poisoned)
+  redis.call('HINCRBY', KEYS[3], S.dead_lettered, poisoned)
+  redis.call('HINCRBY', KEYS[3], S.failed, poisoned)
 end
 return {r[1], out, poisoned}
