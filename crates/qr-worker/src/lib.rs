@@ -40,5 +40,5 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
                 .map_err(|e| e.to_string())
         }
     })
-    .start(handler)
+    .start(jobs::Handlers::new(&jobs::QR).on(handler))
 }

@@ -368,12 +368,6 @@ impl BaseConfig {
 // ---------------------------------------------------------------------------
 // Per-queue worker settings
 
-/// The prefix of a queue's variables: its name upper-cased, `-` as `_`
-/// (`qr` -> `QR`, `payment-checks` -> `PAYMENT_CHECKS`).
-pub fn env_prefix(spec: &QueueSpec) -> String {
-    spec.name.to_ascii_uppercase().replace('-', "_")
-}
-
 /// The variables [`worker_config`] reads, after the queue's prefix and `_`.
 pub const WORKER_VARIABLES: [&str; 10] = [
     "CONCURRENCY",
@@ -392,10 +386,11 @@ pub const WORKER_VARIABLES: [&str; 10] = [
 /// `{P}_CONCURRENCY`, `{P}_MAX_ATTEMPTS`, `{P}_JOB_TIMEOUT`,
 /// `{P}_VISIBILITY_TIMEOUT`, `{P}_HEARTBEAT_INTERVAL`, `{P}_BACKOFF` (first retry
 /// delay), `{P}_BACKOFF_MAX`, `{P}_BATCH_SIZE`, `{P}_MAX_DELIVERIES` and
-/// `{P}_GRACE_PERIOD`, where `P` is [`env_prefix`]. A rule that ties two settings
+/// `{P}_GRACE_PERIOD`, where `P` is the queue's
+/// [`QueueSpec::env_prefix`] (`QR`, `PAYMENT_CHECKS`). A rule that ties two settings
 /// together is reported against the one the operator set.
 pub fn worker_config(vars: &dyn Vars, spec: &QueueSpec) -> Result<WorkerConfig> {
-    let prefix = env_prefix(spec);
+    let prefix = spec.env_prefix();
     let var = |suffix: &str| format!("{prefix}_{suffix}");
     let is_set = |suffix: &str| optional(vars, &var(suffix)).is_some();
     let mut c = spec.worker_config();
@@ -573,15 +568,6 @@ mod tests {
         let err = read("30").expect_err("no unit");
         assert_eq!(err.var, "D");
         assert!(err.reason.contains("such as 30s"), "{err}");
-    }
-
-    #[test]
-    fn env_prefixes_follow_the_queue_names() {
-        let prefixes: Vec<String> = jobs::CATALOGUE.iter().map(|q| env_prefix(q)).collect();
-        assert_eq!(
-            prefixes,
-            ["QR", "CONTEXT", "WISPRO_SYNC", "PAYMENT_CHECKS", "PHOTOS"]
-        );
     }
 
     #[test]
