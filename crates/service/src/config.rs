@@ -611,6 +611,14 @@ mod tests {
     }
 
     #[test]
+    fn the_workspace_readme_lists_every_worker_variable() {
+        let readme = include_str!("../../../README.md");
+        for name in WORKER_VARIABLES {
+            assert!(readme.contains(&format!("`{{P}}_{name}`")), "{name}");
+        }
+    }
+
+    #[test]
     fn a_bad_value_of_each_worker_variable_names_it() {
         let cases = [
             ("QR_CONCURRENCY", "0", "at least 1"),
