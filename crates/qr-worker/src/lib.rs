@@ -6,10 +6,11 @@ pub mod render;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+use tracing::warn;
+
 use queue_core::CancellationToken;
 use service::{Started, WorkerService};
 use storage::Storage;
-use tracing::warn;
 
 pub use crate::config::Config;
 pub use crate::handler::QrHandler;

@@ -10,12 +10,13 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use anyhow::Context;
+use tokio::net::TcpListener;
+use tracing::info;
+
 use jobs::QueueSpec;
 use queue_core::{Broker, BrokerConfig, CancellationToken, Handler, Queue, WorkerConfig};
 use store::{PgPool, StoreConfig};
 use telemetry::Readiness;
-use tokio::net::TcpListener;
-use tracing::info;
 
 use crate::Started;
 use crate::config::BaseConfig;

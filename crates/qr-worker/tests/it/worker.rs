@@ -3,9 +3,8 @@
 use std::os::unix::fs::MetadataExt;
 
 use jobs::v1::GenerateQr;
-use store::persons::QrStatus;
-
 use service::testing::http_get;
+use store::persons::QrStatus;
 
 use crate::support::{TestApp, decode_png, list_dir};
 

@@ -1,11 +1,12 @@
 use std::sync::Arc;
 
+use tokio::sync::{Notify, Semaphore};
+
 use queue_core::testing::TestRedis;
 use queue_core::{Job, JobError, NewJob};
 use service::WorkerService;
 use service::testing::{Running, base_config, fast_worker_config, http_get};
 use store::testing::TestDb;
-use tokio::sync::{Notify, Semaphore};
 
 /// A handler that succeeds at once.
 async fn done(_job: Job) -> Result<(), JobError> {
