@@ -408,7 +408,8 @@ pub fn worker_config(vars: &dyn Vars, spec: &QueueSpec) -> Result<WorkerConfig> 
     c.max_deliveries = at_least_one(vars, &var("MAX_DELIVERIES"), c.max_deliveries)?;
     c.grace_period = duration(vars, &var("GRACE_PERIOD"), c.grace_period)?;
 
-    if c.heartbeat_interval * 2 >= c.visibility_timeout {
+    let doubled = c.heartbeat_interval.checked_mul(2);
+    if doubled.is_none_or(|d| d >= c.visibility_timeout) {
         // Blame the one the operator changed; both when both were.
         let culprit = if is_set("VISIBILITY_TIMEOUT") && !is_set("HEARTBEAT_INTERVAL") {
             "VISIBILITY_TIMEOUT"
