@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::envelope::{self, Envelope};
 use crate::fields::{self, dead_letter, stats};
+use crate::producer::release_unique_keys;
 use crate::queue::{Lanes, Queue};
 use crate::{Broker, Error, Result, keys, scripts};
 
@@ -314,6 +315,7 @@ impl Admin {
     }
 
     /// Puts a dead letter back on its lane as attempt 1; returns the new entry id.
+    /// A job with a unique-until-settled key takes its key again if it is free.
     pub async fn retry_dead(&self, queue: &Queue, id: &str) -> Result<String> {
         let dead = self.dead_letter(queue, id).await?;
         let mut env = dead.envelope.ok_or_else(|| Error::Undecodable {
@@ -326,10 +328,11 @@ impl Admin {
         let stream = &queue.streams()[queue.lane_by_name(&dead.lane)];
         let mut conn = self.broker.conn().await?;
         let mut inv = scripts::DLQ_RETRY.prepare_invoke();
-        inv.key(queue.keys().dlq())
-            .key(stream)
-            .arg(&dead.id)
-            .arg(env.encode_to_vec());
+        inv.key(queue.keys().dlq()).key(stream);
+        if !env.unique_key.is_empty() {
+            inv.key(queue.keys().uniq(&env.unique_key));
+        }
+        inv.arg(&dead.id).arg(env.encode_to_vec()).arg(&env.id);
         let new_id: Option<String> = inv.invoke_async(&mut *conn).await?;
         new_id.ok_or_else(|| Error::NoSuchDeadLetter {
             queue: queue.name().to_owned(),
@@ -391,7 +394,8 @@ impl Admin {
         Ok(len)
     }
 
-    /// Deletes waiting and delayed jobs. Running jobs are left alone.
+    /// Deletes waiting and delayed jobs, releasing the unique keys they held.
+    /// Running jobs are left alone.
     pub async fn purge(&self, queue: &Queue) -> Result<PurgeReport> {
         let mut conn = self.broker.conn().await?;
         let mut waiting = 0;
@@ -399,22 +403,31 @@ impl Admin {
             loop {
                 let mut inv = scripts::PURGE.prepare_invoke();
                 inv.key(stream).arg(&self.group).arg(1000);
-                let n: u64 = inv.invoke_async(&mut *conn).await?;
-                waiting += n;
-                if n == 0 {
+                let envelopes: Vec<Vec<u8>> = inv.invoke_async(&mut *conn).await?;
+                if envelopes.is_empty() {
                     break;
                 }
+                waiting += envelopes.len() as u64;
+                release_unique_keys(&mut *conn, queue, envelopes.iter().map(Vec::as_slice)).await?;
             }
         }
-        let delayed_key = queue.keys().delayed();
-        let (delayed, _): (u64, u64) = redis::pipe()
-            .atomic()
-            .cmd("ZCARD")
-            .arg(&delayed_key)
-            .cmd("UNLINK")
-            .arg(&delayed_key)
-            .query_async(&mut *conn)
-            .await?;
+        // Popped in chunks rather than deleted at once: each member's envelope may
+        // name a unique key to release.
+        let mut delayed = 0;
+        loop {
+            let popped: Vec<(Vec<u8>, f64)> = redis::cmd("ZPOPMIN")
+                .arg(queue.keys().delayed())
+                .arg(1000)
+                .query_async(&mut *conn)
+                .await?;
+            if popped.is_empty() {
+                break;
+            }
+            delayed += popped.len() as u64;
+            // A member is the lane digit followed by the envelope.
+            let envelopes = popped.iter().map(|(m, _)| m.get(1..).unwrap_or_default());
+            release_unique_keys(&mut *conn, queue, envelopes).await?;
+        }
         Ok(PurgeReport { waiting, delayed })
     }
 

@@ -38,3 +38,4 @@ script!(DLQ_RETRY, "dlq_retry.lua");
 script!(STATS, "stats.lua");
 script!(PURGE, "purge.lua");
 script!(EVICT_CONSUMER, "evict_consumer.lua");
+script!(RELEASE_UNIQUE, "release_unique.lua");

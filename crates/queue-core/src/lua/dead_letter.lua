@@ -1,5 +1,6 @@
 -- Moves an entry to the dead-letter stream: acknowledge + delete + XADD dlq, one step.
--- KEYS[1] lane stream, KEYS[2] dlq stream, KEYS[3] stats hash
+-- KEYS[1] lane stream, KEYS[2] dlq stream, KEYS[3] stats hash, KEYS[4] optional
+-- unique-until-settled key of the job, released if it is still the job's own
 -- ARGV[1] group, ARGV[2] consumer ("" skips the ownership check), ARGV[3] entry id,
 -- ARGV[4] dlq max length (0 = unbounded), ARGV[5] envelope bytes, ARGV[6] error,
 -- ARGV[7] attempts, ARGV[8] lane, ARGV[9] job id, ARGV[10] kind
@@ -26,6 +27,9 @@ for _, v in ipairs({'*', F.envelope, ARGV[5], F.error, ARGV[6], F.attempts, ARGV
   args[#args + 1] = v
 end
 redis.call(unpack(args))
+if KEYS[4] and redis.call('GET', KEYS[4]) == ARGV[9] then
+  redis.call('DEL', KEYS[4])
+end
 redis.call('HINCRBY', KEYS[3], S.failed, 1)
 redis.call('HINCRBY', KEYS[3], S.dead_lettered, 1)
 return 1

@@ -4,12 +4,13 @@
 -- KEYS[1] lane stream, KEYS[2] dlq stream, KEYS[3] stats hash
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] min idle ms, ARGV[4] cursor, ARGV[5] count,
 -- ARGV[6] max deliveries, ARGV[7] dlq max length, ARGV[8] lane
--- Returns {next cursor, {id, fields, deliveries, ...}, poisoned count}.
+-- Returns {next cursor, {id, fields, deliveries, ...}, {envelope of each dead-lettered
+-- entry}} (the caller releases their unique keys, which only the envelope names).
 local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'COUNT', ARGV[5])
 local maxd = tonumber(ARGV[6])
 local maxlen = tonumber(ARGV[7])
 local out = {}
-local poisoned = 0
+local poisoned = {}
 local now = nil
 for _, e in ipairs(r[2]) do
   local id = e[1]
@@ -38,7 +39,7 @@ for _, e in ipairs(r[2]) do
       args[#args + 1] = v
     end
     redis.call(unpack(args))
-    poisoned = poisoned + 1
+    poisoned[#poisoned + 1] = env
   else
     out[#out + 1] = id
     out[#out + 1] = e[2] or {}
@@ -48,8 +49,8 @@ end
 if #out > 0 then
   redis.call('HINCRBY', KEYS[3], S.reclaimed, #out / 3)
 end
-if poisoned > 0 then
-  redis.call('HINCRBY', KEYS[3], S.dead_lettered, poisoned)
-  redis.call('HINCRBY', KEYS[3], S.failed, poisoned)
+if #poisoned > 0 then
+  redis.call('HINCRBY', KEYS[3], S.dead_lettered, #poisoned)
+  redis.call('HINCRBY', KEYS[3], S.failed, #poisoned)
 end
 return {r[1], out, poisoned}

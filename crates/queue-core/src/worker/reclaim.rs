@@ -8,6 +8,7 @@ use tracing::{info, warn};
 use super::dispatch::track;
 use super::read::{envelope_field, is_nogroup};
 use super::runner::{Ctx, Delivery};
+use crate::producer::release_unique_keys;
 use crate::{Result, scripts};
 
 /// Takes over idle entries of stopped consumers, up to the permits held, lane by
@@ -73,7 +74,15 @@ async fn reclaim(
         .arg(ctx.cfg.max_deliveries)
         .arg(ctx.cfg.dlq_retention)
         .arg(ctx.queue.lane_name(lane));
-    let (next, entries, poisoned): (String, Vec<Value>, u64) = inv.invoke_async(&mut conn).await?;
+    let (next, entries, poisoned): (String, Vec<Value>, Vec<Vec<u8>>) =
+        inv.invoke_async(&mut conn).await?;
+    if !poisoned.is_empty()
+        && let Err(e) =
+            release_unique_keys(&mut conn, &ctx.queue, poisoned.iter().map(Vec::as_slice)).await
+    {
+        warn!(queue.name = ctx.queue.name(), error = %e, "releasing the unique keys of dead-lettered poison entries failed");
+    }
+    let poisoned = poisoned.len() as u64;
     let mut out = Vec::with_capacity(entries.len() / 3);
     let mut it = entries.into_iter();
     while let (Some(id), Some(fields), Some(deliveries)) = (it.next(), it.next(), it.next()) {

@@ -108,6 +108,8 @@ async fn complete(ctx: &Ctx, lane: usize, outcomes: &[&Outcome]) -> Result<u64> 
         n => n.div_ceil(outcomes.len().max(1)).max(1),
     };
     inv.arg(&ctx.cfg.group).arg(records);
+    // KEYS[4..]: the unique keys held by jobs of this batch, in order.
+    let mut unique_keys = 3;
     for o in outcomes {
         if let RunResult::Completed {
             envelope,
@@ -115,10 +117,19 @@ async fn complete(ctx: &Ctx, lane: usize, outcomes: &[&Outcome]) -> Result<u64> 
         } = &o.result
         {
             let sep = fields::done::SEPARATOR;
-            inv.arg(&*o.entry_id).arg(format!(
-                "{}{sep}{}{sep}{}{sep}{duration_ms}",
-                envelope.id, envelope.kind, envelope.attempt
-            ));
+            let unique_index = if envelope.unique_key.is_empty() {
+                0
+            } else {
+                unique_keys += 1;
+                inv.key(keys.uniq(&envelope.unique_key));
+                unique_keys
+            };
+            inv.arg(&*o.entry_id)
+                .arg(format!(
+                    "{}{sep}{}{sep}{}{sep}{duration_ms}",
+                    envelope.id, envelope.kind, envelope.attempt
+                ))
+                .arg(unique_index);
         }
     }
     Ok(inv.invoke_async(&mut ctx.broker.shared()).await?)
@@ -137,6 +148,7 @@ async fn settle_failure(ctx: &Ctx, o: &Outcome) -> Result<()> {
                 attempts: 0,
                 job_id: "",
                 kind: "",
+                unique_key: "",
             };
             dead_letter(ctx, &mut conn, stream, o, &letter).await
         }
@@ -168,6 +180,7 @@ async fn settle_failure(ctx: &Ctx, o: &Outcome) -> Result<()> {
                     attempts: envelope.attempt,
                     job_id: &envelope.id,
                     kind: &envelope.kind,
+                    unique_key: &envelope.unique_key,
                 };
                 dead_letter(ctx, &mut conn, stream, o, &letter).await
             } else {
@@ -217,6 +230,8 @@ struct DeadLetterRecord<'a> {
     /// Empty when the envelope could not be decoded.
     job_id: &'a str,
     kind: &'a str,
+    /// The unique-until-settled key the job holds (released with the move), or "".
+    unique_key: &'a str,
 }
 
 /// Moves the outcome's entry to the dead-letter stream (if this consumer still owns it).
@@ -229,10 +244,11 @@ async fn dead_letter(
 ) -> Result<()> {
     let keys = ctx.queue.keys();
     let mut inv = scripts::DEAD_LETTER.prepare_invoke();
-    inv.key(stream)
-        .key(keys.dlq())
-        .key(keys.stats())
-        .arg(&ctx.cfg.group)
+    inv.key(stream).key(keys.dlq()).key(keys.stats());
+    if !letter.unique_key.is_empty() {
+        inv.key(keys.uniq(letter.unique_key));
+    }
+    inv.arg(&ctx.cfg.group)
         .arg(&ctx.consumer)
         .arg(&*o.entry_id)
         .arg(ctx.cfg.dlq_retention)

@@ -8,3 +8,4 @@ mod metrics;
 mod recovery;
 mod scheduling;
 mod trace_context;
+mod unique;
