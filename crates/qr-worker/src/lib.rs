@@ -30,7 +30,11 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         // Not fatal: the directory may be mounted later; /readyz says so meanwhile.
         warn!(storage.dir = %config.storage_dir.display(), error = %e, "the storage directory is not writable");
     }
-    let handler = QrHandler::new(svc.pool().clone(), storage.clone(), config.qr);
+    let handlers = svc.handlers().on(QrHandler::new(
+        svc.pool().clone(),
+        storage.clone(),
+        config.qr,
+    ));
     svc.readiness_check("storage", move || {
         let storage = storage.clone();
         // The directory the gateway's paths point into, not just the root.
@@ -41,5 +45,5 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
                 .map_err(|e| e.to_string())
         }
     })
-    .start(jobs::Handlers::new(&jobs::QR).on(handler))
+    .start(handlers)
 }
