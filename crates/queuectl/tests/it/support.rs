@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::Mutex;
 
 use queue_core::testing::{RunningWorker, TestRedis, eventually, fast_worker_config, redis_url};
-use queue_core::{Handler, Job, JobError, NewJob, Queue, QueueStats, WorkerConfig};
+use queue_core::{Handler, Job, JobError, NewJob, Queue, QueueStats, Worker, WorkerConfig};
 use tokio::runtime::Runtime;
 
 /// One test's world: its own key prefix on the real Redis (`redis`), and a
@@ -131,6 +131,13 @@ impl TestEnv {
         self.workers.lock().expect("workers lock").push(worker);
     }
 
+    /// Runs an already built worker (e.g. one with repeating jobs) until
+    /// [`TestEnv::stop_workers`] or the end of the test.
+    pub fn spawn<H: Handler>(&self, worker: Worker<H>) {
+        let worker = self.block_on(async { self.redis.spawn(worker) });
+        self.workers.lock().expect("workers lock").push(worker);
+    }
+
     /// Stops every worker started by this test and waits until they have stopped.
     pub fn stop_workers(&self) {
         let workers = std::mem::take(&mut *self.workers.lock().expect("workers lock"));
@@ -193,4 +200,13 @@ pub fn row_of(text: &str, header: &str, first: &str) -> HashMap<String, String> 
 #[track_caller]
 pub fn row(text: &str, queue: &str) -> HashMap<String, String> {
     row_of(text, "QUEUE", queue)
+}
+
+/// What follows the line `title` (e.g. the `REPEATING` table under the stats).
+#[track_caller]
+pub fn section<'a>(text: &'a str, title: &str) -> &'a str {
+    let start = text
+        .find(&format!("\n{title}\n"))
+        .unwrap_or_else(|| panic!("no {title:?} section in:\n{text}"));
+    &text[start + title.len() + 2..]
 }
