@@ -180,7 +180,6 @@ async fn purging_a_queue_releases_the_unique_keys_of_the_purged_jobs() {
 async fn a_poison_entry_dead_lettered_by_reclaim_releases_its_unique_key() {
     let env = TestRedis::new().await;
     let q = env.queue("unique-poison");
-    let stream = q.keys().stream(None);
     let Enqueued::Added { entry_id, .. } = env
         .producer
         .enqueue(&q, ensure("poison"))
@@ -190,37 +189,8 @@ async fn a_poison_entry_dead_lettered_by_reclaim_releases_its_unique_key() {
         panic!("added");
     };
     // A worker "died" holding the entry twice: a raw read, then a claim.
-    let group = WorkerConfig::default().group;
-    let _: () = env
-        .cmd(
-            redis::cmd("XGROUP")
-                .arg("CREATE")
-                .arg(&stream)
-                .arg(&group)
-                .arg("0"),
-        )
-        .await;
-    let _: redis::Value = env
-        .cmd(
-            redis::cmd("XREADGROUP")
-                .arg("GROUP")
-                .arg(&group)
-                .arg("ghost-1")
-                .arg("STREAMS")
-                .arg(&stream)
-                .arg(">"),
-        )
-        .await;
-    let _: redis::Value = env
-        .cmd(
-            redis::cmd("XCLAIM")
-                .arg(&stream)
-                .arg(&group)
-                .arg("ghost-2")
-                .arg(0)
-                .arg(&entry_id),
-        )
-        .await;
+    env.read_as(&q, "ghost-1", 1).await;
+    env.claim_as(&q, "ghost-2", &entry_id).await;
 
     let runs = Runs::default();
     let config = WorkerConfig {
