@@ -84,7 +84,15 @@ impl Every {
 impl std::fmt::Display for Every {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Every::Interval(d) => write!(f, "every {}ms", d.as_millis()),
+            Every::Interval(d) => {
+                let ms = d.as_millis();
+                match ms {
+                    _ if ms % 3_600_000 == 0 => write!(f, "every {}h", ms / 3_600_000),
+                    _ if ms % 60_000 == 0 => write!(f, "every {}m", ms / 60_000),
+                    _ if ms % 1000 == 0 => write!(f, "every {}s", ms / 1000),
+                    _ => write!(f, "every {ms}ms"),
+                }
+            }
             Every::DailyAt { hour, minute } => write!(f, "daily at {hour:02}:{minute:02} UTC"),
         }
     }
@@ -159,7 +167,7 @@ impl RepeatingJob {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RepeatingStatus {
     pub name: String,
-    /// e.g. `every 30000ms`, `daily at 03:00 UTC`.
+    /// e.g. `every 30s`, `every 1500ms`, `daily at 03:00 UTC`.
     pub schedule: String,
     /// Start (Unix ms) of the last period whose job was enqueued.
     pub last_period_ms: i64,
@@ -222,7 +230,11 @@ mod tests {
             .expect("valid");
         let record = r.record(120_000, "reconcile:120000");
         let status = RepeatingStatus::parse("reconcile".into(), &record);
-        assert_eq!(status.schedule, "every 60000ms");
+        assert_eq!(status.schedule, "every 1m");
+        let odd = Every::interval(Duration::from_millis(1500)).expect("valid");
+        assert_eq!(odd.to_string(), "every 1500ms");
+        let half = Every::interval(Duration::from_secs(30)).expect("valid");
+        assert_eq!(half.to_string(), "every 30s");
         assert_eq!(
             (status.last_period_ms, status.last_job_id.as_str()),
             (120_000, "reconcile:120000")
