@@ -63,6 +63,9 @@ pub struct Config {
     pub qr_format: QrFormat,
     /// `API_BODY_LIMIT_BYTES`, default 64 KiB.
     pub body_limit_bytes: usize,
+    /// `API_REQUEST_TIMEOUT`, default 30s: a request still running after this is
+    /// answered 503 `timeout`.
+    pub request_timeout: std::time::Duration,
 }
 
 impl Config {
@@ -121,6 +124,8 @@ impl Config {
             qr_content_prefix: parse("QR_CONTENT_PREFIX", "PERSON:"),
             qr_format,
             body_limit_bytes: number("API_BODY_LIMIT_BYTES", "65536")? as usize,
+            request_timeout: humantime::parse_duration(&parse("API_REQUEST_TIMEOUT", "30s"))
+                .map_err(|e| format!("API_REQUEST_TIMEOUT: {e}"))?,
         })
     }
 }

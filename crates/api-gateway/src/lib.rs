@@ -4,6 +4,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod json;
+pub mod middleware;
 pub mod openapi;
 pub mod routes;
 
@@ -13,13 +14,11 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
-use axum::routing::{get, post};
 use queue_core::{Admin, Broker, BrokerConfig, CancellationToken, Producer, Queue};
 use storage::Storage;
 use store::PgPool;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
-use utoipa::OpenApi;
 
 pub use config::{Config, QrFormat, Secret};
 
@@ -35,66 +34,51 @@ pub struct AppState {
     pub storage: Storage,
 }
 
-/// The API routes (without health and metrics), testable with `oneshot`.
+/// The API: every route group merged, with the body limit, the request timeout
+/// and error logging; without health and metrics. Testable with `oneshot`.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.body_limit_bytes;
-    let openapi = openapi::ApiDoc::openapi();
+    let request_timeout = state.config.request_timeout;
     Router::new()
-        .route("/api/persons", post(routes::persons::create))
-        .route("/api/persons/{id}", get(routes::persons::get))
-        .route("/api/persons/{id}/qr", get(routes::persons::qr))
-        .route("/api/queues", get(routes::queues::list))
-        .route(
-            "/api/queues/{queue}/failed",
-            get(routes::queues::failed).delete(routes::queues::flush),
-        )
-        .route(
-            "/api/queues/{queue}/failed/retry-all",
-            post(routes::queues::retry_all),
-        )
-        .route(
-            "/api/queues/{queue}/failed/{id}",
-            axum::routing::delete(routes::queues::delete),
-        )
-        .route(
-            "/api/queues/{queue}/failed/{id}/retry",
-            post(routes::queues::retry),
-        )
-        .route("/api/queues/{queue}/pause", post(routes::queues::pause))
-        .route("/api/queues/{queue}/resume", post(routes::queues::resume))
-        .route(
-            "/openapi.json",
-            get(move || {
-                let doc = openapi.clone();
-                async move { axum::Json(doc) }
-            }),
-        )
+        .merge(routes::persons::router())
+        .merge(routes::queues::router())
+        .merge(routes::docs::router())
         .fallback(|| async { error::ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            request_timeout,
+            middleware::timeout,
+        ))
+        // Outermost, so it also sees the timeout's answer and the fallback's 404.
+        .layer(axum::middleware::from_fn(middleware::log_errors))
         .with_state(state)
 }
 
 /// Adds request ids (generated unless the client sent `x-request-id`) and a span
-/// per request that continues the caller's trace context.
+/// per request that continues the caller's trace context; errors are logged inside
+/// it by `router`'s middleware, not here.
 pub fn with_http_layers(router: Router) -> Router {
     router
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request<axum::body::Body>| {
-                let request_id = req
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                let span = tracing::info_span!(
-                    "request",
-                    http.method = %req.method(),
-                    http.route = %req.uri().path(),
-                    request.id = %request_id,
-                );
-                telemetry::continue_http_trace(&span, req.headers());
-                span
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request<axum::body::Body>| {
+                    let request_id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    let span = tracing::info_span!(
+                        "request",
+                        http.method = %req.method(),
+                        http.route = %req.uri().path(),
+                        request.id = %request_id,
+                    );
+                    telemetry::continue_http_trace(&span, req.headers());
+                    span
+                })
+                // `middleware::log_errors` logs each failure once, with its detail.
+                .on_failure(()),
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }

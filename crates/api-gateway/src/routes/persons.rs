@@ -1,9 +1,10 @@
 //! Registration of people and their QR codes.
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{self, post};
+use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use jobs::v1::GenerateQr;
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,14 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::json::ApiJson;
+
+/// `POST /api/persons`, `GET /api/persons/{id}`, `GET /api/persons/{id}/qr`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/persons", post(create))
+        .route("/api/persons/{id}", routing::get(get))
+        .route("/api/persons/{id}/qr", routing::get(qr))
+}
 
 /// A person to register.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -228,9 +237,14 @@ async fn register(state: AppState, input: CreatePerson) -> Result<Person, ApiErr
     let enqueued = match state.producer.enqueue(&state.qr_queue, job).await {
         Ok(e) => e,
         Err(e) => {
-            tracing::error!(person.id = person.id, error = %e, "enqueueing the QR job failed; removing the person");
             persons::delete(&mut conn, person.id).await?;
-            return Err(ApiError::Unavailable("the job queue".into()));
+            return Err(ApiError::Unavailable {
+                what: "the job queue".into(),
+                source: anyhow::Error::from(e).context(format!(
+                    "enqueueing the QR job of person {} failed; the person was removed",
+                    person.id
+                )),
+            });
         }
     };
     info!(person.id = person.id, job.id = enqueued.id(), qr.path = %person.qr_path, "person registered, QR job enqueued");

@@ -1,13 +1,29 @@
 //! Admin operations on queues, over the same `queue_core::Admin` as `queuectl`.
 
-use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::auth::AdminCaller;
 use crate::error::{ApiError, ErrorBody};
+
+/// The admin queue API under `/api/queues`; every route needs the admin token.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/queues", get(list))
+        .route("/api/queues/{queue}/failed", get(failed).delete(flush))
+        .route("/api/queues/{queue}/failed/retry-all", post(retry_all))
+        .route(
+            "/api/queues/{queue}/failed/{id}",
+            axum::routing::delete(delete),
+        )
+        .route("/api/queues/{queue}/failed/{id}/retry", post(retry))
+        .route("/api/queues/{queue}/pause", post(pause))
+        .route("/api/queues/{queue}/resume", post(resume))
+}
 
 /// A queue's counts; see `queue_core::QueueStats`.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]

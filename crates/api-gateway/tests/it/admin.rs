@@ -1,10 +1,8 @@
 //! The admin queue API, and a QR job that fails until storage is fixed.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{ADMIN_TOKEN, TestApp, USER_TOKEN, decode_qr, eventually};
+use crate::helpers::{ADMIN_TOKEN, TestApp, USER_TOKEN, decode_qr, eventually};
 use serde_json::{Value, json};
 
 #[tokio::test]

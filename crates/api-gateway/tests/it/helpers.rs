@@ -1,8 +1,6 @@
 //! Spawns the gateway (and, when asked, a qr-worker) against real Redis and a
 //! database of its own, on port 0, with a key prefix and a storage dir of its own.
 
-#![allow(dead_code)]
-
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,6 +19,8 @@ pub fn redis_url() -> String {
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// What the running gateway was started with.
+    pub config: Config,
     pub client: reqwest::Client,
     pub db: Option<TestDb>,
     pub prefix: String,
@@ -32,6 +32,11 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Like `spawn`, after `tweak` has adjusted the configuration.
+    pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
         let db = TestDb::new().await;
         let prefix = format!("gw-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let storage = tempfile::tempdir().expect("tempdir");
@@ -47,8 +52,11 @@ impl TestApp {
             qr_content_prefix: "PERSON:".into(),
             qr_format: QrFormat::Png,
             body_limit_bytes: 16 * 1024,
+            request_timeout: Duration::from_secs(30),
         };
-        let state = api_gateway::connect(config).await.expect("connect");
+        let mut config = config;
+        tweak(&mut config);
+        let state = api_gateway::connect(config.clone()).await.expect("connect");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -60,6 +68,7 @@ impl TestApp {
             .expect("broker");
         Self {
             addr,
+            config,
             client: reqwest::Client::new(),
             db: Some(db),
             prefix,

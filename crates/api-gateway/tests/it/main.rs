@@ -1,0 +1,7 @@
+//! The gateway's integration tests, one binary: each module a concern, against
+//! real Redis and PostgreSQL (a key prefix and a database per test).
+
+mod admin;
+mod errors;
+mod helpers;
+mod persons;
