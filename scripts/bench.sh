@@ -72,7 +72,7 @@ else
 fi
 
 echo "# building queue-bench (release)" >&2
-cargo build --release --quiet -p queue-core --bin queue-bench --manifest-path "$root/Cargo.toml" >&2
+cargo build --release --quiet -p queue-bench --manifest-path "$root/Cargo.toml" >&2
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 echo "# machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1)" >&2
 # Producer, workers and Redis share the cores: anything else running skews the

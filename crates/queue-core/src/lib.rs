@@ -9,6 +9,8 @@ pub mod keys;
 pub mod producer;
 pub mod queue;
 mod scripts;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod trace;
 pub mod worker;
 

@@ -1,3 +1,5 @@
+#![doc = include_str!("../README.md")]
+
 //! Load generator and stand-alone worker for queue-core.
 //!
 //! - `worker`: a worker process with a configurable synthetic handler (sleep,

@@ -1,21 +1,19 @@
 //! Operator actions: retrying, deleting and flushing dead letters, purging.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::{Runs, TestEnv, eventually, fast_config};
 use queue_core::admin::PurgeReport;
+use queue_core::testing::{Runs, TestRedis, eventually, fast_worker_config};
 use queue_core::{Error, Job, JobError, NewJob, WorkerConfig};
 use tokio::sync::Notify;
 
 #[tokio::test]
 async fn dead_letters_run_again_when_retried_by_entry_id_by_job_id_or_all_at_once() {
-    let env = TestEnv::new().await;
+    let env = TestRedis::new().await;
     let q = env.queue("redo");
     let config = WorkerConfig {
         max_attempts: 2,
-        ..fast_config()
+        ..fast_worker_config()
     };
     // Fails both attempts of its first life, succeeds once retried from the DLQ.
     let runs = Runs::default();
@@ -92,12 +90,12 @@ async fn dead_letters_run_again_when_retried_by_entry_id_by_job_id_or_all_at_onc
 
 #[tokio::test]
 async fn purge_deletes_waiting_and_delayed_jobs_but_never_a_running_one() {
-    let env = TestEnv::new().await;
+    let env = TestRedis::new().await;
     let q = env.queue("purge");
     // One slot, taken by a job that runs until released: later jobs must wait.
     let config = WorkerConfig {
         concurrency: 1.try_into().expect("nonzero"),
-        ..fast_config()
+        ..fast_worker_config()
     };
     let release = Arc::new(Notify::new());
     let runs = Runs::default();
@@ -159,9 +157,9 @@ async fn purge_deletes_waiting_and_delayed_jobs_but_never_a_running_one() {
 
 #[tokio::test]
 async fn dead_letters_can_be_deleted_one_by_one_or_flushed() {
-    let env = TestEnv::new().await;
+    let env = TestRedis::new().await;
     let q = env.queue("dlq-ops");
-    let worker = env.spawn_worker(&q, fast_config(), |_job: Job| async {
+    let worker = env.spawn_worker(&q, fast_worker_config(), |_job: Job| async {
         Err(JobError::permanent(anyhow::anyhow!("rejected")))
     });
     let ids: Vec<String> = env

@@ -4,14 +4,14 @@
 //!
 //! The seed is printed; rerun a failure with `RSQ_CHAOS_SEED=<seed>`.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{TestEnv, WorkerProcess, ms};
+use queue_core::testing::{TestRedis, ms};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+use crate::support::WorkerProcess;
 
 const JOBS: usize = 3000;
 const PROCESSES: usize = 3;
@@ -61,7 +61,7 @@ async fn every_job_ends_exactly_once_despite_failures_timeouts_and_killed_worker
     println!("chaos seed {seed} (rerun with RSQ_CHAOS_SEED={seed})");
     let mut rng = StdRng::seed_from_u64(seed);
 
-    let env = TestEnv::new().await;
+    let env = TestRedis::new().await;
     let q = env.queue("chaos");
     let jobs = (0..JOBS).map(|i| queue_core::NewJob::new("t.chaos", format!("{i}")));
     let ids: Vec<String> = env

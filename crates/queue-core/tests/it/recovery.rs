@@ -1,81 +1,17 @@
 //! Crash recovery: killed workers, poison entries, undecodable entries, the
 //! heartbeat, graceful shutdown and the removal of dead consumers.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{Runs, TestEnv, WorkerProcess, eventually, fast_config, ms};
 use queue_core::admin::HEIR_CONSUMER;
+use queue_core::testing::{Runs, TestRedis, eventually, fast_worker_config, ms};
 use queue_core::{Enqueued, Error, Job, NewJob, WorkerConfig};
 
 #[tokio::test]
-async fn a_job_of_a_worker_process_killed_mid_run_is_finished_by_another_consumer() {
-    let env = TestEnv::new().await;
-    let q = env.queue("crash");
-    let id = env
-        .producer
-        .enqueue(&q, NewJob::new("t.crash", "x"))
-        .await
-        .expect("enqueue")
-        .id()
-        .to_owned();
-
-    // The process sleeps a full minute in every run: it is mid-job when killed.
-    let mut process = WorkerProcess::spawn(
-        &env.prefix,
-        q.name(),
-        &[
-            "--sleep-min-ms",
-            "60000",
-            "--sleep-ms",
-            "60000",
-            "--visibility-ms",
-            "400",
-            "--heartbeat-ms",
-            "100",
-            "--reclaim-ms",
-            "50",
-        ],
-    )
-    .await;
-    env.stats_until(&q, "the process runs the job", |s| s.active == 1)
-        .await;
-    let pending = env.pending_entries(&q).await;
-    assert_eq!(pending.len(), 1);
-    assert_eq!(
-        pending[0].1, process.consumer,
-        "the process holds the entry"
-    );
-
-    process.kill();
-    // Dead consumer, job still pending: not lost, not acknowledged.
-    let s = env.stats(&q).await;
-    assert_eq!((s.active, s.completed), (1, 0));
-
-    let runs = Runs::default();
-    let worker = env.spawn_worker(&q, fast_config(), runs.recorder());
-    let s = env
-        .stats_until(&q, "another consumer completed the job", |s| {
-            s.completed == 1
-        })
-        .await;
-    assert!(s.reclaimed >= 1, "{s:?}");
-    let all = runs.all();
-    assert_eq!(all.len(), 1);
-    assert_eq!(all[0].job_id, id);
-    assert_eq!(all[0].deliveries, 2, "the second delivery of the entry");
-    env.assert_drained(&q).await;
-
-    worker.stop().await;
-    env.finish().await;
-}
-
-#[tokio::test]
 async fn an_entry_delivered_more_than_max_deliveries_times_is_dead_lettered_instead_of_run() {
-    let env = TestEnv::new().await;
+    let env = TestRedis::new().await;
     let q = env.queue("poison");
     let stream = q.keys().stream(None);
     let Enqueued::Added {
@@ -144,7 +80,7 @@ async fn an_entry_delivered_more_than_max_deliveries_times_is_dead_lettered_inst
     // entry, while the survivor's second delivery runs normally.
     let config = WorkerConfig {
         max_deliveries: 2,
-        ..fast_config()
+        ..fast_worker_config()
     };
     let runs = Runs::default();
     let worker = env.spawn_worker(&q, config, runs.recorder());
@@ -179,11 +115,11 @@ async fn an_entry_delivered_more_than_max_deliveries_times_is_dead_lettered_inst
 
 #[tokio::test]
 async fn undecodable_entries_are_dead_lettered_and_the_worker_keeps_going() {
-    let env = TestEnv::new().await;
+    let env = TestRedis::new().await;
     let q = env.queue("garbage");
     let stream = q.keys().stream(None);
     let runs = Runs::default();
-    let worker = env.spawn_worker(&q, fast_config(), runs.recorder());
+    let worker = env.spawn_worker(&q, fast_worker_config(), runs.recorder());
 
     // Tag byte 0x0f is field 1 with wire type 7, which does not exist, so the
     // bytes can never decode however the random tail looks.
@@ -253,7 +189,7 @@ async fn undecodable_entries_are_dead_lettered_and_the_worker_keeps_going() {
 
 #[tokio::test]
 async fn a_heartbeat_keeps_a_long_job_from_being_reclaimed() {
-    let env = TestEnv::new().await;
+    let env = TestRedis::new().await;
     let q = env.queue("long");
     let runs = Runs::default();
     let handler = {
@@ -270,7 +206,7 @@ async fn a_heartbeat_keeps_a_long_job_from_being_reclaimed() {
     };
     let config = WorkerConfig {
         job_timeout: Duration::from_secs(30),
-        ..fast_config()
+        ..fast_worker_config()
     };
     // Two workers: whichever does not get the job looks for idle entries every 50 ms.
     let a = env.spawn_worker(&q, config.clone(), handler.clone());
@@ -296,12 +232,12 @@ async fn a_heartbeat_keeps_a_long_job_from_being_reclaimed() {
 
 #[tokio::test]
 async fn shutdown_lets_a_running_job_finish_and_acknowledges_it() {
-    let env = TestEnv::new().await;
+    let env = TestRedis::new().await;
     let q = env.queue("drain");
     let runs = Runs::default();
     let finished = Arc::new(AtomicBool::new(false));
     let (r, f) = (runs.clone(), finished.clone());
-    let worker = env.spawn_worker(&q, fast_config(), move |job: Job| {
+    let worker = env.spawn_worker(&q, fast_worker_config(), move |job: Job| {
         let (r, f) = (r.clone(), f.clone());
         async move {
             r.record(&job);
@@ -327,13 +263,13 @@ async fn shutdown_lets_a_running_job_finish_and_acknowledges_it() {
 
 #[tokio::test]
 async fn a_job_outliving_the_grace_period_stays_pending_until_another_worker_finishes_it() {
-    let env = TestEnv::new().await;
+    let env = TestRedis::new().await;
     let q = env.queue("abandon");
     let runs = Runs::default();
     let r = runs.clone();
     let config = WorkerConfig {
         grace_period: ms(100),
-        ..fast_config()
+        ..fast_worker_config()
     };
     let stuck = env.spawn_worker(&q, config, move |job: Job| {
         let r = r.clone();
@@ -361,7 +297,7 @@ async fn a_job_outliving_the_grace_period_stays_pending_until_another_worker_fin
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].1, stuck_consumer);
 
-    let rescuer = env.spawn_worker(&q, fast_config(), runs.recorder());
+    let rescuer = env.spawn_worker(&q, fast_worker_config(), runs.recorder());
     let s = env
         .stats_until(&q, "the rescuer completed the job", |s| s.completed == 1)
         .await;
@@ -378,7 +314,7 @@ async fn a_job_outliving_the_grace_period_stays_pending_until_another_worker_fin
 
 #[tokio::test]
 async fn removing_an_idle_consumer_keeps_its_pending_job_for_a_live_worker() {
-    let env = TestEnv::new().await;
+    let env = TestRedis::new().await;
     let q = env.queue("evict");
     let stream = q.keys().stream(None);
     let id = env
@@ -435,7 +371,7 @@ async fn removing_an_idle_consumer_keeps_its_pending_job_for_a_live_worker() {
     assert_eq!((pending[0].1.as_str(), pending[0].2), (HEIR_CONSUMER, 1));
 
     let runs = Runs::default();
-    let worker = env.spawn_worker(&q, fast_config(), runs.recorder());
+    let worker = env.spawn_worker(&q, fast_worker_config(), runs.recorder());
     env.stats_until(&q, "the live worker completed the job", |s| {
         s.completed == 1
     })

@@ -2,14 +2,12 @@
 //! test: it installs the global propagator, and a scoped subscriber must not race
 //! other tests' threads registering the same tracing callsites.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
-use common::{TestEnv, eventually, fast_config};
 use opentelemetry::trace::{SpanId, TraceContextExt, TraceId, TracerProvider as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use queue_core::testing::{TestRedis, eventually, fast_worker_config};
 use queue_core::{Job, NewJob};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -31,11 +29,11 @@ async fn the_job_span_continues_the_trace_context_carried_in_the_envelope() {
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("queue-core-tests")));
     let _scope = tracing::subscriber::set_default(subscriber);
 
-    let env = TestEnv::new().await;
+    let env = TestRedis::new().await;
     let q = env.queue("traced");
     let seen = Arc::new(Mutex::new(None));
     let s = seen.clone();
-    let worker = env.spawn_worker(&q, fast_config(), move |job: Job| {
+    let worker = env.spawn_worker(&q, fast_worker_config(), move |job: Job| {
         let s = s.clone();
         async move {
             let header = job.headers().get("traceparent").cloned();

@@ -1,27 +1,33 @@
-//! Helpers shared by the integration tests.
+//! Test support for code built on queue-core (feature `testing`).
 //!
-//! Every test talks to the real Redis at `redis://127.0.0.1:6379` under a key
-//! prefix of its own (`t-xxxxxxxx`), so tests run in parallel without seeing each
-//! other. A guard deletes every key of the prefix when the test ends, passed or
-//! failed. Nothing waits "a bit": conditions are polled against a deadline.
+//! Every test talks to the real Redis (`REDIS_URL`, default `redis://127.0.0.1:6379`)
+//! under a key prefix of its own (`t-xxxxxxxx`), so tests run in parallel without
+//! seeing each other. The prefix's keys are deleted when the [`TestRedis`] is
+//! dropped, whether the test passed or panicked. Nothing waits "a bit":
+//! conditions are polled against a deadline with [`eventually`].
 
-// Each test binary compiles this module and uses a different subset of it.
-#![allow(dead_code)]
-
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use queue_core::{
-    Admin, Backoff, Broker, BrokerConfig, CancellationToken, Handler, Job, JobError, Lanes,
-    Producer, Queue, QueueStats, WorkerConfig,
-};
 use redis::FromRedisValue;
 use tokio::task::JoinHandle;
 
-pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+use crate::{
+    Admin, Backoff, Broker, BrokerConfig, CancellationToken, Handler, Job, JobError, Producer,
+    Queue, QueueStats, WorkerConfig,
+};
+
+/// Redis used when `REDIS_URL` is not set.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// The Redis the tests use: `REDIS_URL`, or the local default.
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned())
+}
 
 /// Longest a condition may take to come true. Generous because debug builds run
 /// many tests at once on a small machine; a passing test returns as soon as the
@@ -41,12 +47,21 @@ pub fn unix_ms(t: SystemTime) -> i64 {
         .as_millis() as i64
 }
 
-/// Worker settings in milliseconds, so crash recovery and retries happen within
-/// a test's lifetime. Visibility 400 ms with a 100 ms heartbeat keeps the
-/// validated ratio (heartbeat < visibility / 2) with room for a loaded machine.
-pub fn fast_config() -> WorkerConfig {
-    WorkerConfig {
+/// Default worker settings with every interval in milliseconds and concurrency 4:
+/// see [`fast`].
+pub fn fast_worker_config() -> WorkerConfig {
+    fast(WorkerConfig {
         concurrency: 4.try_into().expect("nonzero"),
+        ..WorkerConfig::default()
+    })
+}
+
+/// `config` with its intervals in milliseconds, so crash recovery, retries and
+/// shutdown happen within a test's lifetime; concurrency, attempts and the job
+/// timeout are kept. Visibility 400 ms with a 100 ms heartbeat keeps the validated
+/// ratio (heartbeat < visibility / 2) with room for a loaded machine.
+pub fn fast(config: WorkerConfig) -> WorkerConfig {
+    WorkerConfig {
         block: ms(500),
         visibility_timeout: ms(400),
         heartbeat_interval: ms(100),
@@ -56,14 +71,14 @@ pub fn fast_config() -> WorkerConfig {
         grace_period: Duration::from_secs(5),
         backoff: Backoff {
             initial: ms(20),
-            ..Backoff::default()
+            ..config.backoff
         },
-        ..WorkerConfig::default()
+        ..config
     }
 }
 
-/// One test's view of Redis: a fresh prefix, a broker, producer and admin on it.
-pub struct TestEnv {
+/// One test's view of Redis: a fresh key prefix, and a broker, producer and admin on it.
+pub struct TestRedis {
     pub prefix: String,
     pub broker: Broker,
     pub admin: Admin,
@@ -72,16 +87,16 @@ pub struct TestEnv {
     _keys: PrefixGuard,
 }
 
-impl TestEnv {
+impl TestRedis {
     pub async fn new() -> Self {
         let prefix = format!("t-{:08x}", rand::random::<u32>());
         // Created before anything can write under the prefix.
         let guard = PrefixGuard {
             prefix: prefix.clone(),
         };
-        let broker = Broker::connect(BrokerConfig::new(REDIS_URL).prefix(&prefix))
+        let broker = Broker::connect(BrokerConfig::new(redis_url()).prefix(&prefix))
             .await
-            .expect("the tests need redis at 127.0.0.1:6379");
+            .expect("the tests need Redis at REDIS_URL (default 127.0.0.1:6379)");
         Self {
             admin: Admin::new(broker.clone()),
             producer: Producer::new(broker.clone()),
@@ -92,14 +107,14 @@ impl TestEnv {
         }
     }
 
-    /// A single-lane queue, destroyed by [`TestEnv::finish`].
+    /// A single-lane queue, destroyed by [`TestRedis::finish`].
     pub fn queue(&self, name: &str) -> Queue {
         let q = self.broker.queue(name).expect("valid queue name");
         self.queues.lock().expect("lock").push(q.clone());
         q
     }
 
-    /// A queue with priority lanes, destroyed by [`TestEnv::finish`].
+    /// A queue with priority lanes, destroyed by [`TestRedis::finish`].
     pub fn priority_queue(&self, name: &str) -> Queue {
         let q = self.broker.priority_queue(name).expect("valid queue name");
         self.queues.lock().expect("lock").push(q.clone());
@@ -114,7 +129,7 @@ impl TestEnv {
             self.admin.destroy(q).await.expect("destroy queue");
         }
         let _: () = self
-            .cmd(redis::cmd("DEL").arg(queue_core::keys::registry(&self.prefix)))
+            .cmd(redis::cmd("DEL").arg(crate::keys::registry(&self.prefix)))
             .await;
         let left: Vec<String> = self
             .cmd(redis::cmd("KEYS").arg(format!("{}:*", self.prefix)))
@@ -158,9 +173,13 @@ impl TestEnv {
     /// Entries delivered and not acknowledged, over all lanes.
     pub async fn pending(&self, q: &Queue) -> u64 {
         let mut total = 0;
-        for stream in lane_streams(q) {
+        for stream in q.streams() {
             let reply: Vec<redis::Value> = self
-                .cmd(redis::cmd("XPENDING").arg(&stream).arg("workers"))
+                .cmd(
+                    redis::cmd("XPENDING")
+                        .arg(stream)
+                        .arg(&WorkerConfig::default().group),
+                )
                 .await;
             let count = reply.into_iter().next().expect("XPENDING summary");
             total += redis::from_redis_value::<u64>(count).expect("pending count");
@@ -174,7 +193,7 @@ impl TestEnv {
             .cmd(
                 redis::cmd("XPENDING")
                     .arg(q.keys().stream(None))
-                    .arg("workers")
+                    .arg(&WorkerConfig::default().group)
                     .arg("-")
                     .arg("+")
                     .arg(100),
@@ -202,8 +221,8 @@ impl TestEnv {
             (0, 0, 0),
             "queue not drained: {s:#?}"
         );
-        for stream in lane_streams(q) {
-            assert_eq!(self.xlen(&stream).await, 0, "{stream} is not empty");
+        for stream in q.streams() {
+            assert_eq!(self.xlen(stream).await, 0, "{stream} is not empty");
         }
         assert_eq!(self.pending(q).await, 0, "entries left pending");
         assert_eq!(
@@ -220,8 +239,8 @@ impl TestEnv {
         config: WorkerConfig,
         handler: H,
     ) -> RunningWorker {
-        let worker = queue_core::worker::worker(&self.broker, q, config, handler)
-            .expect("valid worker config");
+        let worker =
+            crate::worker::worker(&self.broker, q, config, handler).expect("valid worker config");
         let consumer = worker.consumer_name().to_owned();
         let stop = CancellationToken::new();
         let handle = tokio::spawn(worker.run(stop.clone()));
@@ -233,19 +252,6 @@ impl TestEnv {
     }
 }
 
-/// The lane streams of a queue, highest priority first.
-pub fn lane_streams(q: &Queue) -> Vec<String> {
-    let k = q.keys();
-    match q.lanes() {
-        Lanes::Single => vec![k.stream(None)],
-        Lanes::Priority => vec![
-            k.stream(Some("high")),
-            k.stream(None),
-            k.stream(Some("low")),
-        ],
-    }
-}
-
 /// Deletes every key of a prefix when dropped, with a blocking connection so it
 /// also runs when a test panics.
 struct PrefixGuard {
@@ -254,7 +260,7 @@ struct PrefixGuard {
 
 impl Drop for PrefixGuard {
     fn drop(&mut self) {
-        let Ok(client) = redis::Client::open(REDIS_URL) else {
+        let Ok(client) = redis::Client::open(redis_url()) else {
             return;
         };
         let Ok(mut conn) = client.get_connection() else {
@@ -287,7 +293,7 @@ impl Drop for PrefixGuard {
 pub struct RunningWorker {
     pub consumer: String,
     stop: CancellationToken,
-    handle: Option<JoinHandle<queue_core::Result<()>>>,
+    handle: Option<JoinHandle<crate::Result<()>>>,
 }
 
 impl RunningWorker {
@@ -405,78 +411,14 @@ impl Runs {
         self.0.lock().expect("lock").len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn of(&self, job_id: &str) -> Vec<Run> {
         self.all()
             .into_iter()
             .filter(|r| r.job_id == job_id)
             .collect()
-    }
-}
-
-/// A `queue-bench worker` process (the real binary, killed with SIGKILL by tests).
-pub struct WorkerProcess {
-    child: Child,
-    pub consumer: String,
-}
-
-impl WorkerProcess {
-    /// Starts a worker process on `queue` under `prefix` and waits until it says
-    /// `ready consumer=NAME`.
-    pub async fn spawn(prefix: &str, queue: &str, args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_queue-bench"))
-            .arg("worker")
-            .args([
-                "--redis-url",
-                REDIS_URL,
-                "--prefix",
-                prefix,
-                "--queue",
-                queue,
-            ])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting queue-bench worker");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        // A blocking read of the first line, off the runtime's threads.
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let mut process = Self {
-            child,
-            consumer: String::new(),
-        };
-        let line = tokio::time::timeout(PATIENCE, rx)
-            .await
-            .expect("the worker process prints its ready line in time")
-            .expect("the reader thread answers");
-        process.consumer = line
-            .trim()
-            .strip_prefix("ready consumer=")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        process
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// SIGKILL, then reaps the process.
-    pub fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL the worker process");
-        self.child.wait().expect("reap the worker process");
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

@@ -1,12 +1,10 @@
 //! Job metrics. A binary of its own: it installs the global metrics recorder.
 
-mod common;
-
 use std::sync::OnceLock;
 
-use common::{Runs, TestEnv, fast_config};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use metrics_util::{CompositeKey, MetricKind};
+use queue_core::testing::{Runs, TestRedis, fast_worker_config};
 use queue_core::{Job, JobError, NewJob};
 
 /// The process-wide recorder, installed before any worker of this binary records.
@@ -32,12 +30,12 @@ fn labelled(key: &CompositeKey, name: &str, labels: &[(&str, &str)]) -> bool {
 #[tokio::test]
 async fn job_metrics_count_outcomes_and_record_run_and_wait_times() {
     let snapshotter = recorder();
-    let env = TestEnv::new().await;
+    let env = TestRedis::new().await;
     // The queue name is the metric label; unique within this binary.
     let q = env.queue("metered");
     let runs = Runs::default();
     let r = runs.clone();
-    let worker = env.spawn_worker(&q, fast_config(), move |job: Job| {
+    let worker = env.spawn_worker(&q, fast_worker_config(), move |job: Job| {
         let r = r.clone();
         async move {
             r.record(&job);

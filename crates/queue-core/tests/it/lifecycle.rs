@@ -1,22 +1,20 @@
 //! A job's life through the worker: acknowledgement, retries with backoff,
 //! permanent failures, exhausted attempts, and the counters that record it all.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{Runs, TestEnv, fast_config, ms};
+use queue_core::testing::{Runs, TestRedis, fast_worker_config, ms};
 use queue_core::{
     Backoff, Broker, BrokerConfig, Enqueued, Error, Job, JobError, NewJob, Priority, WorkerConfig,
 };
 
 #[tokio::test]
 async fn an_acknowledged_job_leaves_the_pending_list_and_the_stream() {
-    let env = TestEnv::new().await;
+    let env = TestRedis::new().await;
     let q = env.queue("ack");
     let runs = Runs::default();
-    let worker = env.spawn_worker(&q, fast_config(), runs.recorder());
+    let worker = env.spawn_worker(&q, fast_worker_config(), runs.recorder());
 
     let Enqueued::Added { id, .. } = env
         .producer
@@ -53,7 +51,7 @@ async fn an_acknowledged_job_leaves_the_pending_list_and_the_stream() {
 
 #[tokio::test]
 async fn a_retryable_error_is_retried_with_growing_backoff_and_the_previous_error() {
-    let env = TestEnv::new().await;
+    let env = TestRedis::new().await;
     let q = env.queue("retry");
     // Factor 4 keeps consecutive delays at least 160 ms apart even with the worst
     // jitter draws, more than the scheduling noise of a heavily loaded machine.
@@ -66,7 +64,7 @@ async fn a_retryable_error_is_retried_with_growing_backoff_and_the_previous_erro
     let config = WorkerConfig {
         max_attempts: 4,
         backoff,
-        ..fast_config()
+        ..fast_worker_config()
     };
     let runs = Runs::default();
     let r = runs.clone();
@@ -133,12 +131,12 @@ async fn a_retryable_error_is_retried_with_growing_backoff_and_the_previous_erro
 
 #[tokio::test]
 async fn a_permanent_error_dead_letters_the_job_at_once() {
-    let env = TestEnv::new().await;
+    let env = TestRedis::new().await;
     let q = env.queue("permanent");
     // Plenty of attempts left: only the kind of error may stop the retries.
     let config = WorkerConfig {
         max_attempts: 5,
-        ..fast_config()
+        ..fast_worker_config()
     };
     let runs = Runs::default();
     let r = runs.clone();
@@ -192,12 +190,12 @@ async fn a_permanent_error_dead_letters_the_job_at_once() {
 
 #[tokio::test]
 async fn exhausted_attempts_move_the_job_to_the_dead_letter_stream_with_the_last_error() {
-    let env = TestEnv::new().await;
+    let env = TestRedis::new().await;
     let q = env.queue("exhausted");
     // The job's own limit (3) wins over the worker's default (10).
     let config = WorkerConfig {
         max_attempts: 10,
-        ..fast_config()
+        ..fast_worker_config()
     };
     let runs = Runs::default();
     let r = runs.clone();
@@ -239,12 +237,12 @@ async fn exhausted_attempts_move_the_job_to_the_dead_letter_stream_with_the_last
 
 #[tokio::test]
 async fn stats_count_exactly_what_happened_in_a_mixed_run() {
-    let env = TestEnv::new().await;
+    let env = TestRedis::new().await;
     let q = env.queue("mixed");
     let (ok, bad, flaky) = (10, 3, 4);
     let runs = Runs::default();
     let r = runs.clone();
-    let worker = env.spawn_worker(&q, fast_config(), move |job: Job| {
+    let worker = env.spawn_worker(&q, fast_worker_config(), move |job: Job| {
         let r = r.clone();
         async move {
             let run = r.record(&job);
@@ -318,7 +316,7 @@ async fn stats_count_exactly_what_happened_in_a_mixed_run() {
 
 #[tokio::test]
 async fn enqueue_many_adds_plain_delayed_and_deduplicated_jobs_in_order() {
-    let env = TestEnv::new().await;
+    let env = TestRedis::new().await;
     let q = env.queue("many");
 
     // A job the queue cannot take fails the whole call before anything is sent.
@@ -374,7 +372,7 @@ async fn enqueue_many_adds_plain_delayed_and_deduplicated_jobs_in_order() {
     );
 
     let runs = Runs::default();
-    let worker = env.spawn_worker(&q, fast_config(), runs.recorder());
+    let worker = env.spawn_worker(&q, fast_worker_config(), runs.recorder());
     env.stats_until(&q, "the seven distinct jobs completed", |s| {
         s.completed == 7 && s.delayed == 0
     })

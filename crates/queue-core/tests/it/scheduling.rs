@@ -1,19 +1,19 @@
 //! When and in which order jobs start: delays, wall-clock schedules, dedup keys,
 //! pause/resume and priority lanes.
 
-mod common;
-
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{Runs, TestEnv, eventually, fast_config, holds_for, ms, unix_ms};
+use queue_core::testing::{
+    Runs, TestRedis, eventually, fast_worker_config, holds_for, ms, unix_ms,
+};
 use queue_core::{Enqueued, Error, NewJob, Priority, WorkerConfig};
 
 #[tokio::test]
 async fn a_delayed_job_is_invisible_until_due_and_runs_after() {
-    let env = TestEnv::new().await;
+    let env = TestRedis::new().await;
     let q = env.queue("delayed");
     let runs = Runs::default();
-    let worker = env.spawn_worker(&q, fast_config(), runs.recorder());
+    let worker = env.spawn_worker(&q, fast_worker_config(), runs.recorder());
 
     let Enqueued::Scheduled { id, due_ms } = env
         .producer
@@ -44,10 +44,10 @@ async fn a_delayed_job_is_invisible_until_due_and_runs_after() {
 
 #[tokio::test]
 async fn a_job_scheduled_at_a_wall_clock_time_runs_at_or_after_it() {
-    let env = TestEnv::new().await;
+    let env = TestRedis::new().await;
     let q = env.queue("at");
     let runs = Runs::default();
-    let worker = env.spawn_worker(&q, fast_config(), runs.recorder());
+    let worker = env.spawn_worker(&q, fast_worker_config(), runs.recorder());
 
     let at = SystemTime::now() + ms(500);
     let scheduled = env
@@ -85,10 +85,10 @@ async fn a_job_scheduled_at_a_wall_clock_time_runs_at_or_after_it() {
 
 #[tokio::test]
 async fn a_dedup_key_suppresses_the_duplicate_and_works_again_after_its_ttl() {
-    let env = TestEnv::new().await;
+    let env = TestRedis::new().await;
     let q = env.queue("dedup");
     let runs = Runs::default();
-    let worker = env.spawn_worker(&q, fast_config(), runs.recorder());
+    let worker = env.spawn_worker(&q, fast_worker_config(), runs.recorder());
     let ttl = ms(1000);
     let job = |payload: &str| NewJob::new("t.once", payload.to_owned()).dedup_key("order-7", ttl);
 
@@ -129,12 +129,12 @@ async fn a_dedup_key_suppresses_the_duplicate_and_works_again_after_its_ttl() {
 
 #[tokio::test]
 async fn a_paused_queue_hands_out_nothing_until_resumed() {
-    let env = TestEnv::new().await;
+    let env = TestRedis::new().await;
     let q = env.queue("paused");
     env.admin.pause(&q).await.expect("pause");
     assert!(env.stats(&q).await.paused);
     let runs = Runs::default();
-    let worker = env.spawn_worker(&q, fast_config(), runs.recorder());
+    let worker = env.spawn_worker(&q, fast_worker_config(), runs.recorder());
     env.producer
         .enqueue_many(&q, (0..3).map(|i| NewJob::new("t.wait", format!("{i}"))))
         .await
@@ -144,7 +144,7 @@ async fn a_paused_queue_hands_out_nothing_until_resumed() {
     // not. (A read that raced the pause may hold entries claimed, unstarted.)
     holds_for("jobs stay unstarted", ms(300), async || {
         let s = env.stats(&q).await;
-        s.waiting + s.active == 3 && s.completed == 0 && runs.len() == 0
+        s.waiting + s.active == 3 && s.completed == 0 && runs.is_empty()
     })
     .await;
 
@@ -162,14 +162,14 @@ async fn a_paused_queue_hands_out_nothing_until_resumed() {
 
 #[tokio::test]
 async fn a_worker_blocked_in_a_read_when_the_queue_is_paused_starts_nothing_until_resumed() {
-    let env = TestEnv::new().await;
+    let env = TestRedis::new().await;
     let q = env.queue("paused-blocked");
     // A long block so that the read is still waiting in Redis when we pause, and
     // rare reclaims because XAUTOCLAIM would reset the idle time we watch.
     let config = WorkerConfig {
         block: Duration::from_secs(10),
         reclaim_interval: Duration::from_secs(10),
-        ..fast_config()
+        ..fast_worker_config()
     };
     let runs = Runs::default();
     let worker = env.spawn_worker(&q, config, runs.recorder());
@@ -214,7 +214,7 @@ async fn a_worker_blocked_in_a_read_when_the_queue_is_paused_starts_nothing_unti
 
 #[tokio::test]
 async fn high_priority_jobs_start_before_normal_and_low_ones() {
-    let env = TestEnv::new().await;
+    let env = TestRedis::new().await;
     let q = env.priority_queue("lanes");
     // Interleaved on purpose: order of enqueueing must not decide.
     let plan = [
@@ -240,7 +240,7 @@ async fn high_priority_jobs_start_before_normal_and_low_ones() {
     // One at a time, so each start is a fresh choice of the highest lane.
     let config = WorkerConfig {
         concurrency: 1.try_into().expect("nonzero"),
-        ..fast_config()
+        ..fast_worker_config()
     };
     let runs = Runs::default();
     let worker = env.spawn_worker(&q, config, runs.recorder());
@@ -264,7 +264,7 @@ async fn high_priority_jobs_start_before_normal_and_low_ones() {
 
 #[tokio::test]
 async fn a_priority_on_a_queue_without_lanes_is_rejected() {
-    let env = TestEnv::new().await;
+    let env = TestRedis::new().await;
     let q = env.queue("flat");
     for p in [Priority::High, Priority::Low] {
         let err = env

@@ -1,0 +1,10 @@
+//! queue-core's integration tests, one binary (helpers compile once, one link).
+//! Each module talks to the real Redis under a key prefix of its own
+//! (`queue_core::testing::TestRedis`).
+
+mod admin_ops;
+mod lifecycle;
+mod metrics;
+mod recovery;
+mod scheduling;
+mod trace_context;
