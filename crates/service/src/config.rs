@@ -1,0 +1,668 @@
+//! Configuration read from variables: one [`Vars`] source (the process
+//! environment in `main`, a map in tests), typed readers whose errors name the
+//! variable and its rule, the settings every binary shares ([`BaseConfig`]) and
+//! the per-queue worker settings ([`worker_config`]), read with one naming rule.
+//!
+//! Unset and blank variables take their defaults. Nothing here calls `set_var`,
+//! and an error is a [`ConfigError`] carrying the variable: callers never
+//! recover it from message text.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::hash::BuildHasher;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::str::FromStr;
+use std::time::Duration;
+
+use jobs::QueueSpec;
+use queue_core::WorkerConfig;
+use queue_core::broker::redact_url;
+use telemetry::{LogFormat, TelemetryConfig};
+
+/// A source of configuration variables.
+pub trait Vars {
+    /// The raw value of `name`, if set.
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment. For `main` only: tests pass a map.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Env;
+
+impl Vars for Env {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl<S: BuildHasher> Vars for HashMap<String, String, S> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+impl Vars for BTreeMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+impl Vars for [(&str, &str)] {
+    fn var(&self, name: &str) -> Option<String> {
+        self.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+    }
+}
+
+impl<const N: usize> Vars for [(&str, &str); N] {
+    fn var(&self, name: &str) -> Option<String> {
+        self.as_slice().var(name)
+    }
+}
+
+impl<V: Vars + ?Sized> Vars for &V {
+    fn var(&self, name: &str) -> Option<String> {
+        (**self).var(name)
+    }
+}
+
+/// A setting that breaks its rule. Displayed as `invalid configuration: VAR: reason`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {var}: {reason}")]
+pub struct ConfigError {
+    /// The variable to fix, e.g. `QR_CONCURRENCY`.
+    pub var: String,
+    /// The rule it breaks, with the offending value when it is not secret.
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub fn new(var: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            var: var.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Shorthand for results of the readers.
+pub type Result<T, E = ConfigError> = std::result::Result<T, E>;
+
+/// A string that never prints: `Debug` and `Display` show `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The real value, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// A URL that may carry a password, printed with the password masked
+/// (`redis://user:***@host`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The real URL, for connecting.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with its password masked; what logs and errors show.
+    pub fn redacted(&self) -> String {
+        redact_url(&self.0)
+    }
+
+    /// The scheme, lower-cased (`redis`, `postgres`, ...).
+    pub fn scheme(&self) -> Option<String> {
+        self.0
+            .split_once("://")
+            .map(|(scheme, _)| scheme.to_ascii_lowercase())
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+impl fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Typed readers
+
+/// The trimmed value of `name`; `None` when unset or blank.
+pub fn optional(vars: &dyn Vars, name: &str) -> Option<String> {
+    vars.var(name)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// `name` as a string, or `default`.
+pub fn string(vars: &dyn Vars, name: &str, default: &str) -> String {
+    optional(vars, name).unwrap_or_else(|| default.to_owned())
+}
+
+/// `name` as a [`Secret`]; `None` when unset or blank.
+pub fn secret(vars: &dyn Vars, name: &str) -> Option<Secret> {
+    optional(vars, name).map(Secret::new)
+}
+
+/// `name` parsed with [`FromStr`]; the parse error is the rule
+/// (`QR_ECC: "X": must be one of L, M, Q, H`).
+pub fn parse<T>(vars: &dyn Vars, name: &str, default: T) -> Result<T>
+where
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    match optional(vars, name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse()
+            .map_err(|e| ConfigError::new(name, format!("{v:?}: {e}"))),
+    }
+}
+
+/// `name` as a whole number (any integer type).
+pub fn integer<T: FromStr>(vars: &dyn Vars, name: &str, default: T) -> Result<T> {
+    match optional(vars, name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse()
+            .map_err(|_| ConfigError::new(name, format!("{v:?} is not a whole number"))),
+    }
+}
+
+/// `name` as a whole number of at least 1 (any `NonZero*` type).
+pub fn nonzero<T: FromStr>(vars: &dyn Vars, name: &str, default: T) -> Result<T> {
+    match optional(vars, name) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| {
+            ConfigError::new(name, format!("{v:?} is not a whole number of at least 1"))
+        }),
+    }
+}
+
+/// `name` as a duration written with its unit: `30s`, `500ms`, `2m`, `1h`, `1h 30m`.
+pub fn duration(vars: &dyn Vars, name: &str, default: Duration) -> Result<Duration> {
+    match optional(vars, name) {
+        None => Ok(default),
+        Some(v) => humantime::parse_duration(&v).map_err(|_| {
+            ConfigError::new(
+                name,
+                format!("{v:?} is not a duration such as 30s, 500ms, 2m or 1h"),
+            )
+        }),
+    }
+}
+
+/// `name` as an `IP:port` address; port 0 lets the system pick one.
+pub fn socket_addr(vars: &dyn Vars, name: &str, default: SocketAddr) -> Result<SocketAddr> {
+    match optional(vars, name) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| {
+            ConfigError::new(
+                name,
+                format!("{v:?} is not an IP:port address such as 127.0.0.1:9101"),
+            )
+        }),
+    }
+}
+
+/// `name` as a URL whose scheme is one of `schemes`; the error shows the URL
+/// with its password masked.
+pub fn url(vars: &dyn Vars, name: &str, default: &str, schemes: &[&str]) -> Result<SecretUrl> {
+    let url = SecretUrl::new(string(vars, name, default));
+    match url.scheme() {
+        Some(scheme) if schemes.contains(&scheme.as_str()) => Ok(url),
+        _ => {
+            let allowed: Vec<String> = schemes.iter().map(|s| format!("{s}://")).collect();
+            Err(ConfigError::new(
+                name,
+                format!(
+                    "{:?} must start with {}",
+                    url.redacted(),
+                    allowed.join(", ")
+                ),
+            ))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The settings every binary shares
+
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+pub const DEFAULT_DATABASE_URL: &str =
+    "postgres://postgres:postgres@127.0.0.1:5432/test?sslmode=disable";
+
+/// `REDIS_URL`: `redis://`, `rediss://` (TLS) or `redis+unix://`; may carry a password.
+pub fn redis_url(vars: &dyn Vars) -> Result<SecretUrl> {
+    url(
+        vars,
+        "REDIS_URL",
+        DEFAULT_REDIS_URL,
+        &["redis", "rediss", "redis+unix", "unix"],
+    )
+}
+
+/// `RSQ_PREFIX`: the key prefix of every queue (default `rsq`).
+pub fn redis_prefix(vars: &dyn Vars) -> Result<String> {
+    let prefix = string(vars, "RSQ_PREFIX", queue_core::keys::DEFAULT_PREFIX);
+    queue_core::keys::validate_prefix(&prefix).map_err(|_| {
+        ConfigError::new(
+            "RSQ_PREFIX",
+            format!("{prefix:?} must be 1 to 64 characters of A-Z a-z 0-9 . _ - :"),
+        )
+    })?;
+    Ok(prefix)
+}
+
+/// `DATABASE_URL`: `postgres://` or `postgresql://`. Usable alone (`migrate`).
+pub fn database_url(vars: &dyn Vars) -> Result<SecretUrl> {
+    url(
+        vars,
+        "DATABASE_URL",
+        DEFAULT_DATABASE_URL,
+        &["postgres", "postgresql"],
+    )
+}
+
+/// `HEALTH_ADDR`: where `/healthz`, `/readyz` and `/metrics` answer; defaults to
+/// `127.0.0.1:<default_port>` (each binary has its own port).
+pub fn health_addr(vars: &dyn Vars, default_port: u16) -> Result<SocketAddr> {
+    socket_addr(
+        vars,
+        "HEALTH_ADDR",
+        SocketAddr::from((Ipv4Addr::LOCALHOST, default_port)),
+    )
+}
+
+/// `RUST_LOG` (default `info`), `LOG_FORMAT` (`auto`, `json`, `pretty`) and
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` (no trace export when unset).
+pub fn telemetry(vars: &dyn Vars, service: &str) -> Result<TelemetryConfig> {
+    let mut config = TelemetryConfig::new(service);
+    if let Some(filter) = optional(vars, "RUST_LOG") {
+        tracing_subscriber::EnvFilter::try_new(&filter).map_err(|e| {
+            ConfigError::new("RUST_LOG", format!("{filter:?} is not a log filter: {e}"))
+        })?;
+        config.filter = filter;
+    }
+    if let Some(format) = optional(vars, "LOG_FORMAT") {
+        config.format = format.parse::<LogFormat>().map_err(|_| {
+            ConfigError::new(
+                "LOG_FORMAT",
+                format!("{format:?} must be auto, json or pretty"),
+            )
+        })?;
+    }
+    if let Some(endpoint) = optional(vars, "OTEL_EXPORTER_OTLP_ENDPOINT") {
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            return Err(ConfigError::new(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!(
+                    "{:?} must start with http:// or https://",
+                    redact_url(&endpoint)
+                ),
+            ));
+        }
+        config.otlp_endpoint = Some(endpoint);
+    }
+    Ok(config)
+}
+
+/// Settings every worker binary shares.
+#[derive(Debug, Clone)]
+pub struct BaseConfig {
+    /// `REDIS_URL`.
+    pub redis_url: SecretUrl,
+    /// `RSQ_PREFIX`.
+    pub redis_prefix: String,
+    /// `DATABASE_URL`.
+    pub database_url: SecretUrl,
+    /// `HEALTH_ADDR`; port 0 picks a free port.
+    pub health_addr: SocketAddr,
+}
+
+impl BaseConfig {
+    /// Reads `REDIS_URL`, `RSQ_PREFIX`, `DATABASE_URL` and `HEALTH_ADDR`
+    /// (default `127.0.0.1:<default_health_port>`).
+    pub fn from_vars(vars: &dyn Vars, default_health_port: u16) -> Result<Self> {
+        Ok(Self {
+            redis_url: redis_url(vars)?,
+            redis_prefix: redis_prefix(vars)?,
+            database_url: database_url(vars)?,
+            health_addr: health_addr(vars, default_health_port)?,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Per-queue worker settings
+
+/// The prefix of a queue's variables: its name upper-cased, `-` as `_`
+/// (`qr` -> `QR`, `payment-checks` -> `PAYMENT_CHECKS`).
+pub fn env_prefix(spec: &QueueSpec) -> String {
+    spec.name.to_ascii_uppercase().replace('-', "_")
+}
+
+/// The variables [`worker_config`] reads, after the queue's prefix and `_`.
+pub const WORKER_VARIABLES: [&str; 10] = [
+    "CONCURRENCY",
+    "MAX_ATTEMPTS",
+    "JOB_TIMEOUT",
+    "VISIBILITY_TIMEOUT",
+    "HEARTBEAT_INTERVAL",
+    "BACKOFF",
+    "BACKOFF_MAX",
+    "BATCH_SIZE",
+    "MAX_DELIVERIES",
+    "GRACE_PERIOD",
+];
+
+/// The worker settings of `spec`'s queue: its catalogue defaults, overridden by
+/// `{P}_CONCURRENCY`, `{P}_MAX_ATTEMPTS`, `{P}_JOB_TIMEOUT`,
+/// `{P}_VISIBILITY_TIMEOUT`, `{P}_HEARTBEAT_INTERVAL`, `{P}_BACKOFF` (first retry
+/// delay), `{P}_BACKOFF_MAX`, `{P}_BATCH_SIZE`, `{P}_MAX_DELIVERIES` and
+/// `{P}_GRACE_PERIOD`, where `P` is [`env_prefix`]. A rule that ties two settings
+/// together is reported against the one the operator set.
+pub fn worker_config(vars: &dyn Vars, spec: &QueueSpec) -> Result<WorkerConfig> {
+    let prefix = env_prefix(spec);
+    let var = |suffix: &str| format!("{prefix}_{suffix}");
+    let is_set = |suffix: &str| optional(vars, &var(suffix)).is_some();
+    let mut c = spec.worker_config();
+
+    c.concurrency = nonzero(vars, &var("CONCURRENCY"), c.concurrency)?;
+    c.max_attempts = at_least_one(vars, &var("MAX_ATTEMPTS"), c.max_attempts)?;
+    c.job_timeout = positive_duration(vars, &var("JOB_TIMEOUT"), c.job_timeout)?;
+    c.visibility_timeout =
+        positive_duration(vars, &var("VISIBILITY_TIMEOUT"), c.visibility_timeout)?;
+    c.heartbeat_interval =
+        positive_duration(vars, &var("HEARTBEAT_INTERVAL"), c.heartbeat_interval)?;
+    c.backoff.initial = duration(vars, &var("BACKOFF"), c.backoff.initial)?;
+    c.backoff.max = duration(vars, &var("BACKOFF_MAX"), c.backoff.max)?;
+    c.batch_size = nonzero(vars, &var("BATCH_SIZE"), c.batch_size)?;
+    c.max_deliveries = at_least_one(vars, &var("MAX_DELIVERIES"), c.max_deliveries)?;
+    c.grace_period = duration(vars, &var("GRACE_PERIOD"), c.grace_period)?;
+
+    if c.heartbeat_interval * 2 >= c.visibility_timeout {
+        // Blame the one the operator changed; both when both were.
+        let culprit = if is_set("VISIBILITY_TIMEOUT") && !is_set("HEARTBEAT_INTERVAL") {
+            "VISIBILITY_TIMEOUT"
+        } else {
+            "HEARTBEAT_INTERVAL"
+        };
+        return Err(ConfigError::new(
+            var(culprit),
+            format!(
+                "the heartbeat interval ({}) must be less than half of the visibility timeout \
+                 ({}), or running jobs get reclaimed",
+                humantime::format_duration(c.heartbeat_interval),
+                humantime::format_duration(c.visibility_timeout)
+            ),
+        ));
+    }
+    if c.backoff.max < c.backoff.initial {
+        let culprit = if is_set("BACKOFF") && !is_set("BACKOFF_MAX") {
+            "BACKOFF"
+        } else {
+            "BACKOFF_MAX"
+        };
+        return Err(ConfigError::new(
+            var(culprit),
+            format!(
+                "the longest retry delay ({}) must not be shorter than the first ({})",
+                humantime::format_duration(c.backoff.max),
+                humantime::format_duration(c.backoff.initial)
+            ),
+        ));
+    }
+    // Every rule a variable can break is checked above, so this only fails on
+    // a catalogue entry that breaks one: name the whole family.
+    c.validate()
+        .map_err(|e| ConfigError::new(format!("{prefix}_*"), e.to_string()))?;
+    Ok(c)
+}
+
+fn at_least_one(vars: &dyn Vars, name: &str, default: u32) -> Result<u32> {
+    match optional(vars, name) {
+        None => Ok(default),
+        Some(v) => v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+            ConfigError::new(name, format!("{v:?} is not a whole number of at least 1"))
+        }),
+    }
+}
+
+fn positive_duration(vars: &dyn Vars, name: &str, default: Duration) -> Result<Duration> {
+    let d = duration(vars, name, default)?;
+    if d.is_zero() {
+        return Err(ConfigError::new(name, "must be greater than zero"));
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unset_and_blank_variables_take_their_defaults() {
+        let vars = [("REDIS_URL", "  "), ("HEALTH_ADDR", "")];
+        let base = BaseConfig::from_vars(&vars, 9101).expect("defaults are valid");
+        assert_eq!(base.redis_url.expose(), DEFAULT_REDIS_URL);
+        assert_eq!(base.redis_prefix, "rsq");
+        assert_eq!(base.database_url.expose(), DEFAULT_DATABASE_URL);
+        assert_eq!(base.health_addr.to_string(), "127.0.0.1:9101");
+        let t = telemetry(&vars, "qr-worker").expect("defaults are valid");
+        assert_eq!((t.filter.as_str(), t.format), ("info", LogFormat::Auto));
+        assert_eq!(t.otlp_endpoint, None);
+    }
+
+    #[test]
+    fn maps_and_slices_are_variable_sources() {
+        let map: HashMap<String, String> = [("RSQ_PREFIX".to_owned(), "staging".to_owned())].into();
+        assert_eq!(redis_prefix(&map).expect("valid"), "staging");
+        let tree: BTreeMap<String, String> = [("RSQ_PREFIX".to_owned(), "b".to_owned())].into();
+        assert_eq!(redis_prefix(&tree).expect("valid"), "b");
+        let slice: &[(&str, &str)] = &[("RSQ_PREFIX", "c")];
+        assert_eq!(redis_prefix(&slice).expect("valid"), "c");
+    }
+
+    #[test]
+    fn every_base_variable_is_read() {
+        let vars = [
+            ("REDIS_URL", "rediss://u:pw@redis:6380/1"),
+            ("RSQ_PREFIX", "staging"),
+            ("DATABASE_URL", "postgresql://app:pw@db/app"),
+            ("HEALTH_ADDR", "0.0.0.0:0"),
+            ("RUST_LOG", "debug,sqlx=warn"),
+            ("LOG_FORMAT", "json"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+        ];
+        let base = BaseConfig::from_vars(&vars, 9101).expect("valid");
+        assert_eq!(base.redis_url.expose(), "rediss://u:pw@redis:6380/1");
+        assert_eq!(base.redis_prefix, "staging");
+        assert_eq!(base.database_url.expose(), "postgresql://app:pw@db/app");
+        assert_eq!(base.health_addr.port(), 0);
+        let t = telemetry(&vars, "qr-worker").expect("valid");
+        assert_eq!(t.filter, "debug,sqlx=warn");
+        assert_eq!(t.format, LogFormat::Json);
+        assert_eq!(t.otlp_endpoint.as_deref(), Some("http://collector:4318"));
+        assert_eq!(t.service, "qr-worker");
+    }
+
+    #[test]
+    fn a_bad_base_value_names_the_variable_and_the_rule() {
+        for (var, value, rule) in [
+            ("REDIS_URL", "http://x", "redis://"),
+            ("DATABASE_URL", "mysql://x", "postgres://"),
+            ("RSQ_PREFIX", "a b", "1 to 64"),
+            ("HEALTH_ADDR", "localhost", "IP:port"),
+            ("LOG_FORMAT", "xml", "auto, json or pretty"),
+            ("RUST_LOG", "info,[", "log filter"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318", "http://"),
+        ] {
+            let vars = [(var, value)];
+            let err = BaseConfig::from_vars(&vars, 9101)
+                .and_then(|_| telemetry(&vars, "svc"))
+                .expect_err(var);
+            assert_eq!(err.var, var);
+            let text = err.to_string();
+            assert!(
+                text.starts_with(&format!("invalid configuration: {var}: ")) && text.contains(rule),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn passwords_never_print() {
+        let vars = [
+            ("REDIS_URL", "redis://:redispw@h"),
+            ("DATABASE_URL", "postgres://u:dbpw@h/db"),
+        ];
+        let base = BaseConfig::from_vars(&vars, 9101).expect("valid");
+        let shown = format!("{base:?} {} {}", base.redis_url, base.database_url);
+        assert!(
+            !shown.contains("redispw") && !shown.contains("dbpw"),
+            "{shown}"
+        );
+        assert!(shown.contains("postgres://u:***@h/db"), "{shown}");
+        let err = database_url(&[("DATABASE_URL", "mysql://u:dbpw@h")]).expect_err("bad scheme");
+        assert!(!err.to_string().contains("dbpw"), "{err}");
+        let token = Secret::new("tok3n");
+        assert_eq!(format!("{token} {token:?}"), "*** ***");
+        assert_eq!(token.expose(), "tok3n");
+    }
+
+    #[test]
+    fn durations_are_written_with_their_unit() {
+        let read = |v: &str| duration(&[("D", v)], "D", Duration::ZERO);
+        assert_eq!(read("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(read("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(read("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(read("1h"), Ok(Duration::from_secs(3600)));
+        let err = read("30").expect_err("no unit");
+        assert_eq!(err.var, "D");
+        assert!(err.reason.contains("such as 30s"), "{err}");
+    }
+
+    #[test]
+    fn env_prefixes_follow_the_queue_names() {
+        let prefixes: Vec<String> = jobs::CATALOGUE.iter().map(|q| env_prefix(q)).collect();
+        assert_eq!(
+            prefixes,
+            ["QR", "CONTEXT", "WISPRO_SYNC", "PAYMENT_CHECKS", "PHOTOS"]
+        );
+    }
+
+    #[test]
+    fn worker_settings_default_to_the_catalogue() {
+        let none: [(&str, &str); 0] = [];
+        for spec in jobs::CATALOGUE {
+            let c = worker_config(&none, spec).expect("catalogue defaults are valid");
+            assert_eq!(c.concurrency.get(), spec.concurrency);
+            assert_eq!(c.max_attempts, spec.max_attempts);
+            assert_eq!(c.job_timeout, spec.job_timeout);
+        }
+    }
+
+    #[test]
+    fn every_worker_variable_is_read_with_the_queue_prefix() {
+        let vars = [
+            ("PAYMENT_CHECKS_CONCURRENCY", "7"),
+            ("PAYMENT_CHECKS_MAX_ATTEMPTS", "20"),
+            ("PAYMENT_CHECKS_JOB_TIMEOUT", "45s"),
+            ("PAYMENT_CHECKS_VISIBILITY_TIMEOUT", "1m"),
+            ("PAYMENT_CHECKS_HEARTBEAT_INTERVAL", "10s"),
+            ("PAYMENT_CHECKS_BACKOFF", "500ms"),
+            ("PAYMENT_CHECKS_BACKOFF_MAX", "2m"),
+            ("PAYMENT_CHECKS_BATCH_SIZE", "50"),
+            ("PAYMENT_CHECKS_MAX_DELIVERIES", "9"),
+            ("PAYMENT_CHECKS_GRACE_PERIOD", "0s"),
+            // Another queue's variables do not leak in.
+            ("QR_CONCURRENCY", "1"),
+        ];
+        let c = worker_config(&vars, &jobs::PAYMENT_CHECKS).expect("valid");
+        assert_eq!(c.concurrency.get(), 7);
+        assert_eq!(c.max_attempts, 20);
+        assert_eq!(c.job_timeout, Duration::from_secs(45));
+        assert_eq!(c.visibility_timeout, Duration::from_secs(60));
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(10));
+        assert_eq!(c.backoff.initial, Duration::from_millis(500));
+        assert_eq!(c.backoff.max, Duration::from_secs(120));
+        assert_eq!(c.batch_size.get(), 50);
+        assert_eq!(c.max_deliveries, 9);
+        assert_eq!(c.grace_period, Duration::ZERO);
+    }
+
+    #[test]
+    fn a_bad_value_of_each_worker_variable_names_it() {
+        let cases = [
+            ("QR_CONCURRENCY", "0", "at least 1"),
+            ("QR_CONCURRENCY", "many", "whole number"),
+            ("QR_MAX_ATTEMPTS", "0", "at least 1"),
+            ("QR_JOB_TIMEOUT", "0s", "greater than zero"),
+            ("QR_JOB_TIMEOUT", "30", "duration"),
+            ("QR_VISIBILITY_TIMEOUT", "soon", "duration"),
+            ("QR_HEARTBEAT_INTERVAL", "0ms", "greater than zero"),
+            ("QR_BACKOFF", "-1s", "duration"),
+            ("QR_BACKOFF_MAX", "1x", "duration"),
+            ("QR_BATCH_SIZE", "0", "at least 1"),
+            ("QR_MAX_DELIVERIES", "0", "at least 1"),
+            ("QR_GRACE_PERIOD", "forever", "duration"),
+            // Rules between two settings blame the one that was set.
+            (
+                "QR_HEARTBEAT_INTERVAL",
+                "3s",
+                "half of the visibility timeout",
+            ),
+            (
+                "QR_VISIBILITY_TIMEOUT",
+                "1s",
+                "half of the visibility timeout",
+            ),
+            ("QR_BACKOFF", "2h", "must not be shorter"),
+        ];
+        for (var, value, rule) in cases {
+            let err = worker_config(&[(var, value)], &jobs::QR).expect_err(var);
+            assert_eq!(err.var, var, "{err}");
+            assert!(err.reason.contains(rule), "{err}");
+        }
+        let both = [("QR_BACKOFF", "2h"), ("QR_BACKOFF_MAX", "1h")];
+        assert_eq!(
+            worker_config(&both, &jobs::QR)
+                .expect_err("max < initial")
+                .var,
+            "QR_BACKOFF_MAX"
+        );
+    }
+}
