@@ -20,7 +20,7 @@ use store::PgPool;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-pub use config::{Config, QrFormat, Secret};
+pub use config::{Config, MigrateConfig, QrFormat, Secret, SecretUrl};
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
@@ -37,7 +37,7 @@ pub struct AppState {
 /// The API: every route group merged, with the body limit, the request timeout
 /// and error logging; without health and metrics. Testable with `oneshot`.
 pub fn router(state: AppState) -> Router {
-    let body_limit = state.config.body_limit_bytes;
+    let body_limit = state.config.body_limit_bytes.get();
     let request_timeout = state.config.request_timeout;
     Router::new()
         .merge(routes::persons::router())
@@ -84,20 +84,24 @@ pub fn with_http_layers(router: Router) -> Router {
 }
 
 fn store_config(config: &Config) -> store::StoreConfig {
-    let mut store_config = store::StoreConfig::new(config.database_url.expose());
-    store_config.max_connections = config.database_max_connections;
-    store_config
+    store::StoreConfig {
+        max_connections: config.database_max_connections.get(),
+        ..store::StoreConfig::new(config.database_url.expose())
+    }
 }
 
-/// Applies the database migrations that have not run yet.
-pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+/// `api-gateway migrate`: applies the database migrations that have not run yet.
+pub async fn migrate(config: MigrateConfig, _shutdown: CancellationToken) -> anyhow::Result<()> {
     let store_config = store::StoreConfig {
         max_connections: 1,
-        ..store_config(config)
+        ..store::StoreConfig::new(config.database_url.expose())
     };
-    let pool = store::connect(&store_config)
-        .await
-        .context("applying migrations to PostgreSQL")?;
+    let pool = store::connect(&store_config).await.with_context(|| {
+        format!(
+            "applying migrations to PostgreSQL at {}",
+            config.database_url.redacted()
+        )
+    })?;
     pool.close().await;
     tracing::info!("migrations applied");
     Ok(())
@@ -107,11 +111,16 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
 pub async fn connect(config: Config) -> anyhow::Result<AppState> {
     let pool = store::connect(&store_config(&config))
         .await
-        .context("connecting to PostgreSQL")?;
+        .with_context(|| {
+            format!(
+                "connecting to PostgreSQL at {}",
+                config.database_url.redacted()
+            )
+        })?;
     let broker =
         Broker::connect(BrokerConfig::new(config.redis_url.expose()).prefix(&config.redis_prefix))
             .await
-            .context("connecting to Redis")?;
+            .with_context(|| format!("connecting to Redis at {}", config.redis_url.redacted()))?;
     let qr_queue = jobs::QR.open(&broker)?;
     Ok(AppState {
         pool,

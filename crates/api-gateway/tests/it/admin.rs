@@ -1,9 +1,9 @@
 //! The admin queue API, and a QR job that fails until storage is fixed.
 
-use std::time::Duration;
-
-use crate::helpers::{ADMIN_TOKEN, TestApp, USER_TOKEN, decode_qr, eventually};
+use queue_core::testing::eventually;
 use serde_json::{Value, json};
+
+use crate::helpers::{ADMIN_TOKEN, TestApp, USER_TOKEN, decode_qr};
 
 #[tokio::test]
 async fn an_unwritable_storage_fails_the_qr_after_retries_and_the_admin_api_retries_it_once_fixed()
@@ -22,7 +22,7 @@ async fn an_unwritable_storage_fails_the_qr_after_retries_and_the_admin_api_retr
     let id = res.json::<Value>().await.expect("json")["id"].clone();
     let person_url = format!("/api/persons/{id}");
 
-    let failed = eventually("status failed", Duration::from_secs(20), || async {
+    let failed = eventually("status failed", async || {
         let p: Value = app
             .get(USER_TOKEN, &person_url)
             .await
@@ -69,17 +69,12 @@ async fn an_unwritable_storage_fails_the_qr_after_retries_and_the_admin_api_retr
         .await;
     assert_eq!(retried.status(), 200);
     let file = app.file("qr/V-22222222.png");
-    let png = eventually(
-        "the QR file after the retry",
-        Duration::from_secs(20),
-        || {
-            let file = file.clone();
-            async move { std::fs::read(file).ok() }
-        },
-    )
+    let png = eventually("the QR file after the retry", async || {
+        std::fs::read(&file).ok()
+    })
     .await;
     assert_eq!(decode_qr(&png), "PERSON:V-22222222");
-    eventually("status ready", Duration::from_secs(10), || async {
+    eventually("status ready", async || {
         let p: Value = app
             .get(USER_TOKEN, &person_url)
             .await

@@ -10,7 +10,9 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::helpers::{TestApp, USER_TOKEN, eventually};
+use queue_core::testing::eventually;
+
+use crate::helpers::{TestApp, USER_TOKEN};
 
 /// Log lines written while it is the thread's default subscriber.
 #[derive(Clone, Default)]
@@ -69,7 +71,7 @@ async fn errors_are_logged_once_by_the_middleware_and_a_5xx_body_stays_generic()
         .expect("id");
     // Ready in the database, but no file in storage: a real inconsistency the
     // gateway cannot serve, so GET .../qr is a 500.
-    let db = app.db.as_ref().expect("db");
+    let db = app.db();
     let mut conn = db.pool.acquire().await.expect("conn");
     assert!(
         store::persons::mark_qr_ready(&mut conn, id)
@@ -131,7 +133,7 @@ async fn errors_are_logged_once_by_the_middleware_and_a_5xx_body_stays_generic()
 #[tokio::test]
 async fn a_registration_outlasting_the_request_timeout_is_answered_503_and_still_completes() {
     let app = TestApp::spawn_with(|c| c.request_timeout = Duration::from_millis(300)).await;
-    let db = app.db.as_ref().expect("db");
+    let db = app.db();
     // The test's own database is made slow for real: while this transaction holds
     // a SHARE lock on `persons`, every INSERT waits (reads still pass).
     let mut lock = db.pool.begin().await.expect("begin");
@@ -167,8 +169,7 @@ async fn a_registration_outlasting_the_request_timeout_is_answered_503_and_still
     // Only the wait was cut short: the registration finishes, row and job together.
     eventually(
         "the registration to complete after the timeout",
-        Duration::from_secs(20),
-        || async {
+        async || {
             let persons: i64 = sqlx::query_scalar("SELECT count(*) FROM persons")
                 .fetch_one(&db.pool)
                 .await

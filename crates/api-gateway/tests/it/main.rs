@@ -2,6 +2,7 @@
 //! real Redis and PostgreSQL (a key prefix and a database per test).
 
 mod admin;
+mod cli;
 mod errors;
 mod helpers;
 mod persons;

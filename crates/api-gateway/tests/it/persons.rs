@@ -1,9 +1,9 @@
 //! Registration end to end: HTTP -> PostgreSQL + Redis -> qr-worker -> file.
 
-use std::time::Duration;
-
-use crate::helpers::{ADMIN_TOKEN, TestApp, USER_TOKEN, decode_qr, eventually};
+use queue_core::testing::eventually;
 use serde_json::{Value, json};
+
+use crate::helpers::{ADMIN_TOKEN, TestApp, USER_TOKEN, decode_qr};
 
 fn ana(document: &str) -> Value {
     json!({"document": document, "first_name": "Ana", "last_name": "Pérez", "email": "ana@example.com"})
@@ -41,14 +41,10 @@ async fn a_registration_answers_201_at_once_and_the_qr_appears_at_its_path_encod
 
     app.start_qr_worker();
     let file = app.file("qr/V-12345678.png");
-    let png = eventually("the QR file", Duration::from_secs(20), || {
-        let file = file.clone();
-        async move { std::fs::read(file).ok() }
-    })
-    .await;
+    let png = eventually("the QR file", async || std::fs::read(&file).ok()).await;
     assert_eq!(decode_qr(&png), "PERSON:V-12345678");
 
-    let ready = eventually("status ready", Duration::from_secs(10), || async {
+    let ready = eventually("status ready", async || {
         let p: Value = app
             .get(USER_TOKEN, &location)
             .await
@@ -254,17 +250,13 @@ async fn clients_that_hang_up_mid_request_never_leave_a_person_without_a_job() {
         stream.write_all(request.as_bytes()).await.expect("write");
         drop(stream);
     }
-    let db = app.db.as_ref().expect("db");
+    let db = app.db();
     // Every stored person has exactly one job, once the in-flight requests settle.
-    eventually(
-        "each stored person to have its job",
-        Duration::from_secs(10),
-        || async {
-            let persons: i64 = sqlx_count(&db.pool).await;
-            let stats = app.qr_stats().await;
-            (persons > 0 && stats.waiting == persons as u64).then_some(())
-        },
-    )
+    eventually("each stored person to have its job", async || {
+        let persons: i64 = sqlx_count(&db.pool).await;
+        let stats = app.qr_stats().await;
+        (persons > 0 && stats.waiting == persons as u64).then_some(())
+    })
     .await;
     app.cleanup().await;
 }
