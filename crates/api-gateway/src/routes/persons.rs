@@ -164,7 +164,7 @@ fn validate(input: CreatePerson) -> Result<CreatePerson, ApiError> {
         (status = 401, description = "No or unknown token", body = ErrorBody),
         (status = 409, description = "A person with this document exists; nothing enqueued", body = ErrorBody),
         (status = 422, description = "A field breaks a rule", body = ErrorBody),
-        (status = 503, description = "Queue unavailable; nothing stored", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the queue is down, nothing was stored. `timeout`: the request outlasted API_REQUEST_TIMEOUT; the registration may still complete", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]

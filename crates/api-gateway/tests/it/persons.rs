@@ -221,6 +221,16 @@ async fn the_openapi_document_describes_the_endpoints() {
     }
     assert!(doc["components"]["schemas"]["PersonResponse"].is_object());
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    // Every operation documents the 503 the request timeout answers.
+    assert!(doc["components"]["responses"]["Timeout"].is_object());
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("path item") {
+            assert!(
+                operation["responses"]["503"].is_object(),
+                "{method} {path} documents no 503"
+            );
+        }
+    }
     let health = app
         .client
         .get(app.url("/readyz"))
