@@ -79,19 +79,28 @@ impl RenderOptions {
 
     /// Checks the ranges; the error names the rule.
     pub fn validate(&self) -> Result<(), String> {
-        if !(Self::MIN_SIZE..=Self::MAX_SIZE).contains(&self.size) {
+        Self::check_size(self.size)?;
+        Self::check_margin(self.margin)
+    }
+
+    /// The rule of `size`, on its own so a config error can name its variable.
+    pub fn check_size(size: u32) -> Result<(), String> {
+        if !(Self::MIN_SIZE..=Self::MAX_SIZE).contains(&size) {
             return Err(format!(
-                "size must be between {} and {} pixels, got {}",
+                "size must be between {} and {} pixels, got {size}",
                 Self::MIN_SIZE,
                 Self::MAX_SIZE,
-                self.size
             ));
         }
-        if self.margin > Self::MAX_MARGIN {
+        Ok(())
+    }
+
+    /// The rule of `margin`.
+    pub fn check_margin(margin: u32) -> Result<(), String> {
+        if margin > Self::MAX_MARGIN {
             return Err(format!(
-                "margin must be at most {} modules, got {}",
+                "margin must be at most {} modules, got {margin}",
                 Self::MAX_MARGIN,
-                self.margin
             ));
         }
         Ok(())

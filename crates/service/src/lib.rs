@@ -1,13 +1,19 @@
 #![doc = include_str!("../README.md")]
 
 pub mod config;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod worker;
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::process::ExitCode;
 
 use queue_core::CancellationToken;
 
 pub use crate::config::{BaseConfig, ConfigError, Env, Secret, SecretUrl, Vars, worker_config};
+pub use crate::worker::WorkerService;
 
 /// `EX_CONFIG`-style status for a configuration the operator must fix.
 pub const EXIT_BAD_CONFIG: u8 = 64;
@@ -74,4 +80,46 @@ where
             }
         }
     })
+}
+
+type RunFuture = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+
+/// A service whose connections are open and whose port is bound, ready to run:
+/// what a binary's `start` returns, so a test can read the bound address
+/// before running it.
+pub struct Started {
+    addr: SocketAddr,
+    run: Box<dyn FnOnce(CancellationToken) -> RunFuture + Send>,
+}
+
+impl std::fmt::Debug for Started {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Started")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Started {
+    /// A service serving on `addr` that `run` runs until its token is cancelled.
+    pub fn new<F, Fut>(addr: SocketAddr, run: F) -> Self
+    where
+        F: FnOnce(CancellationToken) -> Fut + Send + 'static,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        Self {
+            addr,
+            run: Box::new(move |shutdown| Box::pin(run(shutdown))),
+        }
+    }
+
+    /// The bound address (a worker's health port).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Runs until `shutdown` is cancelled, or an error stops it.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        (self.run)(shutdown).await
+    }
 }

@@ -1,0 +1,211 @@
+//! The wiring every queue worker shares: connect Redis and PostgreSQL, bind the
+//! health port, then run the queue worker and the health server together until
+//! shutdown, draining running jobs within the grace period.
+//!
+//! Connecting and binding happen in [`WorkerService::connect`], before any job
+//! is read, so a worker's own setup can use the pool and the broker to build its
+//! handler, and a test can learn the bound health port before it runs.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use jobs::QueueSpec;
+use queue_core::{Broker, BrokerConfig, CancellationToken, Handler, Queue, WorkerConfig};
+use store::{PgPool, StoreConfig};
+use telemetry::Readiness;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::Started;
+use crate::config::BaseConfig;
+
+/// A worker connected to Redis and PostgreSQL (migrations applied) with its
+/// health port bound, not yet reading jobs.
+pub struct WorkerService {
+    spec: &'static QueueSpec,
+    config: WorkerConfig,
+    broker: Broker,
+    queue: Queue,
+    pool: PgPool,
+    listener: TcpListener,
+    health_addr: SocketAddr,
+    readiness: Readiness,
+}
+
+impl std::fmt::Debug for WorkerService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerService")
+            .field("queue", &self.spec.name)
+            .field("health_addr", &self.health_addr)
+            .field("readiness", &self.readiness)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WorkerService {
+    /// Checks `config`, connects to Redis and PostgreSQL (a pool of one
+    /// connection per running job plus two, migrations applied) and binds
+    /// `base.health_addr`. Errors say what failed, with passwords masked.
+    pub async fn connect(
+        base: &BaseConfig,
+        spec: &'static QueueSpec,
+        config: WorkerConfig,
+    ) -> anyhow::Result<Self> {
+        config
+            .validate()
+            .with_context(|| format!("the {} worker settings", spec.name))?;
+        let broker =
+            Broker::connect(BrokerConfig::new(base.redis_url.expose()).prefix(&base.redis_prefix))
+                .await
+                .with_context(|| format!("connecting to Redis at {}", base.redis_url))?;
+        let store_config = StoreConfig {
+            // One per running job, plus room for the readiness probe and the
+            // worker's own bookkeeping.
+            max_connections: u32::try_from(config.concurrency.get().saturating_add(2))
+                .unwrap_or(u32::MAX),
+            ..StoreConfig::new(base.database_url.expose())
+        };
+        let pool = store::connect(&store_config)
+            .await
+            .with_context(|| format!("connecting to PostgreSQL at {}", base.database_url))?;
+        let queue = spec
+            .open(&broker)
+            .with_context(|| format!("opening the {} queue", spec.name))?;
+        let listener = TcpListener::bind(base.health_addr)
+            .await
+            .with_context(|| format!("binding the health port {}", base.health_addr))?;
+        let health_addr = listener
+            .local_addr()
+            .context("reading the health address")?;
+        let readiness = Readiness::new()
+            .check("redis", {
+                let broker = broker.clone();
+                move || {
+                    let broker = broker.clone();
+                    async move { broker.ping().await.map_err(|e| e.to_string()) }
+                }
+            })
+            .check("postgres", {
+                let pool = pool.clone();
+                move || {
+                    let pool = pool.clone();
+                    async move { store::ping(&pool).await.map_err(|e| e.to_string()) }
+                }
+            });
+        Ok(Self {
+            spec,
+            config,
+            broker,
+            queue,
+            pool,
+            listener,
+            health_addr,
+            readiness,
+        })
+    }
+
+    /// The PostgreSQL pool, for the worker's handler.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The broker (key prefix applied), for handlers that enqueue follow-up jobs.
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
+    /// The queue this worker consumes.
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
+    /// Where `/healthz`, `/readyz` and `/metrics` answer (the bound port when
+    /// the configured one was 0).
+    pub fn health_addr(&self) -> SocketAddr {
+        self.health_addr
+    }
+
+    /// Adds a check to `/readyz` besides `redis` and `postgres`, e.g. a
+    /// writable storage directory. Each check must answer within 2 s.
+    pub fn readiness_check<F, Fut>(mut self, name: &'static str, check: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.readiness = self.readiness.check(name, check);
+        self
+    }
+
+    /// Creates the queue worker with `handler`; [`Started::run`] then consumes
+    /// jobs and serves the health port until shutdown.
+    pub fn start<H: Handler>(self, handler: H) -> anyhow::Result<Started> {
+        let Self {
+            spec,
+            config,
+            broker,
+            queue,
+            pool,
+            listener,
+            health_addr,
+            readiness,
+        } = self;
+        let worker = queue_core::worker::worker(&broker, &queue, config, handler)
+            .with_context(|| format!("creating the {} worker", spec.name))?;
+        Ok(Started::new(health_addr, move |shutdown| async move {
+            // The queue worker logs its own start and stop.
+            info!(queue.name = spec.name, health.addr = %health_addr, "serving /healthz, /readyz and /metrics");
+            let (ready, checks) = readiness.run().await;
+            if !ready {
+                // Not fatal: a directory may be mounted or a database come up
+                // later; /readyz says so meanwhile.
+                warn!(queue.name = spec.name, checks = ?checks, "not ready yet");
+            }
+            let result = run(worker, listener, readiness, shutdown).await;
+            pool.close().await;
+            result
+        }))
+    }
+
+    /// [`WorkerService::start`] then [`Started::run`]: what a worker's `run` ends with.
+    pub async fn run<H: Handler>(
+        self,
+        handler: H,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        self.start(handler)?.run(shutdown).await
+    }
+}
+
+/// Runs the queue worker and the health server; whichever stops first (on
+/// shutdown or on an error) stops the other.
+async fn run<H: Handler>(
+    worker: queue_core::Worker<H>,
+    listener: TcpListener,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let stop = shutdown.child_token();
+    let server = {
+        let stop = stop.clone();
+        let router = telemetry::health_router(readiness);
+        async move {
+            let result = telemetry::serve_on(listener, router, stop.clone()).await;
+            stop.cancel();
+            result
+        }
+    };
+    let worker = {
+        let stop = stop.clone();
+        async move {
+            // Stops reading, then lets running jobs finish within the grace period.
+            let result = worker.run(stop.clone()).await;
+            stop.cancel();
+            result
+        }
+    };
+    let (worker, server) = tokio::join!(Box::pin(worker), server);
+    worker.context("queue worker")?;
+    server.context("health server")?;
+    Ok(())
+}

@@ -1,0 +1,168 @@
+use std::sync::Arc;
+
+use queue_core::testing::TestRedis;
+use queue_core::{Job, JobError, NewJob};
+use service::WorkerService;
+use service::testing::{Running, base_config, fast_worker_config, http_get};
+use store::testing::TestDb;
+use tokio::sync::{Notify, Semaphore};
+
+/// A handler that succeeds at once.
+async fn done(_job: Job) -> Result<(), JobError> {
+    Ok(())
+}
+
+async fn connect(redis: &TestRedis, db: &TestDb) -> WorkerService {
+    WorkerService::connect(
+        &base_config(&redis.prefix, &db.url),
+        &jobs::QR,
+        fast_worker_config(&jobs::QR),
+    )
+    .await
+    .expect("the worker connects")
+}
+
+#[tokio::test]
+async fn healthz_readyz_and_metrics_answer_on_the_bound_port_until_shutdown() {
+    let (redis, db) = (TestRedis::new().await, TestDb::new().await);
+    let svc = connect(&redis, &db).await;
+    let bound = svc.health_addr();
+    let running = Running::spawn(svc.start(done).expect("the worker is created"));
+    assert_eq!(running.addr, bound);
+    assert_ne!(
+        running.addr.port(),
+        0,
+        "port 0 was replaced by the bound port"
+    );
+
+    let (status, body) = http_get(running.addr, "/healthz").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http_get(running.addr, "/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    for check in [r#""redis":"ok""#, r#""postgres":"ok""#] {
+        assert!(body.contains(check), "{check} in {body}");
+    }
+    let (status, _) = http_get(running.addr, "/metrics").await;
+    assert_eq!(status, 200);
+
+    let addr = running.addr;
+    running.stop().await;
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the health server stops with the worker"
+    );
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn readyz_answers_503_naming_a_failing_extra_check() {
+    let (redis, db) = (TestRedis::new().await, TestDb::new().await);
+    let svc = connect(&redis, &db)
+        .await
+        .readiness_check("storage", || async { Err("not writable".to_owned()) });
+    let running = Running::spawn(svc.start(done).expect("the worker is created"));
+
+    let (status, body) = http_get(running.addr, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains(r#""storage":"not writable""#), "{body}");
+    assert!(body.contains(r#""redis":"ok""#), "{body}");
+    assert!(
+        running.is_running(),
+        "a failing check does not stop the worker"
+    );
+
+    running.stop().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_running_job_finish_before_the_service_stops() {
+    let (redis, db) = (TestRedis::new().await, TestDb::new().await);
+    let started = Arc::new(Notify::new());
+    let release = Arc::new(Semaphore::new(0));
+    let handler = {
+        let (started, release) = (started.clone(), release.clone());
+        move |_job: Job| {
+            let (started, release) = (started.clone(), release.clone());
+            async move {
+                started.notify_one();
+                let _permit = release.acquire().await.expect("the semaphore stays open");
+                Ok::<_, JobError>(())
+            }
+        }
+    };
+    let svc = connect(&redis, &db).await;
+    let queue = svc.queue().clone();
+    let running = Running::spawn(svc.start(handler).expect("the worker is created"));
+    redis
+        .producer
+        .enqueue(&queue, NewJob::new("test.slow", "payload"))
+        .await
+        .expect("enqueue");
+    started.notified().await;
+
+    // Shutdown while the job runs; the job is released only afterwards.
+    running.cancel();
+    release.add_permits(1);
+    running.join().await.expect("the service stops cleanly");
+
+    let stats = redis.stats(&queue).await;
+    assert_eq!(
+        (stats.completed, stats.active, stats.waiting),
+        (1, 0, 0),
+        "the running job was finished, not abandoned: {stats:#?}"
+    );
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_queue_worker_that_fails_stops_the_health_server_too() {
+    let (redis, db) = (TestRedis::new().await, TestDb::new().await);
+    let svc = connect(&redis, &db).await;
+    // A string where the stream should be: the worker cannot create its group.
+    let stream = svc.queue().keys().stream(None);
+    redis
+        .cmd::<()>(redis::cmd("SET").arg(&stream).arg("not a stream"))
+        .await;
+    let running = Running::spawn(svc.start(done).expect("the worker is created"));
+    let addr = running.addr;
+
+    let err = running.join().await.expect_err("the worker cannot start");
+    assert!(format!("{err:#}").contains("queue worker"), "{err:#}");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the health server stopped with it"
+    );
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn connection_errors_name_the_url_with_its_password_masked() {
+    let redis = TestRedis::new().await;
+    let mut base = base_config(
+        &redis.prefix,
+        "postgres://postgres:hunter2@127.0.0.1:5432/no_such_database",
+    );
+    let err = WorkerService::connect(&base, &jobs::QR, fast_worker_config(&jobs::QR))
+        .await
+        .expect_err("the database does not exist");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains(
+            "connecting to PostgreSQL at postgres://postgres:***@127.0.0.1:5432/no_such_database"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"), "{text}");
+
+    base.redis_url = service::SecretUrl::new("redis://:hunter2@127.0.0.1:1");
+    let err = WorkerService::connect(&base, &jobs::QR, fast_worker_config(&jobs::QR))
+        .await
+        .expect_err("nothing listens on port 1");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("connecting to Redis at redis://:***@127.0.0.1:1"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"), "{text}");
+}
