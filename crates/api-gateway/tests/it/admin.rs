@@ -1,9 +1,10 @@
 //! The admin queue API, and a QR job that fails until storage is fixed.
 
+use qr_worker::testing::decode_qr_png;
 use queue_core::testing::eventually;
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_TOKEN, TestApp, USER_TOKEN, decode_qr};
+use crate::helpers::{ADMIN_TOKEN, TestApp, USER_TOKEN};
 
 #[tokio::test]
 async fn an_unwritable_storage_fails_the_qr_after_retries_and_the_admin_api_retries_it_once_fixed()
@@ -11,7 +12,7 @@ async fn an_unwritable_storage_fails_the_qr_after_retries_and_the_admin_api_retr
     let mut app = TestApp::spawn().await;
     // A file where the `qr` directory should be: no write can succeed (even as root).
     std::fs::write(app.storage.path().join("qr"), b"in the way").expect("block the dir");
-    app.start_qr_worker();
+    app.start_qr_worker().await;
     let res = app
         .post_person(
             Some(USER_TOKEN),
@@ -73,7 +74,7 @@ async fn an_unwritable_storage_fails_the_qr_after_retries_and_the_admin_api_retr
         std::fs::read(&file).ok()
     })
     .await;
-    assert_eq!(decode_qr(&png), "PERSON:V-22222222");
+    assert_eq!(decode_qr_png(&png), "PERSON:V-22222222");
     eventually("status ready", async || {
         let p: Value = app
             .get(USER_TOKEN, &person_url)

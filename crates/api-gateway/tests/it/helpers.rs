@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use api_gateway::{Config, QrFormat, Secret, SecretUrl};
 use queue_core::CancellationToken;
-use queue_core::testing::{TestRedis, redis_url};
+use queue_core::testing::{PATIENCE, TestRedis, redis_url};
+use service::testing::Running;
 use store::testing::TestDb;
 
 pub const ADMIN_TOKEN: &str = "admin-token-0123456789";
@@ -23,7 +24,8 @@ pub struct TestApp {
     pub redis: TestRedis,
     pub storage: tempfile::TempDir,
     pub shutdown: CancellationToken,
-    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    qr_worker: Option<Running>,
 }
 
 impl TestApp {
@@ -57,7 +59,7 @@ impl TestApp {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(api_gateway::run_on(listener, state, shutdown.clone()));
+        let server = tokio::spawn(api_gateway::run_on(listener, state, shutdown.clone()));
         Self {
             addr,
             config,
@@ -66,24 +68,17 @@ impl TestApp {
             redis,
             storage,
             shutdown,
-            tasks: vec![task],
+            server: Some(server),
+            qr_worker: None,
         }
     }
 
-    /// Starts a qr-worker on the same Redis prefix, database and storage, with
-    /// millisecond intervals so retries finish quickly.
-    pub fn start_qr_worker(&mut self) {
-        let config = qr_worker::Config {
-            redis_url: redis_url(),
-            redis_prefix: self.redis.prefix.clone(),
-            database_url: self.db().url.clone(),
-            storage_dir: self.storage.path().to_path_buf(),
-            health_addr: "127.0.0.1:0".parse().expect("addr"),
-            worker: queue_core::testing::fast(jobs::QR.worker_config()),
-            ..qr_worker::Config::default()
-        };
-        self.tasks
-            .push(tokio::spawn(qr_worker::run(config, self.shutdown.clone())));
+    /// Starts a qr-worker, exactly as its `main` runs it, on the same Redis
+    /// prefix, database and storage, with millisecond intervals.
+    pub async fn start_qr_worker(&mut self) {
+        let config =
+            qr_worker::testing::config(&self.redis.prefix, &self.db().url, self.storage.path());
+        self.qr_worker = Some(qr_worker::testing::spawn(config).await);
     }
 
     /// The test's own database.
@@ -134,12 +129,19 @@ impl TestApp {
         self.redis.stats(&q).await
     }
 
-    /// Stops the app and workers and drops the database; the Redis keys of the
-    /// test's prefix go when `redis` is dropped.
+    /// Stops the worker and the gateway (both must stop cleanly) and drops the
+    /// database; the Redis keys of the test's prefix go when `redis` is dropped.
     pub async fn cleanup(mut self) {
+        if let Some(worker) = self.qr_worker.take() {
+            worker.stop().await;
+        }
         self.shutdown.cancel();
-        for t in self.tasks.drain(..) {
-            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        if let Some(server) = self.server.take() {
+            tokio::time::timeout(PATIENCE, server)
+                .await
+                .expect("the gateway drains in time")
+                .expect("the gateway task does not panic")
+                .expect("the gateway stops cleanly");
         }
         if let Some(db) = self.db.take() {
             db.cleanup().await;
@@ -151,12 +153,4 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
-}
-
-pub fn decode_qr(png: &[u8]) -> String {
-    let img = image::load_from_memory(png).expect("png").to_luma8();
-    let mut prepared = rqrr::PreparedImage::prepare(img);
-    let grids = prepared.detect_grids();
-    assert_eq!(grids.len(), 1, "exactly one QR code in the image");
-    grids[0].decode().expect("QR decodes").1
 }

@@ -1,9 +1,10 @@
 //! Registration end to end: HTTP -> PostgreSQL + Redis -> qr-worker -> file.
 
+use qr_worker::testing::decode_qr_png;
 use queue_core::testing::eventually;
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_TOKEN, TestApp, USER_TOKEN, decode_qr};
+use crate::helpers::{ADMIN_TOKEN, TestApp, USER_TOKEN};
 
 fn ana(document: &str) -> Value {
     json!({"document": document, "first_name": "Ana", "last_name": "Pérez", "email": "ana@example.com"})
@@ -39,10 +40,10 @@ async fn a_registration_answers_201_at_once_and_the_qr_appears_at_its_path_encod
         "pending"
     );
 
-    app.start_qr_worker();
+    app.start_qr_worker().await;
     let file = app.file("qr/V-12345678.png");
     let png = eventually("the QR file", async || std::fs::read(&file).ok()).await;
-    assert_eq!(decode_qr(&png), "PERSON:V-12345678");
+    assert_eq!(decode_qr_png(&png), "PERSON:V-12345678");
 
     let ready = eventually("status ready", async || {
         let p: Value = app
@@ -59,7 +60,7 @@ async fn a_registration_answers_201_at_once_and_the_qr_appears_at_its_path_encod
     assert_eq!(served.status(), 200);
     assert_eq!(served.headers()["content-type"], "image/png");
     let body = served.bytes().await.expect("body");
-    assert_eq!(decode_qr(&body), "PERSON:V-12345678");
+    assert_eq!(decode_qr_png(&body), "PERSON:V-12345678");
     app.cleanup().await;
 }
 
