@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
 
+mod handlers;
+
 use std::time::Duration;
 
 use queue_core::{Broker, Enqueued, Job, JobError, NewJob, Producer, Queue, WorkerConfig};
@@ -11,6 +13,8 @@ pub mod v1 {
 }
 
 pub use queue_core::Envelope;
+
+pub use crate::handlers::{Handlers, JobHandler};
 
 /// A queue of the catalogue and its defaults (each one configurable by its binary).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +35,12 @@ impl QueueSpec {
         } else {
             broker.queue(self.name)
         }
+    }
+
+    /// The prefix of this queue's configuration variables: the name upper-cased,
+    /// `-` as `_` (`qr` -> `QR_CONCURRENCY`, `payment-checks` -> `PAYMENT_CHECKS_...`).
+    pub fn env_prefix(&self) -> String {
+        self.name.to_ascii_uppercase().replace(['-', '.'], "_")
     }
 
     /// Worker settings with this queue's defaults.
@@ -173,6 +183,15 @@ mod tests {
         assert_eq!(back, qr);
         let job = new_job(&qr);
         assert_eq!(job.kind(), "qr.generate");
+    }
+
+    #[test]
+    fn every_queue_has_its_own_variable_prefix() {
+        let prefixes: Vec<String> = CATALOGUE.iter().map(|q| q.env_prefix()).collect();
+        assert_eq!(
+            prefixes,
+            ["QR", "CONTEXT", "WISPRO_SYNC", "PAYMENT_CHECKS", "PHOTOS"]
+        );
     }
 
     #[test]

@@ -12,8 +12,9 @@ use std::ops::DerefMut;
 use std::time::Instant;
 
 use anyhow::{Context, anyhow};
+use jobs::JobHandler;
 use jobs::v1::GenerateQr;
-use queue_core::{Handler, Job, JobError};
+use queue_core::{Job, JobError};
 use storage::{Storage, StorageError};
 use store::persons;
 use store::{PgConnection, PgPool};
@@ -139,9 +140,8 @@ impl QrHandler {
     }
 }
 
-impl Handler for QrHandler {
-    async fn handle(&self, job: Job) -> Result<(), JobError> {
-        let msg: GenerateQr = jobs::decode(&job)?;
+impl JobHandler<GenerateQr> for QrHandler {
+    async fn handle(&self, msg: GenerateQr, job: Job) -> Result<(), JobError> {
         let started = Instant::now();
         info!(
             person.id = msg.person_id,

@@ -6,6 +6,8 @@ pub mod render;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+use tracing::warn;
+
 use queue_core::CancellationToken;
 use service::{Started, WorkerService};
 use storage::Storage;
@@ -24,7 +26,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 pub async fn start(config: Config) -> anyhow::Result<Started> {
     let svc = WorkerService::connect(&config.base, &jobs::QR, config.worker).await?;
     let storage = Storage::local(&config.storage_dir);
-    let handler = QrHandler::new(svc.pool().clone(), storage.clone(), config.qr);
+    if let Err(e) = storage.check_writable().await {
+        // Not fatal: the directory may be mounted later; /readyz says so meanwhile.
+        warn!(storage.dir = %config.storage_dir.display(), error = %e, "the storage directory is not writable");
+    }
+    let handlers = svc.handlers().on(QrHandler::new(
+        svc.pool().clone(),
+        storage.clone(),
+        config.qr,
+    ));
     svc.readiness_check("storage", move || {
         let storage = storage.clone();
         // The directory the gateway's paths point into, not just the root.
@@ -35,5 +45,5 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
                 .map_err(|e| e.to_string())
         }
     })
-    .start(handler)
+    .start(handlers)
 }

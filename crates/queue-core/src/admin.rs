@@ -10,7 +10,10 @@ use redis::Value;
 use serde::Serialize;
 
 use crate::envelope::{self, Envelope};
+use crate::fields::{self, dead_letter, stats};
+use crate::producer::release_unique_keys;
 use crate::queue::{Lanes, Queue};
+use crate::repeat::RepeatingStatus;
 use crate::{Broker, Error, Result, keys, scripts};
 
 /// The consumer that inherits the pending entries of removed consumers, idle time
@@ -44,6 +47,8 @@ pub struct QueueStats {
     pub paused: bool,
     /// Consumers registered in the group (live or not; see `consumers`).
     pub consumers: u64,
+    /// Repeating jobs declared by the queue's workers, by name.
+    pub repeating: Vec<RepeatingStatus>,
 }
 
 /// A job that exhausted its attempts, failed permanently, could not be decoded, or
@@ -135,7 +140,7 @@ impl Admin {
     pub fn new(broker: Broker) -> Self {
         Self {
             broker,
-            group: "workers".into(),
+            group: fields::DEFAULT_GROUP.into(),
         }
     }
 
@@ -195,15 +200,16 @@ impl Admin {
             active: 0,
             delayed,
             failed,
-            completed: counter("completed"),
-            retried: counter("retried"),
-            reclaimed: counter("reclaimed"),
-            dead_lettered: counter("dead_lettered"),
-            failed_runs: counter("failed"),
+            completed: counter(stats::COMPLETED),
+            retried: counter(stats::RETRIED),
+            reclaimed: counter(stats::RECLAIMED),
+            dead_lettered: counter(stats::DEAD_LETTERED),
+            failed_runs: counter(stats::FAILED),
             lag: Some(0),
             oldest_waiting_age_ms: None,
             paused,
             consumers: 0,
+            repeating: Vec::new(),
         };
         for (len, pending, lag, oldest, consumers) in lanes {
             stats.waiting += len.saturating_sub(pending);
@@ -219,6 +225,15 @@ impl Admin {
                     Some(stats.oldest_waiting_age_ms.map_or(age, |a| a.max(age)));
             }
         }
+        let repeating: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(keys.repeat())
+            .query_async(&mut *conn)
+            .await?;
+        stats.repeating = repeating
+            .into_iter()
+            .map(|(name, record)| RepeatingStatus::parse(name, &record))
+            .collect();
+        stats.repeating.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(stats)
     }
 
@@ -313,6 +328,7 @@ impl Admin {
     }
 
     /// Puts a dead letter back on its lane as attempt 1; returns the new entry id.
+    /// A job with a unique-until-settled key takes its key again if it is free.
     pub async fn retry_dead(&self, queue: &Queue, id: &str) -> Result<String> {
         let dead = self.dead_letter(queue, id).await?;
         let mut env = dead.envelope.ok_or_else(|| Error::Undecodable {
@@ -325,10 +341,11 @@ impl Admin {
         let stream = &queue.streams()[queue.lane_by_name(&dead.lane)];
         let mut conn = self.broker.conn().await?;
         let mut inv = scripts::DLQ_RETRY.prepare_invoke();
-        inv.key(queue.keys().dlq())
-            .key(stream)
-            .arg(&dead.id)
-            .arg(env.encode_to_vec());
+        inv.key(queue.keys().dlq()).key(stream);
+        if !env.unique_key.is_empty() {
+            inv.key(queue.keys().uniq(&env.unique_key));
+        }
+        inv.arg(&dead.id).arg(env.encode_to_vec()).arg(&env.id);
         let new_id: Option<String> = inv.invoke_async(&mut *conn).await?;
         new_id.ok_or_else(|| Error::NoSuchDeadLetter {
             queue: queue.name().to_owned(),
@@ -390,7 +407,8 @@ impl Admin {
         Ok(len)
     }
 
-    /// Deletes waiting and delayed jobs. Running jobs are left alone.
+    /// Deletes waiting and delayed jobs, releasing the unique keys they held.
+    /// Running jobs are left alone.
     pub async fn purge(&self, queue: &Queue) -> Result<PurgeReport> {
         let mut conn = self.broker.conn().await?;
         let mut waiting = 0;
@@ -398,22 +416,31 @@ impl Admin {
             loop {
                 let mut inv = scripts::PURGE.prepare_invoke();
                 inv.key(stream).arg(&self.group).arg(1000);
-                let n: u64 = inv.invoke_async(&mut *conn).await?;
-                waiting += n;
-                if n == 0 {
+                let envelopes: Vec<Vec<u8>> = inv.invoke_async(&mut *conn).await?;
+                if envelopes.is_empty() {
                     break;
                 }
+                waiting += envelopes.len() as u64;
+                release_unique_keys(&mut *conn, queue, envelopes.iter().map(Vec::as_slice)).await?;
             }
         }
-        let delayed_key = queue.keys().delayed();
-        let (delayed, _): (u64, u64) = redis::pipe()
-            .atomic()
-            .cmd("ZCARD")
-            .arg(&delayed_key)
-            .cmd("UNLINK")
-            .arg(&delayed_key)
-            .query_async(&mut *conn)
-            .await?;
+        // Popped in chunks rather than deleted at once: each member's envelope may
+        // name a unique key to release.
+        let mut delayed = 0;
+        loop {
+            let popped: Vec<(Vec<u8>, f64)> = redis::cmd("ZPOPMIN")
+                .arg(queue.keys().delayed())
+                .arg(1000)
+                .query_async(&mut *conn)
+                .await?;
+            if popped.is_empty() {
+                break;
+            }
+            delayed += popped.len() as u64;
+            // A member is the lane digit followed by the envelope.
+            let envelopes = popped.iter().map(|(m, _)| m.get(1..).unwrap_or_default());
+            release_unique_keys(&mut *conn, queue, envelopes).await?;
+        }
         Ok(PurgeReport { waiting, delayed })
     }
 
@@ -456,10 +483,10 @@ impl Admin {
             let Some(last) = entries.last().map(|(id, _)| id.clone()) else {
                 break;
             };
-            for (id, fields) in entries {
+            for (id, records) in entries {
                 let finished_at_ms = entry_time_ms(&id).unwrap_or(0);
-                for (_, record) in fields.into_iter().rev() {
-                    let mut parts = record.split(crate::worker::DONE_SEPARATOR);
+                for (_, record) in records.into_iter().rev() {
+                    let mut parts = record.split(fields::done::SEPARATOR);
                     let mut next = || parts.next().unwrap_or("").to_owned();
                     let (job_id, kind, attempt, ms) = (next(), next(), next(), next());
                     out.push(Completion {
@@ -613,14 +640,14 @@ impl DeadLetter {
                 .map(|v| String::from_utf8_lossy(v).into_owned())
                 .unwrap_or_default()
         };
-        let raw = f.remove("e").unwrap_or_default();
+        let raw = f.remove(fields::ENVELOPE).unwrap_or_default();
         let envelope = if raw.is_empty() {
             None
         } else {
             Envelope::decode(raw.as_slice()).ok()
         };
-        let mut job_id = text(&f, "id");
-        let mut kind = text(&f, "kind");
+        let mut job_id = text(&f, dead_letter::JOB_ID);
+        let mut kind = text(&f, dead_letter::KIND);
         if let Some(env) = &envelope {
             // Poison entries are recorded by a script that cannot decode protobuf.
             if job_id.is_empty() {
@@ -633,11 +660,14 @@ impl DeadLetter {
         DeadLetter {
             job_id,
             kind,
-            error: text(&f, "error"),
-            attempts: text(&f, "attempts").parse().ok().filter(|a| *a > 0),
-            failed_at_ms: text(&f, "failed_at").parse().unwrap_or(0),
-            origin: text(&f, "origin"),
-            lane: text(&f, "lane"),
+            error: text(&f, dead_letter::ERROR),
+            attempts: text(&f, dead_letter::ATTEMPTS)
+                .parse()
+                .ok()
+                .filter(|a| *a > 0),
+            failed_at_ms: text(&f, dead_letter::FAILED_AT).parse().unwrap_or(0),
+            origin: text(&f, dead_letter::ORIGIN),
+            lane: text(&f, dead_letter::LANE),
             enqueued_at_ms: envelope.as_ref().map(|e| e.enqueued_at_ms),
             payload_bytes: envelope.as_ref().map_or(raw.len(), |e| e.payload.len()),
             headers: envelope

@@ -15,9 +15,6 @@ pub const TRACEPARENT: &str = "traceparent";
 /// Header carrying the caller's idempotency key, if any.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
-/// The stream entry field that holds the encoded envelope.
-pub(crate) const FIELD: &str = "e";
-
 /// Milliseconds since the Unix epoch by this machine's clock.
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()

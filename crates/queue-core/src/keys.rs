@@ -86,6 +86,11 @@ impl QueueKeys {
         format!("{}:paused", self.base)
     }
 
+    /// Hash of the queue's repeating jobs: name -> last period enqueued.
+    pub fn repeat(&self) -> String {
+        format!("{}:repeat", self.base)
+    }
+
     pub fn uniq(&self, dedup_key: &str) -> String {
         format!("{}:uniq:{dedup_key}", self.base)
     }
@@ -119,6 +124,7 @@ mod tests {
             k.stats(),
             k.paused(),
             k.uniq("abc"),
+            k.repeat(),
         ] {
             assert!(key.starts_with("rsq:{qr}:"), "{key}");
         }

@@ -5,9 +5,11 @@ pub mod backoff;
 pub mod broker;
 pub mod envelope;
 mod error;
+pub mod fields;
 pub mod keys;
 pub mod producer;
 pub mod queue;
+pub mod repeat;
 mod scripts;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -21,6 +23,7 @@ pub use envelope::Envelope;
 pub use error::{Error, Result};
 pub use producer::{Enqueued, NewJob, Producer, Schedule};
 pub use queue::{Lanes, Priority, Queue};
+pub use repeat::{Every, RepeatingJob, RepeatingStatus};
 pub use worker::{Handler, Job, JobError, Worker, WorkerConfig};
 
 /// Re-exported so binaries and tests need no direct dependency to shut workers down.

@@ -7,7 +7,8 @@ use bytes::Bytes;
 use prost::Message;
 use redis::Value;
 
-use crate::envelope::{self, Envelope, FIELD};
+use crate::envelope::{self, Envelope};
+use crate::fields;
 use crate::queue::{Priority, Queue};
 use crate::scripts;
 use crate::{Broker, Error, Result};
@@ -23,6 +24,15 @@ pub enum Schedule {
     At(SystemTime),
 }
 
+/// How long a dedup key suppresses other jobs with the same key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dedup {
+    /// For a fixed time from the enqueue, whatever happens to the job.
+    Ttl(Duration),
+    /// Until the job completes or is dead-lettered (retries keep it).
+    UntilSettled,
+}
+
 /// A job to enqueue: its kind, payload and options.
 #[derive(Debug, Clone)]
 pub struct NewJob {
@@ -31,7 +41,7 @@ pub struct NewJob {
     id: Option<String>,
     max_attempts: u32,
     schedule: Schedule,
-    dedup: Option<(String, Duration)>,
+    dedup: Option<(String, Dedup)>,
     priority: Priority,
     headers: HashMap<String, String>,
 }
@@ -79,7 +89,19 @@ impl NewJob {
 
     /// Suppresses any other job with the same key enqueued within `ttl`.
     pub fn dedup_key(mut self, key: impl Into<String>, ttl: Duration) -> Self {
-        self.dedup = Some((key.into(), ttl));
+        self.dedup = Some((key.into(), Dedup::Ttl(ttl)));
+        self
+    }
+
+    /// Makes this job the only one with `key` until it settles: while it waits,
+    /// runs, or waits for a retry, enqueueing another job with the same key
+    /// creates nothing and answers [`Enqueued::Duplicate`] with this job's id.
+    /// Completion or dead-lettering releases the key, so "make sure this job
+    /// exists" can be said any number of times (e.g. `qr:person:42`).
+    ///
+    /// Keys are per queue and at most 200 bytes.
+    pub fn unique_until_settled(mut self, key: impl Into<String>) -> Self {
+        self.dedup = Some((key.into(), Dedup::UntilSettled));
         self
     }
 
@@ -216,6 +238,13 @@ fn prepare(queue: &Queue, job: NewJob) -> Result<Prepared> {
     let lane = queue.lane_of(job.priority)?;
     let plain = job.is_plain();
     let id = job.id.unwrap_or_else(envelope::new_job_id);
+    let unique_key = match &job.dedup {
+        Some((key, Dedup::UntilSettled)) => {
+            validate_unique_key(key)?;
+            key.clone()
+        }
+        _ => String::new(),
+    };
     let mut headers = job.headers;
     crate::trace::inject_current(&mut headers);
     let now = envelope::now_ms();
@@ -234,12 +263,13 @@ fn prepare(queue: &Queue, job: NewJob) -> Result<Prepared> {
         headers,
         payload: job.payload,
         last_error: String::new(),
+        unique_key,
     };
     let bytes = env.encode_to_vec();
     let stream = &queue.streams()[lane];
     if plain {
         let mut cmd = redis::cmd("XADD");
-        cmd.arg(stream).arg("*").arg(FIELD).arg(bytes);
+        cmd.arg(stream).arg("*").arg(fields::ENVELOPE).arg(bytes);
         return Ok(Prepared {
             id,
             cmd,
@@ -260,10 +290,14 @@ fn prepare(queue: &Queue, job: NewJob) -> Result<Prepared> {
     } else {
         cmd.arg(queue.keys().delayed());
     }
+    // 0 means "no expiry": the key lives until the job settles.
     let ttl_ms = match &job.dedup {
-        Some((key, ttl)) => {
+        Some((key, dedup)) => {
             cmd.arg(queue.keys().uniq(key));
-            ttl.as_millis().max(1) as u64
+            match dedup {
+                Dedup::Ttl(ttl) => ttl.as_millis().max(1) as u64,
+                Dedup::UntilSettled => 0,
+            }
         }
         None => 0,
     };
@@ -273,6 +307,40 @@ fn prepare(queue: &Queue, job: NewJob) -> Result<Prepared> {
         cmd,
         kind: PreparedKind::Script,
     })
+}
+
+/// Unique keys become part of a Redis key name and of every settled record.
+fn validate_unique_key(key: &str) -> Result<()> {
+    if key.is_empty() || key.len() > 200 {
+        return Err(Error::InvalidConfig(format!(
+            "unique key must be 1 to 200 bytes, got {}",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Releases the unique-until-settled keys held by the jobs of `envelopes` (encoded
+/// envelopes of jobs that just left the queue), each only if the job still holds it.
+pub(crate) async fn release_unique_keys<'a>(
+    conn: &mut impl redis::aio::ConnectionLike,
+    queue: &Queue,
+    envelopes: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<u64> {
+    let mut inv = scripts::RELEASE_UNIQUE.prepare_invoke();
+    let mut any = false;
+    for raw in envelopes {
+        if let Ok(env) = Envelope::decode(raw)
+            && !env.unique_key.is_empty()
+        {
+            inv.key(queue.keys().uniq(&env.unique_key)).arg(env.id);
+            any = true;
+        }
+    }
+    if !any {
+        return Ok(0);
+    }
+    Ok(inv.invoke_async(conn).await?)
 }
 
 /// A delayed-set member: the lane digit, then the envelope bytes.

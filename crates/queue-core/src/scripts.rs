@@ -6,15 +6,24 @@
 //! or in two places. All keys a script touches are passed through `KEYS` and share
 //! the queue's hash tag, so the scripts run unchanged on Redis Cluster.
 //! `redis::Script` sends `EVALSHA` and falls back to `EVAL` after a script flush.
+//! Each script is prefixed with [`fields::lua_prelude`], which defines the field
+//! and counter names (`F.envelope`, `S.completed`, ...) from the Rust constants.
 
 use std::sync::LazyLock;
 
 use redis::Script;
 
+use crate::fields;
+
 macro_rules! script {
     ($name:ident, $file:literal) => {
-        pub(crate) static $name: LazyLock<Script> =
-            LazyLock::new(|| Script::new(include_str!(concat!("lua/", $file))));
+        pub(crate) static $name: LazyLock<Script> = LazyLock::new(|| {
+            Script::new(&format!(
+                "{}{}",
+                fields::lua_prelude(),
+                include_str!(concat!("lua/", $file))
+            ))
+        });
     };
 }
 
@@ -29,3 +38,4 @@ script!(DLQ_RETRY, "dlq_retry.lua");
 script!(STATS, "stats.lua");
 script!(PURGE, "purge.lua");
 script!(EVICT_CONSUMER, "evict_consumer.lua");
+script!(RELEASE_UNIQUE, "release_unique.lua");

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::{
     Admin, Backoff, Broker, BrokerConfig, CancellationToken, Handler, Job, JobError, Producer,
-    Queue, QueueStats, WorkerConfig,
+    Queue, QueueStats, Worker, WorkerConfig,
 };
 
 /// Redis used when `REDIS_URL` is not set.
@@ -204,6 +204,55 @@ impl TestRedis {
             .collect()
     }
 
+    /// Delivers up to `count` waiting entries of `q`'s only stream to `consumer`
+    /// without running them: a worker that read them and died (creates the
+    /// group if no worker has yet).
+    pub async fn read_as(&self, q: &Queue, consumer: &str, count: usize) {
+        let (stream, group) = (q.keys().stream(None), WorkerConfig::default().group);
+        let created: redis::RedisResult<()> = {
+            let mut conn = self.broker.connection().await.expect("redis connection");
+            redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(&stream)
+                .arg(&group)
+                .arg("0")
+                .arg("MKSTREAM")
+                .query_async(&mut *conn)
+                .await
+        };
+        if let Err(e) = created {
+            assert_eq!(e.code(), Some("BUSYGROUP"), "XGROUP CREATE failed: {e}");
+        }
+        let _: redis::Value = self
+            .cmd(
+                redis::cmd("XREADGROUP")
+                    .arg("GROUP")
+                    .arg(&group)
+                    .arg(consumer)
+                    .arg("COUNT")
+                    .arg(count)
+                    .arg("STREAMS")
+                    .arg(&stream)
+                    .arg(">"),
+            )
+            .await;
+    }
+
+    /// Claims a pending entry of `q`'s only stream for `consumer`, which counts
+    /// one more delivery (another worker that took it over and died too).
+    pub async fn claim_as(&self, q: &Queue, consumer: &str, entry_id: &str) {
+        let _: redis::Value = self
+            .cmd(
+                redis::cmd("XCLAIM")
+                    .arg(q.keys().stream(None))
+                    .arg(WorkerConfig::default().group)
+                    .arg(consumer)
+                    .arg(0)
+                    .arg(entry_id),
+            )
+            .await;
+    }
+
     pub async fn xlen(&self, key: &str) -> u64 {
         self.cmd(redis::cmd("XLEN").arg(key)).await
     }
@@ -241,6 +290,11 @@ impl TestRedis {
     ) -> RunningWorker {
         let worker =
             crate::worker::worker(&self.broker, q, config, handler).expect("valid worker config");
+        self.spawn(worker)
+    }
+
+    /// Runs an already built worker (e.g. one with repeating jobs) in this process.
+    pub fn spawn<H: Handler>(&self, worker: Worker<H>) -> RunningWorker {
         let consumer = worker.consumer_name().to_owned();
         let stop = CancellationToken::new();
         let handle = tokio::spawn(worker.run(stop.clone()));

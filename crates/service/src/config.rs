@@ -368,12 +368,6 @@ impl BaseConfig {
 // ---------------------------------------------------------------------------
 // Per-queue worker settings
 
-/// The prefix of a queue's variables: its name upper-cased, `-` as `_`
-/// (`qr` -> `QR`, `payment-checks` -> `PAYMENT_CHECKS`).
-pub fn env_prefix(spec: &QueueSpec) -> String {
-    spec.name.to_ascii_uppercase().replace('-', "_")
-}
-
 /// The variables [`worker_config`] reads, after the queue's prefix and `_`.
 pub const WORKER_VARIABLES: [&str; 10] = [
     "CONCURRENCY",
@@ -392,10 +386,11 @@ pub const WORKER_VARIABLES: [&str; 10] = [
 /// `{P}_CONCURRENCY`, `{P}_MAX_ATTEMPTS`, `{P}_JOB_TIMEOUT`,
 /// `{P}_VISIBILITY_TIMEOUT`, `{P}_HEARTBEAT_INTERVAL`, `{P}_BACKOFF` (first retry
 /// delay), `{P}_BACKOFF_MAX`, `{P}_BATCH_SIZE`, `{P}_MAX_DELIVERIES` and
-/// `{P}_GRACE_PERIOD`, where `P` is [`env_prefix`]. A rule that ties two settings
+/// `{P}_GRACE_PERIOD`, where `P` is the queue's
+/// [`QueueSpec::env_prefix`] (`QR`, `PAYMENT_CHECKS`). A rule that ties two settings
 /// together is reported against the one the operator set.
 pub fn worker_config(vars: &dyn Vars, spec: &QueueSpec) -> Result<WorkerConfig> {
-    let prefix = env_prefix(spec);
+    let prefix = spec.env_prefix();
     let var = |suffix: &str| format!("{prefix}_{suffix}");
     let is_set = |suffix: &str| optional(vars, &var(suffix)).is_some();
     let mut c = spec.worker_config();
@@ -413,7 +408,8 @@ pub fn worker_config(vars: &dyn Vars, spec: &QueueSpec) -> Result<WorkerConfig> 
     c.max_deliveries = at_least_one(vars, &var("MAX_DELIVERIES"), c.max_deliveries)?;
     c.grace_period = duration(vars, &var("GRACE_PERIOD"), c.grace_period)?;
 
-    if c.heartbeat_interval * 2 >= c.visibility_timeout {
+    let doubled = c.heartbeat_interval.checked_mul(2);
+    if doubled.is_none_or(|d| d >= c.visibility_timeout) {
         // Blame the one the operator changed; both when both were.
         let culprit = if is_set("VISIBILITY_TIMEOUT") && !is_set("HEARTBEAT_INTERVAL") {
             "VISIBILITY_TIMEOUT"
@@ -576,15 +572,6 @@ mod tests {
     }
 
     #[test]
-    fn env_prefixes_follow_the_queue_names() {
-        let prefixes: Vec<String> = jobs::CATALOGUE.iter().map(|q| env_prefix(q)).collect();
-        assert_eq!(
-            prefixes,
-            ["QR", "CONTEXT", "WISPRO_SYNC", "PAYMENT_CHECKS", "PHOTOS"]
-        );
-    }
-
-    #[test]
     fn worker_settings_default_to_the_catalogue() {
         let none: [(&str, &str); 0] = [];
         for spec in jobs::CATALOGUE {
@@ -622,6 +609,14 @@ mod tests {
         assert_eq!(c.batch_size.get(), 50);
         assert_eq!(c.max_deliveries, 9);
         assert_eq!(c.grace_period, Duration::ZERO);
+    }
+
+    #[test]
+    fn the_workspace_readme_lists_every_worker_variable() {
+        let readme = include_str!("../../../README.md");
+        for name in WORKER_VARIABLES {
+            assert!(readme.contains(&format!("`{{P}}_{name}`")), "{name}");
+        }
     }
 
     #[test]

@@ -5,11 +5,12 @@
 
 use std::net::SocketAddr;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::task::JoinHandle;
+
 use jobs::QueueSpec;
 use queue_core::testing::PATIENCE;
 use queue_core::{CancellationToken, WorkerConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::task::JoinHandle;
 
 use crate::{BaseConfig, SecretUrl, Started};
 

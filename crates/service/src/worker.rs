@@ -10,12 +10,15 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use anyhow::Context;
+use tokio::net::TcpListener;
+use tracing::info;
+
 use jobs::QueueSpec;
-use queue_core::{Broker, BrokerConfig, CancellationToken, Handler, Queue, WorkerConfig};
+use queue_core::{
+    Broker, BrokerConfig, CancellationToken, Handler, Queue, RepeatingJob, WorkerConfig,
+};
 use store::{PgPool, StoreConfig};
 use telemetry::Readiness;
-use tokio::net::TcpListener;
-use tracing::{info, warn};
 
 use crate::Started;
 use crate::config::BaseConfig;
@@ -31,6 +34,7 @@ pub struct WorkerService {
     listener: TcpListener,
     health_addr: SocketAddr,
     readiness: Readiness,
+    repeating: Vec<RepeatingJob>,
 }
 
 impl std::fmt::Debug for WorkerService {
@@ -102,6 +106,7 @@ impl WorkerService {
             listener,
             health_addr,
             readiness,
+            repeating: Vec::new(),
         })
     }
 
@@ -137,6 +142,19 @@ impl WorkerService {
         self
     }
 
+    /// Declares a job this worker enqueues once per period on its queue (a
+    /// reconciler, a daily cleanup), however many replicas run.
+    pub fn repeat(mut self, job: RepeatingJob) -> Self {
+        self.repeating.push(job);
+        self
+    }
+
+    /// An empty set of typed handlers for this worker's queue, to fill with
+    /// [`jobs::Handlers::on`] and pass to [`WorkerService::start`].
+    pub fn handlers(&self) -> jobs::Handlers {
+        jobs::Handlers::new(self.spec)
+    }
+
     /// Creates the queue worker with `handler`; [`Started::run`] then consumes
     /// jobs and serves the health port until shutdown.
     pub fn start<H: Handler>(self, handler: H) -> anyhow::Result<Started> {
@@ -149,18 +167,18 @@ impl WorkerService {
             listener,
             health_addr,
             readiness,
+            repeating,
         } = self;
-        let worker = queue_core::worker::worker(&broker, &queue, config, handler)
+        let mut worker = queue_core::worker::worker(&broker, &queue, config, handler)
             .with_context(|| format!("creating the {} worker", spec.name))?;
+        for job in repeating {
+            worker = worker
+                .repeat(job)
+                .with_context(|| format!("declaring the {} worker's repeating jobs", spec.name))?;
+        }
         Ok(Started::new(health_addr, move |shutdown| async move {
             // The queue worker logs its own start and stop.
             info!(queue.name = spec.name, health.addr = %health_addr, "serving /healthz, /readyz and /metrics");
-            let (ready, checks) = readiness.run().await;
-            if !ready {
-                // Not fatal: a directory may be mounted or a database come up
-                // later; /readyz says so meanwhile.
-                warn!(queue.name = spec.name, checks = ?checks, "not ready yet");
-            }
             let result = run(worker, listener, readiness, shutdown).await;
             pool.close().await;
             result

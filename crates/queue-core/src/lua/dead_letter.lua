@@ -1,5 +1,6 @@
 -- Moves an entry to the dead-letter stream: acknowledge + delete + XADD dlq, one step.
--- KEYS[1] lane stream, KEYS[2] dlq stream, KEYS[3] stats hash
+-- KEYS[1] lane stream, KEYS[2] dlq stream, KEYS[3] stats hash, KEYS[4] optional
+-- unique-until-settled key of the job, released if it is still the job's own
 -- ARGV[1] group, ARGV[2] consumer ("" skips the ownership check), ARGV[3] entry id,
 -- ARGV[4] dlq max length (0 = unbounded), ARGV[5] envelope bytes, ARGV[6] error,
 -- ARGV[7] attempts, ARGV[8] lane, ARGV[9] job id, ARGV[10] kind
@@ -21,11 +22,14 @@ local args = {'XADD', KEYS[2]}
 if maxlen > 0 then
   args[#args + 1] = 'MAXLEN'; args[#args + 1] = '~'; args[#args + 1] = maxlen
 end
-for _, v in ipairs({'*', 'e', ARGV[5], 'error', ARGV[6], 'attempts', ARGV[7], 'failed_at', now,
-                    'origin', ARGV[3], 'lane', ARGV[8], 'id', ARGV[9], 'kind', ARGV[10]}) do
+for _, v in ipairs({'*', F.envelope, ARGV[5], F.error, ARGV[6], F.attempts, ARGV[7], F.failed_at, now,
+                    F.origin, ARGV[3], F.lane, ARGV[8], F.id, ARGV[9], F.kind, ARGV[10]}) do
   args[#args + 1] = v
 end
 redis.call(unpack(args))
-redis.call('HINCRBY', KEYS[3], 'failed', 1)
-redis.call('HINCRBY', KEYS[3], 'dead_lettered', 1)
+if KEYS[4] and redis.call('GET', KEYS[4]) == ARGV[9] then
+  redis.call('DEL', KEYS[4])
+end
+redis.call('HINCRBY', KEYS[3], S.failed, 1)
+redis.call('HINCRBY', KEYS[3], S.dead_lettered, 1)
 return 1

@@ -9,7 +9,7 @@ local lanes = #KEYS - 1
 for _, m in ipairs(due) do
   local lane = tonumber(string.sub(m, 1, 1)) or 0
   if lane >= lanes then lane = lanes - 1 end
-  redis.call('XADD', KEYS[lane + 2], '*', 'e', string.sub(m, 2))
+  redis.call('XADD', KEYS[lane + 2], '*', F.envelope, string.sub(m, 2))
   redis.call('ZREM', KEYS[1], m)
 end
 local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')

@@ -1,9 +1,10 @@
 -- Deletes up to ARGV[2] waiting (never delivered) entries of one lane. Delivered
 -- entries are left alone: nothing removes a job a worker holds unacknowledged.
 -- KEYS[1] lane stream; ARGV[1] group, ARGV[2] chunk size
--- Returns the number of entries deleted (0 when no waiting entry is left).
+-- Returns the envelopes of the entries deleted (none when no waiting entry is left),
+-- so the caller can release their unique keys.
 local last = nil
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
 for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
   local info = {}
   for j = 1, #g, 2 do info[g[j]] = g[j + 1] end
@@ -15,7 +16,17 @@ if last then
 else
   entries = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', tonumber(ARGV[2]))
 end
-if #entries == 0 then return 0 end
+if #entries == 0 then return {} end
 local ids = {}
-for _, e in ipairs(entries) do ids[#ids + 1] = e[1] end
-return redis.call('XDEL', KEYS[1], unpack(ids))
+local envelopes = {}
+for _, e in ipairs(entries) do
+  ids[#ids + 1] = e[1]
+  local f = e[2]
+  local env = ''
+  for j = 1, #f, 2 do
+    if f[j] == F.envelope then env = f[j + 1] end
+  end
+  envelopes[#envelopes + 1] = env
+end
+redis.call('XDEL', KEYS[1], unpack(ids))
+return envelopes

@@ -4,12 +4,13 @@
 -- KEYS[1] lane stream, KEYS[2] dlq stream, KEYS[3] stats hash
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] min idle ms, ARGV[4] cursor, ARGV[5] count,
 -- ARGV[6] max deliveries, ARGV[7] dlq max length, ARGV[8] lane
--- Returns {next cursor, {id, fields, deliveries, ...}, poisoned count}.
+-- Returns {next cursor, {id, fields, deliveries, ...}, {envelope of each dead-lettered
+-- entry}} (the caller releases their unique keys, which only the envelope names).
 local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'COUNT', ARGV[5])
 local maxd = tonumber(ARGV[6])
 local maxlen = tonumber(ARGV[7])
 local out = {}
-local poisoned = 0
+local poisoned = {}
 local now = nil
 for _, e in ipairs(r[2]) do
   local id = e[1]
@@ -24,7 +25,7 @@ for _, e in ipairs(r[2]) do
     local env = ''
     local f = e[2] or {}
     for j = 1, #f, 2 do
-      if f[j] == 'e' then env = f[j + 1] end
+      if f[j] == F.envelope then env = f[j + 1] end
     end
     redis.call('XACK', KEYS[1], ARGV[1], id)
     redis.call('XDEL', KEYS[1], id)
@@ -32,13 +33,13 @@ for _, e in ipairs(r[2]) do
     if maxlen > 0 then
       args[#args + 1] = 'MAXLEN'; args[#args + 1] = '~'; args[#args + 1] = maxlen
     end
-    for _, v in ipairs({'*', 'e', env, 'error',
+    for _, v in ipairs({'*', F.envelope, env, F.error,
         'delivered ' .. deliveries .. ' times (max_deliveries ' .. maxd .. '): its worker stopped each time',
-        'attempts', '', 'failed_at', now, 'origin', id, 'lane', ARGV[8], 'id', '', 'kind', ''}) do
+        F.attempts, '', F.failed_at, now, F.origin, id, F.lane, ARGV[8], F.id, '', F.kind, ''}) do
       args[#args + 1] = v
     end
     redis.call(unpack(args))
-    poisoned = poisoned + 1
+    poisoned[#poisoned + 1] = env
   else
     out[#out + 1] = id
     out[#out + 1] = e[2] or {}
@@ -46,10 +47,10 @@ for _, e in ipairs(r[2]) do
   end
 end
 if #out > 0 then
-  redis.call('HINCRBY', KEYS[3], 'reclaimed', #out / 3)
+  redis.call('HINCRBY', KEYS[3], S.reclaimed, #out / 3)
 end
-if poisoned > 0 then
-  redis.call('HINCRBY', KEYS[3], 'dead_lettered', poisoned)
-  redis.call('HINCRBY', KEYS[3], 'failed', poisoned)
+if #poisoned > 0 then
+  redis.call('HINCRBY', KEYS[3], S.dead_lettered, #poisoned)
+  redis.call('HINCRBY', KEYS[3], S.failed, #poisoned)
 end
 return {r[1], out, poisoned}

@@ -14,6 +14,6 @@ redis.call('XDEL', KEYS[1], ARGV[3])
 local t = redis.call('TIME')
 local due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[4])
 redis.call('ZADD', KEYS[2], due, ARGV[5])
-redis.call('HINCRBY', KEYS[3], 'failed', 1)
-redis.call('HINCRBY', KEYS[3], 'retried', 1)
+redis.call('HINCRBY', KEYS[3], S.failed, 1)
+redis.call('HINCRBY', KEYS[3], S.retried, 1)
 return 1

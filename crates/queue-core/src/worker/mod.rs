@@ -5,7 +5,14 @@
 //! (complete, retry, dead-letter). Background loops promote due delayed jobs,
 //! reclaim entries of stopped consumers, and keep long jobs' claims alive.
 
+mod dispatch;
+mod heartbeat;
+mod promote;
+mod read;
+mod reclaim;
+mod repeat;
 mod runner;
+mod settle;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -19,8 +26,8 @@ use crate::backoff::Backoff;
 use crate::envelope::Envelope;
 use crate::{Broker, Error, Queue, Result};
 
+pub(crate) use promote::promote_due_jobs;
 pub use runner::Worker;
-pub(crate) use runner::{DONE_SEPARATOR, promote_due_jobs};
 
 /// Why a run failed, which decides what happens next.
 #[derive(Debug)]
@@ -196,7 +203,7 @@ pub struct WorkerConfig {
 impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
-            group: "workers".into(),
+            group: crate::fields::DEFAULT_GROUP.into(),
             consumer: None,
             concurrency: NonZeroUsize::new(10).expect("nonzero"),
             batch_size: NonZeroUsize::new(100).expect("nonzero"),

@@ -6,5 +6,7 @@ mod admin_ops;
 mod lifecycle;
 mod metrics;
 mod recovery;
+mod repeating;
 mod scheduling;
 mod trace_context;
+mod unique;

@@ -13,7 +13,6 @@ use queue_core::{Enqueued, Error, Job, NewJob, WorkerConfig};
 async fn an_entry_delivered_more_than_max_deliveries_times_is_dead_lettered_instead_of_run() {
     let env = TestRedis::new().await;
     let q = env.queue("poison");
-    let stream = q.keys().stream(None);
     let Enqueued::Added {
         id: poison_id,
         entry_id: poison_entry,
@@ -35,39 +34,8 @@ async fn an_entry_delivered_more_than_max_deliveries_times_is_dead_lettered_inst
 
     // Two workers that "died" holding the poison entry: a raw read by one, then a
     // claim by another (a claim counts as a delivery). The survivor was read once.
-    let _: () = env
-        .cmd(
-            redis::cmd("XGROUP")
-                .arg("CREATE")
-                .arg(&stream)
-                .arg("workers")
-                .arg("0")
-                .arg("MKSTREAM"),
-        )
-        .await;
-    let _: redis::Value = env
-        .cmd(
-            redis::cmd("XREADGROUP")
-                .arg("GROUP")
-                .arg("workers")
-                .arg("ghost-1")
-                .arg("COUNT")
-                .arg(2)
-                .arg("STREAMS")
-                .arg(&stream)
-                .arg(">"),
-        )
-        .await;
-    let _: redis::Value = env
-        .cmd(
-            redis::cmd("XCLAIM")
-                .arg(&stream)
-                .arg("workers")
-                .arg("ghost-2")
-                .arg(0)
-                .arg(&poison_entry),
-        )
-        .await;
+    env.read_as(&q, "ghost-1", 2).await;
+    env.claim_as(&q, "ghost-2", &poison_entry).await;
     let deliveries: Vec<u64> = env
         .pending_entries(&q)
         .await
@@ -316,7 +284,6 @@ async fn a_job_outliving_the_grace_period_stays_pending_until_another_worker_fin
 async fn removing_an_idle_consumer_keeps_its_pending_job_for_a_live_worker() {
     let env = TestRedis::new().await;
     let q = env.queue("evict");
-    let stream = q.keys().stream(None);
     let id = env
         .producer
         .enqueue(&q, NewJob::new("t.orphan", "x"))
@@ -325,29 +292,7 @@ async fn removing_an_idle_consumer_keeps_its_pending_job_for_a_live_worker() {
         .id()
         .to_owned();
     // A consumer that read the job and vanished.
-    let _: () = env
-        .cmd(
-            redis::cmd("XGROUP")
-                .arg("CREATE")
-                .arg(&stream)
-                .arg("workers")
-                .arg("0")
-                .arg("MKSTREAM"),
-        )
-        .await;
-    let _: redis::Value = env
-        .cmd(
-            redis::cmd("XREADGROUP")
-                .arg("GROUP")
-                .arg("workers")
-                .arg("ghost")
-                .arg("COUNT")
-                .arg(1)
-                .arg("STREAMS")
-                .arg(&stream)
-                .arg(">"),
-        )
-        .await;
+    env.read_as(&q, "ghost", 1).await;
     eventually("the ghost has been idle for 100 ms", async || {
         let consumers = env.admin.consumers(&q).await.expect("consumers");
         consumers

@@ -1,11 +1,12 @@
 use std::sync::Arc;
 
+use tokio::sync::{Notify, Semaphore};
+
 use queue_core::testing::TestRedis;
 use queue_core::{Job, JobError, NewJob};
 use service::WorkerService;
 use service::testing::{Running, base_config, fast_worker_config, http_get};
 use store::testing::TestDb;
-use tokio::sync::{Notify, Semaphore};
 
 /// A handler that succeeds at once.
 async fn done(_job: Job) -> Result<(), JobError> {
@@ -165,4 +166,42 @@ async fn connection_errors_name_the_url_with_its_password_masked() {
         "{text}"
     );
     assert!(!text.contains("hunter2"), "{text}");
+}
+
+#[tokio::test]
+async fn a_declared_repeating_job_is_enqueued_and_run_by_the_typed_handlers() {
+    let (redis, db) = (TestRedis::new().await, TestDb::new().await);
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = seen.clone();
+    let every = queue_core::Every::daily_at(0, 0).expect("valid");
+    let tick = queue_core::RepeatingJob::new("daily-qr", every, |_| {
+        jobs::new_job(&jobs::v1::GenerateQr {
+            person_id: 0,
+            content: "tick".into(),
+            path: "qr/tick.png".into(),
+        })
+    })
+    .expect("valid");
+    let svc = connect(&redis, &db).await.repeat(tick);
+    let handlers = svc
+        .handlers()
+        .on(move |qr: jobs::v1::GenerateQr, job: Job| {
+            recorded
+                .lock()
+                .expect("lock")
+                .push((qr.content, job.id().to_owned()));
+            async { Ok::<(), JobError>(()) }
+        });
+    let running = Running::spawn(svc.start(handlers).expect("the worker is created"));
+
+    let queue = jobs::QR.open(&redis.broker).expect("queue");
+    let stats = redis
+        .stats_until(&queue, "the repeating job ran", |s| s.completed == 1)
+        .await;
+    assert_eq!(stats.repeating.len(), 1, "{stats:?}");
+    let (content, id) = seen.lock().expect("lock")[0].clone();
+    assert_eq!(content, "tick");
+    assert_eq!(id, stats.repeating[0].last_job_id);
+    running.stop().await;
+    db.cleanup().await;
 }

@@ -1,14 +1,12 @@
-//! The QR worker end to end: real Redis, real PostgreSQL, a temporary storage
-//! directory, the worker running in-process as `main` runs it.
-
-mod common;
+//! Rendering, failures, idempotence and the health port of a running worker.
 
 use std::os::unix::fs::MetadataExt;
 
 use jobs::v1::GenerateQr;
+use service::testing::http_get;
 use store::persons::QrStatus;
 
-use common::{TestApp, decode_png, http_get, list_dir};
+use crate::support::{TestApp, decode_png, list_dir};
 
 #[tokio::test]
 async fn a_registered_person_gets_a_png_at_the_predefined_path_that_decodes_to_the_content() {
@@ -83,6 +81,7 @@ async fn an_unwritable_storage_directory_fails_the_person_after_retries_and_the_
         "{stats:#?}"
     );
     let dead = app
+        .redis
         .admin
         .dead_letter(&app.queue, &job_id)
         .await
@@ -194,12 +193,14 @@ async fn a_job_for_a_missing_person_or_another_path_is_dead_lettered_at_once_wit
         .await;
     assert_eq!(stats.retried, 0, "permanent errors are not retried");
     let dead = app
+        .redis
         .admin
         .dead_letter(&app.queue, &missing)
         .await
         .expect("dead letter");
     assert!(dead.error.contains("does not exist"), "{}", dead.error);
     let dead = app
+        .redis
         .admin
         .dead_letter(&app.queue, &outdated)
         .await
@@ -221,7 +222,7 @@ async fn a_job_for_a_missing_person_or_another_path_is_dead_lettered_at_once_wit
 async fn healthz_readyz_and_metrics_answer_on_the_health_port() {
     let app = TestApp::new().await;
     let worker = app.spawn_worker().await;
-    let addr = worker.health_addr;
+    let addr = worker.addr;
     assert_ne!(addr.port(), 0);
 
     let (status, body) = http_get(addr, "/healthz").await;
@@ -241,20 +242,4 @@ async fn healthz_readyz_and_metrics_answer_on_the_health_port() {
         "the port is closed"
     );
     app.finish().await;
-}
-
-#[tokio::test]
-async fn a_bad_setting_exits_with_64_and_one_line_naming_it() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_qr-worker"))
-        .env("QR_ECC", "X")
-        .env("HEALTH_ADDR", "127.0.0.1:0")
-        .output()
-        .expect("run qr-worker");
-    assert_eq!(out.status.code(), Some(64));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.contains("QR_ECC") && stderr.contains("L, M, Q, H"),
-        "{stderr}"
-    );
 }

@@ -1,0 +1,3 @@
+//! jobs' integration tests: typed handlers on a real Redis.
+
+mod handlers;

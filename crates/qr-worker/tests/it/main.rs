@@ -1,0 +1,7 @@
+//! The QR worker end to end: real Redis (a key prefix of its own), real
+//! PostgreSQL (a database of its own), a temporary storage directory, the worker
+//! running in-process as `main` runs it, and the real binary for its exit codes.
+
+mod binary;
+mod support;
+mod worker;

@@ -1,0 +1,167 @@
+//! Starting runs: one task per delivered entry, each holding one concurrency
+//! permit, with the job timeout, panic catching and the trace context.
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::FutureExt;
+use prost::Message;
+use tokio::sync::OwnedSemaphorePermit;
+use tracing::{Instrument, info_span, warn};
+
+use super::runner::{Ctx, Delivery, Outcome, RunResult, Settle};
+use super::{Handler, Job, JobError};
+use crate::envelope::{self, Envelope};
+use crate::fields;
+
+pub(super) fn track(ctx: &Ctx, entries: &[Delivery]) {
+    let now = Instant::now();
+    let mut inflight = ctx.inflight.lock().expect("inflight lock");
+    for d in entries {
+        inflight.insert((d.lane, Arc::from(d.id.as_str())), now);
+    }
+}
+
+pub(super) fn untrack(ctx: &Ctx, lane: usize, id: &Arc<str>) {
+    ctx.inflight
+        .lock()
+        .expect("inflight lock")
+        .remove(&(lane, id.clone()));
+}
+
+/// Starts one task per delivery, each holding one of `permits`. Entries must be
+/// tracked in the in-flight map already.
+pub(super) fn dispatch<H: Handler>(
+    ctx: &Arc<Ctx>,
+    handler: &Arc<H>,
+    entries: Vec<Delivery>,
+    mut permits: OwnedSemaphorePermit,
+) {
+    for d in entries {
+        let permit = permits
+            .split(1)
+            .expect("one permit was taken per requested entry");
+        let entry_id: Arc<str> = Arc::from(d.id);
+        let decoded = match d.envelope {
+            None => Err((
+                format!("entry has no envelope field {:?}", fields::ENVELOPE),
+                Vec::new(),
+            )),
+            Some(raw) => match Envelope::decode(raw.as_slice()) {
+                Ok(env) => Ok(env),
+                Err(e) => Err((format!("envelope does not decode: {e}"), raw)),
+            },
+        };
+        match decoded {
+            Ok(env) => {
+                let run = run_job(
+                    ctx.clone(),
+                    handler.clone(),
+                    d.lane,
+                    entry_id,
+                    env,
+                    d.deliveries,
+                    permit,
+                );
+                ctx.jobs.spawn(run);
+            }
+            Err((error, raw)) => {
+                warn!(queue.name = ctx.queue.name(), entry.id = %entry_id, %error, "malformed entry, dead-lettering it");
+                let _ = ctx.settle.send(Settle::Outcome(Outcome {
+                    lane: d.lane,
+                    entry_id,
+                    result: RunResult::Malformed { raw, error },
+                }));
+                drop(permit);
+            }
+        }
+    }
+}
+
+async fn run_job<H: Handler>(
+    ctx: Arc<Ctx>,
+    handler: Arc<H>,
+    lane: usize,
+    entry_id: Arc<str>,
+    envelope: Envelope,
+    deliveries: u64,
+    permit: OwnedSemaphorePermit,
+) {
+    let started = Instant::now();
+    let wait_ms = (envelope::now_ms() - envelope.available_at_ms).max(0);
+    ctx.metrics.wait_seconds.record(wait_ms as f64 / 1000.0);
+    let max_attempts = if envelope.max_attempts == 0 {
+        ctx.cfg.max_attempts
+    } else {
+        envelope.max_attempts
+    };
+    let span = info_span!(
+        "job",
+        otel.name = %envelope.kind,
+        queue.name = ctx.queue.name(),
+        job.id = %envelope.id,
+        job.kind = %envelope.kind,
+        job.attempt = envelope.attempt,
+    );
+    crate::trace::continue_trace(&span, &envelope.headers);
+    let envelope = Arc::new(envelope);
+    let job = Job {
+        envelope: envelope.clone(),
+        entry_id: entry_id.clone(),
+        deliveries,
+        max_attempts,
+    };
+    // Boxed: the task future is moved on spawn, and handler futures can be large.
+    let run = AssertUnwindSafe(Box::pin(handler.handle(job))).catch_unwind();
+    let timed = tokio::time::timeout(ctx.cfg.job_timeout, run).instrument(span.clone());
+    let result = tokio::select! {
+        biased;
+        _ = ctx.hard_stop.cancelled() => {
+            // Left in the pending list: another worker reclaims it.
+            return;
+        }
+        r = timed => r,
+    };
+    let duration = started.elapsed();
+    ctx.metrics.run_seconds.record(duration.as_secs_f64());
+    let result = match result {
+        Ok(Ok(Ok(()))) => RunResult::Completed {
+            envelope,
+            duration_ms: duration.as_millis() as u64,
+        },
+        Ok(Ok(Err(error))) => RunResult::Failed {
+            envelope,
+            max_attempts,
+            error,
+        },
+        Ok(Err(panic)) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic".into());
+            RunResult::Failed {
+                envelope,
+                max_attempts,
+                error: JobError::retry(anyhow::anyhow!("handler panicked: {msg}")),
+            }
+        }
+        Err(_) => {
+            ctx.metrics.timed_out.increment(1);
+            RunResult::Failed {
+                envelope,
+                max_attempts,
+                error: JobError::retry(anyhow::anyhow!(
+                    "timed out after {} ms",
+                    ctx.cfg.job_timeout.as_millis()
+                )),
+            }
+        }
+    };
+    let _ = ctx.settle.send(Settle::Outcome(Outcome {
+        lane,
+        entry_id,
+        result,
+    }));
+    drop(permit);
+}

@@ -1,0 +1,58 @@
+//! Keeping claims alive: every in-flight entry's idle time is reset well before
+//! the visibility timeout, so no other consumer reclaims a running job.
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use super::runner::{Ctx, sleep_or_cancel};
+use crate::{Result, scripts};
+
+pub(super) async fn heartbeat_loop(ctx: Arc<Ctx>, stop: CancellationToken) {
+    let every = ctx.cfg.heartbeat_interval;
+    while sleep_or_cancel(every, &stop).await {
+        let now = Instant::now();
+        let mut due: Vec<Vec<Arc<str>>> = vec![Vec::new(); ctx.queue.streams().len()];
+        {
+            let inflight = ctx.inflight.lock().expect("inflight lock");
+            for ((lane, id), refreshed) in inflight.iter() {
+                if now.duration_since(*refreshed) >= every {
+                    due[*lane].push(id.clone());
+                }
+            }
+        }
+        for (lane, ids) in due.into_iter().enumerate() {
+            if ids.is_empty() {
+                continue;
+            }
+            match heartbeat(&ctx, lane, &ids).await {
+                Ok(lost) => {
+                    let mut inflight = ctx.inflight.lock().expect("inflight lock");
+                    for id in &ids {
+                        if let Some(t) = inflight.get_mut(&(lane, id.clone())) {
+                            *t = now;
+                        }
+                    }
+                    for id in lost {
+                        warn!(queue.name = ctx.queue.name(), entry.id = %id, "a running job was reclaimed by another consumer");
+                        inflight.remove(&(lane, Arc::from(id.as_str())));
+                    }
+                }
+                Err(e) => warn!(queue.name = ctx.queue.name(), error = %e, "heartbeat failed"),
+            }
+        }
+    }
+}
+
+async fn heartbeat(ctx: &Ctx, lane: usize, ids: &[Arc<str>]) -> Result<Vec<String>> {
+    let mut conn = ctx.broker.shared();
+    let mut inv = scripts::HEARTBEAT.prepare_invoke();
+    inv.key(&ctx.queue.streams()[lane])
+        .arg(&ctx.cfg.group)
+        .arg(&ctx.consumer);
+    for id in ids {
+        inv.arg(&**id);
+    }
+    Ok(inv.invoke_async(&mut conn).await?)
+}

@@ -1,0 +1,97 @@
+//! Reclaiming: entries idle past the visibility timeout (their consumer stopped)
+//! are claimed by this worker, or dead-lettered past `max_deliveries`.
+use std::sync::Arc;
+
+use redis::Value;
+use tracing::{info, warn};
+
+use super::dispatch::track;
+use super::read::{envelope_field, is_nogroup};
+use super::runner::{Ctx, Delivery};
+use crate::producer::release_unique_keys;
+use crate::{Result, scripts};
+
+/// Takes over idle entries of stopped consumers, up to the permits held, lane by
+/// lane; returns them tracked and ready to dispatch.
+pub(super) async fn reclaim_step(
+    ctx: &Arc<Ctx>,
+    cursors: &mut [String],
+    mut free: usize,
+) -> Vec<Delivery> {
+    let mut claimed = Vec::new();
+    for (lane, cursor) in cursors.iter_mut().enumerate() {
+        if free == 0 {
+            break;
+        }
+        match reclaim(ctx, lane, cursor, free).await {
+            Ok((next, entries, poisoned)) => {
+                *cursor = next;
+                if poisoned > 0 {
+                    ctx.metrics.dead_lettered.increment(poisoned);
+                    warn!(
+                        queue.name = ctx.queue.name(),
+                        jobs = poisoned,
+                        max_deliveries = ctx.cfg.max_deliveries,
+                        "dead-lettered entries whose worker stopped on every delivery"
+                    );
+                }
+                if !entries.is_empty() {
+                    ctx.metrics.reclaimed.increment(entries.len() as u64);
+                    info!(
+                        queue.name = ctx.queue.name(),
+                        jobs = entries.len(),
+                        "reclaimed jobs of a stopped consumer"
+                    );
+                    free -= entries.len().min(free);
+                    claimed.extend(entries);
+                }
+            }
+            Err(e) if is_nogroup(&e) => {}
+            Err(e) => warn!(queue.name = ctx.queue.name(), error = %e, "reclaim failed"),
+        }
+    }
+    track(ctx, &claimed);
+    claimed
+}
+
+async fn reclaim(
+    ctx: &Ctx,
+    lane: usize,
+    cursor: &str,
+    count: usize,
+) -> Result<(String, Vec<Delivery>, u64)> {
+    let mut conn = ctx.broker.shared();
+    let keys = ctx.queue.keys();
+    let mut inv = scripts::RECLAIM.prepare_invoke();
+    inv.key(&ctx.queue.streams()[lane])
+        .key(keys.dlq())
+        .key(keys.stats())
+        .arg(&ctx.cfg.group)
+        .arg(&ctx.consumer)
+        .arg(ctx.cfg.visibility_timeout.as_millis() as u64)
+        .arg(cursor)
+        .arg(count)
+        .arg(ctx.cfg.max_deliveries)
+        .arg(ctx.cfg.dlq_retention)
+        .arg(ctx.queue.lane_name(lane));
+    let (next, entries, poisoned): (String, Vec<Value>, Vec<Vec<u8>>) =
+        inv.invoke_async(&mut conn).await?;
+    if !poisoned.is_empty()
+        && let Err(e) =
+            release_unique_keys(&mut conn, &ctx.queue, poisoned.iter().map(Vec::as_slice)).await
+    {
+        warn!(queue.name = ctx.queue.name(), error = %e, "releasing the unique keys of dead-lettered poison entries failed");
+    }
+    let poisoned = poisoned.len() as u64;
+    let mut out = Vec::with_capacity(entries.len() / 3);
+    let mut it = entries.into_iter();
+    while let (Some(id), Some(fields), Some(deliveries)) = (it.next(), it.next(), it.next()) {
+        out.push(Delivery {
+            lane,
+            id: redis::from_redis_value(id)?,
+            envelope: envelope_field(fields),
+            deliveries: redis::from_redis_value(deliveries)?,
+        });
+    }
+    Ok((next, out, poisoned))
+}

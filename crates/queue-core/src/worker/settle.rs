@@ -1,0 +1,266 @@
+//! Settling outcomes: completions acknowledged in batches, retries scheduled,
+//! dead letters recorded, each through one atomic script.
+use std::sync::Arc;
+
+use prost::Message;
+use tokio::sync::mpsc;
+use tracing::{debug, error, info, warn};
+
+use super::dispatch::untrack;
+use super::runner::{Ctx, ErrorDelay, Outcome, RunResult, Settle};
+use crate::envelope::{self, Envelope};
+use crate::fields;
+use crate::producer::delayed_member;
+use crate::{Result, scripts};
+
+pub(super) async fn settle_loop(ctx: Arc<Ctx>, mut rx: mpsc::UnboundedReceiver<Settle>) {
+    let max = ctx.cfg.ack_batch.get();
+    let mut batch = Vec::with_capacity(max);
+    while let Some(msg) = rx.recv().await {
+        let mut flush = None;
+        match msg {
+            Settle::Outcome(o) => batch.push(o),
+            Settle::Flush(done) => flush = Some(done),
+        }
+        while flush.is_none() && batch.len() < max {
+            match rx.try_recv() {
+                Ok(Settle::Outcome(o)) => batch.push(o),
+                Ok(Settle::Flush(done)) => flush = Some(done),
+                Err(_) => break,
+            }
+        }
+        settle(&ctx, &mut batch).await;
+        if let Some(done) = flush {
+            let _ = done.send(());
+        }
+    }
+}
+
+async fn settle(ctx: &Ctx, batch: &mut Vec<Outcome>) {
+    let lanes = ctx.queue.streams().len();
+    let mut completed: Vec<Vec<&Outcome>> = vec![Vec::new(); lanes];
+    let mut others = Vec::new();
+    for o in batch.iter() {
+        match &o.result {
+            RunResult::Completed { .. } => completed[o.lane.min(lanes - 1)].push(o),
+            _ => others.push(o),
+        }
+    }
+    for (lane, outcomes) in completed.iter().enumerate() {
+        if outcomes.is_empty() {
+            continue;
+        }
+        match with_retries(|| complete(ctx, lane, outcomes)).await {
+            Ok(n) => ctx.metrics.completed.increment(n),
+            Err(e) => error!(
+                queue.name = ctx.queue.name(),
+                error = %e,
+                jobs = outcomes.len(),
+                "acknowledging completed jobs failed; they stay pending and will run again"
+            ),
+        }
+    }
+    for o in others {
+        if let Err(e) = with_retries(|| settle_failure(ctx, o)).await {
+            error!(
+                queue.name = ctx.queue.name(),
+                entry.id = %o.entry_id,
+                error = %e,
+                "recording a failed run failed; the entry stays pending and will run again"
+            );
+        }
+    }
+    for o in batch.iter() {
+        untrack(ctx, o.lane, &o.entry_id);
+    }
+    batch.clear();
+}
+
+/// Runs a settling step up to 3 times: a dropped connection must not cost a rerun.
+async fn with_retries<T, F, Fut>(mut step: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut delay = ErrorDelay::new();
+    let mut last = None;
+    for _ in 0..3 {
+        match step().await {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                last = Some(e);
+                tokio::time::sleep(delay.next()).await;
+            }
+        }
+    }
+    Err(last.expect("at least one try"))
+}
+
+async fn complete(ctx: &Ctx, lane: usize, outcomes: &[&Outcome]) -> Result<u64> {
+    let keys = ctx.queue.keys();
+    let mut inv = scripts::COMPLETE.prepare_invoke();
+    inv.key(keys.done())
+        .key(keys.stats())
+        .key(&ctx.queue.streams()[lane]);
+    // The retention counts completions; the stream holds one record per batch.
+    let records = match ctx.cfg.done_retention {
+        0 => 0,
+        n => n.div_ceil(outcomes.len().max(1)).max(1),
+    };
+    inv.arg(&ctx.cfg.group).arg(records);
+    // KEYS[4..]: the unique keys held by jobs of this batch, in order.
+    let mut unique_keys = 3;
+    for o in outcomes {
+        if let RunResult::Completed {
+            envelope,
+            duration_ms,
+        } = &o.result
+        {
+            let sep = fields::done::SEPARATOR;
+            let unique_index = if envelope.unique_key.is_empty() {
+                0
+            } else {
+                unique_keys += 1;
+                inv.key(keys.uniq(&envelope.unique_key));
+                unique_keys
+            };
+            inv.arg(&*o.entry_id)
+                .arg(format!(
+                    "{}{sep}{}{sep}{}{sep}{duration_ms}",
+                    envelope.id, envelope.kind, envelope.attempt
+                ))
+                .arg(unique_index);
+        }
+    }
+    Ok(inv.invoke_async(&mut ctx.broker.shared()).await?)
+}
+
+async fn settle_failure(ctx: &Ctx, o: &Outcome) -> Result<()> {
+    let mut conn = ctx.broker.shared();
+    let keys = ctx.queue.keys();
+    let stream = &ctx.queue.streams()[o.lane.min(ctx.queue.streams().len() - 1)];
+    match &o.result {
+        RunResult::Completed { .. } => Ok(()),
+        RunResult::Malformed { raw, error } => {
+            let letter = DeadLetterRecord {
+                envelope: raw,
+                error,
+                attempts: 0,
+                job_id: "",
+                kind: "",
+                unique_key: "",
+            };
+            dead_letter(ctx, &mut conn, stream, o, &letter).await
+        }
+        RunResult::Failed {
+            envelope,
+            max_attempts,
+            error,
+        } => {
+            let message = error.to_string();
+            let exhausted = envelope.attempt >= *max_attempts;
+            if error.is_permanent() || exhausted {
+                let why = if error.is_permanent() {
+                    "permanent error"
+                } else {
+                    "attempts exhausted"
+                };
+                warn!(
+                    queue.name = ctx.queue.name(),
+                    job.id = %envelope.id,
+                    job.kind = %envelope.kind,
+                    job.attempt = envelope.attempt,
+                    error = %message,
+                    "job failed ({why}), dead-lettering it"
+                );
+                let raw = envelope.encode_to_vec();
+                let letter = DeadLetterRecord {
+                    envelope: &raw,
+                    error: &message,
+                    attempts: envelope.attempt,
+                    job_id: &envelope.id,
+                    kind: &envelope.kind,
+                    unique_key: &envelope.unique_key,
+                };
+                dead_letter(ctx, &mut conn, stream, o, &letter).await
+            } else {
+                let delay = ctx.cfg.backoff.delay(envelope.attempt);
+                let mut next = Envelope::clone(envelope);
+                next.attempt += 1;
+                next.last_error = message.clone();
+                next.available_at_ms = envelope::now_ms() + delay.as_millis() as i64;
+                let member = delayed_member(o.lane, &next.encode_to_vec());
+                let mut inv = scripts::RETRY.prepare_invoke();
+                inv.key(stream)
+                    .key(keys.delayed())
+                    .key(keys.stats())
+                    .arg(&ctx.cfg.group)
+                    .arg(&ctx.consumer)
+                    .arg(&*o.entry_id)
+                    .arg(delay.as_millis() as u64)
+                    .arg(member);
+                let scheduled: i64 = inv.invoke_async(&mut conn).await?;
+                if scheduled == 1 {
+                    ctx.metrics.retried.increment(1);
+                    info!(
+                        queue.name = ctx.queue.name(),
+                        job.id = %envelope.id,
+                        job.kind = %envelope.kind,
+                        job.attempt = envelope.attempt,
+                        retry_in_ms = delay.as_millis() as u64,
+                        error = %message,
+                        "job failed, retrying"
+                    );
+                } else {
+                    debug!(job.id = %envelope.id, "failed run not recorded: the entry was reclaimed by another consumer");
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// What a dead letter records about its job (see [`fields::dead_letter`]).
+struct DeadLetterRecord<'a> {
+    /// The envelope as it was read (for an undecodable entry, its raw bytes).
+    envelope: &'a [u8],
+    error: &'a str,
+    /// Attempts made; 0 when the envelope could not be decoded.
+    attempts: u32,
+    /// Empty when the envelope could not be decoded.
+    job_id: &'a str,
+    kind: &'a str,
+    /// The unique-until-settled key the job holds (released with the move), or "".
+    unique_key: &'a str,
+}
+
+/// Moves the outcome's entry to the dead-letter stream (if this consumer still owns it).
+async fn dead_letter(
+    ctx: &Ctx,
+    conn: &mut redis::aio::ConnectionManager,
+    stream: &str,
+    o: &Outcome,
+    letter: &DeadLetterRecord<'_>,
+) -> Result<()> {
+    let keys = ctx.queue.keys();
+    let mut inv = scripts::DEAD_LETTER.prepare_invoke();
+    inv.key(stream).key(keys.dlq()).key(keys.stats());
+    if !letter.unique_key.is_empty() {
+        inv.key(keys.uniq(letter.unique_key));
+    }
+    inv.arg(&ctx.cfg.group)
+        .arg(&ctx.consumer)
+        .arg(&*o.entry_id)
+        .arg(ctx.cfg.dlq_retention)
+        .arg(letter.envelope)
+        .arg(letter.error)
+        .arg(letter.attempts)
+        .arg(ctx.queue.lane_name(o.lane))
+        .arg(letter.job_id)
+        .arg(letter.kind);
+    let moved: i64 = inv.invoke_async(conn).await?;
+    if moved == 1 {
+        ctx.metrics.dead_lettered.increment(1);
+    }
+    Ok(())
+}

@@ -1,0 +1,223 @@
+//! Unique until settled: a key held from the enqueue until the job completes or
+//! is dead-lettered, whatever happens in between (waiting, running, retrying).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use queue_core::testing::{Runs, TestRedis, eventually, fast_worker_config, ms};
+use queue_core::{Backoff, Enqueued, Job, JobError, NewJob, WorkerConfig};
+use tokio::sync::Notify;
+
+fn ensure(key: &str) -> NewJob {
+    NewJob::new("t.ensure", "x").unique_until_settled(key)
+}
+
+#[tokio::test]
+async fn a_second_ensure_while_the_job_waits_runs_or_retries_creates_nothing() {
+    let env = TestRedis::new().await;
+    let q = env.queue("unique");
+    let first = env
+        .producer
+        .enqueue(&q, ensure("person:42"))
+        .await
+        .expect("enqueue");
+    assert!(matches!(first, Enqueued::Added { .. }), "{first:?}");
+    let id = first.id().to_owned();
+
+    // Waiting: nothing new.
+    let again = env
+        .producer
+        .enqueue(&q, ensure("person:42"))
+        .await
+        .expect("enqueue");
+    assert_eq!(again, Enqueued::Duplicate { id: id.clone() });
+
+    // Attempt 1 blocks until released, then fails; attempt 2 succeeds.
+    let release = Arc::new(Notify::new());
+    let attempts = Arc::new(AtomicU32::new(0));
+    let runs = Runs::default();
+    let handler = {
+        let (release, attempts, runs) = (release.clone(), attempts.clone(), runs.clone());
+        move |job: Job| {
+            let (release, attempts, runs) = (release.clone(), attempts.clone(), runs.clone());
+            async move {
+                runs.record(&job);
+                if attempts.fetch_add(1, Ordering::SeqCst) == 0 {
+                    release.notified().await;
+                    return Err(JobError::retry(anyhow::anyhow!("first attempt fails")));
+                }
+                Ok(())
+            }
+        }
+    };
+    let config = WorkerConfig {
+        // Long enough to look at the job while it waits for its retry.
+        backoff: Backoff {
+            initial: ms(700),
+            jitter: 0.0,
+            ..Backoff::default()
+        },
+        ..fast_worker_config()
+    };
+    let worker = env.spawn_worker(&q, config, handler);
+
+    // Running: nothing new.
+    eventually("the job runs", async || (runs.len() == 1).then_some(())).await;
+    let again = env
+        .producer
+        .enqueue(&q, ensure("person:42"))
+        .await
+        .expect("enqueue");
+    assert_eq!(again, Enqueued::Duplicate { id: id.clone() });
+
+    // Retrying (in the delayed set): nothing new.
+    release.notify_one();
+    env.stats_until(&q, "the job waits for its retry", |s| {
+        s.retried == 1 && s.delayed == 1
+    })
+    .await;
+    let again = env
+        .producer
+        .enqueue(&q, ensure("person:42"))
+        .await
+        .expect("enqueue");
+    assert_eq!(again, Enqueued::Duplicate { id: id.clone() });
+
+    // Settled: the key is free, and the next ensure creates a new job.
+    env.stats_until(&q, "the retry completes", |s| s.completed == 1)
+        .await;
+    let next = env
+        .producer
+        .enqueue(&q, ensure("person:42"))
+        .await
+        .expect("enqueue");
+    assert!(matches!(next, Enqueued::Added { .. }), "{next:?}");
+    assert_ne!(next.id(), id);
+    env.stats_until(&q, "the new job completes", |s| s.completed == 2)
+        .await;
+    let ids: Vec<String> = runs.all().into_iter().map(|r| r.job_id).collect();
+    assert_eq!(ids, [id.clone(), id, next.id().to_owned()]);
+    worker.stop().await;
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn a_dead_lettered_job_releases_its_unique_key() {
+    let env = TestRedis::new().await;
+    let q = env.queue("unique-dead");
+    let first = env
+        .producer
+        .enqueue(&q, ensure("company:7").delay(ms(50)))
+        .await
+        .expect("enqueue");
+    assert!(matches!(first, Enqueued::Scheduled { .. }), "{first:?}");
+    let again = env
+        .producer
+        .enqueue(&q, ensure("company:7"))
+        .await
+        .expect("enqueue");
+    assert_eq!(
+        again,
+        Enqueued::Duplicate {
+            id: first.id().to_owned()
+        },
+        "delayed jobs hold the key too"
+    );
+
+    let worker = env.spawn_worker(&q, fast_worker_config(), |_job: Job| async {
+        Err::<(), _>(JobError::permanent(anyhow::anyhow!("no way")))
+    });
+    env.stats_until(&q, "the job is dead-lettered", |s| s.dead_lettered == 1)
+        .await;
+    worker.stop().await;
+    let next = env
+        .producer
+        .enqueue(&q, ensure("company:7"))
+        .await
+        .expect("enqueue");
+    assert!(matches!(next, Enqueued::Added { .. }), "{next:?}");
+
+    // Retrying the dead letter takes the key again only if it is free: here the
+    // new job holds it, and keeps it.
+    let letters = env
+        .admin
+        .dead_letters(&q, None, 10)
+        .await
+        .expect("dlq")
+        .items;
+    env.admin
+        .retry_dead(&q, &letters[0].id)
+        .await
+        .expect("retry");
+    let holder: String = env
+        .cmd(redis::cmd("GET").arg(q.keys().uniq("company:7")))
+        .await;
+    assert_eq!(holder, next.id());
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn purging_a_queue_releases_the_unique_keys_of_the_purged_jobs() {
+    let env = TestRedis::new().await;
+    let q = env.queue("unique-purge");
+    for job in [ensure("a"), ensure("b").delay(ms(60_000))] {
+        env.producer.enqueue(&q, job).await.expect("enqueue");
+    }
+    let report = env.admin.purge(&q).await.expect("purge");
+    assert_eq!((report.waiting, report.delayed), (1, 1));
+    for key in ["a", "b"] {
+        let next = env
+            .producer
+            .enqueue(&q, ensure(key))
+            .await
+            .expect("enqueue");
+        assert!(matches!(next, Enqueued::Added { .. }), "{key}: {next:?}");
+    }
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn a_poison_entry_dead_lettered_by_reclaim_releases_its_unique_key() {
+    let env = TestRedis::new().await;
+    let q = env.queue("unique-poison");
+    let Enqueued::Added { entry_id, .. } = env
+        .producer
+        .enqueue(&q, ensure("poison"))
+        .await
+        .expect("enqueue")
+    else {
+        panic!("added");
+    };
+    // A worker "died" holding the entry twice: a raw read, then a claim.
+    env.read_as(&q, "ghost-1", 1).await;
+    env.claim_as(&q, "ghost-2", &entry_id).await;
+
+    let runs = Runs::default();
+    let config = WorkerConfig {
+        max_deliveries: 2,
+        ..fast_worker_config()
+    };
+    let worker = env.spawn_worker(&q, config, runs.recorder());
+    env.stats_until(&q, "the poison entry is dead-lettered", |s| {
+        s.dead_lettered == 1
+    })
+    .await;
+    assert!(runs.is_empty(), "the poison entry never ran");
+    let next = eventually("the unique key is released", async || {
+        match env
+            .producer
+            .enqueue(&q, ensure("poison"))
+            .await
+            .expect("enqueue")
+        {
+            Enqueued::Duplicate { .. } => None,
+            added => Some(added),
+        }
+    })
+    .await;
+    env.stats_until(&q, "the new job completes", |s| s.completed == 1)
+        .await;
+    assert_eq!(runs.all()[0].job_id, next.id());
+    worker.stop().await;
+    env.finish().await;
+}
