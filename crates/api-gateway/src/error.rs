@@ -14,7 +14,9 @@ use serde::Serialize;
 /// The JSON body of every error response.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
-    /// Machine-readable code: `validation_failed`, `invalid_json`, `conflict`, ...
+    /// Machine-readable code: `validation_failed`, `invalid_json`,
+    /// `invalid_parameter`, `unauthorized`, `forbidden`, `not_found`, `conflict`,
+    /// `payload_too_large`, `unavailable`, `timeout`, `internal`.
     pub error: &'static str,
     /// What went wrong, for people.
     pub message: String,
@@ -32,6 +34,8 @@ pub enum ApiError {
         field: Option<String>,
         message: String,
     },
+    /// 400: a path or query parameter does not parse; the message names it.
+    InvalidParameter(String),
     /// 401
     Unauthorized,
     /// 403
@@ -116,6 +120,15 @@ impl IntoResponse for ApiError {
                     detail,
                 )
             }
+            ApiError::InvalidParameter(message) => (
+                StatusCode::BAD_REQUEST,
+                ErrorBody {
+                    error: "invalid_parameter",
+                    message: message.clone(),
+                    field: None,
+                },
+                message,
+            ),
             ApiError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 ErrorBody {

@@ -6,6 +6,7 @@ pub mod error;
 pub mod json;
 pub mod middleware;
 pub mod openapi;
+pub mod params;
 pub mod routes;
 
 use std::sync::Arc;

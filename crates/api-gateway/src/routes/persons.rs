@@ -1,6 +1,6 @@
 //! Registration of people and their QR codes.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{self, post};
@@ -15,6 +15,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::json::ApiJson;
+use crate::params::ApiPath;
 
 /// `POST /api/persons`, `GET /api/persons/{id}`, `GET /api/persons/{id}/qr`.
 pub fn router() -> Router<AppState> {
@@ -258,6 +259,7 @@ async fn register(state: AppState, input: CreatePerson) -> Result<Person, ApiErr
     params(("id" = i64, Path, description = "Person id")),
     responses(
         (status = 200, body = PersonResponse),
+        (status = 400, description = "The id is not a number (`invalid_parameter`)", body = ErrorBody),
         (status = 404, body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -265,7 +267,7 @@ async fn register(state: AppState, input: CreatePerson) -> Result<Person, ApiErr
 pub async fn get(
     State(state): State<AppState>,
     _caller: Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<PersonResponse>, ApiError> {
     let mut conn = state
         .pool
@@ -295,6 +297,7 @@ pub struct QrNotReady {
     responses(
         (status = 200, description = "The QR image", content_type = "image/png"),
         (status = 202, description = "Still being generated", body = QrNotReady),
+        (status = 400, description = "The id is not a number (`invalid_parameter`)", body = ErrorBody),
         (status = 404, description = "No such person, or generation failed", body = QrNotReady),
     ),
     security(("bearer" = []))
@@ -302,7 +305,7 @@ pub struct QrNotReady {
 pub async fn qr(
     State(state): State<AppState>,
     _caller: Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Response, ApiError> {
     let mut conn = state
         .pool

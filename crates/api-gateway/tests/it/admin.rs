@@ -147,5 +147,17 @@ async fn admins_list_pause_resume_and_flush_queues() {
         bad_limit.json::<Value>().await.expect("json")["field"],
         "limit"
     );
+    let not_a_number = app
+        .get(ADMIN_TOKEN, "/api/queues/qr/failed?limit=ten")
+        .await;
+    assert_eq!(not_a_number.status(), 400);
+    let body: Value = not_a_number.json().await.expect("json");
+    assert_eq!(body["error"], "invalid_parameter");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("limit")),
+        "the message names the parameter: {body}"
+    );
     app.cleanup().await;
 }

@@ -197,6 +197,12 @@ async fn requests_without_a_valid_token_are_401_and_the_wrong_role_is_403() {
         app.get(USER_TOKEN, "/api/persons/999999").await.status(),
         404
     );
+    let not_a_number = app.get(USER_TOKEN, "/api/persons/abc").await;
+    assert_eq!(not_a_number.status(), 400);
+    assert_eq!(
+        not_a_number.json::<Value>().await.expect("json")["error"],
+        "invalid_parameter"
+    );
     app.cleanup().await;
 }
 
