@@ -10,7 +10,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use queue_core::testing::eventually;
+use queue_core::testing::{PATIENCE, eventually};
 
 use crate::helpers::{TestApp, USER_TOKEN};
 
@@ -142,12 +142,17 @@ async fn a_registration_outlasting_the_request_timeout_is_answered_503_and_still
         .await
         .expect("lock persons");
 
-    let res = app
-        .post_person(
+    // Without the timeout the answer would wait for the lock, which is released
+    // only after it: the deadline turns that into a failure instead of a hang.
+    let res = tokio::time::timeout(
+        PATIENCE,
+        app.post_person(
             Some(USER_TOKEN),
             json!({"document": "V-55555555", "first_name": "Leo", "last_name": "Paz"}),
-        )
-        .await;
+        ),
+    )
+    .await
+    .expect("the gateway answers while the lock is held");
     assert_eq!(res.status(), 503);
     assert!(res.headers().get("x-request-id").is_some());
     let body: Value = res.json().await.expect("json");
