@@ -111,7 +111,41 @@ async fn stats(ctx: &mut Ctx<'_, '_>, names: &[String], json: bool) -> anyhow::R
         return Ok(());
     }
     write!(ctx.out(), "{}", stats_table(&stats, None).render())?;
+    if let Some(repeating) = repeating_table(&stats) {
+        write!(ctx.out(), "\nREPEATING\n{}", repeating.render())?;
+    }
     Ok(())
+}
+
+/// The repeating jobs the queues' workers declared, one row each, with the period
+/// last enqueued; None when no queue has any (most deployments, most of the time).
+fn repeating_table(stats: &[QueueStats]) -> Option<Table> {
+    if stats.iter().all(|s| s.repeating.is_empty()) {
+        return None;
+    }
+    let mut table = Table::new(&[
+        ("QUEUE", Align::Left),
+        ("NAME", Align::Left),
+        ("SCHEDULE", Align::Left),
+        ("LAST PERIOD", Align::Left),
+        ("LAST JOB", Align::Left),
+    ]);
+    for s in stats {
+        for r in &s.repeating {
+            table.row(vec![
+                s.name.clone(),
+                r.name.clone(),
+                r.schedule.clone(),
+                render::timestamp(r.last_period_ms),
+                if r.last_job_id.is_empty() {
+                    "-".to_owned()
+                } else {
+                    r.last_job_id.clone()
+                },
+            ]);
+        }
+    }
+    Some(table)
 }
 
 /// The stats table; `rates` adds a completed-per-second column (None = not known yet).
