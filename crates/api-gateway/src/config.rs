@@ -1,27 +1,14 @@
-//! The gateway's typed configuration, read from the environment by `main` only.
+//! The gateway's typed configuration, read from a [`Vars`] source: the environment
+//! in `main`, a map or a slice of pairs in tests. Errors name the variable and the
+//! rule (`ConfigError { var, reason }`).
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::PathBuf;
+use std::time::Duration;
 
-/// A value that never prints (tokens, URLs with passwords).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+use service::config::{self, ConfigError, Vars};
+pub use service::config::{Secret, SecretUrl};
 
 /// Image format of new QR codes; it decides the extension of the predefined path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,18 +26,34 @@ impl QrFormat {
     }
 }
 
+impl std::str::FromStr for QrFormat {
+    type Err = &'static str;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "png" => Ok(QrFormat::Png),
+            "svg" => Ok(QrFormat::Svg),
+            _ => Err("must be png or svg"),
+        }
+    }
+}
+
+/// Shortest bearer token accepted.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// Everything the gateway reads. Tests build it directly.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `API_ADDR`, default 127.0.0.1:8080; port 0 picks a free one (tests).
     pub api_addr: SocketAddr,
     /// `REDIS_URL`
-    pub redis_url: Secret,
+    pub redis_url: SecretUrl,
     /// `RSQ_PREFIX`: Redis key prefix, default `rsq`.
     pub redis_prefix: String,
     /// `DATABASE_URL`
-    pub database_url: Secret,
+    pub database_url: SecretUrl,
     /// `DATABASE_MAX_CONNECTIONS`, default 20.
-    pub database_max_connections: u32,
+    pub database_max_connections: NonZeroU32,
     /// `STORAGE_DIR`, default `./storage`.
     pub storage_dir: PathBuf,
     /// `API_ADMIN_TOKEN`: bearer token of the admin role (queues, sync).
@@ -61,66 +64,90 @@ pub struct Config {
     pub qr_content_prefix: String,
     /// `QR_FORMAT`: png (default) or svg.
     pub qr_format: QrFormat,
-    /// `API_BODY_LIMIT_BYTES`, default 64 KiB.
-    pub body_limit_bytes: usize,
+    /// `API_BODY_LIMIT_BYTES`, default 64 KiB (65536); larger bodies are 413.
+    pub body_limit_bytes: NonZeroUsize,
+    /// `API_REQUEST_TIMEOUT`, default 30s: a request still running after this is
+    /// answered 503 `timeout`.
+    pub request_timeout: Duration,
 }
 
 impl Config {
-    /// Reads and validates the environment; the error is one line for stderr.
-    pub fn from_env() -> Result<Self, String> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let parse = |name: &str, default: &str| var(name).unwrap_or_else(|| default.to_owned());
-        let api_addr = parse("API_ADDR", "127.0.0.1:8080")
-            .parse()
-            .map_err(|e| format!("API_ADDR: {e} (expected host:port, e.g. 127.0.0.1:8080)"))?;
-        let token = |name: &str| -> Result<Secret, String> {
-            let t = var(name).ok_or_else(|| {
-                format!("{name} is not set: give it a random token of at least 16 characters")
-            })?;
-            if t.len() < 16 {
-                return Err(format!("{name} is too short: use at least 16 characters"));
-            }
-            Ok(Secret::new(t))
-        };
-        let admin_token = token("API_ADMIN_TOKEN")?;
-        let user_token = token("API_USER_TOKEN")?;
+    /// Reads and validates every variable; nothing is connected or bound yet.
+    pub fn from_vars(vars: &dyn Vars) -> Result<Self, ConfigError> {
+        let admin_token = token(vars, "API_ADMIN_TOKEN")?;
+        let user_token = token(vars, "API_USER_TOKEN")?;
         if admin_token == user_token {
-            return Err("API_ADMIN_TOKEN and API_USER_TOKEN must differ".into());
+            return Err(ConfigError::new(
+                "API_USER_TOKEN",
+                "must differ from API_ADMIN_TOKEN",
+            ));
         }
-        let qr_format = match parse("QR_FORMAT", "png").as_str() {
-            "png" => QrFormat::Png,
-            "svg" => QrFormat::Svg,
-            other => return Err(format!("QR_FORMAT must be png or svg, got {other:?}")),
-        };
-        let number = |name: &str, default: &str| -> Result<u64, String> {
-            parse(name, default)
-                .parse::<u64>()
-                .map_err(|e| format!("{name}: {e}"))
-                .and_then(|n| {
-                    if n == 0 {
-                        Err(format!("{name} must be > 0"))
-                    } else {
-                        Ok(n)
-                    }
-                })
-        };
-        let redis_prefix = parse("RSQ_PREFIX", "rsq");
-        queue_core::keys::validate_prefix(&redis_prefix).map_err(|e| format!("RSQ_PREFIX: {e}"))?;
+        let request_timeout =
+            config::duration(vars, "API_REQUEST_TIMEOUT", Duration::from_secs(30))?;
+        if request_timeout.is_zero() {
+            return Err(ConfigError::new(
+                "API_REQUEST_TIMEOUT",
+                "must be greater than zero",
+            ));
+        }
         Ok(Self {
-            api_addr,
-            redis_url: Secret::new(parse("REDIS_URL", "redis://127.0.0.1:6379")),
-            redis_prefix,
-            database_url: Secret::new(parse(
-                "DATABASE_URL",
-                "postgres://postgres:postgres@127.0.0.1:5432/test?sslmode=disable",
-            )),
-            database_max_connections: number("DATABASE_MAX_CONNECTIONS", "20")? as u32,
-            storage_dir: PathBuf::from(parse("STORAGE_DIR", "./storage")),
+            api_addr: config::socket_addr(
+                vars,
+                "API_ADDR",
+                SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
+            )?,
+            redis_url: config::redis_url(vars)?,
+            redis_prefix: config::redis_prefix(vars)?,
+            database_url: config::database_url(vars)?,
+            database_max_connections: config::nonzero(
+                vars,
+                "DATABASE_MAX_CONNECTIONS",
+                NonZeroU32::new(20).expect("20 > 0"),
+            )?,
+            storage_dir: PathBuf::from(config::string(vars, "STORAGE_DIR", "./storage")),
             admin_token,
             user_token,
-            qr_content_prefix: parse("QR_CONTENT_PREFIX", "PERSON:"),
-            qr_format,
-            body_limit_bytes: number("API_BODY_LIMIT_BYTES", "65536")? as usize,
+            qr_content_prefix: config::string(vars, "QR_CONTENT_PREFIX", "PERSON:"),
+            qr_format: config::parse(vars, "QR_FORMAT", QrFormat::Png)?,
+            body_limit_bytes: config::nonzero(
+                vars,
+                "API_BODY_LIMIT_BYTES",
+                NonZeroUsize::new(64 * 1024).expect("64 KiB > 0"),
+            )?,
+            request_timeout,
+        })
+    }
+}
+
+/// A required bearer token of at least [`MIN_TOKEN_LEN`] characters.
+fn token(vars: &dyn Vars, name: &str) -> Result<Secret, ConfigError> {
+    let token = config::secret(vars, name).ok_or_else(|| {
+        ConfigError::new(
+            name,
+            format!("is not set: give it a random token of at least {MIN_TOKEN_LEN} characters"),
+        )
+    })?;
+    if token.expose().chars().count() < MIN_TOKEN_LEN {
+        return Err(ConfigError::new(
+            name,
+            format!("is too short: use at least {MIN_TOKEN_LEN} characters"),
+        ));
+    }
+    Ok(token)
+}
+
+/// What `api-gateway migrate` reads: `DATABASE_URL` only, so an init container or
+/// a CI job needs no token and no Redis.
+#[derive(Debug, Clone)]
+pub struct MigrateConfig {
+    /// `DATABASE_URL`
+    pub database_url: SecretUrl,
+}
+
+impl MigrateConfig {
+    pub fn from_vars(vars: &dyn Vars) -> Result<Self, ConfigError> {
+        Ok(Self {
+            database_url: config::database_url(vars)?,
         })
     }
 }
@@ -129,10 +156,131 @@ impl Config {
 mod tests {
     use super::*;
 
+    const ADMIN: &str = "admin-token-0123456789";
+    const USER: &str = "user-token-0123456789";
+
+    fn with_tokens<'a>(more: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut vars = vec![("API_ADMIN_TOKEN", ADMIN), ("API_USER_TOKEN", USER)];
+        vars.extend_from_slice(more);
+        vars
+    }
+
+    fn read(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_vars(&vars)
+    }
+
+    #[test]
+    fn only_the_tokens_are_required_and_everything_else_has_its_documented_default() {
+        let c = read(&with_tokens(&[])).expect("valid");
+        assert_eq!(c.api_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.redis_url.expose(), config::DEFAULT_REDIS_URL);
+        assert_eq!(c.redis_prefix, "rsq");
+        assert_eq!(c.database_url.expose(), config::DEFAULT_DATABASE_URL);
+        assert_eq!(c.database_max_connections.get(), 20);
+        assert_eq!(c.storage_dir, PathBuf::from("./storage"));
+        assert_eq!(c.admin_token.expose(), ADMIN);
+        assert_eq!(c.user_token.expose(), USER);
+        assert_eq!(c.qr_content_prefix, "PERSON:");
+        assert_eq!(c.qr_format, QrFormat::Png);
+        assert_eq!(c.body_limit_bytes.get(), 65536);
+        assert_eq!(c.request_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn every_variable_is_read() {
+        let c = read(&with_tokens(&[
+            ("API_ADDR", "0.0.0.0:0"),
+            ("REDIS_URL", "rediss://:pw@redis:6380"),
+            ("RSQ_PREFIX", "staging"),
+            ("DATABASE_URL", "postgresql://app:pw@db/app"),
+            ("DATABASE_MAX_CONNECTIONS", "7"),
+            ("STORAGE_DIR", "/var/lib/rsq"),
+            ("QR_CONTENT_PREFIX", "ID:"),
+            ("QR_FORMAT", "svg"),
+            ("API_BODY_LIMIT_BYTES", "1024"),
+            ("API_REQUEST_TIMEOUT", "500ms"),
+        ]))
+        .expect("valid");
+        assert_eq!(c.api_addr.to_string(), "0.0.0.0:0");
+        assert_eq!(c.redis_url.expose(), "rediss://:pw@redis:6380");
+        assert_eq!(c.redis_prefix, "staging");
+        assert_eq!(c.database_url.expose(), "postgresql://app:pw@db/app");
+        assert_eq!(c.database_max_connections.get(), 7);
+        assert_eq!(c.storage_dir, PathBuf::from("/var/lib/rsq"));
+        assert_eq!(c.qr_content_prefix, "ID:");
+        assert_eq!(c.qr_format, QrFormat::Svg);
+        assert_eq!(c.body_limit_bytes.get(), 1024);
+        assert_eq!(c.request_timeout, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable_and_the_rule() {
+        let cases = [
+            ("API_ADDR", "localhost:8080", "IP:port"),
+            ("REDIS_URL", "http://redis", "redis://"),
+            ("RSQ_PREFIX", "a b", "1 to 64"),
+            ("DATABASE_URL", "mysql://db", "postgres://"),
+            ("DATABASE_MAX_CONNECTIONS", "0", "at least 1"),
+            ("DATABASE_MAX_CONNECTIONS", "many", "whole number"),
+            ("QR_FORMAT", "gif", "png or svg"),
+            ("API_BODY_LIMIT_BYTES", "0", "at least 1"),
+            ("API_REQUEST_TIMEOUT", "30", "such as 30s"),
+            ("API_REQUEST_TIMEOUT", "0s", "greater than zero"),
+        ];
+        for (var, value, rule) in cases {
+            let err = read(&with_tokens(&[(var, value)])).expect_err(var);
+            assert_eq!(err.var, var, "{err}");
+            assert!(err.reason.contains(rule), "{var}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn tokens_are_required_long_and_different() {
+        let err = read(&[("API_USER_TOKEN", USER)]).expect_err("no admin token");
+        assert_eq!(err.var, "API_ADMIN_TOKEN");
+        assert!(err.reason.contains("not set"), "{err}");
+        let err = read(&[("API_ADMIN_TOKEN", ADMIN)]).expect_err("no user token");
+        assert_eq!(err.var, "API_USER_TOKEN");
+        let err = read(&[("API_ADMIN_TOKEN", ADMIN), ("API_USER_TOKEN", "tiny-tok")])
+            .expect_err("short token");
+        assert_eq!(err.var, "API_USER_TOKEN");
+        assert!(err.reason.contains("at least 16"), "{err}");
+        assert!(
+            !err.to_string().contains("tiny-tok"),
+            "the token is not shown"
+        );
+        let err =
+            read(&[("API_ADMIN_TOKEN", ADMIN), ("API_USER_TOKEN", ADMIN)]).expect_err("same token");
+        assert_eq!(err.var, "API_USER_TOKEN");
+        assert!(err.reason.contains("differ"), "{err}");
+    }
+
     #[test]
     fn secrets_never_print() {
-        let s = Secret::new("super-secret-token");
-        assert_eq!(format!("{s:?}"), "Secret(***)");
-        assert_eq!(s.expose(), "super-secret-token");
+        let c = read(&with_tokens(&[
+            ("DATABASE_URL", "postgres://app:dbpw@db/app"),
+            ("REDIS_URL", "redis://:redispw@redis"),
+        ]))
+        .expect("valid");
+        let shown = format!("{c:?}");
+        for secret in [ADMIN, USER, "dbpw", "redispw"] {
+            assert!(!shown.contains(secret), "{secret} printed: {shown}");
+        }
+    }
+
+    #[test]
+    fn migrate_reads_only_the_database_url() {
+        let none: [(&str, &str); 0] = [];
+        let m = MigrateConfig::from_vars(&none).expect("no token needed");
+        assert_eq!(m.database_url.expose(), config::DEFAULT_DATABASE_URL);
+        let vars = [
+            ("DATABASE_URL", "postgres://db/app"),
+            ("API_USER_TOKEN", "short"),
+            ("REDIS_URL", "http://not-read"),
+        ];
+        let m = MigrateConfig::from_vars(&vars).expect("other variables are not read");
+        assert_eq!(m.database_url.expose(), "postgres://db/app");
+        let err = MigrateConfig::from_vars(&[("DATABASE_URL", "mysql://db")]).expect_err("bad");
+        assert_eq!(err.var, "DATABASE_URL");
     }
 }

@@ -1,7 +1,10 @@
 //! The one error type of the gateway: each variant is an HTTP response.
 //!
-//! 4xx bodies name the field and the rule; 5xx bodies stay generic and the detail
-//! is logged once, here.
+//! 4xx bodies name the field and the rule; 5xx bodies stay generic. The detail
+//! travels on the response as an [`ErrorDetail`] extension and is logged once, by
+//! [`crate::middleware::log_errors`], with the request id.
+
+use std::time::Duration;
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -11,7 +14,9 @@ use serde::Serialize;
 /// The JSON body of every error response.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
-    /// Machine-readable code: `validation_failed`, `invalid_json`, `conflict`, ...
+    /// Machine-readable code: `validation_failed`, `invalid_json`,
+    /// `invalid_parameter`, `unauthorized`, `forbidden`, `not_found`, `conflict`,
+    /// `payload_too_large`, `unavailable`, `timeout`, `internal`.
     pub error: &'static str,
     /// What went wrong, for people.
     pub message: String,
@@ -29,6 +34,8 @@ pub enum ApiError {
         field: Option<String>,
         message: String,
     },
+    /// 400: a path or query parameter does not parse; the message names it.
+    InvalidParameter(String),
     /// 401
     Unauthorized,
     /// 403
@@ -39,11 +46,19 @@ pub enum ApiError {
     Conflict { field: String, message: String },
     /// 413
     PayloadTooLarge,
-    /// 503: a dependency is down; the request did nothing.
-    Unavailable(String),
+    /// 503: a dependency is down; the request did nothing. `what` is shown to the
+    /// client, `source` only logged.
+    Unavailable { what: String, source: anyhow::Error },
+    /// 503: the request did not finish within `API_REQUEST_TIMEOUT`.
+    Timeout(Duration),
     /// 500: logged with its detail; the client sees a generic message.
     Internal(anyhow::Error),
 }
+
+/// The detail of an error response, for the log only (never in the body): left on
+/// the response by `ApiError::into_response`, taken off by the logging middleware.
+#[derive(Debug, Clone)]
+pub struct ErrorDetail(pub String);
 
 impl ApiError {
     pub fn validation(field: &str, message: impl Into<String>) -> Self {
@@ -77,37 +92,52 @@ impl From<store::StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, body) = match self {
-            ApiError::Validation { field, message } => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                ErrorBody {
-                    error: "validation_failed",
-                    message,
-                    field: Some(field),
-                },
-            ),
-            ApiError::InvalidJson { field, message } => (
+        let (status, body, detail) = match self {
+            ApiError::Validation { field, message } => {
+                let detail = format!("{field}: {message}");
+                (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    ErrorBody {
+                        error: "validation_failed",
+                        message,
+                        field: Some(field),
+                    },
+                    detail,
+                )
+            }
+            ApiError::InvalidJson { field, message } => {
+                let detail = match &field {
+                    Some(f) => format!("{f}: {message}"),
+                    None => message.clone(),
+                };
+                (
+                    StatusCode::BAD_REQUEST,
+                    ErrorBody {
+                        error: "invalid_json",
+                        message,
+                        field,
+                    },
+                    detail,
+                )
+            }
+            ApiError::InvalidParameter(message) => (
                 StatusCode::BAD_REQUEST,
                 ErrorBody {
-                    error: "invalid_json",
-                    message,
-                    field,
+                    error: "invalid_parameter",
+                    message: message.clone(),
+                    field: None,
                 },
+                message,
             ),
-            ApiError::Unauthorized => {
-                let mut res = (
-                    StatusCode::UNAUTHORIZED,
-                    Json(ErrorBody {
-                        error: "unauthorized",
-                        message: "send Authorization: Bearer <token>".into(),
-                        field: None,
-                    }),
-                )
-                    .into_response();
-                res.headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                return res;
-            }
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                ErrorBody {
+                    error: "unauthorized",
+                    message: "send Authorization: Bearer <token>".into(),
+                    field: None,
+                },
+                "no valid bearer token".into(),
+            ),
             ApiError::Forbidden => (
                 StatusCode::FORBIDDEN,
                 ErrorBody {
@@ -115,23 +145,29 @@ impl IntoResponse for ApiError {
                     message: "this token's role may not do this".into(),
                     field: None,
                 },
+                "the token's role may not do this".into(),
             ),
             ApiError::NotFound(message) => (
                 StatusCode::NOT_FOUND,
                 ErrorBody {
                     error: "not_found",
-                    message,
+                    message: message.clone(),
                     field: None,
                 },
+                message,
             ),
-            ApiError::Conflict { field, message } => (
-                StatusCode::CONFLICT,
-                ErrorBody {
-                    error: "conflict",
-                    message,
-                    field: Some(field),
-                },
-            ),
+            ApiError::Conflict { field, message } => {
+                let detail = format!("{field}: {message}");
+                (
+                    StatusCode::CONFLICT,
+                    ErrorBody {
+                        error: "conflict",
+                        message,
+                        field: Some(field),
+                    },
+                    detail,
+                )
+            }
             ApiError::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 ErrorBody {
@@ -139,30 +175,101 @@ impl IntoResponse for ApiError {
                     message: "the request body is larger than the limit".into(),
                     field: None,
                 },
+                "the request body is larger than the limit".into(),
             ),
-            ApiError::Unavailable(what) => {
-                tracing::warn!(dependency = %what, "request refused: dependency unavailable");
+            ApiError::Unavailable { what, source } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorBody {
+                    error: "unavailable",
+                    message: format!("{what} is unavailable; nothing was stored, try again"),
+                    field: None,
+                },
+                format!("{source:#}"),
+            ),
+            ApiError::Timeout(limit) => {
+                let limit = humantime::format_duration(limit);
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     ErrorBody {
-                        error: "unavailable",
-                        message: format!("{what} is unavailable; nothing was stored, try again"),
+                        error: "timeout",
+                        message: format!(
+                            "the request did not finish within {limit}; it may still take effect, \
+                             so check before repeating it"
+                        ),
                         field: None,
                     },
+                    format!("the request did not finish within {limit} (API_REQUEST_TIMEOUT)"),
                 )
             }
-            ApiError::Internal(e) => {
-                tracing::error!(error = %format!("{e:#}"), "request failed");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    ErrorBody {
-                        error: "internal",
-                        message: "internal error".into(),
-                        field: None,
-                    },
-                )
-            }
+            ApiError::Internal(e) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorBody {
+                    error: "internal",
+                    message: "internal error".into(),
+                    field: None,
+                },
+                format!("{e:#}"),
+            ),
         };
-        (status, Json(body)).into_response()
+        let mut res = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        res.extensions_mut().insert(ErrorDetail(detail));
+        res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(res: Response) -> String {
+        let bytes = axum::body::to_bytes(res.into_body(), 64 * 1024)
+            .await
+            .expect("body");
+        String::from_utf8(bytes.to_vec()).expect("utf-8")
+    }
+
+    #[tokio::test]
+    async fn a_5xx_body_is_generic_and_the_detail_rides_on_the_response_for_the_log() {
+        let res =
+            ApiError::Internal(anyhow::anyhow!("connection to 10.0.0.7 refused")).into_response();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let detail = res
+            .extensions()
+            .get::<ErrorDetail>()
+            .expect("detail")
+            .0
+            .clone();
+        assert!(detail.contains("10.0.0.7"), "{detail}");
+        let body = body_of(res).await;
+        assert!(!body.contains("10.0.0.7"), "{body}");
+        assert!(body.contains(r#""error":"internal""#), "{body}");
+
+        let res = ApiError::Unavailable {
+            what: "the job queue".into(),
+            source: anyhow::anyhow!("redis at 10.0.0.8 timed out"),
+        }
+        .into_response();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = body_of(res).await;
+        assert!(!body.contains("10.0.0.8"), "{body}");
+        assert!(body.contains("the job queue is unavailable"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_timeout_is_a_503_json_body_naming_the_limit() {
+        let res = ApiError::Timeout(Duration::from_millis(250)).into_response();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body: serde_json::Value = serde_json::from_str(&body_of(res).await).expect("json");
+        assert_eq!(body["error"], "timeout");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("250ms")),
+            "{body}"
+        );
     }
 }

@@ -4,7 +4,9 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod json;
+pub mod middleware;
 pub mod openapi;
+pub mod params;
 pub mod routes;
 
 use std::sync::Arc;
@@ -13,15 +15,13 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
-use axum::routing::{get, post};
 use queue_core::{Admin, Broker, BrokerConfig, CancellationToken, Producer, Queue};
 use storage::Storage;
 use store::PgPool;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
-use utoipa::OpenApi;
 
-pub use config::{Config, QrFormat, Secret};
+pub use config::{Config, MigrateConfig, QrFormat, Secret, SecretUrl};
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
@@ -35,85 +35,74 @@ pub struct AppState {
     pub storage: Storage,
 }
 
-/// The API routes (without health and metrics), testable with `oneshot`.
+/// The API: every route group merged, with the body limit, the request timeout
+/// and error logging; without health and metrics. Testable with `oneshot`.
 pub fn router(state: AppState) -> Router {
-    let body_limit = state.config.body_limit_bytes;
-    let openapi = openapi::ApiDoc::openapi();
+    let body_limit = state.config.body_limit_bytes.get();
+    let request_timeout = state.config.request_timeout;
     Router::new()
-        .route("/api/persons", post(routes::persons::create))
-        .route("/api/persons/{id}", get(routes::persons::get))
-        .route("/api/persons/{id}/qr", get(routes::persons::qr))
-        .route("/api/queues", get(routes::queues::list))
-        .route(
-            "/api/queues/{queue}/failed",
-            get(routes::queues::failed).delete(routes::queues::flush),
-        )
-        .route(
-            "/api/queues/{queue}/failed/retry-all",
-            post(routes::queues::retry_all),
-        )
-        .route(
-            "/api/queues/{queue}/failed/{id}",
-            axum::routing::delete(routes::queues::delete),
-        )
-        .route(
-            "/api/queues/{queue}/failed/{id}/retry",
-            post(routes::queues::retry),
-        )
-        .route("/api/queues/{queue}/pause", post(routes::queues::pause))
-        .route("/api/queues/{queue}/resume", post(routes::queues::resume))
-        .route(
-            "/openapi.json",
-            get(move || {
-                let doc = openapi.clone();
-                async move { axum::Json(doc) }
-            }),
-        )
+        .merge(routes::persons::router())
+        .merge(routes::queues::router())
+        .merge(routes::docs::router())
         .fallback(|| async { error::ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            request_timeout,
+            middleware::timeout,
+        ))
+        // Outermost, so it also sees the timeout's answer and the fallback's 404.
+        .layer(axum::middleware::from_fn(middleware::log_errors))
         .with_state(state)
 }
 
 /// Adds request ids (generated unless the client sent `x-request-id`) and a span
-/// per request that continues the caller's trace context.
+/// per request that continues the caller's trace context; errors are logged inside
+/// it by `router`'s middleware, not here.
 pub fn with_http_layers(router: Router) -> Router {
     router
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request<axum::body::Body>| {
-                let request_id = req
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                let span = tracing::info_span!(
-                    "request",
-                    http.method = %req.method(),
-                    http.route = %req.uri().path(),
-                    request.id = %request_id,
-                );
-                telemetry::continue_http_trace(&span, req.headers());
-                span
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request<axum::body::Body>| {
+                    let request_id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    let span = tracing::info_span!(
+                        "request",
+                        http.method = %req.method(),
+                        http.route = %req.uri().path(),
+                        request.id = %request_id,
+                    );
+                    telemetry::continue_http_trace(&span, req.headers());
+                    span
+                })
+                // `middleware::log_errors` logs each failure once, with its detail.
+                .on_failure(()),
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
 fn store_config(config: &Config) -> store::StoreConfig {
-    let mut store_config = store::StoreConfig::new(config.database_url.expose());
-    store_config.max_connections = config.database_max_connections;
-    store_config
+    store::StoreConfig {
+        max_connections: config.database_max_connections.get(),
+        ..store::StoreConfig::new(config.database_url.expose())
+    }
 }
 
-/// Applies the database migrations that have not run yet.
-pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+/// `api-gateway migrate`: applies the database migrations that have not run yet.
+pub async fn migrate(config: MigrateConfig, _shutdown: CancellationToken) -> anyhow::Result<()> {
     let store_config = store::StoreConfig {
         max_connections: 1,
-        ..store_config(config)
+        ..store::StoreConfig::new(config.database_url.expose())
     };
-    let pool = store::connect(&store_config)
-        .await
-        .context("applying migrations to PostgreSQL")?;
+    let pool = store::connect(&store_config).await.with_context(|| {
+        format!(
+            "applying migrations to PostgreSQL at {}",
+            config.database_url.redacted()
+        )
+    })?;
     pool.close().await;
     tracing::info!("migrations applied");
     Ok(())
@@ -123,11 +112,16 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
 pub async fn connect(config: Config) -> anyhow::Result<AppState> {
     let pool = store::connect(&store_config(&config))
         .await
-        .context("connecting to PostgreSQL")?;
+        .with_context(|| {
+            format!(
+                "connecting to PostgreSQL at {}",
+                config.database_url.redacted()
+            )
+        })?;
     let broker =
         Broker::connect(BrokerConfig::new(config.redis_url.expose()).prefix(&config.redis_prefix))
             .await
-            .context("connecting to Redis")?;
+            .with_context(|| format!("connecting to Redis at {}", config.redis_url.redacted()))?;
     let qr_queue = jobs::QR.open(&broker)?;
     Ok(AppState {
         pool,

@@ -1,2 +1,5 @@
+//! One module per route group; each exposes `router()`, merged by `crate::router`.
+
+pub mod docs;
 pub mod persons;
 pub mod queues;

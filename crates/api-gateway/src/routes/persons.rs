@@ -1,9 +1,10 @@
 //! Registration of people and their QR codes.
 
-use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{self, post};
+use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use jobs::v1::GenerateQr;
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,15 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::json::ApiJson;
+use crate::params::ApiPath;
+
+/// `POST /api/persons`, `GET /api/persons/{id}`, `GET /api/persons/{id}/qr`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/persons", post(create))
+        .route("/api/persons/{id}", routing::get(get))
+        .route("/api/persons/{id}/qr", routing::get(qr))
+}
 
 /// A person to register.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -155,7 +165,7 @@ fn validate(input: CreatePerson) -> Result<CreatePerson, ApiError> {
         (status = 401, description = "No or unknown token", body = ErrorBody),
         (status = 409, description = "A person with this document exists; nothing enqueued", body = ErrorBody),
         (status = 422, description = "A field breaks a rule", body = ErrorBody),
-        (status = 503, description = "Queue unavailable; nothing stored", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the queue is down, nothing was stored. `timeout`: the request outlasted API_REQUEST_TIMEOUT; the registration may still complete", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -228,9 +238,14 @@ async fn register(state: AppState, input: CreatePerson) -> Result<Person, ApiErr
     let enqueued = match state.producer.enqueue(&state.qr_queue, job).await {
         Ok(e) => e,
         Err(e) => {
-            tracing::error!(person.id = person.id, error = %e, "enqueueing the QR job failed; removing the person");
             persons::delete(&mut conn, person.id).await?;
-            return Err(ApiError::Unavailable("the job queue".into()));
+            return Err(ApiError::Unavailable {
+                what: "the job queue".into(),
+                source: anyhow::Error::from(e).context(format!(
+                    "enqueueing the QR job of person {} failed; the person was removed",
+                    person.id
+                )),
+            });
         }
     };
     info!(person.id = person.id, job.id = enqueued.id(), qr.path = %person.qr_path, "person registered, QR job enqueued");
@@ -244,6 +259,7 @@ async fn register(state: AppState, input: CreatePerson) -> Result<Person, ApiErr
     params(("id" = i64, Path, description = "Person id")),
     responses(
         (status = 200, body = PersonResponse),
+        (status = 400, description = "The id is not a number (`invalid_parameter`)", body = ErrorBody),
         (status = 404, body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -251,7 +267,7 @@ async fn register(state: AppState, input: CreatePerson) -> Result<Person, ApiErr
 pub async fn get(
     State(state): State<AppState>,
     _caller: Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<PersonResponse>, ApiError> {
     let mut conn = state
         .pool
@@ -281,6 +297,7 @@ pub struct QrNotReady {
     responses(
         (status = 200, description = "The QR image", content_type = "image/png"),
         (status = 202, description = "Still being generated", body = QrNotReady),
+        (status = 400, description = "The id is not a number (`invalid_parameter`)", body = ErrorBody),
         (status = 404, description = "No such person, or generation failed", body = QrNotReady),
     ),
     security(("bearer" = []))
@@ -288,7 +305,7 @@ pub struct QrNotReady {
 pub async fn qr(
     State(state): State<AppState>,
     _caller: Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Response, ApiError> {
     let mut conn = state
         .pool

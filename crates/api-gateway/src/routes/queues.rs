@@ -1,13 +1,30 @@
 //! Admin operations on queues, over the same `queue_core::Admin` as `queuectl`.
 
-use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::auth::AdminCaller;
 use crate::error::{ApiError, ErrorBody};
+use crate::params::{ApiPath, ApiQuery};
+
+/// The admin queue API under `/api/queues`; every route needs the admin token.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/queues", get(list))
+        .route("/api/queues/{queue}/failed", get(failed).delete(flush))
+        .route("/api/queues/{queue}/failed/retry-all", post(retry_all))
+        .route(
+            "/api/queues/{queue}/failed/{id}",
+            axum::routing::delete(delete),
+        )
+        .route("/api/queues/{queue}/failed/{id}/retry", post(retry))
+        .route("/api/queues/{queue}/pause", post(pause))
+        .route("/api/queues/{queue}/resume", post(resume))
+}
 
 /// A queue's counts; see `queue_core::QueueStats`.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -127,13 +144,15 @@ pub async fn list(
 
 #[utoipa::path(get, path = "/api/queues/{queue}/failed", tag = "queues",
     params(("queue" = String, Path), PageQuery),
-    responses((status = 200, body = DeadLetterPage), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = DeadLetterPage),
+        (status = 400, description = "`limit` is not a number (`invalid_parameter`)", body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, description = "`limit` out of range", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn failed(
     State(state): State<AppState>,
     _admin: AdminCaller,
-    Path(queue): Path<String>,
-    Query(page): Query<PageQuery>,
+    ApiPath(queue): ApiPath<String>,
+    ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<DeadLetterPage>, ApiError> {
     let q = state.admin.open(&queue).await?;
     let limit = page.limit.unwrap_or(50);
@@ -157,7 +176,7 @@ pub async fn failed(
 pub async fn retry(
     State(state): State<AppState>,
     _admin: AdminCaller,
-    Path((queue, id)): Path<(String, String)>,
+    ApiPath((queue, id)): ApiPath<(String, String)>,
 ) -> Result<Json<Retried>, ApiError> {
     let q = state.admin.open(&queue).await?;
     let entry_id = state.admin.retry_dead(&q, &id).await?;
@@ -172,7 +191,7 @@ pub async fn retry(
 pub async fn retry_all(
     State(state): State<AppState>,
     _admin: AdminCaller,
-    Path(queue): Path<String>,
+    ApiPath(queue): ApiPath<String>,
 ) -> Result<Json<Count>, ApiError> {
     let q = state.admin.open(&queue).await?;
     let count = state.admin.retry_all_dead(&q).await?;
@@ -187,7 +206,7 @@ pub async fn retry_all(
 pub async fn flush(
     State(state): State<AppState>,
     _admin: AdminCaller,
-    Path(queue): Path<String>,
+    ApiPath(queue): ApiPath<String>,
 ) -> Result<Json<Count>, ApiError> {
     let q = state.admin.open(&queue).await?;
     let count = state.admin.flush_dead(&q).await?;
@@ -202,7 +221,7 @@ pub async fn flush(
 pub async fn delete(
     State(state): State<AppState>,
     _admin: AdminCaller,
-    Path((queue, id)): Path<(String, String)>,
+    ApiPath((queue, id)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let q = state.admin.open(&queue).await?;
     state.admin.delete_dead(&q, &id).await?;
@@ -216,7 +235,7 @@ pub async fn delete(
 pub async fn pause(
     State(state): State<AppState>,
     _admin: AdminCaller,
-    Path(queue): Path<String>,
+    ApiPath(queue): ApiPath<String>,
 ) -> Result<Json<Paused>, ApiError> {
     let q = state.admin.open(&queue).await?;
     state.admin.pause(&q).await?;
@@ -231,7 +250,7 @@ pub async fn pause(
 pub async fn resume(
     State(state): State<AppState>,
     _admin: AdminCaller,
-    Path(queue): Path<String>,
+    ApiPath(queue): ApiPath<String>,
 ) -> Result<Json<Paused>, ApiError> {
     let q = state.admin.open(&queue).await?;
     state.admin.resume(&q).await?;

@@ -1,11 +1,10 @@
 //! Registration end to end: HTTP -> PostgreSQL + Redis -> qr-worker -> file.
 
-mod common;
-
-use std::time::Duration;
-
-use common::{ADMIN_TOKEN, TestApp, USER_TOKEN, decode_qr, eventually};
+use qr_worker::testing::decode_qr_png;
+use queue_core::testing::eventually;
 use serde_json::{Value, json};
+
+use crate::helpers::{ADMIN_TOKEN, TestApp, USER_TOKEN};
 
 fn ana(document: &str) -> Value {
     json!({"document": document, "first_name": "Ana", "last_name": "Pérez", "email": "ana@example.com"})
@@ -41,16 +40,12 @@ async fn a_registration_answers_201_at_once_and_the_qr_appears_at_its_path_encod
         "pending"
     );
 
-    app.start_qr_worker();
+    app.start_qr_worker().await;
     let file = app.file("qr/V-12345678.png");
-    let png = eventually("the QR file", Duration::from_secs(20), || {
-        let file = file.clone();
-        async move { std::fs::read(file).ok() }
-    })
-    .await;
-    assert_eq!(decode_qr(&png), "PERSON:V-12345678");
+    let png = eventually("the QR file", async || std::fs::read(&file).ok()).await;
+    assert_eq!(decode_qr_png(&png), "PERSON:V-12345678");
 
-    let ready = eventually("status ready", Duration::from_secs(10), || async {
+    let ready = eventually("status ready", async || {
         let p: Value = app
             .get(USER_TOKEN, &location)
             .await
@@ -65,7 +60,7 @@ async fn a_registration_answers_201_at_once_and_the_qr_appears_at_its_path_encod
     assert_eq!(served.status(), 200);
     assert_eq!(served.headers()["content-type"], "image/png");
     let body = served.bytes().await.expect("body");
-    assert_eq!(decode_qr(&body), "PERSON:V-12345678");
+    assert_eq!(decode_qr_png(&body), "PERSON:V-12345678");
     app.cleanup().await;
 }
 
@@ -202,6 +197,12 @@ async fn requests_without_a_valid_token_are_401_and_the_wrong_role_is_403() {
         app.get(USER_TOKEN, "/api/persons/999999").await.status(),
         404
     );
+    let not_a_number = app.get(USER_TOKEN, "/api/persons/abc").await;
+    assert_eq!(not_a_number.status(), 400);
+    assert_eq!(
+        not_a_number.json::<Value>().await.expect("json")["error"],
+        "invalid_parameter"
+    );
     app.cleanup().await;
 }
 
@@ -227,6 +228,16 @@ async fn the_openapi_document_describes_the_endpoints() {
     }
     assert!(doc["components"]["schemas"]["PersonResponse"].is_object());
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    // Every operation documents the 503 the request timeout answers.
+    assert!(doc["components"]["responses"]["Timeout"].is_object());
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("path item") {
+            assert!(
+                operation["responses"]["503"].is_object(),
+                "{method} {path} documents no 503"
+            );
+        }
+    }
     let health = app
         .client
         .get(app.url("/readyz"))
@@ -256,32 +267,20 @@ async fn clients_that_hang_up_mid_request_never_leave_a_person_without_a_job() {
         stream.write_all(request.as_bytes()).await.expect("write");
         drop(stream);
     }
-    let db = app.db.as_ref().expect("db");
+    let db = app.db();
     // Every stored person has exactly one job, once the in-flight requests settle.
-    eventually(
-        "each stored person to have its job",
-        Duration::from_secs(10),
-        || async {
-            let persons: i64 = sqlx_count(&db.pool).await;
-            let stats = app.qr_stats().await;
-            (persons > 0 && stats.waiting == persons as u64).then_some(())
-        },
-    )
+    eventually("each stored person to have its job", async || {
+        let persons: i64 = sqlx_count(&db.pool).await;
+        let stats = app.qr_stats().await;
+        (persons > 0 && stats.waiting == persons as u64).then_some(())
+    })
     .await;
     app.cleanup().await;
 }
 
 async fn sqlx_count(pool: &store::PgPool) -> i64 {
-    let mut conn = pool.acquire().await.expect("conn");
-    let mut n = 0;
-    for id in 1..=200 {
-        if store::persons::get(&mut conn, id)
-            .await
-            .expect("get")
-            .is_some()
-        {
-            n += 1;
-        }
-    }
-    n
+    sqlx::query_scalar("SELECT count(*) FROM persons")
+        .fetch_one(pool)
+        .await
+        .expect("count persons")
 }

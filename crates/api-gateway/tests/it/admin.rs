@@ -1,11 +1,10 @@
 //! The admin queue API, and a QR job that fails until storage is fixed.
 
-mod common;
-
-use std::time::Duration;
-
-use common::{ADMIN_TOKEN, TestApp, USER_TOKEN, decode_qr, eventually};
+use qr_worker::testing::decode_qr_png;
+use queue_core::testing::eventually;
 use serde_json::{Value, json};
+
+use crate::helpers::{ADMIN_TOKEN, TestApp, USER_TOKEN};
 
 #[tokio::test]
 async fn an_unwritable_storage_fails_the_qr_after_retries_and_the_admin_api_retries_it_once_fixed()
@@ -13,7 +12,7 @@ async fn an_unwritable_storage_fails_the_qr_after_retries_and_the_admin_api_retr
     let mut app = TestApp::spawn().await;
     // A file where the `qr` directory should be: no write can succeed (even as root).
     std::fs::write(app.storage.path().join("qr"), b"in the way").expect("block the dir");
-    app.start_qr_worker();
+    app.start_qr_worker().await;
     let res = app
         .post_person(
             Some(USER_TOKEN),
@@ -24,7 +23,7 @@ async fn an_unwritable_storage_fails_the_qr_after_retries_and_the_admin_api_retr
     let id = res.json::<Value>().await.expect("json")["id"].clone();
     let person_url = format!("/api/persons/{id}");
 
-    let failed = eventually("status failed", Duration::from_secs(20), || async {
+    let failed = eventually("status failed", async || {
         let p: Value = app
             .get(USER_TOKEN, &person_url)
             .await
@@ -71,17 +70,12 @@ async fn an_unwritable_storage_fails_the_qr_after_retries_and_the_admin_api_retr
         .await;
     assert_eq!(retried.status(), 200);
     let file = app.file("qr/V-22222222.png");
-    let png = eventually(
-        "the QR file after the retry",
-        Duration::from_secs(20),
-        || {
-            let file = file.clone();
-            async move { std::fs::read(file).ok() }
-        },
-    )
+    let png = eventually("the QR file after the retry", async || {
+        std::fs::read(&file).ok()
+    })
     .await;
-    assert_eq!(decode_qr(&png), "PERSON:V-22222222");
-    eventually("status ready", Duration::from_secs(10), || async {
+    assert_eq!(decode_qr_png(&png), "PERSON:V-22222222");
+    eventually("status ready", async || {
         let p: Value = app
             .get(USER_TOKEN, &person_url)
             .await
@@ -152,6 +146,18 @@ async fn admins_list_pause_resume_and_flush_queues() {
     assert_eq!(
         bad_limit.json::<Value>().await.expect("json")["field"],
         "limit"
+    );
+    let not_a_number = app
+        .get(ADMIN_TOKEN, "/api/queues/qr/failed?limit=ten")
+        .await;
+    assert_eq!(not_a_number.status(), 400);
+    let body: Value = not_a_number.json().await.expect("json");
+    assert_eq!(body["error"], "invalid_parameter");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("limit")),
+        "the message names the parameter: {body}"
     );
     app.cleanup().await;
 }

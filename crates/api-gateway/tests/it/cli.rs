@@ -1,0 +1,105 @@
+//! The real binary, as scripts and init containers run it: `migrate` needs only
+//! `DATABASE_URL`; a bad value exits 64 naming the variable, before any I/O.
+
+use std::process::Output;
+
+use queue_core::testing::PATIENCE;
+use store::testing::TestDb;
+use tokio::process::Command;
+
+use crate::helpers::{ADMIN_TOKEN, USER_TOKEN};
+
+const BIN: &str = env!("CARGO_BIN_EXE_api-gateway");
+
+/// Runs the binary with exactly `vars` as its environment.
+async fn run(args: &[&str], vars: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_clear()
+        .envs(vars.iter().copied())
+        .kill_on_drop(true);
+    tokio::time::timeout(PATIENCE, cmd.output())
+        .await
+        .expect("the binary exits in time")
+        .expect("the binary runs")
+}
+
+async fn table_exists(db: &TestDb, table: &str) -> bool {
+    sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(format!("public.{table}"))
+        .fetch_one(&db.pool)
+        .await
+        .expect("query the catalogue")
+}
+
+#[tokio::test]
+async fn migrate_needs_only_the_database_url_and_applies_the_migrations() {
+    let db = TestDb::new().await;
+    // A TestDb comes migrated: empty it so the binary has all the work to do.
+    sqlx::raw_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+        .execute(&db.pool)
+        .await
+        .expect("empty the schema");
+    assert!(!table_exists(&db, "_sqlx_migrations").await);
+
+    let out = run(&["migrate"], &[("DATABASE_URL", &db.url)]).await;
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(table_exists(&db, "_sqlx_migrations").await);
+    assert!(table_exists(&db, "persons").await);
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&db.pool)
+        .await
+        .expect("count migrations");
+    assert!(applied >= 1, "{applied} migrations recorded");
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_bad_value_exits_64_naming_the_variable() {
+    let tokens = [
+        ("API_ADMIN_TOKEN", ADMIN_TOKEN),
+        ("API_USER_TOKEN", USER_TOKEN),
+    ];
+    let cases = [
+        (
+            vec!["migrate"],
+            vec![("DATABASE_URL", "mysql://db/app")],
+            "DATABASE_URL",
+        ),
+        (
+            vec![],
+            vec![("API_USER_TOKEN", USER_TOKEN)],
+            "API_ADMIN_TOKEN",
+        ),
+        (
+            vec![],
+            [&tokens[..], &[("API_REQUEST_TIMEOUT", "30")]].concat(),
+            "API_REQUEST_TIMEOUT",
+        ),
+        (
+            vec![],
+            [&tokens[..], &[("QR_FORMAT", "gif")]].concat(),
+            "QR_FORMAT",
+        ),
+        (
+            vec!["serve-please"],
+            tokens.to_vec(),
+            "usage: api-gateway [migrate]",
+        ),
+    ];
+    for (args, vars, named) in cases {
+        let out = run(&args, &vars).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{args:?} {vars:?}: {stderr}");
+        assert!(
+            stderr.starts_with("api-gateway: ") && stderr.contains(named),
+            "{args:?} {vars:?}: {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    }
+}

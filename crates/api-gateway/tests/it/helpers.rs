@@ -1,0 +1,156 @@
+//! Spawns the gateway (and, when asked, a qr-worker) against the real Redis and a
+//! database of its own, on port 0, with a key prefix and a storage dir of its own.
+//! Redis keys and the database go away with the `TestApp`, also on panic.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use api_gateway::{Config, QrFormat, Secret, SecretUrl};
+use queue_core::CancellationToken;
+use queue_core::testing::{PATIENCE, TestRedis, redis_url};
+use service::testing::Running;
+use store::testing::TestDb;
+
+pub const ADMIN_TOKEN: &str = "admin-token-0123456789";
+pub const USER_TOKEN: &str = "user-token-0123456789";
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    /// What the running gateway was started with.
+    pub config: Config,
+    pub client: reqwest::Client,
+    db: Option<TestDb>,
+    pub redis: TestRedis,
+    pub storage: tempfile::TempDir,
+    pub shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    qr_worker: Option<Running>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Like `spawn`, after `tweak` has adjusted the configuration.
+    pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let db = TestDb::new().await;
+        let redis = TestRedis::new().await;
+        let storage = tempfile::tempdir().expect("tempdir");
+        let mut config = Config {
+            api_addr: "127.0.0.1:0".parse().expect("addr"),
+            redis_url: SecretUrl::new(redis_url()),
+            redis_prefix: redis.prefix.clone(),
+            database_url: SecretUrl::new(db.url.clone()),
+            database_max_connections: 5.try_into().expect("nonzero"),
+            storage_dir: storage.path().to_path_buf(),
+            admin_token: Secret::new(ADMIN_TOKEN),
+            user_token: Secret::new(USER_TOKEN),
+            qr_content_prefix: "PERSON:".into(),
+            qr_format: QrFormat::Png,
+            body_limit_bytes: (16 * 1024).try_into().expect("nonzero"),
+            request_timeout: Duration::from_secs(30),
+        };
+        tweak(&mut config);
+        let state = api_gateway::connect(config.clone()).await.expect("connect");
+        let listener = tokio::net::TcpListener::bind(config.api_addr)
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(api_gateway::run_on(listener, state, shutdown.clone()));
+        Self {
+            addr,
+            config,
+            client: reqwest::Client::new(),
+            db: Some(db),
+            redis,
+            storage,
+            shutdown,
+            server: Some(server),
+            qr_worker: None,
+        }
+    }
+
+    /// Starts a qr-worker, exactly as its `main` runs it, on the same Redis
+    /// prefix, database and storage, with millisecond intervals.
+    pub async fn start_qr_worker(&mut self) {
+        let config =
+            qr_worker::testing::config(&self.redis.prefix, &self.db().url, self.storage.path());
+        self.qr_worker = Some(qr_worker::testing::spawn(config).await);
+    }
+
+    /// The test's own database.
+    pub fn db(&self) -> &TestDb {
+        self.db.as_ref().expect("the database lives until cleanup")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn file(&self, qr_path: &str) -> PathBuf {
+        self.storage.path().join(qr_path)
+    }
+
+    pub async fn post_person(
+        &self,
+        token: Option<&str>,
+        body: serde_json::Value,
+    ) -> reqwest::Response {
+        let mut req = self.client.post(self.url("/api/persons")).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.expect("request")
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn admin_post(&self, path: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn qr_stats(&self) -> queue_core::QueueStats {
+        let q = jobs::QR.open(&self.redis.broker).expect("queue");
+        self.redis.stats(&q).await
+    }
+
+    /// Stops the worker and the gateway (both must stop cleanly) and drops the
+    /// database; the Redis keys of the test's prefix go when `redis` is dropped.
+    pub async fn cleanup(mut self) {
+        if let Some(worker) = self.qr_worker.take() {
+            worker.stop().await;
+        }
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            tokio::time::timeout(PATIENCE, server)
+                .await
+                .expect("the gateway drains in time")
+                .expect("the gateway task does not panic")
+                .expect("the gateway stops cleanly");
+        }
+        if let Some(db) = self.db.take() {
+            db.cleanup().await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}

@@ -1,0 +1,8 @@
+//! The gateway's integration tests, one binary: each module a concern, against
+//! real Redis and PostgreSQL (a key prefix and a database per test).
+
+mod admin;
+mod cli;
+mod errors;
+mod helpers;
+mod persons;
