@@ -1,9 +1,9 @@
 //! Names of stream fields, stats counters and the consumer group, in one place.
 //!
-//! The Lua scripts use the same names: [`lua_prelude`] turns these constants into
-//! Lua tables (`F` for fields, `S` for stats) that every script is prefixed with,
-//! so a name cannot differ between the code that writes a record and the code
-//! that reads it.
+//! The Lua scripts use the same names: they write `F.envelope`, `S.completed`, ...
+//! and [`expand_lua`] replaces each with the quoted constant when the script is
+//! loaded, so a name cannot differ between the code that writes a record and the
+//! code that reads it, at no cost per call.
 
 /// Consumer group every worker of a queue joins (`WorkerConfig::group` default).
 pub const DEFAULT_GROUP: &str = "workers";
@@ -45,35 +45,34 @@ pub mod stats {
     pub const DEAD_LETTERED: &str = "dead_lettered";
 }
 
-/// Lua that defines `F` (entry and dead-letter fields) and `S` (stats counters)
-/// from the constants above; prefixed to every script.
-pub(crate) fn lua_prelude() -> String {
-    let table = |pairs: &[(&str, &str)]| {
-        pairs
-            .iter()
-            .map(|(k, v)| format!("{k} = {v:?}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let f = table(&[
-        ("envelope", ENVELOPE),
-        ("error", dead_letter::ERROR),
-        ("attempts", dead_letter::ATTEMPTS),
-        ("failed_at", dead_letter::FAILED_AT),
-        ("origin", dead_letter::ORIGIN),
-        ("lane", dead_letter::LANE),
-        ("id", dead_letter::JOB_ID),
-        ("kind", dead_letter::KIND),
-        ("done_job", done::JOB),
-    ]);
-    let s = table(&[
-        ("completed", stats::COMPLETED),
-        ("failed", stats::FAILED),
-        ("retried", stats::RETRIED),
-        ("reclaimed", stats::RECLAIMED),
-        ("dead_lettered", stats::DEAD_LETTERED),
-    ]);
-    format!("local F = {{{f}}}\nlocal S = {{{s}}}\n")
+/// The names the Lua scripts refer to as `F.name` (entry and dead-letter fields)
+/// and `S.name` (stats counters), with their values.
+const LUA_NAMES: [(&str, &str); 14] = [
+    ("F.envelope", ENVELOPE),
+    ("F.error", dead_letter::ERROR),
+    ("F.attempts", dead_letter::ATTEMPTS),
+    ("F.failed_at", dead_letter::FAILED_AT),
+    ("F.origin", dead_letter::ORIGIN),
+    ("F.lane", dead_letter::LANE),
+    ("F.id", dead_letter::JOB_ID),
+    ("F.kind", dead_letter::KIND),
+    ("F.done_job", done::JOB),
+    ("S.completed", stats::COMPLETED),
+    ("S.failed", stats::FAILED),
+    ("S.retried", stats::RETRIED),
+    ("S.reclaimed", stats::RECLAIMED),
+    ("S.dead_lettered", stats::DEAD_LETTERED),
+];
+
+/// A script's source with every `F.name` / `S.name` replaced by the quoted
+/// constant, once when the script is loaded (no cost per call).
+pub(crate) fn expand_lua(source: &str) -> String {
+    let mut names = LUA_NAMES;
+    // Longest first, so that no name is replaced inside a longer one.
+    names.sort_by_key(|(name, _)| std::cmp::Reverse(name.len()));
+    names.iter().fold(source.to_owned(), |lua, (name, value)| {
+        lua.replace(name, &format!("'{value}'"))
+    })
 }
 
 #[cfg(test)]
@@ -81,14 +80,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_lua_prelude_names_every_field_as_the_rust_code_does() {
-        let prelude = lua_prelude();
-        assert!(prelude.contains(r#"envelope = "e""#), "{prelude}");
-        assert!(prelude.contains(r#"failed_at = "failed_at""#), "{prelude}");
-        assert!(
-            prelude.contains(r#"dead_lettered = "dead_lettered""#),
-            "{prelude}"
+    fn lua_names_expand_to_the_rust_constants() {
+        let lua = "redis.call('XADD', k, '*', F.envelope, e, F.id, i, F.done_job, j)\n\
+                   redis.call('HINCRBY', s, S.dead_lettered, 1)";
+        assert_eq!(
+            expand_lua(lua),
+            "redis.call('XADD', k, '*', 'e', e, 'id', i, 'j', j)\n\
+             redis.call('HINCRBY', s, 'dead_lettered', 1)"
         );
-        assert!(prelude.starts_with("local F = {") && prelude.contains("\nlocal S = {"));
     }
 }

@@ -6,8 +6,8 @@
 //! or in two places. All keys a script touches are passed through `KEYS` and share
 //! the queue's hash tag, so the scripts run unchanged on Redis Cluster.
 //! `redis::Script` sends `EVALSHA` and falls back to `EVAL` after a script flush.
-//! Each script is prefixed with [`fields::lua_prelude`], which defines the field
-//! and counter names (`F.envelope`, `S.completed`, ...) from the Rust constants.
+//! The scripts name fields and counters as `F.envelope`, `S.completed`, ...;
+//! [`fields::expand_lua`] replaces them with the Rust constants when loading.
 
 use std::sync::LazyLock;
 
@@ -18,11 +18,7 @@ use crate::fields;
 macro_rules! script {
     ($name:ident, $file:literal) => {
         pub(crate) static $name: LazyLock<Script> = LazyLock::new(|| {
-            Script::new(&format!(
-                "{}{}",
-                fields::lua_prelude(),
-                include_str!(concat!("lua/", $file))
-            ))
+            Script::new(&fields::expand_lua(include_str!(concat!("lua/", $file))))
         });
     };
 }
@@ -39,3 +35,35 @@ script!(STATS, "stats.lua");
 script!(PURGE, "purge.lua");
 script!(EVICT_CONSUMER, "evict_consumer.lua");
 script!(RELEASE_UNIQUE, "release_unique.lua");
+
+#[cfg(test)]
+mod tests {
+    use crate::fields;
+
+    #[test]
+    fn every_name_a_script_uses_is_a_known_field_or_counter() {
+        for (file, source) in [
+            ("enqueue", include_str!("lua/enqueue.lua")),
+            ("promote", include_str!("lua/promote.lua")),
+            ("complete", include_str!("lua/complete.lua")),
+            ("retry", include_str!("lua/retry.lua")),
+            ("dead_letter", include_str!("lua/dead_letter.lua")),
+            ("reclaim", include_str!("lua/reclaim.lua")),
+            ("heartbeat", include_str!("lua/heartbeat.lua")),
+            ("dlq_retry", include_str!("lua/dlq_retry.lua")),
+            ("stats", include_str!("lua/stats.lua")),
+            ("purge", include_str!("lua/purge.lua")),
+            ("evict_consumer", include_str!("lua/evict_consumer.lua")),
+            ("release_unique", include_str!("lua/release_unique.lua")),
+        ] {
+            let lua = fields::expand_lua(source);
+            for marker in ["F.", "S."] {
+                assert!(
+                    !lua.contains(marker),
+                    "{file}.lua names an unknown field or counter: {}",
+                    lua.lines().find(|l| l.contains(marker)).unwrap_or_default()
+                );
+            }
+        }
+    }
+}

@@ -5,19 +5,25 @@
 -- recorded as one entry of the done stream (one `j` field per job). A job that
 -- holds a unique-until-settled key releases it here, if the key is still its own.
 -- KEYS[1] done stream, KEYS[2] stats hash, KEYS[3] lane stream, KEYS[4..] unique keys
--- ARGV[1] group, ARGV[2] done stream max length in records (0 keeps none)
--- ARGV[3..] triples: entry id, "job id \31 kind \31 attempt \31 duration ms",
---           index in KEYS of the job's unique key (0: none)
+-- ARGV[1] group, ARGV[2] done stream max length in records (0 keeps none),
+-- ARGV[3] n, then n pairs: entry id, "job id \31 kind \31 attempt \31 duration ms",
+-- then pairs for the jobs holding a unique key: pair number (1..n), index in KEYS
 -- Returns the number of entries acknowledged by this call.
+local n = tonumber(ARGV[3])
+local unique = {}
+for i = 4 + 2 * n, #ARGV, 2 do
+  unique[tonumber(ARGV[i])] = tonumber(ARGV[i + 1])
+end
 local acked = {}
 local record = {}
-for i = 3, #ARGV, 3 do
+for p = 1, n do
+  local i = 2 + 2 * p
   if redis.call('XACK', KEYS[3], ARGV[1], ARGV[i]) == 1 then
     acked[#acked + 1] = ARGV[i]
     record[#record + 1] = F.done_job
     record[#record + 1] = ARGV[i + 1]
-    local k = tonumber(ARGV[i + 2])
-    if k > 0 then
+    local k = unique[p]
+    if k then
       local job_id = string.match(ARGV[i + 1], '^[^\31]*')
       if redis.call('GET', KEYS[k]) == job_id then
         redis.call('DEL', KEYS[k])
@@ -25,13 +31,12 @@ for i = 3, #ARGV, 3 do
     end
   end
 end
-local n = #acked
-if n > 0 then
+if #acked > 0 then
   redis.call('XDEL', KEYS[3], unpack(acked))
-  redis.call('HINCRBY', KEYS[2], S.completed, n)
+  redis.call('HINCRBY', KEYS[2], S.completed, #acked)
   local maxlen = tonumber(ARGV[2])
   if maxlen > 0 then
     redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', unpack(record))
   end
 end
-return n
+return #acked

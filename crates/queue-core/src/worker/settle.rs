@@ -107,29 +107,31 @@ async fn complete(ctx: &Ctx, lane: usize, outcomes: &[&Outcome]) -> Result<u64> 
         0 => 0,
         n => n.div_ceil(outcomes.len().max(1)).max(1),
     };
-    inv.arg(&ctx.cfg.group).arg(records);
-    // KEYS[4..]: the unique keys held by jobs of this batch, in order.
-    let mut unique_keys = 3;
-    for o in outcomes {
-        if let RunResult::Completed {
-            envelope,
-            duration_ms,
-        } = &o.result
-        {
-            let sep = fields::done::SEPARATOR;
-            let unique_index = if envelope.unique_key.is_empty() {
-                0
-            } else {
-                unique_keys += 1;
-                inv.key(keys.uniq(&envelope.unique_key));
-                unique_keys
-            };
-            inv.arg(&*o.entry_id)
-                .arg(format!(
-                    "{}{sep}{}{sep}{}{sep}{duration_ms}",
-                    envelope.id, envelope.kind, envelope.attempt
-                ))
-                .arg(unique_index);
+    let completed: Vec<(&Arc<str>, &Envelope, u64)> = outcomes
+        .iter()
+        .filter_map(|o| match &o.result {
+            RunResult::Completed {
+                envelope,
+                duration_ms,
+            } => Some((&o.entry_id, &**envelope, *duration_ms)),
+            _ => None,
+        })
+        .collect();
+    inv.arg(&ctx.cfg.group).arg(records).arg(completed.len());
+    let sep = fields::done::SEPARATOR;
+    for (entry_id, envelope, duration_ms) in &completed {
+        inv.arg(&***entry_id).arg(format!(
+            "{}{sep}{}{sep}{}{sep}{duration_ms}",
+            envelope.id, envelope.kind, envelope.attempt
+        ));
+    }
+    // Unique keys go last, as KEYS[4..]: most batches hold none and pay nothing.
+    let mut key_index = 3;
+    for (n, (_, envelope, _)) in completed.iter().enumerate() {
+        if !envelope.unique_key.is_empty() {
+            key_index += 1;
+            inv.key(keys.uniq(&envelope.unique_key));
+            inv.arg(n + 1).arg(key_index);
         }
     }
     Ok(inv.invoke_async(&mut ctx.broker.shared()).await?)
