@@ -261,8 +261,7 @@ pub fn url(vars: &dyn Vars, name: &str, default: &str, schemes: &[&str]) -> Resu
 // The settings every binary shares
 
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
-pub const DEFAULT_DATABASE_URL: &str =
-    "postgres://postgres:postgres@127.0.0.1:5432/test?sslmode=disable";
+pub const DEFAULT_DATABASE_URL: &str = store::DEFAULT_DATABASE_URL;
 
 /// `REDIS_URL`: `redis://`, `rediss://` (TLS) or `redis+unix://`; may carry a password.
 pub fn redis_url(vars: &dyn Vars) -> Result<SecretUrl> {

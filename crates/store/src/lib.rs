@@ -36,6 +36,11 @@ impl StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// The laptop default: the local PostgreSQL without TLS (a local server's
+/// snakeoil certificate would cost a handshake per connection for nothing).
+pub const DEFAULT_DATABASE_URL: &str =
+    "postgres://postgres:postgres@127.0.0.1:5432/test?sslmode=disable";
+
 /// Pool settings.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {

@@ -6,7 +6,7 @@ use sqlx::{Connection, Executor, PgConnection, PgPool};
 use crate::{StoreConfig, connect};
 
 /// Default for tests when `DATABASE_URL` is not set.
-pub const DEFAULT_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/test?sslmode=disable";
+pub const DEFAULT_URL: &str = crate::DEFAULT_DATABASE_URL;
 
 /// A fresh, migrated database named `t_<random>`.
 #[derive(Debug)]
