@@ -253,6 +253,21 @@ impl TestRedis {
             .await;
     }
 
+    /// Waits until `consumer` has sent nothing on any lane of `q` for 100 ms: a
+    /// worker whose block time is longer is then waiting in its blocking read.
+    pub async fn until_blocked(&self, q: &Queue, consumer: &str) {
+        let lanes = q.streams().len();
+        eventually("the worker waits in its blocking read", async || {
+            let consumers = self.admin.consumers(q).await.expect("consumers");
+            let quiet = consumers
+                .iter()
+                .filter(|c| c.name == consumer && c.idle_ms >= 100)
+                .count();
+            (quiet == lanes).then_some(())
+        })
+        .await;
+    }
+
     pub async fn xlen(&self, key: &str) -> u64 {
         self.cmd(redis::cmd("XLEN").arg(key)).await
     }

@@ -23,24 +23,37 @@ pub(super) fn track(ctx: &Ctx, entries: &[Delivery]) {
 }
 
 pub(super) fn untrack(ctx: &Ctx, lane: usize, id: &Arc<str>) {
+    // Also called while a task unwinds: a poisoned lock must not turn that into
+    // an abort.
     ctx.inflight
         .lock()
-        .expect("inflight lock")
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
         .remove(&(lane, id.clone()));
 }
 
-/// Starts one task per delivery, each holding one of `permits`. Entries must be
-/// tracked in the in-flight map already.
+/// Starts one task per delivery, each holding one of `permits`, in the order
+/// given (highest lane first). Entries must be tracked in the in-flight map
+/// already. Entries beyond the permits are returned, still tracked (so their
+/// claim is kept alive), to start when permits free up: a blocking read over
+/// several lanes may answer up to COUNT entries per lane.
+#[must_use = "entries beyond the permits must be held, not dropped"]
 pub(super) fn dispatch<H: Handler>(
     ctx: &Arc<Ctx>,
     handler: &Arc<H>,
     entries: Vec<Delivery>,
     mut permits: OwnedSemaphorePermit,
-) {
-    for d in entries {
-        let permit = permits
-            .split(1)
-            .expect("one permit was taken per requested entry");
+) -> Vec<Delivery> {
+    let mut entries = entries.into_iter();
+    while let Some(d) = entries.next() {
+        let permit = if permits.num_permits() > 1 {
+            permits.split(1).expect("more than one permit is held")
+        } else if permits.num_permits() == 1 {
+            std::mem::replace(&mut permits, empty_permit(ctx))
+        } else {
+            let mut surplus = vec![d];
+            surplus.extend(entries);
+            return surplus;
+        };
         let entry_id: Arc<str> = Arc::from(d.id);
         let decoded = match d.envelope {
             None => Err((
@@ -76,6 +89,15 @@ pub(super) fn dispatch<H: Handler>(
             }
         }
     }
+    Vec::new()
+}
+
+/// A permit of zero slots, to leave in place of the last one handed out.
+fn empty_permit(ctx: &Ctx) -> OwnedSemaphorePermit {
+    ctx.permits
+        .clone()
+        .try_acquire_many_owned(0)
+        .expect("the semaphore is never closed")
 }
 
 async fn run_job<H: Handler>(
@@ -87,6 +109,16 @@ async fn run_job<H: Handler>(
     deliveries: u64,
     permit: OwnedSemaphorePermit,
 ) {
+    // Until the outcome is handed to the settling task, a task that dies (a
+    // panic outside the handler's own poll, e.g. in its future's drop) or is
+    // abandoned at the end of the grace period takes its entry out of the
+    // in-flight map: no heartbeat keeps claiming what will never finish, and
+    // another delivery takes it after the visibility timeout.
+    let mut tracked = Tracked {
+        ctx: ctx.clone(),
+        lane,
+        entry_id: Some(entry_id.clone()),
+    };
     let started = Instant::now();
     let wait_ms = (envelope::now_ms() - envelope.available_at_ms).max(0);
     ctx.metrics.wait_seconds.record(wait_ms as f64 / 1000.0);
@@ -158,10 +190,27 @@ async fn run_job<H: Handler>(
             }
         }
     };
+    // From here the settling task owns the entry (it untracks it once settled).
+    tracked.entry_id = None;
     let _ = ctx.settle.send(Settle::Outcome(Outcome {
         lane,
         entry_id,
         result,
     }));
     drop(permit);
+}
+
+/// Takes an entry out of the in-flight map when dropped while still armed.
+struct Tracked {
+    ctx: Arc<Ctx>,
+    lane: usize,
+    entry_id: Option<Arc<str>>,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if let Some(id) = self.entry_id.take() {
+            untrack(&self.ctx, self.lane, &id);
+        }
+    }
 }

@@ -1,13 +1,21 @@
 //! Keeping claims alive: every in-flight entry's idle time is reset well before
 //! the visibility timeout, so no other consumer reclaims a running job.
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::runner::{Ctx, sleep_or_cancel};
 use crate::{Result, scripts};
+
+/// Whether an entry last refreshed `age` ago is refreshed on this tick. Half an
+/// interval, not a whole one: an entry read just after a tick is then refreshed on
+/// the next tick, so no entry goes more than 1.5 intervals without a refresh
+/// (validation keeps 2 intervals under the visibility timeout).
+fn needs_refresh(age: Duration, every: Duration) -> bool {
+    age >= every / 2
+}
 
 pub(super) async fn heartbeat_loop(ctx: Arc<Ctx>, stop: CancellationToken) {
     let every = ctx.cfg.heartbeat_interval;
@@ -17,7 +25,7 @@ pub(super) async fn heartbeat_loop(ctx: Arc<Ctx>, stop: CancellationToken) {
         {
             let inflight = ctx.inflight.lock().expect("inflight lock");
             for ((lane, id), refreshed) in inflight.iter() {
-                if now.duration_since(*refreshed) >= every {
+                if needs_refresh(now.duration_since(*refreshed), every) {
                     due[*lane].push(id.clone());
                 }
             }
@@ -55,4 +63,19 @@ async fn heartbeat(ctx: &Ctx, lane: usize, ids: &[Arc<str>]) -> Result<Vec<Strin
         inv.arg(&**id);
     }
     Ok(inv.invoke_async(&mut conn).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_read_just_after_a_tick_is_refreshed_on_the_next_tick() {
+        let every = Duration::from_millis(1000);
+        // Read 1 ms after a tick: 999 ms old at the next one.
+        assert!(needs_refresh(Duration::from_millis(999), every));
+        assert!(needs_refresh(every, every));
+        // Read just before a tick: refreshed on the following one instead.
+        assert!(!needs_refresh(Duration::from_millis(10), every));
+    }
 }

@@ -1,5 +1,6 @@
 //! Reading: new entries (highest lane first, pipelined with the pause flag) and,
 //! with the same concurrency slots, entries reclaimed from stopped consumers.
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -60,6 +61,9 @@ pub(super) async fn read_loop<H: Handler>(
     let mut cursors = vec!["0-0".to_owned(); ctx.queue.streams().len()];
     let mut next_reclaim = Instant::now() + ctx.cfg.reclaim_interval;
     let mut paused = false;
+    // Entries read beyond the free slots (tracked, so heart-beaten), highest lane
+    // first: they start before anything new is read.
+    let mut held: VecDeque<Delivery> = VecDeque::new();
     loop {
         let first = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -77,6 +81,15 @@ pub(super) async fn read_loop<H: Handler>(
         }
         let want = permits.num_permits();
 
+        if !held.is_empty() {
+            let batch: Vec<Delivery> = held.drain(..want.min(held.len())).collect();
+            if !wait_while_paused(ctx, shutdown).await {
+                return;
+            }
+            held.extend(dispatch(ctx, handler, batch, permits));
+            continue;
+        }
+
         // While paused, only the flag is polled: nothing more is claimed.
         if paused {
             if is_paused(ctx).await {
@@ -93,7 +106,12 @@ pub(super) async fn read_loop<H: Handler>(
             next_reclaim = Instant::now() + ctx.cfg.reclaim_interval;
             let claimed = reclaim_step(ctx, &mut cursors, want).await;
             if !claimed.is_empty() {
-                dispatch(ctx, handler, claimed, permits);
+                // The pause may have begun during the last blocking read: reclaimed
+                // jobs are held (claimed, heart-beaten) like read ones.
+                if !wait_while_paused(ctx, shutdown).await {
+                    return;
+                }
+                held.extend(dispatch(ctx, handler, claimed, permits));
                 continue;
             }
         }
@@ -139,7 +157,7 @@ pub(super) async fn read_loop<H: Handler>(
                 if known_paused != Some(false) && !wait_while_paused(ctx, shutdown).await {
                     return;
                 }
-                dispatch(ctx, handler, entries, permits);
+                held.extend(dispatch(ctx, handler, entries, permits));
             }
             Err(e) => {
                 drop(permits);

@@ -35,6 +35,16 @@ pub(super) async fn reclaim_step(
                         "dead-lettered entries whose worker stopped on every delivery"
                     );
                 }
+                // XAUTOCLAIM also returns this worker's own running entries when
+                // their heartbeat was late: the claim just refreshed them, and
+                // they must not start a second time here.
+                let entries: Vec<Delivery> = {
+                    let inflight = ctx.inflight.lock().expect("inflight lock");
+                    entries
+                        .into_iter()
+                        .filter(|d| !inflight.contains_key(&(d.lane, Arc::from(d.id.as_str()))))
+                        .collect()
+                };
                 if !entries.is_empty() {
                     ctx.metrics.reclaimed.increment(entries.len() as u64);
                     info!(

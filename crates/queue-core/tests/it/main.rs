@@ -5,6 +5,7 @@
 mod admin_ops;
 mod lifecycle;
 mod metrics;
+mod races;
 mod recovery;
 mod repeating;
 mod scheduling;
