@@ -561,28 +561,66 @@ impl Admin {
             if c.name == HEIR_CONSUMER && c.pending > 0 {
                 continue; // its entries are waiting to be reclaimed
             }
-            let stream = &queue.streams()[queue.lane_by_name(&c.lane)];
-            let mut moved = 0;
-            loop {
-                let mut inv = scripts::EVICT_CONSUMER.prepare_invoke();
-                inv.key(stream)
-                    .arg(&self.group)
-                    .arg(&c.name)
-                    .arg(HEIR_CONSUMER)
-                    .arg(500);
-                let (n, deleted): (u64, u64) = inv.invoke_async(&mut *conn).await?;
-                moved += n;
-                if deleted == 1 {
-                    break;
-                }
+            if let Some(moved) = self
+                .evict_consumer(&mut conn, queue, &c.lane, &c.name, min_idle)
+                .await?
+            {
+                removed.push(RemovedConsumer {
+                    name: c.name,
+                    lane: c.lane,
+                    moved,
+                });
             }
-            removed.push(RemovedConsumer {
-                name: c.name,
-                lane: c.lane,
-                moved,
-            });
         }
         Ok(removed)
+    }
+
+    /// Removes consumer `name` of `lane` if it is still idle for `min_idle`,
+    /// handing its pending entries to [`HEIR_CONSUMER`]; returns how many were
+    /// handed over, or None when it was not idle (it resumed since it was listed).
+    /// The idle check runs inside each eviction step, so a consumer that resumes
+    /// in between never loses entries it just read.
+    pub async fn evict_idle_consumer(
+        &self,
+        queue: &Queue,
+        lane: &str,
+        name: &str,
+        min_idle: Duration,
+    ) -> Result<Option<u64>> {
+        let mut conn = self.broker.conn().await?;
+        self.evict_consumer(&mut conn, queue, lane, name, min_idle)
+            .await
+    }
+
+    async fn evict_consumer(
+        &self,
+        conn: &mut deadpool_redis::Connection,
+        queue: &Queue,
+        lane: &str,
+        name: &str,
+        min_idle: Duration,
+    ) -> Result<Option<u64>> {
+        let stream = &queue.streams()[queue.lane_by_name(lane)];
+        let mut moved = 0;
+        loop {
+            let mut inv = scripts::EVICT_CONSUMER.prepare_invoke();
+            inv.key(stream)
+                .arg(&self.group)
+                .arg(name)
+                .arg(HEIR_CONSUMER)
+                .arg(500)
+                .arg(min_idle.as_millis() as u64);
+            let (n, state): (u64, i64) = inv.invoke_async(&mut **conn).await?;
+            moved += n;
+            match state {
+                1 => return Ok(Some(moved)),
+                -1 if moved == 0 => return Ok(None),
+                // Resumed after part of its entries moved (its idle time was
+                // checked before each chunk): keep what it holds now.
+                -1 => return Ok(Some(moved)),
+                _ => {}
+            }
+        }
     }
 
     /// Moves due delayed jobs into their streams now (workers do this on their own).

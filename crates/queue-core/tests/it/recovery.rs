@@ -337,3 +337,44 @@ async fn removing_an_idle_consumer_keeps_its_pending_job_for_a_live_worker() {
     worker.stop().await;
     env.finish().await;
 }
+
+#[tokio::test]
+async fn a_consumer_that_resumes_before_its_eviction_keeps_the_entries_it_holds() {
+    let env = TestRedis::new().await;
+    let q = env.queue("evict-resumed");
+    for n in 0..2 {
+        env.producer
+            .enqueue(&q, NewJob::new("t.held", format!("{n}")))
+            .await
+            .expect("enqueue");
+    }
+    env.read_as(&q, "sleeper", 1).await;
+    let lane = eventually("the sleeper is idle for 200 ms", async || {
+        let consumers = env.admin.consumers(&q).await.expect("consumers");
+        consumers
+            .into_iter()
+            .find(|c| c.name == "sleeper" && c.idle_ms >= 200)
+            .map(|c| c.lane)
+    })
+    .await;
+    // Listed as idle, then it wakes up and reads again before the eviction runs.
+    env.read_as(&q, "sleeper", 1).await;
+    let evicted = env
+        .admin
+        .evict_idle_consumer(&q, &lane, "sleeper", ms(200))
+        .await
+        .expect("evict");
+    assert_eq!(evicted, None, "a consumer that is no longer idle is kept");
+    let owners: Vec<String> = env
+        .pending_entries(&q)
+        .await
+        .into_iter()
+        .map(|(_, consumer, _)| consumer)
+        .collect();
+    assert_eq!(
+        owners,
+        ["sleeper", "sleeper"],
+        "it keeps both entries it read"
+    );
+    env.finish().await;
+}
