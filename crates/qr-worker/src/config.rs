@@ -1,9 +1,11 @@
-//! The worker's settings: its own variables (`STORAGE_DIR`, `QR_SIZE`,
-//! `QR_MARGIN`, `QR_ECC`) on top of the `service` kit's base and per-queue
+//! The worker's settings: its own variables (`STORAGE_DIR`,
+//! `STORAGE_TEMP_MAX_AGE`, `STORAGE_SWEEP_INTERVAL`, `QR_SIZE`, `QR_MARGIN`,
+//! `QR_ECC`) on top of the `service` kit's base and per-queue
 //! settings. Read from the environment only by `main`; tests build a [`Config`]
 //! directly or from a map.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use queue_core::WorkerConfig;
 use service::config::{self, BaseConfig, ConfigError, Vars};
@@ -13,6 +15,9 @@ use crate::render::RenderOptions;
 /// `HEALTH_ADDR` is `127.0.0.1:9101` unless set.
 pub const DEFAULT_HEALTH_PORT: u16 = 9101;
 pub const DEFAULT_STORAGE_DIR: &str = "./storage";
+/// Long past any write in progress: a write lasts about as long as an fsync.
+pub const DEFAULT_STORAGE_TEMP_MAX_AGE: Duration = Duration::from_secs(15 * 60);
+pub const DEFAULT_STORAGE_SWEEP_INTERVAL: Duration = Duration::from_secs(5 * 60);
 
 /// Settings of the QR worker.
 #[derive(Debug, Clone)]
@@ -24,6 +29,12 @@ pub struct Config {
     pub worker: WorkerConfig,
     /// `STORAGE_DIR`: root of the local storage the QR paths are relative to.
     pub storage_dir: PathBuf,
+    /// `STORAGE_TEMP_MAX_AGE`: a temporary file older than this was left by a
+    /// writer that died (a killed process) and is removed by the sweep.
+    pub storage_temp_max_age: Duration,
+    /// `STORAGE_SWEEP_INTERVAL`: how often the storage is swept for such
+    /// files, besides once at start.
+    pub storage_sweep_interval: Duration,
     /// `QR_SIZE`, `QR_MARGIN`, `QR_ECC`.
     pub qr: RenderOptions,
 }
@@ -40,10 +51,36 @@ impl Config {
         RenderOptions::check_size(qr.size).map_err(|rule| ConfigError::new("QR_SIZE", rule))?;
         RenderOptions::check_margin(qr.margin)
             .map_err(|rule| ConfigError::new("QR_MARGIN", rule))?;
+        let worker = config::worker_config(vars, &jobs::QR)?;
+        let storage_temp_max_age =
+            config::duration(vars, "STORAGE_TEMP_MAX_AGE", DEFAULT_STORAGE_TEMP_MAX_AGE)?;
+        // A younger file may belong to a job still writing it.
+        if storage_temp_max_age <= worker.job_timeout {
+            return Err(ConfigError::new(
+                "STORAGE_TEMP_MAX_AGE",
+                format!(
+                    "must be longer than QR_JOB_TIMEOUT ({:?}), or a write in progress could be removed",
+                    worker.job_timeout
+                ),
+            ));
+        }
+        let storage_sweep_interval = config::duration(
+            vars,
+            "STORAGE_SWEEP_INTERVAL",
+            DEFAULT_STORAGE_SWEEP_INTERVAL,
+        )?;
+        if storage_sweep_interval.is_zero() {
+            return Err(ConfigError::new(
+                "STORAGE_SWEEP_INTERVAL",
+                "must be longer than 0",
+            ));
+        }
         Ok(Self {
             base: BaseConfig::from_vars(vars, DEFAULT_HEALTH_PORT)?,
-            worker: config::worker_config(vars, &jobs::QR)?,
+            worker,
             storage_dir: config::string(vars, "STORAGE_DIR", DEFAULT_STORAGE_DIR).into(),
+            storage_temp_max_age,
+            storage_sweep_interval,
             qr,
         })
     }
@@ -67,6 +104,8 @@ mod tests {
         assert_eq!(c.worker.job_timeout, jobs::QR.job_timeout);
         assert_eq!(c.qr, RenderOptions::default());
         assert_eq!((c.qr.size, c.qr.margin, c.qr.ecc), (512, 4, EccLevel::M));
+        assert_eq!(c.storage_temp_max_age, Duration::from_secs(15 * 60));
+        assert_eq!(c.storage_sweep_interval, Duration::from_secs(5 * 60));
     }
 
     #[test]
@@ -76,6 +115,8 @@ mod tests {
             ("RSQ_PREFIX", "staging"),
             ("DATABASE_URL", "postgresql://app:pw@db/app"),
             ("STORAGE_DIR", "/var/lib/rsq"),
+            ("STORAGE_TEMP_MAX_AGE", "1h"),
+            ("STORAGE_SWEEP_INTERVAL", "30s"),
             ("HEALTH_ADDR", "0.0.0.0:0"),
             ("QR_CONCURRENCY", "3"),
             ("QR_JOB_TIMEOUT", "10s"),
@@ -86,6 +127,8 @@ mod tests {
         .expect("valid");
         assert_eq!(c.base.redis_prefix, "staging");
         assert_eq!(c.storage_dir, PathBuf::from("/var/lib/rsq"));
+        assert_eq!(c.storage_temp_max_age, Duration::from_secs(3600));
+        assert_eq!(c.storage_sweep_interval, Duration::from_secs(30));
         assert_eq!(c.base.health_addr.port(), 0);
         assert_eq!(c.worker.concurrency.get(), 3);
         assert_eq!(c.worker.job_timeout, std::time::Duration::from_secs(10));
@@ -105,6 +148,13 @@ mod tests {
             ("REDIS_URL", "http://x", "redis://"),
             ("DATABASE_URL", "mysql://x", "postgres://"),
             ("RSQ_PREFIX", "a b", "1 to 64"),
+            ("STORAGE_TEMP_MAX_AGE", "15", "duration"),
+            (
+                "STORAGE_TEMP_MAX_AGE",
+                "30s",
+                "longer than QR_JOB_TIMEOUT (30s)",
+            ),
+            ("STORAGE_SWEEP_INTERVAL", "0s", "longer than 0"),
         ] {
             let err = Config::from_vars(&[(var, value)]).expect_err(var);
             assert_eq!(err.var, var);

@@ -10,7 +10,7 @@ use tracing::warn;
 
 use queue_core::CancellationToken;
 use service::{Started, WorkerService};
-use storage::Storage;
+use storage::{Storage, Sweep};
 
 pub use crate::config::Config;
 pub use crate::handler::QrHandler;
@@ -22,7 +22,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 }
 
 /// Connects to Redis and PostgreSQL (running the migrations) and binds the
-/// health port; the returned service renders `qr.generate` jobs once run.
+/// health port; the returned service renders `qr.generate` jobs once run, and
+/// sweeps the storage for stale temporary files at start and periodically.
 pub async fn start(config: Config) -> anyhow::Result<Started> {
     let svc = WorkerService::connect(&config.base, &jobs::QR, config.worker).await?;
     let storage = Storage::local(&config.storage_dir);
@@ -35,15 +36,36 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         storage.clone(),
         config.qr,
     ));
-    svc.readiness_check("storage", move || {
-        let storage = storage.clone();
-        // The directory the gateway's paths point into, not just the root.
-        async move {
-            storage
-                .check_writable_in("qr")
-                .await
-                .map_err(|e| e.to_string())
-        }
-    })
-    .start(handlers)
+    let started = svc
+        .readiness_check("storage", {
+            let storage = storage.clone();
+            move || {
+                let storage = storage.clone();
+                // The directory the gateway's paths point into, not just the root.
+                async move {
+                    storage
+                        .check_writable_in("qr")
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+            }
+        })
+        .start(handlers)?;
+    // Temporary files of writers killed mid-write (a SIGKILLed replica) are
+    // swept beside the work, until the service stops for whatever reason.
+    let sweep = Sweep {
+        older_than: config.storage_temp_max_age,
+        ..Sweep::default()
+    };
+    let every = config.storage_sweep_interval;
+    Ok(Started::new(started.addr(), move |shutdown| async move {
+        let stopped = CancellationToken::new();
+        let run = async {
+            let result = started.run(shutdown).await;
+            stopped.cancel();
+            result
+        };
+        let sweeper = storage.sweep_temp_files_every(every, sweep, stopped.cancelled());
+        tokio::join!(run, sweeper).0
+    }))
 }

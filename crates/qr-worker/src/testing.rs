@@ -4,6 +4,7 @@
 //! port 0, and reading back the QR code of a PNG.
 
 use std::path::Path;
+use std::time::Duration;
 
 use service::testing::Running;
 
@@ -17,6 +18,9 @@ pub fn config(redis_prefix: &str, database_url: &str, storage_dir: &Path) -> Con
         base: service::testing::base_config(redis_prefix, database_url),
         worker: service::testing::fast_worker_config(&jobs::QR),
         storage_dir: storage_dir.to_owned(),
+        storage_temp_max_age: crate::config::DEFAULT_STORAGE_TEMP_MAX_AGE,
+        // Sweeps a test can wait for.
+        storage_sweep_interval: Duration::from_millis(20),
         qr: RenderOptions::default(),
     }
 }

@@ -19,6 +19,7 @@ fn a_bad_value_exits_64_with_one_line_naming_the_variable_and_the_rule() {
         ("QR_JOB_TIMEOUT", "30", "duration such as 30s"),
         ("REDIS_URL", "http://:secretpw@h", "redis://"),
         ("LOG_FORMAT", "xml", "auto, json or pretty"),
+        ("STORAGE_TEMP_MAX_AGE", "10s", "longer than QR_JOB_TIMEOUT"),
     ] {
         let out = qr_worker(&[(var, value), ("HEALTH_ADDR", "127.0.0.1:0")]);
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -4,4 +4,5 @@
 
 mod binary;
 mod support;
+mod sweep;
 mod worker;
