@@ -43,11 +43,13 @@ pub mod stats {
     pub const RETRIED: &str = "retried";
     pub const RECLAIMED: &str = "reclaimed";
     pub const DEAD_LETTERED: &str = "dead_lettered";
+    /// Bookkeeping, not a counter: completions the `done` stream holds now.
+    pub const DONE_KEPT: &str = "done_kept";
 }
 
 /// The names the Lua scripts refer to as `F.name` (entry and dead-letter fields)
 /// and `S.name` (stats counters), with their values.
-const LUA_NAMES: [(&str, &str); 14] = [
+const LUA_NAMES: [(&str, &str); 15] = [
     ("F.envelope", ENVELOPE),
     ("F.error", dead_letter::ERROR),
     ("F.attempts", dead_letter::ATTEMPTS),
@@ -62,6 +64,7 @@ const LUA_NAMES: [(&str, &str); 14] = [
     ("S.retried", stats::RETRIED),
     ("S.reclaimed", stats::RECLAIMED),
     ("S.dead_lettered", stats::DEAD_LETTERED),
+    ("S.done_kept", stats::DONE_KEPT),
 ];
 
 /// A script's source with every `F.name` / `S.name` replaced by the quoted

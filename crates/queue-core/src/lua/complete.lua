@@ -2,10 +2,13 @@
 -- Each entry gets its own XACK: one that another consumer already acknowledged
 -- (after a reclaim ran it twice) is skipped, so a job is counted complete at most
 -- once. The acknowledged entries are then deleted with one XDEL, and the batch is
--- recorded as one entry of the done stream (one `j` field per job). A job that
+-- recorded as one entry of the done stream (one `j` field per job). The stream
+-- keeps the last N completions, not N records: the stats hash counts the
+-- completions it holds, and whole records are dropped oldest first while at least
+-- N remain. A job that
 -- holds a unique-until-settled key releases it here, if the key is still its own.
 -- KEYS[1] done stream, KEYS[2] stats hash, KEYS[3] lane stream, KEYS[4..] unique keys
--- ARGV[1] group, ARGV[2] done stream max length in records (0 keeps none),
+-- ARGV[1] group, ARGV[2] completions the done stream keeps (0 keeps none),
 -- ARGV[3] n, then n pairs: entry id, "job id \31 kind \31 attempt \31 duration ms",
 -- then pairs for the jobs holding a unique key: pair number (1..n), index in KEYS
 -- Returns the number of entries acknowledged by this call.
@@ -34,9 +37,22 @@ end
 if #acked > 0 then
   redis.call('XDEL', KEYS[3], unpack(acked))
   redis.call('HINCRBY', KEYS[2], S.completed, #acked)
-  local maxlen = tonumber(ARGV[2])
-  if maxlen > 0 then
-    redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', unpack(record))
+  local keep = tonumber(ARGV[2])
+  if keep > 0 then
+    redis.call('XADD', KEYS[1], '*', unpack(record))
+    local kept = redis.call('HINCRBY', KEYS[2], S.done_kept, #acked)
+    while true do
+      local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+      if not oldest then
+        kept = 0
+        break
+      end
+      local jobs = #oldest[2] / 2
+      if kept - jobs < keep then break end
+      redis.call('XDEL', KEYS[1], oldest[1])
+      kept = kept - jobs
+    end
+    redis.call('HSET', KEYS[2], S.done_kept, kept)
   end
 end
 return #acked

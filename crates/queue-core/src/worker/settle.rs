@@ -102,11 +102,7 @@ async fn complete(ctx: &Ctx, lane: usize, outcomes: &[&Outcome]) -> Result<u64> 
     inv.key(keys.done())
         .key(keys.stats())
         .key(&ctx.queue.streams()[lane]);
-    // The retention counts completions; the stream holds one record per batch.
-    let records = match ctx.cfg.done_retention {
-        0 => 0,
-        n => n.div_ceil(outcomes.len().max(1)).max(1),
-    };
+    // The retention counts completions (complete.lua trims whole records).
     let completed: Vec<(&Arc<str>, &Envelope, u64)> = outcomes
         .iter()
         .filter_map(|o| match &o.result {
@@ -117,7 +113,9 @@ async fn complete(ctx: &Ctx, lane: usize, outcomes: &[&Outcome]) -> Result<u64> 
             _ => None,
         })
         .collect();
-    inv.arg(&ctx.cfg.group).arg(records).arg(completed.len());
+    inv.arg(&ctx.cfg.group)
+        .arg(ctx.cfg.done_retention)
+        .arg(completed.len());
     let sep = fields::done::SEPARATOR;
     for (entry_id, envelope, duration_ms) in &completed {
         inv.arg(&***entry_id).arg(format!(

@@ -213,3 +213,48 @@ async fn dead_letters_can_be_deleted_one_by_one_or_flushed() {
     worker.stop().await;
     env.finish().await;
 }
+
+#[tokio::test]
+async fn the_done_stream_keeps_the_configured_number_of_completions_whatever_the_batch_sizes() {
+    let env = TestRedis::new().await;
+    let q = env.queue("done-retention");
+    // Big batches first: hundreds of jobs settled a few hundred at a time.
+    let jobs = (0..600).map(|n| NewJob::new("t.bulk", format!("{n}")));
+    env.producer.enqueue_many(&q, jobs).await.expect("enqueue");
+    let config = WorkerConfig {
+        concurrency: 50.try_into().expect("nonzero"),
+        done_retention: 10,
+        ..fast_worker_config()
+    };
+    let worker = env.spawn_worker(&q, config, Runs::default().recorder());
+    env.stats_until(&q, "the bulk is done", |s| s.completed == 600)
+        .await;
+    // Then single completions, one batch each.
+    let mut last = Vec::new();
+    for n in 0..20u64 {
+        let id = env
+            .producer
+            .enqueue(&q, NewJob::new("t.single", "x"))
+            .await
+            .expect("enqueue")
+            .id()
+            .to_owned();
+        env.stats_until(&q, "the single job is done", |s| s.completed == 601 + n)
+            .await;
+        last.push(id);
+    }
+    worker.stop().await;
+    let kept = env
+        .admin
+        .completions(&q, 1_000_000)
+        .await
+        .expect("completions");
+    let kept_ids: Vec<&str> = kept.iter().map(|c| c.job_id.as_str()).collect();
+    assert_eq!(kept.len(), 10, "completions kept");
+    let newest: Vec<&str> = last.iter().rev().take(10).map(String::as_str).collect();
+    assert_eq!(
+        kept_ids, newest,
+        "exactly the 10 newest completions are kept"
+    );
+    env.finish().await;
+}
