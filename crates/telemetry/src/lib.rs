@@ -121,6 +121,9 @@ pub fn init(config: TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
     let tracer_provider = match &config.otlp_endpoint {
         Some(endpoint) => {
             use opentelemetry_otlp::WithExportConfig;
+            // The batch processor below exports from a thread of its own, outside
+            // the Tokio runtime: the exporter uses the blocking reqwest client
+            // (feature `reqwest-blocking-client`); the async one panics there.
             let exporter = opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
                 .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
