@@ -17,8 +17,12 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tokio_util::sync::CancellationToken;
+use tracing::{Event, Subscriber};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::{Format, Json, JsonFields, Writer};
+use tracing_subscriber::fmt::{self, FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
 /// How logs are written.
@@ -117,6 +121,9 @@ pub fn init(config: TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
     let tracer_provider = match &config.otlp_endpoint {
         Some(endpoint) => {
             use opentelemetry_otlp::WithExportConfig;
+            // The batch processor below exports from a thread of its own, outside
+            // the Tokio runtime: the exporter uses the blocking reqwest client
+            // (feature `reqwest-blocking-client`); the async one panics there.
             let exporter = opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
                 .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
@@ -147,21 +154,76 @@ pub fn init(config: TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
     };
     let registry = tracing_subscriber::registry().with(filter).with(otel_layer);
     let result = if json {
-        registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true)
-                    .with_span_list(false),
-            )
-            .try_init()
+        registry.with(json_layer(std::io::stdout)).try_init()
     } else {
         registry.with(tracing_subscriber::fmt::layer()).try_init()
     };
     result.context("installing the log subscriber")?;
     metrics_handle();
     Ok(TelemetryGuard { tracer_provider })
+}
+
+/// One JSON object per line: the event's fields flattened, the fields of its
+/// span under `span`, and the `trace_id`/`span_id` it was written in.
+fn json_layer<S, W>(writer: W) -> fmt::Layer<S, JsonFields, WithTraceIds<Format<Json>>, W>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + 'static,
+{
+    fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_writer(writer)
+        .map_event_format(WithTraceIds)
+}
+
+/// Adds `trace_id` and `span_id` to each JSON line written inside a span that
+/// has an OpenTelemetry context, so a log line leads to its trace (and the
+/// lines of one trace, across processes, can be found by its id).
+///
+/// The OpenTelemetry layer makes an entered span's context the current one on
+/// its thread, which is where the event is formatted; lines outside any traced
+/// span (or without export configured) are left as they are.
+#[derive(Debug)]
+struct WithTraceIds<F>(F);
+
+impl<S, N, F> FormatEvent<S, N> for WithTraceIds<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        use opentelemetry::trace::TraceContextExt;
+
+        let cx = opentelemetry::Context::current();
+        let span = cx.span();
+        let ids = span.span_context();
+        if !ids.is_valid() {
+            return self.0.format_event(ctx, writer, event);
+        }
+        let mut line = String::new();
+        self.0.format_event(ctx, Writer::new(&mut line), event)?;
+        // The inner format writes one object and a newline: the ids go before its `}`.
+        match line.rfind('}') {
+            Some(end) => write!(
+                writer,
+                "{},\"trace_id\":\"{}\",\"span_id\":\"{}\"{}",
+                &line[..end],
+                ids.trace_id(),
+                ids.span_id(),
+                &line[end..]
+            ),
+            None => writer.write_str(&line),
+        }
+    }
 }
 
 /// The process-wide Prometheus recorder, installed on first use.
@@ -407,6 +469,60 @@ mod tests {
         let (status, body) = get(router, "/metrics").await;
         assert_eq!(status, StatusCode::OK);
         assert!(body.contains("telemetry_test_total 3"), "{body}");
+    }
+
+    /// Collects what a fmt layer writes.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lines lock").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Lines {
+        type Writer = Lines;
+        fn make_writer(&'a self) -> Lines {
+            self.clone()
+        }
+    }
+
+    #[test]
+    fn json_lines_written_in_a_traced_span_carry_its_trace_and_span_ids() {
+        use opentelemetry::trace::TraceContextExt;
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+        let provider = SdkTracerProvider::builder().build();
+        let lines = Lines::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
+            .with(json_layer(lines.clone()));
+        let ids = tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("outside any span");
+            let span = tracing::info_span!("request", request.id = "r-1");
+            let _entered = span.enter();
+            tracing::info!(person.id = 7, "inside the span");
+            span.context().span().span_context().clone()
+        });
+        let text = String::from_utf8(lines.0.lock().expect("lines lock").clone()).expect("utf-8");
+        let parsed: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each line is one JSON object"))
+            .collect();
+        assert_eq!(parsed.len(), 2, "{text}");
+        assert_eq!(parsed[0]["message"], "outside any span");
+        assert!(parsed[0].get("trace_id").is_none(), "{text}");
+        assert_eq!(parsed[1]["message"], "inside the span");
+        assert_eq!(parsed[1]["person.id"], 7);
+        assert_eq!(parsed[1]["span"]["request.id"], "r-1");
+        assert_eq!(parsed[1]["trace_id"], ids.trace_id().to_string(), "{text}");
+        assert_eq!(parsed[1]["span_id"], ids.span_id().to_string(), "{text}");
     }
 
     #[test]

@@ -6,3 +6,4 @@ mod cli;
 mod errors;
 mod helpers;
 mod persons;
+mod traces;
