@@ -7,6 +7,7 @@
 
 mod dispatch;
 mod heartbeat;
+mod janitor;
 mod promote;
 mod read;
 mod reclaim;

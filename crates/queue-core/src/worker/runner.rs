@@ -23,7 +23,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use super::{Handler, JobError, WorkerConfig, default_consumer_name};
-use super::{heartbeat, promote, read, repeat, settle};
+use super::{heartbeat, janitor, promote, read, repeat, settle};
 use crate::envelope::Envelope;
 use crate::repeat::RepeatingJob;
 use crate::{Broker, Error, Queue, Result};
@@ -191,6 +191,7 @@ impl<H: Handler> Worker<H> {
         let background = CancellationToken::new();
         let settler = tokio::spawn(settle::settle_loop(ctx.clone(), rx));
         let heartbeat = tokio::spawn(heartbeat::heartbeat_loop(ctx.clone(), background.clone()));
+        let janitor = tokio::spawn(janitor::janitor_loop(ctx.clone(), shutdown.clone()));
         let promoter = tokio::spawn(promote::promote_loop(ctx.clone(), shutdown.clone()));
         let repeater = (!self.repeating.is_empty()).then(|| {
             tokio::spawn(repeat::repeat_loop(
@@ -233,6 +234,8 @@ impl<H: Handler> Worker<H> {
         }
         background.cancel();
         let _ = heartbeat.await;
+        let _ = janitor.await;
+        janitor::leave_group(&ctx).await;
         settler.abort();
         info!(queue.name = ctx.queue.name(), "worker stopped");
         Ok(())

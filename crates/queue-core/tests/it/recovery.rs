@@ -255,7 +255,8 @@ async fn a_job_outliving_the_grace_period_stays_pending_until_another_worker_fin
     let stuck_consumer = stuck.consumer.clone();
     stuck.stop().await;
 
-    // Abandoned, not settled: still pending for the stopped consumer.
+    // Abandoned, not settled: still pending, handed by the stopped worker (which
+    // left the group) to the heir, for a live worker to reclaim.
     let s = env.stats(&q).await;
     assert_eq!(
         (s.active, s.completed, s.failed_runs, s.failed),
@@ -263,7 +264,9 @@ async fn a_job_outliving_the_grace_period_stays_pending_until_another_worker_fin
     );
     let pending = env.pending_entries(&q).await;
     assert_eq!(pending.len(), 1);
-    assert_eq!(pending[0].1, stuck_consumer);
+    assert_eq!(pending[0].1, HEIR_CONSUMER);
+    let consumers = env.admin.consumers(&q).await.expect("consumers");
+    assert!(!consumers.iter().any(|c| c.name == stuck_consumer));
 
     let rescuer = env.spawn_worker(&q, fast_worker_config(), runs.recorder());
     let s = env
@@ -376,5 +379,84 @@ async fn a_consumer_that_resumes_before_its_eviction_keeps_the_entries_it_holds(
         ["sleeper", "sleeper"],
         "it keeps both entries it read"
     );
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn a_cleanly_stopped_worker_leaves_no_consumer_behind() {
+    let env = TestRedis::new().await;
+    let q = env.priority_queue("consumer-cleanup");
+    let runs = Runs::default();
+    let worker = env.spawn_worker(&q, fast_worker_config(), runs.recorder());
+    let consumer = worker.consumer.clone();
+    env.producer
+        .enqueue(&q, NewJob::new("t.once", "x"))
+        .await
+        .expect("enqueue");
+    env.stats_until(&q, "the job ran", |s| s.completed == 1)
+        .await;
+    assert!(
+        env.admin
+            .consumers(&q)
+            .await
+            .expect("consumers")
+            .iter()
+            .any(|c| c.name == consumer),
+        "the running worker is a consumer"
+    );
+    worker.stop().await;
+    let left: Vec<String> = env
+        .admin
+        .consumers(&q)
+        .await
+        .expect("consumers")
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert!(!left.contains(&consumer), "{consumer} is still in {left:?}");
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn a_consumer_idle_far_past_the_visibility_timeout_with_nothing_pending_is_removed() {
+    let env = TestRedis::new().await;
+    let q = env.queue("consumer-janitor");
+    let Enqueued::Added { entry_id, .. } = env
+        .producer
+        .enqueue(&q, NewJob::new("t.done", "x"))
+        .await
+        .expect("enqueue")
+    else {
+        panic!("added");
+    };
+    // A consumer of a process that ended long ago: known to the group, holding nothing.
+    env.read_as(&q, "gone", 1).await;
+    let _: u64 = env
+        .cmd(
+            redis::cmd("XACK")
+                .arg(q.keys().stream(None))
+                .arg(WorkerConfig::default().group)
+                .arg(&entry_id),
+        )
+        .await;
+    let worker = env.spawn_worker(&q, fast_worker_config(), Runs::default().recorder());
+    eventually("the idle consumer is removed", async || {
+        let consumers = env.admin.consumers(&q).await.expect("consumers");
+        (!consumers.iter().any(|c| c.name == "gone")).then_some(())
+    })
+    .await;
+    let names: Vec<String> = env
+        .admin
+        .consumers(&q)
+        .await
+        .expect("consumers")
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert!(
+        names.is_empty() || names == [worker.consumer.clone()],
+        "{names:?}"
+    );
+    worker.stop().await;
     env.finish().await;
 }
