@@ -111,3 +111,16 @@ ensure_database() {
     psql "$admin" -qc "CREATE DATABASE \"$db\"" >/dev/null
   fi
 }
+
+# Creates a fresh Python virtualenv at $1 (installing python3 and, on Debian, the
+# python3-venv package that `python3 -m venv` needs for pip, when missing).
+ensure_python_venv() {
+  local dir=$1
+  command -v python3 >/dev/null 2>&1 || apt_install python3
+  rm -rf "$dir"
+  if ! python3 -m venv "$dir" >/dev/null 2>&1; then
+    rm -rf "$dir"
+    apt_install python3-venv
+    python3 -m venv "$dir"
+  fi
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace against real Redis and PostgreSQL, starting them
-# (and installing their Debian packages) when they are not reachable.
+# (and installing their Debian packages) when they are not reachable, then
+# Schemathesis against a running gateway (scripts/schemathesis.sh).
 #   REDIS_URL     default redis://127.0.0.1:6379
 #   DATABASE_URL  default postgres://postgres:postgres@127.0.0.1:5432/test
 set -euo pipefail
@@ -30,3 +31,5 @@ else
   log "cargo test (install cargo-nextest for faster, per-test-process runs)"
   cargo test --workspace --no-fail-fast
 fi
+log "schemathesis against the gateway's /openapi.json"
+scripts/schemathesis.sh

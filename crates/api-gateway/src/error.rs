@@ -15,8 +15,8 @@ use serde::Serialize;
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// Machine-readable code: `validation_failed`, `invalid_json`,
-    /// `invalid_parameter`, `unauthorized`, `forbidden`, `not_found`, `conflict`,
-    /// `payload_too_large`, `unavailable`, `timeout`, `internal`.
+    /// `invalid_parameter`, `unauthorized`, `forbidden`, `not_found`, `qr_failed`,
+    /// `conflict`, `payload_too_large`, `unavailable`, `timeout`, `internal`.
     pub error: &'static str,
     /// What went wrong, for people.
     pub message: String,
@@ -42,6 +42,8 @@ pub enum ApiError {
     Forbidden,
     /// 404
     NotFound(String),
+    /// 404: the person exists but generating their QR code failed.
+    QrFailed(String),
     /// 409: `field` already has this value.
     Conflict { field: String, message: String },
     /// 413
@@ -151,6 +153,15 @@ impl IntoResponse for ApiError {
                 StatusCode::NOT_FOUND,
                 ErrorBody {
                     error: "not_found",
+                    message: message.clone(),
+                    field: None,
+                },
+                message,
+            ),
+            ApiError::QrFailed(message) => (
+                StatusCode::NOT_FOUND,
+                ErrorBody {
+                    error: "qr_failed",
                     message: message.clone(),
                     field: None,
                 },

@@ -38,7 +38,7 @@ use crate::routes::{persons, queues};
         queues::Count,
         queues::Paused,
     )),
-    modifiers(&BearerAuth, &RequestTimeout),
+    modifiers(&BearerAuth, &CommonResponses),
     tags(
         (name = "persons", description = "Registration and QR codes (user or admin token)"),
         (name = "queues", description = "Queue operations (admin token)"),
@@ -58,30 +58,72 @@ impl Modify for BearerAuth {
     }
 }
 
-/// Every operation may answer 503 `timeout` (`API_REQUEST_TIMEOUT`): one shared
-/// `Timeout` response, referenced wherever an operation documents no 503 of its own.
-struct RequestTimeout;
+/// The answers any operation may give, declared once under `components.responses`
+/// and referenced by every operation that does not declare the status itself: 400
+/// wherever a path or query parameter may not parse, 401 wherever a token is
+/// required, 500, and 503 `timeout` (`API_REQUEST_TIMEOUT`). All carry the one
+/// error schema, `ErrorBody`.
+struct CommonResponses;
 
-impl Modify for RequestTimeout {
+/// Which operations may give a common answer.
+#[derive(Clone, Copy, PartialEq)]
+enum When {
+    HasParameters,
+    Secured,
+    Always,
+}
+
+impl CommonResponses {
+    const RESPONSES: [(&'static str, &'static str, When, &'static str); 4] = [
+        (
+            "400",
+            "InvalidParameter",
+            When::HasParameters,
+            "A path or query parameter does not parse: not a number, not UTF-8, given \
+             twice (`invalid_parameter`); the message names it.",
+        ),
+        (
+            "401",
+            "Unauthorized",
+            When::Secured,
+            "No token, or not a known one (`unauthorized`); the answer carries \
+             `WWW-Authenticate: Bearer`.",
+        ),
+        (
+            "500",
+            "Internal",
+            When::Always,
+            "Something failed inside (`internal`); the detail is only logged.",
+        ),
+        (
+            "503",
+            "Timeout",
+            When::Always,
+            "The request did not finish within API_REQUEST_TIMEOUT (default 30s); `error` \
+             is `timeout`. Work already handed off may still complete.",
+        ),
+    ];
+}
+
+impl Modify for CommonResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.responses.insert(
-            "Timeout".into(),
-            RefOr::T(
-                ResponseBuilder::new()
-                    .description(
-                        "The request did not finish within API_REQUEST_TIMEOUT (default 30s); \
-                         `error` is `timeout`. Work already handed off may still complete.",
-                    )
-                    .content(
-                        "application/json",
-                        ContentBuilder::new()
-                            .schema(Some(Ref::from_schema_name("ErrorBody")))
-                            .build(),
-                    )
-                    .build(),
-            ),
-        );
+        for (_, name, _, description) in Self::RESPONSES {
+            components.responses.insert(
+                name.into(),
+                RefOr::T(
+                    ResponseBuilder::new()
+                        .description(description)
+                        .content(
+                            "application/json",
+                            ContentBuilder::new()
+                                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                                .build(),
+                        )
+                        .build(),
+                ),
+            );
+        }
         for item in openapi.paths.paths.values_mut() {
             let operations = [
                 &mut item.get,
@@ -91,12 +133,97 @@ impl Modify for RequestTimeout {
                 &mut item.patch,
             ];
             for operation in operations.into_iter().flatten() {
-                operation
-                    .responses
-                    .responses
-                    .entry("503".into())
-                    .or_insert_with(|| RefOr::Ref(Ref::from_response_name("Timeout")));
+                let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+                let has_parameters = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+                for (status, name, when, _) in Self::RESPONSES {
+                    let applies = match when {
+                        When::HasParameters => has_parameters,
+                        When::Secured => secured,
+                        When::Always => true,
+                    };
+                    if applies {
+                        operation
+                            .responses
+                            .responses
+                            .entry(status.into())
+                            .or_insert_with(|| RefOr::Ref(Ref::from_response_name(name)));
+                    }
+                }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::OpenApi;
+    use utoipa::openapi::RefOr;
+
+    use super::ApiDoc;
+
+    #[test]
+    fn every_operation_declares_its_errors_with_the_one_error_schema() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("serializes");
+        let paths = doc["paths"].as_object().expect("paths");
+        for (path, item) in paths {
+            for (method, op) in item.as_object().expect("path item") {
+                let responses = op["responses"].as_object().expect("responses");
+                let mut required = vec!["401", "500", "503"];
+                if path.starts_with("/api/queues") {
+                    required.push("403");
+                }
+                if path.contains('{') {
+                    required.extend(["400", "404"]);
+                }
+                if path.contains("{queue}") {
+                    required.push("422");
+                }
+                for status in required {
+                    assert!(
+                        responses.contains_key(status),
+                        "{method} {path} does not declare {status}"
+                    );
+                }
+                for (status, response) in responses {
+                    if !status.starts_with('4') && !status.starts_with('5') {
+                        continue;
+                    }
+                    let schema = match response.get("$ref") {
+                        Some(r) => {
+                            let name = r.as_str().expect("ref").rsplit('/').next().expect("name");
+                            doc["components"]["responses"][name]["content"]["application/json"]["schema"].clone()
+                        }
+                        None => response["content"]["application/json"]["schema"].clone(),
+                    };
+                    assert_eq!(
+                        schema["$ref"], "#/components/schemas/ErrorBody",
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_queue_name_rule_is_declared_wherever_a_queue_is_named() {
+        let doc = ApiDoc::openapi();
+        let mut seen = 0;
+        for (path, item) in &doc.paths.paths {
+            let ops = [&item.get, &item.post, &item.delete];
+            for op in ops.into_iter().flatten() {
+                for p in op.parameters.iter().flatten() {
+                    if p.name != "queue" {
+                        continue;
+                    }
+                    let Some(RefOr::T(schema)) = &p.schema else {
+                        panic!("{path}: queue has no inline schema")
+                    };
+                    let schema = serde_json::to_value(schema).expect("schema");
+                    assert_eq!(schema["pattern"], "^[A-Za-z0-9._-]{1,100}$", "{path}");
+                    seen += 1;
+                }
+            }
+        }
+        assert_eq!(seen, 7);
     }
 }

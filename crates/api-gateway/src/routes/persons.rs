@@ -25,18 +25,36 @@ pub fn router() -> Router<AppState> {
         .route("/api/persons/{id}/qr", routing::get(qr))
 }
 
-/// A person to register.
+/// A person to register. Surrounding whitespace (Unicode `White_Space`) is trimmed
+/// from every field before its rule applies, and the patterns say so: `\t\n...`
+/// in them is that whitespace, `\u0000-\u001f\u007f-\u009f` the control characters.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePerson {
     /// Identity document, e.g. `V-12345678`: 4 to 32 characters of A-Z a-z 0-9 - .
-    #[schema(example = "V-12345678")]
+    #[schema(
+        example = "V-12345678",
+        pattern = r"^[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[A-Za-z0-9.-]{4,32}[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub document: String,
-    #[schema(example = "Ana")]
+    /// 1 to 100 characters, no control characters.
+    #[schema(
+        example = "Ana",
+        pattern = r"^[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]([^\u0000-\u001f\u007f-\u009f]{0,98}[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub first_name: String,
-    #[schema(example = "Pérez")]
+    /// 1 to 100 characters, no control characters.
+    #[schema(
+        example = "Pérez",
+        pattern = r"^[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]([^\u0000-\u001f\u007f-\u009f]{0,98}[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub last_name: String,
-    #[schema(example = "ana@example.com")]
+    /// An address like `name@example.com`, at most 254 characters; blank or null
+    /// means none.
+    #[schema(
+        example = "ana@example.com",
+        pattern = r"^[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*((?=[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]{1,254}[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$)[^@\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+@[^.\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*\.[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^.\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub email: Option<String>,
 }
 
@@ -127,7 +145,7 @@ fn validate(input: CreatePerson) -> Result<CreatePerson, ApiError> {
         None => None,
         Some(e) if e.is_empty() => None,
         Some(e) => {
-            let valid = e.len() <= 254
+            let valid = e.chars().count() <= 254
                 && !e.chars().any(|c| c.is_whitespace() || c.is_control())
                 && e.split_once('@').is_some_and(|(local, domain)| {
                     !local.is_empty()
@@ -162,9 +180,9 @@ fn validate(input: CreatePerson) -> Result<CreatePerson, ApiError> {
     responses(
         (status = 201, description = "Stored; the QR is being generated", body = PersonResponse),
         (status = 400, description = "Body is not the JSON expected", body = ErrorBody),
-        (status = 401, description = "No or unknown token", body = ErrorBody),
         (status = 409, description = "A person with this document exists; nothing enqueued", body = ErrorBody),
-        (status = 422, description = "A field breaks a rule", body = ErrorBody),
+        (status = 413, description = "The body is over API_BODY_LIMIT_BYTES (`payload_too_large`)", body = ErrorBody),
+        (status = 422, description = "A field breaks a rule; `field` names it (`validation_failed`)", body = ErrorBody),
         (status = 503, description = "`unavailable`: the queue is down, nothing was stored. `timeout`: the request outlasted API_REQUEST_TIMEOUT; the registration may still complete", body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -256,11 +274,10 @@ async fn register(state: AppState, input: CreatePerson) -> Result<Person, ApiErr
     get,
     path = "/api/persons/{id}",
     tag = "persons",
-    params(("id" = i64, Path, description = "Person id")),
+    params(("id" = i64, Path, description = "Person id", example = 1)),
     responses(
-        (status = 200, body = PersonResponse),
-        (status = 400, description = "The id is not a number (`invalid_parameter`)", body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        (status = 200, description = "The person and the state of their QR code", body = PersonResponse),
+        (status = 404, description = "No such person (`not_found`)", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -280,10 +297,10 @@ pub async fn get(
         .ok_or_else(|| ApiError::NotFound(format!("no person with id {id}")))
 }
 
-/// Why a QR image is not there yet.
+/// The QR image is not there yet.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct QrNotReady {
-    /// `pending` or `failed`.
+    /// `pending`.
     pub qr_status: String,
     pub message: String,
     pub qr_error: Option<String>,
@@ -293,12 +310,11 @@ pub struct QrNotReady {
     get,
     path = "/api/persons/{id}/qr",
     tag = "persons",
-    params(("id" = i64, Path, description = "Person id")),
+    params(("id" = i64, Path, description = "Person id", example = 1)),
     responses(
-        (status = 200, description = "The QR image", content_type = "image/png"),
+        (status = 200, description = "The QR image, PNG or SVG (QR_FORMAT)", content(("image/png"), ("image/svg+xml"))),
         (status = 202, description = "Still being generated", body = QrNotReady),
-        (status = 400, description = "The id is not a number (`invalid_parameter`)", body = ErrorBody),
-        (status = 404, description = "No such person, or generation failed", body = QrNotReady),
+        (status = 404, description = "No such person (`not_found`), or generating their QR code failed (`qr_failed`)", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -345,15 +361,12 @@ pub async fn qr(
             }),
         )
             .into_response()),
-        QrStatus::Failed => Ok((
-            StatusCode::NOT_FOUND,
-            Json(QrNotReady {
-                qr_status: "failed".into(),
-                message: "generating the QR code failed; an admin can retry the job".into(),
-                qr_error: person.qr_error,
-            }),
-        )
-            .into_response()),
+        QrStatus::Failed => Err(ApiError::QrFailed(match person.qr_error {
+            Some(reason) => {
+                format!("generating the QR code failed ({reason}); an admin can retry the job")
+            }
+            None => "generating the QR code failed; an admin can retry the job".into(),
+        })),
     }
 }
 

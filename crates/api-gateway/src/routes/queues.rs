@@ -107,12 +107,108 @@ pub struct DeadLetterPage {
     pub next: Option<String>,
 }
 
+/// The queue of a route: `queue_core::keys::validate_queue_name`'s rule, declared.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct QueuePath {
+    /// Queue name: 1 to 100 characters of A-Z a-z 0-9 . _ -
+    #[param(
+        pattern = r"^[A-Za-z0-9._-]{1,100}$",
+        min_length = 1,
+        max_length = 100,
+        example = "qr"
+    )]
+    pub queue: String,
+}
+
+/// A dead letter of a queue.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct DeadLetterPath {
+    /// Queue name: 1 to 100 characters of A-Z a-z 0-9 . _ -
+    #[param(
+        pattern = r"^[A-Za-z0-9._-]{1,100}$",
+        min_length = 1,
+        max_length = 100,
+        example = "qr"
+    )]
+    pub queue: String,
+    /// Dead-letter id (`ms-seq`, as listed) or job id.
+    #[param(example = "1700000000000-0")]
+    pub id: String,
+}
+
+impl DeadLetterPath {
+    /// The id, or 404 for an entry id no stream can hold: Redis refuses an `ms-seq`
+    /// id whose parts overflow 64 bits instead of finding nothing.
+    fn id(&self) -> Result<&str, ApiError> {
+        let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+        let looks_like_entry_id = self
+            .id
+            .split_once('-')
+            .is_some_and(|(ms, seq)| digits(ms) && digits(seq));
+        if looks_like_entry_id && entry_id(&self.id, usize::MAX).is_none() {
+            return Err(ApiError::NotFound(format!(
+                "no dead letter {} in queue {}",
+                self.id, self.queue
+            )));
+        }
+        Ok(&self.id)
+    }
+}
+
+/// Default and largest `limit`.
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 1000;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Page size, 1 to 1000 (default 50).
-    pub limit: Option<usize>,
-    /// Only dead letters older than this id.
+    #[param(minimum = 1, maximum = 1000, example = 50, nullable = false)]
+    pub limit: Option<u32>,
+    /// Only dead letters older than this one: a dead-letter id, as in `next`.
+    #[param(
+        pattern = r"^[0-9]{1,19}-[0-9]{1,19}$",
+        example = "1700000000000-0",
+        nullable = false
+    )]
     pub before: Option<String>,
+}
+
+impl PageQuery {
+    /// The page size, or 422 naming the parameter; `before` is checked too.
+    fn validate(&self) -> Result<usize, ApiError> {
+        let limit = self.limit.unwrap_or(DEFAULT_PAGE);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(ApiError::validation(
+                "limit",
+                format!("must be between 1 and {MAX_PAGE}"),
+            ));
+        }
+        // Redis answers an error, not an empty page, for an id it cannot parse.
+        if let Some(before) = &self.before
+            && entry_id(before, 19).is_none()
+        {
+            return Err(ApiError::validation(
+                "before",
+                "must be a dead-letter id like 1700000000000-0 (as in `next`)",
+            ));
+        }
+        Ok(usize::try_from(limit).expect("a u32 fits in usize"))
+    }
+}
+
+/// A stream entry id `ms-seq`: each part at most `max_digits` digits and within
+/// 64 bits, as Redis requires.
+fn entry_id(id: &str, max_digits: usize) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    let part = |p: &str| {
+        (!p.is_empty() && p.len() <= max_digits && p.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| p.parse::<u64>().ok())
+            .flatten()
+    };
+    Some((part(ms)?, part(seq)?))
 }
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -132,7 +228,8 @@ pub struct Paused {
 }
 
 #[utoipa::path(get, path = "/api/queues", tag = "queues",
-    responses((status = 200, body = [QueueStatsResponse]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, description = "Stats of every queue", body = [QueueStatsResponse]),
+        (status = 403, description = "Not the admin token (`forbidden`)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -143,21 +240,26 @@ pub async fn list(
 }
 
 #[utoipa::path(get, path = "/api/queues/{queue}/failed", tag = "queues",
-    params(("queue" = String, Path), PageQuery),
-    responses((status = 200, body = DeadLetterPage),
-        (status = 400, description = "`limit` is not a number (`invalid_parameter`)", body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 422, description = "`limit` out of range", body = ErrorBody)),
+    params(QueuePath, PageQuery),
+    responses((status = 200, description = "A page of dead letters, newest first (`items` is empty when there are none)", body = DeadLetterPage),
+        (status = 403, description = "Not the admin token (`forbidden`)", body = ErrorBody),
+        (status = 404, description = "No such queue (`not_found`)", body = ErrorBody),
+        (status = 422, description = "Invalid queue name, `limit` out of range or `before` not a dead-letter id (`validation_failed`)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn failed(
     State(state): State<AppState>,
     _admin: AdminCaller,
-    ApiPath(queue): ApiPath<String>,
+    ApiPath(path): ApiPath<QueuePath>,
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<DeadLetterPage>, ApiError> {
-    let q = state.admin.open(&queue).await?;
-    let limit = page.limit.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::validation("limit", "must be between 1 and 1000"));
+    let limit = page.validate()?;
+    let q = state.admin.open(&path.queue).await?;
+    // Nothing is older than the first id there is (and Redis refuses to look).
+    if page.before.as_deref().and_then(|b| entry_id(b, 19)) == Some((0, 0)) {
+        return Ok(Json(DeadLetterPage {
+            items: Vec::new(),
+            next: None,
+        }));
     }
     let p = state
         .admin
@@ -170,90 +272,179 @@ pub async fn failed(
 }
 
 #[utoipa::path(post, path = "/api/queues/{queue}/failed/{id}/retry", tag = "queues",
-    params(("queue" = String, Path), ("id" = String, Path, description = "Dead-letter id or job id")),
-    responses((status = 200, body = Retried), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    params(DeadLetterPath),
+    responses((status = 200, description = "Back on its lane as attempt 1", body = Retried),
+        (status = 403, description = "Not the admin token (`forbidden`)", body = ErrorBody),
+        (status = 404, description = "No such queue or dead letter (`not_found`)", body = ErrorBody),
+        (status = 409, description = "The dead letter cannot be decoded, so it cannot be retried (`conflict`)", body = ErrorBody),
+        (status = 422, description = "Invalid queue name (`validation_failed`)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn retry(
     State(state): State<AppState>,
     _admin: AdminCaller,
-    ApiPath((queue, id)): ApiPath<(String, String)>,
+    ApiPath(path): ApiPath<DeadLetterPath>,
 ) -> Result<Json<Retried>, ApiError> {
-    let q = state.admin.open(&queue).await?;
-    let entry_id = state.admin.retry_dead(&q, &id).await?;
-    tracing::info!(queue.name = %queue, dead_letter.id = %id, "dead letter retried");
+    let q = state.admin.open(&path.queue).await?;
+    let entry_id = state.admin.retry_dead(&q, path.id()?).await?;
+    tracing::info!(queue.name = %path.queue, dead_letter.id = %path.id, "dead letter retried");
     Ok(Json(Retried { entry_id }))
 }
 
 #[utoipa::path(post, path = "/api/queues/{queue}/failed/retry-all", tag = "queues",
-    params(("queue" = String, Path)),
-    responses((status = 200, body = Count), (status = 404, body = ErrorBody)),
+    params(QueuePath),
+    responses((status = 200, description = "How many dead letters went back on their lanes", body = Count),
+        (status = 403, description = "Not the admin token (`forbidden`)", body = ErrorBody),
+        (status = 404, description = "No such queue (`not_found`)", body = ErrorBody),
+        (status = 422, description = "Invalid queue name (`validation_failed`)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn retry_all(
     State(state): State<AppState>,
     _admin: AdminCaller,
-    ApiPath(queue): ApiPath<String>,
+    ApiPath(path): ApiPath<QueuePath>,
 ) -> Result<Json<Count>, ApiError> {
-    let q = state.admin.open(&queue).await?;
+    let q = state.admin.open(&path.queue).await?;
     let count = state.admin.retry_all_dead(&q).await?;
-    tracing::info!(queue.name = %queue, count, "all dead letters retried");
+    tracing::info!(queue.name = %path.queue, count, "all dead letters retried");
     Ok(Json(Count { count }))
 }
 
 #[utoipa::path(delete, path = "/api/queues/{queue}/failed", tag = "queues",
-    params(("queue" = String, Path)),
-    responses((status = 200, description = "Dead letters deleted", body = Count), (status = 404, body = ErrorBody)),
+    params(QueuePath),
+    responses((status = 200, description = "Dead letters deleted; the list stays, empty", body = Count),
+        (status = 403, description = "Not the admin token (`forbidden`)", body = ErrorBody),
+        (status = 404, description = "No such queue (`not_found`)", body = ErrorBody),
+        (status = 422, description = "Invalid queue name (`validation_failed`)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn flush(
     State(state): State<AppState>,
     _admin: AdminCaller,
-    ApiPath(queue): ApiPath<String>,
+    ApiPath(path): ApiPath<QueuePath>,
 ) -> Result<Json<Count>, ApiError> {
-    let q = state.admin.open(&queue).await?;
+    let q = state.admin.open(&path.queue).await?;
     let count = state.admin.flush_dead(&q).await?;
-    tracing::info!(queue.name = %queue, count, "dead letters flushed");
+    tracing::info!(queue.name = %path.queue, count, "dead letters flushed");
     Ok(Json(Count { count }))
 }
 
 #[utoipa::path(delete, path = "/api/queues/{queue}/failed/{id}", tag = "queues",
-    params(("queue" = String, Path), ("id" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)),
+    params(DeadLetterPath),
+    responses((status = 204, description = "Deleted"),
+        (status = 403, description = "Not the admin token (`forbidden`)", body = ErrorBody),
+        (status = 404, description = "No such queue or dead letter (`not_found`)", body = ErrorBody),
+        (status = 422, description = "Invalid queue name (`validation_failed`)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn delete(
     State(state): State<AppState>,
     _admin: AdminCaller,
-    ApiPath((queue, id)): ApiPath<(String, String)>,
+    ApiPath(path): ApiPath<DeadLetterPath>,
 ) -> Result<StatusCode, ApiError> {
-    let q = state.admin.open(&queue).await?;
-    state.admin.delete_dead(&q, &id).await?;
+    let q = state.admin.open(&path.queue).await?;
+    state.admin.delete_dead(&q, path.id()?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(post, path = "/api/queues/{queue}/pause", tag = "queues",
-    params(("queue" = String, Path)),
-    responses((status = 200, body = Paused), (status = 404, body = ErrorBody)),
+    params(QueuePath),
+    responses((status = 200, description = "No job starts from now on", body = Paused),
+        (status = 403, description = "Not the admin token (`forbidden`)", body = ErrorBody),
+        (status = 404, description = "No such queue (`not_found`)", body = ErrorBody),
+        (status = 422, description = "Invalid queue name (`validation_failed`)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn pause(
     State(state): State<AppState>,
     _admin: AdminCaller,
-    ApiPath(queue): ApiPath<String>,
+    ApiPath(path): ApiPath<QueuePath>,
 ) -> Result<Json<Paused>, ApiError> {
-    let q = state.admin.open(&queue).await?;
+    let q = state.admin.open(&path.queue).await?;
     state.admin.pause(&q).await?;
-    tracing::info!(queue.name = %queue, "queue paused");
+    tracing::info!(queue.name = %path.queue, "queue paused");
     Ok(Json(Paused { paused: true }))
 }
 
 #[utoipa::path(post, path = "/api/queues/{queue}/resume", tag = "queues",
-    params(("queue" = String, Path)),
-    responses((status = 200, body = Paused), (status = 404, body = ErrorBody)),
+    params(QueuePath),
+    responses((status = 200, description = "Jobs start again", body = Paused),
+        (status = 403, description = "Not the admin token (`forbidden`)", body = ErrorBody),
+        (status = 404, description = "No such queue (`not_found`)", body = ErrorBody),
+        (status = 422, description = "Invalid queue name (`validation_failed`)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn resume(
     State(state): State<AppState>,
     _admin: AdminCaller,
-    ApiPath(queue): ApiPath<String>,
+    ApiPath(path): ApiPath<QueuePath>,
 ) -> Result<Json<Paused>, ApiError> {
-    let q = state.admin.open(&queue).await?;
+    let q = state.admin.open(&path.queue).await?;
     state.admin.resume(&q).await?;
-    tracing::info!(queue.name = %queue, "queue resumed");
+    tracing::info!(queue.name = %path.queue, "queue resumed");
     Ok(Json(Paused { paused: false }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(limit: Option<u32>, before: Option<&str>) -> PageQuery {
+        PageQuery {
+            limit,
+            before: before.map(Into::into),
+        }
+    }
+
+    fn field_of(r: Result<usize, ApiError>) -> String {
+        match r {
+            Err(ApiError::Validation { field, .. }) => field,
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_page_defaults_to_50_and_accepts_what_the_document_declares() {
+        assert_eq!(page(None, None).validate().expect("valid"), 50);
+        assert_eq!(page(Some(1), None).validate().expect("valid"), 1);
+        assert_eq!(
+            page(Some(1000), Some("0-0")).validate().expect("valid"),
+            1000
+        );
+        let widest = "9999999999999999999-9999999999999999999";
+        assert_eq!(page(None, Some(widest)).validate().expect("valid"), 50);
+    }
+
+    #[test]
+    fn a_limit_out_of_range_or_a_before_that_is_no_entry_id_names_the_parameter() {
+        assert_eq!(field_of(page(Some(0), None).validate()), "limit");
+        assert_eq!(field_of(page(Some(1001), None).validate()), "limit");
+        for before in [
+            "",
+            "5",
+            "1-",
+            "-1",
+            "a-1",
+            "+1-1",
+            "1-2-3",
+            "12345678901234567890-0",
+        ] {
+            assert_eq!(
+                field_of(page(None, Some(before)).validate()),
+                "before",
+                "{before:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_entry_id_beyond_64_bits_is_no_dead_letter_but_a_job_id_passes() {
+        let path = |id: &str| DeadLetterPath {
+            queue: "qr".into(),
+            id: id.into(),
+        };
+        assert!(matches!(
+            path("99999999999999999999999-0").id(),
+            Err(ApiError::NotFound(_))
+        ));
+        assert_eq!(
+            path("1700000000000-3").id().expect("entry id"),
+            "1700000000000-3"
+        );
+        assert_eq!(path("01JB-job").id().expect("job id"), "01JB-job");
+    }
 }

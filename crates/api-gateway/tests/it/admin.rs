@@ -41,9 +41,11 @@ async fn an_unwritable_storage_fails_the_qr_after_retries_and_the_admin_api_retr
     );
     let qr = app.get(USER_TOKEN, &format!("{person_url}/qr")).await;
     assert_eq!(qr.status(), 404);
-    assert_eq!(
-        qr.json::<Value>().await.expect("json")["qr_status"],
-        "failed"
+    let body: Value = qr.json().await.expect("json");
+    assert_eq!(body["error"], "qr_failed", "the one error schema: {body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| m.contains("qr")),
+        "the message carries the rendering error: {body}"
     );
     let stats = app.qr_stats().await;
     assert_eq!(

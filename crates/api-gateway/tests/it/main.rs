@@ -3,6 +3,7 @@
 
 mod admin;
 mod cli;
+mod contract;
 mod errors;
 mod helpers;
 mod persons;
