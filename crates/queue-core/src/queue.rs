@@ -183,6 +183,21 @@ impl Queue {
         Ok(())
     }
 
+    /// Writes the queue into the registry again, whatever this process did
+    /// before: after Redis lost its data, a live queue must be listed again.
+    pub(crate) async fn register_again(
+        &self,
+        conn: &mut impl redis::aio::ConnectionLike,
+    ) -> Result<()> {
+        redis::cmd("HSET")
+            .arg(self.registry_key())
+            .arg(&self.inner.name)
+            .arg(self.inner.lanes.count())
+            .query_async::<()>(conn)
+            .await
+            .map_err(Error::from)
+    }
+
     pub(crate) fn registry_key(&self) -> String {
         keys::registry(&self.inner.prefix)
     }

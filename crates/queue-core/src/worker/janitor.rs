@@ -1,5 +1,6 @@
-//! Keeping the group's consumer list true: a worker removes its own consumer when
-//! it stops, and now and then removes consumers of processes long gone. Without
+//! Keeping the group's consumer list and the queue registry true: a worker
+//! removes its own consumer when it stops, now and then removes consumers of
+//! processes long gone, and lists its queue in the registry again. Without
 //! this, every process start adds a consumer and autoscaling fills the group with
 //! dead ones, so `consumers` (read by KEDA and dashboards) means nothing.
 
@@ -22,6 +23,11 @@ const DEAD_AFTER_VISIBILITY_TIMEOUTS: u32 = 10;
 pub(super) async fn janitor_loop(ctx: Arc<Ctx>, stop: CancellationToken) {
     let dead_after = ctx.cfg.visibility_timeout * DEAD_AFTER_VISIBILITY_TIMEOUTS;
     while sleep_or_cancel(ctx.cfg.visibility_timeout * 2, &stop).await {
+        // Cheap and idempotent: a queue whose registry entry was lost (Redis
+        // restarted without its data) is listed again while its workers live.
+        if let Err(e) = ctx.queue.register_again(&mut ctx.broker.shared()).await {
+            warn!(queue.name = ctx.queue.name(), error = %e, "listing the queue in the registry failed");
+        }
         if let Err(e) = remove_dead(&ctx, dead_after).await {
             warn!(queue.name = ctx.queue.name(), error = %e, "removing dead consumers failed");
         }

@@ -162,14 +162,28 @@ pub(super) async fn read_loop<H: Handler>(
             Err(e) => {
                 drop(permits);
                 if is_nogroup(&e) {
-                    warn!(
-                        queue.name = ctx.queue.name(),
-                        "consumer group missing, recreating it"
-                    );
-                    if let Ok(mut conn) = ctx.broker.conn().await {
-                        let _ = ensure_groups(&mut conn, &ctx.queue, &ctx.cfg.group).await;
+                    // The stream or its group is gone (Redis lost its data, or an
+                    // operator deleted it): recreate both and list the queue again.
+                    match recreate(ctx).await {
+                        Ok(()) => {
+                            warn!(
+                                queue.name = ctx.queue.name(),
+                                "consumer group was missing: recreated it"
+                            );
+                            delay.reset();
+                            continue;
+                        }
+                        Err(e) => {
+                            // NOPERM, WRONGTYPE, no connection: try again later, not
+                            // in a loop that hammers Redis and the log.
+                            let wait = delay.next();
+                            warn!(queue.name = ctx.queue.name(), error = %e, retry_in_ms = wait.as_millis() as u64, "consumer group missing and recreating it failed");
+                            if !sleep_or_cancel(wait, shutdown).await {
+                                return;
+                            }
+                            continue;
+                        }
                     }
-                    continue;
                 }
                 let wait = delay.next();
                 warn!(queue.name = ctx.queue.name(), error = %e, retry_in_ms = wait.as_millis() as u64, "reading jobs failed");
@@ -179,6 +193,12 @@ pub(super) async fn read_loop<H: Handler>(
             }
         }
     }
+}
+
+async fn recreate(ctx: &Ctx) -> crate::Result<()> {
+    let mut conn = ctx.broker.conn().await?;
+    ensure_groups(&mut conn, &ctx.queue, &ctx.cfg.group).await?;
+    ctx.queue.register_again(&mut *conn).await
 }
 
 pub(super) fn is_nogroup(e: &Error) -> bool {

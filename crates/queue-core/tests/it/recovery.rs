@@ -460,3 +460,133 @@ async fn a_consumer_idle_far_past_the_visibility_timeout_with_nothing_pending_is
     worker.stop().await;
     env.finish().await;
 }
+
+#[tokio::test]
+async fn a_queue_is_listed_again_and_runs_jobs_after_redis_lost_its_data() {
+    let env = TestRedis::new().await;
+    let q = env.queue("amnesia");
+    let runs = Runs::default();
+    let worker = env.spawn_worker(&q, fast_worker_config(), runs.recorder());
+    eventually("the running queue is listed", async || {
+        env.admin.open(q.name()).await.ok()
+    })
+    .await;
+    // Redis restarted without its data: every key of the prefix is gone.
+    let keys: Vec<String> = env
+        .cmd(redis::cmd("KEYS").arg(format!("{}:*", env.prefix)))
+        .await;
+    let _: u64 = env.cmd(redis::cmd("DEL").arg(&keys)).await;
+    assert!(
+        env.admin.open(q.name()).await.is_err(),
+        "the registry is gone"
+    );
+
+    eventually("the live queue is listed again", async || {
+        env.admin.open(q.name()).await.ok()
+    })
+    .await;
+    env.producer
+        .enqueue(&q, NewJob::new("t.after", "x"))
+        .await
+        .expect("enqueue");
+    env.stats_until(&q, "a new job runs", |s| s.completed == 1)
+        .await;
+    worker.stop().await;
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn a_group_that_cannot_be_recreated_is_retried_with_backoff_not_in_a_busy_loop() {
+    let env = TestRedis::new().await;
+    let q = env.queue("nogroup-noperm");
+    // A user of its own, so the server's ACL log counts only this worker's denials.
+    let user = format!("t-acl-{}", env.prefix);
+    let _: () = env
+        .cmd(
+            redis::cmd("ACL")
+                .arg("SETUSER")
+                .arg(&user)
+                .arg("on")
+                .arg(">secret-pw")
+                .arg("~*")
+                .arg("&*")
+                .arg("+@all"),
+        )
+        .await;
+    let url = queue_core::testing::redis_url().replacen(
+        "redis://",
+        &format!("redis://{user}:secret-pw@"),
+        1,
+    );
+    let broker =
+        queue_core::Broker::connect(queue_core::BrokerConfig::new(url).prefix(&env.prefix))
+            .await
+            .expect("connect as the test user");
+    let worker = queue_core::worker::worker(
+        &broker,
+        &broker.queue(q.name()).expect("queue"),
+        fast_worker_config(),
+        Runs::default().recorder(),
+    )
+    .expect("worker");
+    let consumer = worker.consumer_name().to_owned();
+    let stop = queue_core::CancellationToken::new();
+    let running = tokio::spawn(worker.run(stop.clone()));
+    env.producer
+        .enqueue(&q, NewJob::new("t.first", "x"))
+        .await
+        .expect("enqueue");
+    env.stats_until(&q, "the worker runs", |s| s.completed == 1)
+        .await;
+    assert!(!consumer.is_empty());
+
+    // The group disappears and this worker may no longer create one.
+    let _: () = env
+        .cmd(redis::cmd("ACL").arg("SETUSER").arg(&user).arg("-xgroup"))
+        .await;
+    let _: u64 = env
+        .cmd(
+            redis::cmd("XGROUP")
+                .arg("DESTROY")
+                .arg(q.keys().stream(None))
+                .arg(WorkerConfig::default().group),
+        )
+        .await;
+    let denials = async || -> u64 {
+        let log: Vec<Vec<redis::Value>> = env.cmd(redis::cmd("ACL").arg("LOG")).await;
+        let mut total = 0;
+        for entry in log {
+            let mut fields = entry.into_iter();
+            let (mut count, mut username) = (0u64, String::new());
+            while let (Some(k), Some(v)) = (fields.next(), fields.next()) {
+                match redis::from_redis_value::<String>(k)
+                    .unwrap_or_default()
+                    .as_str()
+                {
+                    "count" => count = redis::from_redis_value(v).unwrap_or(0),
+                    "username" => username = redis::from_redis_value(v).unwrap_or_default(),
+                    _ => {}
+                }
+            }
+            if username == user {
+                total += count;
+            }
+        }
+        total
+    };
+    eventually("the worker tries to recreate the group", async || {
+        (denials().await > 0).then_some(())
+    })
+    .await;
+    let first = denials().await;
+    tokio::time::sleep(ms(1000)).await;
+    let tries = denials().await - first;
+    assert!(
+        tries < 30,
+        "{tries} attempts to recreate the group in one second: it must back off"
+    );
+    stop.cancel();
+    let _ = running.await;
+    let _: () = env.cmd(redis::cmd("ACL").arg("DELUSER").arg(&user)).await;
+    env.finish().await;
+}
