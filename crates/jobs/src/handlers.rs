@@ -13,7 +13,7 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use queue_core::{Handler, Job, JobError};
+use queue_core::{DeadLettered, Handler, Job, JobError};
 
 use crate::{JobKind, QueueSpec, decode};
 
@@ -22,6 +22,18 @@ use crate::{JobKind, QueueSpec, decode};
 /// Implemented for async closures `Fn(J, Job) -> Future<Output = Result<(), JobError>>`.
 pub trait JobHandler<J: JobKind>: Send + Sync + 'static {
     fn handle(&self, payload: J, job: Job) -> impl Future<Output = Result<(), JobError>> + Send;
+
+    /// Runs once a job of this kind was dead-lettered, by any path (see
+    /// `queue_core::Handler::on_dead_letter`); `payload` is None when it did not
+    /// decode. Retried until it returns Ok. By default it does nothing.
+    fn on_dead_letter(
+        &self,
+        payload: Option<J>,
+        letter: DeadLettered,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send {
+        let _ = (payload, letter);
+        std::future::ready(Ok(()))
+    }
 }
 
 impl<J, F, Fut> JobHandler<J> for F
@@ -36,10 +48,12 @@ where
 }
 
 type Run = Pin<Box<dyn Future<Output = Result<(), JobError>> + Send>>;
+type Hook = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 
 /// One registered kind, with its payload type erased.
 trait Route: Send + Sync {
     fn call(&self, job: Job) -> Run;
+    fn dead_letter(&self, letter: DeadLettered) -> Hook;
 }
 
 struct Typed<J, H> {
@@ -54,6 +68,15 @@ impl<J: JobKind, H: JobHandler<J>> Route for Typed<J, H> {
             let payload = decode::<J>(&job)?;
             handler.handle(payload, job).await
         })
+    }
+
+    fn dead_letter(&self, letter: DeadLettered) -> Hook {
+        let handler = self.handler.clone();
+        let payload = letter
+            .envelope
+            .as_ref()
+            .and_then(|e| J::decode(e.payload.clone()).ok());
+        Box::pin(async move { handler.on_dead_letter(payload, letter).await })
     }
 }
 
@@ -141,6 +164,19 @@ impl Handler for Handlers {
             Some(route) => route.call(job),
             None => self.unknown_kind(&job),
         }
+    }
+
+    /// The dead letter goes to the handler of its kind; a kind nobody handles
+    /// (or an envelope that did not decode) has no row to mark.
+    fn on_dead_letter(
+        &self,
+        letter: DeadLettered,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send {
+        let hook: Hook = match self.routes.get(letter.kind()) {
+            Some(route) => route.dead_letter(letter),
+            None => Box::pin(std::future::ready(Ok(()))),
+        };
+        hook
     }
 }
 

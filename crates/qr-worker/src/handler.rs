@@ -14,7 +14,7 @@ use std::time::Instant;
 use anyhow::{Context, anyhow};
 use jobs::JobHandler;
 use jobs::v1::GenerateQr;
-use queue_core::{Job, JobError};
+use queue_core::{DeadLettered, Job, JobError};
 use storage::{Storage, StorageError};
 use store::persons;
 use store::{PgConnection, PgPool};
@@ -184,6 +184,47 @@ impl JobHandler<GenerateQr> for QrHandler {
                 Err(JobError::Retry(e))
             }
         }
+    }
+
+    /// Whatever dead-lettered the job (its last attempt timed out or panicked, its
+    /// worker died on every delivery, or the handler's own failure write failed),
+    /// the person is marked `failed` with the reason, unless its QR is ready or
+    /// the job is outdated (the row names another path).
+    /// An error (PostgreSQL down) is retried by the runner until it succeeds.
+    async fn on_dead_letter(
+        &self,
+        msg: Option<GenerateQr>,
+        letter: DeadLettered,
+    ) -> anyhow::Result<()> {
+        let Some(msg) = msg else {
+            return Ok(()); // no person to name
+        };
+        let text = truncate(&letter.error, MAX_ERROR_LEN);
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .context("acquiring a database connection")?;
+        // An outdated job (another path than the row's) does not speak for the
+        // row: a newer job owns it.
+        match persons::get(&mut conn, msg.person_id)
+            .await
+            .context("reading the person")?
+        {
+            Some(person) if person.qr_path == msg.path => {}
+            _ => return Ok(()),
+        }
+        if persons::mark_qr_failed(&mut conn, msg.person_id, &text)
+            .await
+            .context("marking the QR failed")?
+        {
+            warn!(
+                person.id = msg.person_id,
+                job.id = letter.job_id(),
+                "the QR job was dead-lettered; the person is marked failed"
+            );
+        }
+        Ok(())
     }
 }
 

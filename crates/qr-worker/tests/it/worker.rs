@@ -243,3 +243,27 @@ async fn healthz_readyz_and_metrics_answer_on_the_health_port() {
     );
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_job_whose_last_attempt_times_out_leaves_its_person_failed_not_pending() {
+    let app = TestApp::new().await;
+    let mut config = app.config();
+    // Every run times out: the runner, not the handler, ends the last attempt.
+    config.worker.job_timeout = std::time::Duration::from_micros(1);
+    config.worker.max_attempts = 2;
+    let worker = qr_worker::testing::spawn(config).await;
+    let person = app.add_person("V-2", "PERSON:V-2", "qr/V-2.png").await;
+    app.enqueue(&person).await;
+
+    app.stats_until("the job is dead-lettered", |s| s.dead_lettered == 1)
+        .await;
+    let failed = app
+        .person_until(person.id, "the person is failed", |p| {
+            p.qr_status == QrStatus::Failed
+        })
+        .await;
+    let error = failed.qr_error.expect("the reason is recorded");
+    assert!(error.contains("timed out"), "{error}");
+    worker.stop().await;
+    app.finish().await;
+}

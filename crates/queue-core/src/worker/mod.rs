@@ -7,6 +7,7 @@
 
 mod dispatch;
 mod heartbeat;
+mod hook;
 mod janitor;
 mod promote;
 mod read;
@@ -148,6 +149,42 @@ impl Job {
 /// Runs jobs. Implemented for async closures `Fn(Job) -> Future<Output = Result<(), JobError>>`.
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, job: Job) -> impl Future<Output = Result<(), JobError>> + Send;
+
+    /// Runs once a job of this queue has been moved to the dead-letter stream,
+    /// whatever moved it: its last attempt failed, timed out or panicked, it
+    /// failed permanently, its envelope did not decode, or its worker died on
+    /// every delivery. The place to mark the domain row `failed` with the reason,
+    /// so nothing stays `pending` behind a dead letter. An error is retried with
+    /// backoff until it succeeds (PostgreSQL being down is often why the job
+    /// failed); the hook must be idempotent. By default it does nothing.
+    fn on_dead_letter(
+        &self,
+        letter: DeadLettered,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send {
+        let _ = letter;
+        std::future::ready(Ok(()))
+    }
+}
+
+/// A job just moved to the dead-letter stream, as [`Handler::on_dead_letter`] sees it.
+#[derive(Debug, Clone)]
+pub struct DeadLettered {
+    /// The job; None when its entry held no envelope that decodes.
+    pub envelope: Option<Arc<Envelope>>,
+    /// Why it was dead-lettered.
+    pub error: String,
+}
+
+impl DeadLettered {
+    /// The job id, empty when the envelope did not decode.
+    pub fn job_id(&self) -> &str {
+        self.envelope.as_ref().map_or("", |e| e.id.as_str())
+    }
+
+    /// The job kind, empty when the envelope did not decode.
+    pub fn kind(&self) -> &str {
+        self.envelope.as_ref().map_or("", |e| e.kind.as_str())
+    }
 }
 
 impl<F, Fut> Handler for F

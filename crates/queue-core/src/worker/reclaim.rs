@@ -2,12 +2,15 @@
 //! are claimed by this worker, or dead-lettered past `max_deliveries`.
 use std::sync::Arc;
 
+use prost::Message;
 use redis::Value;
 use tracing::{info, warn};
 
+use super::DeadLettered;
 use super::dispatch::track;
 use super::read::{envelope_field, is_nogroup};
 use super::runner::{Ctx, Delivery};
+use crate::envelope::Envelope;
 use crate::producer::release_unique_keys;
 use crate::{Result, scripts};
 
@@ -86,6 +89,15 @@ async fn reclaim(
         .arg(ctx.queue.lane_name(lane));
     let (next, entries, poisoned): (String, Vec<Value>, Vec<Vec<u8>>) =
         inv.invoke_async(&mut conn).await?;
+    for raw in &poisoned {
+        // The reclaim script wrote this reason into the dead letter.
+        let error = format!(
+            "delivered more than max_deliveries ({}) times: its worker stopped each time",
+            ctx.cfg.max_deliveries
+        );
+        let envelope = Envelope::decode(raw.as_slice()).ok().map(Arc::new);
+        let _ = ctx.dead_letters.send(DeadLettered { envelope, error });
+    }
     if !poisoned.is_empty()
         && let Err(e) =
             release_unique_keys(&mut conn, &ctx.queue, poisoned.iter().map(Vec::as_slice)).await

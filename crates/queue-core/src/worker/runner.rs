@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use super::{Handler, JobError, WorkerConfig, default_consumer_name};
-use super::{heartbeat, janitor, promote, read, repeat, settle};
+use super::{DeadLettered, Handler, JobError, WorkerConfig, default_consumer_name};
+use super::{heartbeat, hook, janitor, promote, read, repeat, settle};
 use crate::envelope::Envelope;
 use crate::repeat::RepeatingJob;
 use crate::{Broker, Error, Queue, Result};
@@ -122,6 +122,8 @@ pub(super) struct Ctx {
     /// Cancelled when the grace period runs out: abandon runs, leave them pending.
     pub(super) hard_stop: CancellationToken,
     pub(super) metrics: Metrics,
+    /// Jobs just dead-lettered, for the handler's dead-letter hook.
+    pub(super) dead_letters: mpsc::UnboundedSender<DeadLettered>,
 }
 
 impl<H: Handler> Worker<H> {
@@ -169,6 +171,7 @@ impl<H: Handler> Worker<H> {
             read::ensure_groups(&mut conn, &self.queue, &self.config.group).await?;
         }
         let (tx, rx) = mpsc::unbounded_channel();
+        let (letters_tx, letters_rx) = mpsc::unbounded_channel();
         let ctx = Arc::new(Ctx {
             metrics: Metrics::new(self.queue.name()),
             broker: self.broker,
@@ -180,6 +183,7 @@ impl<H: Handler> Worker<H> {
             settle: tx,
             jobs: TaskTracker::new(),
             hard_stop: CancellationToken::new(),
+            dead_letters: letters_tx,
         });
         info!(
             queue.name = ctx.queue.name(),
@@ -192,6 +196,14 @@ impl<H: Handler> Worker<H> {
         let settler = tokio::spawn(settle::settle_loop(ctx.clone(), rx));
         let heartbeat = tokio::spawn(heartbeat::heartbeat_loop(ctx.clone(), background.clone()));
         let janitor = tokio::spawn(janitor::janitor_loop(ctx.clone(), shutdown.clone()));
+        // The hook outlives the reader too: the last settled batch may dead-letter.
+        let hooks_stop = CancellationToken::new();
+        let hooks = tokio::spawn(hook::hook_loop(
+            ctx.clone(),
+            self.handler.clone(),
+            letters_rx,
+            hooks_stop.clone(),
+        ));
         let promoter = tokio::spawn(promote::promote_loop(ctx.clone(), shutdown.clone()));
         let repeater = (!self.repeating.is_empty()).then(|| {
             tokio::spawn(repeat::repeat_loop(
@@ -232,6 +244,8 @@ impl<H: Handler> Worker<H> {
         if ctx.settle.send(Settle::Flush(done_tx)).is_ok() {
             let _ = done_rx.await;
         }
+        hooks_stop.cancel();
+        let _ = hooks.await;
         background.cancel();
         let _ = heartbeat.await;
         let _ = janitor.await;

@@ -6,6 +6,7 @@ use prost::Message;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
+use super::DeadLettered;
 use super::dispatch::untrack;
 use super::runner::{Ctx, ErrorDelay, Outcome, RunResult, Settle};
 use crate::envelope::{self, Envelope};
@@ -149,6 +150,7 @@ async fn settle_failure(ctx: &Ctx, o: &Outcome) -> Result<()> {
                 job_id: "",
                 kind: "",
                 unique_key: "",
+                job: None,
             };
             dead_letter(ctx, &mut conn, stream, o, &letter).await
         }
@@ -181,6 +183,7 @@ async fn settle_failure(ctx: &Ctx, o: &Outcome) -> Result<()> {
                     job_id: &envelope.id,
                     kind: &envelope.kind,
                     unique_key: &envelope.unique_key,
+                    job: Some(envelope),
                 };
                 dead_letter(ctx, &mut conn, stream, o, &letter).await
             } else {
@@ -232,6 +235,8 @@ struct DeadLetterRecord<'a> {
     kind: &'a str,
     /// The unique-until-settled key the job holds (released with the move), or "".
     unique_key: &'a str,
+    /// The decoded job, for the dead-letter hook.
+    job: Option<&'a Arc<Envelope>>,
 }
 
 /// Moves the outcome's entry to the dead-letter stream (if this consumer still owns it).
@@ -261,6 +266,10 @@ async fn dead_letter(
     let moved: i64 = inv.invoke_async(conn).await?;
     if moved == 1 {
         ctx.metrics.dead_lettered.increment(1);
+        let _ = ctx.dead_letters.send(DeadLettered {
+            envelope: letter.job.cloned(),
+            error: letter.error.to_owned(),
+        });
     }
     Ok(())
 }
