@@ -108,7 +108,7 @@ pub async fn pending_before(
     .await?)
 }
 
-/// Removes a person.
+/// Removes a person (a pending QR job of theirs then completes as a no-op).
 pub async fn delete(conn: &mut PgConnection, id: i64) -> Result<bool> {
     let r = sqlx::query("DELETE FROM persons WHERE id = $1")
         .bind(id)

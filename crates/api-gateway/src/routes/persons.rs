@@ -194,8 +194,8 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let input = validate(input)?;
     // Stored and enqueued in a task of its own: hyper drops a handler whose client
-    // disconnects, and a drop between the INSERT and the XADD would leave a person
-    // waiting forever for a QR job that was never enqueued.
+    // disconnects, and a drop between the INSERT and the XADD would leave the
+    // person waiting for the reconciler (seconds) instead of its job (milliseconds).
     // The task keeps the request span, so the job carries the request's trace.
     let person = tokio::spawn(register(state, input).instrument(tracing::Span::current()))
         .await

@@ -8,7 +8,7 @@ use queue_core::testing::eventually;
 use serde_json::{Value, json};
 use store::persons::{self, QrStatus};
 
-use crate::helpers::{TestApp, USER_TOKEN};
+use crate::helpers::{Logs, TestApp, USER_TOKEN};
 
 /// A redis-server of the test's own on a free loopback port, killed on drop.
 struct PrivateRedis {
@@ -69,6 +69,8 @@ async fn a_registration_while_redis_fails_answers_201_and_the_reconciler_renders
     let mut app = TestApp::spawn_with(|c| c.redis_url = api_gateway::SecretUrl::new(url)).await;
     redis.kill().await;
 
+    let logs = Logs::default();
+    let capture = logs.capture();
     let res = app
         .post_person(
             Some(USER_TOKEN),
@@ -87,6 +89,18 @@ async fn a_registration_while_redis_fails_answers_201_and_the_reconciler_renders
         person(&app, id).await.qr_status,
         QrStatus::Pending,
         "the row is kept"
+    );
+    drop(capture);
+    let failures = logs.lines_with("enqueueing the QR job failed");
+    assert_eq!(failures.len(), 1, "logged once: {failures:#?}");
+    assert!(
+        failures[0].contains("WARN") && failures[0].contains(&format!("person.id={id}")),
+        "{}",
+        failures[0]
+    );
+    assert!(
+        logs.lines_with("ERROR").is_empty() && logs.lines_with("request failed").is_empty(),
+        "a registration whose job follows later is no error"
     );
 
     app.start_qr_worker().await;
