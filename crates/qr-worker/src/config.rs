@@ -43,7 +43,7 @@ pub struct Config {
     /// `QR_SIZE`, `QR_MARGIN`, `QR_ECC`.
     pub qr: RenderOptions,
     /// `QR_RECONCILE_INTERVAL`: how often the reconciler runs (once per period
-    /// across replicas); at least 1s.
+    /// across replicas); 1s to 366 days.
     pub reconcile_interval: Duration,
     /// `QR_RECONCILE_AFTER`: a person still pending this long after being stored
     /// gets its QR job enqueued again (with the same key: never a second job).
@@ -90,13 +90,11 @@ impl Config {
         }
         let reconcile_interval =
             config::duration(vars, "QR_RECONCILE_INTERVAL", DEFAULT_RECONCILE_INTERVAL)?;
-        // The repeating job's rule: shorter periods would flood the queue.
-        if reconcile_interval < Duration::from_secs(1) {
-            return Err(ConfigError::new(
-                "QR_RECONCILE_INTERVAL",
-                "must be at least 1s",
-            ));
-        }
+        // The repeating job's rule (shorter periods would flood the queue),
+        // checked here so that a bad value exits 64 before any connection.
+        queue_core::Every::interval(reconcile_interval).map_err(|_| {
+            ConfigError::new("QR_RECONCILE_INTERVAL", "must be between 1s and 366 days")
+        })?;
         let reconcile_after =
             config::duration(vars, "QR_RECONCILE_AFTER", DEFAULT_RECONCILE_AFTER)?;
         let reconcile_batch: u32 =
@@ -201,7 +199,12 @@ mod tests {
                 "longer than QR_JOB_TIMEOUT (30s)",
             ),
             ("STORAGE_SWEEP_INTERVAL", "0s", "longer than 0"),
-            ("QR_RECONCILE_INTERVAL", "500ms", "at least 1s"),
+            ("QR_RECONCILE_INTERVAL", "500ms", "between 1s and 366 days"),
+            (
+                "QR_RECONCILE_INTERVAL",
+                "400days",
+                "between 1s and 366 days",
+            ),
             ("QR_RECONCILE_AFTER", "soon", "duration"),
             ("QR_RECONCILE_BATCH", "0", "between 1 and 10000"),
         ] {
