@@ -1,6 +1,7 @@
 //! The worker's settings: its own variables (`STORAGE_DIR`,
 //! `STORAGE_TEMP_MAX_AGE`, `STORAGE_SWEEP_INTERVAL`, `QR_SIZE`, `QR_MARGIN`,
-//! `QR_ECC`) on top of the `service` kit's base and per-queue
+//! `QR_ECC`, `QR_RECONCILE_INTERVAL`, `QR_RECONCILE_AFTER`, `QR_RECONCILE_BATCH`)
+//! on top of the `service` kit's base and per-queue
 //! settings. Read from the environment only by `main`; tests build a [`Config`]
 //! directly or from a map.
 
@@ -18,6 +19,10 @@ pub const DEFAULT_STORAGE_DIR: &str = "./storage";
 /// Long past any write in progress: a write lasts about as long as an fsync.
 pub const DEFAULT_STORAGE_TEMP_MAX_AGE: Duration = Duration::from_secs(15 * 60);
 pub const DEFAULT_STORAGE_SWEEP_INTERVAL: Duration = Duration::from_secs(5 * 60);
+pub const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(30);
+/// Far above the enqueue-to-ready latency of a healthy system (milliseconds).
+pub const DEFAULT_RECONCILE_AFTER: Duration = Duration::from_secs(30);
+pub const DEFAULT_RECONCILE_BATCH: u32 = 500;
 
 /// Settings of the QR worker.
 #[derive(Debug, Clone)]
@@ -37,6 +42,14 @@ pub struct Config {
     pub storage_sweep_interval: Duration,
     /// `QR_SIZE`, `QR_MARGIN`, `QR_ECC`.
     pub qr: RenderOptions,
+    /// `QR_RECONCILE_INTERVAL`: how often the reconciler runs (once per period
+    /// across replicas); 1s to 366 days.
+    pub reconcile_interval: Duration,
+    /// `QR_RECONCILE_AFTER`: a person still pending this long after being stored
+    /// gets its QR job enqueued again (with the same key: never a second job).
+    pub reconcile_after: Duration,
+    /// `QR_RECONCILE_BATCH`: at most this many persons per run, oldest first.
+    pub reconcile_batch: u32,
 }
 
 impl Config {
@@ -75,6 +88,23 @@ impl Config {
                 "must be longer than 0",
             ));
         }
+        let reconcile_interval =
+            config::duration(vars, "QR_RECONCILE_INTERVAL", DEFAULT_RECONCILE_INTERVAL)?;
+        // The repeating job's rule (shorter periods would flood the queue),
+        // checked here so that a bad value exits 64 before any connection.
+        queue_core::Every::interval(reconcile_interval).map_err(|_| {
+            ConfigError::new("QR_RECONCILE_INTERVAL", "must be between 1s and 366 days")
+        })?;
+        let reconcile_after =
+            config::duration(vars, "QR_RECONCILE_AFTER", DEFAULT_RECONCILE_AFTER)?;
+        let reconcile_batch: u32 =
+            config::integer(vars, "QR_RECONCILE_BATCH", DEFAULT_RECONCILE_BATCH)?;
+        if !(1..=10_000).contains(&reconcile_batch) {
+            return Err(ConfigError::new(
+                "QR_RECONCILE_BATCH",
+                "must be between 1 and 10000",
+            ));
+        }
         Ok(Self {
             base: BaseConfig::from_vars(vars, DEFAULT_HEALTH_PORT)?,
             worker,
@@ -82,6 +112,9 @@ impl Config {
             storage_temp_max_age,
             storage_sweep_interval,
             qr,
+            reconcile_interval,
+            reconcile_after,
+            reconcile_batch,
         })
     }
 }
@@ -106,6 +139,10 @@ mod tests {
         assert_eq!((c.qr.size, c.qr.margin, c.qr.ecc), (512, 4, EccLevel::M));
         assert_eq!(c.storage_temp_max_age, Duration::from_secs(15 * 60));
         assert_eq!(c.storage_sweep_interval, Duration::from_secs(5 * 60));
+        assert_eq!(
+            (c.reconcile_interval, c.reconcile_after, c.reconcile_batch),
+            (Duration::from_secs(30), Duration::from_secs(30), 500)
+        );
     }
 
     #[test]
@@ -123,6 +160,9 @@ mod tests {
             ("QR_SIZE", "256"),
             ("QR_MARGIN", "2"),
             ("QR_ECC", "h"),
+            ("QR_RECONCILE_INTERVAL", "1m"),
+            ("QR_RECONCILE_AFTER", "2m"),
+            ("QR_RECONCILE_BATCH", "100"),
         ])
         .expect("valid");
         assert_eq!(c.base.redis_prefix, "staging");
@@ -133,6 +173,10 @@ mod tests {
         assert_eq!(c.worker.concurrency.get(), 3);
         assert_eq!(c.worker.job_timeout, std::time::Duration::from_secs(10));
         assert_eq!((c.qr.size, c.qr.margin, c.qr.ecc), (256, 2, EccLevel::H));
+        assert_eq!(
+            (c.reconcile_interval, c.reconcile_after, c.reconcile_batch),
+            (Duration::from_secs(60), Duration::from_secs(120), 100)
+        );
     }
 
     #[test]
@@ -155,6 +199,14 @@ mod tests {
                 "longer than QR_JOB_TIMEOUT (30s)",
             ),
             ("STORAGE_SWEEP_INTERVAL", "0s", "longer than 0"),
+            ("QR_RECONCILE_INTERVAL", "500ms", "between 1s and 366 days"),
+            (
+                "QR_RECONCILE_INTERVAL",
+                "400days",
+                "between 1s and 366 days",
+            ),
+            ("QR_RECONCILE_AFTER", "soon", "duration"),
+            ("QR_RECONCILE_BATCH", "0", "between 1 and 10000"),
         ] {
             let err = Config::from_vars(&[(var, value)]).expect_err(var);
             assert_eq!(err.var, var);

@@ -35,7 +35,8 @@ pub struct QrHandler {
 
 /// Why one run failed, which decides what is recorded on the row.
 enum Failure {
-    /// The person row does not exist: there is nothing to render for or record on.
+    /// The person row does not exist (deleted): there is nothing to render for or
+    /// record on, so the job completes as a no-op.
     NoPerson,
     /// The job names another file than the row does (an outdated job): the row
     /// belongs to a newer job, so it is left alone.
@@ -162,16 +163,16 @@ impl JobHandler<GenerateQr> for QrHandler {
                 Ok(())
             }
             Err(Failure::NoPerson) => {
-                warn!(
+                // The row is the record; without it there is nothing to render
+                // for, and no retry or dead letter would change that (DESIGN.md:
+                // a job whose row is gone is dropped).
+                info!(
                     person.id = msg.person_id,
                     qr.path = %msg.path,
                     job.id = job.id(),
-                    "the person does not exist; the QR job cannot succeed"
+                    "the person no longer exists; the QR job is dropped"
                 );
-                Err(JobError::permanent(anyhow!(
-                    "person {} does not exist",
-                    msg.person_id
-                )))
+                Ok(())
             }
             Err(Failure::Stale(e)) => Err(JobError::Permanent(e)),
             Err(Failure::Permanent(e)) => {

@@ -2,18 +2,21 @@
 
 pub mod config;
 pub mod handler;
+pub mod reconcile;
 pub mod render;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+use anyhow::Context;
 use tracing::warn;
 
-use queue_core::CancellationToken;
+use queue_core::{CancellationToken, Producer};
 use service::{Started, WorkerService};
 use storage::{Storage, Sweep};
 
 pub use crate::config::Config;
 pub use crate::handler::QrHandler;
+pub use crate::reconcile::Reconciler;
 pub use crate::render::{EccLevel, Format, RenderOptions};
 
 /// Runs the QR worker until `shutdown` is cancelled: what `main` calls.
@@ -22,8 +25,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 }
 
 /// Connects to Redis and PostgreSQL (running the migrations) and binds the
-/// health port; the returned service renders `qr.generate` jobs once run, and
-/// sweeps the storage for stale temporary files at start and periodically.
+/// health port; the returned service renders `qr.generate` jobs once run,
+/// reconciles persons left pending without a job (`qr.reconcile`, a repeating
+/// job), and sweeps the storage for stale temporary files at start and periodically.
 pub async fn start(config: Config) -> anyhow::Result<Started> {
     let svc = WorkerService::connect(&config.base, &jobs::QR, config.worker).await?;
     let storage = Storage::local(&config.storage_dir);
@@ -31,12 +35,25 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         // Not fatal: the directory may be mounted later; /readyz says so meanwhile.
         warn!(storage.dir = %config.storage_dir.display(), error = %e, "the storage directory is not writable");
     }
-    let handlers = svc.handlers().on(QrHandler::new(
+    let reconciler = Reconciler::new(
         svc.pool().clone(),
-        storage.clone(),
-        config.qr,
-    ));
+        Producer::new(svc.broker().clone()),
+        svc.queue().clone(),
+        config.reconcile_after,
+        config.reconcile_batch,
+    );
+    let handlers = svc
+        .handlers()
+        .on(QrHandler::new(
+            svc.pool().clone(),
+            storage.clone(),
+            config.qr,
+        ))
+        .on(reconciler);
+    let every =
+        reconcile::repeating_job(config.reconcile_interval).context("QR_RECONCILE_INTERVAL")?;
     let started = svc
+        .repeat(every)
         .readiness_check("storage", {
             let storage = storage.clone();
             move || {

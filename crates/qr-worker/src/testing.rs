@@ -22,6 +22,11 @@ pub fn config(redis_prefix: &str, database_url: &str, storage_dir: &Path) -> Con
         // Sweeps a test can wait for.
         storage_sweep_interval: Duration::from_millis(20),
         qr: RenderOptions::default(),
+        // The shortest period a repeating job allows, and rows pending past
+        // 500 ms: a test waits seconds, not half a minute, for a repair.
+        reconcile_interval: Duration::from_secs(1),
+        reconcile_after: Duration::from_millis(500),
+        reconcile_batch: crate::config::DEFAULT_RECONCILE_BATCH,
     }
 }
 

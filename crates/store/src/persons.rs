@@ -81,7 +81,34 @@ pub async fn get(conn: &mut PgConnection, id: i64) -> Result<Option<Person>> {
     .await?)
 }
 
-/// Removes a person (used to undo a registration whose job could not be enqueued).
+/// The dedup key of a person's QR job, derived from the row: the gateway and
+/// the reconciler both enqueue with it (unique until settled), so saying "this
+/// person needs its QR" twice never makes two jobs.
+pub fn qr_job_key(id: i64) -> String {
+    format!("qr:person:{id}")
+}
+
+/// Persons still `pending` that were created before `created_before`, oldest
+/// first, at most `limit` (the reconciler's batch; the scan uses the partial
+/// index on pending rows).
+pub async fn pending_before(
+    conn: &mut PgConnection,
+    created_before: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Person>> {
+    Ok(sqlx::query_as::<_, Person>(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM persons WHERE qr_status = 'pending' AND created_at < $1
+         ORDER BY created_at, id LIMIT $2"
+    ))
+    .bind(created_before)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Removes a person (a pending QR job of theirs then completes as a no-op).
 pub async fn delete(conn: &mut PgConnection, id: i64) -> Result<bool> {
     let r = sqlx::query("DELETE FROM persons WHERE id = $1")
         .bind(id)
@@ -159,6 +186,45 @@ mod tests {
             .await
             .expect_err("duplicate");
         assert!(matches!(err, StoreError::Duplicate { .. }), "{err:?}");
+        drop(conn);
+        db.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn pending_persons_older_than_the_cutoff_come_oldest_first_in_bounded_batches() {
+        let db = TestDb::new().await;
+        let mut conn = db.pool.acquire().await.expect("conn");
+        let mut ids = Vec::new();
+        for i in 0..4 {
+            let doc = format!("P-{i}");
+            let path = format!("qr/{doc}.png");
+            ids.push(
+                insert(&mut conn, &person(&doc, &path))
+                    .await
+                    .expect("insert")
+                    .id,
+            );
+        }
+        assert!(mark_qr_ready(&mut conn, ids[1]).await.expect("ready"));
+        let cutoff = Utc::now() + chrono::Duration::seconds(1);
+        let found: Vec<i64> = pending_before(&mut conn, cutoff, 2)
+            .await
+            .expect("pending")
+            .iter()
+            .map(|p| p.id)
+            .collect();
+        assert_eq!(
+            found,
+            vec![ids[0], ids[2]],
+            "ready rows are skipped, the batch is bounded"
+        );
+        let past = Utc::now() - chrono::Duration::hours(1);
+        assert!(
+            pending_before(&mut conn, past, 10)
+                .await
+                .expect("pending")
+                .is_empty()
+        );
         drop(conn);
         db.cleanup().await;
     }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use jobs::v1::GenerateQr;
 use serde::{Deserialize, Serialize};
 use store::persons::{self, NewPerson, Person, QrStatus};
-use tracing::{Instrument, info};
+use tracing::{Instrument, info, warn};
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -178,12 +178,12 @@ fn validate(input: CreatePerson) -> Result<CreatePerson, ApiError> {
     tag = "persons",
     request_body = CreatePerson,
     responses(
-        (status = 201, description = "Stored; the QR is being generated", body = PersonResponse),
+        (status = 201, description = "Stored; the QR is being generated (also when the queue is down: it is enqueued later)", body = PersonResponse),
         (status = 400, description = "Body is not the JSON expected", body = ErrorBody),
         (status = 409, description = "A person with this document exists; nothing enqueued", body = ErrorBody),
         (status = 413, description = "The body is over API_BODY_LIMIT_BYTES (`payload_too_large`)", body = ErrorBody),
         (status = 422, description = "A field breaks a rule; `field` names it (`validation_failed`)", body = ErrorBody),
-        (status = 503, description = "`unavailable`: the queue is down, nothing was stored. `timeout`: the request outlasted API_REQUEST_TIMEOUT; the registration may still complete", body = ErrorBody),
+        (status = 503, description = "`timeout`: the request outlasted API_REQUEST_TIMEOUT; the registration may still complete. Never because the queue is down: the person is stored and the QR follows", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -194,8 +194,8 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let input = validate(input)?;
     // Stored and enqueued in a task of its own: hyper drops a handler whose client
-    // disconnects, and a drop between the INSERT and the XADD would leave a person
-    // waiting forever for a QR job that was never enqueued.
+    // disconnects, and a drop between the INSERT and the XADD would leave the
+    // person waiting for the reconciler (seconds) instead of its job (milliseconds).
     // The task keeps the request span, so the job carries the request's trace.
     let person = tokio::spawn(register(state, input).instrument(tracing::Span::current()))
         .await
@@ -209,8 +209,9 @@ pub async fn create(
         .into_response())
 }
 
-/// Inserts the person, then enqueues its QR job; undoes the insert when the job
-/// cannot be enqueued, so either both exist or neither.
+/// Commits the person, then enqueues its QR job. A failed enqueue is logged,
+/// not answered: the row is stored and its job follows (DESIGN.md, "A row and its
+/// job never disagree for long").
 async fn register(state: AppState, input: CreatePerson) -> Result<Person, ApiError> {
     let qr_content = format!("{}{}", state.config.qr_content_prefix, input.document);
     let qr_path = format!(
@@ -245,28 +246,29 @@ async fn register(state: AppState, input: CreatePerson) -> Result<Person, ApiErr
         }
         Err(e) => return Err(e.into()),
     };
-    // Enqueued after the commit, so the worker always finds the row; if Redis is
-    // down the row is removed again and the client told to retry: no person is
-    // ever left waiting for a job that does not exist.
+    drop(conn);
+    // The row is committed: from here on the registration succeeds. The job is
+    // enqueued with a key derived from the row, unique until settled, so if this
+    // enqueue fails or its reply is lost (the job may exist), the qr-worker's
+    // reconciler enqueues it later with the same key, never a second one.
     let job = jobs::new_job(&GenerateQr {
         person_id: person.id,
         content: person.qr_content.clone(),
         path: person.qr_path.clone(),
-    });
-    let enqueued = match state.producer.enqueue(&state.qr_queue, job).await {
-        Ok(e) => e,
-        Err(e) => {
-            persons::delete(&mut conn, person.id).await?;
-            return Err(ApiError::Unavailable {
-                what: "the job queue".into(),
-                source: anyhow::Error::from(e).context(format!(
-                    "enqueueing the QR job of person {} failed; the person was removed",
-                    person.id
-                )),
-            });
+    })
+    .unique_until_settled(persons::qr_job_key(person.id));
+    match state.producer.enqueue(&state.qr_queue, job).await {
+        Ok(enqueued) => {
+            info!(person.id = person.id, job.id = enqueued.id(), qr.path = %person.qr_path, "person registered, QR job enqueued");
         }
-    };
-    info!(person.id = person.id, job.id = enqueued.id(), qr.path = %person.qr_path, "person registered, QR job enqueued");
+        Err(e) => {
+            warn!(
+                person.id = person.id,
+                error = format!("{:#}", anyhow::Error::from(e)),
+                "person registered, but enqueueing the QR job failed; the reconciler will enqueue it"
+            );
+        }
+    }
     Ok(person)
 }
 

@@ -1,7 +1,6 @@
 //! Errors are logged once, by the middleware, and a slow request is cut short by
 //! the request timeout with the usual JSON error body.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -12,42 +11,7 @@ use tower::ServiceExt;
 
 use queue_core::testing::{PATIENCE, eventually};
 
-use crate::helpers::{TestApp, USER_TOKEN};
-
-/// Log lines written while it is the thread's default subscriber.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("logs").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn capture(&self) -> tracing::subscriber::DefaultGuard {
-        let logs = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(move || logs.clone())
-            .finish();
-        tracing::subscriber::set_default(subscriber)
-    }
-
-    fn lines_with(&self, needle: &str) -> Vec<String> {
-        let text = String::from_utf8(self.0.lock().expect("logs").clone()).expect("utf-8");
-        text.lines()
-            .filter(|l| l.contains(needle))
-            .map(str::to_owned)
-            .collect()
-    }
-}
+use crate::helpers::{Logs, TestApp, USER_TOKEN};
 
 fn get(uri: &str) -> Request<Body> {
     Request::get(uri)

@@ -3,6 +3,7 @@
 
 mod admin;
 mod cli;
+mod consistency;
 mod contract;
 mod errors;
 mod helpers;

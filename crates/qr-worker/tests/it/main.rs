@@ -3,6 +3,7 @@
 //! running in-process as `main` runs it, and the real binary for its exit codes.
 
 mod binary;
+mod consistency;
 mod support;
 mod sweep;
 mod worker;

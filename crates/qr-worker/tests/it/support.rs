@@ -65,14 +65,16 @@ impl TestApp {
         .expect("insert person")
     }
 
-    /// Enqueues the QR job of `person`; returns the job id.
+    /// Enqueues the QR job of `person` as the gateway does (with the row's key,
+    /// unique until settled); returns the job id.
     pub async fn enqueue(&self, person: &Person) -> String {
-        self.enqueue_raw(GenerateQr {
-            person_id: person.id,
-            content: person.qr_content.clone(),
-            path: person.qr_path.clone(),
-        })
-        .await
+        self.redis
+            .producer
+            .enqueue(&self.queue, qr_worker::reconcile::qr_job(person))
+            .await
+            .expect("enqueue")
+            .id()
+            .to_owned()
     }
 
     pub async fn enqueue_raw(&self, job: GenerateQr) -> String {
@@ -101,6 +103,33 @@ impl TestApp {
         done: impl Fn(&Person) -> bool,
     ) -> Person {
         eventually(what, async || Some(self.person(id).await).filter(&done)).await
+    }
+
+    /// Waits until the job `job_id` has a completion record.
+    pub async fn completed_until(&self, job_id: &str) {
+        eventually(&format!("job {job_id} is completed"), async || {
+            let done = self
+                .redis
+                .admin
+                .completions(&self.queue, 1000)
+                .await
+                .expect("completions");
+            done.iter().any(|c| c.job_id == job_id).then_some(())
+        })
+        .await
+    }
+
+    /// How many `qr.generate` jobs completed (the reconciler's own runs are
+    /// completions too, so `QueueStats::completed` counts more than renderings).
+    pub async fn renderings(&self) -> usize {
+        self.redis
+            .admin
+            .completions(&self.queue, 1000)
+            .await
+            .expect("completions")
+            .iter()
+            .filter(|c| c.kind == "qr.generate")
+            .count()
     }
 
     pub async fn stats_until(&self, what: &str, done: impl Fn(&QueueStats) -> bool) -> QueueStats {

@@ -18,7 +18,7 @@ async fn a_registered_person_gets_a_png_at_the_predefined_path_that_decodes_to_t
     assert_eq!(person.qr_status, QrStatus::Pending);
     assert!(!app.storage_path("qr/V-12345678.png").exists());
 
-    app.enqueue(&person).await;
+    let job_id = app.enqueue(&person).await;
 
     let ready = app
         .person_until(person.id, "the QR is ready", |p| {
@@ -36,10 +36,8 @@ async fn a_registered_person_gets_a_png_at_the_predefined_path_that_decodes_to_t
         vec!["V-12345678.png"],
         "no temporary file is left"
     );
-    app.stats_until("the job is completed", |s| {
-        s.completed == 1 && s.active == 0
-    })
-    .await;
+    app.completed_until(&job_id).await;
+    assert_eq!(app.renderings().await, 1, "rendered once");
 
     worker.stop().await;
     app.finish().await;
@@ -75,11 +73,8 @@ async fn an_unwritable_storage_directory_fails_the_person_after_retries_and_the_
             s.failed == 1 && s.active == 0 && s.delayed == 0
         })
         .await;
-    assert_eq!(
-        (stats.retried, stats.dead_lettered, stats.completed),
-        (2, 1, 0),
-        "{stats:#?}"
-    );
+    assert_eq!((stats.retried, stats.dead_lettered), (2, 1), "{stats:#?}");
+    assert_eq!(app.renderings().await, 0);
     let dead = app
         .redis
         .admin
@@ -113,18 +108,19 @@ async fn running_the_same_job_twice_leaves_one_file_with_the_same_content_and_th
         .await;
     let file = app.storage_path("qr/E-87654321.png");
 
-    app.enqueue(&person).await;
-    app.stats_until("the first run completed", |s| s.completed == 1)
-        .await;
+    let first_job = app.enqueue(&person).await;
+    app.completed_until(&first_job).await;
     let first = std::fs::read(&file).expect("the first file");
     let first_inode = std::fs::metadata(&file).expect("stat").ino();
 
     // The same payload again, as a redelivery after a crash before the ack would run it.
-    app.enqueue(&person).await;
-    app.stats_until("the second run completed", |s| {
-        s.completed == 2 && s.active == 0
-    })
-    .await;
+    let second_job = app.enqueue(&person).await;
+    assert_ne!(
+        second_job, first_job,
+        "the key was released when the first settled"
+    );
+    app.completed_until(&second_job).await;
+    assert_eq!(app.renderings().await, 2);
 
     assert_ne!(
         std::fs::metadata(&file).expect("stat").ino(),
@@ -168,17 +164,9 @@ async fn an_svg_path_gets_an_svg_file() {
 }
 
 #[tokio::test]
-async fn a_job_for_a_missing_person_or_another_path_is_dead_lettered_at_once_without_touching_files()
- {
+async fn a_job_for_another_path_than_its_row_is_dead_lettered_and_the_row_gets_its_own_file() {
     let app = TestApp::new().await;
     let worker = app.spawn_worker().await;
-    let missing = app
-        .enqueue_raw(GenerateQr {
-            person_id: 987_654_321,
-            content: "PERSON:V-9".into(),
-            path: "qr/V-9.png".into(),
-        })
-        .await;
     let person = app.add_person("V-4", "PERSON:V-4", "qr/V-4.png").await;
     let outdated = app
         .enqueue_raw(GenerateQr {
@@ -189,16 +177,9 @@ async fn a_job_for_a_missing_person_or_another_path_is_dead_lettered_at_once_wit
         .await;
 
     let stats = app
-        .stats_until("both jobs are dead-lettered", |s| s.failed == 2)
+        .stats_until("the outdated job is dead-lettered", |s| s.failed == 1)
         .await;
     assert_eq!(stats.retried, 0, "permanent errors are not retried");
-    let dead = app
-        .redis
-        .admin
-        .dead_letter(&app.queue, &missing)
-        .await
-        .expect("dead letter");
-    assert!(dead.error.contains("does not exist"), "{}", dead.error);
     let dead = app
         .redis
         .admin
@@ -206,13 +187,15 @@ async fn a_job_for_a_missing_person_or_another_path_is_dead_lettered_at_once_wit
         .await
         .expect("dead letter");
     assert!(dead.error.contains("outdated"), "{}", dead.error);
-    assert!(!app.storage_path("qr").exists(), "no file was written");
-    let row = app.person(person.id).await;
-    assert_eq!(
-        (row.qr_status, row.qr_error),
-        (QrStatus::Pending, None),
-        "the row is left alone"
-    );
+    // The outdated job leaves the row alone; the row, still pending, gets its
+    // own job from the reconciler.
+    let row = app
+        .person_until(person.id, "the row's own QR is ready", |p| {
+            p.qr_status == QrStatus::Ready
+        })
+        .await;
+    assert_eq!(row.qr_error, None);
+    assert_eq!(list_dir(&app.storage_path("qr")), vec!["V-4.png"]);
 
     worker.stop().await;
     app.finish().await;

@@ -1,0 +1,146 @@
+//! A row and its job never disagree for long (DESIGN.md): a registration
+//! succeeds while Redis fails, and the qr-worker's reconciler renders every
+//! person left pending without a job.
+
+use std::process::Stdio;
+
+use queue_core::testing::eventually;
+use serde_json::{Value, json};
+use store::persons::{self, QrStatus};
+
+use crate::helpers::{Logs, TestApp, USER_TOKEN};
+
+/// A redis-server of the test's own on a free loopback port, killed on drop.
+struct PrivateRedis {
+    url: String,
+    child: tokio::process::Child,
+}
+
+impl PrivateRedis {
+    async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("a free port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let child = tokio::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server starts");
+        let url = format!("redis://127.0.0.1:{port}");
+        eventually("the private redis-server answers", async || {
+            let client = redis::Client::open(url.as_str()).ok()?;
+            let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .ok()
+        })
+        .await;
+        Self { url, child }
+    }
+
+    async fn kill(mut self) {
+        self.child
+            .kill()
+            .await
+            .expect("kill the private redis-server");
+    }
+}
+
+async fn person(app: &TestApp, id: i64) -> persons::Person {
+    let mut conn = app.db().pool.acquire().await.expect("conn");
+    persons::get(&mut conn, id)
+        .await
+        .expect("get")
+        .expect("the person exists")
+}
+
+#[tokio::test]
+async fn a_registration_while_redis_fails_answers_201_and_the_reconciler_renders_it_later() {
+    let redis = PrivateRedis::start().await;
+    let url = redis.url.clone();
+    // The gateway's Redis dies after it connected; the worker's (the test's
+    // prefix on the shared Redis) stays up, as after a failover.
+    let mut app = TestApp::spawn_with(|c| c.redis_url = api_gateway::SecretUrl::new(url)).await;
+    redis.kill().await;
+
+    let logs = Logs::default();
+    let capture = logs.capture();
+    let res = app
+        .post_person(
+            Some(USER_TOKEN),
+            json!({"document": "R-1001", "first_name": "Ana", "last_name": "Rey"}),
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        201,
+        "a create never answers 503 while PostgreSQL is up"
+    );
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["qr_status"], "pending");
+    let id = body["id"].as_i64().expect("id");
+    assert_eq!(
+        person(&app, id).await.qr_status,
+        QrStatus::Pending,
+        "the row is kept"
+    );
+    drop(capture);
+    let failures = logs.lines_with("enqueueing the QR job failed");
+    assert_eq!(failures.len(), 1, "logged once: {failures:#?}");
+    assert!(
+        failures[0].contains("WARN") && failures[0].contains(&format!("person.id={id}")),
+        "{}",
+        failures[0]
+    );
+    assert!(
+        logs.lines_with("ERROR").is_empty() && logs.lines_with("request failed").is_empty(),
+        "a registration whose job follows later is no error"
+    );
+
+    app.start_qr_worker().await;
+    eventually("the reconciled QR is ready", async || {
+        (person(&app, id).await.qr_status == QrStatus::Ready).then_some(())
+    })
+    .await;
+    assert!(app.file("qr/R-1001.png").exists());
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn every_pending_row_becomes_ready_after_redis_lost_its_data() {
+    let mut app = TestApp::spawn().await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let res = app
+            .post_person(
+                Some(USER_TOKEN),
+                json!({"document": format!("L-{i:04}"), "first_name": "Ana", "last_name": "Rey"}),
+            )
+            .await;
+        assert_eq!(res.status(), 201);
+        let body: Value = res.json().await.expect("json");
+        ids.push(body["id"].as_i64().expect("id"));
+    }
+    // Redis restarted without its data: every key of the test's prefix is gone.
+    let keys: Vec<String> = app
+        .redis
+        .cmd(redis::cmd("KEYS").arg(format!("{}:*", app.redis.prefix)))
+        .await;
+    assert!(!keys.is_empty(), "the jobs were enqueued");
+    let _: () = app.redis.cmd(redis::cmd("DEL").arg(&keys)).await;
+
+    app.start_qr_worker().await;
+    for id in ids {
+        eventually("every pending row becomes ready", async || {
+            (person(&app, id).await.qr_status == QrStatus::Ready).then_some(())
+        })
+        .await;
+    }
+    app.cleanup().await;
+}
