@@ -3,9 +3,9 @@
 -- (after a reclaim ran it twice) is skipped, so a job is counted complete at most
 -- once. The acknowledged entries are then deleted with one XDEL, and the batch is
 -- recorded as one entry of the done stream (one `j` field per job). The stream
--- keeps the last N completions, not N records: the stats hash counts the
--- completions it holds, and whole records are dropped oldest first while at least
--- N remain. A job that
+-- keeps the last N completions (between N and 1.5 N, plus a batch), not N records:
+-- the stats hash counts the completions it holds, and whole records are dropped
+-- oldest first, once 1.5 N are held, while at least N remain. A job that
 -- holds a unique-until-settled key releases it here, if the key is still its own.
 -- KEYS[1] done stream, KEYS[2] stats hash, KEYS[3] lane stream, KEYS[4..] unique keys
 -- ARGV[1] group, ARGV[2] completions the done stream keeps (0 keeps none),
@@ -41,7 +41,9 @@ if #acked > 0 then
   if keep > 0 then
     redis.call('XADD', KEYS[1], '*', unpack(record))
     local kept = redis.call('HINCRBY', KEYS[2], S.done_kept, #acked)
-    while true do
+    -- Trimming reads each dropped record once: it waits until half as many
+    -- completions again have piled up, so most batches pay nothing for it.
+    while kept >= keep + math.ceil(keep / 2) do
       local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
       if not oldest then
         kept = 0
@@ -51,8 +53,8 @@ if #acked > 0 then
       if kept - jobs < keep then break end
       redis.call('XDEL', KEYS[1], oldest[1])
       kept = kept - jobs
+      redis.call('HSET', KEYS[2], S.done_kept, kept)
     end
-    redis.call('HSET', KEYS[2], S.done_kept, kept)
   end
 end
 return #acked

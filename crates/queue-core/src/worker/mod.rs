@@ -229,9 +229,9 @@ pub struct WorkerConfig {
     pub pause_poll: Duration,
     /// Time in-flight jobs get to finish on shutdown.
     pub grace_period: Duration,
-    /// Completions kept in the `done` stream (at least this many once reached,
-    /// fewer than this plus one settled batch; 0 keeps none). The stream holds one
-    /// record per settled batch; whole records are dropped oldest first.
+    /// Completions kept in the `done` stream: at least this many once reached, at
+    /// most half as many again plus one settled batch (0 keeps none). The stream
+    /// holds one record per settled batch; whole records are dropped oldest first.
     pub done_retention: usize,
     /// Dead letters kept (approximately; 0 = unbounded).
     pub dlq_retention: usize,

@@ -249,12 +249,19 @@ async fn the_done_stream_keeps_the_configured_number_of_completions_whatever_the
         .completions(&q, 1_000_000)
         .await
         .expect("completions");
+    // At least the 10 newest, at most half as many again (trimming is amortized).
     let kept_ids: Vec<&str> = kept.iter().map(|c| c.job_id.as_str()).collect();
-    assert_eq!(kept.len(), 10, "completions kept");
-    let newest: Vec<&str> = last.iter().rev().take(10).map(String::as_str).collect();
-    assert_eq!(
-        kept_ids, newest,
-        "exactly the 10 newest completions are kept"
+    assert!(
+        (10..=15).contains(&kept.len()),
+        "{} completions kept",
+        kept.len()
     );
+    let newest: Vec<&str> = last
+        .iter()
+        .rev()
+        .take(kept.len())
+        .map(String::as_str)
+        .collect();
+    assert_eq!(kept_ids, newest, "the newest completions are the ones kept");
     env.finish().await;
 }
