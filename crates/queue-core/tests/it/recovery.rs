@@ -501,6 +501,8 @@ async fn a_group_that_cannot_be_recreated_is_retried_with_backoff_not_in_a_busy_
     let q = env.queue("nogroup-noperm");
     // A user of its own, so the server's ACL log counts only this worker's denials.
     let user = format!("t-acl-{}", env.prefix);
+    // Removed when the test ends, passed or failed.
+    let _user = AclUser(user.clone());
     let _: () = env
         .cmd(
             redis::cmd("ACL")
@@ -587,6 +589,22 @@ async fn a_group_that_cannot_be_recreated_is_retried_with_backoff_not_in_a_busy_
     );
     stop.cancel();
     let _ = running.await;
-    let _: () = env.cmd(redis::cmd("ACL").arg("DELUSER").arg(&user)).await;
     env.finish().await;
+}
+
+/// An ACL user of one test, deleted when dropped (with a blocking connection, so
+/// it also runs when the test panics).
+struct AclUser(String);
+
+impl Drop for AclUser {
+    fn drop(&mut self) {
+        if let Ok(mut conn) =
+            redis::Client::open(queue_core::testing::redis_url()).and_then(|c| c.get_connection())
+        {
+            let _: redis::RedisResult<u64> = redis::cmd("ACL")
+                .arg("DELUSER")
+                .arg(&self.0)
+                .query(&mut conn);
+        }
+    }
 }
