@@ -42,17 +42,20 @@ if #acked > 0 then
     redis.call('XADD', KEYS[1], '*', unpack(record))
     local kept = redis.call('HINCRBY', KEYS[2], S.done_kept, #acked)
     -- Trimming reads each dropped record once: it waits until half as many
-    -- completions again have piled up, so most batches pay nothing for it.
-    while kept >= keep + math.ceil(keep / 2) do
-      local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
-      if not oldest then
-        kept = 0
-        break
+    -- completions again have piled up, then drops records down to N, so most
+    -- batches pay nothing for it.
+    if kept >= keep + math.ceil(keep / 2) then
+      while true do
+        local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+        if not oldest then
+          kept = 0
+          break
+        end
+        local jobs = #oldest[2] / 2
+        if kept - jobs < keep then break end
+        redis.call('XDEL', KEYS[1], oldest[1])
+        kept = kept - jobs
       end
-      local jobs = #oldest[2] / 2
-      if kept - jobs < keep then break end
-      redis.call('XDEL', KEYS[1], oldest[1])
-      kept = kept - jobs
       redis.call('HSET', KEYS[2], S.done_kept, kept)
     end
   end
