@@ -78,6 +78,12 @@ impl QueueKeys {
         format!("{}:done", self.base)
     }
 
+    /// List of the `done` stream's records, oldest first: "record id, jobs in it",
+    /// so trimming to N completions reads no record.
+    pub fn done_index(&self) -> String {
+        format!("{}:done:index", self.base)
+    }
+
     pub fn stats(&self) -> String {
         format!("{}:stats", self.base)
     }
@@ -125,6 +131,7 @@ mod tests {
             k.paused(),
             k.uniq("abc"),
             k.repeat(),
+            k.done_index(),
         ] {
             assert!(key.starts_with("rsq:{qr}:"), "{key}");
         }

@@ -7,7 +7,8 @@
 -- the stats hash counts the completions it holds, and whole records are dropped
 -- oldest first, once 1.5 N are held, while at least N remain. A job that
 -- holds a unique-until-settled key releases it here, if the key is still its own.
--- KEYS[1] done stream, KEYS[2] stats hash, KEYS[3] lane stream, KEYS[4..] unique keys
+-- KEYS[1] done stream, KEYS[2] stats hash, KEYS[3] lane stream, KEYS[4] done index
+-- (a list of "record id, jobs in it", oldest first), KEYS[5..] unique keys
 -- ARGV[1] group, ARGV[2] completions the done stream keeps (0 keeps none),
 -- ARGV[3] n, then n pairs: entry id, "job id \31 kind \31 attempt \31 duration ms",
 -- then pairs for the jobs holding a unique key: pair number (1..n), index in KEYS
@@ -39,23 +40,31 @@ if #acked > 0 then
   redis.call('HINCRBY', KEYS[2], S.completed, #acked)
   local keep = tonumber(ARGV[2])
   if keep > 0 then
-    redis.call('XADD', KEYS[1], '*', unpack(record))
+    local id = redis.call('XADD', KEYS[1], '*', unpack(record))
+    redis.call('RPUSH', KEYS[4], id .. ' ' .. #acked)
     local kept = redis.call('HINCRBY', KEYS[2], S.done_kept, #acked)
-    -- Trimming reads each dropped record once: it waits until half as many
-    -- completions again have piled up, then drops records down to N, so most
-    -- batches pay nothing for it.
+    -- Trimming waits until half as many completions again have piled up, then
+    -- drops whole records down to N in one XTRIM: the index says how many jobs
+    -- each record holds, so no record is read.
     if kept >= keep + math.ceil(keep / 2) then
+      local first = id
       while true do
-        local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
-        if not oldest then
-          kept = 0
+        local head = redis.call('LINDEX', KEYS[4], 0)
+        if not head then
+          -- No index (lost, or records from before it existed): keep this batch.
+          kept = #acked
           break
         end
-        local jobs = #oldest[2] / 2
-        if kept - jobs < keep then break end
-        redis.call('XDEL', KEYS[1], oldest[1])
+        local space = string.find(head, ' ', 1, true)
+        local jobs = tonumber(string.sub(head, space + 1))
+        if kept - jobs < keep then
+          first = string.sub(head, 1, space - 1)
+          break
+        end
+        redis.call('LPOP', KEYS[4])
         kept = kept - jobs
       end
+      redis.call('XTRIM', KEYS[1], 'MINID', first)
       redis.call('HSET', KEYS[2], S.done_kept, kept)
     end
   end

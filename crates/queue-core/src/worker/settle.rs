@@ -102,7 +102,8 @@ async fn complete(ctx: &Ctx, lane: usize, outcomes: &[&Outcome]) -> Result<u64> 
     let mut inv = scripts::COMPLETE.prepare_invoke();
     inv.key(keys.done())
         .key(keys.stats())
-        .key(&ctx.queue.streams()[lane]);
+        .key(&ctx.queue.streams()[lane])
+        .key(keys.done_index());
     // The retention counts completions (complete.lua trims whole records).
     let completed: Vec<(&Arc<str>, &Envelope, u64)> = outcomes
         .iter()
@@ -124,8 +125,8 @@ async fn complete(ctx: &Ctx, lane: usize, outcomes: &[&Outcome]) -> Result<u64> 
             envelope.id, envelope.kind, envelope.attempt
         ));
     }
-    // Unique keys go last, as KEYS[4..]: most batches hold none and pay nothing.
-    let mut key_index = 3;
+    // Unique keys go last, as KEYS[5..]: most batches hold none and pay nothing.
+    let mut key_index = 4;
     for (n, (_, envelope, _)) in completed.iter().enumerate() {
         if !envelope.unique_key.is_empty() {
             key_index += 1;
