@@ -27,6 +27,8 @@ const CLIENTS: usize = 8;
 /// land while they arrive.
 const CLIENT_PACE: Duration = Duration::from_millis(40);
 const KILL_EVERY: Duration = Duration::from_secs(2);
+/// Redis stays down for this many kill ticks.
+const REDIS_DOWN_TICKS: usize = 3;
 const PREFIX: &str = "chaos";
 /// How long everything may take to settle once the load and the kills ended.
 const SETTLE: Duration = Duration::from_secs(40);
@@ -249,15 +251,17 @@ async fn registrations_survive_killed_workers_and_a_killed_redis_and_all_become_
 
     let load = tokio::spawn(register_all(addr));
     // The chaos, at its cadence while the registrations arrive: Redis dies at
-    // once and comes back from its AOF on the next tick; one worker is
-    // SIGKILLed and restarted on every tick, in turn.
+    // once and comes back from its AOF after `REDIS_DOWN_TICKS` ticks (longer
+    // than the broker's connect timeout, so that registrations stop waiting
+    // for it and leave their rows to the reconciler); one worker is SIGKILLed
+    // and restarted on every tick, in turn.
     let mut worker_kills = 0;
     let mut tick = tokio::time::interval(KILL_EVERY);
     tick.tick().await;
     redis.kill().await;
     while !load.is_finished() || worker_kills < 4 {
         tick.tick().await;
-        if redis.child.is_none() {
+        if redis.child.is_none() && worker_kills + 1 >= REDIS_DOWN_TICKS {
             redis.spawn().await;
         }
         let worker = &mut workers[worker_kills % 2];
