@@ -2,10 +2,12 @@
 //! real Redis and PostgreSQL (a key prefix and a database per test).
 
 mod admin;
+mod chaos;
 mod cli;
 mod consistency;
 mod contract;
 mod errors;
 mod helpers;
 mod persons;
+mod processes;
 mod traces;
