@@ -491,3 +491,92 @@ impl Runs {
             .collect()
     }
 }
+
+/// A redis-server of a test's own, on a free loopback port, for tests that kill,
+/// restart or break their Redis. Killed when dropped, also when the test fails.
+pub struct PrivateRedis {
+    port: u16,
+    aof: bool,
+    dir: tempfile::TempDir,
+    child: Option<tokio::process::Child>,
+}
+
+impl PrivateRedis {
+    /// A server that keeps nothing on disk.
+    pub async fn start() -> Self {
+        Self::launch(false).await
+    }
+
+    /// A server that writes every command to its AOF before answering
+    /// (`appendfsync always`), so a restart after SIGKILL reloads it.
+    pub async fn start_with_aof() -> Self {
+        Self::launch(true).await
+    }
+
+    async fn launch(aof: bool) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("a free port")
+            .local_addr()
+            .expect("its address")
+            .port();
+        let mut redis = Self {
+            port,
+            aof,
+            dir: tempfile::tempdir().expect("a directory for the server"),
+            child: None,
+        };
+        redis.restart().await;
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Whether the server runs (it was not killed, or was restarted since).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// SIGKILL, as a crash would.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child
+                .kill()
+                .await
+                .expect("SIGKILL the private redis-server");
+        }
+    }
+
+    /// Starts the server (again) on the same port and directory, and waits until
+    /// it answers (not `LOADING` its AOF).
+    pub async fn restart(&mut self) {
+        let persistence: &[&str] = if self.aof {
+            &["--appendonly", "yes", "--appendfsync", "always"]
+        } else {
+            &["--appendonly", "no"]
+        };
+        let child = tokio::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", ""])
+            .args(persistence)
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server starts (scripts/test.sh installs it)");
+        self.child = Some(child);
+        let url = self.url();
+        eventually("the private redis-server answers", async || {
+            let client = redis::Client::open(url.as_str()).ok()?;
+            let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .ok()
+        })
+        .await;
+    }
+}

@@ -7,12 +7,11 @@
 //! (docs/architecture.md) holding end to end.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use queue_core::testing::{eventually, eventually_within};
+use queue_core::testing::{PrivateRedis, eventually, eventually_within};
 use queue_core::{Admin, Broker, BrokerConfig};
 use serde_json::json;
 use store::persons::{self, QrStatus};
@@ -32,77 +31,6 @@ const REDIS_DOWN_TICKS: usize = 3;
 const PREFIX: &str = "chaos";
 /// How long everything may take to settle once the load and the kills ended.
 const SETTLE: Duration = Duration::from_secs(40);
-
-/// A redis-server of the test's own on a free loopback port, persisting every
-/// write to its AOF before answering; killed on drop, also when the test fails.
-struct AofRedis {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<tokio::process::Child>,
-}
-
-impl AofRedis {
-    async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("a free port")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let mut redis = Self {
-            port,
-            dir: tempfile::tempdir().expect("tempdir"),
-            child: None,
-        };
-        redis.spawn().await;
-        redis
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts redis-server on the same port and directory, so that a restart
-    /// reloads the AOF, and waits until it answers (not `LOADING`).
-    async fn spawn(&mut self) {
-        let child = tokio::process::Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server starts");
-        self.child = Some(child);
-        let url = self.url();
-        eventually("the private redis-server answers", async || {
-            let client = redis::Client::open(url.as_str()).ok()?;
-            let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-            redis::cmd("PING")
-                .query_async::<String>(&mut conn)
-                .await
-                .ok()
-        })
-        .await;
-    }
-
-    async fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child
-                .kill()
-                .await
-                .expect("SIGKILL the private redis-server");
-        }
-    }
-}
 
 /// What one registration got back.
 struct Answer {
@@ -196,7 +124,7 @@ fn temp_files(dir: &Path) -> Vec<PathBuf> {
 async fn registrations_survive_killed_workers_and_a_killed_redis_and_all_become_readable_qr_codes()
 {
     let began = Instant::now();
-    let mut redis = AofRedis::start().await;
+    let mut redis = PrivateRedis::start_with_aof().await;
     let redis_url = redis.url();
     let db = TestDb::new().await;
     let storage = tempfile::tempdir().expect("tempdir");
@@ -261,8 +189,8 @@ async fn registrations_survive_killed_workers_and_a_killed_redis_and_all_become_
     redis.kill().await;
     while !load.is_finished() || worker_kills < 4 {
         tick.tick().await;
-        if redis.child.is_none() && worker_kills + 1 >= REDIS_DOWN_TICKS {
-            redis.spawn().await;
+        if !redis.is_running() && worker_kills + 1 >= REDIS_DOWN_TICKS {
+            redis.restart().await;
         }
         let worker = &mut workers[worker_kills % 2];
         worker.kill().await;

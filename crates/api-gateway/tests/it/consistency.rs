@@ -2,55 +2,11 @@
 //! succeeds while Redis fails, and the qr-worker's reconciler renders every
 //! person left pending without a job.
 
-use std::process::Stdio;
-
-use queue_core::testing::eventually;
+use queue_core::testing::{PrivateRedis, eventually};
 use serde_json::{Value, json};
 use store::persons::{self, QrStatus};
 
 use crate::helpers::{Logs, TestApp, USER_TOKEN};
-
-/// A redis-server of the test's own on a free loopback port, killed on drop.
-struct PrivateRedis {
-    url: String,
-    child: tokio::process::Child,
-}
-
-impl PrivateRedis {
-    async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("a free port")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let child = tokio::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server starts");
-        let url = format!("redis://127.0.0.1:{port}");
-        eventually("the private redis-server answers", async || {
-            let client = redis::Client::open(url.as_str()).ok()?;
-            let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-            redis::cmd("PING")
-                .query_async::<String>(&mut conn)
-                .await
-                .ok()
-        })
-        .await;
-        Self { url, child }
-    }
-
-    async fn kill(mut self) {
-        self.child
-            .kill()
-            .await
-            .expect("kill the private redis-server");
-    }
-}
 
 async fn person(app: &TestApp, id: i64) -> persons::Person {
     let mut conn = app.db().pool.acquire().await.expect("conn");
@@ -62,8 +18,8 @@ async fn person(app: &TestApp, id: i64) -> persons::Person {
 
 #[tokio::test]
 async fn a_registration_while_redis_fails_answers_201_and_the_reconciler_renders_it_later() {
-    let redis = PrivateRedis::start().await;
-    let url = redis.url.clone();
+    let mut redis = PrivateRedis::start().await;
+    let url = redis.url();
     // The gateway's Redis dies after it connected; the worker's (the test's
     // prefix on the shared Redis) stays up, as after a failover.
     let mut app = TestApp::spawn_with(|c| c.redis_url = api_gateway::SecretUrl::new(url)).await;
