@@ -124,10 +124,12 @@ kind!(v1::PaymentStatusCheck, "payment.check", PAYMENT_CHECKS);
 kind!(v1::PaymentCleanup, "payment.cleanup", PAYMENT_CHECKS);
 kind!(v1::ProcessPhoto, "photo.process", PHOTOS);
 
-/// A job for `payload` with its kind and its queue's attempts; add options
-/// (delay, dedup key, priority) with the `NewJob` builder.
+/// A job for `payload` with its kind; add options (delay, dedup key, priority,
+/// attempts) with the `NewJob` builder. Its attempts are left to the worker,
+/// whose `*_MAX_ATTEMPTS` (default: the catalogue's) then decides: a producer
+/// that stamped the catalogue's number would make the variable dead.
 pub fn new_job<J: JobKind>(payload: &J) -> NewJob {
-    NewJob::message(J::KIND, payload).max_attempts(J::QUEUE.max_attempts)
+    NewJob::message(J::KIND, payload)
 }
 
 /// Enqueues `payload` on its queue with default options.
