@@ -69,6 +69,14 @@ ensure_redis() {
   wait_for_tcp "$host" "$port" redis
 }
 
+# The tests start private servers of their own (restarts, AOF, a three-master
+# cluster): they need redis-server and redis-cli even when a Redis already runs.
+ensure_redis_binaries() {
+  if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+    apt_install redis-server redis-tools
+  fi
+}
+
 ensure_postgres() {
   local host port
   host=$(url_host "$DATABASE_URL"); port=$(url_port "$DATABASE_URL" 5432)

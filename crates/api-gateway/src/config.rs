@@ -48,6 +48,8 @@ pub struct Config {
     pub api_addr: SocketAddr,
     /// `REDIS_URL`
     pub redis_url: SecretUrl,
+    /// `REDIS_CLUSTER`
+    pub redis_cluster: bool,
     /// `RSQ_PREFIX`: Redis key prefix, default `rsq`.
     pub redis_prefix: String,
     /// `DATABASE_URL`
@@ -97,6 +99,7 @@ impl Config {
                 SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
             )?,
             redis_url: config::redis_url(vars)?,
+            redis_cluster: config::redis_cluster(vars)?,
             redis_prefix: config::redis_prefix(vars)?,
             database_url: config::database_url(vars)?,
             database_max_connections: config::nonzero(

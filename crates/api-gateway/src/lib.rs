@@ -15,7 +15,7 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
-use queue_core::{Admin, Broker, BrokerConfig, CancellationToken, Producer, Queue};
+use queue_core::{Admin, Broker, CancellationToken, Producer, Queue};
 use storage::Storage;
 use store::PgPool;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -118,10 +118,13 @@ pub async fn connect(config: Config) -> anyhow::Result<AppState> {
                 config.database_url.redacted()
             )
         })?;
-    let broker =
-        Broker::connect(BrokerConfig::new(config.redis_url.expose()).prefix(&config.redis_prefix))
-            .await
-            .with_context(|| format!("connecting to Redis at {}", config.redis_url.redacted()))?;
+    let broker = Broker::connect(service::config::broker_config(
+        &config.redis_url,
+        config.redis_cluster,
+        &config.redis_prefix,
+    ))
+    .await
+    .with_context(|| format!("connecting to Redis at {}", config.redis_url.redacted()))?;
     let qr_queue = jobs::QR.open(&broker)?;
     Ok(AppState {
         pool,

@@ -215,7 +215,7 @@ impl Bench {
         let mut conn = self.broker.connection().await?;
         Ok(redis::cmd("INFO")
             .arg(section)
-            .query_async(&mut *conn)
+            .query_async(&mut conn)
             .await?)
     }
 
@@ -596,7 +596,7 @@ impl Bench {
             .arg("g")
             .arg("$")
             .arg("MKSTREAM")
-            .query_async::<()>(&mut *conn)
+            .query_async::<()>(&mut conn)
             .await?;
         // About the size of a no-op job's encoded envelope.
         let value = vec![b'x'; 90];
@@ -614,7 +614,7 @@ impl Bench {
                     .arg(&value)
                     .ignore();
             }
-            pipe.query_async::<()>(&mut *conn).await?;
+            pipe.query_async::<()>(&mut conn).await?;
             left -= chunk;
         }
         let added = started.elapsed();
@@ -634,7 +634,7 @@ impl Bench {
                 .arg("STREAMS")
                 .arg(&stream)
                 .arg(">")
-                .query_async(&mut *conn)
+                .query_async(&mut conn)
                 .await?;
             let ids: Vec<String> = reply
                 .into_iter()
@@ -648,7 +648,7 @@ impl Bench {
                 .arg(&stream)
                 .arg("g")
                 .arg(&ids)
-                .query_async::<usize>(&mut *conn)
+                .query_async::<usize>(&mut conn)
                 .await?;
         }
         let drained = started.elapsed();

@@ -162,7 +162,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
                     .arg(&runs_key)
                     .arg(job.id())
                     .arg(1)
-                    .query_async::<i64>(&mut *conn)
+                    .query_async::<i64>(&mut conn)
                     .await?;
             }
             Ok(())

@@ -154,7 +154,7 @@ impl Admin {
         let mut conn = self.broker.conn().await?;
         let registry: HashMap<String, usize> = redis::cmd("HGETALL")
             .arg(keys::registry(self.broker.prefix()))
-            .query_async(&mut *conn)
+            .query_async(&mut conn)
             .await?;
         let mut names: Vec<_> = registry.into_iter().collect();
         names.sort();
@@ -171,7 +171,7 @@ impl Admin {
         let lanes: Option<usize> = redis::cmd("HGET")
             .arg(keys::registry(self.broker.prefix()))
             .arg(name)
-            .query_async(&mut *conn)
+            .query_async(&mut conn)
             .await?;
         match lanes {
             Some(n) => Queue::new(self.broker.prefix(), name, Lanes::from_count(n)),
@@ -192,7 +192,7 @@ impl Admin {
         }
         inv.arg(&self.group);
         let (delayed, failed, paused, now_ms, counters, lanes): StatsReply =
-            inv.invoke_async(&mut *conn).await?;
+            inv.invoke_async(&mut conn).await?;
         let counter = |k: &str| counters.get(k).copied().unwrap_or(0);
         let mut stats = QueueStats {
             name: queue.name().to_owned(),
@@ -227,7 +227,7 @@ impl Admin {
         }
         let repeating: Vec<(String, String)> = redis::cmd("HGETALL")
             .arg(keys.repeat())
-            .query_async(&mut *conn)
+            .query_async(&mut conn)
             .await?;
         stats.repeating = repeating
             .into_iter()
@@ -265,7 +265,7 @@ impl Admin {
             .arg("-")
             .arg("COUNT")
             .arg(limit + 1)
-            .query_async(&mut *conn)
+            .query_async(&mut conn)
             .await?;
         let mut items: Vec<DeadLetter> = entries
             .into_iter()
@@ -293,7 +293,7 @@ impl Admin {
                 .arg(&dlq)
                 .arg(id)
                 .arg(id)
-                .query_async(&mut *conn)
+                .query_async(&mut conn)
                 .await?;
             return entries
                 .into_iter()
@@ -310,7 +310,7 @@ impl Admin {
                 .arg("+")
                 .arg("COUNT")
                 .arg(500)
-                .query_async(&mut *conn)
+                .query_async(&mut conn)
                 .await?;
             let Some(last) = entries.last().map(|(id, _)| id.clone()) else {
                 return Err(not_found());
@@ -346,7 +346,7 @@ impl Admin {
             inv.key(queue.keys().uniq(&env.unique_key));
         }
         inv.arg(&dead.id).arg(env.encode_to_vec()).arg(&env.id);
-        let new_id: Option<String> = inv.invoke_async(&mut *conn).await?;
+        let new_id: Option<String> = inv.invoke_async(&mut conn).await?;
         new_id.ok_or_else(|| Error::NoSuchDeadLetter {
             queue: queue.name().to_owned(),
             id: id.to_owned(),
@@ -381,7 +381,7 @@ impl Admin {
         let removed: u64 = redis::cmd("XDEL")
             .arg(queue.keys().dlq())
             .arg(&dead.id)
-            .query_async(&mut *conn)
+            .query_async(&mut conn)
             .await?;
         if removed == 0 {
             return Err(Error::NoSuchDeadLetter {
@@ -402,7 +402,7 @@ impl Admin {
             .arg(&dlq)
             .cmd("UNLINK")
             .arg(&dlq)
-            .query_async(&mut *conn)
+            .query_async(&mut conn)
             .await?;
         Ok(len)
     }
@@ -416,12 +416,12 @@ impl Admin {
             loop {
                 let mut inv = scripts::PURGE.prepare_invoke();
                 inv.key(stream).arg(&self.group).arg(1000);
-                let envelopes: Vec<Vec<u8>> = inv.invoke_async(&mut *conn).await?;
+                let envelopes: Vec<Vec<u8>> = inv.invoke_async(&mut conn).await?;
                 if envelopes.is_empty() {
                     break;
                 }
                 waiting += envelopes.len() as u64;
-                release_unique_keys(&mut *conn, queue, envelopes.iter().map(Vec::as_slice)).await?;
+                release_unique_keys(&mut conn, queue, envelopes.iter().map(Vec::as_slice)).await?;
             }
         }
         // Popped in chunks rather than deleted at once: each member's envelope may
@@ -431,7 +431,7 @@ impl Admin {
             let popped: Vec<(Vec<u8>, f64)> = redis::cmd("ZPOPMIN")
                 .arg(queue.keys().delayed())
                 .arg(1000)
-                .query_async(&mut *conn)
+                .query_async(&mut conn)
                 .await?;
             if popped.is_empty() {
                 break;
@@ -439,7 +439,7 @@ impl Admin {
             delayed += popped.len() as u64;
             // A member is the lane digit followed by the envelope.
             let envelopes = popped.iter().map(|(m, _)| m.get(1..).unwrap_or_default());
-            release_unique_keys(&mut *conn, queue, envelopes).await?;
+            release_unique_keys(&mut conn, queue, envelopes).await?;
         }
         Ok(PurgeReport { waiting, delayed })
     }
@@ -450,7 +450,7 @@ impl Admin {
         redis::cmd("SET")
             .arg(queue.keys().paused())
             .arg(envelope::now_ms())
-            .query_async::<()>(&mut *conn)
+            .query_async::<()>(&mut conn)
             .await?;
         Ok(())
     }
@@ -459,7 +459,7 @@ impl Admin {
         let mut conn = self.broker.conn().await?;
         redis::cmd("DEL")
             .arg(queue.keys().paused())
-            .query_async::<()>(&mut *conn)
+            .query_async::<()>(&mut conn)
             .await?;
         Ok(())
     }
@@ -478,7 +478,7 @@ impl Admin {
                 .arg("-")
                 .arg("COUNT")
                 .arg(100)
-                .query_async(&mut *conn)
+                .query_async(&mut conn)
                 .await?;
             let Some(last) = entries.last().map(|(id, _)| id.clone()) else {
                 break;
@@ -515,7 +515,7 @@ impl Admin {
                 .arg("CONSUMERS")
                 .arg(stream)
                 .arg(&self.group)
-                .query_async(&mut *conn)
+                .query_async(&mut conn)
                 .await;
             let consumers = match reply {
                 Ok(c) => c,
@@ -594,7 +594,7 @@ impl Admin {
 
     async fn evict_consumer(
         &self,
-        conn: &mut deadpool_redis::Connection,
+        conn: &mut crate::broker::Connection,
         queue: &Queue,
         lane: &str,
         name: &str,
@@ -610,7 +610,7 @@ impl Admin {
                 .arg(HEIR_CONSUMER)
                 .arg(500)
                 .arg(min_idle.as_millis() as u64);
-            let (n, state): (u64, i64) = inv.invoke_async(&mut **conn).await?;
+            let (n, state): (u64, i64) = inv.invoke_async(conn).await?;
             moved += n;
             match state {
                 1 => return Ok(Some(moved)),
@@ -641,31 +641,31 @@ impl Admin {
     pub async fn destroy(&self, queue: &Queue) -> Result<u64> {
         let mut conn = self.broker.conn().await?;
         let mut deleted = 0;
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(queue.keys().pattern())
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut *conn)
-                .await?;
-            if !keys.is_empty() {
-                deleted += redis::cmd("UNLINK")
-                    .arg(&keys)
-                    .query_async::<u64>(&mut *conn)
+        // The queue's keys share one slot, but which master holds it is the
+        // cluster's business: scan them all.
+        for node in self.broker.scan_nodes().await? {
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, keys) = self
+                    .broker
+                    .scan_step(&mut conn, &node, cursor, &queue.keys().pattern())
                     .await?;
+                if !keys.is_empty() {
+                    deleted += redis::cmd("UNLINK")
+                        .arg(&keys)
+                        .query_async::<u64>(&mut conn)
+                        .await?;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
         }
         redis::cmd("HDEL")
             .arg(queue.registry_key())
             .arg(queue.name())
-            .query_async::<()>(&mut *conn)
+            .query_async::<()>(&mut conn)
             .await?;
         Ok(deleted)
     }

@@ -216,7 +216,7 @@ impl Producer {
             // replayed without enqueueing the jobs before it twice.
             scripts::ENQUEUE
                 .prepare_invoke()
-                .load_async(&mut *conn)
+                .load_async(&mut conn)
                 .await?;
         }
         let mut out = Vec::with_capacity(prepared.len());
@@ -225,7 +225,7 @@ impl Producer {
             for p in chunk {
                 pipe.add_command(p.cmd.clone());
             }
-            let replies: Vec<Value> = pipe.query_async(&mut *conn).await?;
+            let replies: Vec<Value> = pipe.query_async(&mut conn).await?;
             for (p, reply) in chunk.iter().zip(replies) {
                 out.push(interpret(p.id.clone(), &p.kind, reply)?);
             }

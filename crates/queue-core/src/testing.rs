@@ -4,7 +4,9 @@
 //! under a key prefix of its own (`t-xxxxxxxx`), so tests run in parallel without
 //! seeing each other. The prefix's keys are deleted when the [`TestRedis`] is
 //! dropped, whether the test passed or panicked. Nothing waits "a bit":
-//! conditions are polled against a deadline with [`eventually`].
+//! conditions are polled against a deadline with [`eventually`]. Tests that
+//! need a server of their own (restarts, AOF) start a [`PrivateRedis`]; those
+//! that need a Redis Cluster start a [`PrivateCluster`].
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -89,14 +91,24 @@ pub struct TestRedis {
 
 impl TestRedis {
     pub async fn new() -> Self {
+        Self::on(BrokerConfig::new(redis_url())).await
+    }
+
+    /// The same on another deployment, e.g. a [`PrivateCluster`] (its prefix
+    /// is replaced by a fresh one).
+    pub async fn on(config: BrokerConfig) -> Self {
         let prefix = format!("t-{:08x}", rand::random::<u32>());
-        // Created before anything can write under the prefix.
+        // Created before anything can write under the prefix. A cluster's keys
+        // are spread over its masters; the private clusters tests start go
+        // away with their processes.
         let guard = PrefixGuard {
             prefix: prefix.clone(),
+            url: (!config.is_cluster()).then(|| config.url.clone()),
         };
-        let broker = Broker::connect(BrokerConfig::new(redis_url()).prefix(&prefix))
+        let url = crate::broker::redact_url(&config.url);
+        let broker = Broker::connect(config.prefix(&prefix))
             .await
-            .expect("the tests need Redis at REDIS_URL (default 127.0.0.1:6379)");
+            .unwrap_or_else(|e| panic!("the tests need Redis at {url}: {e}"));
         Self {
             admin: Admin::new(broker.clone()),
             producer: Producer::new(broker.clone()),
@@ -140,7 +152,7 @@ impl TestRedis {
     /// Runs a raw command on a pooled connection.
     pub async fn cmd<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> T {
         let mut conn = self.broker.connection().await.expect("redis connection");
-        cmd.query_async(&mut *conn)
+        cmd.query_async(&mut conn)
             .await
             .unwrap_or_else(|e| panic!("{cmd:?} failed: {e}"))
     }
@@ -217,7 +229,7 @@ impl TestRedis {
                 .arg(&group)
                 .arg("0")
                 .arg("MKSTREAM")
-                .query_async(&mut *conn)
+                .query_async(&mut conn)
                 .await
         };
         if let Err(e) = created {
@@ -325,11 +337,16 @@ impl TestRedis {
 /// also runs when a test panics.
 struct PrefixGuard {
     prefix: String,
+    /// The server to clean; None for a cluster.
+    url: Option<String>,
 }
 
 impl Drop for PrefixGuard {
     fn drop(&mut self) {
-        let Ok(client) = redis::Client::open(redis_url()) else {
+        let Some(url) = &self.url else {
+            return;
+        };
+        let Ok(client) = redis::Client::open(url.as_str()) else {
             return;
         };
         let Ok(mut conn) = client.get_connection() else {
@@ -579,4 +596,167 @@ impl PrivateRedis {
         })
         .await;
     }
+}
+
+/// A Redis Cluster of its own for one test: three masters (no replicas) on free
+/// loopback ports, each in its own directory, slots spread by
+/// `redis-cli --cluster create`. Killed with the test.
+pub struct PrivateCluster {
+    nodes: Vec<ClusterNode>,
+}
+
+struct ClusterNode {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<tokio::process::Child>,
+}
+
+impl PrivateCluster {
+    /// Starts three masters and waits until every node reports `cluster_state:ok`.
+    pub async fn start() -> Self {
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            let mut node = ClusterNode {
+                port: free_cluster_port(),
+                dir: tempfile::tempdir().expect("a directory for the node"),
+                child: None,
+            };
+            node.start();
+            nodes.push(node);
+        }
+        let cluster = Self { nodes };
+        for node in &cluster.nodes {
+            answers(&node.url()).await;
+        }
+        let status = tokio::process::Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(
+                cluster
+                    .nodes
+                    .iter()
+                    .map(|n| format!("127.0.0.1:{}", n.port)),
+            )
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .await
+            .expect("redis-cli runs (scripts/test.sh installs redis-tools)");
+        assert!(status.success(), "redis-cli --cluster create failed");
+        for node in &cluster.nodes {
+            let url = node.url();
+            eventually("the cluster is formed on every node", async || {
+                let client = redis::Client::open(url.as_str()).ok()?;
+                let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query_async(&mut conn)
+                    .await
+                    .ok()?;
+                let known: String = redis::cmd("CLUSTER")
+                    .arg("NODES")
+                    .query_async(&mut conn)
+                    .await
+                    .ok()?;
+                (info.contains("cluster_state:ok") && known.lines().count() == 3).then_some(())
+            })
+            .await;
+        }
+        cluster
+    }
+
+    /// The seed list a binary is given: every node's URL, comma-separated.
+    pub fn url(&self) -> String {
+        self.nodes
+            .iter()
+            .map(ClusterNode::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// A broker config for this cluster.
+    pub fn broker_config(&self) -> BrokerConfig {
+        BrokerConfig::new(self.url())
+    }
+
+    /// The port of the master that holds `key`'s slot.
+    pub async fn master_of(&self, key: &str) -> u16 {
+        let client = redis::Client::open(self.nodes[0].url()).expect("url");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("a cluster node");
+        let slot: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .expect("CLUSTER KEYSLOT");
+        let slots: redis::Value = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query_async(&mut conn)
+            .await
+            .expect("CLUSTER SLOTS");
+        // [[start, end, [host, port, id, ...], replicas...], ...]
+        let ranges: Vec<Vec<redis::Value>> =
+            redis::from_redis_value(slots).expect("CLUSTER SLOTS ranges");
+        ranges
+            .into_iter()
+            .find_map(|range| {
+                let mut it = range.into_iter();
+                let start: u16 = redis::from_redis_value(it.next()?).ok()?;
+                let end: u16 = redis::from_redis_value(it.next()?).ok()?;
+                let master: Vec<redis::Value> = redis::from_redis_value(it.next()?).ok()?;
+                let port: u16 = redis::from_redis_value(master.into_iter().nth(1)?).ok()?;
+                (start..=end).contains(&slot).then_some(port)
+            })
+            .expect("every slot is served")
+    }
+}
+
+impl ClusterNode {
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn start(&mut self) {
+        let child = tokio::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server starts (scripts/test.sh installs it)");
+        self.child = Some(child);
+    }
+}
+
+/// A free port whose cluster bus port (port + 10000) fits too.
+fn free_cluster_port() -> u16 {
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("a free port")
+            .local_addr()
+            .expect("its address")
+            .port();
+        if port <= 55_535 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+async fn answers(url: &str) {
+    eventually("the redis-server answers", async || {
+        let client = redis::Client::open(url).ok()?;
+        let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .ok()
+    })
+    .await;
 }

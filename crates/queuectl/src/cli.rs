@@ -14,7 +14,8 @@ use queue_core::keys;
 #[derive(Debug, Parser)]
 #[command(name = "queuectl", version, propagate_version = true)]
 pub struct Cli {
-    /// Redis to connect to: redis://[user:password@]host[:port][/db] or rediss:// for TLS.
+    /// Redis to connect to: redis://[user:password@]host[:port][/db] or rediss:// for TLS;
+    /// several comma-separated URLs for a Redis Cluster.
     #[arg(
         long,
         env = "REDIS_URL",
@@ -23,6 +24,11 @@ pub struct Cli {
         global = true
     )]
     pub redis_url: RedisUrl,
+
+    /// Talk to a Redis Cluster even when --redis-url names one node (several
+    /// comma-separated URLs mean a cluster anyway).
+    #[arg(long, env = "REDIS_CLUSTER", global = true)]
+    pub redis_cluster: bool,
 
     /// Key prefix of the queues.
     #[arg(
@@ -177,7 +183,16 @@ impl RedisUrl {
     /// the value, password included.
     pub fn validate(&self) -> Result<(), String> {
         const SCHEMES: [&str; 4] = ["redis://", "rediss://", "redis+unix://", "unix://"];
-        if SCHEMES.iter().any(|s| self.0.starts_with(s)) {
+        let nodes = queue_core::broker::node_urls(&self.0);
+        let ok = if nodes.len() > 1 {
+            // A cluster's seed nodes: TCP URLs only.
+            nodes
+                .iter()
+                .all(|n| SCHEMES[..2].iter().any(|s| n.starts_with(s)))
+        } else {
+            SCHEMES.iter().any(|s| self.0.starts_with(s))
+        };
+        if ok {
             Ok(())
         } else {
             Err(format!(

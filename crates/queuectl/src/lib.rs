@@ -32,7 +32,9 @@ pub async fn run(
     let work = async {
         let broker = Broker::connect(BrokerConfig {
             pool_size: 1,
-            ..BrokerConfig::new(cli.redis_url.expose()).prefix(&cli.prefix)
+            ..BrokerConfig::new(cli.redis_url.expose())
+                .cluster(cli.redis_cluster)
+                .prefix(&cli.prefix)
         })
         .await?;
         let admin = Admin::new(broker.clone()).with_group(&cli.group);

@@ -241,8 +241,13 @@ pub fn socket_addr(vars: &dyn Vars, name: &str, default: SocketAddr) -> Result<S
 /// with its password masked.
 pub fn url(vars: &dyn Vars, name: &str, default: &str, schemes: &[&str]) -> Result<SecretUrl> {
     let url = SecretUrl::new(string(vars, name, default));
+    check_scheme(name, &url, schemes)?;
+    Ok(url)
+}
+
+fn check_scheme(name: &str, url: &SecretUrl, schemes: &[&str]) -> Result<()> {
     match url.scheme() {
-        Some(scheme) if schemes.contains(&scheme.as_str()) => Ok(url),
+        Some(scheme) if schemes.contains(&scheme.as_str()) => Ok(()),
         _ => {
             let allowed: Vec<String> = schemes.iter().map(|s| format!("{s}://")).collect();
             Err(ConfigError::new(
@@ -257,20 +262,58 @@ pub fn url(vars: &dyn Vars, name: &str, default: &str, schemes: &[&str]) -> Resu
     }
 }
 
+/// `name` as a yes/no switch: `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`.
+pub fn boolean(vars: &dyn Vars, name: &str, default: bool) -> Result<bool> {
+    match optional(vars, name) {
+        None => Ok(default),
+        Some(v) => match v.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(ConfigError::new(
+                name,
+                format!("{v:?} must be true or false (also 1/0, yes/no, on/off)"),
+            )),
+        },
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The settings every binary shares
 
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub const DEFAULT_DATABASE_URL: &str = store::DEFAULT_DATABASE_URL;
 
-/// `REDIS_URL`: `redis://`, `rediss://` (TLS) or `redis+unix://`; may carry a password.
+/// `REDIS_URL`: `redis://`, `rediss://` (TLS) or `redis+unix://`; may carry a
+/// password. Several comma-separated `redis://`/`rediss://` URLs are the seed
+/// nodes of a Redis Cluster.
 pub fn redis_url(vars: &dyn Vars) -> Result<SecretUrl> {
-    url(
-        vars,
-        "REDIS_URL",
-        DEFAULT_REDIS_URL,
-        &["redis", "rediss", "redis+unix", "unix"],
-    )
+    let url = SecretUrl::new(string(vars, "REDIS_URL", DEFAULT_REDIS_URL));
+    let nodes = queue_core::broker::node_urls(url.expose());
+    if nodes.len() <= 1 {
+        check_scheme(
+            "REDIS_URL",
+            &url,
+            &["redis", "rediss", "redis+unix", "unix"],
+        )?;
+        return Ok(url);
+    }
+    for node in nodes {
+        check_scheme("REDIS_URL", &SecretUrl::new(node), &["redis", "rediss"])?;
+    }
+    Ok(url)
+}
+
+/// `REDIS_CLUSTER`: talk to a Redis Cluster even when `REDIS_URL` names one
+/// node (default false; several URLs mean a cluster anyway).
+pub fn redis_cluster(vars: &dyn Vars) -> Result<bool> {
+    boolean(vars, "REDIS_CLUSTER", false)
+}
+
+/// How to reach Redis with `REDIS_URL`, `REDIS_CLUSTER` and `RSQ_PREFIX` as read.
+pub fn broker_config(url: &SecretUrl, cluster: bool, prefix: &str) -> queue_core::BrokerConfig {
+    queue_core::BrokerConfig::new(url.expose())
+        .cluster(cluster)
+        .prefix(prefix)
 }
 
 /// `RSQ_PREFIX`: the key prefix of every queue (default `rsq`).
@@ -343,6 +386,8 @@ pub fn telemetry(vars: &dyn Vars, service: &str) -> Result<TelemetryConfig> {
 pub struct BaseConfig {
     /// `REDIS_URL`.
     pub redis_url: SecretUrl,
+    /// `REDIS_CLUSTER`.
+    pub redis_cluster: bool,
     /// `RSQ_PREFIX`.
     pub redis_prefix: String,
     /// `DATABASE_URL`.
@@ -352,11 +397,17 @@ pub struct BaseConfig {
 }
 
 impl BaseConfig {
-    /// Reads `REDIS_URL`, `RSQ_PREFIX`, `DATABASE_URL` and `HEALTH_ADDR`
+    /// How to reach Redis.
+    pub fn broker_config(&self) -> queue_core::BrokerConfig {
+        broker_config(&self.redis_url, self.redis_cluster, &self.redis_prefix)
+    }
+
+    /// Reads `REDIS_URL`, `REDIS_CLUSTER`, `RSQ_PREFIX`, `DATABASE_URL` and `HEALTH_ADDR`
     /// (default `127.0.0.1:<default_health_port>`).
     pub fn from_vars(vars: &dyn Vars, default_health_port: u16) -> Result<Self> {
         Ok(Self {
             redis_url: redis_url(vars)?,
+            redis_cluster: redis_cluster(vars)?,
             redis_prefix: redis_prefix(vars)?,
             database_url: database_url(vars)?,
             health_addr: health_addr(vars, default_health_port)?,
@@ -504,6 +555,7 @@ mod tests {
         ];
         let base = BaseConfig::from_vars(&vars, 9101).expect("valid");
         assert_eq!(base.redis_url.expose(), "rediss://u:pw@redis:6380/1");
+        assert!(!base.redis_cluster);
         assert_eq!(base.redis_prefix, "staging");
         assert_eq!(base.database_url.expose(), "postgresql://app:pw@db/app");
         assert_eq!(base.health_addr.port(), 0);
@@ -515,9 +567,30 @@ mod tests {
     }
 
     #[test]
+    fn several_redis_urls_or_redis_cluster_mean_a_cluster() {
+        let one = BaseConfig::from_vars(&[("REDIS_URL", "redis://a:6379")], 9101).expect("valid");
+        assert!(!one.broker_config().is_cluster());
+        let flagged = [("REDIS_URL", "redis://a:7000"), ("REDIS_CLUSTER", "true")];
+        let flagged = BaseConfig::from_vars(&flagged, 9101).expect("valid");
+        assert!(flagged.redis_cluster && flagged.broker_config().is_cluster());
+        let list = [("REDIS_URL", "redis://:pw@a:7000,rediss://:pw@b:7001")];
+        let list = BaseConfig::from_vars(&list, 9101).expect("valid");
+        let broker = list.broker_config();
+        assert!(broker.is_cluster());
+        assert_eq!(
+            broker.nodes(),
+            ["redis://:pw@a:7000", "rediss://:pw@b:7001"]
+        );
+        assert!(!format!("{list:?}").contains("pw@"), "{list:?}");
+    }
+
+    #[test]
     fn a_bad_base_value_names_the_variable_and_the_rule() {
         for (var, value, rule) in [
             ("REDIS_URL", "http://x", "redis://"),
+            ("REDIS_URL", "redis://a:7000,http://b:7001", "redis://"),
+            ("REDIS_URL", "redis://a:7000,redis+unix:///s", "rediss://"),
+            ("REDIS_CLUSTER", "maybe", "true or false"),
             ("DATABASE_URL", "mysql://x", "postgres://"),
             ("RSQ_PREFIX", "a b", "1 to 64"),
             ("HEALTH_ADDR", "localhost", "IP:port"),

@@ -19,6 +19,7 @@ use crate::{BaseConfig, SecretUrl, Started};
 pub fn base_config(redis_prefix: &str, database_url: &str) -> BaseConfig {
     BaseConfig {
         redis_url: SecretUrl::new(queue_core::testing::redis_url()),
+        redis_cluster: false,
         redis_prefix: redis_prefix.to_owned(),
         database_url: SecretUrl::new(database_url),
         health_addr: "127.0.0.1:0".parse().expect("a valid address"),

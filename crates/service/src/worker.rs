@@ -14,9 +14,7 @@ use tokio::net::TcpListener;
 use tracing::info;
 
 use jobs::QueueSpec;
-use queue_core::{
-    Broker, BrokerConfig, CancellationToken, Handler, Queue, RepeatingJob, WorkerConfig,
-};
+use queue_core::{Broker, CancellationToken, Handler, Queue, RepeatingJob, WorkerConfig};
 use store::{PgPool, StoreConfig};
 use telemetry::Readiness;
 
@@ -59,10 +57,9 @@ impl WorkerService {
         config
             .validate()
             .with_context(|| format!("the {} worker settings", spec.name))?;
-        let broker =
-            Broker::connect(BrokerConfig::new(base.redis_url.expose()).prefix(&base.redis_prefix))
-                .await
-                .with_context(|| format!("connecting to Redis at {}", base.redis_url))?;
+        let broker = Broker::connect(base.broker_config())
+            .await
+            .with_context(|| format!("connecting to Redis at {}", base.redis_url))?;
         let store_config = StoreConfig {
             // One per running job, plus room for the readiness probe and the
             // worker's own bookkeeping.

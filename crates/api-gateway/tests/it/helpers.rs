@@ -23,6 +23,9 @@ pub struct TestApp {
     pub client: reqwest::Client,
     db: Option<TestDb>,
     pub redis: TestRedis,
+    /// Where `redis` is: the qr-worker connects there, whatever the gateway's
+    /// config was tweaked to.
+    redis_url: String,
     pub storage: tempfile::TempDir,
     pub shutdown: CancellationToken,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -36,12 +39,18 @@ impl TestApp {
 
     /// Like `spawn`, after `tweak` has adjusted the configuration.
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::spawn_on(TestRedis::new().await, &redis_url(), tweak).await
+    }
+
+    /// Like `spawn_with`, on the Redis of `redis` (e.g. a private cluster) at
+    /// `url`; a qr-worker started later uses it too.
+    pub async fn spawn_on(redis: TestRedis, url: &str, tweak: impl FnOnce(&mut Config)) -> Self {
         let db = TestDb::new().await;
-        let redis = TestRedis::new().await;
         let storage = tempfile::tempdir().expect("tempdir");
         let mut config = Config {
             api_addr: "127.0.0.1:0".parse().expect("addr"),
-            redis_url: SecretUrl::new(redis_url()),
+            redis_url: SecretUrl::new(url),
+            redis_cluster: redis.broker.is_cluster(),
             redis_prefix: redis.prefix.clone(),
             database_url: SecretUrl::new(db.url.clone()),
             database_max_connections: 5.try_into().expect("nonzero"),
@@ -66,6 +75,7 @@ impl TestApp {
             config,
             client: reqwest::Client::new(),
             db: Some(db),
+            redis_url: url.to_owned(),
             redis,
             storage,
             shutdown,
@@ -77,8 +87,10 @@ impl TestApp {
     /// Starts a qr-worker, exactly as its `main` runs it, on the same Redis
     /// prefix, database and storage, with millisecond intervals.
     pub async fn start_qr_worker(&mut self) {
-        let config =
+        let mut config =
             qr_worker::testing::config(&self.redis.prefix, &self.db().url, self.storage.path());
+        config.base.redis_url = SecretUrl::new(&self.redis_url);
+        config.base.redis_cluster = self.redis.broker.is_cluster();
         self.qr_worker = Some(qr_worker::testing::spawn(config).await);
     }
 

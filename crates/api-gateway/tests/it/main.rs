@@ -4,6 +4,7 @@
 mod admin;
 mod chaos;
 mod cli;
+mod cluster;
 mod consistency;
 mod contract;
 mod errors;

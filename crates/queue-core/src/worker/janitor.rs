@@ -77,7 +77,7 @@ async fn remove_dead(ctx: &Ctx, dead_after: Duration) -> Result<()> {
 /// pending entries to the heir consumer first; true when it was removed.
 pub(super) async fn evict(
     ctx: &Ctx,
-    conn: &mut redis::aio::ConnectionManager,
+    conn: &mut crate::broker::Connection,
     stream: &str,
     name: &str,
     min_idle: Duration,

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::Value;
-use redis::aio::MultiplexedConnection;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
@@ -17,7 +16,7 @@ use crate::fields;
 use crate::{Error, Queue, Result};
 
 pub(super) async fn ensure_groups(
-    conn: &mut deadpool_redis::Connection,
+    conn: &mut crate::broker::Connection,
     queue: &Queue,
     group: &str,
 ) -> Result<()> {
@@ -29,7 +28,7 @@ pub(super) async fn ensure_groups(
             .arg(group)
             .arg("0")
             .arg("MKSTREAM")
-            .query_async(&mut **conn)
+            .query_async(conn)
             .await;
         match created {
             Ok(()) => {}
@@ -56,7 +55,7 @@ pub(super) async fn read_loop<H: Handler>(
     handler: &Arc<H>,
     shutdown: &CancellationToken,
 ) {
-    let mut blocking: Option<MultiplexedConnection> = None;
+    let mut blocking: Option<crate::broker::Connection> = None;
     let mut delay = ErrorDelay::new();
     let mut cursors = vec!["0-0".to_owned(); ctx.queue.streams().len()];
     let mut next_reclaim = Instant::now() + ctx.cfg.reclaim_interval;
@@ -198,7 +197,7 @@ pub(super) async fn read_loop<H: Handler>(
 async fn recreate(ctx: &Ctx) -> crate::Result<()> {
     let mut conn = ctx.broker.conn().await?;
     ensure_groups(&mut conn, &ctx.queue, &ctx.cfg.group).await?;
-    ctx.queue.register_again(&mut *conn).await
+    ctx.queue.register_again(&mut conn).await
 }
 
 pub(super) fn is_nogroup(e: &Error) -> bool {
@@ -245,7 +244,7 @@ async fn read_now(ctx: &Ctx, want: usize) -> Result<(Vec<Delivery>, bool)> {
 /// answers with what it has on every lane, and the runner starts them in order.
 async fn read_blocking(
     ctx: &Ctx,
-    conn: &mut Option<MultiplexedConnection>,
+    conn: &mut Option<crate::broker::Connection>,
     want: usize,
     block: Duration,
 ) -> Result<Vec<Delivery>> {

@@ -243,7 +243,7 @@ struct DeadLetterRecord<'a> {
 /// Moves the outcome's entry to the dead-letter stream (if this consumer still owns it).
 async fn dead_letter(
     ctx: &Ctx,
-    conn: &mut redis::aio::ConnectionManager,
+    conn: &mut crate::broker::Connection,
     stream: &str,
     o: &Outcome,
     letter: &DeadLetterRecord<'_>,

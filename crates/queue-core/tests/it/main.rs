@@ -3,6 +3,7 @@
 //! (`queue_core::testing::TestRedis`).
 
 mod admin_ops;
+mod cluster;
 mod hook;
 mod lifecycle;
 mod metrics;

@@ -89,7 +89,7 @@ async fn entries_arriving_on_several_lanes_during_a_blocking_read_never_exceed_t
                 .arg(queue_core::fields::ENVELOPE)
                 .arg(raw_envelope(&format!("t.pair{round}")));
         }
-        let _: Vec<String> = pipe.query_async(&mut *conn).await.expect("MULTI XADD");
+        let _: Vec<String> = pipe.query_async(&mut conn).await.expect("MULTI XADD");
         // Let the worker drain now and then, so that it reads, finds nothing and blocks.
         if round % 3 == 0 {
             let done = 3 + 2 * (round + 1);
@@ -219,7 +219,7 @@ async fn a_pause_that_begins_during_a_blocking_read_also_holds_reclaimed_jobs() 
         .arg(&stream)
         .arg(">");
     let mut conn = env.broker.connection().await.expect("redis");
-    let _: redis::Value = pipe.query_async(&mut *conn).await.expect("MULTI");
+    let _: redis::Value = pipe.query_async(&mut conn).await.expect("MULTI");
     drop(conn);
     env.admin.pause(&q).await.expect("pause");
     holds_for(
