@@ -97,6 +97,17 @@ impl QueueKeys {
         format!("{}:repeat", self.base)
     }
 
+    /// Sorted set of the jobs running under the global concurrency limit:
+    /// member `lane:entry id`, score = when its lease expires (ms).
+    pub fn limit_running(&self) -> String {
+        format!("{}:limit:running", self.base)
+    }
+
+    /// Sorted set of recent starts under the global rate limit, scored by start ms.
+    pub fn limit_starts(&self) -> String {
+        format!("{}:limit:starts", self.base)
+    }
+
     pub fn uniq(&self, dedup_key: &str) -> String {
         format!("{}:uniq:{dedup_key}", self.base)
     }
@@ -132,6 +143,8 @@ mod tests {
             k.uniq("abc"),
             k.repeat(),
             k.done_index(),
+            k.limit_running(),
+            k.limit_starts(),
         ] {
             assert!(key.starts_with("rsq:{qr}:"), "{key}");
         }

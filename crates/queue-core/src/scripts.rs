@@ -35,6 +35,8 @@ script!(STATS, "stats.lua");
 script!(PURGE, "purge.lua");
 script!(EVICT_CONSUMER, "evict_consumer.lua");
 script!(RELEASE_UNIQUE, "release_unique.lua");
+script!(LIMIT_ADMIT, "limit_admit.lua");
+script!(LIMIT_REFRESH, "limit_refresh.lua");
 
 #[cfg(test)]
 mod tests {
@@ -55,6 +57,8 @@ mod tests {
             ("purge", include_str!("lua/purge.lua")),
             ("evict_consumer", include_str!("lua/evict_consumer.lua")),
             ("release_unique", include_str!("lua/release_unique.lua")),
+            ("limit_admit", include_str!("lua/limit_admit.lua")),
+            ("limit_refresh", include_str!("lua/limit_refresh.lua")),
         ] {
             let lua = fields::expand_lua(source);
             for marker in ["F.", "S."] {

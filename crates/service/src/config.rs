@@ -419,7 +419,7 @@ impl BaseConfig {
 // Per-queue worker settings
 
 /// The variables [`worker_config`] reads, after the queue's prefix and `_`.
-pub const WORKER_VARIABLES: [&str; 10] = [
+pub const WORKER_VARIABLES: [&str; 12] = [
     "CONCURRENCY",
     "MAX_ATTEMPTS",
     "JOB_TIMEOUT",
@@ -430,13 +430,16 @@ pub const WORKER_VARIABLES: [&str; 10] = [
     "BATCH_SIZE",
     "MAX_DELIVERIES",
     "GRACE_PERIOD",
+    "GLOBAL_CONCURRENCY",
+    "RATE_LIMIT",
 ];
 
 /// The worker settings of `spec`'s queue: its catalogue defaults, overridden by
 /// `{P}_CONCURRENCY`, `{P}_MAX_ATTEMPTS`, `{P}_JOB_TIMEOUT`,
 /// `{P}_VISIBILITY_TIMEOUT`, `{P}_HEARTBEAT_INTERVAL`, `{P}_BACKOFF` (first retry
 /// delay), `{P}_BACKOFF_MAX`, `{P}_BATCH_SIZE`, `{P}_MAX_DELIVERIES` and
-/// `{P}_GRACE_PERIOD`, where `P` is the queue's
+/// `{P}_GRACE_PERIOD`, plus the limits across every replica
+/// `{P}_GLOBAL_CONCURRENCY` and `{P}_RATE_LIMIT` (`10/1s`), where `P` is the queue's
 /// [`QueueSpec::env_prefix`] (`QR`, `PAYMENT_CHECKS`). A rule that ties two settings
 /// together is reported against the one the operator set.
 pub fn worker_config(vars: &dyn Vars, spec: &QueueSpec) -> Result<WorkerConfig> {
@@ -457,6 +460,19 @@ pub fn worker_config(vars: &dyn Vars, spec: &QueueSpec) -> Result<WorkerConfig> 
     c.batch_size = nonzero(vars, &var("BATCH_SIZE"), c.batch_size)?;
     c.max_deliveries = at_least_one(vars, &var("MAX_DELIVERIES"), c.max_deliveries)?;
     c.grace_period = duration(vars, &var("GRACE_PERIOD"), c.grace_period)?;
+    if optional(vars, &var("GLOBAL_CONCURRENCY")).is_some() {
+        c.global_concurrency = Some(nonzero(
+            vars,
+            &var("GLOBAL_CONCURRENCY"),
+            std::num::NonZeroUsize::MIN,
+        )?);
+    }
+    if let Some(rate) = optional(vars, &var("RATE_LIMIT")) {
+        c.rate_limit = Some(
+            rate.parse()
+                .map_err(|e: String| ConfigError::new(var("RATE_LIMIT"), e))?,
+        );
+    }
 
     let doubled = c.heartbeat_interval.checked_mul(2);
     if doubled.is_none_or(|d| d >= c.visibility_timeout) {
@@ -667,6 +683,8 @@ mod tests {
             ("PAYMENT_CHECKS_BATCH_SIZE", "50"),
             ("PAYMENT_CHECKS_MAX_DELIVERIES", "9"),
             ("PAYMENT_CHECKS_GRACE_PERIOD", "0s"),
+            ("PAYMENT_CHECKS_GLOBAL_CONCURRENCY", "2"),
+            ("PAYMENT_CHECKS_RATE_LIMIT", "10/1s"),
             // Another queue's variables do not leak in.
             ("QR_CONCURRENCY", "1"),
         ];
@@ -681,6 +699,11 @@ mod tests {
         assert_eq!(c.batch_size.get(), 50);
         assert_eq!(c.max_deliveries, 9);
         assert_eq!(c.grace_period, Duration::ZERO);
+        assert_eq!(c.global_concurrency.map(|n| n.get()), Some(2));
+        let rate = c.rate_limit.expect("a rate limit");
+        assert_eq!((rate.count.get(), rate.per), (10, Duration::from_secs(1)));
+        let none = worker_config(&[("QR_CONCURRENCY", "1")], &jobs::QR).expect("valid");
+        assert_eq!((none.global_concurrency, none.rate_limit), (None, None));
     }
 
     #[test]
@@ -706,6 +729,9 @@ mod tests {
             ("QR_BATCH_SIZE", "0", "at least 1"),
             ("QR_MAX_DELIVERIES", "0", "at least 1"),
             ("QR_GRACE_PERIOD", "forever", "duration"),
+            ("QR_GLOBAL_CONCURRENCY", "0", "at least 1"),
+            ("QR_RATE_LIMIT", "10", "10/1s"),
+            ("QR_RATE_LIMIT", "0/1s", "10/1s"),
             // Rules between two settings blame the one that was set.
             (
                 "QR_HEARTBEAT_INTERVAL",

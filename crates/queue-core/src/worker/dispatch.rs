@@ -9,6 +9,7 @@ use prost::Message;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{Instrument, info_span, warn};
 
+use super::limits;
 use super::runner::{Ctx, Delivery, Outcome, RunResult, Settle};
 use super::{Handler, Job, JobError};
 use crate::envelope::{self, Envelope};
@@ -119,6 +120,9 @@ async fn run_job<H: Handler>(
         lane,
         entry_id: Some(entry_id.clone()),
     };
+    if limits::limited(&ctx) && !limits::admit(&ctx, lane, &entry_id).await {
+        return; // stopping: never started, so nothing to settle
+    }
     let started = Instant::now();
     let wait_ms = (envelope::now_ms() - envelope.available_at_ms).max(0);
     ctx.metrics.wait_seconds.record(wait_ms as f64 / 1000.0);
@@ -156,6 +160,7 @@ async fn run_job<H: Handler>(
     };
     let duration = started.elapsed();
     ctx.metrics.run_seconds.record(duration.as_secs_f64());
+    limits::release(&ctx, lane, &entry_id).await;
     let result = match result {
         Ok(Ok(Ok(()))) => RunResult::Completed {
             envelope,

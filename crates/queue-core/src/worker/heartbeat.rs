@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use super::limits;
 use super::runner::{Ctx, sleep_or_cancel};
 use crate::{Result, scripts};
 
@@ -48,6 +49,9 @@ pub(super) async fn heartbeat_loop(ctx: Arc<Ctx>, stop: CancellationToken) {
                     }
                 }
                 Err(e) => warn!(queue.name = ctx.queue.name(), error = %e, "heartbeat failed"),
+            }
+            if let Err(e) = limits::refresh(&ctx, lane, &ids).await {
+                warn!(queue.name = ctx.queue.name(), error = %e, "extending global-limit leases failed");
             }
         }
     }

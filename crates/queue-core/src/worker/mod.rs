@@ -9,6 +9,7 @@ mod dispatch;
 mod heartbeat;
 mod hook;
 mod janitor;
+mod limits;
 mod promote;
 mod read;
 mod reclaim;
@@ -28,6 +29,7 @@ use crate::backoff::Backoff;
 use crate::envelope::Envelope;
 use crate::{Broker, Error, Queue, Result};
 
+pub use limits::RateLimit;
 pub(crate) use promote::promote_due_jobs;
 pub use runner::Worker;
 
@@ -237,6 +239,13 @@ pub struct WorkerConfig {
     pub dlq_retention: usize,
     /// Most outcomes settled per batch of scripts (at most 2,000).
     pub ack_batch: NonZeroUsize,
+    /// Most of the queue's jobs running at once across every replica (None: no
+    /// cap beyond each worker's `concurrency`).
+    pub global_concurrency: Option<NonZeroUsize>,
+    /// Most of the queue's jobs started per window across every replica.
+    pub rate_limit: Option<RateLimit>,
+    /// How often a run waiting for a global slot asks again (jittered ±50 %).
+    pub limit_poll: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -260,6 +269,9 @@ impl Default for WorkerConfig {
             done_retention: 1000,
             dlq_retention: 10_000,
             ack_batch: NonZeroUsize::new(512).expect("nonzero"),
+            global_concurrency: None,
+            rate_limit: None,
+            limit_poll: Duration::from_millis(100),
         }
     }
 }
@@ -285,6 +297,7 @@ impl WorkerConfig {
             ("reclaim_interval", self.reclaim_interval),
             ("promote_interval", self.promote_interval),
             ("pause_poll", self.pause_poll),
+            ("limit_poll", self.limit_poll),
         ] {
             if d.is_zero() {
                 return bad(format!("{name} must be greater than zero"));

@@ -110,6 +110,9 @@ impl Metrics {
 }
 
 pub(super) struct Ctx {
+    /// Cancelled when the worker begins to stop: runs still waiting for a
+    /// global slot give up (their entries stay pending for another consumer).
+    pub(super) stopping: CancellationToken,
     pub(super) broker: Broker,
     pub(super) queue: Queue,
     pub(super) cfg: WorkerConfig,
@@ -173,6 +176,7 @@ impl<H: Handler> Worker<H> {
         let (tx, rx) = mpsc::unbounded_channel();
         let (letters_tx, letters_rx) = mpsc::unbounded_channel();
         let ctx = Arc::new(Ctx {
+            stopping: shutdown.clone(),
             metrics: Metrics::new(self.queue.name()),
             broker: self.broker,
             queue: self.queue,

@@ -6,6 +6,7 @@ mod admin_ops;
 mod cluster;
 mod hook;
 mod lifecycle;
+mod limits;
 mod metrics;
 mod races;
 mod recovery;
