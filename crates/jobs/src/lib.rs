@@ -119,6 +119,7 @@ macro_rules! kind {
 kind!(v1::GenerateQr, "qr.generate", QR);
 kind!(v1::ReconcileQr, "qr.reconcile", QR);
 kind!(v1::CondenseCompanyContext, "context.condense", CONTEXT);
+kind!(v1::ReconcileContexts, "context.reconcile", CONTEXT);
 kind!(v1::WisproSyncRun, "wispro.sync", WISPRO_SYNC);
 kind!(v1::PaymentStatusCheck, "payment.check", PAYMENT_CHECKS);
 kind!(v1::PaymentCleanup, "payment.cleanup", PAYMENT_CHECKS);

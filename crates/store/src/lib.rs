@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod companies;
 pub mod persons;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -1,0 +1,220 @@
+//! The `companies` table: a company's free-text context, the original always
+//! kept, and where its condensation stands.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgConnection;
+
+use crate::Result;
+
+/// Where a company's context condensation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum ContextStatus {
+    /// Waiting for the LLM.
+    Pending,
+    /// Short enough to use as it is: no LLM call.
+    Skipped,
+    /// `context` holds the condensed text.
+    Processed,
+    /// Every attempt failed: `context` is the original, `context_error` says why.
+    Failed,
+}
+
+/// A stored company.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Company {
+    pub id: i64,
+    pub name: String,
+    /// The text in use.
+    pub context: String,
+    pub context_original: String,
+    pub context_status: ContextStatus,
+    pub context_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+macro_rules! columns {
+    () => {
+        "id, name, context, context_original, context_status, context_error, \
+         created_at, updated_at"
+    };
+}
+
+/// Inserts a company with its original context in use; `pending` when it is
+/// to be condensed, `skipped` otherwise.
+pub async fn insert(
+    conn: &mut PgConnection,
+    name: &str,
+    context: &str,
+    status: ContextStatus,
+) -> Result<Company> {
+    Ok(sqlx::query_as::<_, Company>(concat!(
+        "INSERT INTO companies (name, context, context_original, context_status)
+         VALUES ($1, $2, $2, $3) RETURNING ",
+        columns!()
+    ))
+    .bind(name)
+    .bind(context)
+    .bind(status)
+    .fetch_one(conn)
+    .await?)
+}
+
+pub async fn get(conn: &mut PgConnection, id: i64) -> Result<Option<Company>> {
+    Ok(sqlx::query_as::<_, Company>(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM companies WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// The dedup key of a company's condensation job (unique until settled), used
+/// by the gateway and the reconciler alike.
+pub fn context_job_key(id: i64) -> String {
+    format!("context:company:{id}")
+}
+
+/// Companies still `pending` created before `created_before`, oldest first,
+/// at most `limit` (through the partial index on pending rows).
+pub async fn pending_before(
+    conn: &mut PgConnection,
+    created_before: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Company>> {
+    Ok(sqlx::query_as::<_, Company>(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM companies WHERE context_status = 'pending' AND created_at < $1
+         ORDER BY created_at, id LIMIT $2"
+    ))
+    .bind(created_before)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Puts the condensed text in use. Only a pending company moves: a duplicate
+/// delivery finds it processed and changes nothing. False when nothing moved.
+pub async fn mark_processed(conn: &mut PgConnection, id: i64, condensed: &str) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE companies SET context = $2, context_status = 'processed',
+                context_error = NULL, updated_at = now()
+         WHERE id = $1 AND context_status = 'pending'",
+    )
+    .bind(id)
+    .bind(condensed)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// After the last attempt: the original stays in use and the error is kept. A
+/// company already processed stays processed.
+pub async fn mark_failed(conn: &mut PgConnection, id: i64, error: &str) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE companies SET context = context_original, context_status = 'failed',
+                context_error = $2, updated_at = now()
+         WHERE id = $1 AND context_status = 'pending'",
+    )
+    .bind(id)
+    .bind(error)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Records the error of an attempt that will be retried, keeping the status.
+pub async fn note_error(conn: &mut PgConnection, id: i64, error: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE companies SET context_error = $2, updated_at = now()
+         WHERE id = $1 AND context_status = 'pending'",
+    )
+    .bind(id)
+    .bind(error)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::TestDb;
+
+    #[tokio::test]
+    async fn a_condensation_replaces_the_text_in_use_once_and_keeps_the_original() {
+        let db = TestDb::new().await;
+        let mut conn = db.pool.acquire().await.expect("conn");
+        let c = insert(&mut conn, "Acme", "a long story", ContextStatus::Pending)
+            .await
+            .expect("insert");
+        assert_eq!(
+            (c.context.as_str(), c.context_original.as_str()),
+            ("a long story", "a long story")
+        );
+        note_error(&mut conn, c.id, "llm down").await.expect("note");
+        assert!(
+            mark_processed(&mut conn, c.id, "short")
+                .await
+                .expect("processed")
+        );
+        let done = get(&mut conn, c.id).await.expect("get").expect("row");
+        assert_eq!(done.context_status, ContextStatus::Processed);
+        assert_eq!(
+            (done.context.as_str(), done.context_original.as_str()),
+            ("short", "a long story")
+        );
+        assert_eq!(done.context_error, None);
+        // A duplicate delivery and a late failure change nothing.
+        assert!(
+            !mark_processed(&mut conn, c.id, "other")
+                .await
+                .expect("again")
+        );
+        assert!(!mark_failed(&mut conn, c.id, "late").await.expect("late"));
+        assert_eq!(get(&mut conn, c.id).await.expect("get"), Some(done));
+        drop(conn);
+        db.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn a_failed_condensation_keeps_the_original_in_use_with_the_error() {
+        let db = TestDb::new().await;
+        let mut conn = db.pool.acquire().await.expect("conn");
+        let c = insert(&mut conn, "Acme", "the original", ContextStatus::Pending)
+            .await
+            .expect("insert");
+        assert!(
+            mark_failed(&mut conn, c.id, "3 attempts: timeout")
+                .await
+                .expect("failed")
+        );
+        let failed = get(&mut conn, c.id).await.expect("get").expect("row");
+        assert_eq!(failed.context_status, ContextStatus::Failed);
+        assert_eq!(failed.context, "the original");
+        assert_eq!(failed.context_error.as_deref(), Some("3 attempts: timeout"));
+        let skipped = insert(&mut conn, "Tiny", "short", ContextStatus::Skipped)
+            .await
+            .expect("insert");
+        let cutoff = Utc::now() + chrono::Duration::seconds(1);
+        assert!(
+            pending_before(&mut conn, cutoff, 10)
+                .await
+                .expect("pending")
+                .is_empty()
+        );
+        assert!(
+            !mark_processed(&mut conn, skipped.id, "x")
+                .await
+                .expect("skipped stays")
+        );
+        drop(conn);
+        db.cleanup().await;
+    }
+}
