@@ -19,10 +19,9 @@ pub const DEFAULT_STORAGE_DIR: &str = "./storage";
 /// Long past any write in progress: a write lasts about as long as an fsync.
 pub const DEFAULT_STORAGE_TEMP_MAX_AGE: Duration = Duration::from_secs(15 * 60);
 pub const DEFAULT_STORAGE_SWEEP_INTERVAL: Duration = Duration::from_secs(5 * 60);
-pub const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(30);
-/// Far above the enqueue-to-ready latency of a healthy system (milliseconds).
-pub const DEFAULT_RECONCILE_AFTER: Duration = Duration::from_secs(30);
-pub const DEFAULT_RECONCILE_BATCH: u32 = 500;
+pub use service::config::{
+    DEFAULT_RECONCILE_AFTER, DEFAULT_RECONCILE_BATCH, DEFAULT_RECONCILE_INTERVAL,
+};
 
 /// Settings of the QR worker.
 #[derive(Debug, Clone)]
@@ -88,23 +87,7 @@ impl Config {
                 "must be longer than 0",
             ));
         }
-        let reconcile_interval =
-            config::duration(vars, "QR_RECONCILE_INTERVAL", DEFAULT_RECONCILE_INTERVAL)?;
-        // The repeating job's rule (shorter periods would flood the queue),
-        // checked here so that a bad value exits 64 before any connection.
-        queue_core::Every::interval(reconcile_interval).map_err(|_| {
-            ConfigError::new("QR_RECONCILE_INTERVAL", "must be between 1s and 366 days")
-        })?;
-        let reconcile_after =
-            config::duration(vars, "QR_RECONCILE_AFTER", DEFAULT_RECONCILE_AFTER)?;
-        let reconcile_batch: u32 =
-            config::integer(vars, "QR_RECONCILE_BATCH", DEFAULT_RECONCILE_BATCH)?;
-        if !(1..=10_000).contains(&reconcile_batch) {
-            return Err(ConfigError::new(
-                "QR_RECONCILE_BATCH",
-                "must be between 1 and 10000",
-            ));
-        }
+        let reconcile = config::reconcile_config(vars, "QR")?;
         Ok(Self {
             base: BaseConfig::from_vars(vars, DEFAULT_HEALTH_PORT)?,
             worker,
@@ -112,9 +95,9 @@ impl Config {
             storage_temp_max_age,
             storage_sweep_interval,
             qr,
-            reconcile_interval,
-            reconcile_after,
-            reconcile_batch,
+            reconcile_interval: reconcile.interval,
+            reconcile_after: reconcile.after,
+            reconcile_batch: reconcile.batch,
         })
     }
 }

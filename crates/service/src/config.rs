@@ -416,6 +416,48 @@ impl BaseConfig {
 }
 
 // ---------------------------------------------------------------------------
+// Reconcilers
+
+/// Defaults of every reconciler: far above the enqueue-to-done latency of a
+/// healthy system, cheap to run.
+pub const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(30);
+pub const DEFAULT_RECONCILE_AFTER: Duration = Duration::from_secs(30);
+pub const DEFAULT_RECONCILE_BATCH: u32 = 500;
+
+/// A workload's reconciler: a repeating job that re-enqueues, with the row's
+/// own dedup key, the jobs of rows still pending past a threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconcileConfig {
+    /// `{P}_RECONCILE_INTERVAL`: how often it runs (once per period across
+    /// replicas); 1s to 366 days.
+    pub interval: Duration,
+    /// `{P}_RECONCILE_AFTER`: a row pending this long gets its job again.
+    pub after: Duration,
+    /// `{P}_RECONCILE_BATCH`: at most this many rows per run, oldest first.
+    pub batch: u32,
+}
+
+/// Reads `{prefix}_RECONCILE_INTERVAL`, `_AFTER` and `_BATCH` (`QR`, `CONTEXT`).
+pub fn reconcile_config(vars: &dyn Vars, prefix: &str) -> Result<ReconcileConfig> {
+    let var = |suffix: &str| format!("{prefix}_RECONCILE_{suffix}");
+    let interval = duration(vars, &var("INTERVAL"), DEFAULT_RECONCILE_INTERVAL)?;
+    // The repeating job's rule (shorter periods would flood the queue), checked
+    // here so that a bad value exits 64 before any connection.
+    queue_core::Every::interval(interval)
+        .map_err(|_| ConfigError::new(var("INTERVAL"), "must be between 1s and 366 days"))?;
+    let after = duration(vars, &var("AFTER"), DEFAULT_RECONCILE_AFTER)?;
+    let batch: u32 = integer(vars, &var("BATCH"), DEFAULT_RECONCILE_BATCH)?;
+    if !(1..=10_000).contains(&batch) {
+        return Err(ConfigError::new(var("BATCH"), "must be between 1 and 10000"));
+    }
+    Ok(ReconcileConfig {
+        interval,
+        after,
+        batch,
+    })
+}
+
+// ---------------------------------------------------------------------------
 // Per-queue worker settings
 
 /// The variables [`worker_config`] reads, after the queue's prefix and `_`.
