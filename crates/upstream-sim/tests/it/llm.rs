@@ -112,7 +112,7 @@ async fn condensation_is_deterministic_and_shorter_than_its_input() {
 #[tokio::test]
 async fn five_concurrent_slow_requests_are_five_in_flight_at_once() {
     let sim = start().await;
-    sim.llm().set_latency(Duration::from_millis(300));
+    sim.llm().set_latency(Duration::from_millis(700));
     let requests: Vec<_> = (0..5)
         .map(|i| {
             let url = sim.url();
@@ -224,6 +224,16 @@ async fn a_hung_request_ends_when_the_client_times_out() {
         .expect_err("it hangs");
     assert!(err.is_timeout(), "{err}");
     assert!(started.elapsed() < Duration::from_secs(3));
+    // The server notices the client left and stops counting the request.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while sim.llm().stats().total.in_flight > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the hung request is still in flight"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(sim.llm().stats().total.max_in_flight, 1);
     sim.stop().await;
 }
 
