@@ -22,9 +22,6 @@ use tracing::{info, warn};
 
 use crate::render::{self, Format, RenderOptions};
 
-/// Longest error text kept in `persons.qr_error`.
-const MAX_ERROR_LEN: usize = 1000;
-
 /// Runs `qr.generate` jobs. Cheap to share: the pool and storage are handles.
 #[derive(Debug, Clone)]
 pub struct QrHandler {
@@ -120,7 +117,7 @@ impl QrHandler {
     /// Records `error` on the row: `failed` when `last`, otherwise only the text
     /// (the row stays `pending`). The job outcome does not depend on this succeeding.
     async fn record(&self, person_id: i64, error: &anyhow::Error, last: bool) {
-        let text = truncate(&format!("{error:#}"), MAX_ERROR_LEN);
+        let text = store::error_text(&format!("{error:#}"));
         let result = async {
             let mut conn = self.pool.acquire().await?;
             if last {
@@ -200,7 +197,7 @@ impl JobHandler<GenerateQr> for QrHandler {
         let Some(msg) = msg else {
             return Ok(()); // no person to name
         };
-        let text = truncate(&letter.error, MAX_ERROR_LEN);
+        let text = store::error_text(&letter.error);
         let mut conn = self
             .pool
             .acquire()
@@ -226,28 +223,5 @@ impl JobHandler<GenerateQr> for QrHandler {
             );
         }
         Ok(())
-    }
-}
-
-/// At most `max` bytes, cut at a character boundary.
-fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::truncate;
-
-    #[test]
-    fn long_errors_are_cut_at_a_character_boundary() {
-        assert_eq!(truncate("short", 10), "short");
-        assert_eq!(truncate("ñññ", 3), "ñ…");
     }
 }

@@ -448,7 +448,10 @@ pub fn reconcile_config(vars: &dyn Vars, prefix: &str) -> Result<ReconcileConfig
     let after = duration(vars, &var("AFTER"), DEFAULT_RECONCILE_AFTER)?;
     let batch: u32 = integer(vars, &var("BATCH"), DEFAULT_RECONCILE_BATCH)?;
     if !(1..=10_000).contains(&batch) {
-        return Err(ConfigError::new(var("BATCH"), "must be between 1 and 10000"));
+        return Err(ConfigError::new(
+            var("BATCH"),
+            "must be between 1 and 10000",
+        ));
     }
     Ok(ReconcileConfig {
         interval,

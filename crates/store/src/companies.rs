@@ -99,6 +99,15 @@ pub async fn pending_before(
     .await?)
 }
 
+/// Removes a company (a pending job of its then completes as a no-op).
+pub async fn delete(conn: &mut PgConnection, id: i64) -> Result<bool> {
+    let r = sqlx::query("DELETE FROM companies WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// Puts the condensed text in use. Only a pending company moves: a duplicate
 /// delivery finds it processed and changes nothing. False when nothing moved.
 pub async fn mark_processed(conn: &mut PgConnection, id: i64, condensed: &str) -> Result<bool> {

@@ -37,6 +37,22 @@ impl StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Longest text kept in an error column (`qr_error`, `context_error`, ...).
+pub const MAX_ERROR_LEN: usize = 1000;
+
+/// `text` as an error column keeps it: at most [`MAX_ERROR_LEN`] bytes, cut at
+/// a character boundary with `…`.
+pub fn error_text(text: &str) -> String {
+    if text.len() <= MAX_ERROR_LEN {
+        return text.to_owned();
+    }
+    let mut end = MAX_ERROR_LEN;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
 /// The laptop default: the local PostgreSQL without TLS (a local server's
 /// snakeoil certificate would cost a handshake per connection for nothing).
 pub const DEFAULT_DATABASE_URL: &str =
@@ -85,4 +101,21 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
 pub async fn ping(pool: &PgPool) -> Result<()> {
     sqlx::query("SELECT 1").execute(pool).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_errors_are_cut_at_a_character_boundary() {
+        assert_eq!(error_text("short"), "short");
+        let long = "ñ".repeat(MAX_ERROR_LEN);
+        let cut = error_text(&long);
+        assert!(
+            cut.ends_with('…') && cut.len() <= MAX_ERROR_LEN + '…'.len_utf8(),
+            "{}",
+            cut.len()
+        );
+    }
 }

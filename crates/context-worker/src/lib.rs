@@ -1,0 +1,41 @@
+#![doc = include_str!("../README.md")]
+
+pub mod config;
+pub mod handler;
+pub mod llm;
+pub mod reconcile;
+
+use anyhow::Context;
+use queue_core::{CancellationToken, Producer};
+use service::{Started, WorkerService};
+
+pub use crate::config::{Config, LlmApi, LlmConfig};
+pub use crate::handler::ContextHandler;
+pub use crate::llm::LlmClient;
+pub use crate::reconcile::Reconciler;
+
+/// Runs the context worker until `shutdown` is cancelled: what `main` calls.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    start(config).await?.run(shutdown).await
+}
+
+/// Connects to Redis and PostgreSQL (running the migrations) and binds the
+/// health port; the returned service condenses `context.condense` jobs once run
+/// and reconciles companies left pending without a job (`context.reconcile`).
+pub async fn start(config: Config) -> anyhow::Result<Started> {
+    let llm = LlmClient::new(config.llm.clone()).context("building the LLM client")?;
+    let svc = WorkerService::connect(&config.base, &jobs::CONTEXT, config.worker).await?;
+    let reconciler = Reconciler::new(
+        svc.pool().clone(),
+        Producer::new(svc.broker().clone()),
+        svc.queue().clone(),
+        config.reconcile,
+    );
+    let handlers = svc
+        .handlers()
+        .on(ContextHandler::new(svc.pool().clone(), llm))
+        .on(reconciler);
+    let every = reconcile::repeating_job(config.reconcile.interval)
+        .context("CONTEXT_RECONCILE_INTERVAL")?;
+    svc.repeat(every).start(handlers)
+}
