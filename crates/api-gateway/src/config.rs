@@ -41,6 +41,15 @@ impl std::str::FromStr for QrFormat {
 /// Shortest bearer token accepted.
 pub const MIN_TOKEN_LEN: usize = 16;
 
+/// `API_BODY_LIMIT_BYTES` default, 2 MiB: a company with the longest name and
+/// context accepted (200 + 100,000 characters) fits however its JSON is encoded,
+/// even with every character escaped (12 bytes for `\ud83d\ude00`, about 1.2 MB).
+pub const DEFAULT_BODY_LIMIT_BYTES: usize = 2 * 1024 * 1024;
+
+/// `CONTEXT_MIN_LENGTH` default: a company context longer than this many
+/// characters is condensed.
+pub const DEFAULT_CONTEXT_MIN_LENGTH: usize = 1500;
+
 /// Everything the gateway reads. Tests build it directly.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -66,11 +75,15 @@ pub struct Config {
     pub qr_content_prefix: String,
     /// `QR_FORMAT`: png (default) or svg.
     pub qr_format: QrFormat,
-    /// `API_BODY_LIMIT_BYTES`, default 64 KiB (65536); larger bodies are 413.
+    /// `API_BODY_LIMIT_BYTES`, default 2 MiB (2097152); larger bodies are 413.
     pub body_limit_bytes: NonZeroUsize,
     /// `API_REQUEST_TIMEOUT`, default 30s: a request still running after this is
     /// answered 503 `timeout`.
     pub request_timeout: Duration,
+    /// `CONTEXT_MIN_LENGTH`, default 1500: a company context longer than this many
+    /// characters (Unicode scalar values) is condensed by the context-worker
+    /// (`pending`); one of this length or shorter is used as it is (`skipped`).
+    pub context_min_length: usize,
 }
 
 impl Config {
@@ -115,9 +128,14 @@ impl Config {
             body_limit_bytes: config::nonzero(
                 vars,
                 "API_BODY_LIMIT_BYTES",
-                NonZeroUsize::new(64 * 1024).expect("64 KiB > 0"),
+                NonZeroUsize::new(DEFAULT_BODY_LIMIT_BYTES).expect("2 MiB > 0"),
             )?,
             request_timeout,
+            context_min_length: config::integer(
+                vars,
+                "CONTEXT_MIN_LENGTH",
+                DEFAULT_CONTEXT_MIN_LENGTH,
+            )?,
         })
     }
 }
@@ -185,8 +203,9 @@ mod tests {
         assert_eq!(c.user_token.expose(), USER);
         assert_eq!(c.qr_content_prefix, "PERSON:");
         assert_eq!(c.qr_format, QrFormat::Png);
-        assert_eq!(c.body_limit_bytes.get(), 65536);
+        assert_eq!(c.body_limit_bytes.get(), 2_097_152);
         assert_eq!(c.request_timeout, Duration::from_secs(30));
+        assert_eq!(c.context_min_length, 1500);
     }
 
     #[test]
@@ -202,6 +221,7 @@ mod tests {
             ("QR_FORMAT", "svg"),
             ("API_BODY_LIMIT_BYTES", "1024"),
             ("API_REQUEST_TIMEOUT", "500ms"),
+            ("CONTEXT_MIN_LENGTH", "0"),
         ]))
         .expect("valid");
         assert_eq!(c.api_addr.to_string(), "0.0.0.0:0");
@@ -214,6 +234,7 @@ mod tests {
         assert_eq!(c.qr_format, QrFormat::Svg);
         assert_eq!(c.body_limit_bytes.get(), 1024);
         assert_eq!(c.request_timeout, Duration::from_millis(500));
+        assert_eq!(c.context_min_length, 0);
     }
 
     #[test]
@@ -229,6 +250,8 @@ mod tests {
             ("API_BODY_LIMIT_BYTES", "0", "at least 1"),
             ("API_REQUEST_TIMEOUT", "30", "such as 30s"),
             ("API_REQUEST_TIMEOUT", "0s", "greater than zero"),
+            ("CONTEXT_MIN_LENGTH", "-1", "whole number"),
+            ("CONTEXT_MIN_LENGTH", "1.5k", "whole number"),
         ];
         for (var, value, rule) in cases {
             let err = read(&with_tokens(&[(var, value)])).expect_err(var);

@@ -32,6 +32,8 @@ pub struct AppState {
     pub producer: Producer,
     pub admin: Admin,
     pub qr_queue: Queue,
+    /// Where company contexts wait for the context-worker.
+    pub context_queue: Queue,
     pub storage: Storage,
 }
 
@@ -42,6 +44,7 @@ pub fn router(state: AppState) -> Router {
     let request_timeout = state.config.request_timeout;
     Router::new()
         .merge(routes::persons::router())
+        .merge(routes::companies::router())
         .merge(routes::queues::router())
         .merge(routes::docs::router())
         .fallback(|| async { error::ApiError::NotFound("no such route".into()) })
@@ -126,12 +129,14 @@ pub async fn connect(config: Config) -> anyhow::Result<AppState> {
     .await
     .with_context(|| format!("connecting to Redis at {}", config.redis_url.redacted()))?;
     let qr_queue = jobs::QR.open(&broker)?;
+    let context_queue = jobs::CONTEXT.open(&broker)?;
     Ok(AppState {
         pool,
         producer: Producer::new(broker.clone()),
         admin: Admin::new(broker.clone()),
         broker,
         qr_queue,
+        context_queue,
         storage: Storage::local(&config.storage_dir),
         config: Arc::new(config),
     })

@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 
 use crate::error::ErrorBody;
-use crate::routes::{persons, queues};
+use crate::routes::{companies, persons, queues};
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -17,6 +17,8 @@ use crate::routes::{persons, queues};
         persons::create,
         persons::get,
         persons::qr,
+        companies::create,
+        companies::get,
         queues::list,
         queues::failed,
         queues::retry,
@@ -31,6 +33,9 @@ use crate::routes::{persons, queues};
         persons::CreatePerson,
         persons::PersonResponse,
         persons::QrNotReady,
+        companies::CreateCompany,
+        companies::CompanyResponse,
+        companies::CompanyContextStatus,
         queues::QueueStatsResponse,
         queues::DeadLetterResponse,
         queues::DeadLetterPage,
@@ -41,6 +46,7 @@ use crate::routes::{persons, queues};
     modifiers(&BearerAuth, &CommonResponses),
     tags(
         (name = "persons", description = "Registration and QR codes (user or admin token)"),
+        (name = "companies", description = "Companies and their business context, condensed in the background when long (user or admin token)"),
         (name = "queues", description = "Queue operations (admin token)"),
     )
 )]

@@ -1,5 +1,6 @@
 //! One module per route group; each exposes `router()`, merged by `crate::router`.
 
+pub mod companies;
 pub mod docs;
 pub mod persons;
 pub mod queues;

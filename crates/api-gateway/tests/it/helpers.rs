@@ -61,6 +61,7 @@ impl TestApp {
             qr_format: QrFormat::Png,
             body_limit_bytes: (16 * 1024).try_into().expect("nonzero"),
             request_timeout: Duration::from_secs(30),
+            context_min_length: api_gateway::config::DEFAULT_CONTEXT_MIN_LENGTH,
         };
         tweak(&mut config);
         let state = api_gateway::connect(config.clone()).await.expect("connect");
@@ -113,6 +114,18 @@ impl TestApp {
         body: serde_json::Value,
     ) -> reqwest::Response {
         let mut req = self.client.post(self.url("/api/persons")).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.expect("request")
+    }
+
+    pub async fn post_company(
+        &self,
+        token: Option<&str>,
+        body: serde_json::Value,
+    ) -> reqwest::Response {
+        let mut req = self.client.post(self.url("/api/companies")).json(&body);
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }

@@ -5,6 +5,7 @@ mod admin;
 mod chaos;
 mod cli;
 mod cluster;
+mod companies;
 mod consistency;
 mod contract;
 mod errors;
