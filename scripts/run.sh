@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Brings up the stack and runs its main job: Redis, PostgreSQL, api-gateway and
-# qr-worker; registers a demo person, waits for their QR code and shows where it
-# landed, then prints a working curl. Runs until Ctrl-C; `--once` stops after the demo.
+# Brings up the stack and runs its main job: Redis, PostgreSQL, api-gateway,
+# qr-worker, context-worker and upstream-sim (the simulated LLM, Wispro and bank);
+# registers a demo person and waits for their QR code, creates a demo company whose
+# long context the LLM condenses, then prints a working curl for each flow. Runs
+# until Ctrl-C; `--once` stops after the demo.
 #   API_ADDR         gateway address (default 127.0.0.1:8080)
 #   API_ADMIN_TOKEN  admin bearer token (generated and printed when unset)
 #   API_USER_TOKEN   user bearer token (generated and printed when unset)
+#   LLM_URL          the LLM the context-worker calls (default: the simulator)
 #   REDIS_URL, DATABASE_URL, STORAGE_DIR (default ./storage), RUST_LOG
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +17,7 @@ once=
 for arg in "$@"; do
   case "$arg" in
     --once) once=1 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) die "unknown option $arg (use --once or --help)" ;;
   esac
 done
@@ -32,15 +35,18 @@ export API_ADMIN_TOKEN="${API_ADMIN_TOKEN:-admin-$(random_token)}"
 export API_USER_TOKEN="${API_USER_TOKEN:-user-$(random_token)}"
 api="http://$API_ADDR"
 qr_health="${QR_HEALTH_ADDR:-127.0.0.1:9101}"
+context_health="${CONTEXT_HEALTH_ADDR:-127.0.0.1:9102}"
+sim_addr="${SIM_ADDR:-127.0.0.1:9200}"
+export LLM_URL="${LLM_URL:-http://$sim_addr}"
 
-for addr in "$API_ADDR" "$qr_health"; do
+for addr in "$API_ADDR" "$qr_health" "$context_health" "$sim_addr"; do
   if tcp_open "${addr%:*}" "${addr##*:}"; then
-    die "$addr is already in use (another scripts/run.sh?); stop it or set API_ADDR / QR_HEALTH_ADDR"
+    die "$addr is already in use (another scripts/run.sh?); stop it or set API_ADDR / QR_HEALTH_ADDR / CONTEXT_HEALTH_ADDR / SIM_ADDR"
   fi
 done
 
-log "building (release): api-gateway, qr-worker, queuectl"
-cargo build --release --quiet -p api-gateway -p qr-worker -p queuectl
+log "building (release): api-gateway, qr-worker, context-worker, upstream-sim, queuectl"
+cargo build --release --quiet -p api-gateway -p qr-worker -p context-worker -p upstream-sim -p queuectl
 bin=target/release
 mkdir -p .run "$STORAGE_DIR"
 
@@ -55,6 +61,12 @@ trap 'exit 130' INT TERM
 log "applying database migrations"
 "$bin/api-gateway" migrate >.run/migrate.log 2>&1 || { cat .run/migrate.log >&2; die "migrations failed"; }
 
+log "starting upstream-sim on $sim_addr (logs .run/upstream-sim.log)"
+SIM_ADDR="$sim_addr" "$bin/upstream-sim" >.run/upstream-sim.log 2>&1 &
+pids+=($!)
+log "starting context-worker (health $context_health, LLM $LLM_URL, logs .run/context-worker.log)"
+HEALTH_ADDR="$context_health" "$bin/context-worker" >.run/context-worker.log 2>&1 &
+pids+=($!)
 log "starting qr-worker (health $qr_health, logs .run/qr-worker.log)"
 HEALTH_ADDR="$qr_health" "$bin/qr-worker" >.run/qr-worker.log 2>&1 &
 pids+=($!)
@@ -73,6 +85,8 @@ wait_ready() {
 }
 wait_ready "$api/readyz" api-gateway .run/api-gateway.log
 wait_ready "http://$qr_health/readyz" qr-worker .run/qr-worker.log
+wait_ready "http://$context_health/readyz" context-worker .run/context-worker.log
+wait_ready "http://$sim_addr/healthz" upstream-sim .run/upstream-sim.log
 
 document="V-$(date +%s)"
 log "registering a demo person (document $document)"
@@ -88,6 +102,24 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 log "qr_status: $status; the QR landed at $STORAGE_DIR/$qr_path"
+
+log "creating a demo company with a long context (condensed by the LLM in the background)"
+context="Acme Andina sells irrigation equipment to farms in the Andean valleys."
+while [ ${#context} -le 1600 ]; do
+  context="$context It installs drip systems, pumps and solar panels, trains farmers to keep them, and visits each installation twice a year."
+done
+company=$(curl -fsS -X POST "$api/api/companies" \
+  -H "Authorization: Bearer $API_USER_TOKEN" -H 'Content-Type: application/json' \
+  -d "{\"name\": \"Acme Andina\", \"context\": \"$context\"}")
+company_id=$(echo "$company" | sed -n 's/.*"id":\([0-9]*\).*/\1/p')
+for _ in $(seq 1 100); do
+  company=$(curl -fsS "$api/api/companies/$company_id" -H "Authorization: Bearer $API_USER_TOKEN")
+  context_status=$(echo "$company" | sed -n 's/.*"context_status":"\([a-z]*\)".*/\1/p')
+  [ "$context_status" != pending ] && break
+  sleep 0.1
+done
+condensed=$(echo "$company" | sed -n 's/.*"context":"\([^"]*\)".*/\1/p')
+log "context_status: $context_status; ${#context} characters condensed to ${#condensed}"
 echo
 "$bin/queuectl" stats
 
@@ -104,6 +136,10 @@ Register a person (answers 201 at once; the QR follows in the background):
 Its status and its QR (PNG files land under $STORAGE_DIR/qr/):
   curl -s $api/api/persons/$id -H "Authorization: Bearer \$API_USER_TOKEN"
   curl -s $api/api/persons/$id/qr -H "Authorization: Bearer \$API_USER_TOKEN" -o qr.png
+Create a company (a context over 1,500 characters is condensed by the LLM later):
+  curl -s -X POST $api/api/companies -H "Authorization: Bearer \$API_USER_TOKEN" \\
+    -H 'Content-Type: application/json' -d '{"name": "Acme", "context": "..."}'
+  curl -s $api/api/companies/$company_id -H "Authorization: Bearer \$API_USER_TOKEN"
 Queues (admin):
   curl -s $api/api/queues -H "Authorization: Bearer \$API_ADMIN_TOKEN"
   $bin/queuectl stats
@@ -112,6 +148,7 @@ MSG
 
 if [ -n "$once" ]; then
   [ "$status" = ready ] || die "the demo QR is $status, expected ready (see .run/qr-worker.log)"
+  [ "$context_status" = processed ] || die "the demo company's context is $context_status, expected processed (see .run/context-worker.log)"
   exit 0
 fi
 log "running; Ctrl-C to stop"
