@@ -120,7 +120,9 @@ async fn run_job<H: Handler>(
         lane,
         entry_id: Some(entry_id.clone()),
     };
-    if limits::limited(&ctx) && !limits::admit(&ctx, lane, &entry_id).await {
+    // Boxed, here and for the release: an unlimited queue's run future stays as
+    // small as it was (every job's task is allocated at that size).
+    if limits::limited(&ctx) && !Box::pin(limits::admit(&ctx, lane, &entry_id)).await {
         return; // stopping: never started, so nothing to settle
     }
     let started = Instant::now();
@@ -160,7 +162,9 @@ async fn run_job<H: Handler>(
     };
     let duration = started.elapsed();
     ctx.metrics.run_seconds.record(duration.as_secs_f64());
-    limits::release(&ctx, lane, &entry_id).await;
+    if ctx.cfg.global_concurrency.is_some() {
+        Box::pin(limits::release(&ctx, lane, &entry_id)).await;
+    }
     let result = match result {
         Ok(Ok(Ok(()))) => RunResult::Completed {
             envelope,

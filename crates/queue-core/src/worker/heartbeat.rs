@@ -50,7 +50,9 @@ pub(super) async fn heartbeat_loop(ctx: Arc<Ctx>, stop: CancellationToken) {
                 }
                 Err(e) => warn!(queue.name = ctx.queue.name(), error = %e, "heartbeat failed"),
             }
-            if let Err(e) = limits::refresh(&ctx, lane, &ids).await {
+            if ctx.cfg.global_concurrency.is_some()
+                && let Err(e) = limits::refresh(&ctx, lane, &ids).await
+            {
                 warn!(queue.name = ctx.queue.name(), error = %e, "extending global-limit leases failed");
             }
         }
