@@ -2,8 +2,10 @@
 
 pub mod companies;
 pub mod persons;
+pub mod sync_runs;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod users;
 
 use std::time::Duration;
 
