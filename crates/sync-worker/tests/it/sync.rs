@@ -1,0 +1,350 @@
+//! A whole sync against the Wispro simulator: exact counts over a generated
+//! data set with users that already exist by Wispro id, by bare, `V-` or `E-`
+//! numbers and by suffix (one and ambiguous), passwords, a second run, a token
+//! Wispro refuses in the body of an HTTP 200, and a run resumed after its
+//! worker was stopped mid-run.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use queue_core::testing::{TestRedis, eventually};
+use service::testing::Running;
+use store::sync_runs::{self, SyncRun, SyncStatus};
+use store::testing::TestDb;
+use store::users::{self, CustomerData};
+use sync_worker::{Config, WisproConfig};
+use upstream_sim::wispro::{Client, Kind};
+use upstream_sim::{Sim, SimConfig};
+
+const CLIENTS: usize = 450;
+const SEED: u64 = 7;
+const PER_PAGE: i32 = 100;
+
+struct World {
+    redis: TestRedis,
+    queue: queue_core::Queue,
+    db: TestDb,
+    sim: Sim,
+}
+
+impl World {
+    async fn new() -> Self {
+        let mut sim = SimConfig::default();
+        sim.wispro.clients = CLIENTS;
+        sim.wispro.seed = SEED;
+        let redis = TestRedis::new().await;
+        Self {
+            queue: redis.queue(jobs::WISPRO_SYNC.name),
+            redis,
+            db: TestDb::new().await,
+            sim: Sim::start(sim).await.expect("the simulator starts"),
+        }
+    }
+
+    fn config(&self, token: &str) -> Config {
+        Config {
+            base: service::testing::base_config(&self.redis.prefix, &self.db.url),
+            worker: service::testing::fast_worker_config(&jobs::WISPRO_SYNC),
+            wispro: WisproConfig {
+                url: self.sim.url(),
+                token: service::Secret::new(token),
+                timeout: Duration::from_secs(5),
+            },
+            // Cheap hashes: the format and the check are the same at any cost.
+            bcrypt_cost: 4,
+            hash_threads: 4.try_into().expect("nonzero"),
+            progress_every: 2,
+        }
+    }
+
+    async fn spawn(&self, config: Config) -> Running {
+        Running::spawn(sync_worker::start(config).await.expect("the worker starts"))
+    }
+
+    /// Starts a run as the gateway does and enqueues its job.
+    async fn start_run(&self) -> i64 {
+        let mut conn = self.db.pool.acquire().await.expect("conn");
+        let run = sync_runs::start(&mut conn, "admin", PER_PAGE)
+            .await
+            .expect("a run");
+        let job = jobs::new_job(&jobs::v1::WisproSyncRun {
+            run_id: run.id,
+            requested_by: "admin".into(),
+        })
+        .unique_until_settled(format!("wispro-sync:run:{}", run.id));
+        self.redis
+            .producer
+            .enqueue(&self.queue, job)
+            .await
+            .expect("enqueue");
+        run.id
+    }
+
+    async fn run_until_done(&self, id: i64) -> SyncRun {
+        eventually(&format!("sync run {id} ends"), async || {
+            let mut conn = self.db.pool.acquire().await.ok()?;
+            let run = sync_runs::get(&mut conn, id).await.ok()??;
+            matches!(run.status, SyncStatus::Completed | SyncStatus::Failed).then_some(run)
+        })
+        .await
+    }
+
+    async fn user_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM users")
+            .fetch_one(&self.db.pool)
+            .await
+            .expect("count")
+    }
+
+    async fn seed_user(&self, id_number: &str, id_wispro: Option<&str>) -> i64 {
+        let mut conn = self.db.pool.acquire().await.expect("conn");
+        // A user from before any sync has no Wispro id: insert one, then unlink it.
+        let placeholder = format!("seed-{}", rand_id());
+        let user = users::insert(
+            &mut conn,
+            &CustomerData {
+                name: "Seeded User",
+                id_number: Some(id_number),
+                id_wispro: id_wispro.unwrap_or(&placeholder),
+                ..CustomerData::default()
+            },
+            "$2y$10$seededpasswordhashseededpasswordhashseededpasswor",
+        )
+        .await
+        .expect("seed a user");
+        if id_wispro.is_none() {
+            sqlx::query("UPDATE users SET id_wispro = NULL WHERE id = $1")
+                .bind(user.id)
+                .execute(&mut *conn)
+                .await
+                .expect("unlink");
+        }
+        user.id
+    }
+
+    async fn finish(self) {
+        self.sim.stop().await;
+        self.redis.finish().await;
+        self.db.cleanup().await;
+    }
+}
+
+fn rand_id() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64
+}
+
+fn digits(c: &Client) -> String {
+    c.cedula
+        .as_ref()
+        .expect("a clean client has a cédula")
+        .number
+        .to_string()
+}
+
+/// Seeds users for some clean clients and says what the run must count.
+struct Expected {
+    created: i32,
+    updated: i32,
+    skipped: i32,
+    errors: i32,
+    seeded_users: Vec<i64>,
+}
+
+async fn seed(world: &World, clients: &[Client]) -> Expected {
+    let referenced: HashSet<i64> = clients.iter().filter_map(|c| c.duplicate_of).collect();
+    let mut clean = clients
+        .iter()
+        .filter(|c| c.kind.is_clean() && !referenced.contains(&c.public_id));
+    let mut next = || clean.next().expect("enough clean clients");
+    let mut seeded = Vec::new();
+    // By Wispro id, by the bare, V- and E- forms, by a suffix naming one user.
+    let linked = next();
+    seeded.push(world.seed_user("V-1", Some(&linked.id)).await);
+    for form in ["{}", "V-{}", "E-{}"] {
+        let c = next();
+        seeded.push(world.seed_user(&form.replace("{}", &digits(c)), None).await);
+    }
+    let by_suffix = next();
+    seeded.push(
+        world
+            .seed_user(&format!("9{}", digits(by_suffix)), None)
+            .await,
+    );
+    // Two users ending in the same digits: ambiguous, never applied.
+    let ambiguous = next();
+    seeded.push(
+        world
+            .seed_user(&format!("1{}", digits(ambiguous)), None)
+            .await,
+    );
+    seeded.push(
+        world
+            .seed_user(&format!("2{}", digits(ambiguous)), None)
+            .await,
+    );
+
+    let count = |f: &dyn Fn(Kind) -> bool| clients.iter().filter(|c| f(c.kind)).count() as i32;
+    let errors = count(&|k| matches!(k, Kind::MissingName | Kind::InvalidEmail));
+    // Of each duplicated number one client is created (or updated) and the
+    // other skipped: the number's user is linked to the first one handled.
+    let skipped = count(&|k| {
+        matches!(
+            k,
+            Kind::NullId | Kind::EmptyId | Kind::GarbageId | Kind::DuplicateId
+        )
+    }) + 1;
+    let updated = 5;
+    Expected {
+        created: CLIENTS as i32 - errors - skipped - updated,
+        updated,
+        skipped,
+        errors,
+        seeded_users: seeded,
+    }
+}
+
+#[tokio::test]
+async fn a_sync_counts_exactly_creates_verifiable_users_and_never_touches_a_password() {
+    let world = World::new().await;
+    let clients = world.sim.wispro().clients();
+    let expected = seed(&world, &clients).await;
+    let worker = world
+        .spawn(world.config(upstream_sim::wispro::DEFAULT_TOKEN))
+        .await;
+
+    let id = world.start_run().await;
+    let run = world.run_until_done(id).await;
+    assert_eq!(run.status, SyncStatus::Completed, "{:?}", run.failure);
+    assert_eq!(
+        (run.created, run.updated, run.skipped, run.errors),
+        (
+            expected.created,
+            expected.updated,
+            expected.skipped,
+            expected.errors
+        ),
+        "{:#?}",
+        run.error_samples.0
+    );
+    assert_eq!((run.pages_done, run.total_pages), (5, Some(5)));
+    assert!(
+        run.error_samples
+            .0
+            .iter()
+            .any(|s| s.contains("suffix matches several users"))
+    );
+    assert_eq!(
+        world.user_count().await,
+        expected.seeded_users.len() as i64 + i64::from(expected.created)
+    );
+    // Seeded users keep their password; a created one's is bcrypt of its digits.
+    let mut conn = world.db.pool.acquire().await.expect("conn");
+    for id in &expected.seeded_users {
+        let u = users::get(&mut conn, *id).await.expect("get").expect("row");
+        assert!(u.password.starts_with("$2y$10$seeded"), "{}", u.password);
+    }
+    let created = clients
+        .iter()
+        .rev()
+        // Not the first of a duplicated number: its twin may have been handled first.
+        .find(|c| {
+            c.kind == Kind::Digits && !clients.iter().any(|d| d.duplicate_of == Some(c.public_id))
+        })
+        .expect("a bare-digits client");
+    let user = users::by_wispro_id(&mut conn, &created.id)
+        .await
+        .expect("q")
+        .expect("created");
+    assert!(user.password.starts_with("$2y$04$"), "{}", user.password);
+    assert!(bcrypt::verify(digits(created), &user.password).expect("verify"));
+    assert_eq!(user.zone.as_deref(), Some(created.zone.as_str()));
+    drop(conn);
+
+    // A second run finds everyone by Wispro id: nothing is created twice.
+    let again = world.start_run().await;
+    let second = world.run_until_done(again).await;
+    assert_eq!(second.created, 0, "{:#?}", second.error_samples.0);
+    assert_eq!(second.errors, expected.errors);
+    assert_eq!(
+        world.user_count().await,
+        expected.seeded_users.len() as i64 + i64::from(expected.created)
+    );
+    worker.stop().await;
+    world.finish().await;
+}
+
+#[tokio::test]
+async fn a_token_refused_in_the_body_of_an_http_200_fails_the_run_with_the_reason() {
+    let world = World::new().await;
+    let worker = world.spawn(world.config("not-the-token")).await;
+    let id = world.start_run().await;
+    let run = world.run_until_done(id).await;
+    assert_eq!(run.status, SyncStatus::Failed);
+    let failure = run.failure.expect("a reason");
+    assert!(failure.contains("status 401"), "{failure}");
+    assert_eq!(world.user_count().await, 0);
+    assert_eq!(
+        world.sim.wispro().stats().requests,
+        1,
+        "no retry of a refusal"
+    );
+    worker.stop().await;
+    world.finish().await;
+}
+
+#[tokio::test]
+async fn a_run_whose_worker_stopped_mid_run_resumes_after_its_last_page_with_no_duplicate() {
+    let world = World::new().await;
+    // Slow pages: the first worker is stopped while the run is under way, with
+    // no grace period, so its job is abandoned as a killed worker's would be.
+    world.sim.wispro().set_latency(Duration::from_millis(300));
+    let mut config = world.config(upstream_sim::wispro::DEFAULT_TOKEN);
+    config.worker.grace_period = Duration::ZERO;
+    let first = world.spawn(config.clone()).await;
+    let id = world.start_run().await;
+    eventually("two pages are done", async || {
+        let mut conn = world.db.pool.acquire().await.ok()?;
+        let run = sync_runs::get(&mut conn, id).await.ok()??;
+        (run.pages_done >= 2).then_some(())
+    })
+    .await;
+    first.stop().await;
+    world.sim.wispro().set_latency(Duration::ZERO);
+    let second = world.spawn(config).await;
+
+    let run = world.run_until_done(id).await;
+    assert_eq!(run.status, SyncStatus::Completed, "{:?}", run.failure);
+    assert_eq!(run.pages_done, 5);
+    let clients = world.sim.wispro().clients();
+    let errors = clients
+        .iter()
+        .filter(|c| matches!(c.kind, Kind::MissingName | Kind::InvalidEmail))
+        .count() as i32;
+    let skipped = clients
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.kind,
+                Kind::NullId | Kind::EmptyId | Kind::GarbageId | Kind::DuplicateId
+            )
+        })
+        .count() as i32;
+    // A page redone after the stop counts its customers as updated: together
+    // the counts still cover every customer once, and no user exists twice.
+    assert_eq!(run.created + run.updated, CLIENTS as i32 - errors - skipped);
+    assert_eq!(
+        world.user_count().await,
+        i64::from(CLIENTS as i32 - errors - skipped)
+    );
+    let pages: Vec<i32> = sqlx::query_scalar("SELECT pages_done FROM sync_runs WHERE id = $1")
+        .bind(id)
+        .fetch_all(&world.db.pool)
+        .await
+        .expect("q");
+    assert_eq!(pages, [5]);
+    second.stop().await;
+    world.finish().await;
+}
