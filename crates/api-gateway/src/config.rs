@@ -50,6 +50,11 @@ pub const DEFAULT_BODY_LIMIT_BYTES: usize = 2 * 1024 * 1024;
 /// characters is condensed.
 pub const DEFAULT_CONTEXT_MIN_LENGTH: usize = 1500;
 
+/// `WISPRO_PER_PAGE` default: customers asked of Wispro per page by a sync run.
+pub const DEFAULT_WISPRO_PER_PAGE: u16 = 100;
+/// Largest `WISPRO_PER_PAGE` accepted.
+pub const MAX_WISPRO_PER_PAGE: u16 = 1000;
+
 /// Everything the gateway reads. Tests build it directly.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -84,6 +89,9 @@ pub struct Config {
     /// characters (Unicode scalar values) is condensed by the context-worker
     /// (`pending`); one of this length or shorter is used as it is (`skipped`).
     pub context_min_length: usize,
+    /// `WISPRO_PER_PAGE`, default 100, 1 to 1000: the page size a new Wispro sync
+    /// run records (`sync_runs.per_page`) and the sync-worker asks for.
+    pub wispro_per_page: u16,
 }
 
 impl Config {
@@ -136,7 +144,19 @@ impl Config {
                 "CONTEXT_MIN_LENGTH",
                 DEFAULT_CONTEXT_MIN_LENGTH,
             )?,
+            wispro_per_page: wispro_per_page(vars)?,
         })
+    }
+}
+
+/// `WISPRO_PER_PAGE`: a whole number from 1 to [`MAX_WISPRO_PER_PAGE`].
+fn wispro_per_page(vars: &dyn Vars) -> Result<u16, ConfigError> {
+    const VAR: &str = "WISPRO_PER_PAGE";
+    let rule = || format!("must be a whole number from 1 to {MAX_WISPRO_PER_PAGE}");
+    let raw = config::string(vars, VAR, &DEFAULT_WISPRO_PER_PAGE.to_string());
+    match raw.trim().parse::<u16>() {
+        Ok(n) if (1..=MAX_WISPRO_PER_PAGE).contains(&n) => Ok(n),
+        _ => Err(ConfigError::new(VAR, format!("{raw:?} {}", rule()))),
     }
 }
 
@@ -206,6 +226,7 @@ mod tests {
         assert_eq!(c.body_limit_bytes.get(), 2_097_152);
         assert_eq!(c.request_timeout, Duration::from_secs(30));
         assert_eq!(c.context_min_length, 1500);
+        assert_eq!(c.wispro_per_page, 100);
     }
 
     #[test]
@@ -222,6 +243,7 @@ mod tests {
             ("API_BODY_LIMIT_BYTES", "1024"),
             ("API_REQUEST_TIMEOUT", "500ms"),
             ("CONTEXT_MIN_LENGTH", "0"),
+            ("WISPRO_PER_PAGE", "1000"),
         ]))
         .expect("valid");
         assert_eq!(c.api_addr.to_string(), "0.0.0.0:0");
@@ -235,6 +257,7 @@ mod tests {
         assert_eq!(c.body_limit_bytes.get(), 1024);
         assert_eq!(c.request_timeout, Duration::from_millis(500));
         assert_eq!(c.context_min_length, 0);
+        assert_eq!(c.wispro_per_page, 1000);
     }
 
     #[test]
@@ -252,6 +275,10 @@ mod tests {
             ("API_REQUEST_TIMEOUT", "0s", "greater than zero"),
             ("CONTEXT_MIN_LENGTH", "-1", "whole number"),
             ("CONTEXT_MIN_LENGTH", "1.5k", "whole number"),
+            ("WISPRO_PER_PAGE", "0", "from 1 to 1000"),
+            ("WISPRO_PER_PAGE", "1001", "from 1 to 1000"),
+            ("WISPRO_PER_PAGE", "-5", "from 1 to 1000"),
+            ("WISPRO_PER_PAGE", "many", "whole number"),
         ];
         for (var, value, rule) in cases {
             let err = read(&with_tokens(&[(var, value)])).expect_err(var);

@@ -25,6 +25,22 @@ pub struct ErrorBody {
     pub field: Option<String>,
 }
 
+/// The 409 of a Wispro sync that is already queued or running: the error body
+/// (`error` is `conflict`) and the id of the active run, to follow at
+/// `/api/sync-runs/{run_id}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "error": "conflict",
+    "message": "sync run 7 is already queued or running; follow it at /api/sync-runs/7",
+    "run_id": 7
+}))]
+pub struct SyncConflict {
+    #[serde(flatten)]
+    pub body: ErrorBody,
+    /// The active run.
+    pub run_id: i64,
+}
+
 #[derive(Debug)]
 pub enum ApiError {
     /// 422: a field breaks a rule.
@@ -46,6 +62,8 @@ pub enum ApiError {
     QrFailed(String),
     /// 409: `field` already has this value.
     Conflict { field: String, message: String },
+    /// 409: a Wispro sync run (this id) is already queued or running.
+    SyncActive(i64),
     /// 413
     PayloadTooLarge,
     /// 503: a dependency is down; the request did nothing. `what` is shown to the
@@ -179,6 +197,22 @@ impl IntoResponse for ApiError {
                     detail,
                 )
             }
+            ApiError::SyncActive(run_id) => {
+                let message = format!(
+                    "sync run {run_id} is already queued or running; follow it at /api/sync-runs/{run_id}"
+                );
+                let body = SyncConflict {
+                    body: ErrorBody {
+                        error: "conflict",
+                        message: message.clone(),
+                        field: None,
+                    },
+                    run_id,
+                };
+                let mut res = (StatusCode::CONFLICT, Json(body)).into_response();
+                res.extensions_mut().insert(ErrorDetail(message));
+                return res;
+            }
             ApiError::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 ErrorBody {
@@ -268,6 +302,23 @@ mod tests {
         let body = body_of(res).await;
         assert!(!body.contains("10.0.0.8"), "{body}");
         assert!(body.contains("the job queue is unavailable"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn an_active_sync_run_is_a_409_error_body_naming_the_run() {
+        let res = ApiError::SyncActive(7).into_response();
+        assert_eq!(res.status(), StatusCode::CONFLICT);
+        assert!(res.extensions().get::<ErrorDetail>().is_some());
+        let body: serde_json::Value = serde_json::from_str(&body_of(res).await).expect("json");
+        assert_eq!(body["error"], "conflict");
+        assert_eq!(body["run_id"], 7);
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("/api/sync-runs/7")),
+            "{body}"
+        );
+        assert!(body.get("field").is_none(), "{body}");
     }
 
     #[tokio::test]

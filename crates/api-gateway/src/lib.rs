@@ -34,6 +34,8 @@ pub struct AppState {
     pub qr_queue: Queue,
     /// Where company contexts wait for the context-worker.
     pub context_queue: Queue,
+    /// Where Wispro sync runs wait for the sync-worker.
+    pub wispro_queue: Queue,
     pub storage: Storage,
 }
 
@@ -46,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::persons::router())
         .merge(routes::companies::router())
         .merge(routes::queues::router())
+        .merge(routes::sync::router())
         .merge(routes::docs::router())
         .fallback(|| async { error::ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(body_limit))
@@ -130,6 +133,7 @@ pub async fn connect(config: Config) -> anyhow::Result<AppState> {
     .with_context(|| format!("connecting to Redis at {}", config.redis_url.redacted()))?;
     let qr_queue = jobs::QR.open(&broker)?;
     let context_queue = jobs::CONTEXT.open(&broker)?;
+    let wispro_queue = jobs::WISPRO_SYNC.open(&broker)?;
     Ok(AppState {
         pool,
         producer: Producer::new(broker.clone()),
@@ -137,6 +141,7 @@ pub async fn connect(config: Config) -> anyhow::Result<AppState> {
         broker,
         qr_queue,
         context_queue,
+        wispro_queue,
         storage: Storage::local(&config.storage_dir),
         config: Arc::new(config),
     })

@@ -4,8 +4,8 @@ use utoipa::Modify;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 
-use crate::error::ErrorBody;
-use crate::routes::{companies, persons, queues};
+use crate::error::{ErrorBody, SyncConflict};
+use crate::routes::{companies, persons, queues, sync};
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -27,6 +27,8 @@ use crate::routes::{companies, persons, queues};
         queues::delete,
         queues::pause,
         queues::resume,
+        sync::start,
+        sync::get,
     ),
     components(schemas(
         ErrorBody,
@@ -42,12 +44,17 @@ use crate::routes::{companies, persons, queues};
         queues::Retried,
         queues::Count,
         queues::Paused,
+        SyncConflict,
+        sync::SyncRunStarted,
+        sync::SyncRunResponse,
+        sync::SyncRunStatus,
     )),
     modifiers(&BearerAuth, &CommonResponses),
     tags(
         (name = "persons", description = "Registration and QR codes (user or admin token)"),
         (name = "companies", description = "Companies and their business context, condensed in the background when long (user or admin token)"),
         (name = "queues", description = "Queue operations (admin token)"),
+        (name = "sync", description = "The Wispro customer sync: start a run, follow it (admin token)"),
     )
 )]
 pub struct ApiDoc;
@@ -167,6 +174,13 @@ mod tests {
 
     use super::ApiDoc;
 
+    /// Where every operation needs the admin token.
+    const ADMIN_ONLY: [&str; 3] = [
+        "/api/queues",
+        "/api/users/sync-wispro-all",
+        "/api/sync-runs",
+    ];
+
     #[test]
     fn every_operation_declares_its_errors_with_the_one_error_schema() {
         let doc = serde_json::to_value(ApiDoc::openapi()).expect("serializes");
@@ -175,7 +189,7 @@ mod tests {
             for (method, op) in item.as_object().expect("path item") {
                 let responses = op["responses"].as_object().expect("responses");
                 let mut required = vec!["401", "500", "503"];
-                if path.starts_with("/api/queues") {
+                if ADMIN_ONLY.iter().any(|p| path.starts_with(p)) {
                     required.push("403");
                 }
                 if path.contains('{') {
@@ -201,13 +215,41 @@ mod tests {
                         }
                         None => response["content"]["application/json"]["schema"].clone(),
                     };
-                    assert_eq!(
-                        schema["$ref"], "#/components/schemas/ErrorBody",
-                        "{method} {path} {status}"
+                    assert!(
+                        is_error_body(&doc, &schema),
+                        "{method} {path} {status}: {schema}"
                     );
                 }
             }
         }
+    }
+
+    /// `ErrorBody`, or a schema made of it and more (`SyncConflict`).
+    fn is_error_body(doc: &serde_json::Value, schema: &serde_json::Value) -> bool {
+        const ERROR_BODY: &str = "#/components/schemas/ErrorBody";
+        let Some(r) = schema["$ref"].as_str() else {
+            return false;
+        };
+        if r == ERROR_BODY {
+            return true;
+        }
+        let name = r.rsplit('/').next().expect("name");
+        doc["components"]["schemas"][name]["allOf"]
+            .as_array()
+            .is_some_and(|parts| parts.iter().any(|p| p["$ref"] == ERROR_BODY))
+    }
+
+    #[test]
+    fn a_sync_already_active_is_a_409_error_body_with_the_run_id() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("serializes");
+        let conflict = &doc["paths"]["/api/users/sync-wispro-all"]["post"]["responses"]["409"];
+        let schema = &conflict["content"]["application/json"]["schema"];
+        assert_eq!(schema["$ref"], "#/components/schemas/SyncConflict");
+        assert!(is_error_body(&doc, schema), "{schema}");
+        let sync_conflict = doc["components"]["schemas"]["SyncConflict"].to_string();
+        assert!(sync_conflict.contains("run_id"), "{sync_conflict}");
+        let accepted = &doc["paths"]["/api/users/sync-wispro-all"]["post"]["responses"]["202"];
+        assert!(accepted["headers"]["Location"].is_object(), "{accepted}");
     }
 
     #[test]

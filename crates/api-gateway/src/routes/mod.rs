@@ -4,3 +4,4 @@ pub mod companies;
 pub mod docs;
 pub mod persons;
 pub mod queues;
+pub mod sync;

@@ -62,6 +62,7 @@ impl TestApp {
             body_limit_bytes: (16 * 1024).try_into().expect("nonzero"),
             request_timeout: Duration::from_secs(30),
             context_min_length: api_gateway::config::DEFAULT_CONTEXT_MIN_LENGTH,
+            wispro_per_page: api_gateway::config::DEFAULT_WISPRO_PER_PAGE,
         };
         tweak(&mut config);
         let state = api_gateway::connect(config.clone()).await.expect("connect");

@@ -12,4 +12,5 @@ mod errors;
 mod helpers;
 mod persons;
 mod processes;
+mod sync;
 mod traces;
