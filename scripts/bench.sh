@@ -17,6 +17,9 @@ targets:
                latency at a steady rate, worker memory and CPU, crash recovery,
                and the bare XREADGROUP/XACK ceiling on the same Redis.
                Options go to `queue-bench suite` (see `--help`).
+  sync         a 10,000-customer Wispro sync against the simulator: customers/s
+               creating (bcrypt cost 10) and updating, beside this machine's
+               bcrypt bound (SYNC_BENCH_CLIENTS, SYNC_BCRYPT_COST).
   gateway      POST /api/persons under load from wrk (req/s, p50, p99), how
                long the QR files take to follow, qr_per_s_per_core
                (scripts/bench-gateway.sh; BENCH_SECONDS, BENCH_CONNECTIONS).
@@ -34,6 +37,10 @@ target="${1:-}"
 case "$target" in
     queue-core) shift ;;
     gateway) shift; exec "$root/scripts/bench-gateway.sh" "$@" ;;
+    sync)
+        shift
+        ensure_rust; ensure_redis; ensure_postgres
+        exec cargo bench --quiet -p sync-worker --bench sync --manifest-path "$root/Cargo.toml" ;;
     -h | --help | help) usage; exit 0 ;;
     "") usage; exit 64 ;;
     *) echo "bench.sh: unknown target '$target'" >&2; usage; exit 64 ;;

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Brings up the stack and runs its main job: Redis, PostgreSQL, api-gateway,
-# qr-worker, context-worker and upstream-sim (the simulated LLM, Wispro and bank);
-# registers a demo person and waits for their QR code, creates a demo company whose
-# long context the LLM condenses, then prints a working curl for each flow. Runs
-# until Ctrl-C; `--once` stops after the demo.
+# qr-worker, context-worker, sync-worker and upstream-sim (the simulated LLM,
+# Wispro and bank); registers a demo person and waits for their QR code, creates a
+# demo company whose long context the LLM condenses, syncs the simulated Wispro
+# customers into users, then prints a working curl for each flow. Runs until
+# Ctrl-C; `--once` stops after the demo.
 #   API_ADDR         gateway address (default 127.0.0.1:8080)
 #   API_ADMIN_TOKEN  admin bearer token (generated and printed when unset)
 #   API_USER_TOKEN   user bearer token (generated and printed when unset)
 #   LLM_URL          the LLM the context-worker calls (default: the simulator)
+#   WISPRO_URL, WISPRO_TOKEN  the Wispro API the sync-worker reads (default: the simulator)
 #   REDIS_URL, DATABASE_URL, STORAGE_DIR (default ./storage), RUST_LOG
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +19,7 @@ once=
 for arg in "$@"; do
   case "$arg" in
     --once) once=1 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) die "unknown option $arg (use --once or --help)" ;;
   esac
 done
@@ -37,16 +39,19 @@ api="http://$API_ADDR"
 qr_health="${QR_HEALTH_ADDR:-127.0.0.1:9101}"
 context_health="${CONTEXT_HEALTH_ADDR:-127.0.0.1:9102}"
 sim_addr="${SIM_ADDR:-127.0.0.1:9200}"
+sync_health="${SYNC_HEALTH_ADDR:-127.0.0.1:9103}"
 export LLM_URL="${LLM_URL:-http://$sim_addr}"
+export WISPRO_URL="${WISPRO_URL:-http://$sim_addr}"
+export WISPRO_TOKEN="${WISPRO_TOKEN:-wispro-sim-token}"
 
-for addr in "$API_ADDR" "$qr_health" "$context_health" "$sim_addr"; do
+for addr in "$API_ADDR" "$qr_health" "$context_health" "$sync_health" "$sim_addr"; do
   if tcp_open "${addr%:*}" "${addr##*:}"; then
-    die "$addr is already in use (another scripts/run.sh?); stop it or set API_ADDR / QR_HEALTH_ADDR / CONTEXT_HEALTH_ADDR / SIM_ADDR"
+    die "$addr is already in use (another scripts/run.sh?); stop it or set API_ADDR / QR_HEALTH_ADDR / CONTEXT_HEALTH_ADDR / SYNC_HEALTH_ADDR / SIM_ADDR"
   fi
 done
 
-log "building (release): api-gateway, qr-worker, context-worker, upstream-sim, queuectl"
-cargo build --release --quiet -p api-gateway -p qr-worker -p context-worker -p upstream-sim -p queuectl
+log "building (release): api-gateway, qr-worker, context-worker, sync-worker, upstream-sim, queuectl"
+cargo build --release --quiet -p api-gateway -p qr-worker -p context-worker -p sync-worker -p upstream-sim -p queuectl
 bin=target/release
 mkdir -p .run "$STORAGE_DIR"
 
@@ -62,10 +67,14 @@ log "applying database migrations"
 "$bin/api-gateway" migrate >.run/migrate.log 2>&1 || { cat .run/migrate.log >&2; die "migrations failed"; }
 
 log "starting upstream-sim on $sim_addr (logs .run/upstream-sim.log)"
-SIM_ADDR="$sim_addr" "$bin/upstream-sim" >.run/upstream-sim.log 2>&1 &
+# A small customer base, so the demo sync (bcrypt cost 10 per new user) is quick.
+SIM_ADDR="$sim_addr" SIM_WISPRO_CLIENTS="${SIM_WISPRO_CLIENTS:-200}" "$bin/upstream-sim" >.run/upstream-sim.log 2>&1 &
 pids+=($!)
 log "starting context-worker (health $context_health, LLM $LLM_URL, logs .run/context-worker.log)"
 HEALTH_ADDR="$context_health" "$bin/context-worker" >.run/context-worker.log 2>&1 &
+pids+=($!)
+log "starting sync-worker (health $sync_health, Wispro $WISPRO_URL, logs .run/sync-worker.log)"
+HEALTH_ADDR="$sync_health" "$bin/sync-worker" >.run/sync-worker.log 2>&1 &
 pids+=($!)
 log "starting qr-worker (health $qr_health, logs .run/qr-worker.log)"
 HEALTH_ADDR="$qr_health" "$bin/qr-worker" >.run/qr-worker.log 2>&1 &
@@ -86,6 +95,7 @@ wait_ready() {
 wait_ready "$api/readyz" api-gateway .run/api-gateway.log
 wait_ready "http://$qr_health/readyz" qr-worker .run/qr-worker.log
 wait_ready "http://$context_health/readyz" context-worker .run/context-worker.log
+wait_ready "http://$sync_health/readyz" sync-worker .run/sync-worker.log
 wait_ready "http://$sim_addr/healthz" upstream-sim .run/upstream-sim.log
 
 document="V-$(date +%s)"
@@ -120,6 +130,17 @@ for _ in $(seq 1 100); do
 done
 condensed=$(echo "$company" | sed -n 's/.*"context":"\([^"]*\)".*/\1/p')
 log "context_status: $context_status; ${#context} characters condensed to ${#condensed}"
+
+log "synchronising the Wispro customers into users (admin)"
+run=$(curl -fsS -X POST "$api/api/users/sync-wispro-all" -H "Authorization: Bearer $API_ADMIN_TOKEN")
+run_id=$(echo "$run" | sed -n 's/.*"run_id":\([0-9]*\).*/\1/p')
+for _ in $(seq 1 600); do
+  run=$(curl -fsS "$api/api/sync-runs/$run_id" -H "Authorization: Bearer $API_ADMIN_TOKEN")
+  sync_status=$(echo "$run" | sed -n 's/.*"status":"\([a-z]*\)".*/\1/p')
+  case "$sync_status" in completed|failed) break ;; esac
+  sleep 0.2
+done
+log "sync run $run_id: $sync_status; $(echo "$run" | sed -n 's/.*\("created":[0-9]*,"updated":[0-9]*,"skipped":[0-9]*,"errors":[0-9]*\).*/\1/p')"
 echo
 "$bin/queuectl" stats
 
@@ -140,6 +161,9 @@ Create a company (a context over 1,500 characters is condensed by the LLM later)
   curl -s -X POST $api/api/companies -H "Authorization: Bearer \$API_USER_TOKEN" \\
     -H 'Content-Type: application/json' -d '{"name": "Acme", "context": "..."}'
   curl -s $api/api/companies/$company_id -H "Authorization: Bearer \$API_USER_TOKEN"
+Synchronise every Wispro customer into users (admin; one run at a time, 409 otherwise):
+  curl -s -X POST $api/api/users/sync-wispro-all -H "Authorization: Bearer \$API_ADMIN_TOKEN"
+  curl -s $api/api/sync-runs/$run_id -H "Authorization: Bearer \$API_ADMIN_TOKEN"
 Queues (admin):
   curl -s $api/api/queues -H "Authorization: Bearer \$API_ADMIN_TOKEN"
   $bin/queuectl stats
@@ -148,6 +172,7 @@ MSG
 
 if [ -n "$once" ]; then
   [ "$status" = ready ] || die "the demo QR is $status, expected ready (see .run/qr-worker.log)"
+  [ "$sync_status" = completed ] || die "the demo sync run is $sync_status, expected completed (see .run/sync-worker.log)"
   [ "$context_status" = processed ] || die "the demo company's context is $context_status, expected processed (see .run/context-worker.log)"
   exit 0
 fi
