@@ -121,6 +121,7 @@ kind!(v1::ReconcileQr, "qr.reconcile", QR);
 kind!(v1::CondenseCompanyContext, "context.condense", CONTEXT);
 kind!(v1::ReconcileContexts, "context.reconcile", CONTEXT);
 kind!(v1::WisproSyncRun, "wispro.sync", WISPRO_SYNC);
+kind!(v1::ReconcileSyncRuns, "wispro.reconcile", WISPRO_SYNC);
 kind!(v1::PaymentStatusCheck, "payment.check", PAYMENT_CHECKS);
 kind!(v1::PaymentCleanup, "payment.cleanup", PAYMENT_CHECKS);
 kind!(v1::ProcessPhoto, "photo.process", PHOTOS);

@@ -95,6 +95,27 @@ pub async fn start(
     }
 }
 
+/// The dedup key of a run's job (unique until settled), used by the gateway
+/// and the reconciler alike.
+pub fn job_key(id: i64) -> String {
+    format!("wispro-sync:run:{id}")
+}
+
+/// The active run if it has not moved since `before` (its job may be lost).
+pub async fn active_since(
+    conn: &mut PgConnection,
+    before: DateTime<Utc>,
+) -> Result<Option<SyncRun>> {
+    Ok(sqlx::query_as::<_, SyncRun>(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM sync_runs WHERE status IN ('queued', 'running') AND updated_at < $1"
+    ))
+    .bind(before)
+    .fetch_optional(conn)
+    .await?)
+}
+
 pub async fn get(conn: &mut PgConnection, id: i64) -> Result<Option<SyncRun>> {
     Ok(sqlx::query_as::<_, SyncRun>(concat!(
         "SELECT ",

@@ -57,6 +57,11 @@ async fn bench() {
         bcrypt_cost: cost,
         hash_threads: cores.max(1).try_into().expect("nonzero"),
         progress_every: 10,
+        reconcile: service::config::ReconcileConfig {
+            interval: Duration::from_secs(30),
+            after: Duration::from_secs(600),
+            batch: 1,
+        },
     };
     let worker = Running::spawn(sync_worker::start(config).await.expect("the worker starts"));
 
@@ -113,7 +118,7 @@ async fn run_once(db: &TestDb, redis: &TestRedis, queue: &queue_core::Queue) -> 
         run_id: run.id,
         requested_by: "bench".into(),
     })
-    .unique_until_settled(format!("wispro-sync:run:{}", run.id));
+    .unique_until_settled(sync_runs::job_key(run.id));
     let started = Instant::now();
     redis.producer.enqueue(queue, job).await.expect("enqueue");
     loop {

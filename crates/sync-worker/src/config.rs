@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use queue_core::WorkerConfig;
 use service::Secret;
-use service::config::{self, BaseConfig, ConfigError, Vars};
+use service::config::{self, BaseConfig, ConfigError, ReconcileConfig, Vars};
 
 /// `HEALTH_ADDR` is `127.0.0.1:9103` unless set.
 pub const DEFAULT_HEALTH_PORT: u16 = 9103;
@@ -43,6 +43,9 @@ pub struct Config {
     pub hash_threads: NonZeroUsize,
     /// `SYNC_PROGRESS_EVERY`: a progress line every this many pages.
     pub progress_every: u32,
+    /// `WISPRO_SYNC_RECONCILE_INTERVAL`, `_AFTER`, `_BATCH`: an active run
+    /// that has not moved for `AFTER` gets its job again (same key).
+    pub reconcile: ReconcileConfig,
 }
 
 impl Config {
@@ -82,6 +85,7 @@ impl Config {
             bcrypt_cost,
             hash_threads: config::nonzero(vars, "SYNC_HASH_THREADS", cores)?,
             progress_every,
+            reconcile: config::reconcile_config(vars, "WISPRO_SYNC")?,
         })
     }
 }

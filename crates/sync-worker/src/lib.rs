@@ -4,10 +4,11 @@ pub mod config;
 pub mod customer;
 pub mod handler;
 pub mod idnumber;
+pub mod reconcile;
 pub mod wispro;
 
 use anyhow::Context;
-use queue_core::CancellationToken;
+use queue_core::{CancellationToken, Producer};
 use service::{Started, WorkerService};
 
 pub use crate::config::{Config, WisproConfig};
@@ -20,16 +21,28 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 }
 
 /// Connects to Redis and PostgreSQL (running the migrations) and binds the
-/// health port; the returned service runs `wispro.sync` jobs once run.
+/// health port; the returned service runs `wispro.sync` jobs once run and
+/// reconciles an active run left without a job (`wispro.reconcile`).
 pub async fn start(config: Config) -> anyhow::Result<Started> {
     let wispro = WisproClient::new(config.wispro.clone()).context("building the Wispro client")?;
     let svc = WorkerService::connect(&config.base, &jobs::WISPRO_SYNC, config.worker).await?;
-    let handlers = svc.handlers().on(SyncHandler::new(
+    let reconciler = reconcile::Reconciler::new(
         svc.pool().clone(),
-        wispro,
-        config.bcrypt_cost,
-        config.hash_threads.get(),
-        config.progress_every,
-    ));
-    svc.start(handlers)
+        Producer::new(svc.broker().clone()),
+        svc.queue().clone(),
+        config.reconcile,
+    );
+    let handlers = svc
+        .handlers()
+        .on(SyncHandler::new(
+            svc.pool().clone(),
+            wispro,
+            config.bcrypt_cost,
+            config.hash_threads.get(),
+            config.progress_every,
+        ))
+        .on(reconciler);
+    let every = reconcile::repeating_job(config.reconcile.interval)
+        .context("WISPRO_SYNC_RECONCILE_INTERVAL")?;
+    svc.repeat(every).start(handlers)
 }

@@ -36,9 +36,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/sync-runs/{id}", routing::get(get))
 }
 
-/// The dedup key of a run's job: one job per run until it settles.
+/// The dedup key of a run's job: one job per run until it settles (the
+/// sync-worker's reconciler enqueues with the same one).
 pub fn job_key(run_id: i64) -> String {
-    format!("wispro-sync:run:{run_id}")
+    store::sync_runs::job_key(run_id)
 }
 
 /// Where a sync run stands.

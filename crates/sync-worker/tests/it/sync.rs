@@ -54,6 +54,11 @@ impl World {
             bcrypt_cost: 4,
             hash_threads: 4.try_into().expect("nonzero"),
             progress_every: 2,
+            reconcile: service::config::ReconcileConfig {
+                interval: Duration::from_secs(1),
+                after: Duration::from_millis(500),
+                batch: 1,
+            },
         }
     }
 
@@ -71,7 +76,7 @@ impl World {
             run_id: run.id,
             requested_by: "admin".into(),
         })
-        .unique_until_settled(format!("wispro-sync:run:{}", run.id));
+        .unique_until_settled(sync_runs::job_key(run.id));
         self.redis
             .producer
             .enqueue(&self.queue, job)
@@ -346,5 +351,26 @@ async fn a_run_whose_worker_stopped_mid_run_resumes_after_its_last_page_with_no_
         .expect("q");
     assert_eq!(pages, [5]);
     second.stop().await;
+    world.finish().await;
+}
+
+#[tokio::test]
+async fn a_run_whose_job_was_lost_is_picked_up_by_the_reconciler() {
+    let world = World::new().await;
+    let worker = world
+        .spawn(world.config(upstream_sim::wispro::DEFAULT_TOKEN))
+        .await;
+    // Stored, never enqueued: a gateway killed between its commit and the enqueue.
+    let id = {
+        let mut conn = world.db.pool.acquire().await.expect("conn");
+        sync_runs::start(&mut conn, "admin", PER_PAGE)
+            .await
+            .expect("a run")
+            .id
+    };
+    let run = world.run_until_done(id).await;
+    assert_eq!(run.status, SyncStatus::Completed, "{:?}", run.failure);
+    assert_eq!(run.pages_done, 5);
+    worker.stop().await;
     world.finish().await;
 }
