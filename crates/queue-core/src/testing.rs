@@ -585,16 +585,7 @@ impl PrivateRedis {
             .spawn()
             .expect("redis-server starts (scripts/test.sh installs it)");
         self.child = Some(child);
-        let url = self.url();
-        eventually("the private redis-server answers", async || {
-            let client = redis::Client::open(url.as_str()).ok()?;
-            let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-            redis::cmd("PING")
-                .query_async::<String>(&mut conn)
-                .await
-                .ok()
-        })
-        .await;
+        answers(&self.url()).await;
     }
 }
 

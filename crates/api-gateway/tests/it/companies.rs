@@ -2,11 +2,7 @@
 //! longer than `CONTEXT_MIN_LENGTH` characters is `pending` with one condensation
 //! job waiting; one of that length or shorter is `skipped` with none.
 
-use std::collections::HashMap;
-
 use jobs::v1::CondenseCompanyContext;
-use prost::Message;
-use queue_core::Envelope;
 use queue_core::testing::PrivateRedis;
 use serde_json::{Value, json};
 use store::companies::{self, ContextStatus};
@@ -16,29 +12,6 @@ use crate::helpers::{ADMIN_TOKEN, Logs, TestApp, USER_TOKEN};
 /// A context of exactly `chars` characters (two bytes each in UTF-8).
 fn context_of(chars: usize) -> String {
     "ñ".repeat(chars)
-}
-
-/// The jobs waiting in the `context` stream, decoded, oldest first.
-async fn waiting_context_jobs(app: &TestApp) -> Vec<(Envelope, CondenseCompanyContext)> {
-    let queue = jobs::CONTEXT.open(&app.redis.broker).expect("queue");
-    let entries: Vec<(String, HashMap<String, Vec<u8>>)> = app
-        .redis
-        .cmd(
-            redis::cmd("XRANGE")
-                .arg(queue.keys().stream(None))
-                .arg("-")
-                .arg("+"),
-        )
-        .await;
-    entries
-        .into_iter()
-        .map(|(_, fields)| {
-            let bytes = &fields[queue_core::fields::ENVELOPE];
-            let envelope = Envelope::decode(bytes.as_slice()).expect("an envelope");
-            let payload = CondenseCompanyContext::decode(&envelope.payload[..]).expect("a payload");
-            (envelope, payload)
-        })
-        .collect()
 }
 
 async fn context_jobs_anywhere(app: &TestApp) -> u64 {
@@ -80,7 +53,7 @@ async fn a_long_context_answers_201_pending_with_one_condensation_job_waiting() 
     assert_eq!(body["context_error"], Value::Null);
     assert!(body["created_at"].is_string() && body["updated_at"].is_string());
 
-    let jobs = waiting_context_jobs(&app).await;
+    let jobs = app.waiting_jobs::<CondenseCompanyContext>().await;
     assert_eq!(jobs.len(), 1, "exactly one condensation job waits");
     let (envelope, payload) = &jobs[0];
     assert_eq!(envelope.kind, "context.condense");
@@ -127,7 +100,11 @@ async fn a_short_context_is_skipped_enqueues_nothing_and_round_trips() {
     assert_eq!(body["context_status"], "skipped");
     assert_eq!(body["context"], context);
     assert_eq!(body["context_original"], context);
-    assert!(waiting_context_jobs(&app).await.is_empty());
+    assert!(
+        app.waiting_jobs::<CondenseCompanyContext>()
+            .await
+            .is_empty()
+    );
     assert_eq!(context_jobs_anywhere(&app).await, 0);
 
     let got: Value = app
@@ -172,7 +149,7 @@ async fn context_min_length_sets_the_boundary_and_only_a_longer_context_is_pendi
     assert_eq!(over.status(), 201);
     let over: Value = over.json().await.expect("json");
     assert_eq!(over["context_status"], "pending");
-    let jobs = waiting_context_jobs(&app).await;
+    let jobs = app.waiting_jobs::<CondenseCompanyContext>().await;
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].1.company_id, id_of(&over));
     app.cleanup().await;

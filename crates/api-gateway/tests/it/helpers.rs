@@ -151,6 +151,30 @@ impl TestApp {
             .expect("request")
     }
 
+    /// The `J` jobs waiting in their queue's stream, decoded, oldest first.
+    pub async fn waiting_jobs<J: jobs::JobKind>(&self) -> Vec<(queue_core::Envelope, J)> {
+        let queue = J::QUEUE.open(&self.redis.broker).expect("queue");
+        let entries: Vec<(String, std::collections::HashMap<String, Vec<u8>>)> = self
+            .redis
+            .cmd(
+                redis::cmd("XRANGE")
+                    .arg(queue.keys().stream(None))
+                    .arg("-")
+                    .arg("+"),
+            )
+            .await;
+        entries
+            .into_iter()
+            .map(|(_, fields)| {
+                let bytes = &fields[queue_core::fields::ENVELOPE];
+                let envelope = <queue_core::Envelope as prost::Message>::decode(bytes.as_slice())
+                    .expect("an envelope");
+                let payload = J::decode(&envelope.payload[..]).expect("a payload");
+                (envelope, payload)
+            })
+            .collect()
+    }
+
     pub async fn qr_stats(&self) -> queue_core::QueueStats {
         let q = jobs::QR.open(&self.redis.broker).expect("queue");
         self.redis.stats(&q).await

@@ -2,40 +2,13 @@
 //! `wispro-sync` queue. One run is active at a time; starting another while it
 //! is queued or running is a 409 naming it, and enqueues nothing.
 
-use std::collections::HashMap;
-
 use jobs::v1::WisproSyncRun;
-use prost::Message;
-use queue_core::Envelope;
 use serde_json::Value;
 use store::sync_runs;
 
 use crate::helpers::{ADMIN_TOKEN, TestApp, USER_TOKEN};
 
 const START: &str = "/api/users/sync-wispro-all";
-
-/// The jobs waiting in the `wispro-sync` stream, decoded, oldest first.
-async fn waiting_sync_jobs(app: &TestApp) -> Vec<(Envelope, WisproSyncRun)> {
-    let queue = jobs::WISPRO_SYNC.open(&app.redis.broker).expect("queue");
-    let entries: Vec<(String, HashMap<String, Vec<u8>>)> = app
-        .redis
-        .cmd(
-            redis::cmd("XRANGE")
-                .arg(queue.keys().stream(None))
-                .arg("-")
-                .arg("+"),
-        )
-        .await;
-    entries
-        .into_iter()
-        .map(|(_, fields)| {
-            let bytes = &fields[queue_core::fields::ENVELOPE];
-            let envelope = Envelope::decode(bytes.as_slice()).expect("an envelope");
-            let payload = WisproSyncRun::decode(&envelope.payload[..]).expect("a payload");
-            (envelope, payload)
-        })
-        .collect()
-}
 
 async fn send(app: &TestApp, post: bool, path: &str, token: Option<&str>) -> reqwest::Response {
     let mut req = if post {
@@ -69,7 +42,7 @@ async fn an_admin_start_answers_202_and_one_job_names_the_queued_run() {
     let app = TestApp::spawn().await;
     let run_id = start_run(&app).await;
 
-    let jobs = waiting_sync_jobs(&app).await;
+    let jobs = app.waiting_jobs::<WisproSyncRun>().await;
     assert_eq!(jobs.len(), 1, "exactly one sync job waits");
     let (envelope, payload) = &jobs[0];
     assert_eq!(envelope.kind, "wispro.sync");
@@ -109,7 +82,11 @@ async fn a_second_start_while_one_is_active_is_a_409_naming_it_and_enqueues_noth
         assert_eq!(body["run_id"], run_id, "{body}");
         assert!(body["message"].is_string(), "{body}");
     }
-    assert_eq!(waiting_sync_jobs(&app).await.len(), 1, "no second job");
+    assert_eq!(
+        app.waiting_jobs::<WisproSyncRun>().await.len(),
+        1,
+        "no second job"
+    );
     // Still active while running.
     let mut conn = app.db().pool.acquire().await.expect("conn");
     assert!(
@@ -154,7 +131,8 @@ async fn once_the_run_is_finished_a_new_start_begins_a_new_run() {
         .expect("json");
     assert_eq!(finished["status"], "completed");
     assert!(finished["finished_at"].is_string(), "{finished}");
-    let ids: Vec<i64> = waiting_sync_jobs(&app)
+    let ids: Vec<i64> = app
+        .waiting_jobs::<WisproSyncRun>()
         .await
         .iter()
         .map(|(_, p)| p.run_id)
@@ -181,7 +159,7 @@ async fn only_the_admin_token_may_start_or_read_a_run() {
         assert_eq!(body["error"], "unauthorized", "{body}");
     }
     assert_eq!(
-        waiting_sync_jobs(&app).await.len(),
+        app.waiting_jobs::<WisproSyncRun>().await.len(),
         1,
         "refusals enqueue nothing"
     );

@@ -113,10 +113,8 @@ async fn try_admit(ctx: &Ctx, member: &str) -> Result<i64> {
 
 /// Gives the running slot back once the handler returned. Should this fail, the
 /// lease expires after the visibility timeout.
+/// Called only when a global concurrency is set.
 pub(super) async fn release(ctx: &Ctx, lane: usize, entry_id: &str) {
-    if ctx.cfg.global_concurrency.is_none() {
-        return;
-    }
     let released: redis::RedisResult<()> = redis::cmd("ZREM")
         .arg(ctx.queue.keys().limit_running())
         .arg(member(lane, entry_id))
@@ -130,7 +128,8 @@ pub(super) async fn release(ctx: &Ctx, lane: usize, entry_id: &str) {
 /// Extends the leases of in-flight entries of `lane` (those still waiting hold
 /// none and are left alone); called with the heartbeat.
 pub(super) async fn refresh(ctx: &Ctx, lane: usize, ids: &[std::sync::Arc<str>]) -> Result<()> {
-    if ctx.cfg.global_concurrency.is_none() || ids.is_empty() {
+    // Called only when a global concurrency is set.
+    if ids.is_empty() {
         return Ok(());
     }
     let mut inv = scripts::LIMIT_REFRESH.prepare_invoke();
