@@ -77,6 +77,24 @@ ensure_redis_binaries() {
   fi
 }
 
+# Tesseract OCR for the photo pipeline (bib-detect): the library and headers the
+# binding builds against, English data, clang for its bindgen, and the fonts the
+# bib test-photo generator draws with.
+ensure_ocr() {
+  local missing=()
+  dpkg -s libtesseract-dev >/dev/null 2>&1 || missing+=(libtesseract-dev)
+  dpkg -s libleptonica-dev >/dev/null 2>&1 || missing+=(libleptonica-dev)
+  dpkg -s tesseract-ocr-eng >/dev/null 2>&1 || missing+=(tesseract-ocr-eng)
+  dpkg -s clang >/dev/null 2>&1 || missing+=(clang)
+  dpkg -s pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+  dpkg -s fonts-dejavu-core >/dev/null 2>&1 || missing+=(fonts-dejavu-core)
+  dpkg -s fonts-liberation2 >/dev/null 2>&1 || missing+=(fonts-liberation2)
+  dpkg -s fonts-freefont-ttf >/dev/null 2>&1 || missing+=(fonts-freefont-ttf)
+  if ((${#missing[@]})); then
+    apt_install "${missing[@]}"
+  fi
+}
+
 ensure_postgres() {
   local host port
   host=$(url_host "$DATABASE_URL"); port=$(url_port "$DATABASE_URL" 5432)

@@ -26,6 +26,7 @@ done
 
 ensure_rust
 ensure_redis
+ensure_ocr
 ensure_postgres
 command -v curl >/dev/null 2>&1 || apt_install curl
 

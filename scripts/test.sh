@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 ensure_rust
 ensure_redis
 ensure_redis_binaries
+ensure_ocr
 ensure_postgres
 
 # A clean CI checkout builds everything once: incremental compilation would only
