@@ -1,7 +1,9 @@
 //! Test support (feature `testing`): a service running in the test's runtime on
 //! port 0, the settings that point it at a test's own Redis prefix and
 //! database, worker settings in milliseconds, and a plain HTTP GET for the
-//! health port.
+//! health port; a binary run as a process of its own ([`process::Process`]).
+
+pub mod process;
 
 use std::net::SocketAddr;
 

@@ -2,13 +2,14 @@
 //! data set with users that already exist by Wispro id, by bare, `V-` or `E-`
 //! numbers and by suffix (one and ambiguous), passwords, a second run, a token
 //! Wispro refuses in the body of an HTTP 200, and a run resumed after its
-//! worker was stopped mid-run.
+//! worker was stopped mid-run, or its `sync-worker` process killed with SIGKILL.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use queue_core::testing::{TestRedis, eventually};
 use service::testing::Running;
+use service::testing::process::Process;
 use store::sync_runs::{self, SyncRun, SyncStatus};
 use store::testing::TestDb;
 use store::users::{self, CustomerData};
@@ -351,6 +352,104 @@ async fn a_run_whose_worker_stopped_mid_run_resumes_after_its_last_page_with_no_
         .expect("q");
     assert_eq!(pages, [5]);
     second.stop().await;
+    world.finish().await;
+}
+
+/// What a run of the simulator's data set must end with, whatever was redone:
+/// every customer with a usable number exactly once, as one user.
+fn expect_every_customer_once(world: &World) -> i32 {
+    let clients = world.sim.wispro().clients();
+    let errors = clients
+        .iter()
+        .filter(|c| matches!(c.kind, Kind::MissingName | Kind::InvalidEmail))
+        .count() as i32;
+    let skipped = clients
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.kind,
+                Kind::NullId | Kind::EmptyId | Kind::GarbageId | Kind::DuplicateId
+            )
+        })
+        .count() as i32;
+    CLIENTS as i32 - errors - skipped
+}
+
+#[tokio::test]
+async fn a_run_whose_worker_process_is_killed_mid_run_resumes_in_another_with_no_duplicate() {
+    let world = World::new().await;
+    world.sim.wispro().set_latency(Duration::from_millis(300));
+    let redis_url = queue_core::testing::redis_url();
+    let sim_url = world.sim.url();
+    let vars = [
+        ("REDIS_URL", redis_url.as_str()),
+        ("RSQ_PREFIX", world.redis.prefix.as_str()),
+        ("DATABASE_URL", world.db.url.as_str()),
+        ("HEALTH_ADDR", "127.0.0.1:0"),
+        ("LOG_FORMAT", "json"),
+        ("WISPRO_URL", sim_url.as_str()),
+        ("WISPRO_TOKEN", upstream_sim::wispro::DEFAULT_TOKEN),
+        ("SYNC_BCRYPT_COST", "4"),
+    ];
+    let mut killed = Process::start(
+        "sync-worker",
+        std::path::Path::new(env!("CARGO_BIN_EXE_sync-worker")),
+        &vars,
+    );
+    let id = world.start_run().await;
+    eventually("the process has finished two pages", async || {
+        let mut conn = world.db.pool.acquire().await.ok()?;
+        let run = sync_runs::get(&mut conn, id).await.ok()??;
+        (run.pages_done >= 2).then_some(())
+    })
+    .await;
+    killed.kill().await;
+    assert!(!killed.panicked(), "{}", killed.output());
+
+    // The kill left the run half done, its job pending under a dead consumer.
+    let mut conn = world.db.pool.acquire().await.expect("conn");
+    let left = sync_runs::get(&mut conn, id)
+        .await
+        .expect("q")
+        .expect("row");
+    drop(conn);
+    assert_eq!(left.status, SyncStatus::Running, "{:?}", left.failure);
+    assert!(left.pages_done < 5, "killed before the end");
+    let stats = world
+        .redis
+        .admin
+        .stats(&world.queue)
+        .await
+        .expect("queue stats");
+    assert!(stats.active >= 1, "{stats:?}");
+
+    // Another replica reclaims the job after the visibility timeout and
+    // resumes after the last finished page.
+    world.sim.wispro().set_latency(Duration::ZERO);
+    let requests_before = world.sim.wispro().stats().requests;
+    let survivor = world
+        .spawn(world.config(upstream_sim::wispro::DEFAULT_TOKEN))
+        .await;
+    let run = world.run_until_done(id).await;
+    assert_eq!(run.status, SyncStatus::Completed, "{:?}", run.failure);
+    assert_eq!(run.pages_done, 5);
+    let expected = expect_every_customer_once(&world);
+    assert_eq!(run.created + run.updated, expected, "{run:?}");
+    assert_eq!(world.user_count().await, i64::from(expected));
+    let distinct: i64 = sqlx::query_scalar("SELECT count(DISTINCT id_wispro) FROM users")
+        .fetch_one(&world.db.pool)
+        .await
+        .expect("q");
+    assert_eq!(distinct, i64::from(expected), "no Wispro client twice");
+    // Resumed, not restarted: the survivor read at most the unfinished pages
+    // (plus the page that tells the total).
+    let resumed_pages = world.sim.wispro().stats().requests - requests_before;
+    assert!(
+        resumed_pages <= u64::try_from(6 - left.pages_done).expect("pages"),
+        "the survivor read {resumed_pages} pages after {} were done",
+        left.pages_done
+    );
+    survivor.stop().await;
     world.finish().await;
 }
 
