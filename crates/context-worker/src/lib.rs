@@ -6,7 +6,7 @@ pub mod llm;
 pub mod reconcile;
 
 use anyhow::Context;
-use queue_core::{CancellationToken, Producer};
+use queue_core::CancellationToken;
 use service::{Started, WorkerService};
 
 pub use crate::config::{Config, LlmApi, LlmConfig};
@@ -25,17 +25,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 pub async fn start(config: Config) -> anyhow::Result<Started> {
     let llm = LlmClient::new(config.llm.clone()).context("building the LLM client")?;
     let svc = WorkerService::connect(&config.base, &jobs::CONTEXT, config.worker).await?;
-    let reconciler = Reconciler::new(
-        svc.pool().clone(),
-        Producer::new(svc.broker().clone()),
-        svc.queue().clone(),
-        config.reconcile,
-    );
+    let reconciler = Reconciler::of(&svc, config.reconcile, reconcile::PendingContexts);
+    let every = reconciler
+        .repeating_job()
+        .context("CONTEXT_RECONCILE_INTERVAL")?;
     let handlers = svc
         .handlers()
         .on(ContextHandler::new(svc.pool().clone(), llm))
         .on(reconciler);
-    let every = reconcile::repeating_job(config.reconcile.interval)
-        .context("CONTEXT_RECONCILE_INTERVAL")?;
     svc.repeat(every).start(handlers)
 }

@@ -1,23 +1,13 @@
-//! The context reconciler: a repeating job (`context.reconcile`, once per
-//! period across replicas) that re-enqueues, with each company's own dedup key,
-//! the condensations of companies still `pending` past a threshold. A company
-//! whose job still exists gets "duplicate", never a second job; one whose job
-//! was lost (a gateway killed after its commit, a Redis that lost its data)
-//! gets it back.
+//! The context workload's rows for the reconciler ([`service::reconcile`]):
+//! companies still `pending` past the threshold get their condensation job
+//! again, with the company's key.
 
-use std::time::Duration;
-
-use anyhow::Context;
-use jobs::JobHandler;
+use chrono::{DateTime, Utc};
 use jobs::v1::{CondenseCompanyContext, ReconcileContexts};
-use queue_core::{Enqueued, Job, JobError, NewJob, Producer, Queue, RepeatingJob};
-use service::config::ReconcileConfig;
-use store::PgPool;
+use queue_core::NewJob;
+use service::reconcile::Pending;
+use store::PgConnection;
 use store::companies::{self, Company};
-use tracing::info;
-
-/// The repeating job's name (its dedup key per period).
-pub const NAME: &str = "context-reconcile";
 
 /// The condensation job of `company`, as the gateway enqueues it.
 pub fn context_job(company: &Company) -> NewJob {
@@ -27,79 +17,25 @@ pub fn context_job(company: &Company) -> NewJob {
     .unique_until_settled(companies::context_job_key(company.id))
 }
 
-/// The repeating job to declare on the worker.
-pub fn repeating_job(every: Duration) -> queue_core::Result<RepeatingJob> {
-    RepeatingJob::new(NAME, queue_core::Every::interval(every)?, |_| {
-        jobs::new_job(&ReconcileContexts {})
-    })
+/// Companies whose context is still pending (`context.reconcile`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PendingContexts;
+
+impl Pending for PendingContexts {
+    type Message = ReconcileContexts;
+    const NAME: &'static str = "context-reconcile";
+    const ROW: &'static str = "company";
+
+    async fn pending(
+        &self,
+        conn: &mut PgConnection,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<(i64, NewJob)>> {
+        let rows = companies::pending_before(conn, before, limit).await?;
+        Ok(rows.iter().map(|c| (c.id, context_job(c))).collect())
+    }
 }
 
 /// Runs `context.reconcile` jobs.
-#[derive(Debug, Clone)]
-pub struct Reconciler {
-    pool: PgPool,
-    producer: Producer,
-    queue: Queue,
-    config: ReconcileConfig,
-}
-
-impl Reconciler {
-    pub fn new(pool: PgPool, producer: Producer, queue: Queue, config: ReconcileConfig) -> Self {
-        Self {
-            pool,
-            producer,
-            queue,
-            config,
-        }
-    }
-
-    /// One run: how many pending companies it looked at and how many jobs it enqueued.
-    pub async fn run_once(&self) -> anyhow::Result<(usize, usize)> {
-        let after =
-            chrono::Duration::from_std(self.config.after).context("the reconcile threshold")?;
-        let rows = {
-            let mut conn = self
-                .pool
-                .acquire()
-                .await
-                .context("acquiring a database connection")?;
-            companies::pending_before(
-                &mut conn,
-                chrono::Utc::now() - after,
-                i64::from(self.config.batch),
-            )
-            .await
-            .context("reading pending companies")?
-        };
-        let mut enqueued = 0;
-        for company in &rows {
-            let job = self
-                .producer
-                .enqueue(&self.queue, context_job(company))
-                .await
-                .with_context(|| format!("enqueueing the context job of company {}", company.id))?;
-            if !matches!(job, Enqueued::Duplicate { .. }) {
-                info!(
-                    company.id = company.id,
-                    job.id = job.id(),
-                    "reconciler enqueued a missing context job"
-                );
-                enqueued += 1;
-            }
-        }
-        Ok((rows.len(), enqueued))
-    }
-}
-
-impl JobHandler<ReconcileContexts> for Reconciler {
-    async fn handle(&self, _msg: ReconcileContexts, job: Job) -> Result<(), JobError> {
-        let (pending, enqueued) = self.run_once().await.map_err(JobError::Retry)?;
-        info!(
-            job.id = job.id(),
-            reconcile.pending = pending,
-            reconcile.enqueued = enqueued,
-            "context reconciliation done"
-        );
-        Ok(())
-    }
-}
+pub type Reconciler = service::reconcile::Reconciler<PendingContexts>;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use queue_core::WorkerConfig;
-use service::config::{self, BaseConfig, ConfigError, Vars};
+use service::config::{self, BaseConfig, ConfigError, ReconcileConfig, Vars};
 
 use crate::render::RenderOptions;
 
@@ -41,14 +41,10 @@ pub struct Config {
     pub storage_sweep_interval: Duration,
     /// `QR_SIZE`, `QR_MARGIN`, `QR_ECC`.
     pub qr: RenderOptions,
-    /// `QR_RECONCILE_INTERVAL`: how often the reconciler runs (once per period
-    /// across replicas); 1s to 366 days.
-    pub reconcile_interval: Duration,
-    /// `QR_RECONCILE_AFTER`: a person still pending this long after being stored
-    /// gets its QR job enqueued again (with the same key: never a second job).
-    pub reconcile_after: Duration,
-    /// `QR_RECONCILE_BATCH`: at most this many persons per run, oldest first.
-    pub reconcile_batch: u32,
+    /// `QR_RECONCILE_INTERVAL`, `_AFTER`, `_BATCH`: a person still pending
+    /// `after` its registration gets its QR job enqueued again (with the same
+    /// key: never a second job), checked every `interval`, `batch` at a time.
+    pub reconcile: ReconcileConfig,
 }
 
 impl Config {
@@ -95,9 +91,7 @@ impl Config {
             storage_temp_max_age,
             storage_sweep_interval,
             qr,
-            reconcile_interval: reconcile.interval,
-            reconcile_after: reconcile.after,
-            reconcile_batch: reconcile.batch,
+            reconcile,
         })
     }
 }
@@ -123,7 +117,7 @@ mod tests {
         assert_eq!(c.storage_temp_max_age, Duration::from_secs(15 * 60));
         assert_eq!(c.storage_sweep_interval, Duration::from_secs(5 * 60));
         assert_eq!(
-            (c.reconcile_interval, c.reconcile_after, c.reconcile_batch),
+            (c.reconcile.interval, c.reconcile.after, c.reconcile.batch),
             (Duration::from_secs(30), Duration::from_secs(30), 500)
         );
     }
@@ -157,7 +151,7 @@ mod tests {
         assert_eq!(c.worker.job_timeout, std::time::Duration::from_secs(10));
         assert_eq!((c.qr.size, c.qr.margin, c.qr.ecc), (256, 2, EccLevel::H));
         assert_eq!(
-            (c.reconcile_interval, c.reconcile_after, c.reconcile_batch),
+            (c.reconcile.interval, c.reconcile.after, c.reconcile.batch),
             (Duration::from_secs(60), Duration::from_secs(120), 100)
         );
     }

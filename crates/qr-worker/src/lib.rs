@@ -10,7 +10,7 @@ pub mod testing;
 use anyhow::Context;
 use tracing::warn;
 
-use queue_core::{CancellationToken, Producer};
+use queue_core::CancellationToken;
 use service::{Started, WorkerService};
 use storage::{Storage, Sweep};
 
@@ -35,13 +35,10 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         // Not fatal: the directory may be mounted later; /readyz says so meanwhile.
         warn!(storage.dir = %config.storage_dir.display(), error = %e, "the storage directory is not writable");
     }
-    let reconciler = Reconciler::new(
-        svc.pool().clone(),
-        Producer::new(svc.broker().clone()),
-        svc.queue().clone(),
-        config.reconcile_after,
-        config.reconcile_batch,
-    );
+    let reconciler = Reconciler::of(&svc, config.reconcile, reconcile::PendingQrs);
+    let every = reconciler
+        .repeating_job()
+        .context("QR_RECONCILE_INTERVAL")?;
     let handlers = svc
         .handlers()
         .on(QrHandler::new(
@@ -50,8 +47,6 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
             config.qr,
         ))
         .on(reconciler);
-    let every =
-        reconcile::repeating_job(config.reconcile_interval).context("QR_RECONCILE_INTERVAL")?;
     let started = svc
         .repeat(every)
         .readiness_check("storage", {

@@ -24,9 +24,11 @@ pub fn config(redis_prefix: &str, database_url: &str, storage_dir: &Path) -> Con
         qr: RenderOptions::default(),
         // The shortest period a repeating job allows, and rows pending past
         // 500 ms: a test waits seconds, not half a minute, for a repair.
-        reconcile_interval: Duration::from_secs(1),
-        reconcile_after: Duration::from_millis(500),
-        reconcile_batch: crate::config::DEFAULT_RECONCILE_BATCH,
+        reconcile: service::config::ReconcileConfig {
+            interval: Duration::from_secs(1),
+            after: Duration::from_millis(500),
+            batch: crate::config::DEFAULT_RECONCILE_BATCH,
+        },
     }
 }
 

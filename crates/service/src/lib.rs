@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod config;
+pub mod reconcile;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod worker;

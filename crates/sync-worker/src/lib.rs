@@ -8,7 +8,7 @@ pub mod reconcile;
 pub mod wispro;
 
 use anyhow::Context;
-use queue_core::{CancellationToken, Producer};
+use queue_core::CancellationToken;
 use service::{Started, WorkerService};
 
 pub use crate::config::{Config, WisproConfig};
@@ -26,12 +26,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 pub async fn start(config: Config) -> anyhow::Result<Started> {
     let wispro = WisproClient::new(config.wispro.clone()).context("building the Wispro client")?;
     let svc = WorkerService::connect(&config.base, &jobs::WISPRO_SYNC, config.worker).await?;
-    let reconciler = reconcile::Reconciler::new(
-        svc.pool().clone(),
-        Producer::new(svc.broker().clone()),
-        svc.queue().clone(),
-        config.reconcile,
-    );
+    let reconciler = reconcile::Reconciler::of(&svc, config.reconcile, reconcile::StalledRuns);
+    let every = reconciler
+        .repeating_job()
+        .context("WISPRO_SYNC_RECONCILE_INTERVAL")?;
     let handlers = svc
         .handlers()
         .on(SyncHandler::new(
@@ -42,7 +40,5 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
             config.progress_every,
         ))
         .on(reconciler);
-    let every = reconcile::repeating_job(config.reconcile.interval)
-        .context("WISPRO_SYNC_RECONCILE_INTERVAL")?;
     svc.repeat(every).start(handlers)
 }

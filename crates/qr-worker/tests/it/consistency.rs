@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use jobs::v1::GenerateQr;
 use qr_worker::Reconciler;
+use qr_worker::reconcile::PendingQrs;
+use service::config::ReconcileConfig;
 use store::persons::QrStatus;
 
 use crate::support::{TestApp, decode_png};
@@ -70,8 +72,12 @@ async fn reconciling_again_never_makes_a_second_job_for_a_row_and_batches_are_bo
             app.db.pool.clone(),
             app.redis.producer.clone(),
             app.queue.clone(),
-            Duration::ZERO,
-            batch,
+            ReconcileConfig {
+                interval: Duration::from_secs(1),
+                after: Duration::ZERO,
+                batch,
+            },
+            PendingQrs,
         )
     };
 
