@@ -324,27 +324,11 @@ async fn a_run_whose_worker_stopped_mid_run_resumes_after_its_last_page_with_no_
     let run = world.run_until_done(id).await;
     assert_eq!(run.status, SyncStatus::Completed, "{:?}", run.failure);
     assert_eq!(run.pages_done, 5);
-    let clients = world.sim.wispro().clients();
-    let errors = clients
-        .iter()
-        .filter(|c| matches!(c.kind, Kind::MissingName | Kind::InvalidEmail))
-        .count() as i32;
-    let skipped = clients
-        .iter()
-        .filter(|c| {
-            matches!(
-                c.kind,
-                Kind::NullId | Kind::EmptyId | Kind::GarbageId | Kind::DuplicateId
-            )
-        })
-        .count() as i32;
     // A page redone after the stop counts its customers as updated: together
     // the counts still cover every customer once, and no user exists twice.
-    assert_eq!(run.created + run.updated, CLIENTS as i32 - errors - skipped);
-    assert_eq!(
-        world.user_count().await,
-        i64::from(CLIENTS as i32 - errors - skipped)
-    );
+    let expected = expect_every_customer_once(&world);
+    assert_eq!(run.created + run.updated, expected);
+    assert_eq!(world.user_count().await, i64::from(expected));
     let pages: Vec<i32> = sqlx::query_scalar("SELECT pages_done FROM sync_runs WHERE id = $1")
         .bind(id)
         .fetch_all(&world.db.pool)
