@@ -438,6 +438,46 @@ async fn a_run_whose_worker_process_is_killed_mid_run_resumes_in_another_with_no
 }
 
 #[tokio::test]
+async fn a_wispro_that_hangs_past_the_timeout_or_fails_a_page_is_retried_and_the_run_completes() {
+    let world = World::new().await;
+    let mut config = world.config(upstream_sim::wispro::DEFAULT_TOKEN);
+    config.wispro.timeout = Duration::from_millis(300);
+    // Two timeouts and two failed pages, with room for a loaded machine.
+    config.worker.max_attempts = 8;
+    world.sim.wispro().set_hang(true);
+    world.sim.wispro().fail_page(3, Some(2));
+    let worker = world.spawn(config).await;
+    let id = world.start_run().await;
+
+    // The first calls hang past the client's timeout; then Wispro answers,
+    // except page 3, which fails twice with a server error first.
+    eventually("a second call after a timeout", async || {
+        (world.sim.wispro().stats().requests >= 2).then_some(())
+    })
+    .await;
+    world.sim.wispro().set_hang(false);
+    let run = world.run_until_done(id).await;
+    assert_eq!(run.status, SyncStatus::Completed, "{:?}", run.failure);
+    assert_eq!(run.pages_done, 5);
+    let expected = expect_every_customer_once(&world);
+    assert_eq!(run.created + run.updated, expected, "{run:?}");
+    assert_eq!(world.user_count().await, i64::from(expected));
+    let retried = world
+        .redis
+        .admin
+        .stats(&world.queue)
+        .await
+        .expect("queue stats")
+        .retried;
+    assert!(
+        retried >= 3,
+        "timeouts and failed pages are retried: {retried}"
+    );
+    worker.stop().await;
+    world.finish().await;
+}
+
+#[tokio::test]
 async fn a_run_whose_job_was_lost_is_picked_up_by_the_reconciler() {
     let world = World::new().await;
     let worker = world
