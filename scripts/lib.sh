@@ -75,6 +75,8 @@ ensure_redis_binaries() {
   if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
     apt_install redis-server redis-tools
   fi
+  # The TLS test makes its CA and server certificate with openssl.
+  command -v openssl >/dev/null 2>&1 || apt_install openssl
 }
 
 # Tesseract OCR for the photo pipeline (bib-detect): the library and headers the

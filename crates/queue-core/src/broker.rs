@@ -22,7 +22,9 @@ use crate::{Error, Result};
 /// How to reach Redis.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
-    /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS. Several
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS (the
+    /// server's certificate is checked against the system's CAs, plus those of
+    /// `SSL_CERT_FILE` / `SSL_CERT_DIR`, and its name against the host). Several
     /// comma-separated URLs are the seed nodes of a Redis Cluster.
     pub url: String,
     /// Treat even a single URL as a cluster seed node (`REDIS_CLUSTER=true`).

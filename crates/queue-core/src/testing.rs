@@ -514,8 +514,15 @@ impl Runs {
 pub struct PrivateRedis {
     port: u16,
     aof: bool,
+    tls: Option<Tls>,
     dir: tempfile::TempDir,
     child: Option<tokio::process::Child>,
+}
+
+/// The TLS side of a [`PrivateRedis::start_tls`] server.
+struct Tls {
+    port: u16,
+    password: String,
 }
 
 impl PrivateRedis {
@@ -530,15 +537,31 @@ impl PrivateRedis {
         Self::launch(true).await
     }
 
-    async fn launch(aof: bool) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("a free port")
-            .local_addr()
-            .expect("its address")
-            .port();
+    /// A server that also listens with TLS (certificate for `localhost` and
+    /// 127.0.0.1, signed by a CA of its own: [`PrivateRedis::ca_file`]) and
+    /// requires a password on both ports. The certificates come from `openssl`.
+    pub async fn start_tls() -> Self {
+        let dir = tempfile::tempdir().expect("a directory for the server");
+        make_certificates(dir.path());
         let mut redis = Self {
-            port,
+            port: free_port(),
+            aof: false,
+            tls: Some(Tls {
+                port: free_port(),
+                password: format!("pw-{}", uuid::Uuid::new_v4().simple()),
+            }),
+            dir,
+            child: None,
+        };
+        redis.restart().await;
+        redis
+    }
+
+    async fn launch(aof: bool) -> Self {
+        let mut redis = Self {
+            port: free_port(),
             aof,
+            tls: None,
             dir: tempfile::tempdir().expect("a directory for the server"),
             child: None,
         };
@@ -546,8 +569,25 @@ impl PrivateRedis {
         redis
     }
 
+    /// The plain port's URL (with the password of a TLS server).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.tls {
+            Some(tls) => format!("redis://:{}@127.0.0.1:{}", tls.password, self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// The TLS port's `rediss://` URL with the password, by host name (the
+    /// certificate's name is checked). Only for [`PrivateRedis::start_tls`].
+    pub fn tls_url(&self) -> String {
+        let tls = self.tls.as_ref().expect("a server started with start_tls");
+        format!("rediss://:{}@localhost:{}", tls.password, tls.port)
+    }
+
+    /// The PEM file of the CA that signed a TLS server's certificate: what a
+    /// client must trust (`SSL_CERT_FILE`).
+    pub fn ca_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("ca.crt")
     }
 
     /// Whether the server runs (it was not killed, or was restarted since).
@@ -573,10 +613,32 @@ impl PrivateRedis {
         } else {
             &["--appendonly", "no"]
         };
+        let mut tls_args: Vec<String> = Vec::new();
+        if let Some(tls) = &self.tls {
+            let file = |name: &str| self.dir.path().join(name).display().to_string();
+            tls_args.extend(
+                [
+                    "--tls-port",
+                    &tls.port.to_string(),
+                    "--tls-cert-file",
+                    &file("server.crt"),
+                    "--tls-key-file",
+                    &file("server.key"),
+                    "--tls-ca-cert-file",
+                    &file("ca.crt"),
+                    "--tls-auth-clients",
+                    "no",
+                    "--requirepass",
+                    &tls.password,
+                ]
+                .map(str::to_owned),
+            );
+        }
         let child = tokio::process::Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", ""])
             .args(persistence)
+            .args(&tls_args)
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(std::process::Stdio::null())
@@ -587,6 +649,80 @@ impl PrivateRedis {
         self.child = Some(child);
         answers(&self.url()).await;
     }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("its address")
+        .port()
+}
+
+/// A CA and a server certificate it signed for `localhost` and 127.0.0.1, in
+/// `dir` (`ca.crt`, `server.crt`, `server.key`).
+fn make_certificates(dir: &std::path::Path) {
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs (scripts/test.sh installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=rsq test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ]);
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("write the extension file");
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.crt",
+    ]);
 }
 
 /// A Redis Cluster of its own for one test: three masters (no replicas) on free

@@ -15,17 +15,21 @@ impl WorkerProcess {
     /// Starts a worker process on `queue` under `prefix` and waits until it says
     /// `ready consumer=NAME`.
     pub async fn spawn(prefix: &str, queue: &str, args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_queue-bench"))
-            .arg("worker")
-            .args([
-                "--redis-url",
-                &redis_url(),
-                "--prefix",
-                prefix,
-                "--queue",
-                queue,
-            ])
+        Self::spawn_on(&redis_url(), &[], prefix, queue, args).await
+    }
+
+    /// [`WorkerProcess::spawn`] on the Redis at `url`, with `env` added to the
+    /// environment.
+    pub async fn spawn_on(
+        url: &str,
+        env: &[(&str, &str)],
+        prefix: &str,
+        queue: &str,
+        args: &[&str],
+    ) -> Self {
+        let mut child = worker_command(url, prefix, queue)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -60,6 +64,15 @@ impl WorkerProcess {
         self.child.kill().expect("SIGKILL the worker process");
         self.child.wait().expect("reap the worker process");
     }
+}
+
+/// The `queue-bench worker` command on `queue` of the Redis at `url`.
+pub fn worker_command(url: &str, prefix: &str, queue: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_queue-bench"));
+    command
+        .arg("worker")
+        .args(["--redis-url", url, "--prefix", prefix, "--queue", queue]);
+    command
 }
 
 impl Drop for WorkerProcess {
