@@ -134,7 +134,11 @@ impl Config {
 
 /// `name` as a whole number of at least 1.
 fn positive(vars: &dyn Vars, name: &str, default: u64) -> Result<u64, ConfigError> {
-    let n: NonZeroU64 = config::nonzero(vars, name, NonZeroU64::new(default).unwrap_or(NonZeroU64::MIN))?;
+    let n: NonZeroU64 = config::nonzero(
+        vars,
+        name,
+        NonZeroU64::new(default).unwrap_or(NonZeroU64::MIN),
+    )?;
     Ok(n.get())
 }
 
@@ -179,7 +183,10 @@ mod tests {
         assert_eq!(c.limits.max_pixels, 50_000_000);
         assert_eq!(c.thumbnail_size, 320);
         assert_eq!(c.min_confidence, 0.5);
-        assert!(c.fetch.allowed_hosts.is_empty(), "no URL is fetched unless allowed");
+        assert!(
+            c.fetch.allowed_hosts.is_empty(),
+            "no URL is fetched unless allowed"
+        );
         assert!(!c.fetch.allow_loopback);
         assert_eq!(c.fetch.timeout, Duration::from_secs(20));
         assert_eq!(c.fetch.max_bytes, 25 * 1024 * 1024);
@@ -201,7 +208,10 @@ mod tests {
             ("PHOTO_MAX_DECODE_BYTES", "8000000"),
             ("PHOTO_THUMBNAIL_SIZE", "200"),
             ("PHOTO_MIN_CONFIDENCE", "0.7"),
-            ("PHOTO_FETCH_ALLOWED_HOSTS", "photos.example.com, *.cdn.example.org"),
+            (
+                "PHOTO_FETCH_ALLOWED_HOSTS",
+                "photos.example.com, *.cdn.example.org",
+            ),
             ("PHOTO_FETCH_TIMEOUT", "5s"),
             ("PHOTO_FETCH_MAX_BYTES", "1000"),
             ("PHOTO_FETCH_MAX_REDIRECTS", "0"),

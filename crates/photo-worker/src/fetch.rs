@@ -456,9 +456,18 @@ mod tests {
             "2002:a9fe:a9fe::1",
             "2001:db8::1",
         ] {
-            assert!(forbidden(ip(refused), false).is_some(), "{refused} must be refused");
+            assert!(
+                forbidden(ip(refused), false).is_some(),
+                "{refused} must be refused"
+            );
         }
-        for allowed in ["93.184.216.34", "8.8.8.8", "172.32.0.1", "2606:4700::1111", "::ffff:8.8.8.8"] {
+        for allowed in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "172.32.0.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
             assert_eq!(forbidden(ip(allowed), false), None, "{allowed}");
         }
     }
@@ -468,14 +477,21 @@ mod tests {
         for loopback in ["127.0.0.1", "::1", "::ffff:127.0.0.1"] {
             assert_eq!(forbidden(ip(loopback), true), None, "{loopback}");
         }
-        for still in ["169.254.169.254", "10.0.0.1", "::ffff:169.254.169.254", "fe80::1"] {
+        for still in [
+            "169.254.169.254",
+            "10.0.0.1",
+            "::ffff:169.254.169.254",
+            "fe80::1",
+        ] {
             assert!(forbidden(ip(still), true).is_some(), "{still}");
         }
     }
 
     #[test]
     fn allowed_hosts_match_exactly_or_as_subdomains_of_a_wildcard() {
-        let hosts: AllowedHosts = " Photos.Example.com, *.cdn.example.org ,".parse().expect("valid");
+        let hosts: AllowedHosts = " Photos.Example.com, *.cdn.example.org ,"
+            .parse()
+            .expect("valid");
         assert!(hosts.allows("photos.example.com"));
         assert!(hosts.allows("PHOTOS.example.com."));
         assert!(!hosts.allows("evil-photos.example.com"));
@@ -495,13 +511,23 @@ mod tests {
             allowed_hosts: "photos.example.com".parse().expect("valid"),
             ..FetchPolicy::default()
         });
-        assert!(fetcher.check_url("https://photos.example.com/a.jpg").is_ok());
+        assert!(
+            fetcher
+                .check_url("https://photos.example.com/a.jpg")
+                .is_ok()
+        );
         for (bad, why) in [
             ("ftp://photos.example.com/a.jpg", "scheme"),
             ("file:///etc/passwd", "scheme"),
             ("https://user:pw@photos.example.com/a.jpg", "credentials"),
-            ("https://other.example.com/a.jpg", "PHOTO_FETCH_ALLOWED_HOSTS"),
-            ("http://169.254.169.254/latest/meta-data/", "PHOTO_FETCH_ALLOWED_HOSTS"),
+            (
+                "https://other.example.com/a.jpg",
+                "PHOTO_FETCH_ALLOWED_HOSTS",
+            ),
+            (
+                "http://169.254.169.254/latest/meta-data/",
+                "PHOTO_FETCH_ALLOWED_HOSTS",
+            ),
             ("not a url", "not a URL"),
         ] {
             let err = fetcher.check_url(bad).expect_err(bad);

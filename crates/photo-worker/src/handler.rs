@@ -195,7 +195,14 @@ impl PhotoHandler {
                 .detect(&image)
                 .context("detecting bibs")
                 .map_err(Failure::Transient)?;
-            Ok::<_, Failure>((image.width(), image.height(), thumb, decode, thumbnail, found))
+            Ok::<_, Failure>((
+                image.width(),
+                image.height(),
+                thumb,
+                decode,
+                thumbnail,
+                found,
+            ))
         });
         let (width, height, thumb, decode, thumbnail, found) = work
             .await
@@ -343,13 +350,23 @@ impl JobHandler<ProcessPhoto> for PhotoHandler {
                 Ok(())
             }
             Err(Failure::Permanent(e)) => {
-                warn!(photo.id = id, error = format!("{e:#}"), "the photo cannot be processed; it is failed");
+                warn!(
+                    photo.id = id,
+                    error = format!("{e:#}"),
+                    "the photo cannot be processed; it is failed"
+                );
                 self.record(id, &e, true).await;
                 Err(JobError::Permanent(e))
             }
             Err(Failure::Transient(e)) => {
                 let last = job.is_last_attempt();
-                warn!(photo.id = id, job.attempt = job.attempt(), last_attempt = last, error = format!("{e:#}"), "processing the photo failed");
+                warn!(
+                    photo.id = id,
+                    job.attempt = job.attempt(),
+                    last_attempt = last,
+                    error = format!("{e:#}"),
+                    "processing the photo failed"
+                );
                 self.record(id, &e, last).await;
                 Err(JobError::Retry(e))
             }

@@ -181,16 +181,25 @@ mod tests {
     #[test]
     fn a_file_that_is_not_an_image_or_is_cut_short_is_refused_with_a_readable_reason() {
         let err = decode(b"GIF89a....", &ImageLimits::default()).expect_err("gif");
-        assert!(err.to_string().starts_with("not a JPEG or PNG image"), "{err}");
+        assert!(
+            err.to_string().starts_with("not a JPEG or PNG image"),
+            "{err}"
+        );
         let err = decode(b"", &ImageLimits::default()).expect_err("empty");
         assert!(err.to_string().contains("empty"), "{err}");
         let whole = png(100, 100);
         let err = decode(&whole[..whole.len() / 2], &ImageLimits::default()).expect_err("cut");
-        assert!(err.to_string().starts_with("not a decodable image: "), "{err}");
+        assert!(
+            err.to_string().starts_with("not a decodable image: "),
+            "{err}"
+        );
         let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0];
         jpeg.extend_from_slice(b"garbage garbage garbage");
         let err = decode(&jpeg, &ImageLimits::default()).expect_err("garbage");
-        assert!(err.to_string().starts_with("not a decodable image: "), "{err}");
+        assert!(
+            err.to_string().starts_with("not a decodable image: "),
+            "{err}"
+        );
     }
 
     #[test]
@@ -202,7 +211,8 @@ mod tests {
         };
         let err = decode(&png(200, 100), &small).expect_err("too many pixels");
         assert!(
-            matches!(err, ImageError::TooLarge { .. }) && err.to_string().contains("PHOTO_MAX_PIXELS"),
+            matches!(err, ImageError::TooLarge { .. })
+                && err.to_string().contains("PHOTO_MAX_PIXELS"),
             "{err}"
         );
         let err = decode(&png(1001, 1), &small).expect_err("too wide");
@@ -246,7 +256,10 @@ mod tests {
     #[test]
     fn formats_are_recognised_by_their_bytes() {
         assert_eq!(PhotoFormat::sniff(&png(1, 1)), Some(PhotoFormat::Png));
-        assert_eq!(PhotoFormat::sniff(&[0xFF, 0xD8, 0xFF, 0xDB]), Some(PhotoFormat::Jpeg));
+        assert_eq!(
+            PhotoFormat::sniff(&[0xFF, 0xD8, 0xFF, 0xDB]),
+            Some(PhotoFormat::Jpeg)
+        );
         assert_eq!(PhotoFormat::sniff(b"<svg"), None);
     }
 }

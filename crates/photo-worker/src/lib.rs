@@ -61,8 +61,8 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         },
     );
     let handlers = svc.handlers().on(handler).on(reconciler);
-    let every = reconcile::repeating_job(config.reconcile.interval)
-        .context("PHOTOS_RECONCILE_INTERVAL")?;
+    let every =
+        reconcile::repeating_job(config.reconcile.interval).context("PHOTOS_RECONCILE_INTERVAL")?;
     let started = svc
         .repeat(every)
         .readiness_check("storage", {

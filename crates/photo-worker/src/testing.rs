@@ -64,7 +64,8 @@ pub fn bib_photo(numbers: &[&str]) -> GrayImage {
     // One bib per row, alternately left and right: bibs on one line would be
     // read as one long number.
     let widest = numbers.iter().map(|n| bib_w(n)).max().unwrap_or(0);
-    let width = (2 * widest + 3 * gap).max(800);
+    let columns = numbers.len().min(2) as u32;
+    let width = (columns * widest + (columns + 1) * gap).max(800);
     let rows = numbers.len() as u32;
     let height = (rows * bib_h + (rows + 1) * gap).max(600);
     // A gentle left-to-right shade with a little deterministic noise.
@@ -85,7 +86,7 @@ pub fn bib_photo(numbers: &[&str]) -> GrayImage {
         let top = first_top + row * (bib_h + gap);
         let left = if numbers.len() == 1 {
             (width - bib_w(number)) / 2
-        } else if row % 2 == 0 {
+        } else if row.is_multiple_of(2) {
             gap
         } else {
             width - gap - bib_w(number)

@@ -29,6 +29,8 @@ fn the_detector_reads_the_bib_of_a_composed_photo() {
 fn the_detector_reads_two_bibs_on_one_jpeg_photo() {
     let jpeg = bib_photo_jpeg(&["386", "4521"]);
     let photo = image::load_from_memory(&jpeg).expect("a JPEG");
-    assert_eq!(numbers_in(&photo), vec!["386".to_owned(), "4521".to_owned()]);
+    assert_eq!(
+        numbers_in(&photo),
+        vec!["386".to_owned(), "4521".to_owned()]
+    );
 }
-
