@@ -7,21 +7,29 @@
 //! on `PHOTO_FETCH_ALLOWED_HOSTS`; then the name is resolved here, every
 //! address it resolves to is vetted (loopback, private, link-local, unique
 //! local, CGNAT, multicast, unspecified, reserved and documentation ranges of
-//! IPv4 and IPv6, IPv4 inside IPv6 included) and the connection goes to exactly
-//! the vetted addresses (reqwest's `resolve_to_addrs`), so a second DNS answer
-//! cannot swap them (DNS rebinding). Redirects are followed by hand, each hop
-//! checked the same way. No proxy from the environment is used. The body is
-//! capped while it streams, and the whole fetch has one deadline.
+//! IPv4 and IPv6, IPv4 inside IPv6 included) and the TCP connection is opened
+//! here, to exactly a vetted address, so a second DNS answer cannot swap it
+//! (DNS rebinding); HTTP/1.1 (hyper) runs over that socket, with TLS (rustls,
+//! ring, the Mozilla roots of `webpki-roots`) for `https`. Redirects are
+//! followed by hand, each hop checked the same way. No proxy is ever used. The
+//! body is capped while it streams, and the whole fetch has one deadline.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
-use std::sync::Once;
+use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::Url;
-use reqwest::header::{ACCEPT, LOCATION};
-use url::Host;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper::header::{ACCEPT, CONTENT_LENGTH, HOST, LOCATION, USER_AGENT};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use url::{Host, Url};
 
 /// Hosts photos may be fetched from: exact names (`photos.example.com`) or all
 /// subdomains of one (`*.example.com`), case-insensitive.
@@ -217,20 +225,46 @@ fn forbidden_v6(ip: Ipv6Addr, allow_loopback: bool) -> Option<&'static str> {
 }
 
 /// Fetches photos by URL under a [`FetchPolicy`]. Cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Fetcher {
     policy: FetchPolicy,
+    tls: TlsConnector,
+}
+
+impl std::fmt::Debug for Fetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fetcher")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Aborts the task driving a connection when the hop is over.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Fetcher {
     pub fn new(policy: FetchPolicy) -> Self {
-        // reqwest is built without a default crypto provider (the workspace
-        // uses ring only); install ring once for TLS.
-        static PROVIDER: Once = Once::new();
-        PROVIDER.call_once(|| {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        });
-        Self { policy }
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Self {
+            policy,
+            tls: TlsConnector::from(Arc::new(tls)),
+        }
     }
 
     pub fn policy(&self) -> &FetchPolicy {
@@ -254,12 +288,7 @@ impl Fetcher {
         if !url.username().is_empty() || url.password().is_some() {
             return Err(refused("a URL with credentials is not fetched".into()));
         }
-        let host = match url.host() {
-            Some(Host::Domain(d)) => d.to_owned(),
-            Some(Host::Ipv4(ip)) => ip.to_string(),
-            Some(Host::Ipv6(ip)) => ip.to_string(),
-            None => return Err(refused("the URL has no host".into())),
-        };
+        let host = host_of(&url).ok_or_else(|| refused("the URL has no host".into()))?;
         if !self.policy.allowed_hosts.allows(&host) {
             return Err(refused(format!(
                 "the host {host} is not in PHOTO_FETCH_ALLOWED_HOSTS"
@@ -282,28 +311,7 @@ impl Fetcher {
         loop {
             let shown = redact(url.as_str());
             let addrs = self.vetted_addresses(&url).await?;
-            let mut builder = reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .no_proxy()
-                .user_agent(concat!("rsq-photo-worker/", env!("CARGO_PKG_VERSION")));
-            if let Some(Host::Domain(domain)) = url.host() {
-                // Connect to exactly the addresses vetted above.
-                builder = builder.resolve_to_addrs(domain, &addrs);
-            }
-            let client = builder.build().map_err(|e| FetchError::Network {
-                url: shown.clone(),
-                reason: format!("building the HTTP client: {e}"),
-            })?;
-            let network = |e: reqwest::Error| FetchError::Network {
-                url: shown.clone(),
-                reason: error_chain(&e),
-            };
-            let mut response = client
-                .get(url.clone())
-                .header(ACCEPT, "image/jpeg, image/png")
-                .send()
-                .await
-                .map_err(network)?;
+            let (response, _connection) = self.get(&url, &addrs).await?;
             let status = response.status();
             if status.is_redirection() {
                 let location = response
@@ -342,20 +350,105 @@ impl Fetcher {
                 url: shown.clone(),
                 limit,
             };
-            if response.content_length().is_some_and(|n| n > limit) {
+            let declared = response
+                .headers()
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > limit) {
                 return Err(too_large());
             }
+            let mut body = response.into_body();
             let mut bytes = Vec::new();
-            while let Some(chunk) = response.chunk().await.map_err(network)? {
-                if (bytes.len() + chunk.len()) as u64 > limit {
-                    return Err(too_large());
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| FetchError::Network {
+                    url: shown.clone(),
+                    reason: error_chain(&e),
+                })?;
+                if let Some(chunk) = frame.data_ref() {
+                    if (bytes.len() + chunk.len()) as u64 > limit {
+                        return Err(too_large());
+                    }
+                    bytes.extend_from_slice(chunk);
                 }
-                bytes.extend_from_slice(&chunk);
             }
             return Ok(Fetched {
                 bytes,
                 url: url.to_string(),
             });
+        }
+    }
+
+    /// One GET over a connection of our own to one of `addrs` (tried in
+    /// order), TLS for `https`. The connection lives as long as the guard.
+    async fn get(
+        &self,
+        url: &Url,
+        addrs: &[SocketAddr],
+    ) -> Result<(hyper::Response<Incoming>, AbortOnDrop), FetchError> {
+        let shown = redact(url.as_str());
+        let network = |reason: String| FetchError::Network {
+            url: shown.clone(),
+            reason,
+        };
+        let mut last = None;
+        let mut tcp = None;
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => {
+                    tcp = Some(stream);
+                    break;
+                }
+                Err(e) => last = Some(format!("connecting to {addr}: {e}")),
+            }
+        }
+        let tcp = tcp.ok_or_else(|| network(last.unwrap_or_else(|| "no address".into())))?;
+        let host = host_of(url).unwrap_or_default();
+        let request = hyper::Request::get(
+            url[url::Position::BeforePath..url::Position::AfterQuery].to_owned(),
+        )
+        .header(
+            HOST,
+            &url[url::Position::BeforeHost..url::Position::AfterPort],
+        )
+        .header(ACCEPT, "image/jpeg, image/png")
+        .header(
+            USER_AGENT,
+            concat!("rsq-photo-worker/", env!("CARGO_PKG_VERSION")),
+        )
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| network(format!("building the request: {e}")))?;
+        let handshake = |e: hyper::Error| network(format!("HTTP handshake: {}", error_chain(&e)));
+        let send = |e: hyper::Error| network(error_chain(&e));
+        if url.scheme() == "https" {
+            let name = match url.host() {
+                Some(Host::Ipv4(ip)) => ServerName::IpAddress(IpAddr::V4(ip).into()),
+                Some(Host::Ipv6(ip)) => ServerName::IpAddress(IpAddr::V6(ip).into()),
+                _ => ServerName::try_from(host.clone())
+                    .map_err(|e| network(format!("not a TLS server name: {e}")))?,
+            };
+            let tls = self
+                .tls
+                .connect(name, tcp)
+                .await
+                .map_err(|e| network(format!("TLS: {e}")))?;
+            let (mut sender, connection) = http1::handshake(TokioIo::new(tls))
+                .await
+                .map_err(handshake)?;
+            let guard = AbortOnDrop(tokio::spawn(async move {
+                let _ = connection.await;
+            }));
+            let response = sender.send_request(request).await.map_err(send)?;
+            Ok((response, guard))
+        } else {
+            let (mut sender, connection) = http1::handshake(TokioIo::new(tcp))
+                .await
+                .map_err(handshake)?;
+            let guard = AbortOnDrop(tokio::spawn(async move {
+                let _ = connection.await;
+            }));
+            let response = sender.send_request(request).await.map_err(send)?;
+            Ok((response, guard))
         }
     }
 
@@ -375,7 +468,7 @@ impl Fetcher {
                 .collect(),
             None => Vec::new(),
         };
-        let host = url.host_str().unwrap_or_default().to_owned();
+        let host = host_of(url).unwrap_or_default();
         if addrs.is_empty() {
             return Err(FetchError::Dns {
                 host,
@@ -391,6 +484,15 @@ impl Fetcher {
             }
         }
         Ok(addrs)
+    }
+}
+
+/// The host of a URL: a name, or an IP literal (IPv6 without brackets).
+fn host_of(url: &Url) -> Option<String> {
+    match url.host()? {
+        Host::Domain(d) => Some(d.to_owned()),
+        Host::Ipv4(ip) => Some(ip.to_string()),
+        Host::Ipv6(ip) => Some(ip.to_string()),
     }
 }
 

@@ -199,6 +199,7 @@ pub struct BatchResponse {
 
 /// `?bib=1234&limit=50`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct BibQuery {
     /// The bib number, 1 to 8 digits (leading zeros count).
     pub bib: Option<String>,

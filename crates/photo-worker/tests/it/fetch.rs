@@ -187,3 +187,22 @@ async fn a_refused_url_fails_the_photo_at_once_with_the_reason() {
     worker.stop().await;
     app.finish().await;
 }
+
+#[tokio::test]
+async fn an_https_url_speaks_tls_to_the_vetted_address() {
+    // The photo server speaks plain HTTP: the TLS handshake is what fails, a
+    // retryable network error naming TLS.
+    let server = photo_server().await;
+    let url = format!("https://localhost:{}/bib.png", server.port());
+    let err = fetcher("localhost", true)
+        .fetch(&url)
+        .await
+        .expect_err("no TLS there");
+    assert!(
+        matches!(err, FetchError::Network { .. }) && !err.is_permanent(),
+        "{err}"
+    );
+    assert!(err.to_string().contains("TLS"), "{err}");
+    let refused = refused(fetcher("localhost", false).fetch(&url).await);
+    assert!(refused.contains("loopback"), "{refused}");
+}

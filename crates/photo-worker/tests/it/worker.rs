@@ -49,7 +49,7 @@ async fn an_uploaded_photo_moves_pending_processing_completed_with_its_bibs_and_
         (Some(width as i32), Some(height as i32))
     );
     for d in app.detections(photo.id).await {
-        assert!(d.confidence >= 0.5 && d.confidence <= 1.0, "{d:?}");
+        assert!((0.5..=1.0).contains(&d.confidence), "{d:?}");
         assert!(d.box_width > 0 && d.box_height > 0, "{d:?}");
     }
     let thumb_path = done.thumbnail_path.expect("a thumbnail");
