@@ -1,7 +1,8 @@
 //! The `photo.process` job: find the bib numbers on one photo.
 //!
-//! Effects happen in one order: mark the row `processing` (guarded: a settled
-//! photo is left alone), read the original (or fetch it by URL and store it),
+//! Effects happen in one order: mark the row `processing` (guarded: a
+//! completed photo is left alone; a failed one runs again only when its dead
+//! letter is retried), read the original (or fetch it by URL and store it),
 //! decode it within limits, make the thumbnail, detect the bibs, write the
 //! thumbnail atomically, then mark the row `completed` and replace its
 //! detections in one transaction. A crash at any point leaves a row that is not
@@ -313,8 +314,12 @@ impl JobHandler<ProcessPhoto> for PhotoHandler {
                 );
                 return Ok(());
             }
-            Start::Settled(photo) => {
-                info!(photo.id = id, photo.status = ?photo.processing_status, "the photo is already settled; nothing to do");
+            Start::Settled(_) => {
+                info!(
+                    photo.id = id,
+                    job.id = job.id(),
+                    "the photo is already completed; nothing to do"
+                );
                 return Ok(());
             }
         };

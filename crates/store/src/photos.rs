@@ -3,9 +3,11 @@
 //! bib numbers found on them.
 //!
 //! Status moves are guarded in SQL: `pending -> processing -> completed | failed`,
-//! and `processing -> processing` when an attempt is retried. A settled photo
-//! (`completed` or `failed`) never moves again, so a late duplicate job changes
-//! nothing. A photo's detections are replaced in the same transaction that
+//! and `processing -> processing` when an attempt is retried. A `completed`
+//! photo never moves again, so a late duplicate job changes nothing. A `failed`
+//! photo moves only when its job runs again, which only an explicit retry of
+//! its dead letter does (`failed -> processing`), as a failed QR can still
+//! become ready. A photo's detections are replaced in the same transaction that
 //! marks it `completed`, so a photo never shows half of a run's detections.
 
 use chrono::{DateTime, Utc};
@@ -125,7 +127,7 @@ pub struct BatchProgress {
 pub enum Start {
     /// The photo is now `processing` (this attempt counted).
     Started(Photo),
-    /// Already `completed` or `failed`: nothing to do.
+    /// Already `completed`: nothing to do.
     Settled(Photo),
     /// No such photo (deleted).
     Gone,
@@ -179,13 +181,14 @@ pub async fn get(conn: &mut PgConnection, id: i64) -> Result<Option<Photo>> {
     )
 }
 
-/// Moves the photo to `processing` and counts the attempt: from `pending`, or
-/// from `processing` (a retry or a redelivery). A settled photo is left alone.
+/// Moves the photo to `processing` and counts the attempt: from `pending`,
+/// from `processing` (a retry or a redelivery), or from `failed` (its dead
+/// letter retried by an operator). A `completed` photo is left alone.
 pub async fn start_processing(conn: &mut PgConnection, id: i64) -> Result<Start> {
     let started = sqlx::query_as::<_, Photo>(concat!(
         "UPDATE photos SET processing_status = 'processing', attempts = attempts + 1,
-                updated_at = now()
-         WHERE id = $1 AND processing_status IN ('pending', 'processing') RETURNING ",
+                processed_at = NULL, updated_at = now()
+         WHERE id = $1 AND processing_status <> 'completed' RETURNING ",
         columns!()
     ))
     .bind(id)
@@ -461,7 +464,7 @@ mod tests {
             first
         );
 
-        // Settled: a late duplicate neither restarts, re-completes nor fails it.
+        // Completed: a late duplicate neither restarts, re-completes nor fails it.
         assert!(matches!(
             start_processing(&mut conn, photo.id).await.expect("late"),
             Start::Settled(_)
@@ -481,6 +484,29 @@ mod tests {
             detections(&mut conn, photo.id).await.expect("detections"),
             first
         );
+        drop(conn);
+        db.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn a_failed_photo_starts_again_only_when_its_job_runs_again() {
+        let db = TestDb::new().await;
+        let mut conn = db.pool.acquire().await.expect("conn");
+        let (_, photos) = insert_batch(&mut conn, &[upload("photos/a.jpg")])
+            .await
+            .expect("insert");
+        let id = photos[0].id;
+        start_processing(&mut conn, id).await.expect("start");
+        assert!(mark_failed(&mut conn, id, "disk gone").await.expect("fail"));
+        assert!(!mark_failed(&mut conn, id, "again").await.expect("once"));
+        let Start::Started(again) = start_processing(&mut conn, id).await.expect("retry") else {
+            panic!("a retried dead letter starts the photo again")
+        };
+        assert_eq!(
+            (again.processing_status, again.attempts, again.processed_at),
+            (ProcessingStatus::Processing, 2, None)
+        );
+        assert_eq!(again.processing_error.as_deref(), Some("disk gone"));
         drop(conn);
         db.cleanup().await;
     }

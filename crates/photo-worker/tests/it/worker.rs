@@ -136,7 +136,8 @@ async fn an_image_over_the_pixel_limit_is_failed_without_being_decoded() {
 }
 
 #[tokio::test]
-async fn an_unreadable_original_is_retried_and_the_last_attempt_leaves_the_photo_failed() {
+async fn an_unreadable_original_is_retried_the_last_attempt_leaves_it_failed_and_a_retried_dead_letter_completes_it()
+ {
     let app = TestApp::new().await;
     let photo = app.upload(&bib_photo_png(&["1234"])).await;
     // A directory where the file should be: reading it fails, as a broken disk would.
@@ -170,12 +171,28 @@ async fn an_unreadable_original_is_retried_and_the_last_attempt_leaves_the_photo
         .await
         .expect("the dead letter");
     assert_eq!(dead.attempts, Some(3));
+
+    // The disk is mended and an operator retries the dead letter: processed.
+    std::fs::remove_dir(&path).expect("remove the directory");
+    std::fs::write(&path, bib_photo_png(&["1234"])).expect("the file again");
+    app.redis
+        .admin
+        .retry_dead(&app.queue, &job_id)
+        .await
+        .expect("retry");
+    let done = app
+        .photo_until(photo.id, "the retried photo is completed", |p| {
+            p.processing_status == ProcessingStatus::Completed
+        })
+        .await;
+    assert_eq!((done.attempts, done.processing_error), (4, None));
+    assert_eq!(app.bibs(photo.id).await, vec!["1234"]);
     worker.stop().await;
     app.finish().await;
 }
 
 #[tokio::test]
-async fn a_job_whose_photo_is_gone_completes_as_a_no_op_and_a_settled_photo_is_not_redone() {
+async fn a_job_whose_photo_is_gone_completes_as_a_no_op_and_a_completed_photo_is_not_redone() {
     let app = TestApp::new().await;
     let worker = app.spawn_worker().await;
     let photo = app.upload(&bib_photo_png(&["4521"])).await;
