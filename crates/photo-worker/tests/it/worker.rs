@@ -262,3 +262,64 @@ async fn a_photo_left_pending_without_a_job_is_processed_through_the_reconciler(
     worker.stop().await;
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_job_whose_last_attempt_times_out_leaves_its_photo_failed_through_the_dead_letter_hook() {
+    let app = TestApp::new().await;
+    // Every run times out: the runner, not the handler, ends the last attempt.
+    let worker = app
+        .spawn_worker_with(|c| {
+            c.worker.job_timeout = std::time::Duration::from_micros(1);
+            c.worker.max_attempts = 2;
+        })
+        .await;
+    let photo = app.upload(&bib_photo_png(&["1234"])).await;
+    let job_id = app.enqueue(photo.id).await;
+    let failed = app
+        .photo_until(photo.id, "the photo is failed", |p| {
+            p.processing_status == ProcessingStatus::Failed
+        })
+        .await;
+    let error = failed.processing_error.expect("the reason");
+    assert!(
+        error.contains("timed out") || error.contains("timeout"),
+        "{error}"
+    );
+    let dead = app
+        .redis
+        .admin
+        .dead_letter(&app.queue, &job_id)
+        .await
+        .expect("the dead letter");
+    assert_eq!(dead.attempts, Some(2));
+    worker.stop().await;
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn healthz_readyz_and_the_stage_metrics_answer_on_the_health_port() {
+    let app = TestApp::new().await;
+    let worker = app.spawn_worker().await;
+    let addr = worker.addr;
+    let (status, body) = service::testing::http_get(addr, "/healthz").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = service::testing::http_get(addr, "/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    for check in [r#""redis":"ok""#, r#""postgres":"ok""#, r#""storage":"ok""#] {
+        assert!(body.contains(check), "{check} in {body}");
+    }
+    let photo = app.upload(&bib_photo_png(&["507"])).await;
+    app.enqueue(photo.id).await;
+    app.photo_until(photo.id, "the photo is completed", |p| {
+        p.processing_status == ProcessingStatus::Completed
+    })
+    .await;
+    let (status, metrics) = service::testing::http_get(addr, "/metrics").await;
+    assert_eq!(status, 200);
+    for stage in ["decode", "thumbnail", "candidates", "ocr"] {
+        let count = format!("photo_stage_seconds_count{{stage=\"{stage}\"}}");
+        assert!(metrics.contains(&count), "{count} in {metrics}");
+    }
+    worker.stop().await;
+    app.finish().await;
+}
