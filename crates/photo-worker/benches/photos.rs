@@ -13,7 +13,9 @@
 //! per line) or else by the digit groups of each file name (`race_1234_507.jpg`
 //! holds bibs 1234 and 507). Without it, `PHOTO_BENCH_PHOTOS` (default 30)
 //! photos composed by `photo_worker::testing` (one or two bibs of 3 to 5
-//! digits; clean, so their precision and recall only check the pipeline).
+//! digits; clean, so their precision and recall only check the pipeline),
+//! 800x600 unless `PHOTO_BENCH_SIZE` (e.g. `6000x4000`, a 24 MP camera) sets a
+//! larger frame, the bibs keeping their size in its middle.
 //! `PHOTOS_CONCURRENCY` changes the concurrency.
 
 use std::collections::{BTreeSet, HashMap};
@@ -52,7 +54,13 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 async fn bench() {
     let set = match std::env::var("PHOTO_BENCH_DIR") {
         Ok(dir) if !dir.trim().is_empty() => from_dir(Path::new(dir.trim())),
-        _ => generated(env_or("PHOTO_BENCH_PHOTOS", 30)),
+        _ => generated(
+            env_or("PHOTO_BENCH_PHOTOS", 30),
+            std::env::var("PHOTO_BENCH_SIZE").ok().and_then(|s| {
+                let (w, h) = s.trim().split_once('x')?;
+                Some((w.parse().ok()?, h.parse().ok()?))
+            }),
+        ),
     };
     assert!(!set.is_empty(), "no photo to run on");
     let concurrency: usize = env_or("PHOTOS_CONCURRENCY", jobs::PHOTOS.concurrency);
@@ -192,8 +200,9 @@ fn stage_mean_ms(metrics: &str, stage: &str) -> Option<f64> {
     (count > 0.0).then(|| sum / count * 1000.0)
 }
 
-/// `count` photos of one or two random bibs each, composed in memory.
-fn generated(count: usize) -> Vec<Labelled> {
+/// `count` photos of one or two random bibs each, composed in memory, in the
+/// middle of a `frame` (width, height) when one is given.
+fn generated(count: usize, frame: Option<(u32, u32)>) -> Vec<Labelled> {
     let mut seed = 0x9e37_79b9_u64;
     let mut next = move |n: u64| {
         seed ^= seed << 13;
@@ -211,13 +220,36 @@ fn generated(count: usize) -> Vec<Labelled> {
                 })
                 .collect();
             let refs: Vec<&str> = bibs.iter().map(String::as_str).collect();
+            let bytes = match frame {
+                None => photo_worker::testing::bib_photo_jpeg(&refs),
+                Some(frame) => framed_jpeg(&photo_worker::testing::bib_photo(&refs), frame),
+            };
             Labelled {
                 name: format!("generated-{i}-{}.jpg", bibs.join("-")),
-                bytes: photo_worker::testing::bib_photo_jpeg(&refs),
+                bytes,
                 bibs: bibs.into_iter().collect(),
             }
         })
         .collect()
+}
+
+/// `photo` in the middle of a larger shaded frame, as a JPEG (quality 90).
+fn framed_jpeg(photo: &image::GrayImage, (width, height): (u32, u32)) -> Vec<u8> {
+    let (width, height) = (width.max(photo.width()), height.max(photo.height()));
+    let mut frame = image::GrayImage::from_fn(width, height, |x, y| {
+        image::Luma([(140 + (x / 7 + y / 11) % 40) as u8])
+    });
+    image::imageops::replace(
+        &mut frame,
+        photo,
+        i64::from((width - photo.width()) / 2),
+        i64::from((height - photo.height()) / 2),
+    );
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
+        .encode_image(&frame)
+        .expect("JPEG encoding");
+    out
 }
 
 /// Every JPEG and PNG of `dir`, labelled by `labels.csv` or by its name.
