@@ -403,23 +403,31 @@ pub async fn upload(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let stored = if content_type.starts_with("multipart/form-data") {
+    let work = if content_type.starts_with("multipart/form-data") {
         let multipart = Multipart::from_request(request, &state)
             .await
             .map_err(|e| ApiError::InvalidParameter(e.body_text()))?;
-        NewPhotos::Files(store_files(&state, multipart).await?)
+        Work::Files(multipart)
     } else if content_type.starts_with("application/json") {
         let ApiJson(body) = ApiJson::<PhotoUrls>::from_request(request, &state).await?;
-        NewPhotos::Urls(check_urls(&state.config, body.urls)?)
+        Work::Urls(check_urls(&state.config, body.urls)?)
     } else {
         return Err(ApiError::UnsupportedMediaType(
             "send photos as multipart/form-data parts named `files`, or JSON {\"urls\": [...]} with Content-Type: application/json".into(),
         ));
     };
-    // Stored and enqueued in a task of its own, as persons are: a client hanging
-    // up drops the handler, and a drop between the INSERT and the XADD would
-    // leave the photos to the reconciler instead of their jobs.
-    let accepted = tokio::spawn(store_batch(state, stored).instrument(tracing::Span::current()))
+    // Read, stored and enqueued in a task of its own, as persons are: a client
+    // hanging up drops the handler, and a drop midway would leave stored files
+    // without rows (the task sees the body end and removes them), or rows
+    // between the INSERT and the XADD to the reconciler instead of their jobs.
+    let task = async move {
+        let new = match work {
+            Work::Files(multipart) => NewPhotos::Files(store_files(&state, multipart).await?),
+            Work::Urls(urls) => NewPhotos::Urls(urls),
+        };
+        store_batch(state, new).await
+    };
+    let accepted = tokio::spawn(task.instrument(tracing::Span::current()))
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("photo task failed: {e}")))??;
     let location = format!("/api/photo-batches/{}", accepted.batch_id);
@@ -431,6 +439,13 @@ pub async fn upload(
         .into_response())
 }
 
+/// What an upload request brings, before anything is stored.
+enum Work {
+    Files(Multipart),
+    Urls(Vec<String>),
+}
+
+/// What is to be stored as a batch.
 enum NewPhotos {
     Files(Vec<Stored>),
     Urls(Vec<String>),
