@@ -479,3 +479,41 @@ async fn search_needs_a_bib_of_digits_and_unknown_ids_are_404() {
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_client_that_hangs_up_midway_through_an_upload_leaves_no_file_and_no_photo() {
+    use tokio::io::AsyncWriteExt;
+
+    let app = TestApp::spawn().await;
+    let whole = bib_photo_png(&["1234"]);
+    let (content_type, body) = multipart(&[("files", "a.png", &whole), ("files", "b.png", &whole)]);
+    // The first file whole, the second cut short, then the connection closes.
+    let sent = &body[..body.len() - whole.len() / 2];
+    let mut stream = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /api/photos HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {USER_TOKEN}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        app.addr,
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("head");
+    stream.write_all(sent).await.expect("part of the body");
+    stream.flush().await.expect("flush");
+    // The first file reaches storage before the request is cut off.
+    eventually("the first file is stored", async || {
+        (!files_in(&app, "photos").is_empty()).then_some(())
+    })
+    .await;
+    drop(stream);
+    eventually("the stored file is removed", async || {
+        files_in(&app, "photos").is_empty().then_some(())
+    })
+    .await;
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM photos")
+        .fetch_one(&app.db().pool)
+        .await
+        .expect("count");
+    assert_eq!(count, 0);
+    app.cleanup().await;
+}
