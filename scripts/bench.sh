@@ -20,6 +20,11 @@ targets:
   sync         a 10,000-customer Wispro sync against the simulator: customers/s
                creating (bcrypt cost 10) and updating, beside this machine's
                bcrypt bound (SYNC_BENCH_CLIENTS, SYNC_BCRYPT_COST).
+  photos       the photo worker at concurrency 3 on labelled photos: photos/s,
+               ms per photo for decode, thumbnail, candidate search and OCR,
+               precision and recall of the bibs (PHOTO_BENCH_DIR, e.g.
+               crates/bib-detect/testdata; else PHOTO_BENCH_PHOTOS generated
+               photos, default 30; PHOTOS_CONCURRENCY).
   gateway      POST /api/persons under load from wrk (req/s, p50, p99), how
                long the QR files take to follow, qr_per_s_per_core
                (scripts/bench-gateway.sh; BENCH_SECONDS, BENCH_CONNECTIONS).
@@ -41,6 +46,10 @@ case "$target" in
         shift
         ensure_rust; ensure_redis; ensure_postgres
         exec cargo bench --quiet -p sync-worker --bench sync --manifest-path "$root/Cargo.toml" ;;
+    photos)
+        shift
+        ensure_rust; ensure_ocr; ensure_redis; ensure_postgres
+        exec cargo bench --quiet -p photo-worker --bench photos --manifest-path "$root/Cargo.toml" ;;
     -h | --help | help) usage; exit 0 ;;
     "") usage; exit 64 ;;
     *) echo "bench.sh: unknown target '$target'" >&2; usage; exit 64 ;;

@@ -55,6 +55,97 @@ pub const DEFAULT_WISPRO_PER_PAGE: u16 = 100;
 /// Largest `WISPRO_PER_PAGE` accepted.
 pub const MAX_WISPRO_PER_PAGE: u16 = 1000;
 
+/// `PHOTO_MAX_FILE_BYTES` default, 25 MiB: one photo of a good camera.
+pub const DEFAULT_PHOTO_MAX_FILE_BYTES: usize = 25 * 1024 * 1024;
+/// `PHOTO_MAX_REQUEST_BYTES` default, 200 MiB: one upload request, every part.
+pub const DEFAULT_PHOTO_MAX_REQUEST_BYTES: usize = 200 * 1024 * 1024;
+/// `PHOTO_MAX_FILES` default: photos (files or URLs) per request.
+pub const DEFAULT_PHOTO_MAX_FILES: usize = 100;
+
+/// How much `POST /api/photos` takes, and from where photos may be fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhotoConfig {
+    /// `PHOTO_MAX_FILE_BYTES`, default 25 MiB: a larger file is 413.
+    pub max_file_bytes: NonZeroUsize,
+    /// `PHOTO_MAX_REQUEST_BYTES`, default 200 MiB: a larger upload is 413; the
+    /// body limit of this route (`API_BODY_LIMIT_BYTES` is for the others).
+    pub max_request_bytes: NonZeroUsize,
+    /// `PHOTO_MAX_FILES`, default 100: more files or URLs in one request is 422.
+    pub max_files: NonZeroUsize,
+    /// `PHOTO_FETCH_ALLOWED_HOSTS`: comma-separated hosts (`photos.example.com`)
+    /// or wildcards (`*.example.com`) a photo may be given by URL from; empty
+    /// (the default) refuses photos by URL. The photo-worker reads the same
+    /// variable and checks every address and redirect when it fetches.
+    pub fetch_allowed_hosts: Vec<String>,
+}
+
+impl Default for PhotoConfig {
+    fn default() -> Self {
+        Self {
+            max_file_bytes: NonZeroUsize::new(DEFAULT_PHOTO_MAX_FILE_BYTES).expect("> 0"),
+            max_request_bytes: NonZeroUsize::new(DEFAULT_PHOTO_MAX_REQUEST_BYTES).expect("> 0"),
+            max_files: NonZeroUsize::new(DEFAULT_PHOTO_MAX_FILES).expect("> 0"),
+            fetch_allowed_hosts: Vec::new(),
+        }
+    }
+}
+
+impl PhotoConfig {
+    fn from_vars(vars: &dyn Vars) -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let max_file_bytes = config::nonzero(vars, "PHOTO_MAX_FILE_BYTES", d.max_file_bytes)?;
+        let max_request_bytes =
+            config::nonzero(vars, "PHOTO_MAX_REQUEST_BYTES", d.max_request_bytes)?;
+        if max_request_bytes < max_file_bytes {
+            return Err(ConfigError::new(
+                "PHOTO_MAX_REQUEST_BYTES",
+                format!("must be at least PHOTO_MAX_FILE_BYTES ({max_file_bytes})"),
+            ));
+        }
+        let mut fetch_allowed_hosts = Vec::new();
+        for entry in config::string(vars, "PHOTO_FETCH_ALLOWED_HOSTS", "").split(',') {
+            let entry = entry.trim().trim_end_matches('.').to_ascii_lowercase();
+            if entry.is_empty() {
+                continue;
+            }
+            let name = entry.strip_prefix("*.").unwrap_or(&entry);
+            let valid = !name.is_empty()
+                && !name.starts_with('.')
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'));
+            if !valid {
+                return Err(ConfigError::new(
+                    "PHOTO_FETCH_ALLOWED_HOSTS",
+                    format!(
+                        "{entry:?} must be a host name such as photos.example.com or *.example.com (no scheme, port or path)"
+                    ),
+                ));
+            }
+            fetch_allowed_hosts.push(entry);
+        }
+        Ok(Self {
+            max_file_bytes,
+            max_request_bytes,
+            max_files: config::nonzero(vars, "PHOTO_MAX_FILES", d.max_files)?,
+            fetch_allowed_hosts,
+        })
+    }
+
+    /// Whether `host` is on `PHOTO_FETCH_ALLOWED_HOSTS`: exactly, or under a `*.` wildcard.
+    pub fn allows_host(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        self.fetch_allowed_hosts
+            .iter()
+            .any(|allowed| match allowed.strip_prefix("*.") {
+                Some(suffix) => {
+                    host.len() > suffix.len() + 1 && host.ends_with(&format!(".{suffix}"))
+                }
+                None => *allowed == host,
+            })
+    }
+}
+
 /// Everything the gateway reads. Tests build it directly.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -92,6 +183,9 @@ pub struct Config {
     /// `WISPRO_PER_PAGE`, default 100, 1 to 1000: the page size a new Wispro sync
     /// run records (`sync_runs.per_page`) and the sync-worker asks for.
     pub wispro_per_page: u16,
+    /// `PHOTO_MAX_FILE_BYTES`, `PHOTO_MAX_REQUEST_BYTES`, `PHOTO_MAX_FILES`,
+    /// `PHOTO_FETCH_ALLOWED_HOSTS`.
+    pub photos: PhotoConfig,
 }
 
 impl Config {
@@ -145,6 +239,7 @@ impl Config {
                 DEFAULT_CONTEXT_MIN_LENGTH,
             )?,
             wispro_per_page: wispro_per_page(vars)?,
+            photos: PhotoConfig::from_vars(vars)?,
         })
     }
 }
@@ -227,6 +322,11 @@ mod tests {
         assert_eq!(c.request_timeout, Duration::from_secs(30));
         assert_eq!(c.context_min_length, 1500);
         assert_eq!(c.wispro_per_page, 100);
+        assert_eq!(c.photos, PhotoConfig::default());
+        assert_eq!(c.photos.max_file_bytes.get(), 26_214_400);
+        assert_eq!(c.photos.max_request_bytes.get(), 209_715_200);
+        assert_eq!(c.photos.max_files.get(), 100);
+        assert!(c.photos.fetch_allowed_hosts.is_empty());
     }
 
     #[test]
@@ -244,6 +344,13 @@ mod tests {
             ("API_REQUEST_TIMEOUT", "500ms"),
             ("CONTEXT_MIN_LENGTH", "0"),
             ("WISPRO_PER_PAGE", "1000"),
+            ("PHOTO_MAX_FILE_BYTES", "1000"),
+            ("PHOTO_MAX_REQUEST_BYTES", "5000"),
+            ("PHOTO_MAX_FILES", "3"),
+            (
+                "PHOTO_FETCH_ALLOWED_HOSTS",
+                "Photos.Example.com, *.cdn.example.org",
+            ),
         ]))
         .expect("valid");
         assert_eq!(c.api_addr.to_string(), "0.0.0.0:0");
@@ -258,6 +365,13 @@ mod tests {
         assert_eq!(c.request_timeout, Duration::from_millis(500));
         assert_eq!(c.context_min_length, 0);
         assert_eq!(c.wispro_per_page, 1000);
+        assert_eq!(c.photos.max_file_bytes.get(), 1000);
+        assert_eq!(c.photos.max_request_bytes.get(), 5000);
+        assert_eq!(c.photos.max_files.get(), 3);
+        assert!(c.photos.allows_host("photos.example.com"));
+        assert!(c.photos.allows_host("a.cdn.example.org"));
+        assert!(!c.photos.allows_host("cdn.example.org"));
+        assert!(!c.photos.allows_host("evilphotos.example.com"));
     }
 
     #[test]
@@ -279,6 +393,18 @@ mod tests {
             ("WISPRO_PER_PAGE", "1001", "from 1 to 1000"),
             ("WISPRO_PER_PAGE", "-5", "from 1 to 1000"),
             ("WISPRO_PER_PAGE", "many", "whole number"),
+            ("PHOTO_MAX_FILE_BYTES", "0", "at least 1"),
+            (
+                "PHOTO_MAX_REQUEST_BYTES",
+                "10",
+                "at least PHOTO_MAX_FILE_BYTES",
+            ),
+            ("PHOTO_MAX_FILES", "none", "whole number"),
+            (
+                "PHOTO_FETCH_ALLOWED_HOSTS",
+                "https://example.com",
+                "host name",
+            ),
         ];
         for (var, value, rule) in cases {
             let err = read(&with_tokens(&[(var, value)])).expect_err(var);

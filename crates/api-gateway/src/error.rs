@@ -16,7 +16,8 @@ use serde::Serialize;
 pub struct ErrorBody {
     /// Machine-readable code: `validation_failed`, `invalid_json`,
     /// `invalid_parameter`, `unauthorized`, `forbidden`, `not_found`, `qr_failed`,
-    /// `conflict`, `payload_too_large`, `unavailable`, `timeout`, `internal`.
+    /// `conflict`, `payload_too_large`, `unsupported_media_type`, `unavailable`,
+    /// `timeout`, `internal`.
     pub error: &'static str,
     /// What went wrong, for people.
     pub message: String,
@@ -66,6 +67,10 @@ pub enum ApiError {
     SyncActive(i64),
     /// 413
     PayloadTooLarge,
+    /// 413: a named limit was passed (`PHOTO_MAX_FILE_BYTES`, ...); the message says which.
+    TooLarge(String),
+    /// 415: the body or a part of it is of a type not accepted; the message says which are.
+    UnsupportedMediaType(String),
     /// 503: a dependency is down; the request did nothing. `what` is shown to the
     /// client, `source` only logged.
     Unavailable { what: String, source: anyhow::Error },
@@ -221,6 +226,24 @@ impl IntoResponse for ApiError {
                     field: None,
                 },
                 "the request body is larger than the limit".into(),
+            ),
+            ApiError::TooLarge(message) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorBody {
+                    error: "payload_too_large",
+                    message: message.clone(),
+                    field: None,
+                },
+                message,
+            ),
+            ApiError::UnsupportedMediaType(message) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorBody {
+                    error: "unsupported_media_type",
+                    message: message.clone(),
+                    field: None,
+                },
+                message,
             ),
             ApiError::Unavailable { what, source } => (
                 StatusCode::SERVICE_UNAVAILABLE,

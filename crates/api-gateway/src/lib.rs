@@ -36,6 +36,8 @@ pub struct AppState {
     pub context_queue: Queue,
     /// Where Wispro sync runs wait for the sync-worker.
     pub wispro_queue: Queue,
+    /// Where photos wait for the photo-worker.
+    pub photo_queue: Queue,
     pub storage: Storage,
 }
 
@@ -49,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::companies::router())
         .merge(routes::queues::router())
         .merge(routes::sync::router())
+        .merge(routes::photos::router(&state.config))
         .merge(routes::docs::router())
         .fallback(|| async { error::ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(body_limit))
@@ -134,6 +137,7 @@ pub async fn connect(config: Config) -> anyhow::Result<AppState> {
     let qr_queue = jobs::QR.open(&broker)?;
     let context_queue = jobs::CONTEXT.open(&broker)?;
     let wispro_queue = jobs::WISPRO_SYNC.open(&broker)?;
+    let photo_queue = jobs::PHOTOS.open(&broker)?;
     Ok(AppState {
         pool,
         producer: Producer::new(broker.clone()),
@@ -142,6 +146,7 @@ pub async fn connect(config: Config) -> anyhow::Result<AppState> {
         qr_queue,
         context_queue,
         wispro_queue,
+        photo_queue,
         storage: Storage::local(&config.storage_dir),
         config: Arc::new(config),
     })

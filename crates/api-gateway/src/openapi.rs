@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 
 use crate::error::{ErrorBody, SyncConflict};
-use crate::routes::{companies, persons, queues, sync};
+use crate::routes::{companies, persons, photos, queues, sync};
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -29,6 +29,12 @@ use crate::routes::{companies, persons, queues, sync};
         queues::resume,
         sync::start,
         sync::get,
+        photos::upload,
+        photos::search,
+        photos::get,
+        photos::status,
+        photos::thumbnail,
+        photos::batch,
     ),
     components(schemas(
         ErrorBody,
@@ -48,6 +54,17 @@ use crate::routes::{companies, persons, queues, sync};
         sync::SyncRunStarted,
         sync::SyncRunResponse,
         sync::SyncRunStatus,
+        photos::PhotoUrls,
+        photos::PhotoFiles,
+        photos::PhotosAccepted,
+        photos::PhotoStatus,
+        photos::PhotoStatusResponse,
+        photos::PhotoResponse,
+        photos::DetectionResponse,
+        photos::BoundingBox,
+        photos::BibSearchResponse,
+        photos::BibPhoto,
+        photos::BatchResponse,
     )),
     modifiers(&BearerAuth, &CommonResponses),
     tags(
@@ -55,6 +72,7 @@ use crate::routes::{companies, persons, queues, sync};
         (name = "companies", description = "Companies and their business context, condensed in the background when long (user or admin token)"),
         (name = "queues", description = "Queue operations (admin token)"),
         (name = "sync", description = "The Wispro customer sync: start a run, follow it (admin token)"),
+        (name = "photos", description = "Race photos: bulk upload, processing status, batches, search by bib (user or admin token)"),
     )
 )]
 pub struct ApiDoc;

@@ -125,6 +125,7 @@ kind!(v1::ReconcileSyncRuns, "wispro.reconcile", WISPRO_SYNC);
 kind!(v1::PaymentStatusCheck, "payment.check", PAYMENT_CHECKS);
 kind!(v1::PaymentCleanup, "payment.cleanup", PAYMENT_CHECKS);
 kind!(v1::ProcessPhoto, "photo.process", PHOTOS);
+kind!(v1::ReconcilePhotos, "photo.reconcile", PHOTOS);
 
 /// A job for `payload` with its kind; add options (delay, dedup key, priority,
 /// attempts) with the `NewJob` builder. Its attempts are left to the worker,

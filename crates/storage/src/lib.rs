@@ -127,6 +127,22 @@ impl Storage {
         }
     }
 
+    /// Removes the file at `path`; true if there was one. For undoing a write
+    /// whose record was never stored (an upload refused midway).
+    pub async fn delete(&self, path: &str) -> Result<bool> {
+        validate(path)?;
+        match &*self.backend {
+            Backend::Local { root, .. } => {
+                let file = root.join(path);
+                match tokio::fs::remove_file(&file).await {
+                    Ok(()) => Ok(true),
+                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+                    Err(e) => Err(io("remove", &file)(e)),
+                }
+            }
+        }
+    }
+
     pub async fn exists(&self, path: &str) -> Result<bool> {
         validate(path)?;
         match &*self.backend {
@@ -689,6 +705,20 @@ mod tests {
         })
         .await;
         assert_eq!(files_under(dir.path()), vec!["qr/a.png"]);
+    }
+
+    #[tokio::test]
+    async fn a_deleted_file_is_gone_and_deleting_it_again_says_so() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Storage::local(dir.path());
+        s.put("photos/a.jpg", b"x").await.expect("put");
+        assert!(s.delete("photos/a.jpg").await.expect("delete"));
+        assert_eq!(s.get("photos/a.jpg").await.expect("get"), None);
+        assert!(!s.delete("photos/a.jpg").await.expect("again"));
+        assert!(matches!(
+            s.delete("../a.jpg").await,
+            Err(StorageError::InvalidPath(_))
+        ));
     }
 
     #[tokio::test]

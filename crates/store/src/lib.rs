@@ -2,6 +2,7 @@
 
 pub mod companies;
 pub mod persons;
+pub mod photos;
 pub mod sync_runs;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -3,5 +3,6 @@
 pub mod companies;
 pub mod docs;
 pub mod persons;
+pub mod photos;
 pub mod queues;
 pub mod sync;

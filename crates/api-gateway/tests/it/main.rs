@@ -11,6 +11,7 @@ mod contract;
 mod errors;
 mod helpers;
 mod persons;
+mod photos;
 mod processes;
 mod sync;
 mod traces;

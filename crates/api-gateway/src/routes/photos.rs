@@ -1,0 +1,826 @@
+//! Race photos: bulk upload, processing status, batches and search by bib.
+//!
+//! `POST /api/photos` stores each file (multipart parts named `files`) or each
+//! URL (JSON `{"urls": [...]}`), creates the photo rows `pending` in one batch,
+//! enqueues one `photo.process` job per photo and answers 202 at once; the
+//! photo-worker makes the thumbnail and finds the bibs later. Files are checked
+//! as they stream in: JPEG or PNG by their bytes (else 415), at most
+//! `PHOTO_MAX_FILE_BYTES` each and `PHOTO_MAX_REQUEST_BYTES` together (else
+//! 413). A URL is checked up front for its syntax, scheme and host
+//! (`PHOTO_FETCH_ALLOWED_HOSTS`, else 422 naming `urls[i]`); the worker fetches
+//! it later, checking every address and redirect.
+
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{self, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use store::photos::{self, Photo, ProcessingStatus};
+use tracing::{Instrument, info, warn};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::config::Config;
+use crate::error::{ApiError, ErrorBody};
+use crate::json::ApiJson;
+use crate::params::{ApiPath, ApiQuery};
+
+/// Longest bib searched for, in digits.
+pub const MAX_BIB_DIGITS: usize = 8;
+/// Photos per search answer, by default and at most.
+pub const DEFAULT_SEARCH_LIMIT: u32 = 50;
+pub const MAX_SEARCH_LIMIT: u32 = 500;
+
+/// `POST /api/photos`, `GET /api/photos?bib=`, `GET /api/photos/{id}`,
+/// `GET /api/photos/{id}/status`, `GET /api/photos/{id}/thumbnail`,
+/// `GET /api/photo-batches/{id}`.
+pub fn router(config: &Config) -> Router<AppState> {
+    // Uploads take their own body limit; every other route keeps API_BODY_LIMIT_BYTES.
+    let upload_limit = config.photos.max_request_bytes.get();
+    Router::new()
+        .route(
+            "/api/photos",
+            post(upload)
+                .layer(DefaultBodyLimit::max(upload_limit))
+                .get(search),
+        )
+        .route("/api/photos/{id}", routing::get(get))
+        .route("/api/photos/{id}/status", routing::get(status))
+        .route("/api/photos/{id}/thumbnail", routing::get(thumbnail))
+        .route("/api/photo-batches/{id}", routing::get(batch))
+}
+
+/// Photos given by URL instead of uploaded.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PhotoUrls {
+    /// 1 to `PHOTO_MAX_FILES` (default 100) `http`/`https` URLs without
+    /// credentials, on a host of `PHOTO_FETCH_ALLOWED_HOSTS`.
+    #[schema(example = json!(["https://photos.example.com/race/0001.jpg"]))]
+    pub urls: Vec<String>,
+}
+
+/// The multipart form of an upload (documentation only: parsed as a stream).
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct PhotoFiles {
+    /// One or many JPEG or PNG files, each a part named `files`.
+    #[schema(value_type = Vec<String>, format = Binary)]
+    pub files: Vec<Vec<u8>>,
+}
+
+/// An accepted upload: the batch to follow and the new photos, in the order sent.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PhotosAccepted {
+    #[schema(example = 7)]
+    pub batch_id: i64,
+    #[schema(example = json!([41, 42]))]
+    pub ids: Vec<i64>,
+}
+
+/// Where a photo's processing stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PhotoStatus {
+    /// Stored, waiting for the photo-worker.
+    Pending,
+    /// Being processed (or retried after a failed attempt; `error` says why).
+    Processing,
+    /// Thumbnail made, detections stored.
+    Completed,
+    /// Failed for good; `error` says why.
+    Failed,
+}
+
+impl From<ProcessingStatus> for PhotoStatus {
+    fn from(s: ProcessingStatus) -> Self {
+        match s {
+            ProcessingStatus::Pending => Self::Pending,
+            ProcessingStatus::Processing => Self::Processing,
+            ProcessingStatus::Completed => Self::Completed,
+            ProcessingStatus::Failed => Self::Failed,
+        }
+    }
+}
+
+/// `GET /api/photos/{id}/status`.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PhotoStatusResponse {
+    #[schema(example = 42)]
+    pub id: i64,
+    #[schema(example = "completed")]
+    pub status: PhotoStatus,
+    /// Why processing failed, or why the last attempt did.
+    pub error: Option<String>,
+    /// True once `completed`: the detections are in.
+    pub is_processed: bool,
+    /// When processing ended (`completed` or `failed`).
+    pub processed_at: Option<DateTime<Utc>>,
+}
+
+/// Where a bib lies on the photo, in pixels.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BoundingBox {
+    pub x: i32,
+    pub y: i32,
+    pub width: i32,
+    pub height: i32,
+}
+
+/// A bib number found on a photo.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DetectionResponse {
+    #[schema(example = "1234")]
+    pub number: String,
+    /// 0 to 1.
+    #[schema(example = 0.93)]
+    pub confidence: f32,
+    #[serde(rename = "box")]
+    pub bbox: BoundingBox,
+}
+
+/// A photo with its processing state and detections.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PhotoResponse {
+    pub id: i64,
+    pub batch_id: i64,
+    pub status: PhotoStatus,
+    pub error: Option<String>,
+    pub is_processed: bool,
+    pub processed_at: Option<DateTime<Utc>>,
+    /// The file name sent with the upload.
+    pub original_name: Option<String>,
+    /// The URL a photo given by URL is fetched from.
+    pub source_url: Option<String>,
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+    /// `/api/photos/{id}/thumbnail` once there is one.
+    pub thumbnail_url: Option<String>,
+    /// Most confident first; empty until `completed`.
+    pub detections: Vec<DetectionResponse>,
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One photo in which a bib was found.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BibPhoto {
+    pub id: i64,
+    pub thumbnail_url: Option<String>,
+    /// The best confidence of the bib on this photo.
+    pub confidence: f32,
+    pub processed_at: Option<DateTime<Utc>>,
+}
+
+/// `GET /api/photos?bib=`: the photos on which the bib was detected, most confident first.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BibSearchResponse {
+    #[schema(example = "1234")]
+    pub bib: String,
+    pub photos: Vec<BibPhoto>,
+}
+
+/// An upload's progress.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BatchResponse {
+    pub id: i64,
+    pub created_at: DateTime<Utc>,
+    pub total: i64,
+    pub pending: i64,
+    pub processing: i64,
+    pub completed: i64,
+    pub failed: i64,
+    /// True when every photo is `completed` or `failed`.
+    pub done: bool,
+}
+
+/// `?bib=1234&limit=50`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BibQuery {
+    /// The bib number, 1 to 8 digits (leading zeros count).
+    pub bib: Option<String>,
+    /// At most this many photos (1 to 500, default 50).
+    pub limit: Option<u32>,
+}
+
+fn thumbnail_url(photo_id: i64, thumbnail_path: Option<&str>) -> Option<String> {
+    thumbnail_path.map(|_| format!("/api/photos/{photo_id}/thumbnail"))
+}
+
+fn status_of(p: &Photo) -> PhotoStatusResponse {
+    PhotoStatusResponse {
+        id: p.id,
+        status: p.processing_status.into(),
+        error: p.processing_error.clone(),
+        is_processed: p.processing_status == ProcessingStatus::Completed,
+        processed_at: p.processed_at,
+    }
+}
+
+/// The two types accepted, recognised by their first bytes.
+fn sniff(bytes: &[u8]) -> Option<(&'static str, &'static str)> {
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some(("jpg", "image/jpeg"))
+    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some(("png", "image/png"))
+    } else {
+        None
+    }
+}
+
+/// A URL as `POST /api/photos` accepts it: `http`/`https`, a host on
+/// `PHOTO_FETCH_ALLOWED_HOSTS`, no credentials, at most 2048 bytes.
+fn check_url(config: &Config, raw: &str) -> Result<(), String> {
+    if raw.len() > 2048 {
+        return Err("must be at most 2048 bytes".into());
+    }
+    let url = url::Url::parse(raw).map_err(|e| format!("is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("must be an http or https URL".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not carry credentials".into());
+    }
+    let host = match url.host() {
+        Some(url::Host::Domain(d)) => d.to_owned(),
+        Some(url::Host::Ipv4(ip)) => ip.to_string(),
+        Some(url::Host::Ipv6(ip)) => ip.to_string(),
+        None => return Err("must name a host".into()),
+    };
+    if !config.photos.allows_host(&host) {
+        return Err(format!(
+            "the host {host} is not one photos may be fetched from (PHOTO_FETCH_ALLOWED_HOSTS)"
+        ));
+    }
+    Ok(())
+}
+
+/// A file stored from an upload, before its row exists.
+struct Stored {
+    path: String,
+    original_name: Option<String>,
+    content_type: &'static str,
+    size: usize,
+}
+
+/// Reads the multipart parts one by one, storing each file once it is whole;
+/// on any error the files already stored are removed.
+async fn store_files(state: &AppState, multipart: Multipart) -> Result<Vec<Stored>, ApiError> {
+    let mut stored = Vec::new();
+    match read_files(state, multipart, &mut stored).await {
+        Ok(()) => Ok(stored),
+        Err(e) => {
+            for file in &stored {
+                if let Err(remove) = state.storage.delete(&file.path).await {
+                    warn!(storage.path = %file.path, error = %remove, "removing a file of a refused upload failed");
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn read_files(
+    state: &AppState,
+    mut multipart: Multipart,
+    stored: &mut Vec<Stored>,
+) -> Result<(), ApiError> {
+    let limits = &state.config.photos;
+    let (max_file, max_request) = (limits.max_file_bytes.get(), limits.max_request_bytes.get());
+    let over_request = || {
+        ApiError::TooLarge(format!(
+            "the upload is larger than PHOTO_MAX_REQUEST_BYTES ({max_request} bytes); send fewer photos per request"
+        ))
+    };
+    let multipart_error = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            over_request()
+        } else {
+            ApiError::InvalidParameter(format!(
+                "the multipart body does not parse: {}",
+                e.body_text()
+            ))
+        }
+    };
+    let mut total = 0usize;
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+        let index = stored.len();
+        match field.name() {
+            Some("files") => {}
+            other => {
+                return Err(ApiError::validation(
+                    other.unwrap_or("(unnamed part)"),
+                    "unknown part: send each photo as a part named `files`",
+                ));
+            }
+        }
+        if index >= limits.max_files.get() {
+            return Err(ApiError::validation(
+                "files",
+                format!(
+                    "at most {} photos per request (PHOTO_MAX_FILES)",
+                    limits.max_files
+                ),
+            ));
+        }
+        let name: Option<String> = field
+            .file_name()
+            .map(|n| n.chars().filter(|c| !c.is_control()).take(255).collect());
+        let shown = name.clone().unwrap_or_else(|| format!("files[{index}]"));
+        let mut bytes = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+            total += chunk.len();
+            if total > max_request {
+                return Err(over_request());
+            }
+            if bytes.len() + chunk.len() > max_file {
+                return Err(ApiError::TooLarge(format!(
+                    "{shown} is larger than PHOTO_MAX_FILE_BYTES ({max_file} bytes)"
+                )));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let Some((extension, content_type)) = sniff(&bytes) else {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "{shown} is not a JPEG or PNG image; only image/jpeg and image/png are accepted"
+            )));
+        };
+        let path = format!("photos/{}.{extension}", uuid::Uuid::now_v7().simple());
+        state.storage.put(&path, &bytes).await.map_err(|e| {
+            ApiError::Internal(anyhow::Error::new(e).context(format!("storing {path}")))
+        })?;
+        stored.push(Stored {
+            path,
+            original_name: name,
+            content_type,
+            size: bytes.len(),
+        });
+    }
+    if stored.is_empty() {
+        return Err(ApiError::validation(
+            "files",
+            "send at least one photo as a part named `files`",
+        ));
+    }
+    Ok(())
+}
+
+/// Stores photos (uploaded files, or URLs to fetch) and answers at once; each
+/// photo is enqueued for processing.
+#[utoipa::path(
+    post,
+    path = "/api/photos",
+    tag = "photos",
+    request_body(
+        content(
+            (PhotoFiles = "multipart/form-data"),
+            (PhotoUrls = "application/json"),
+        ),
+        description = "Either JPEG/PNG files as multipart parts named `files`, or JSON `{\"urls\": [...]}`",
+    ),
+    responses(
+        (status = 202, description = "Stored `pending` and enqueued (also when the queue is down: the reconciler enqueues them later). Follow the batch at the `Location`", body = PhotosAccepted,
+            headers(("Location" = String, description = "/api/photo-batches/{batch_id}"))),
+        (status = 400, description = "The body is not the JSON or multipart expected", body = ErrorBody),
+        (status = 413, description = "A file is over PHOTO_MAX_FILE_BYTES or the upload over PHOTO_MAX_REQUEST_BYTES (`payload_too_large`); the message names the limit", body = ErrorBody),
+        (status = 415, description = "A file is not a JPEG or PNG, or the body is neither multipart nor JSON (`unsupported_media_type`)", body = ErrorBody),
+        (status = 422, description = "A rule is broken: no photo, too many (PHOTO_MAX_FILES), an unknown part, a URL refused; `field` names it (`files`, `urls[2]`)", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn upload(
+    State(state): State<AppState>,
+    _caller: Caller,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let work = if content_type.starts_with("multipart/form-data") {
+        let multipart = Multipart::from_request(request, &state)
+            .await
+            .map_err(|e| ApiError::InvalidParameter(e.body_text()))?;
+        Work::Files(multipart)
+    } else if content_type.starts_with("application/json") {
+        let ApiJson(body) = ApiJson::<PhotoUrls>::from_request(request, &state).await?;
+        Work::Urls(check_urls(&state.config, body.urls)?)
+    } else {
+        return Err(ApiError::UnsupportedMediaType(
+            "send photos as multipart/form-data parts named `files`, or JSON {\"urls\": [...]} with Content-Type: application/json".into(),
+        ));
+    };
+    // Read, stored and enqueued in a task of its own, as persons are: a client
+    // hanging up drops the handler, and a drop midway would leave stored files
+    // without rows (the task sees the body end and removes them), or rows
+    // between the INSERT and the XADD to the reconciler instead of their jobs.
+    let task = async move {
+        let new = match work {
+            Work::Files(multipart) => NewPhotos::Files(store_files(&state, multipart).await?),
+            Work::Urls(urls) => NewPhotos::Urls(urls),
+        };
+        store_batch(state, new).await
+    };
+    let accepted = tokio::spawn(task.instrument(tracing::Span::current()))
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("photo task failed: {e}")))??;
+    let location = format!("/api/photo-batches/{}", accepted.batch_id);
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(accepted),
+    )
+        .into_response())
+}
+
+/// What an upload request brings, before anything is stored.
+enum Work {
+    Files(Multipart),
+    Urls(Vec<String>),
+}
+
+/// What is to be stored as a batch.
+enum NewPhotos {
+    Files(Vec<Stored>),
+    Urls(Vec<String>),
+}
+
+fn check_urls(config: &Config, urls: Vec<String>) -> Result<Vec<String>, ApiError> {
+    if urls.is_empty() {
+        return Err(ApiError::validation("urls", "send at least one URL"));
+    }
+    if urls.len() > config.photos.max_files.get() {
+        return Err(ApiError::validation(
+            "urls",
+            format!(
+                "at most {} photos per request (PHOTO_MAX_FILES)",
+                config.photos.max_files
+            ),
+        ));
+    }
+    if config.photos.fetch_allowed_hosts.is_empty() {
+        return Err(ApiError::validation(
+            "urls",
+            "photos by URL are turned off here (PHOTO_FETCH_ALLOWED_HOSTS is empty); upload the files instead",
+        ));
+    }
+    for (i, url) in urls.iter().enumerate() {
+        check_url(config, url).map_err(|rule| ApiError::validation(&format!("urls[{i}]"), rule))?;
+    }
+    Ok(urls)
+}
+
+/// Commits the batch and its photos, then enqueues one job per photo. A failed
+/// enqueue is logged, not answered: the rows are stored and the reconciler
+/// enqueues their jobs later with the same keys (DESIGN.md, "A row and its job
+/// never disagree for long").
+async fn store_batch(state: AppState, new: NewPhotos) -> Result<PhotosAccepted, ApiError> {
+    let rows: Vec<photos::NewPhoto<'_>> = match &new {
+        NewPhotos::Files(files) => files
+            .iter()
+            .map(|f| photos::NewPhoto {
+                original_name: f.original_name.as_deref(),
+                content_type: Some(f.content_type),
+                storage_path: Some(&f.path),
+                source_url: None,
+                size_bytes: Some(f.size as i64),
+            })
+            .collect(),
+        NewPhotos::Urls(urls) => urls
+            .iter()
+            .map(|u| photos::NewPhoto {
+                source_url: Some(u),
+                ..photos::NewPhoto::default()
+            })
+            .collect(),
+    };
+    let inserted: store::Result<_> = async {
+        let mut tx = state.pool.begin().await?;
+        let batch = photos::insert_batch(&mut tx, &rows).await?;
+        tx.commit().await?;
+        Ok(batch)
+    }
+    .await;
+    let (batch, stored) = match inserted {
+        Ok(done) => done,
+        Err(e) => {
+            if let NewPhotos::Files(files) = &new {
+                for f in files {
+                    let _ = state.storage.delete(&f.path).await;
+                }
+            }
+            return Err(e.into());
+        }
+    };
+    let ids: Vec<i64> = stored.iter().map(|p| p.id).collect();
+    let jobs = ids.iter().map(|&id| {
+        jobs::new_job(&jobs::v1::ProcessPhoto { photo_id: id })
+            .unique_until_settled(photos::photo_job_key(id))
+    });
+    match state.producer.enqueue_many(&state.photo_queue, jobs).await {
+        Ok(_) => info!(
+            photo.batch_id = batch.id,
+            photo.count = ids.len(),
+            "photos stored, processing enqueued"
+        ),
+        Err(e) => warn!(
+            photo.batch_id = batch.id,
+            photo.count = ids.len(),
+            error = format!("{:#}", anyhow::Error::from(e)),
+            "photos stored, but enqueueing their processing failed; the reconciler will enqueue it"
+        ),
+    }
+    Ok(PhotosAccepted {
+        batch_id: batch.id,
+        ids,
+    })
+}
+
+async fn load(state: &AppState, id: i64) -> Result<Photo, ApiError> {
+    let mut conn = state
+        .pool
+        .acquire()
+        .await
+        .map_err(store::StoreError::from)?;
+    photos::get(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no photo with id {id}")))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/photos/{id}/status",
+    tag = "photos",
+    params(("id" = i64, Path, description = "Photo id", example = 42)),
+    responses(
+        (status = 200, description = "Where the photo's processing stands", body = PhotoStatusResponse),
+        (status = 404, description = "No such photo (`not_found`)", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn status(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<PhotoStatusResponse>, ApiError> {
+    Ok(Json(status_of(&load(&state, id).await?)))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/photos/{id}",
+    tag = "photos",
+    params(("id" = i64, Path, description = "Photo id", example = 42)),
+    responses(
+        (status = 200, description = "The photo, its processing state and the bibs found on it", body = PhotoResponse),
+        (status = 404, description = "No such photo (`not_found`)", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<PhotoResponse>, ApiError> {
+    let photo = load(&state, id).await?;
+    let detections = {
+        let mut conn = state
+            .pool
+            .acquire()
+            .await
+            .map_err(store::StoreError::from)?;
+        photos::detections(&mut conn, id).await?
+    };
+    let s = status_of(&photo);
+    Ok(Json(PhotoResponse {
+        id: photo.id,
+        batch_id: photo.batch_id,
+        status: s.status,
+        error: s.error,
+        is_processed: s.is_processed,
+        processed_at: s.processed_at,
+        thumbnail_url: thumbnail_url(photo.id, photo.thumbnail_path.as_deref()),
+        original_name: photo.original_name,
+        source_url: photo.source_url,
+        width: photo.width,
+        height: photo.height,
+        detections: detections
+            .into_iter()
+            .map(|d| DetectionResponse {
+                number: d.number,
+                confidence: d.confidence,
+                bbox: BoundingBox {
+                    x: d.box_x,
+                    y: d.box_y,
+                    width: d.box_width,
+                    height: d.box_height,
+                },
+            })
+            .collect(),
+        attempts: photo.attempts,
+        created_at: photo.created_at,
+        updated_at: photo.updated_at,
+    }))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/photos/{id}/thumbnail",
+    tag = "photos",
+    params(("id" = i64, Path, description = "Photo id", example = 42)),
+    responses(
+        (status = 200, description = "The thumbnail, a JPEG", content_type = "image/jpeg", body = Vec<u8>),
+        (status = 404, description = "No such photo, or no thumbnail yet (`not_found`)", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn thumbnail(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Response, ApiError> {
+    let photo = load(&state, id).await?;
+    let path = photo.thumbnail_path.ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "photo {id} has no thumbnail yet (it is {})",
+            serde_json::to_value(PhotoStatus::from(photo.processing_status))
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        ))
+    })?;
+    let bytes = state
+        .storage
+        .get(&path)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .ok_or_else(|| {
+            ApiError::Internal(anyhow::anyhow!(
+                "photo {id} is completed but {path} is missing"
+            ))
+        })?;
+    Ok(([(header::CONTENT_TYPE, "image/jpeg")], bytes).into_response())
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/photos",
+    tag = "photos",
+    params(BibQuery),
+    responses(
+        (status = 200, description = "The completed photos on which the bib was detected, most confident first", body = BibSearchResponse),
+        (status = 422, description = "`bib` is missing or not 1 to 8 digits, or `limit` is out of range; `field` names it (`validation_failed`)", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn search(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiQuery(query): ApiQuery<BibQuery>,
+) -> Result<Json<BibSearchResponse>, ApiError> {
+    let bib = query.bib.unwrap_or_default().trim().to_owned();
+    if bib.is_empty() || bib.len() > MAX_BIB_DIGITS || !bib.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::validation(
+            "bib",
+            format!("must be 1 to {MAX_BIB_DIGITS} digits, as printed on the bib"),
+        ));
+    }
+    let limit = query.limit.unwrap_or(DEFAULT_SEARCH_LIMIT);
+    if !(1..=MAX_SEARCH_LIMIT).contains(&limit) {
+        return Err(ApiError::validation(
+            "limit",
+            format!("must be between 1 and {MAX_SEARCH_LIMIT}"),
+        ));
+    }
+    let mut conn = state
+        .pool
+        .acquire()
+        .await
+        .map_err(store::StoreError::from)?;
+    let found = photos::by_bib(&mut conn, &bib, i64::from(limit)).await?;
+    Ok(Json(BibSearchResponse {
+        bib,
+        photos: found
+            .into_iter()
+            .map(|m| BibPhoto {
+                id: m.photo_id,
+                thumbnail_url: thumbnail_url(m.photo_id, m.thumbnail_path.as_deref()),
+                confidence: m.confidence,
+                processed_at: m.processed_at,
+            })
+            .collect(),
+    }))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/photo-batches/{id}",
+    tag = "photos",
+    params(("id" = i64, Path, description = "Batch id", example = 7)),
+    responses(
+        (status = 200, description = "How many photos of the upload stand where", body = BatchResponse),
+        (status = 404, description = "No such batch (`not_found`)", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn batch(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<BatchResponse>, ApiError> {
+    let mut conn = state
+        .pool
+        .acquire()
+        .await
+        .map_err(store::StoreError::from)?;
+    let p = photos::batch_progress(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no photo batch with id {id}")))?;
+    Ok(Json(BatchResponse {
+        id: p.id,
+        created_at: p.created_at,
+        total: p.total,
+        pending: p.pending,
+        processing: p.processing,
+        completed: p.completed,
+        failed: p.failed,
+        done: p.completed + p.failed == p.total,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(hosts: &str) -> Config {
+        let vars = [
+            ("API_ADMIN_TOKEN", "admin-token-0123456789"),
+            ("API_USER_TOKEN", "user-token-0123456789"),
+            ("PHOTO_FETCH_ALLOWED_HOSTS", hosts),
+            ("PHOTO_MAX_FILES", "2"),
+        ];
+        Config::from_vars(&vars).expect("valid")
+    }
+
+    fn field_of(r: Result<Vec<String>, ApiError>) -> String {
+        match r {
+            Err(ApiError::Validation { field, .. }) => field,
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn urls_are_checked_for_scheme_host_and_credentials_and_the_error_names_the_entry() {
+        let c = config("photos.example.com, *.cdn.example.org");
+        let ok = vec![
+            "https://photos.example.com/a.jpg".to_owned(),
+            "http://x.cdn.example.org/b.png?sig=1".to_owned(),
+        ];
+        assert_eq!(check_urls(&c, ok.clone()).expect("valid"), ok);
+        for (bad, field) in [
+            (
+                vec![
+                    "https://photos.example.com/a.jpg",
+                    "ftp://photos.example.com/b",
+                ],
+                "urls[1]",
+            ),
+            (vec!["http://127.0.0.1/a.jpg"], "urls[0]"),
+            (vec!["http://169.254.169.254/latest/meta-data/"], "urls[0]"),
+            (vec!["https://u:p@photos.example.com/a.jpg"], "urls[0]"),
+            (vec!["not a url"], "urls[0]"),
+            (vec![], "urls"),
+            (
+                vec![
+                    "https://photos.example.com/1",
+                    "https://photos.example.com/2",
+                    "https://photos.example.com/3",
+                ],
+                "urls",
+            ),
+        ] {
+            let urls = bad.iter().map(|s| s.to_string()).collect();
+            assert_eq!(field_of(check_urls(&c, urls)), field, "{bad:?}");
+        }
+        let off = config("");
+        let urls = vec!["https://photos.example.com/a.jpg".to_owned()];
+        assert_eq!(field_of(check_urls(&off, urls)), "urls");
+    }
+
+    #[test]
+    fn only_jpeg_and_png_are_recognised() {
+        assert_eq!(
+            sniff(&[0xFF, 0xD8, 0xFF, 0xE0]),
+            Some(("jpg", "image/jpeg"))
+        );
+        assert_eq!(sniff(b"\x89PNG\r\n\x1a\nrest"), Some(("png", "image/png")));
+        assert_eq!(sniff(b"GIF89a"), None);
+        assert_eq!(sniff(b""), None);
+    }
+}

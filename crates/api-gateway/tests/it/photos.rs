@@ -1,0 +1,519 @@
+//! Race photos through the gateway, processed by a real photo-worker: upload,
+//! status moves, detections, search by bib, batch progress, and the size, type
+//! and URL limits.
+
+use photo_worker::testing::{bib_photo_jpeg, bib_photo_png};
+use queue_core::testing::eventually;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use service::testing::Running;
+use sqlx::Connection;
+
+use crate::helpers::{TestApp, USER_TOKEN};
+
+/// A multipart body of `(part name, file name, bytes)` parts and its content type.
+fn multipart(parts: &[(&str, &str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "photo-test-boundary-7d3f";
+    let mut body = Vec::new();
+    for (name, file, bytes) in parts {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{file}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+async fn upload(app: &TestApp, parts: &[(&str, &str, &[u8])]) -> reqwest::Response {
+    let (content_type, body) = multipart(parts);
+    app.client
+        .post(app.url("/api/photos"))
+        .bearer_auth(USER_TOKEN)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("request")
+}
+
+async fn post_urls(app: &TestApp, urls: Value) -> reqwest::Response {
+    app.client
+        .post(app.url("/api/photos"))
+        .bearer_auth(USER_TOKEN)
+        .json(&json!({ "urls": urls }))
+        .send()
+        .await
+        .expect("request")
+}
+
+async fn json_of(app: &TestApp, path: &str) -> Value {
+    let res = app.get(USER_TOKEN, path).await;
+    assert_eq!(res.status(), StatusCode::OK, "{path}");
+    res.json().await.expect("json")
+}
+
+async fn status_until(app: &TestApp, id: i64, status: &str) -> Value {
+    eventually(&format!("photo {id} is {status}"), async || {
+        let s = json_of(app, &format!("/api/photos/{id}/status")).await;
+        (s["status"] == status).then_some(s)
+    })
+    .await
+}
+
+async fn start_photo_worker(
+    app: &TestApp,
+    tweak: impl FnOnce(&mut photo_worker::Config),
+) -> Running {
+    let mut config =
+        photo_worker::testing::config(&app.redis.prefix, &app.db().url, app.storage.path());
+    tweak(&mut config);
+    photo_worker::testing::spawn(config).await
+}
+
+fn ids_of(accepted: &Value) -> Vec<i64> {
+    accepted["ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .map(|id| id.as_i64().expect("an id"))
+        .collect()
+}
+
+/// The files under `dir` of the storage (none when it does not exist).
+fn files_in(app: &TestApp, dir: &str) -> Vec<String> {
+    std::fs::read_dir(app.storage.path().join(dir))
+        .map(|entries| {
+            entries
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn uploaded_photos_are_accepted_at_once_then_move_pending_processing_completed_with_their_bibs()
+ {
+    let app = TestApp::spawn().await;
+    let first = bib_photo_jpeg(&["1234"]);
+    let second = bib_photo_png(&["507", "1234"]);
+    let res = upload(
+        &app,
+        &[
+            ("files", "finish-1.jpg", &first),
+            ("files", "finish-2.png", &second),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let location = res.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let accepted: Value = res.json().await.expect("json");
+    let batch_id = accepted["batch_id"].as_i64().expect("batch_id");
+    assert_eq!(location, format!("/api/photo-batches/{batch_id}"));
+    let ids = ids_of(&accepted);
+    assert_eq!(ids.len(), 2);
+    assert_eq!(
+        files_in(&app, "photos").len(),
+        2,
+        "both originals are stored"
+    );
+
+    // No worker yet: pending, and so is the batch.
+    let pending = json_of(&app, &format!("/api/photos/{}/status", ids[0])).await;
+    assert_eq!(
+        pending,
+        json!({"id": ids[0], "status": "pending", "error": null, "is_processed": false, "processed_at": null})
+    );
+    let batch = json_of(&app, &location).await;
+    assert_eq!(
+        (&batch["total"], &batch["pending"], &batch["done"]),
+        (&json!(2), &json!(2), &json!(false))
+    );
+
+    // Hold the detections table so `processing` is seen for sure, not by luck.
+    let mut blocker = sqlx::PgConnection::connect(&app.db().url)
+        .await
+        .expect("a connection of the test's own");
+    let mut lock = blocker.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE photo_detections IN EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .expect("lock");
+    let worker = start_photo_worker(&app, |_| {}).await;
+    status_until(&app, ids[0], "processing").await;
+    let batch = eventually("the batch shows both photos processing", async || {
+        let b = json_of(&app, &location).await;
+        (b["processing"] == 2).then_some(b)
+    })
+    .await;
+    assert_eq!(batch["pending"], 0);
+    lock.rollback().await.expect("release the lock");
+
+    for id in &ids {
+        let done = status_until(&app, *id, "completed").await;
+        assert_eq!(done["is_processed"], true);
+        assert_eq!(done["error"], Value::Null);
+        assert!(done["processed_at"].is_string(), "{done}");
+    }
+    let photo = json_of(&app, &format!("/api/photos/{}", ids[1])).await;
+    let mut numbers: Vec<&str> = photo["detections"]
+        .as_array()
+        .expect("detections")
+        .iter()
+        .map(|d| d["number"].as_str().expect("number"))
+        .collect();
+    numbers.sort();
+    assert_eq!(numbers, vec!["1234", "507"]);
+    let detection = &photo["detections"][0];
+    assert!(
+        detection["confidence"]
+            .as_f64()
+            .is_some_and(|c| (0.5..=1.0).contains(&c)),
+        "{photo}"
+    );
+    assert!(
+        detection["box"]["width"].as_i64().is_some_and(|w| w > 0),
+        "{photo}"
+    );
+    assert_eq!(photo["original_name"], "finish-2.png");
+    assert_eq!(photo["batch_id"], batch_id);
+
+    let found = json_of(&app, "/api/photos?bib=1234").await;
+    assert_eq!(found["bib"], "1234");
+    let mut found_ids: Vec<i64> = found["photos"]
+        .as_array()
+        .expect("photos")
+        .iter()
+        .map(|p| p["id"].as_i64().expect("id"))
+        .collect();
+    found_ids.sort();
+    assert_eq!(found_ids, ids);
+    let hit = &found["photos"][0];
+    assert!(
+        hit["confidence"].as_f64().is_some_and(|c| c >= 0.5),
+        "{found}"
+    );
+    let thumb_url = hit["thumbnail_url"].as_str().expect("a thumbnail url");
+    let thumb = app.get(USER_TOKEN, thumb_url).await;
+    assert_eq!(thumb.status(), StatusCode::OK);
+    assert_eq!(thumb.headers()["content-type"], "image/jpeg");
+    let thumb = image::load_from_memory(&thumb.bytes().await.expect("bytes")).expect("a JPEG");
+    assert_eq!(thumb.width().max(thumb.height()), 320);
+    let only_507 = json_of(&app, "/api/photos?bib=507").await;
+    assert_eq!(only_507["photos"].as_array().map(Vec::len), Some(1));
+    assert_eq!(only_507["photos"][0]["id"], ids[1]);
+    assert_eq!(
+        json_of(&app, "/api/photos?bib=999").await["photos"],
+        json!([])
+    );
+
+    let batch = json_of(&app, &location).await;
+    assert_eq!(
+        (
+            &batch["total"],
+            &batch["completed"],
+            &batch["failed"],
+            &batch["done"]
+        ),
+        (&json!(2), &json!(2), &json!(0), &json!(true))
+    );
+    worker.stop().await;
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_corrupt_photo_ends_failed_with_a_readable_error_while_the_rest_of_the_batch_completes() {
+    let app = TestApp::spawn().await;
+    let worker = start_photo_worker(&app, |_| {}).await;
+    // A JPEG's signature, then bytes no decoder can read.
+    let mut corrupt = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10];
+    corrupt.extend_from_slice(&[0x5A; 4000]);
+    let good = bib_photo_png(&["4521"]);
+    let res = upload(
+        &app,
+        &[("files", "bad.jpg", &corrupt), ("files", "good.png", &good)],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let accepted: Value = res.json().await.expect("json");
+    let ids = ids_of(&accepted);
+
+    let failed = status_until(&app, ids[0], "failed").await;
+    let error = failed["error"].as_str().expect("an error");
+    assert!(error.starts_with("not a decodable image: "), "{error}");
+    assert_eq!(failed["is_processed"], false);
+    status_until(&app, ids[1], "completed").await;
+    let batch = json_of(
+        &app,
+        &format!("/api/photo-batches/{}", accepted["batch_id"]),
+    )
+    .await;
+    assert_eq!(
+        (&batch["completed"], &batch["failed"], &batch["done"]),
+        (&json!(1), &json!(1), &json!(true))
+    );
+    let photo = json_of(&app, &format!("/api/photos/{}", ids[0])).await;
+    assert_eq!(
+        (&photo["detections"], &photo["thumbnail_url"]),
+        (&json!([]), &Value::Null)
+    );
+    let thumb = app
+        .get(USER_TOKEN, &format!("/api/photos/{}/thumbnail", ids[0]))
+        .await;
+    assert_eq!(thumb.status(), StatusCode::NOT_FOUND);
+    worker.stop().await;
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn uploads_over_the_file_or_request_limit_are_413_naming_the_limit_and_leave_no_file() {
+    let app = TestApp::spawn_with(|c| {
+        c.photos.max_file_bytes = 60_000.try_into().expect("nonzero");
+        c.photos.max_request_bytes = 150_000.try_into().expect("nonzero");
+    })
+    .await;
+    let mut big = b"\x89PNG\r\n\x1a\n".to_vec();
+    big.resize(70_000, 0);
+    let res = upload(&app, &[("files", "huge.png", &big)]).await;
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["error"], "payload_too_large");
+    let message = body["message"].as_str().expect("message");
+    assert!(
+        message.contains("huge.png") && message.contains("PHOTO_MAX_FILE_BYTES (60000 bytes)"),
+        "{message}"
+    );
+
+    let mut part = b"\x89PNG\r\n\x1a\n".to_vec();
+    part.resize(55_000, 0);
+    let res = upload(
+        &app,
+        &[
+            ("files", "a.png", &part),
+            ("files", "b.png", &part),
+            ("files", "c.png", &part),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = res.json().await.expect("json");
+    let message = body["message"].as_str().expect("message");
+    assert!(
+        message.contains("PHOTO_MAX_REQUEST_BYTES (150000 bytes)"),
+        "{message}"
+    );
+    assert!(
+        files_in(&app, "photos").is_empty(),
+        "the files of a refused upload are removed"
+    );
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM photos")
+        .fetch_one(&app.db().pool)
+        .await
+        .expect("count");
+    assert_eq!(count, 0);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_jpeg_or_png_and_a_body_of_another_type_are_415() {
+    let app = TestApp::spawn().await;
+    let good = bib_photo_png(&["1234"]);
+    let res = upload(
+        &app,
+        &[
+            ("files", "ok.png", &good),
+            ("files", "anim.gif", b"GIF89a\x01\x00\x01\x00"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["error"], "unsupported_media_type");
+    let message = body["message"].as_str().expect("message");
+    assert!(
+        message.contains("anim.gif") && message.contains("image/jpeg and image/png"),
+        "{message}"
+    );
+    assert!(
+        files_in(&app, "photos").is_empty(),
+        "the PNG before it is removed too"
+    );
+
+    let res = app
+        .client
+        .post(app.url("/api/photos"))
+        .bearer_auth(USER_TOKEN)
+        .header("content-type", "image/jpeg")
+        .body(bib_photo_jpeg(&["1"]))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    let res = upload(&app, &[("photo", "a.png", &good)]).await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["field"], "photo");
+    let res = upload(&app, &[]).await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let unauthenticated = app
+        .client
+        .post(app.url("/api/photos"))
+        .json(&json!({"urls": []}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(unauthenticated.status(), StatusCode::UNAUTHORIZED);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn urls_to_hosts_not_allowed_or_to_inside_addresses_are_refused_up_front_with_422() {
+    let off = TestApp::spawn().await;
+    let res = post_urls(&off, json!(["https://photos.example.com/a.jpg"])).await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["field"], "urls");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("PHOTO_FETCH_ALLOWED_HOSTS")),
+        "{body}"
+    );
+    off.cleanup().await;
+
+    let app = TestApp::spawn_with(|c| {
+        c.photos.fetch_allowed_hosts = vec!["photos.example.com".into()];
+    })
+    .await;
+    for url in [
+        "http://127.0.0.1/a.jpg",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]/a.jpg",
+        "file:///etc/passwd",
+        "https://user:pw@photos.example.com/a.jpg",
+    ] {
+        let res = post_urls(&app, json!(["https://photos.example.com/ok.jpg", url])).await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{url}");
+        let body: Value = res.json().await.expect("json");
+        assert_eq!(body["field"], "urls[1]", "{url}: {body}");
+    }
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM photos")
+        .fetch_one(&app.db().pool)
+        .await
+        .expect("count");
+    assert_eq!(count, 0);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_allowed_url_whose_host_resolves_to_loopback_is_accepted_then_failed_by_the_worker() {
+    let app = TestApp::spawn_with(|c| {
+        c.photos.fetch_allowed_hosts = vec!["localhost".into()];
+    })
+    .await;
+    let worker = start_photo_worker(&app, |c| {
+        c.fetch.allowed_hosts = "localhost".parse().expect("hosts");
+    })
+    .await;
+    let res = post_urls(&app, json!(["http://localhost:9/race/0001.jpg"])).await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let accepted: Value = res.json().await.expect("json");
+    let id = ids_of(&accepted)[0];
+    let photo = json_of(&app, &format!("/api/photos/{id}")).await;
+    assert_eq!(photo["source_url"], "http://localhost:9/race/0001.jpg");
+    let failed = status_until(&app, id, "failed").await;
+    let error = failed["error"].as_str().expect("a reason");
+    assert!(
+        error.contains("localhost resolves to") && error.contains("loopback"),
+        "{error}"
+    );
+    let photo = json_of(&app, &format!("/api/photos/{id}")).await;
+    assert_eq!(photo["attempts"], 1, "a refusal is not retried");
+    worker.stop().await;
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn search_needs_a_bib_of_digits_and_unknown_ids_are_404() {
+    let app = TestApp::spawn().await;
+    for query in [
+        "",
+        "?bib=",
+        "?bib=12a4",
+        "?bib=123456789",
+        "?bib=12&limit=0",
+        "?bib=12&limit=501",
+    ] {
+        let res = app.get(USER_TOKEN, &format!("/api/photos{query}")).await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{query}");
+        let body: Value = res.json().await.expect("json");
+        let field = if query.contains("limit") {
+            "limit"
+        } else {
+            "bib"
+        };
+        assert_eq!(body["field"], field, "{query}");
+    }
+    for path in [
+        "/api/photos/999",
+        "/api/photos/999/status",
+        "/api/photos/999/thumbnail",
+        "/api/photo-batches/999",
+    ] {
+        let res = app.get(USER_TOKEN, path).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    let res = app.get(USER_TOKEN, "/api/photos/abc/status").await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    // A bad limit that does not parse is the query's 400.
+    let res = app.get(USER_TOKEN, "/api/photos?bib=1&limit=x").await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_client_that_hangs_up_midway_through_an_upload_leaves_no_file_and_no_photo() {
+    use tokio::io::AsyncWriteExt;
+
+    let app = TestApp::spawn().await;
+    let whole = bib_photo_png(&["1234"]);
+    let (content_type, body) = multipart(&[("files", "a.png", &whole), ("files", "b.png", &whole)]);
+    // The first file whole, the second cut short, then the connection closes.
+    let sent = &body[..body.len() - whole.len() / 2];
+    let mut stream = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /api/photos HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {USER_TOKEN}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        app.addr,
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("head");
+    stream.write_all(sent).await.expect("part of the body");
+    stream.flush().await.expect("flush");
+    // The first file reaches storage before the request is cut off.
+    eventually("the first file is stored", async || {
+        (!files_in(&app, "photos").is_empty()).then_some(())
+    })
+    .await;
+    drop(stream);
+    eventually("the stored file is removed", async || {
+        files_in(&app, "photos").is_empty().then_some(())
+    })
+    .await;
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM photos")
+        .fetch_one(&app.db().pool)
+        .await
+        .expect("count");
+    assert_eq!(count, 0);
+    app.cleanup().await;
+}

@@ -1,0 +1,262 @@
+//! The worker's settings: its own variables (`STORAGE_DIR`, `STORAGE_TEMP_MAX_AGE`,
+//! `STORAGE_SWEEP_INTERVAL`, `PHOTO_MAX_PIXELS`, `PHOTO_MAX_DIMENSION`,
+//! `PHOTO_MAX_DECODE_BYTES`, `PHOTO_THUMBNAIL_SIZE`, `PHOTO_MIN_CONFIDENCE`,
+//! `PHOTO_FETCH_*`, `PHOTOS_RECONCILE_*`) on top of the `service` kit's base and
+//! per-queue settings (`PHOTOS_CONCURRENCY`, ...). Read from the environment
+//! only by `main`; tests build a [`Config`] directly or from a map.
+
+use std::num::NonZeroU64;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use queue_core::WorkerConfig;
+use service::config::{self, BaseConfig, ConfigError, ReconcileConfig, Vars};
+
+use crate::fetch::{AllowedHosts, FetchPolicy};
+use crate::imaging::ImageLimits;
+
+/// `HEALTH_ADDR` is `127.0.0.1:9105` unless set.
+pub const DEFAULT_HEALTH_PORT: u16 = 9105;
+pub const DEFAULT_STORAGE_DIR: &str = "./storage";
+/// Long past any write in progress.
+pub const DEFAULT_STORAGE_TEMP_MAX_AGE: Duration = Duration::from_secs(15 * 60);
+pub const DEFAULT_STORAGE_SWEEP_INTERVAL: Duration = Duration::from_secs(5 * 60);
+/// `PHOTO_THUMBNAIL_SIZE` default: the longest side of a thumbnail, in pixels.
+pub const DEFAULT_THUMBNAIL_SIZE: u32 = 320;
+/// `PHOTO_MIN_CONFIDENCE` default: the detector's own.
+pub const DEFAULT_MIN_CONFIDENCE: f32 = 0.5;
+
+/// Settings of the photo worker.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `REDIS_URL`, `RSQ_PREFIX`, `DATABASE_URL`, `HEALTH_ADDR`.
+    pub base: BaseConfig,
+    /// `PHOTOS_CONCURRENCY` (default 3), `PHOTOS_MAX_ATTEMPTS`, `PHOTOS_JOB_TIMEOUT`,
+    /// ... over the `jobs::PHOTOS` catalogue defaults.
+    pub worker: WorkerConfig,
+    /// `STORAGE_DIR`: root of the storage the photo paths are relative to.
+    pub storage_dir: PathBuf,
+    /// `STORAGE_TEMP_MAX_AGE`: a temporary file older than this was left by a
+    /// killed writer and is swept.
+    pub storage_temp_max_age: Duration,
+    /// `STORAGE_SWEEP_INTERVAL`.
+    pub storage_sweep_interval: Duration,
+    /// `PHOTO_MAX_PIXELS`, `PHOTO_MAX_DIMENSION`, `PHOTO_MAX_DECODE_BYTES`.
+    pub limits: ImageLimits,
+    /// `PHOTO_THUMBNAIL_SIZE`: the longest side of a thumbnail (16 to 2048).
+    pub thumbnail_size: u32,
+    /// `PHOTO_MIN_CONFIDENCE`: detections below this (0 to 1) are dropped.
+    pub min_confidence: f32,
+    /// `PHOTO_FETCH_ALLOWED_HOSTS`, `PHOTO_FETCH_TIMEOUT`, `PHOTO_FETCH_MAX_BYTES`,
+    /// `PHOTO_FETCH_MAX_REDIRECTS`, `PHOTO_FETCH_ALLOW_LOOPBACK`.
+    pub fetch: FetchPolicy,
+    /// `PHOTOS_RECONCILE_INTERVAL`, `_AFTER`, `_BATCH`.
+    pub reconcile: ReconcileConfig,
+}
+
+impl Config {
+    /// Reads and validates every setting; unset or blank variables take their defaults.
+    pub fn from_vars(vars: &dyn Vars) -> Result<Self, ConfigError> {
+        let worker = config::worker_config(vars, &jobs::PHOTOS)?;
+        let storage_temp_max_age =
+            config::duration(vars, "STORAGE_TEMP_MAX_AGE", DEFAULT_STORAGE_TEMP_MAX_AGE)?;
+        if storage_temp_max_age <= worker.job_timeout {
+            return Err(ConfigError::new(
+                "STORAGE_TEMP_MAX_AGE",
+                format!(
+                    "must be longer than PHOTOS_JOB_TIMEOUT ({:?}), or a write in progress could be removed",
+                    worker.job_timeout
+                ),
+            ));
+        }
+        let storage_sweep_interval = config::duration(
+            vars,
+            "STORAGE_SWEEP_INTERVAL",
+            DEFAULT_STORAGE_SWEEP_INTERVAL,
+        )?;
+        if storage_sweep_interval.is_zero() {
+            return Err(ConfigError::new(
+                "STORAGE_SWEEP_INTERVAL",
+                "must be longer than 0",
+            ));
+        }
+        let defaults = ImageLimits::default();
+        let limits = ImageLimits {
+            max_pixels: positive(vars, "PHOTO_MAX_PIXELS", defaults.max_pixels)?,
+            max_dimension: u32::try_from(positive(
+                vars,
+                "PHOTO_MAX_DIMENSION",
+                u64::from(defaults.max_dimension),
+            )?)
+            .map_err(|_| ConfigError::new("PHOTO_MAX_DIMENSION", "must be at most 4294967295"))?,
+            max_decode_bytes: positive(vars, "PHOTO_MAX_DECODE_BYTES", defaults.max_decode_bytes)?,
+        };
+        // A decoded RGBA pixel is 4 bytes: the pixel limit must fit in the allocation limit.
+        if limits.max_pixels.saturating_mul(4) > limits.max_decode_bytes {
+            return Err(ConfigError::new(
+                "PHOTO_MAX_DECODE_BYTES",
+                format!(
+                    "must be at least 4 bytes per pixel of PHOTO_MAX_PIXELS ({} bytes)",
+                    limits.max_pixels.saturating_mul(4)
+                ),
+            ));
+        }
+        let thumbnail_size = config::integer(vars, "PHOTO_THUMBNAIL_SIZE", DEFAULT_THUMBNAIL_SIZE)?;
+        if !(16..=2048).contains(&thumbnail_size) {
+            return Err(ConfigError::new(
+                "PHOTO_THUMBNAIL_SIZE",
+                "must be between 16 and 2048 pixels",
+            ));
+        }
+        let min_confidence: f32 =
+            config::parse(vars, "PHOTO_MIN_CONFIDENCE", DEFAULT_MIN_CONFIDENCE)?;
+        if !(0.0..=1.0).contains(&min_confidence) {
+            return Err(ConfigError::new(
+                "PHOTO_MIN_CONFIDENCE",
+                "must be between 0 and 1",
+            ));
+        }
+        let fetch = fetch_policy(vars, worker.job_timeout)?;
+        Ok(Self {
+            base: BaseConfig::from_vars(vars, DEFAULT_HEALTH_PORT)?,
+            worker,
+            storage_dir: config::string(vars, "STORAGE_DIR", DEFAULT_STORAGE_DIR).into(),
+            storage_temp_max_age,
+            storage_sweep_interval,
+            limits,
+            thumbnail_size,
+            min_confidence,
+            fetch,
+            reconcile: config::reconcile_config(vars, "PHOTOS")?,
+        })
+    }
+}
+
+/// `name` as a whole number of at least 1.
+fn positive(vars: &dyn Vars, name: &str, default: u64) -> Result<u64, ConfigError> {
+    let n: NonZeroU64 = config::nonzero(
+        vars,
+        name,
+        NonZeroU64::new(default).unwrap_or(NonZeroU64::MIN),
+    )?;
+    Ok(n.get())
+}
+
+/// The `PHOTO_FETCH_*` variables.
+fn fetch_policy(vars: &dyn Vars, job_timeout: Duration) -> Result<FetchPolicy, ConfigError> {
+    let defaults = FetchPolicy::default();
+    let allowed_hosts = config::string(vars, "PHOTO_FETCH_ALLOWED_HOSTS", "")
+        .parse::<AllowedHosts>()
+        .map_err(|rule| ConfigError::new("PHOTO_FETCH_ALLOWED_HOSTS", rule))?;
+    let timeout = config::duration(vars, "PHOTO_FETCH_TIMEOUT", defaults.timeout)?;
+    if timeout.is_zero() || timeout >= job_timeout {
+        return Err(ConfigError::new(
+            "PHOTO_FETCH_TIMEOUT",
+            format!(
+                "must be above 0 and less than PHOTOS_JOB_TIMEOUT ({job_timeout:?}), or the job times out before the fetch"
+            ),
+        ));
+    }
+    Ok(FetchPolicy {
+        allowed_hosts,
+        timeout,
+        max_bytes: positive(vars, "PHOTO_FETCH_MAX_BYTES", defaults.max_bytes)?,
+        max_redirects: config::integer(vars, "PHOTO_FETCH_MAX_REDIRECTS", defaults.max_redirects)?,
+        allow_loopback: config::boolean(vars, "PHOTO_FETCH_ALLOW_LOOPBACK", false)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_suit_a_laptop_and_follow_the_catalogue() {
+        let none: [(&str, &str); 0] = [];
+        let c = Config::from_vars(&none).expect("defaults are valid");
+        assert_eq!(c.base.health_addr.to_string(), "127.0.0.1:9105");
+        assert_eq!(c.worker.concurrency.get(), 3);
+        assert_eq!(c.worker.max_attempts, jobs::PHOTOS.max_attempts);
+        assert_eq!(c.worker.job_timeout, jobs::PHOTOS.job_timeout);
+        assert_eq!(c.storage_dir, PathBuf::from("./storage"));
+        assert_eq!(c.limits, ImageLimits::default());
+        assert_eq!(c.limits.max_pixels, 50_000_000);
+        assert_eq!(c.thumbnail_size, 320);
+        assert_eq!(c.min_confidence, 0.5);
+        assert!(
+            c.fetch.allowed_hosts.is_empty(),
+            "no URL is fetched unless allowed"
+        );
+        assert!(!c.fetch.allow_loopback);
+        assert_eq!(c.fetch.timeout, Duration::from_secs(20));
+        assert_eq!(c.fetch.max_bytes, 25 * 1024 * 1024);
+        assert_eq!(c.fetch.max_redirects, 5);
+        assert_eq!(
+            (c.reconcile.interval, c.reconcile.after, c.reconcile.batch),
+            (Duration::from_secs(30), Duration::from_secs(30), 500)
+        );
+    }
+
+    #[test]
+    fn every_own_variable_is_read() {
+        let c = Config::from_vars(&[
+            ("STORAGE_DIR", "/var/lib/rsq"),
+            ("HEALTH_ADDR", "0.0.0.0:0"),
+            ("PHOTOS_CONCURRENCY", "6"),
+            ("PHOTO_MAX_PIXELS", "1000000"),
+            ("PHOTO_MAX_DIMENSION", "4000"),
+            ("PHOTO_MAX_DECODE_BYTES", "8000000"),
+            ("PHOTO_THUMBNAIL_SIZE", "200"),
+            ("PHOTO_MIN_CONFIDENCE", "0.7"),
+            (
+                "PHOTO_FETCH_ALLOWED_HOSTS",
+                "photos.example.com, *.cdn.example.org",
+            ),
+            ("PHOTO_FETCH_TIMEOUT", "5s"),
+            ("PHOTO_FETCH_MAX_BYTES", "1000"),
+            ("PHOTO_FETCH_MAX_REDIRECTS", "0"),
+            ("PHOTO_FETCH_ALLOW_LOOPBACK", "true"),
+            ("PHOTOS_RECONCILE_AFTER", "2m"),
+        ])
+        .expect("valid");
+        assert_eq!(c.storage_dir, PathBuf::from("/var/lib/rsq"));
+        assert_eq!(c.worker.concurrency.get(), 6);
+        assert_eq!(
+            (
+                c.limits.max_pixels,
+                c.limits.max_dimension,
+                c.limits.max_decode_bytes
+            ),
+            (1_000_000, 4000, 8_000_000)
+        );
+        assert_eq!(c.thumbnail_size, 200);
+        assert_eq!(c.min_confidence, 0.7);
+        assert!(c.fetch.allowed_hosts.allows("photos.example.com"));
+        assert!(c.fetch.allowed_hosts.allows("a.cdn.example.org"));
+        assert!(!c.fetch.allowed_hosts.allows("example.com"));
+        assert_eq!(c.fetch.timeout, Duration::from_secs(5));
+        assert_eq!((c.fetch.max_bytes, c.fetch.max_redirects), (1000, 0));
+        assert!(c.fetch.allow_loopback);
+        assert_eq!(c.reconcile.after, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        for (var, value) in [
+            ("PHOTOS_CONCURRENCY", "0"),
+            ("PHOTO_MAX_PIXELS", "0"),
+            ("PHOTO_MAX_DECODE_BYTES", "1000"),
+            ("PHOTO_THUMBNAIL_SIZE", "8"),
+            ("PHOTO_MIN_CONFIDENCE", "1.5"),
+            ("PHOTO_FETCH_ALLOWED_HOSTS", "http://example.com"),
+            ("PHOTO_FETCH_TIMEOUT", "10m"),
+            ("PHOTO_FETCH_MAX_BYTES", "0"),
+            ("PHOTO_FETCH_ALLOW_LOOPBACK", "maybe"),
+            ("PHOTOS_RECONCILE_BATCH", "0"),
+            ("STORAGE_TEMP_MAX_AGE", "1m"),
+        ] {
+            let err = Config::from_vars(&[(var, value)]).expect_err(var);
+            assert_eq!(err.var, var, "{err}");
+        }
+    }
+}

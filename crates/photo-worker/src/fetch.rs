@@ -1,0 +1,653 @@
+//! Fetching a photo given by URL without letting the URL reach inside our network.
+//!
+//! A URL is a request made on the user's behalf from inside the cluster, so it
+//! could name the cloud metadata service (169.254.169.254), a database on a
+//! private address, or a host whose DNS answers 127.0.0.1. Each hop is checked
+//! before any connection: the scheme (`http`/`https`), no credentials, the host
+//! on `PHOTO_FETCH_ALLOWED_HOSTS`; then the name is resolved here, every
+//! address it resolves to is vetted (loopback, private, link-local, unique
+//! local, CGNAT, multicast, unspecified, reserved and documentation ranges of
+//! IPv4 and IPv6, IPv4 inside IPv6 included) and the TCP connection is opened
+//! here, to exactly a vetted address, so a second DNS answer cannot swap it
+//! (DNS rebinding); HTTP/1.1 (hyper) runs over that socket, with TLS (rustls,
+//! ring, the Mozilla roots of `webpki-roots`) for `https`. Redirects are
+//! followed by hand, each hop checked the same way. No proxy is ever used. The
+//! body is capped while it streams, and the whole fetch has one deadline.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper::header::{ACCEPT, CONTENT_LENGTH, HOST, LOCATION, USER_AGENT};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use url::{Host, Url};
+
+/// Hosts photos may be fetched from: exact names (`photos.example.com`) or all
+/// subdomains of one (`*.example.com`), case-insensitive.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllowedHosts {
+    exact: BTreeSet<String>,
+    suffixes: BTreeSet<String>,
+}
+
+impl AllowedHosts {
+    /// Whether no host is allowed (fetching by URL is off).
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.suffixes.is_empty()
+    }
+
+    /// Whether `host` (a name or an IP literal, IPv6 without brackets) is on the list.
+    pub fn allows(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        self.exact.contains(&host)
+            || self
+                .suffixes
+                .iter()
+                .any(|s| host.len() > s.len() + 1 && host.ends_with(&format!(".{s}")))
+    }
+}
+
+impl FromStr for AllowedHosts {
+    type Err = String;
+
+    /// A comma-separated list; blank means none.
+    fn from_str(list: &str) -> Result<Self, String> {
+        let mut hosts = Self::default();
+        for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let entry = entry.to_ascii_lowercase();
+            let (name, wildcard) = match entry.strip_prefix("*.") {
+                Some(rest) => (rest.to_owned(), true),
+                None => (entry.clone(), false),
+            };
+            let valid = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'))
+                && !name.starts_with('.')
+                && !name.ends_with('.');
+            if !valid {
+                return Err(format!(
+                    "{entry:?} must be a host name such as photos.example.com or *.example.com (no scheme, port or path)"
+                ));
+            }
+            if wildcard {
+                hosts.suffixes.insert(name);
+            } else {
+                hosts.exact.insert(name);
+            }
+        }
+        Ok(hosts)
+    }
+}
+
+/// How photos are fetched by URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchPolicy {
+    /// `PHOTO_FETCH_ALLOWED_HOSTS`, default none: fetching by URL is off.
+    pub allowed_hosts: AllowedHosts,
+    /// `PHOTO_FETCH_TIMEOUT`, default 20s: the whole fetch, redirects included.
+    pub timeout: Duration,
+    /// `PHOTO_FETCH_MAX_BYTES`, default 25 MiB.
+    pub max_bytes: u64,
+    /// `PHOTO_FETCH_MAX_REDIRECTS`, default 5.
+    pub max_redirects: u32,
+    /// `PHOTO_FETCH_ALLOW_LOOPBACK`, default false: for tests and demos only,
+    /// lets an allowed host resolve to a loopback address (127.0.0.0/8, ::1).
+    /// Every other refused range stays refused.
+    pub allow_loopback: bool,
+}
+
+impl Default for FetchPolicy {
+    fn default() -> Self {
+        Self {
+            allowed_hosts: AllowedHosts::default(),
+            timeout: Duration::from_secs(20),
+            max_bytes: 25 * 1024 * 1024,
+            max_redirects: 5,
+            allow_loopback: false,
+        }
+    }
+}
+
+/// Why a fetch failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The URL, a redirect or an address is not allowed: never retried.
+    #[error("refused to fetch {url}: {reason}")]
+    Refused { url: String, reason: String },
+    #[error("{url} is larger than PHOTO_FETCH_MAX_BYTES ({limit} bytes)")]
+    TooLarge { url: String, limit: u64 },
+    #[error("fetching the photo took longer than PHOTO_FETCH_TIMEOUT ({0:?})")]
+    Timeout(Duration),
+    #[error("{url} answered HTTP {status}")]
+    Status { url: String, status: u16 },
+    #[error("resolving {host}: {reason}")]
+    Dns { host: String, reason: String },
+    #[error("fetching {url}: {reason}")]
+    Network { url: String, reason: String },
+}
+
+impl FetchError {
+    /// Whether another attempt cannot help: a refusal, a photo too large, or
+    /// a 4xx answer other than 408 and 429.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Self::Refused { .. } | Self::TooLarge { .. } => true,
+            Self::Status { status, .. } => {
+                (400..500).contains(status) && *status != 408 && *status != 429
+            }
+            Self::Timeout(_) | Self::Dns { .. } | Self::Network { .. } => false,
+        }
+    }
+}
+
+/// A fetched photo.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub bytes: Vec<u8>,
+    /// Where it was found after redirects.
+    pub url: String,
+}
+
+/// Why an IP address may not be fetched from, or None when it may.
+pub fn forbidden(ip: IpAddr, allow_loopback: bool) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v4) => forbidden_v4(v4, allow_loopback),
+        IpAddr::V6(v6) => forbidden_v6(v6, allow_loopback),
+    }
+}
+
+fn forbidden_v4(ip: Ipv4Addr, allow_loopback: bool) -> Option<&'static str> {
+    let [a, b, c, _] = ip.octets();
+    if ip.is_loopback() {
+        return (!allow_loopback).then_some("loopback");
+    }
+    Some(match (a, b, c) {
+        (0, _, _) => "unspecified (0.0.0.0/8)",
+        (10, _, _) => "private (10.0.0.0/8)",
+        (172, 16..=31, _) => "private (172.16.0.0/12)",
+        (192, 168, _) => "private (192.168.0.0/16)",
+        (169, 254, _) => "link-local (169.254.0.0/16, cloud metadata)",
+        (100, 64..=127, _) => "shared address space (100.64.0.0/10)",
+        (192, 0, 0) => "IETF protocol assignment (192.0.0.0/24)",
+        (192, 0, 2) | (198, 51, 100) | (203, 0, 113) => "documentation",
+        (198, 18..=19, _) => "benchmarking (198.18.0.0/15)",
+        (224..=239, _, _) => "multicast",
+        (240..=255, _, _) => "reserved or broadcast (240.0.0.0/4)",
+        _ => return None,
+    })
+}
+
+fn forbidden_v6(ip: Ipv6Addr, allow_loopback: bool) -> Option<&'static str> {
+    if ip.is_loopback() {
+        return (!allow_loopback).then_some("loopback (::1)");
+    }
+    if ip.is_unspecified() {
+        return Some("unspecified (::)");
+    }
+    let s = ip.segments();
+    // IPv4 carried inside IPv6 reaches that IPv4 address: judge it as such.
+    let embedded = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return forbidden_v4(v4, allow_loopback);
+    }
+    if s[0..6] == [0, 0, 0, 0, 0, 0] {
+        // IPv4-compatible (::a.b.c.d), deprecated.
+        return forbidden_v4(embedded(s[6], s[7]), allow_loopback).or(Some("IPv4-compatible"));
+    }
+    if s[0] == 0x64 && s[1] == 0xff9b {
+        // NAT64 (64:ff9b::/96 and 64:ff9b:1::/48).
+        return forbidden_v4(embedded(s[6], s[7]), allow_loopback);
+    }
+    if s[0] == 0x2002 {
+        // 6to4 carries an IPv4 address in its second and third segments.
+        return forbidden_v4(embedded(s[1], s[2]), allow_loopback);
+    }
+    Some(match s[0] {
+        0xfc00..=0xfdff => "unique local (fc00::/7)",
+        0xfe80..=0xfebf => "link-local (fe80::/10)",
+        0xfec0..=0xfeff => "site-local (fec0::/10)",
+        0xff00..=0xffff => "multicast (ff00::/8)",
+        0x2001 if s[1] == 0 => "Teredo (2001::/32)",
+        0x2001 if s[1] == 0xdb8 => "documentation (2001:db8::/32)",
+        0x0100 if s[1..4] == [0, 0, 0] => "discard-only (100::/64)",
+        _ => return None,
+    })
+}
+
+/// Fetches photos by URL under a [`FetchPolicy`]. Cheap to clone.
+#[derive(Clone)]
+pub struct Fetcher {
+    policy: FetchPolicy,
+    tls: TlsConnector,
+}
+
+impl std::fmt::Debug for Fetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fetcher")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Aborts the task driving a connection when the hop is over.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Fetcher {
+    pub fn new(policy: FetchPolicy) -> Self {
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Self {
+            policy,
+            tls: TlsConnector::from(Arc::new(tls)),
+        }
+    }
+
+    pub fn policy(&self) -> &FetchPolicy {
+        &self.policy
+    }
+
+    /// The URL parsed, if its syntax, scheme and host may be fetched at all
+    /// (before any DNS): what the gateway checks up front, and every hop here.
+    pub fn check_url(&self, raw: &str) -> Result<Url, FetchError> {
+        let refused = |reason: String| FetchError::Refused {
+            url: redact(raw),
+            reason,
+        };
+        let url = Url::parse(raw).map_err(|e| refused(format!("not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(refused(format!(
+                "the scheme {:?} is not http or https",
+                url.scheme()
+            )));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(refused("a URL with credentials is not fetched".into()));
+        }
+        let host = host_of(&url).ok_or_else(|| refused("the URL has no host".into()))?;
+        if !self.policy.allowed_hosts.allows(&host) {
+            return Err(refused(format!(
+                "the host {host} is not in PHOTO_FETCH_ALLOWED_HOSTS"
+            )));
+        }
+        Ok(url)
+    }
+
+    /// Fetches `url`, following at most `max_redirects` redirects, each hop
+    /// checked; within `timeout` altogether and `max_bytes` of body.
+    pub async fn fetch(&self, url: &str) -> Result<Fetched, FetchError> {
+        tokio::time::timeout(self.policy.timeout, self.fetch_within(url))
+            .await
+            .map_err(|_| FetchError::Timeout(self.policy.timeout))?
+    }
+
+    async fn fetch_within(&self, raw: &str) -> Result<Fetched, FetchError> {
+        let mut url = self.check_url(raw)?;
+        let mut redirects = 0;
+        loop {
+            let shown = redact(url.as_str());
+            let addrs = self.vetted_addresses(&url).await?;
+            let (response, _connection) = self.get(&url, &addrs).await?;
+            let status = response.status();
+            if status.is_redirection() {
+                let location = response
+                    .headers()
+                    .get(LOCATION)
+                    .and_then(|l| l.to_str().ok())
+                    .ok_or_else(|| FetchError::Refused {
+                        url: shown.clone(),
+                        reason: format!("HTTP {} without a usable Location", status.as_u16()),
+                    })?;
+                if redirects >= self.policy.max_redirects {
+                    return Err(FetchError::Refused {
+                        url: shown,
+                        reason: format!(
+                            "more than PHOTO_FETCH_MAX_REDIRECTS ({}) redirects",
+                            self.policy.max_redirects
+                        ),
+                    });
+                }
+                let next = url.join(location).map_err(|e| FetchError::Refused {
+                    url: shown.clone(),
+                    reason: format!("a redirect to {location:?}, not a URL: {e}"),
+                })?;
+                url = self.check_url(next.as_str())?;
+                redirects += 1;
+                continue;
+            }
+            if !status.is_success() {
+                return Err(FetchError::Status {
+                    url: shown,
+                    status: status.as_u16(),
+                });
+            }
+            let limit = self.policy.max_bytes;
+            let too_large = || FetchError::TooLarge {
+                url: shown.clone(),
+                limit,
+            };
+            let declared = response
+                .headers()
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > limit) {
+                return Err(too_large());
+            }
+            let mut body = response.into_body();
+            let mut bytes = Vec::new();
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| FetchError::Network {
+                    url: shown.clone(),
+                    reason: error_chain(&e),
+                })?;
+                if let Some(chunk) = frame.data_ref() {
+                    if (bytes.len() + chunk.len()) as u64 > limit {
+                        return Err(too_large());
+                    }
+                    bytes.extend_from_slice(chunk);
+                }
+            }
+            return Ok(Fetched {
+                bytes,
+                url: url.to_string(),
+            });
+        }
+    }
+
+    /// One GET over a connection of our own to one of `addrs` (tried in
+    /// order), TLS for `https`. The connection lives as long as the guard.
+    async fn get(
+        &self,
+        url: &Url,
+        addrs: &[SocketAddr],
+    ) -> Result<(hyper::Response<Incoming>, AbortOnDrop), FetchError> {
+        let shown = redact(url.as_str());
+        let network = |reason: String| FetchError::Network {
+            url: shown.clone(),
+            reason,
+        };
+        let mut last = None;
+        let mut tcp = None;
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => {
+                    tcp = Some(stream);
+                    break;
+                }
+                Err(e) => last = Some(format!("connecting to {addr}: {e}")),
+            }
+        }
+        let tcp = tcp.ok_or_else(|| network(last.unwrap_or_else(|| "no address".into())))?;
+        let host = host_of(url).unwrap_or_default();
+        let request = hyper::Request::get(
+            url[url::Position::BeforePath..url::Position::AfterQuery].to_owned(),
+        )
+        .header(
+            HOST,
+            &url[url::Position::BeforeHost..url::Position::AfterPort],
+        )
+        .header(ACCEPT, "image/jpeg, image/png")
+        .header(
+            USER_AGENT,
+            concat!("rsq-photo-worker/", env!("CARGO_PKG_VERSION")),
+        )
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| network(format!("building the request: {e}")))?;
+        let handshake = |e: hyper::Error| network(format!("HTTP handshake: {}", error_chain(&e)));
+        let send = |e: hyper::Error| network(error_chain(&e));
+        if url.scheme() == "https" {
+            let name = match url.host() {
+                Some(Host::Ipv4(ip)) => ServerName::IpAddress(IpAddr::V4(ip).into()),
+                Some(Host::Ipv6(ip)) => ServerName::IpAddress(IpAddr::V6(ip).into()),
+                _ => ServerName::try_from(host.clone())
+                    .map_err(|e| network(format!("not a TLS server name: {e}")))?,
+            };
+            let tls = self
+                .tls
+                .connect(name, tcp)
+                .await
+                .map_err(|e| network(format!("TLS: {e}")))?;
+            let (mut sender, connection) = http1::handshake(TokioIo::new(tls))
+                .await
+                .map_err(handshake)?;
+            let guard = AbortOnDrop(tokio::spawn(async move {
+                let _ = connection.await;
+            }));
+            let response = sender.send_request(request).await.map_err(send)?;
+            Ok((response, guard))
+        } else {
+            let (mut sender, connection) = http1::handshake(TokioIo::new(tcp))
+                .await
+                .map_err(handshake)?;
+            let guard = AbortOnDrop(tokio::spawn(async move {
+                let _ = connection.await;
+            }));
+            let response = sender.send_request(request).await.map_err(send)?;
+            Ok((response, guard))
+        }
+    }
+
+    /// The addresses of `url`'s host, resolved here; an error if any of them
+    /// is refused (a name that also resolves inside is not trusted at all).
+    async fn vetted_addresses(&self, url: &Url) -> Result<Vec<SocketAddr>, FetchError> {
+        let port = url.port_or_known_default().unwrap_or(80);
+        let addrs: Vec<SocketAddr> = match url.host() {
+            Some(Host::Ipv4(ip)) => vec![SocketAddr::new(IpAddr::V4(ip), port)],
+            Some(Host::Ipv6(ip)) => vec![SocketAddr::new(IpAddr::V6(ip), port)],
+            Some(Host::Domain(domain)) => tokio::net::lookup_host((domain, port))
+                .await
+                .map_err(|e| FetchError::Dns {
+                    host: domain.to_owned(),
+                    reason: e.to_string(),
+                })?
+                .collect(),
+            None => Vec::new(),
+        };
+        let host = host_of(url).unwrap_or_default();
+        if addrs.is_empty() {
+            return Err(FetchError::Dns {
+                host,
+                reason: "no address".into(),
+            });
+        }
+        for addr in &addrs {
+            if let Some(why) = forbidden(addr.ip(), self.policy.allow_loopback) {
+                return Err(FetchError::Refused {
+                    url: redact(url.as_str()),
+                    reason: format!("{host} resolves to {}, a {why} address", addr.ip()),
+                });
+            }
+        }
+        Ok(addrs)
+    }
+}
+
+/// The host of a URL: a name, or an IP literal (IPv6 without brackets).
+fn host_of(url: &Url) -> Option<String> {
+    match url.host()? {
+        Host::Domain(d) => Some(d.to_owned()),
+        Host::Ipv4(ip) => Some(ip.to_string()),
+        Host::Ipv6(ip) => Some(ip.to_string()),
+    }
+}
+
+/// A URL as shown in errors and logs: without its query (it may hold a token).
+fn redact(raw: &str) -> String {
+    match Url::parse(raw) {
+        Ok(mut url) => {
+            if url.query().is_some() {
+                url.set_query(Some("…"));
+            }
+            let _ = url.set_password(None);
+            url.to_string()
+        }
+        Err(_) => raw.chars().take(200).collect(),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("an IP address")
+    }
+
+    #[test]
+    fn private_loopback_link_local_and_other_inside_addresses_are_refused() {
+        for refused in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "10.0.0.1",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "192.0.2.1",
+            "::1",
+            "::",
+            "fc00::1",
+            "fd12:3456::1",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "::ffff:10.0.0.1",
+            "::127.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "2002:a9fe:a9fe::1",
+            "2001:db8::1",
+        ] {
+            assert!(
+                forbidden(ip(refused), false).is_some(),
+                "{refused} must be refused"
+            );
+        }
+        for allowed in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "172.32.0.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
+            assert_eq!(forbidden(ip(allowed), false), None, "{allowed}");
+        }
+    }
+
+    #[test]
+    fn the_loopback_switch_opens_loopback_only() {
+        for loopback in ["127.0.0.1", "::1", "::ffff:127.0.0.1"] {
+            assert_eq!(forbidden(ip(loopback), true), None, "{loopback}");
+        }
+        for still in [
+            "169.254.169.254",
+            "10.0.0.1",
+            "::ffff:169.254.169.254",
+            "fe80::1",
+        ] {
+            assert!(forbidden(ip(still), true).is_some(), "{still}");
+        }
+    }
+
+    #[test]
+    fn allowed_hosts_match_exactly_or_as_subdomains_of_a_wildcard() {
+        let hosts: AllowedHosts = " Photos.Example.com, *.cdn.example.org ,"
+            .parse()
+            .expect("valid");
+        assert!(hosts.allows("photos.example.com"));
+        assert!(hosts.allows("PHOTOS.example.com."));
+        assert!(!hosts.allows("evil-photos.example.com"));
+        assert!(!hosts.allows("photos.example.com.evil.net"));
+        assert!(hosts.allows("a.b.cdn.example.org"));
+        assert!(!hosts.allows("cdn.example.org"));
+        assert!(!hosts.allows("xcdn.example.org"));
+        assert!("".parse::<AllowedHosts>().expect("blank").is_empty());
+        for bad in ["http://example.com", "example.com/photos", "*.", "a b"] {
+            assert!(bad.parse::<AllowedHosts>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_url_is_checked_for_scheme_credentials_and_host_before_any_lookup() {
+        let fetcher = Fetcher::new(FetchPolicy {
+            allowed_hosts: "photos.example.com".parse().expect("valid"),
+            ..FetchPolicy::default()
+        });
+        assert!(
+            fetcher
+                .check_url("https://photos.example.com/a.jpg")
+                .is_ok()
+        );
+        for (bad, why) in [
+            ("ftp://photos.example.com/a.jpg", "scheme"),
+            ("file:///etc/passwd", "scheme"),
+            ("https://user:pw@photos.example.com/a.jpg", "credentials"),
+            (
+                "https://other.example.com/a.jpg",
+                "PHOTO_FETCH_ALLOWED_HOSTS",
+            ),
+            (
+                "http://169.254.169.254/latest/meta-data/",
+                "PHOTO_FETCH_ALLOWED_HOSTS",
+            ),
+            ("not a url", "not a URL"),
+        ] {
+            let err = fetcher.check_url(bad).expect_err(bad);
+            assert!(err.is_permanent(), "{err}");
+            assert!(err.to_string().contains(why), "{bad}: {err}");
+            assert!(!err.to_string().contains(":pw@"), "{err}");
+        }
+    }
+
+    #[test]
+    fn only_errors_another_attempt_cannot_fix_are_permanent() {
+        let status = |status| FetchError::Status {
+            url: "u".into(),
+            status,
+        };
+        assert!(status(404).is_permanent());
+        assert!(!status(429).is_permanent());
+        assert!(!status(503).is_permanent());
+        assert!(!FetchError::Timeout(Duration::from_secs(1)).is_permanent());
+    }
+}

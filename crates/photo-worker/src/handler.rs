@@ -1,0 +1,411 @@
+//! The `photo.process` job: find the bib numbers on one photo.
+//!
+//! Effects happen in one order: mark the row `processing` (guarded: a
+//! completed photo is left alone; a failed one runs again only when its dead
+//! letter is retried), read the original (or fetch it by URL and store it),
+//! decode it within limits, make the thumbnail, detect the bibs, write the
+//! thumbnail atomically, then mark the row `completed` and replace its
+//! detections in one transaction. A crash at any point leaves a row that is not
+//! `completed`, and the redelivered job redoes the same work into the same
+//! paths: one thumbnail, one set of detections.
+//!
+//! Errors no attempt can fix (a file that is not a decodable JPEG or PNG, a
+//! refused URL) mark the photo `failed` at once; others are retried and the
+//! last one marks it `failed`. Stage times go to `photo_stage_seconds{stage}`
+//! and to the `photo processed` log line.
+
+use std::ops::DerefMut;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+use bib_detect::Detector;
+use jobs::JobHandler;
+use jobs::v1::ProcessPhoto;
+use queue_core::{DeadLettered, Job, JobError};
+use storage::{Storage, StorageError};
+use store::photos::{self, Completed, Photo, Start};
+use store::{PgConnection, PgPool};
+use tracing::{info, warn};
+
+use crate::fetch::Fetcher;
+use crate::imaging::{self, ImageLimits, PhotoFormat};
+
+/// Where thumbnails are kept: `thumbs/{photo_id}.jpg`.
+pub fn thumbnail_path(photo_id: i64) -> String {
+    format!("thumbs/{photo_id}.jpg")
+}
+
+/// Where the original of a photo given by URL is kept once fetched.
+pub fn fetched_path(photo_id: i64, format: PhotoFormat) -> String {
+    format!("photos/url-{photo_id}.{}", format.extension())
+}
+
+/// What the handler needs besides the pool and storage.
+#[derive(Debug, Clone)]
+pub struct PhotoOptions {
+    pub limits: ImageLimits,
+    pub thumbnail_size: u32,
+}
+
+/// Runs `photo.process` jobs. Cheap to share.
+#[derive(Debug, Clone)]
+pub struct PhotoHandler {
+    pool: PgPool,
+    storage: Storage,
+    detector: Detector,
+    fetcher: Fetcher,
+    options: Arc<PhotoOptions>,
+}
+
+/// Time spent in each stage of one photo.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StageTimes {
+    pub fetch: Option<Duration>,
+    pub decode: Duration,
+    pub thumbnail: Duration,
+    pub candidates: Duration,
+    pub ocr: Duration,
+}
+
+impl StageTimes {
+    fn record(&self) {
+        let stages = [
+            ("decode", Some(self.decode)),
+            ("thumbnail", Some(self.thumbnail)),
+            ("candidates", Some(self.candidates)),
+            ("ocr", Some(self.ocr)),
+            ("fetch", self.fetch),
+        ];
+        for (stage, time) in stages {
+            if let Some(time) = time {
+                metrics::histogram!("photo_stage_seconds", "stage" => stage)
+                    .record(time.as_secs_f64());
+            }
+        }
+    }
+}
+
+/// What one photo's run produced.
+struct Processed {
+    bibs: Vec<String>,
+    times: StageTimes,
+}
+
+/// Why one run failed, which decides what is recorded on the row.
+enum Failure {
+    /// No attempt can fix it: the photo is `failed` at once.
+    Permanent(anyhow::Error),
+    /// Storage, database, OCR engine or network trouble: worth another attempt.
+    Transient(anyhow::Error),
+}
+
+impl PhotoHandler {
+    pub fn new(
+        pool: PgPool,
+        storage: Storage,
+        detector: Detector,
+        fetcher: Fetcher,
+        options: PhotoOptions,
+    ) -> Self {
+        Self {
+            pool,
+            storage,
+            detector,
+            fetcher,
+            options: Arc::new(options),
+        }
+    }
+
+    async fn connection(&self) -> Result<impl DerefMut<Target = PgConnection> + Send, Failure> {
+        self.pool
+            .acquire()
+            .await
+            .context("acquiring a database connection")
+            .map_err(Failure::Transient)
+    }
+
+    /// The original's bytes: from storage, or fetched from its URL and stored.
+    async fn original(&self, photo: &Photo, times: &mut StageTimes) -> Result<Vec<u8>, Failure> {
+        if let Some(path) = &photo.storage_path {
+            return match self.storage.get(path).await {
+                Ok(Some(bytes)) => Ok(bytes),
+                Ok(None) => Err(Failure::Permanent(anyhow!(
+                    "the uploaded file {path} is missing from storage"
+                ))),
+                Err(e) => Err(Failure::Transient(
+                    anyhow::Error::new(e).context(format!("reading {path}")),
+                )),
+            };
+        }
+        let url = photo
+            .source_url
+            .as_deref()
+            .ok_or_else(|| Failure::Permanent(anyhow!("the photo has neither a file nor a URL")))?;
+        let started = Instant::now();
+        let fetched = self.fetcher.fetch(url).await.map_err(|e| {
+            if e.is_permanent() {
+                Failure::Permanent(e.into())
+            } else {
+                Failure::Transient(e.into())
+            }
+        })?;
+        times.fetch = Some(started.elapsed());
+        let format = PhotoFormat::sniff(&fetched.bytes).ok_or_else(|| {
+            Failure::Permanent(anyhow!(
+                "{} is not a JPEG or PNG image",
+                fetched.url.split('?').next().unwrap_or_default()
+            ))
+        })?;
+        let path = fetched_path(photo.id, format);
+        self.storage
+            .put(&path, &fetched.bytes)
+            .await
+            .map_err(|e| storage_failure(e, &path))?;
+        let mut conn = self.connection().await?;
+        photos::set_original(
+            &mut conn,
+            photo.id,
+            &path,
+            format.mime(),
+            fetched.bytes.len() as i64,
+        )
+        .await
+        .context("recording the fetched original")
+        .map_err(Failure::Transient)?;
+        Ok(fetched.bytes)
+    }
+
+    /// Processes a photo that is now `processing`.
+    async fn process(&self, photo: &Photo) -> Result<Option<Processed>, Failure> {
+        let mut times = StageTimes::default();
+        let bytes = self.original(photo, &mut times).await?;
+        let (detector, options) = (self.detector.clone(), Arc::clone(&self.options));
+        // Decoding, resizing and OCR are CPU work of up to seconds: a blocking thread.
+        let work = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let image = imaging::decode(&bytes, &options.limits)
+                .map_err(|e| Failure::Permanent(e.into()))?;
+            drop(bytes);
+            let decode = started.elapsed();
+            let started = Instant::now();
+            let thumb = imaging::thumbnail(&image, options.thumbnail_size)
+                .map_err(|e| Failure::Transient(e.into()))?;
+            let thumbnail = started.elapsed();
+            let found = detector
+                .detect(&image)
+                .context("detecting bibs")
+                .map_err(Failure::Transient)?;
+            Ok::<_, Failure>((
+                image.width(),
+                image.height(),
+                thumb,
+                decode,
+                thumbnail,
+                found,
+            ))
+        });
+        let (width, height, thumb, decode, thumbnail, found) = work
+            .await
+            .map_err(|e| Failure::Transient(anyhow!("the image task failed: {e}")))??;
+        times.decode = decode;
+        times.thumbnail = thumbnail;
+        times.candidates = found.timings.candidates;
+        times.ocr = found.timings.ocr;
+
+        let thumb_path = thumbnail_path(photo.id);
+        self.storage
+            .put(&thumb_path, &thumb)
+            .await
+            .map_err(|e| storage_failure(e, &thumb_path))?;
+
+        let detections: Vec<photos::Detection> = found
+            .bibs
+            .iter()
+            .map(|d| photos::Detection {
+                number: d.number.clone(),
+                confidence: d.confidence.clamp(0.0, 1.0),
+                box_x: clamp_i32(d.bbox.x),
+                box_y: clamp_i32(d.bbox.y),
+                box_width: clamp_i32(d.bbox.width),
+                box_height: clamp_i32(d.bbox.height),
+            })
+            .collect();
+        let mut conn = self.connection().await?;
+        let done = Completed {
+            thumbnail_path: &thumb_path,
+            width: clamp_i32(width),
+            height: clamp_i32(height),
+            detections: &detections,
+        };
+        let moved = photos::complete(&mut conn, photo.id, &done)
+            .await
+            .context("storing the detections")
+            .map_err(Failure::Transient)?;
+        times.record();
+        Ok(moved.then(|| Processed {
+            bibs: detections.into_iter().map(|d| d.number).collect(),
+            times,
+        }))
+    }
+
+    /// Records `error` on the row: `failed` when `last`, otherwise only the text
+    /// (the row stays `processing`). The job outcome does not depend on this.
+    async fn record(&self, photo_id: i64, error: &anyhow::Error, last: bool) {
+        let text = store::error_text(&format!("{error:#}"));
+        let result = async {
+            let mut conn = self.pool.acquire().await?;
+            if last {
+                photos::mark_failed(&mut conn, photo_id, &text).await?;
+            } else {
+                photos::note_error(&mut conn, photo_id, &text).await?;
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            warn!(
+                photo.id = photo_id,
+                error = format!("{e:#}"),
+                "recording the processing error on the photo failed"
+            );
+        }
+    }
+}
+
+fn clamp_i32(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+fn storage_failure(e: StorageError, path: &str) -> Failure {
+    let permanent = matches!(e, StorageError::InvalidPath(_));
+    let e = anyhow::Error::new(e).context(format!("writing {path}"));
+    if permanent {
+        Failure::Permanent(e)
+    } else {
+        Failure::Transient(e)
+    }
+}
+
+impl JobHandler<ProcessPhoto> for PhotoHandler {
+    async fn handle(&self, msg: ProcessPhoto, job: Job) -> Result<(), JobError> {
+        let id = msg.photo_id;
+        let started = Instant::now();
+        let start = {
+            let mut conn = self
+                .pool
+                .acquire()
+                .await
+                .context("acquiring a database connection")
+                .map_err(JobError::Retry)?;
+            photos::start_processing(&mut conn, id)
+                .await
+                .context("marking the photo processing")
+                .map_err(JobError::Retry)?
+        };
+        let photo = match start {
+            Start::Started(photo) => photo,
+            Start::Gone => {
+                // DESIGN.md: a job whose row is gone is dropped, not dead-lettered.
+                info!(
+                    photo.id = id,
+                    job.id = job.id(),
+                    "the photo no longer exists; the job is dropped"
+                );
+                return Ok(());
+            }
+            Start::Settled(_) => {
+                info!(
+                    photo.id = id,
+                    job.id = job.id(),
+                    "the photo is already completed; nothing to do"
+                );
+                return Ok(());
+            }
+        };
+        info!(
+            photo.id = id,
+            photo.batch_id = photo.batch_id,
+            job.id = job.id(),
+            job.attempt = job.attempt(),
+            by_url = photo.source_url.is_some(),
+            "processing photo"
+        );
+        match self.process(&photo).await {
+            Ok(Some(done)) => {
+                let t = done.times;
+                info!(
+                    photo.id = id,
+                    photo.bibs = ?done.bibs,
+                    fetch_ms = t.fetch.map(|d| d.as_millis() as u64),
+                    decode_ms = t.decode.as_millis() as u64,
+                    thumbnail_ms = t.thumbnail.as_millis() as u64,
+                    candidates_ms = t.candidates.as_millis() as u64,
+                    ocr_ms = t.ocr.as_millis() as u64,
+                    duration_ms = started.elapsed().as_millis() as u64,
+                    "photo processed"
+                );
+                Ok(())
+            }
+            Ok(None) => {
+                info!(
+                    photo.id = id,
+                    "the photo was settled or removed meanwhile; its result is dropped"
+                );
+                Ok(())
+            }
+            Err(Failure::Permanent(e)) => {
+                warn!(
+                    photo.id = id,
+                    error = format!("{e:#}"),
+                    "the photo cannot be processed; it is failed"
+                );
+                self.record(id, &e, true).await;
+                Err(JobError::Permanent(e))
+            }
+            Err(Failure::Transient(e)) => {
+                let last = job.is_last_attempt();
+                warn!(
+                    photo.id = id,
+                    job.attempt = job.attempt(),
+                    last_attempt = last,
+                    error = format!("{e:#}"),
+                    "processing the photo failed"
+                );
+                self.record(id, &e, last).await;
+                Err(JobError::Retry(e))
+            }
+        }
+    }
+
+    /// Whatever dead-lettered the job (its last attempt failed, timed out or
+    /// panicked; its worker died on every delivery), the photo is marked
+    /// `failed` with the reason unless it is settled. Retried by the runner
+    /// until it succeeds.
+    async fn on_dead_letter(
+        &self,
+        msg: Option<ProcessPhoto>,
+        letter: DeadLettered,
+    ) -> anyhow::Result<()> {
+        let Some(msg) = msg else {
+            return Ok(()); // no photo to name
+        };
+        let text = store::error_text(&letter.error);
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .context("acquiring a database connection")?;
+        if photos::mark_failed(&mut conn, msg.photo_id, &text)
+            .await
+            .context("marking the photo failed")?
+        {
+            warn!(
+                photo.id = msg.photo_id,
+                job.id = letter.job_id(),
+                "the photo job was dead-lettered; the photo is marked failed"
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,97 @@
+#![doc = include_str!("../README.md")]
+
+pub mod config;
+pub mod fetch;
+pub mod handler;
+pub mod imaging;
+pub mod reconcile;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use anyhow::Context;
+use bib_detect::{Detector, DetectorConfig};
+use tracing::warn;
+
+use queue_core::{CancellationToken, Producer};
+use service::{Started, WorkerService};
+use storage::{Storage, Sweep};
+
+pub use crate::config::Config;
+pub use crate::fetch::{AllowedHosts, FetchError, FetchPolicy, Fetcher};
+pub use crate::handler::{PhotoHandler, PhotoOptions};
+pub use crate::imaging::{ImageLimits, PhotoFormat};
+pub use crate::reconcile::Reconciler;
+
+/// Runs the photo worker until `shutdown` is cancelled: what `main` calls.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    start(config).await?.run(shutdown).await
+}
+
+/// Checks that the OCR engine loads, connects to Redis and PostgreSQL (running
+/// the migrations) and binds the health port; the returned service processes
+/// `photo.process` jobs once run, reconciles photos left without a job
+/// (`photo.reconcile`, a repeating job), and sweeps the storage for stale
+/// temporary files at start and periodically.
+pub async fn start(config: Config) -> anyhow::Result<Started> {
+    let detector = Detector::new(DetectorConfig {
+        min_confidence: config.min_confidence,
+        ..DetectorConfig::default()
+    })
+    .context("starting the bib detector")?;
+    let svc = WorkerService::connect(&config.base, &jobs::PHOTOS, config.worker).await?;
+    let storage = Storage::local(&config.storage_dir);
+    if let Err(e) = storage.check_writable().await {
+        // Not fatal: the directory may be mounted later; /readyz says so meanwhile.
+        warn!(storage.dir = %config.storage_dir.display(), error = %e, "the storage directory is not writable");
+    }
+    let reconciler = Reconciler::new(
+        svc.pool().clone(),
+        Producer::new(svc.broker().clone()),
+        svc.queue().clone(),
+        config.reconcile,
+    );
+    let handler = PhotoHandler::new(
+        svc.pool().clone(),
+        storage.clone(),
+        detector,
+        Fetcher::new(config.fetch.clone()),
+        PhotoOptions {
+            limits: config.limits,
+            thumbnail_size: config.thumbnail_size,
+        },
+    );
+    let handlers = svc.handlers().on(handler).on(reconciler);
+    let every =
+        reconcile::repeating_job(config.reconcile.interval).context("PHOTOS_RECONCILE_INTERVAL")?;
+    let started = svc
+        .repeat(every)
+        .readiness_check("storage", {
+            let storage = storage.clone();
+            move || {
+                let storage = storage.clone();
+                // Where the worker writes; the gateway writes the originals.
+                async move {
+                    storage
+                        .check_writable_in("thumbs")
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+            }
+        })
+        .start(handlers)?;
+    let sweep = Sweep {
+        older_than: config.storage_temp_max_age,
+        ..Sweep::default()
+    };
+    let every = config.storage_sweep_interval;
+    Ok(Started::new(started.addr(), move |shutdown| async move {
+        let stopped = CancellationToken::new();
+        let run = async {
+            let result = started.run(shutdown).await;
+            stopped.cancel();
+            result
+        };
+        let sweeper = storage.sweep_temp_files_every(every, sweep, stopped.cancelled());
+        tokio::join!(run, sweeper).0
+    }))
+}

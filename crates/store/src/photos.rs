@@ -1,0 +1,659 @@
+//! The `photos`, `photo_batches` and `photo_detections` tables: race photos
+//! uploaded in batches (or given by URL), where their processing stands, and the
+//! bib numbers found on them.
+//!
+//! Status moves are guarded in SQL: `pending -> processing -> completed | failed`,
+//! and `processing -> processing` when an attempt is retried. A `completed`
+//! photo never moves again, so a late duplicate job changes nothing. A `failed`
+//! photo moves only when its job runs again, which only an explicit retry of
+//! its dead letter does (`failed -> processing`), as a failed QR can still
+//! become ready. A photo's detections are replaced in the same transaction that
+//! marks it `completed`, so a photo never shows half of a run's detections.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{Connection, PgConnection};
+
+use crate::Result;
+
+/// Where a photo's processing stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum ProcessingStatus {
+    /// Stored, waiting for the photo-worker.
+    Pending,
+    /// An attempt is running (or was, and will be retried).
+    Processing,
+    /// Thumbnail made, detections stored.
+    Completed,
+    /// Every attempt failed, or the photo cannot be processed: `processing_error` says why.
+    Failed,
+}
+
+impl ProcessingStatus {
+    /// `completed` or `failed`: it never moves again.
+    pub fn is_settled(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed)
+    }
+}
+
+/// A stored photo.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Photo {
+    pub id: i64,
+    pub batch_id: i64,
+    pub original_name: Option<String>,
+    pub content_type: Option<String>,
+    /// The original in storage; None for a photo given by URL until it is fetched.
+    pub storage_path: Option<String>,
+    pub source_url: Option<String>,
+    pub thumbnail_path: Option<String>,
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+    pub size_bytes: Option<i64>,
+    pub processing_status: ProcessingStatus,
+    pub processing_error: Option<String>,
+    /// Attempts started so far.
+    pub attempts: i32,
+    /// When processing ended (`completed` or `failed`).
+    pub processed_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+macro_rules! columns {
+    () => {
+        "id, batch_id, original_name, content_type, storage_path, source_url, \
+         thumbnail_path, width, height, size_bytes, processing_status, processing_error, \
+         attempts, processed_at, created_at, updated_at"
+    };
+}
+
+/// One upload of one or many photos.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Batch {
+    pub id: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A photo to store: either already in storage (`storage_path`) or to be
+/// fetched from `source_url`.
+#[derive(Debug, Clone, Default)]
+pub struct NewPhoto<'a> {
+    pub original_name: Option<&'a str>,
+    pub content_type: Option<&'a str>,
+    pub storage_path: Option<&'a str>,
+    pub source_url: Option<&'a str>,
+    pub size_bytes: Option<i64>,
+}
+
+/// A bib found on a photo, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Detection {
+    pub number: String,
+    /// 0.0 to 1.0.
+    pub confidence: f32,
+    pub box_x: i32,
+    pub box_y: i32,
+    pub box_width: i32,
+    pub box_height: i32,
+}
+
+/// A photo in which a bib was found (search by bib).
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct BibMatch {
+    pub photo_id: i64,
+    pub thumbnail_path: Option<String>,
+    /// The best confidence of the bib on this photo.
+    pub confidence: f32,
+    pub processed_at: Option<DateTime<Utc>>,
+}
+
+/// How far an upload got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct BatchProgress {
+    pub id: i64,
+    pub created_at: DateTime<Utc>,
+    pub total: i64,
+    pub pending: i64,
+    pub processing: i64,
+    pub completed: i64,
+    pub failed: i64,
+}
+
+/// What [`start_processing`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// The photo is now `processing` (this attempt counted).
+    Started(Photo),
+    /// Already `completed`: nothing to do.
+    Settled(Photo),
+    /// No such photo (deleted).
+    Gone,
+}
+
+/// The dedup key of a photo's processing job (unique until settled), used by
+/// the gateway and the reconciler alike.
+pub fn photo_job_key(id: i64) -> String {
+    format!("photo:{id}")
+}
+
+/// Stores a batch and its photos, all `pending`, in the order given. Run it in
+/// a transaction so a batch is stored whole or not at all.
+pub async fn insert_batch(
+    conn: &mut PgConnection,
+    photos: &[NewPhoto<'_>],
+) -> Result<(Batch, Vec<Photo>)> {
+    let batch = sqlx::query_as::<_, Batch>(
+        "INSERT INTO photo_batches DEFAULT VALUES RETURNING id, created_at",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let mut stored = Vec::with_capacity(photos.len());
+    for photo in photos {
+        stored.push(
+            sqlx::query_as::<_, Photo>(concat!(
+                "INSERT INTO photos (batch_id, original_name, content_type, storage_path,
+                                     source_url, size_bytes)
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
+                columns!()
+            ))
+            .bind(batch.id)
+            .bind(photo.original_name)
+            .bind(photo.content_type)
+            .bind(photo.storage_path)
+            .bind(photo.source_url)
+            .bind(photo.size_bytes)
+            .fetch_one(&mut *conn)
+            .await?,
+        );
+    }
+    Ok((batch, stored))
+}
+
+pub async fn get(conn: &mut PgConnection, id: i64) -> Result<Option<Photo>> {
+    Ok(
+        sqlx::query_as::<_, Photo>(concat!("SELECT ", columns!(), " FROM photos WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
+/// Moves the photo to `processing` and counts the attempt: from `pending`,
+/// from `processing` (a retry or a redelivery), or from `failed` (its dead
+/// letter retried by an operator). A `completed` photo is left alone.
+pub async fn start_processing(conn: &mut PgConnection, id: i64) -> Result<Start> {
+    let started = sqlx::query_as::<_, Photo>(concat!(
+        "UPDATE photos SET processing_status = 'processing', attempts = attempts + 1,
+                processed_at = NULL, updated_at = now()
+         WHERE id = $1 AND processing_status <> 'completed' RETURNING ",
+        columns!()
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(photo) = started {
+        return Ok(Start::Started(photo));
+    }
+    Ok(match get(conn, id).await? {
+        Some(photo) => Start::Settled(photo),
+        None => Start::Gone,
+    })
+}
+
+/// Records where the fetched original of a photo given by URL is kept, while
+/// it is `processing`. False when nothing moved.
+pub async fn set_original(
+    conn: &mut PgConnection,
+    id: i64,
+    storage_path: &str,
+    content_type: &str,
+    size_bytes: i64,
+) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE photos SET storage_path = $2, content_type = $3, size_bytes = $4,
+                updated_at = now()
+         WHERE id = $1 AND processing_status = 'processing'",
+    )
+    .bind(id)
+    .bind(storage_path)
+    .bind(content_type)
+    .bind(size_bytes)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// What a finished run stores on a photo.
+#[derive(Debug, Clone)]
+pub struct Completed<'a> {
+    pub thumbnail_path: &'a str,
+    pub width: i32,
+    pub height: i32,
+    pub detections: &'a [Detection],
+}
+
+/// Marks a `processing` photo `completed` and replaces its detections, in one
+/// transaction (a savepoint when the caller is already in one). False, and
+/// nothing written, when the photo is not `processing` (settled meanwhile, or gone).
+pub async fn complete(conn: &mut PgConnection, id: i64, done: &Completed<'_>) -> Result<bool> {
+    let mut tx = conn.begin().await?;
+    let moved = sqlx::query(
+        "UPDATE photos SET processing_status = 'completed', processing_error = NULL,
+                thumbnail_path = $2, width = $3, height = $4,
+                processed_at = now(), updated_at = now()
+         WHERE id = $1 AND processing_status = 'processing'",
+    )
+    .bind(id)
+    .bind(done.thumbnail_path)
+    .bind(done.width)
+    .bind(done.height)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if !moved {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    sqlx::query("DELETE FROM photo_detections WHERE photo_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    if !done.detections.is_empty() {
+        let d = done.detections;
+        sqlx::query(
+            "INSERT INTO photo_detections
+                 (photo_id, number, confidence, box_x, box_y, box_width, box_height)
+             SELECT $1, * FROM UNNEST($2::text[], $3::real[], $4::int[], $5::int[],
+                                      $6::int[], $7::int[])",
+        )
+        .bind(id)
+        .bind(d.iter().map(|d| d.number.clone()).collect::<Vec<_>>())
+        .bind(d.iter().map(|d| d.confidence).collect::<Vec<_>>())
+        .bind(d.iter().map(|d| d.box_x).collect::<Vec<_>>())
+        .bind(d.iter().map(|d| d.box_y).collect::<Vec<_>>())
+        .bind(d.iter().map(|d| d.box_width).collect::<Vec<_>>())
+        .bind(d.iter().map(|d| d.box_height).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Records the error of an attempt that will be retried; the status stays.
+pub async fn note_error(conn: &mut PgConnection, id: i64, error: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE photos SET processing_error = $2, updated_at = now()
+         WHERE id = $1 AND processing_status IN ('pending', 'processing')",
+    )
+    .bind(id)
+    .bind(error)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// After the last attempt, or an error no attempt can fix: `failed` with the
+/// reason. A settled photo stays as it is. False when nothing moved.
+pub async fn mark_failed(conn: &mut PgConnection, id: i64, error: &str) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE photos SET processing_status = 'failed', processing_error = $2,
+                processed_at = now(), updated_at = now()
+         WHERE id = $1 AND processing_status IN ('pending', 'processing')",
+    )
+    .bind(id)
+    .bind(error)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Photos not settled whose status last moved before `moved_before`, least
+/// recently moved first, at most `limit` (through the partial index on
+/// unsettled rows): what the reconciler re-enqueues.
+pub async fn unsettled_before(
+    conn: &mut PgConnection,
+    moved_before: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Photo>> {
+    Ok(sqlx::query_as::<_, Photo>(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM photos WHERE processing_status IN ('pending', 'processing') AND updated_at < $1
+         ORDER BY updated_at, id LIMIT $2"
+    ))
+    .bind(moved_before)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// The bibs found on a photo, most confident first.
+pub async fn detections(conn: &mut PgConnection, photo_id: i64) -> Result<Vec<Detection>> {
+    Ok(sqlx::query_as::<_, Detection>(
+        "SELECT number, confidence, box_x, box_y, box_width, box_height
+         FROM photo_detections WHERE photo_id = $1 ORDER BY confidence DESC, id",
+    )
+    .bind(photo_id)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// The completed photos on which `number` was detected, most confident first
+/// (then newest), at most `limit`.
+pub async fn by_bib(conn: &mut PgConnection, number: &str, limit: i64) -> Result<Vec<BibMatch>> {
+    Ok(sqlx::query_as::<_, BibMatch>(
+        "SELECT p.id AS photo_id, p.thumbnail_path, max(d.confidence) AS confidence,
+                p.processed_at
+         FROM photo_detections d JOIN photos p ON p.id = d.photo_id
+         WHERE d.number = $1 AND p.processing_status = 'completed'
+         GROUP BY p.id
+         ORDER BY confidence DESC, p.id DESC
+         LIMIT $2",
+    )
+    .bind(number)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// How many photos of a batch stand where; None when there is no such batch.
+pub async fn batch_progress(conn: &mut PgConnection, id: i64) -> Result<Option<BatchProgress>> {
+    Ok(sqlx::query_as::<_, BatchProgress>(
+        "SELECT b.id, b.created_at, count(p.id) AS total,
+                count(p.id) FILTER (WHERE p.processing_status = 'pending') AS pending,
+                count(p.id) FILTER (WHERE p.processing_status = 'processing') AS processing,
+                count(p.id) FILTER (WHERE p.processing_status = 'completed') AS completed,
+                count(p.id) FILTER (WHERE p.processing_status = 'failed') AS failed
+         FROM photo_batches b LEFT JOIN photos p ON p.batch_id = b.id
+         WHERE b.id = $1
+         GROUP BY b.id",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Removes a photo and its detections (a pending job of it then completes as a no-op).
+pub async fn delete(conn: &mut PgConnection, id: i64) -> Result<bool> {
+    let r = sqlx::query("DELETE FROM photos WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::TestDb;
+
+    fn upload(path: &str) -> NewPhoto<'_> {
+        NewPhoto {
+            original_name: Some("finish.jpg"),
+            content_type: Some("image/jpeg"),
+            storage_path: Some(path),
+            size_bytes: Some(1234),
+            ..NewPhoto::default()
+        }
+    }
+
+    fn detection(number: &str, confidence: f32) -> Detection {
+        Detection {
+            number: number.into(),
+            confidence,
+            box_x: 1,
+            box_y: 2,
+            box_width: 3,
+            box_height: 4,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_photo_moves_pending_processing_completed_once_with_its_detections() {
+        let db = TestDb::new().await;
+        let mut conn = db.pool.acquire().await.expect("conn");
+        let (batch, photos) = insert_batch(&mut conn, &[upload("photos/a.jpg")])
+            .await
+            .expect("insert");
+        let photo = &photos[0];
+        assert_eq!(photo.batch_id, batch.id);
+        assert_eq!(photo.processing_status, ProcessingStatus::Pending);
+
+        let Start::Started(started) = start_processing(&mut conn, photo.id).await.expect("start")
+        else {
+            panic!("the photo starts")
+        };
+        assert_eq!(
+            (started.processing_status, started.attempts),
+            (ProcessingStatus::Processing, 1)
+        );
+        // A retry stays `processing` and counts its attempt.
+        note_error(&mut conn, photo.id, "db blip")
+            .await
+            .expect("note");
+        let Start::Started(again) = start_processing(&mut conn, photo.id).await.expect("retry")
+        else {
+            panic!("a retry starts again")
+        };
+        assert_eq!(again.attempts, 2);
+
+        let first = [detection("1234", 0.9), detection("77", 0.6)];
+        let done = Completed {
+            thumbnail_path: "thumbs/1.jpg",
+            width: 800,
+            height: 600,
+            detections: &first,
+        };
+        assert!(
+            complete(&mut conn, photo.id, &done)
+                .await
+                .expect("complete")
+        );
+        let stored = get(&mut conn, photo.id).await.expect("get").expect("row");
+        assert_eq!(stored.processing_status, ProcessingStatus::Completed);
+        assert_eq!(stored.processing_error, None);
+        assert!(stored.processed_at.is_some());
+        assert_eq!(stored.thumbnail_path.as_deref(), Some("thumbs/1.jpg"));
+        assert_eq!(
+            detections(&mut conn, photo.id).await.expect("detections"),
+            first
+        );
+
+        // Completed: a late duplicate neither restarts, re-completes nor fails it.
+        assert!(matches!(
+            start_processing(&mut conn, photo.id).await.expect("late"),
+            Start::Settled(_)
+        ));
+        let other = [detection("999", 0.99)];
+        let late = Completed {
+            detections: &other,
+            ..done
+        };
+        assert!(!complete(&mut conn, photo.id, &late).await.expect("late"));
+        assert!(
+            !mark_failed(&mut conn, photo.id, "late")
+                .await
+                .expect("late")
+        );
+        assert_eq!(
+            detections(&mut conn, photo.id).await.expect("detections"),
+            first
+        );
+        drop(conn);
+        db.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn a_failed_photo_starts_again_only_when_its_job_runs_again() {
+        let db = TestDb::new().await;
+        let mut conn = db.pool.acquire().await.expect("conn");
+        let (_, photos) = insert_batch(&mut conn, &[upload("photos/a.jpg")])
+            .await
+            .expect("insert");
+        let id = photos[0].id;
+        start_processing(&mut conn, id).await.expect("start");
+        assert!(mark_failed(&mut conn, id, "disk gone").await.expect("fail"));
+        assert!(!mark_failed(&mut conn, id, "again").await.expect("once"));
+        let Start::Started(again) = start_processing(&mut conn, id).await.expect("retry") else {
+            panic!("a retried dead letter starts the photo again")
+        };
+        assert_eq!(
+            (again.processing_status, again.attempts, again.processed_at),
+            (ProcessingStatus::Processing, 2, None)
+        );
+        assert_eq!(again.processing_error.as_deref(), Some("disk gone"));
+        drop(conn);
+        db.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn search_by_bib_finds_completed_photos_most_confident_first() {
+        let db = TestDb::new().await;
+        let mut conn = db.pool.acquire().await.expect("conn");
+        let (_, photos) = insert_batch(
+            &mut conn,
+            &[
+                upload("photos/a.jpg"),
+                upload("photos/b.jpg"),
+                upload("photos/c.jpg"),
+            ],
+        )
+        .await
+        .expect("insert");
+        for (photo, bibs) in photos.iter().zip([
+            vec![detection("1234", 0.7), detection("1234", 0.8)],
+            vec![detection("1234", 0.95), detection("55", 0.9)],
+            vec![detection("1234", 0.99)],
+        ]) {
+            start_processing(&mut conn, photo.id).await.expect("start");
+            // The third photo never completes: it is not found.
+            if photo.id == photos[2].id {
+                continue;
+            }
+            let done = Completed {
+                thumbnail_path: "thumbs/x.jpg",
+                width: 1,
+                height: 1,
+                detections: &bibs,
+            };
+            assert!(
+                complete(&mut conn, photo.id, &done)
+                    .await
+                    .expect("complete")
+            );
+        }
+        let found = by_bib(&mut conn, "1234", 10).await.expect("search");
+        let ids: Vec<(i64, f32)> = found.iter().map(|m| (m.photo_id, m.confidence)).collect();
+        assert_eq!(ids, vec![(photos[1].id, 0.95), (photos[0].id, 0.8)]);
+        assert!(
+            by_bib(&mut conn, "4321", 10)
+                .await
+                .expect("none")
+                .is_empty()
+        );
+        assert_eq!(by_bib(&mut conn, "1234", 1).await.expect("limit").len(), 1);
+        drop(conn);
+        db.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn a_batch_counts_its_photos_by_status_and_the_reconciler_sees_the_unsettled_ones() {
+        let db = TestDb::new().await;
+        let mut conn = db.pool.acquire().await.expect("conn");
+        let by_url = NewPhoto {
+            source_url: Some("https://photos.example.com/a.jpg"),
+            ..NewPhoto::default()
+        };
+        let (batch, photos) = insert_batch(
+            &mut conn,
+            &[
+                upload("photos/a.jpg"),
+                upload("photos/b.jpg"),
+                by_url,
+                upload("photos/d.jpg"),
+            ],
+        )
+        .await
+        .expect("insert");
+        start_processing(&mut conn, photos[0].id)
+            .await
+            .expect("start");
+        start_processing(&mut conn, photos[1].id)
+            .await
+            .expect("start");
+        assert!(
+            mark_failed(&mut conn, photos[1].id, "corrupt")
+                .await
+                .expect("fail")
+        );
+        start_processing(&mut conn, photos[2].id)
+            .await
+            .expect("start");
+        assert!(
+            set_original(
+                &mut conn,
+                photos[2].id,
+                "photos/url-3.jpg",
+                "image/jpeg",
+                10
+            )
+            .await
+            .expect("original")
+        );
+        let done = Completed {
+            thumbnail_path: "thumbs/3.jpg",
+            width: 1,
+            height: 1,
+            detections: &[],
+        };
+        assert!(
+            complete(&mut conn, photos[2].id, &done)
+                .await
+                .expect("complete")
+        );
+        let progress = batch_progress(&mut conn, batch.id)
+            .await
+            .expect("progress")
+            .expect("the batch");
+        assert_eq!(
+            (
+                progress.total,
+                progress.pending,
+                progress.processing,
+                progress.completed,
+                progress.failed
+            ),
+            (4, 1, 1, 1, 1)
+        );
+        assert_eq!(
+            batch_progress(&mut conn, batch.id + 1000)
+                .await
+                .expect("none"),
+            None
+        );
+
+        let cutoff = Utc::now() + chrono::Duration::seconds(1);
+        let unsettled: Vec<i64> = unsettled_before(&mut conn, cutoff, 10)
+            .await
+            .expect("unsettled")
+            .iter()
+            .map(|p| p.id)
+            .collect();
+        assert_eq!(unsettled.len(), 2);
+        assert!(unsettled.contains(&photos[0].id) && unsettled.contains(&photos[3].id));
+        assert!(delete(&mut conn, photos[3].id).await.expect("delete"));
+        assert_eq!(
+            start_processing(&mut conn, photos[3].id)
+                .await
+                .expect("gone"),
+            Start::Gone
+        );
+        drop(conn);
+        db.cleanup().await;
+    }
+}
