@@ -12,7 +12,7 @@ use anyhow::Context;
 use bib_detect::{Detector, DetectorConfig};
 use tracing::warn;
 
-use queue_core::{CancellationToken, Producer};
+use queue_core::CancellationToken;
 use service::{Started, WorkerService};
 use storage::{Storage, Sweep};
 
@@ -44,12 +44,10 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         // Not fatal: the directory may be mounted later; /readyz says so meanwhile.
         warn!(storage.dir = %config.storage_dir.display(), error = %e, "the storage directory is not writable");
     }
-    let reconciler = Reconciler::new(
-        svc.pool().clone(),
-        Producer::new(svc.broker().clone()),
-        svc.queue().clone(),
-        config.reconcile,
-    );
+    let reconciler = Reconciler::of(&svc, config.reconcile, reconcile::UnsettledPhotos);
+    let every = reconciler
+        .repeating_job()
+        .context("PHOTOS_RECONCILE_INTERVAL")?;
     let handler = PhotoHandler::new(
         svc.pool().clone(),
         storage.clone(),
@@ -61,8 +59,6 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         },
     );
     let handlers = svc.handlers().on(handler).on(reconciler);
-    let every =
-        reconcile::repeating_job(config.reconcile.interval).context("PHOTOS_RECONCILE_INTERVAL")?;
     let started = svc
         .repeat(every)
         .readiness_check("storage", {

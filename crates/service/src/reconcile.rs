@@ -118,17 +118,19 @@ impl<P: Pending> Reconciler<P> {
             pending: rows.len(),
             enqueued: 0,
         };
-        for (id, job) in rows {
-            let enqueued = self
-                .producer
-                .enqueue(&self.queue, job)
-                .await
-                .with_context(|| format!("enqueueing the job of {} {id}", P::ROW))?;
-            if !matches!(enqueued, Enqueued::Duplicate { .. }) {
+        let (ids, jobs): (Vec<i64>, Vec<NewJob>) = rows.into_iter().unzip();
+        // One pipelined round trip for the whole batch.
+        let enqueued = self
+            .producer
+            .enqueue_many(&self.queue, jobs)
+            .await
+            .with_context(|| format!("enqueueing the jobs of {} {} rows", ids.len(), P::ROW))?;
+        for (id, job) in ids.iter().zip(&enqueued) {
+            if !matches!(job, Enqueued::Duplicate { .. }) {
                 info!(
                     reconcile.row = P::ROW,
                     reconcile.row_id = id,
-                    job.id = enqueued.id(),
+                    job.id = job.id(),
                     "reconciler enqueued a missing job"
                 );
                 done.enqueued += 1;
