@@ -109,7 +109,7 @@ impl std::str::FromStr for Currency {
 }
 
 /// Largest amount accepted, in cents: 12 whole digits, as the bank takes.
-pub const MAX_AMOUNT_CENTS: i64 = 999_999_999_999_99;
+pub const MAX_AMOUNT_CENTS: i64 = 99_999_999_999_999;
 
 /// `"125.50"` -> 12550. Digits, optionally a point and one or two decimals,
 /// above zero and at most 12 whole digits; anything else (a sign, an exponent,
