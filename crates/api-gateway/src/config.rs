@@ -92,6 +92,34 @@ pub struct Config {
     /// `WISPRO_PER_PAGE`, default 100, 1 to 1000: the page size a new Wispro sync
     /// run records (`sync_runs.per_page`) and the sync-worker asks for.
     pub wispro_per_page: u16,
+    /// `BANK_URL`, `BANK_API_KEY`, `BANK_TIMEOUT` and the first check's delay
+    /// (`PAYMENT_CHECK_DELAY_*`, `PAYMENT_MAX_CHECKS`), read as the
+    /// payment-scheduler reads them.
+    pub payments: PaymentsConfig,
+}
+
+/// What the payment routes need: the bank, and when a new payment's first check runs.
+#[derive(Debug, Clone)]
+pub struct PaymentsConfig {
+    pub bank: payment_scheduler::BankConfig,
+    pub schedule: payment_scheduler::ScheduleConfig,
+}
+
+impl PaymentsConfig {
+    pub fn from_vars(vars: &dyn Vars) -> Result<Self, ConfigError> {
+        Ok(Self {
+            bank: payment_scheduler::BankConfig::from_vars(vars)?,
+            schedule: payment_scheduler::ScheduleConfig::from_vars(vars)?,
+        })
+    }
+}
+
+impl Default for PaymentsConfig {
+    /// The defaults of every variable.
+    fn default() -> Self {
+        let none: [(&str, &str); 0] = [];
+        Self::from_vars(&none).expect("the defaults are valid")
+    }
 }
 
 impl Config {
@@ -145,6 +173,7 @@ impl Config {
                 DEFAULT_CONTEXT_MIN_LENGTH,
             )?,
             wispro_per_page: wispro_per_page(vars)?,
+            payments: PaymentsConfig::from_vars(vars)?,
         })
     }
 }

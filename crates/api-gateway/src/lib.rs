@@ -36,6 +36,10 @@ pub struct AppState {
     pub context_queue: Queue,
     /// Where Wispro sync runs wait for the sync-worker.
     pub wispro_queue: Queue,
+    /// Where payment checks wait for the payment-scheduler.
+    pub payment_queue: Queue,
+    /// The bank that creates payment QRs.
+    pub bank: Arc<dyn payment_scheduler::Bank>,
     pub storage: Storage,
 }
 
@@ -49,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::companies::router())
         .merge(routes::queues::router())
         .merge(routes::sync::router())
+        .merge(routes::payments::router())
         .merge(routes::docs::router())
         .fallback(|| async { error::ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(body_limit))
@@ -134,6 +139,9 @@ pub async fn connect(config: Config) -> anyhow::Result<AppState> {
     let qr_queue = jobs::QR.open(&broker)?;
     let context_queue = jobs::CONTEXT.open(&broker)?;
     let wispro_queue = jobs::WISPRO_SYNC.open(&broker)?;
+    let payment_queue = jobs::PAYMENT_CHECKS.open(&broker)?;
+    let bank = payment_scheduler::QrBank::new(config.payments.bank.clone())
+        .context("building the bank client")?;
     Ok(AppState {
         pool,
         producer: Producer::new(broker.clone()),
@@ -142,6 +150,8 @@ pub async fn connect(config: Config) -> anyhow::Result<AppState> {
         qr_queue,
         context_queue,
         wispro_queue,
+        payment_queue,
+        bank: Arc::new(bank),
         storage: Storage::local(&config.storage_dir),
         config: Arc::new(config),
     })

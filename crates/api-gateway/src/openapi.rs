@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 
 use crate::error::{ErrorBody, SyncConflict};
-use crate::routes::{companies, persons, queues, sync};
+use crate::routes::{companies, payments, persons, queues, sync};
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -29,6 +29,8 @@ use crate::routes::{companies, persons, queues, sync};
         queues::resume,
         sync::start,
         sync::get,
+        payments::create,
+        payments::get,
     ),
     components(schemas(
         ErrorBody,
@@ -48,6 +50,12 @@ use crate::routes::{companies, persons, queues, sync};
         sync::SyncRunStarted,
         sync::SyncRunResponse,
         sync::SyncRunStatus,
+        payments::CreatePaymentQr,
+        payments::PaymentResponse,
+        payments::PaymentCurrency,
+        payments::PaymentQrStatus,
+        payments::PaymentCheckResponse,
+        payments::MovementResponse,
     )),
     modifiers(&BearerAuth, &CommonResponses),
     tags(
@@ -55,6 +63,7 @@ use crate::routes::{companies, persons, queues, sync};
         (name = "companies", description = "Companies and their business context, condensed in the background when long (user or admin token)"),
         (name = "queues", description = "Queue operations (admin token)"),
         (name = "sync", description = "The Wispro customer sync: start a run, follow it (admin token)"),
+        (name = "payments", description = "Payment QRs created at the bank and checked in the background until paid (user or admin token)"),
     )
 )]
 pub struct ApiDoc;

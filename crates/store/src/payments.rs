@@ -199,8 +199,8 @@ pub struct NewPayment<'a> {
     pub status: PaymentStatus,
     pub qr_image_base64: &'a str,
     pub expires_at: DateTime<Utc>,
-    /// When its first check is due.
-    pub next_check_at: DateTime<Utc>,
+    /// When its first check is due; None when the bank's first answer is final.
+    pub next_check_at: Option<DateTime<Utc>>,
 }
 
 /// Stores a payment, with no check made yet.
@@ -555,7 +555,7 @@ mod tests {
             status: PaymentStatus::Pending,
             qr_image_base64: "iVBOR",
             expires_at: Utc::now() + chrono::Duration::minutes(15),
-            next_check_at: Utc::now() + chrono::Duration::minutes(2),
+            next_check_at: Some(Utc::now() + chrono::Duration::minutes(2)),
         }
     }
 

@@ -63,6 +63,7 @@ impl TestApp {
             request_timeout: Duration::from_secs(30),
             context_min_length: api_gateway::config::DEFAULT_CONTEXT_MIN_LENGTH,
             wispro_per_page: api_gateway::config::DEFAULT_WISPRO_PER_PAGE,
+            payments: api_gateway::config::PaymentsConfig::default(),
         };
         tweak(&mut config);
         let state = api_gateway::connect(config.clone()).await.expect("connect");

@@ -104,7 +104,7 @@ impl TestApp {
                 status: PaymentStatus::Pending,
                 qr_image_base64: &created.image_base64,
                 expires_at: created.expires_at,
-                next_check_at: Utc::now(),
+                next_check_at: Some(Utc::now()),
             },
         )
         .await
