@@ -20,6 +20,10 @@ targets:
   sync         a 10,000-customer Wispro sync against the simulator: customers/s
                creating (bcrypt cost 10) and updating, beside this machine's
                bcrypt bound (SYNC_BENCH_CLIENTS, SYNC_BCRYPT_COST).
+  payments     50,000 payment QRs tracked in the bank simulator, each checked
+               twice by the payment-scheduler: checks_per_s, lateness_p50_ms,
+               lateness_p99_ms against the checks' due times (BENCH_PAYMENTS,
+               BENCH_SPREAD, BENCH_DELAY, BENCH_CONCURRENCY, BENCH_REPLICAS).
   gateway      POST /api/persons under load from wrk (req/s, p50, p99), how
                long the QR files take to follow, qr_per_s_per_core
                (scripts/bench-gateway.sh; BENCH_SECONDS, BENCH_CONNECTIONS).
@@ -41,6 +45,10 @@ case "$target" in
         shift
         ensure_rust; ensure_redis; ensure_postgres
         exec cargo bench --quiet -p sync-worker --bench sync --manifest-path "$root/Cargo.toml" ;;
+    payments)
+        shift
+        ensure_rust; ensure_redis; ensure_postgres
+        exec cargo bench --quiet -p payment-scheduler --bench checks --manifest-path "$root/Cargo.toml" ;;
     -h | --help | help) usage; exit 0 ;;
     "") usage; exit 64 ;;
     *) echo "bench.sh: unknown target '$target'" >&2; usage; exit 64 ;;

@@ -28,7 +28,7 @@ use jobs::JobHandler;
 use jobs::v1::PaymentStatusCheck;
 use queue_core::{DeadLettered, Enqueued, Job, JobError, Producer, Queue};
 use store::PgPool;
-use store::payments::{self, CheckApplied, CheckOutcome, Payment, PaymentStatus};
+use store::payments::{self, CheckApplied, CheckOutcome, NewCheck, Payment, PaymentStatus};
 use tracing::{info, warn};
 
 use crate::bank::Bank;
@@ -107,14 +107,18 @@ impl CheckHandler {
             CheckResult::Failed(e) => (CheckOutcome::Failed, payment.status, Some(e.as_str())),
         };
         let changed = status != payment.status;
+        let error = error.map(store::error_text);
         payments::record_check(
             &mut tx,
-            id,
-            check_number,
-            outcome,
-            matches!(result, CheckResult::Status(_)).then_some(status),
-            changed,
-            error.map(store::error_text).as_deref(),
+            &NewCheck {
+                payment_id: id,
+                check_number,
+                outcome,
+                status: matches!(result, CheckResult::Status(_)).then_some(status),
+                changed,
+                error: error.as_deref(),
+                due_at: payment.next_check_at,
+            },
         )
         .await
         .context("recording the check")?;
@@ -176,6 +180,12 @@ impl CheckHandler {
                 );
             }
         }
+        self.schedule_next(payment).await
+    }
+
+    /// Enqueues the payment's next check, if it is still checked; "duplicate"
+    /// when that job exists already.
+    pub async fn schedule_next(&self, payment: &Payment) -> anyhow::Result<()> {
         if let Some(job) = schedule::next_check_job(payment) {
             let enqueued = self
                 .producer
@@ -210,7 +220,7 @@ impl CheckHandler {
                     error,
                     "payment check failed; the next one is scheduled"
                 );
-                self.follow_up(&payment).await
+                self.schedule_next(&payment).await
             }
         }
     }
@@ -301,7 +311,8 @@ impl JobHandler<PaymentStatusCheck> for CheckHandler {
                     duration_ms = started.elapsed().as_millis() as u64,
                     "payment checked"
                 );
-                self.follow_up(p).await?;
+                // Its movement, if paid, was booked in the same transaction.
+                self.schedule_next(p).await?;
             }
         }
         Ok(())

@@ -41,6 +41,8 @@ CREATE TABLE payment_checks (
     -- Whether this check changed the payment's status.
     changed       BOOLEAN NOT NULL DEFAULT false,
     error         TEXT,
+    -- When the check was due (the payment's next_check_at), so lateness shows.
+    due_at        TIMESTAMPTZ,
     checked_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
     -- A redelivered check never records itself twice.
     UNIQUE (payment_id, check_number)

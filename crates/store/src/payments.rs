@@ -286,31 +286,39 @@ pub struct CheckRecord {
     pub status: Option<PaymentStatus>,
     pub changed: bool,
     pub error: Option<String>,
+    /// When it was due; `checked_at - due_at` is how late it ran.
+    pub due_at: Option<DateTime<Utc>>,
     pub checked_at: DateTime<Utc>,
 }
 
-/// Records check `check_number` of a payment; false when it was recorded
-/// already (a redelivery).
-pub async fn record_check(
-    conn: &mut PgConnection,
-    payment_id: i64,
-    check_number: i32,
-    outcome: CheckOutcome,
-    status: Option<PaymentStatus>,
-    changed: bool,
-    error: Option<&str>,
-) -> Result<bool> {
+/// One check to record.
+#[derive(Debug, Clone)]
+pub struct NewCheck<'a> {
+    pub payment_id: i64,
+    pub check_number: i32,
+    pub outcome: CheckOutcome,
+    /// What the bank answered; None for a failed check.
+    pub status: Option<PaymentStatus>,
+    pub changed: bool,
+    pub error: Option<&'a str>,
+    pub due_at: Option<DateTime<Utc>>,
+}
+
+/// Records a check of a payment; false when it was recorded already (a redelivery).
+pub async fn record_check(conn: &mut PgConnection, c: &NewCheck<'_>) -> Result<bool> {
     let r = sqlx::query(
-        "INSERT INTO payment_checks (payment_id, check_number, outcome, status, changed, error)
-         VALUES ($1, $2, $3, $4, $5, $6)
+        "INSERT INTO payment_checks
+                (payment_id, check_number, outcome, status, changed, error, due_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (payment_id, check_number) DO NOTHING",
     )
-    .bind(payment_id)
-    .bind(check_number)
-    .bind(outcome)
-    .bind(status)
-    .bind(changed)
-    .bind(error)
+    .bind(c.payment_id)
+    .bind(c.check_number)
+    .bind(c.outcome)
+    .bind(c.status)
+    .bind(c.changed)
+    .bind(c.error)
+    .bind(c.due_at)
     .execute(conn)
     .await?;
     Ok(r.rows_affected() == 1)
@@ -319,7 +327,7 @@ pub async fn record_check(
 /// A payment's checks, first first.
 pub async fn checks(conn: &mut PgConnection, payment_id: i64) -> Result<Vec<CheckRecord>> {
     Ok(sqlx::query_as::<_, CheckRecord>(
-        "SELECT check_number, outcome, status, changed, error, checked_at
+        "SELECT check_number, outcome, status, changed, error, due_at, checked_at
          FROM payment_checks WHERE payment_id = $1 ORDER BY check_number",
     )
     .bind(payment_id)

@@ -129,6 +129,8 @@ pub struct PaymentCheckResponse {
     /// Whether this check changed the payment's status.
     pub changed: bool,
     pub error: Option<String>,
+    /// When the check was due.
+    pub due_at: Option<DateTime<Utc>>,
     pub checked_at: DateTime<Utc>,
 }
 
@@ -144,6 +146,7 @@ impl From<CheckRecord> for PaymentCheckResponse {
             status: c.status.map(Into::into),
             changed: c.changed,
             error: c.error,
+            due_at: c.due_at,
             checked_at: c.checked_at,
         }
     }
