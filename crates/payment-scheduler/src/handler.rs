@@ -142,7 +142,7 @@ impl CheckHandler {
             next_check_at,
             operator_reason,
         };
-        payments::apply_check(&mut tx, id, &applied)
+        let updated = payments::apply_check(&mut tx, id, &applied)
             .await
             .context("updating the payment")?;
         let booked = if status == PaymentStatus::Completed {
@@ -152,12 +152,11 @@ impl CheckHandler {
         } else {
             false
         };
-        let payment = payments::get(&mut tx, id)
-            .await
-            .context("reading the payment back")?
-            .context("the locked payment exists")?;
         tx.commit().await.context("committing the check")?;
-        Ok(Applied::Recorded { payment, booked })
+        Ok(Applied::Recorded {
+            payment: updated,
+            booked,
+        })
     }
 
     /// Makes sure of what follows a done check: the movement of a completed

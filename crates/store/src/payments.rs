@@ -346,25 +346,30 @@ pub struct CheckApplied {
     pub operator_reason: Option<String>,
 }
 
-/// Writes a check's result on the payment row (the caller holds its lock);
-/// `paid_at` is set the first time the status is `completed`.
-pub async fn apply_check(conn: &mut PgConnection, id: i64, applied: &CheckApplied) -> Result<()> {
-    sqlx::query(
+/// Writes a check's result on the payment row (the caller holds its lock) and
+/// answers the row as it is now; `paid_at` is set the first time the status is
+/// `completed`.
+pub async fn apply_check(
+    conn: &mut PgConnection,
+    id: i64,
+    applied: &CheckApplied,
+) -> Result<Payment> {
+    Ok(sqlx::query_as::<_, Payment>(concat!(
         "UPDATE payments SET checks_made = $2, status = $3, next_check_at = $4,
                 needs_operator = needs_operator OR $5::text IS NOT NULL,
                 operator_reason = COALESCE($5::text, operator_reason),
                 paid_at = CASE WHEN $3 = 'completed' THEN COALESCE(paid_at, now()) ELSE paid_at END,
                 updated_at = now()
-         WHERE id = $1",
-    )
+         WHERE id = $1 RETURNING ",
+        columns!()
+    ))
     .bind(id)
     .bind(applied.checks_made)
     .bind(applied.status)
     .bind(applied.next_check_at)
     .bind(applied.operator_reason.as_deref())
-    .execute(conn)
-    .await?;
-    Ok(())
+    .fetch_one(conn)
+    .await?)
 }
 
 /// A movement booked to the shop's account.
@@ -600,18 +605,18 @@ mod tests {
         let p = insert(&mut conn, &new_payment("qr-2"))
             .await
             .expect("insert");
-        let st = Some(PaymentStatus::Completed);
-        assert!(
-            record_check(&mut conn, p.id, 1, CheckOutcome::Ok, st, true, None)
-                .await
-                .expect("1")
-        );
-        assert!(
-            !record_check(&mut conn, p.id, 1, CheckOutcome::Ok, st, true, None)
-                .await
-                .expect("again")
-        );
-        apply_check(
+        let check = NewCheck {
+            payment_id: p.id,
+            check_number: 1,
+            outcome: CheckOutcome::Ok,
+            status: Some(PaymentStatus::Completed),
+            changed: true,
+            error: None,
+            due_at: p.next_check_at,
+        };
+        assert!(record_check(&mut conn, &check).await.expect("1"));
+        assert!(!record_check(&mut conn, &check).await.expect("again"));
+        let done = apply_check(
             &mut conn,
             p.id,
             &CheckApplied {
@@ -623,7 +628,7 @@ mod tests {
         )
         .await
         .expect("apply");
-        let done = get(&mut conn, p.id).await.expect("get").expect("row");
+        assert_eq!(get(&mut conn, p.id).await.expect("get"), Some(done.clone()));
         assert_eq!(
             (done.status, done.checks_made, done.next_check_at),
             (PaymentStatus::Completed, 1, None)
