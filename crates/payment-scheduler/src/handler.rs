@@ -153,6 +153,7 @@ impl CheckHandler {
             false
         };
         tx.commit().await.context("committing the check")?;
+        record_metrics(&payment, &updated, result, booked);
         Ok(Applied::Recorded {
             payment: updated,
             booked,
@@ -222,6 +223,32 @@ impl CheckHandler {
                 self.schedule_next(&payment).await
             }
         }
+    }
+}
+
+/// `payment_checks_total{outcome, status}`, `payment_check_lateness_seconds`
+/// (how long after its due time a check was applied),
+/// `payment_movements_booked_total` and `payment_flagged_total`.
+fn record_metrics(before: &Payment, after: &Payment, result: &CheckResult, booked: bool) {
+    let outcome = match result {
+        CheckResult::Status(_) => "ok",
+        CheckResult::Failed(_) => "failed",
+    };
+    metrics::counter!(
+        "payment_checks_total",
+        "outcome" => outcome,
+        "status" => after.status.as_str()
+    )
+    .increment(1);
+    if let Some(due) = before.next_check_at {
+        let late = (Utc::now() - due).to_std().unwrap_or_default();
+        metrics::histogram!("payment_check_lateness_seconds").record(late.as_secs_f64());
+    }
+    if booked {
+        metrics::counter!("payment_movements_booked_total").increment(1);
+    }
+    if after.needs_operator && !before.needs_operator {
+        metrics::counter!("payment_flagged_total").increment(1);
     }
 }
 
