@@ -52,7 +52,7 @@ pub struct CreatePaymentQr {
     #[schema(
         value_type = String,
         example = "125.50",
-        pattern = r"^[0-9]{0,11}[1-9](\.[0-9]{1,2})?$|^[0-9]{1,12}\.([1-9][0-9]?|0[1-9])$"
+        pattern = r"^(0*[1-9][0-9]{0,11}(\.[0-9]{1,2})?|0+\.([1-9][0-9]?|0[1-9]))$"
     )]
     pub amount: Value,
     /// `BOB` or `USD`.
