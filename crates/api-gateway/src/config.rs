@@ -256,6 +256,33 @@ mod tests {
         assert_eq!(c.request_timeout, Duration::from_secs(30));
         assert_eq!(c.context_min_length, 1500);
         assert_eq!(c.wispro_per_page, 100);
+        assert_eq!(c.payments.bank.url, "http://127.0.0.1:9200");
+        assert_eq!(c.payments.bank.timeout, Duration::from_secs(10));
+        assert_eq!(c.payments.schedule.delay_pending, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn the_bank_and_the_first_check_are_read_as_the_payment_scheduler_reads_them() {
+        let c = read(&with_tokens(&[
+            ("BANK_URL", "https://bank.example/"),
+            ("BANK_API_KEY", "bank-key-secret"),
+            ("BANK_TIMEOUT", "5s"),
+            ("PAYMENT_CHECK_DELAY_PENDING", "30s"),
+        ]))
+        .expect("valid");
+        assert_eq!(c.payments.bank.url, "https://bank.example");
+        assert_eq!(c.payments.bank.timeout, Duration::from_secs(5));
+        assert_eq!(c.payments.schedule.delay_pending, Duration::from_secs(30));
+        assert!(!format!("{c:?}").contains("bank-key-secret"));
+        for (var, value, rule) in [
+            ("BANK_URL", "ftp://bank", "http://"),
+            ("BANK_TIMEOUT", "0s", "greater than zero"),
+            ("PAYMENT_CHECK_DELAY_PENDING", "soon", "duration"),
+        ] {
+            let err = read(&with_tokens(&[(var, value)])).expect_err(var);
+            assert_eq!(err.var, var, "{err}");
+            assert!(err.reason.contains(rule), "{err}");
+        }
     }
 
     #[test]

@@ -13,22 +13,25 @@ use crate::support::TestApp;
 async fn after_the_last_allowed_check_the_payment_is_flagged_for_an_operator_and_no_longer_checked()
 {
     let app = TestApp::new().await;
-    let mut config = app.config();
-    config.schedule.max_checks = 5;
+    let config = app.config();
+    assert_eq!(
+        config.schedule.max_checks, 20,
+        "the issue's limit, with delays in ms"
+    );
     let worker = app.spawn(config).await;
     let p = app.create("pending,processing,active").await; // never final
 
     let flagged = app.settled(p.id).await;
-    assert_eq!(flagged.checks_made, 5);
+    assert_eq!(flagged.checks_made, 20);
     assert!(flagged.needs_operator);
     assert_eq!(flagged.status, PaymentStatus::Active);
     let reason = flagged.operator_reason.clone().expect("a reason");
-    assert!(reason.contains("5 checks"), "{reason}");
-    holds_for("no sixth check", Duration::from_millis(300), async || {
-        app.sim.bank().status_reads(&p.qr_id) == 5
+    assert!(reason.contains("20 checks"), "{reason}");
+    holds_for("no 21st check", Duration::from_millis(300), async || {
+        app.sim.bank().status_reads(&p.qr_id) == 20
     })
     .await;
-    assert_eq!(app.history(p.id).await.len(), 5);
+    assert_eq!(app.history(p.id).await.len(), 20);
     assert!(app.movements(p.id).await.is_empty());
     let s = app.redis.stats(&app.queue).await;
     assert_eq!((s.waiting, s.delayed, s.dead_lettered), (0, 0, 0), "{s:#?}");
