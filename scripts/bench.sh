@@ -25,6 +25,10 @@ targets:
                precision and recall of the bibs (PHOTO_BENCH_DIR, e.g.
                crates/bib-detect/testdata; else PHOTO_BENCH_PHOTOS generated
                photos, default 30; PHOTOS_CONCURRENCY).
+  payments     50,000 payment QRs tracked in the bank simulator, each checked
+               twice by the payment-scheduler: checks_per_s, lateness_p50_ms,
+               lateness_p99_ms against the checks' due times (BENCH_PAYMENTS,
+               BENCH_SPREAD, BENCH_DELAY, BENCH_CONCURRENCY, BENCH_REPLICAS).
   gateway      POST /api/persons under load from wrk (req/s, p50, p99), how
                long the QR files take to follow, qr_per_s_per_core
                (scripts/bench-gateway.sh; BENCH_SECONDS, BENCH_CONNECTIONS).
@@ -50,6 +54,10 @@ case "$target" in
         shift
         ensure_rust; ensure_ocr; ensure_redis; ensure_postgres
         exec cargo bench --quiet -p photo-worker --bench photos --manifest-path "$root/Cargo.toml" ;;
+    payments)
+        shift
+        ensure_rust; ensure_redis; ensure_postgres
+        exec cargo bench --quiet -p payment-scheduler --bench checks --manifest-path "$root/Cargo.toml" ;;
     -h | --help | help) usage; exit 0 ;;
     "") usage; exit 64 ;;
     *) echo "bench.sh: unknown target '$target'" >&2; usage; exit 64 ;;

@@ -186,6 +186,34 @@ pub struct Config {
     /// `PHOTO_MAX_FILE_BYTES`, `PHOTO_MAX_REQUEST_BYTES`, `PHOTO_MAX_FILES`,
     /// `PHOTO_FETCH_ALLOWED_HOSTS`.
     pub photos: PhotoConfig,
+    /// `BANK_URL`, `BANK_API_KEY`, `BANK_TIMEOUT` and the first check's delay
+    /// (`PAYMENT_CHECK_DELAY_*`, `PAYMENT_MAX_CHECKS`), read as the
+    /// payment-scheduler reads them.
+    pub payments: PaymentsConfig,
+}
+
+/// What the payment routes need: the bank, and when a new payment's first check runs.
+#[derive(Debug, Clone)]
+pub struct PaymentsConfig {
+    pub bank: payment_scheduler::BankConfig,
+    pub schedule: payment_scheduler::ScheduleConfig,
+}
+
+impl PaymentsConfig {
+    pub fn from_vars(vars: &dyn Vars) -> Result<Self, ConfigError> {
+        Ok(Self {
+            bank: payment_scheduler::BankConfig::from_vars(vars)?,
+            schedule: payment_scheduler::ScheduleConfig::from_vars(vars)?,
+        })
+    }
+}
+
+impl Default for PaymentsConfig {
+    /// The defaults of every variable.
+    fn default() -> Self {
+        let none: [(&str, &str); 0] = [];
+        Self::from_vars(&none).expect("the defaults are valid")
+    }
 }
 
 impl Config {
@@ -240,6 +268,7 @@ impl Config {
             )?,
             wispro_per_page: wispro_per_page(vars)?,
             photos: PhotoConfig::from_vars(vars)?,
+            payments: PaymentsConfig::from_vars(vars)?,
         })
     }
 }
@@ -327,6 +356,33 @@ mod tests {
         assert_eq!(c.photos.max_request_bytes.get(), 209_715_200);
         assert_eq!(c.photos.max_files.get(), 100);
         assert!(c.photos.fetch_allowed_hosts.is_empty());
+        assert_eq!(c.payments.bank.url, "http://127.0.0.1:9200");
+        assert_eq!(c.payments.bank.timeout, Duration::from_secs(10));
+        assert_eq!(c.payments.schedule.delay_pending, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn the_bank_and_the_first_check_are_read_as_the_payment_scheduler_reads_them() {
+        let c = read(&with_tokens(&[
+            ("BANK_URL", "https://bank.example/"),
+            ("BANK_API_KEY", "bank-key-secret"),
+            ("BANK_TIMEOUT", "5s"),
+            ("PAYMENT_CHECK_DELAY_PENDING", "30s"),
+        ]))
+        .expect("valid");
+        assert_eq!(c.payments.bank.url, "https://bank.example");
+        assert_eq!(c.payments.bank.timeout, Duration::from_secs(5));
+        assert_eq!(c.payments.schedule.delay_pending, Duration::from_secs(30));
+        assert!(!format!("{c:?}").contains("bank-key-secret"));
+        for (var, value, rule) in [
+            ("BANK_URL", "ftp://bank", "http://"),
+            ("BANK_TIMEOUT", "0s", "greater than zero"),
+            ("PAYMENT_CHECK_DELAY_PENDING", "soon", "duration"),
+        ] {
+            let err = read(&with_tokens(&[(var, value)])).expect_err(var);
+            assert_eq!(err.var, var, "{err}");
+            assert!(err.reason.contains(rule), "{err}");
+        }
     }
 
     #[test]

@@ -38,6 +38,10 @@ pub struct AppState {
     pub wispro_queue: Queue,
     /// Where photos wait for the photo-worker.
     pub photo_queue: Queue,
+    /// Where payment checks wait for the payment-scheduler.
+    pub payment_queue: Queue,
+    /// The bank that creates payment QRs.
+    pub bank: Arc<dyn payment_scheduler::Bank>,
     pub storage: Storage,
 }
 
@@ -52,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::queues::router())
         .merge(routes::sync::router())
         .merge(routes::photos::router(&state.config))
+        .merge(routes::payments::router())
         .merge(routes::docs::router())
         .fallback(|| async { error::ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(body_limit))
@@ -138,6 +143,9 @@ pub async fn connect(config: Config) -> anyhow::Result<AppState> {
     let context_queue = jobs::CONTEXT.open(&broker)?;
     let wispro_queue = jobs::WISPRO_SYNC.open(&broker)?;
     let photo_queue = jobs::PHOTOS.open(&broker)?;
+    let payment_queue = jobs::PAYMENT_CHECKS.open(&broker)?;
+    let bank = payment_scheduler::QrBank::new(config.payments.bank.clone())
+        .context("building the bank client")?;
     Ok(AppState {
         pool,
         producer: Producer::new(broker.clone()),
@@ -147,6 +155,8 @@ pub async fn connect(config: Config) -> anyhow::Result<AppState> {
         context_queue,
         wispro_queue,
         photo_queue,
+        payment_queue,
+        bank: Arc::new(bank),
         storage: Storage::local(&config.storage_dir),
         config: Arc::new(config),
     })

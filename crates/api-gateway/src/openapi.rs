@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 
 use crate::error::{ErrorBody, SyncConflict};
-use crate::routes::{companies, persons, photos, queues, sync};
+use crate::routes::{companies, payments, persons, photos, queues, sync};
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -35,6 +35,8 @@ use crate::routes::{companies, persons, photos, queues, sync};
         photos::status,
         photos::thumbnail,
         photos::batch,
+        payments::create,
+        payments::get,
     ),
     components(schemas(
         ErrorBody,
@@ -65,6 +67,12 @@ use crate::routes::{companies, persons, photos, queues, sync};
         photos::BibSearchResponse,
         photos::BibPhoto,
         photos::BatchResponse,
+        payments::CreatePaymentQr,
+        payments::PaymentResponse,
+        payments::PaymentCurrency,
+        payments::PaymentQrStatus,
+        payments::PaymentCheckResponse,
+        payments::MovementResponse,
     )),
     modifiers(&BearerAuth, &CommonResponses),
     tags(
@@ -73,6 +81,7 @@ use crate::routes::{companies, persons, photos, queues, sync};
         (name = "queues", description = "Queue operations (admin token)"),
         (name = "sync", description = "The Wispro customer sync: start a run, follow it (admin token)"),
         (name = "photos", description = "Race photos: bulk upload, processing status, batches, search by bib (user or admin token)"),
+        (name = "payments", description = "Payment QRs created at the bank and checked in the background until paid (user or admin token)"),
     )
 )]
 pub struct ApiDoc;

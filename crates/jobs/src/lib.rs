@@ -124,6 +124,7 @@ kind!(v1::WisproSyncRun, "wispro.sync", WISPRO_SYNC);
 kind!(v1::ReconcileSyncRuns, "wispro.reconcile", WISPRO_SYNC);
 kind!(v1::PaymentStatusCheck, "payment.check", PAYMENT_CHECKS);
 kind!(v1::PaymentCleanup, "payment.cleanup", PAYMENT_CHECKS);
+kind!(v1::ReconcilePayments, "payment.reconcile", PAYMENT_CHECKS);
 kind!(v1::ProcessPhoto, "photo.process", PHOTOS);
 kind!(v1::ReconcilePhotos, "photo.reconcile", PHOTOS);
 

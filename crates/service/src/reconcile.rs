@@ -42,6 +42,18 @@ pub trait Pending: Send + Sync + 'static {
         before: DateTime<Utc>,
         limit: i64,
     ) -> impl Future<Output = anyhow::Result<Vec<(i64, NewJob)>>> + Send;
+
+    /// Mends, before the jobs are enqueued, what a workload can repair in
+    /// PostgreSQL alone (at most `limit` rows), and says how many it mended.
+    /// Most workloads have nothing to mend.
+    fn repair(
+        &self,
+        conn: &mut PgConnection,
+        limit: i64,
+    ) -> impl Future<Output = anyhow::Result<usize>> + Send {
+        let _ = (conn, limit);
+        std::future::ready(Ok(0))
+    }
 }
 
 /// What one run did.
@@ -51,6 +63,8 @@ pub struct Reconciled {
     pub pending: usize,
     /// Jobs enqueued for rows that had none.
     pub enqueued: usize,
+    /// Rows mended by [`Pending::repair`].
+    pub repaired: usize,
 }
 
 /// Runs a workload's reconcile jobs: a [`JobHandler`] of `P::Message`.
@@ -103,20 +117,29 @@ impl<P: Pending> Reconciler<P> {
     pub async fn run_once(&self) -> anyhow::Result<Reconciled> {
         let after =
             chrono::Duration::from_std(self.config.after).context("the reconcile threshold")?;
-        let rows = {
+        let limit = i64::from(self.config.batch);
+        let (rows, repaired) = {
             let mut conn = self
                 .pool
                 .acquire()
                 .await
                 .context("acquiring a database connection")?;
-            self.rows
-                .pending(&mut conn, Utc::now() - after, i64::from(self.config.batch))
+            let repaired = self
+                .rows
+                .repair(&mut conn, limit)
                 .await
-                .with_context(|| format!("reading the pending {} rows", P::ROW))?
+                .with_context(|| format!("repairing {} rows", P::ROW))?;
+            let rows = self
+                .rows
+                .pending(&mut conn, Utc::now() - after, limit)
+                .await
+                .with_context(|| format!("reading the pending {} rows", P::ROW))?;
+            (rows, repaired)
         };
         let mut done = Reconciled {
             pending: rows.len(),
             enqueued: 0,
+            repaired,
         };
         let (ids, jobs): (Vec<i64>, Vec<NewJob>) = rows.into_iter().unzip();
         // One pipelined round trip for the whole batch.
@@ -150,6 +173,7 @@ impl<P: Pending> JobHandler<P::Message> for Reconciler<P> {
             reconcile.name = P::NAME,
             reconcile.pending = done.pending,
             reconcile.enqueued = done.enqueued,
+            reconcile.repaired = done.repaired,
             "reconciliation done"
         );
         Ok(())

@@ -145,7 +145,7 @@ async fn the_refusals_of_every_operation_are_declared_in_the_served_document() {
     let app = TestApp::spawn().await;
     with_qr_queue(&app).await;
     let (doc, operations) = operations(&app, false).await;
-    assert_eq!(operations.len(), 21);
+    assert_eq!(operations.len(), 23);
     for (method, path, responses) in &operations {
         let admin_only = ["/api/queues", "/api/users/", "/api/sync-runs"]
             .iter()
@@ -180,7 +180,7 @@ async fn the_refusals_of_every_operation_are_declared_in_the_served_document() {
 async fn a_path_parameter_that_is_not_utf8_is_a_declared_400_naming_it() {
     let app = TestApp::spawn().await;
     let (doc, operations) = operations(&app, true).await;
-    assert_eq!(operations.len(), 15, "the operations with path parameters");
+    assert_eq!(operations.len(), 16, "the operations with path parameters");
     for (method, path, responses) in &operations {
         let (status, body) = send(&app, method.clone(), path, Some(ADMIN_TOKEN)).await;
         assert_eq!(status, 400, "{method} {path}: {body}");

@@ -64,6 +64,7 @@ impl TestApp {
             context_min_length: api_gateway::config::DEFAULT_CONTEXT_MIN_LENGTH,
             wispro_per_page: api_gateway::config::DEFAULT_WISPRO_PER_PAGE,
             photos: api_gateway::config::PhotoConfig::default(),
+            payments: api_gateway::config::PaymentsConfig::default(),
         };
         tweak(&mut config);
         let state = api_gateway::connect(config.clone()).await.expect("connect");

@@ -10,6 +10,7 @@ mod consistency;
 mod contract;
 mod errors;
 mod helpers;
+mod payments;
 mod persons;
 mod photos;
 mod processes;

@@ -1,0 +1,532 @@
+//! Payment QRs: created at the bank, stored, and checked in the background by
+//! the payment-scheduler until paid, cancelled or expired.
+//!
+//! A create asks the bank for the QR first (nothing is stored if the bank
+//! refuses or cannot be reached: 422 or 503), then commits the payment with its
+//! first check time and enqueues that check (`payment:ID:check:1`, unique until
+//! settled). A failed enqueue is logged, not answered: the payment is stored and
+//! the scheduler's reconciler enqueues its check from `next_check_at`.
+//! Amounts are decimal strings ("125.50"), never JSON numbers, stored as whole
+//! cents.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{self, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use payment_scheduler::{Bank, BankError, CreateQr, ScheduleConfig, schedule};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use store::payments::{
+    self, CheckOutcome, CheckRecord, Currency, Movement, NewPayment, Payment, PaymentStatus,
+};
+use tracing::{Instrument, info, warn};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorBody};
+use crate::json::ApiJson;
+use crate::params::ApiPath;
+
+/// Longest description, in characters (the bank's gloss limit).
+pub const MAX_DESCRIPTION_CHARS: usize = 200;
+/// Longest bank QR id accepted in a path.
+pub const MAX_QR_ID_LEN: usize = 200;
+
+/// `POST /api/payments/qr`, `GET /api/payments/{qr_id}`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/payments/qr", post(create))
+        .route("/api/payments/{qr_id}", routing::get(get))
+}
+
+/// A payment QR to create.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePaymentQr {
+    /// The amount as a decimal string with at most two decimals, above zero
+    /// (`"125.50"`); a JSON number, a sign or an exponent is refused (422).
+    #[schema(
+        value_type = String,
+        example = "125.50",
+        pattern = r"^(0*[1-9][0-9]{0,11}(\.[0-9]{1,2})?|0+\.([1-9][0-9]?|0[1-9]))$"
+    )]
+    pub amount: Value,
+    /// `BOB` or `USD`.
+    #[schema(value_type = PaymentCurrency, example = "BOB")]
+    pub currency: String,
+    /// Shown to the payer as the QR's gloss: at most 200 characters, no control
+    /// characters.
+    #[serde(default)]
+    #[schema(
+        example = "Pedido 42",
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$"
+    )]
+    pub description: Option<String>,
+    /// When the QR stops being payable (RFC 3339, in the future); the bank's
+    /// default life (15 minutes in the simulator) when absent.
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// The currencies a payment QR can be in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub enum PaymentCurrency {
+    #[serde(rename = "BOB")]
+    Bob,
+    #[serde(rename = "USD")]
+    Usd,
+}
+
+impl From<Currency> for PaymentCurrency {
+    fn from(c: Currency) -> Self {
+        match c {
+            Currency::Bob => Self::Bob,
+            Currency::Usd => Self::Usd,
+        }
+    }
+}
+
+/// Where a payment stands at the bank.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PaymentQrStatus {
+    Pending,
+    Processing,
+    Active,
+    /// Paid: one movement is booked.
+    Completed,
+    Cancelled,
+    Expired,
+}
+
+impl From<PaymentStatus> for PaymentQrStatus {
+    fn from(s: PaymentStatus) -> Self {
+        match s {
+            PaymentStatus::Pending => Self::Pending,
+            PaymentStatus::Processing => Self::Processing,
+            PaymentStatus::Active => Self::Active,
+            PaymentStatus::Completed => Self::Completed,
+            PaymentStatus::Cancelled => Self::Cancelled,
+            PaymentStatus::Expired => Self::Expired,
+        }
+    }
+}
+
+/// One check of a payment at the bank.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PaymentCheckResponse {
+    /// 1-based.
+    pub check_number: i32,
+    /// `ok`: the bank answered `status`; `failed`: every attempt failed (`error`).
+    #[schema(example = "ok")]
+    pub outcome: String,
+    pub status: Option<PaymentQrStatus>,
+    /// Whether this check changed the payment's status.
+    pub changed: bool,
+    pub error: Option<String>,
+    /// When the check was due.
+    pub due_at: Option<DateTime<Utc>>,
+    pub checked_at: DateTime<Utc>,
+}
+
+impl From<CheckRecord> for PaymentCheckResponse {
+    fn from(c: CheckRecord) -> Self {
+        Self {
+            check_number: c.check_number,
+            outcome: match c.outcome {
+                CheckOutcome::Ok => "ok",
+                CheckOutcome::Failed => "failed",
+            }
+            .to_owned(),
+            status: c.status.map(Into::into),
+            changed: c.changed,
+            error: c.error,
+            due_at: c.due_at,
+            checked_at: c.checked_at,
+        }
+    }
+}
+
+/// A movement booked to the shop's account for a paid payment.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MovementResponse {
+    pub id: i64,
+    #[schema(example = "qr_payment")]
+    pub kind: String,
+    #[schema(example = "125.50")]
+    pub amount: String,
+    pub currency: PaymentCurrency,
+    pub description: String,
+    pub booked_at: DateTime<Utc>,
+}
+
+impl From<Movement> for MovementResponse {
+    fn from(m: Movement) -> Self {
+        Self {
+            id: m.id,
+            kind: m.kind,
+            amount: payments::format_amount(m.amount_cents),
+            currency: m.currency.into(),
+            description: m.description,
+            booked_at: m.booked_at,
+        }
+    }
+}
+
+/// A payment QR, where it stands and how it was checked.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PaymentResponse {
+    #[schema(example = 1)]
+    pub id: i64,
+    /// The bank's id of the QR; the payment's address: `/api/payments/{qr_id}`.
+    #[schema(example = "qr-5f0c2a")]
+    pub qr_id: String,
+    /// Exact, two decimals.
+    #[schema(example = "125.50")]
+    pub amount: String,
+    pub currency: PaymentCurrency,
+    pub description: String,
+    #[schema(example = "pending")]
+    pub status: PaymentQrStatus,
+    /// The QR image as a data URL (`data:image/png;base64,...`).
+    pub qr_image: String,
+    pub expires_at: DateTime<Utc>,
+    /// Checks made at the bank so far.
+    pub checks_made: i32,
+    /// When the next check is due; null once checks ended.
+    pub next_check_at: Option<DateTime<Utc>>,
+    /// Checks stopped without a final status (the check limit): an operator
+    /// should look; `operator_reason` says why.
+    pub needs_operator: bool,
+    pub operator_reason: Option<String>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The checks made, first first.
+    pub checks: Vec<PaymentCheckResponse>,
+    /// The movements booked: one once paid, none before.
+    pub movements: Vec<MovementResponse>,
+}
+
+impl PaymentResponse {
+    fn new(p: Payment, checks: Vec<CheckRecord>, movements: Vec<Movement>) -> Self {
+        Self {
+            id: p.id,
+            qr_id: p.qr_id,
+            amount: payments::format_amount(p.amount_cents),
+            currency: p.currency.into(),
+            description: p.description,
+            status: p.status.into(),
+            qr_image: format!("data:image/png;base64,{}", p.qr_image_base64),
+            expires_at: p.expires_at,
+            checks_made: p.checks_made,
+            next_check_at: p.next_check_at,
+            needs_operator: p.needs_operator,
+            operator_reason: p.operator_reason,
+            paid_at: p.paid_at,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+            checks: checks.into_iter().map(Into::into).collect(),
+            movements: movements.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// The checked fields of a create request.
+#[derive(Debug, PartialEq, Eq)]
+struct Valid {
+    amount_cents: i64,
+    currency: Currency,
+    description: String,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+/// Checks every field; the first broken rule is the error, naming its field.
+fn validate(input: CreatePaymentQr, now: DateTime<Utc>) -> Result<Valid, ApiError> {
+    let amount_cents = match &input.amount {
+        Value::String(s) => {
+            payments::parse_amount(s).map_err(|rule| ApiError::validation("amount", rule))?
+        }
+        Value::Number(_) => {
+            return Err(ApiError::validation(
+                "amount",
+                "must be a decimal string such as \"125.50\", not a JSON number",
+            ));
+        }
+        _ => {
+            return Err(ApiError::validation(
+                "amount",
+                "must be a decimal string such as \"125.50\"",
+            ));
+        }
+    };
+    let currency = input
+        .currency
+        .parse::<Currency>()
+        .map_err(|rule| ApiError::validation("currency", rule))?;
+    let description = input.description.unwrap_or_default();
+    if description.chars().count() > MAX_DESCRIPTION_CHARS {
+        return Err(ApiError::validation(
+            "description",
+            format!("must be at most {MAX_DESCRIPTION_CHARS} characters"),
+        ));
+    }
+    if description.chars().any(char::is_control) {
+        return Err(ApiError::validation(
+            "description",
+            "must not contain control characters",
+        ));
+    }
+    if let Some(at) = input.expires_at
+        && at <= now
+    {
+        return Err(ApiError::validation("expires_at", "must be in the future"));
+    }
+    Ok(Valid {
+        amount_cents,
+        currency,
+        description,
+        expires_at: input.expires_at,
+    })
+}
+
+/// Creates a payment QR at the bank, stores it and schedules its first check.
+#[utoipa::path(
+    post,
+    path = "/api/payments/qr",
+    tag = "payments",
+    request_body = CreatePaymentQr,
+    responses(
+        (status = 201, description = "Created at the bank and stored, `pending` with its first check scheduled (also when the queue is down: the check is enqueued later)", body = PaymentResponse),
+        (status = 400, description = "Body is not the JSON expected (`invalid_json`)", body = ErrorBody),
+        (status = 413, description = "The body is over API_BODY_LIMIT_BYTES (`payload_too_large`)", body = ErrorBody),
+        (status = 422, description = "A field breaks a rule (an amount that is a JSON number, negative, zero or with more than two decimals; a currency other than BOB or USD; ...); `field` names it (`validation_failed`)", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the bank could not be reached or refused to answer; nothing was stored. `timeout`: the request outlasted API_REQUEST_TIMEOUT", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiJson(input): ApiJson<CreatePaymentQr>,
+) -> Result<Response, ApiError> {
+    let input = validate(input, Utc::now())?;
+    // In a task of its own, as persons and companies are stored: a client
+    // hanging up must not drop the work between the bank's QR and our row.
+    let payment = tokio::spawn(create_payment(state, input).instrument(tracing::Span::current()))
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("payment task failed: {e}")))??;
+    let location = format!("/api/payments/{}", payment.qr_id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(PaymentResponse::new(payment, Vec::new(), Vec::new())),
+    )
+        .into_response())
+}
+
+fn bank_error(e: BankError) -> ApiError {
+    match e {
+        BankError::Rejected { field, message } => {
+            let field = match field.as_str() {
+                "gloss" => "description",
+                "amount" | "currency" | "expires_at" => field.as_str(),
+                _ => "body",
+            };
+            ApiError::validation(field, format!("refused by the bank: {message}"))
+        }
+        other => ApiError::Unavailable {
+            what: "the bank".into(),
+            source: other.into(),
+        },
+    }
+}
+
+/// Asks the bank for the QR, commits the payment, then enqueues its first check.
+async fn create_payment(state: AppState, input: Valid) -> Result<Payment, ApiError> {
+    let schedule: ScheduleConfig = state.config.payments.schedule;
+    let bank: Arc<dyn Bank> = state.bank.clone();
+    let created = bank
+        .create_qr(&CreateQr {
+            amount_cents: input.amount_cents,
+            currency: input.currency,
+            description: input.description.clone(),
+            expires_at: input.expires_at,
+        })
+        .await
+        .map_err(bank_error)?;
+    let next_check_at = match schedule.next_check(created.status) {
+        Some((delay, _)) => Some(
+            Utc::now()
+                + chrono::Duration::from_std(delay)
+                    .map_err(|e| ApiError::Internal(anyhow::anyhow!("check delay: {e}")))?,
+        ),
+        None => None,
+    };
+    let mut conn = state
+        .pool
+        .acquire()
+        .await
+        .map_err(store::StoreError::from)?;
+    let payment = payments::insert(
+        &mut conn,
+        &NewPayment {
+            qr_id: &created.qr_id,
+            amount_cents: input.amount_cents,
+            currency: input.currency,
+            description: &input.description,
+            status: created.status,
+            qr_image_base64: &created.image_base64,
+            expires_at: created.expires_at,
+            next_check_at,
+        },
+    )
+    .await?;
+    drop(conn);
+    // The row is committed: from here on the request succeeds. The check's key
+    // is unique until settled, so a lost enqueue is made good by the
+    // reconciler with the same key, never doubled.
+    let Some(job) = schedule::next_check_job(&payment) else {
+        info!(payment.id = payment.id, payment.status = %payment.status, "payment stored with a final status; nothing to check");
+        return Ok(payment);
+    };
+    match state.producer.enqueue(&state.payment_queue, job).await {
+        Ok(enqueued) => info!(
+            payment.id = payment.id,
+            payment.amount_cents = payment.amount_cents,
+            payment.currency = payment.currency.as_str(),
+            job.id = enqueued.id(),
+            "payment QR created, first check scheduled"
+        ),
+        Err(e) => warn!(
+            payment.id = payment.id,
+            error = format!("{:#}", anyhow::Error::from(e)),
+            "payment QR created, but enqueueing its first check failed; the reconciler will enqueue it"
+        ),
+    }
+    Ok(payment)
+}
+
+/// A payment by the bank's QR id: status, checks, next check, movements.
+#[utoipa::path(
+    get,
+    path = "/api/payments/{qr_id}",
+    tag = "payments",
+    params(("qr_id" = String, Path, description = "The bank's QR id, as `POST /api/payments/qr` answered it", example = "qr-5f0c2a")),
+    responses(
+        (status = 200, description = "The payment, its status, the checks made and the movements booked", body = PaymentResponse),
+        (status = 404, description = "No such payment (`not_found`)", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiPath(qr_id): ApiPath<String>,
+) -> Result<Json<PaymentResponse>, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no payment with qr_id {qr_id:?}"));
+    if qr_id.len() > MAX_QR_ID_LEN || qr_id.contains('\0') {
+        return Err(not_found());
+    }
+    let mut conn = state
+        .pool
+        .acquire()
+        .await
+        .map_err(store::StoreError::from)?;
+    let Some(payment) = payments::get_by_qr_id(&mut conn, &qr_id).await? else {
+        return Err(not_found());
+    };
+    let checks = payments::checks(&mut conn, payment.id).await?;
+    let movements = payments::movements(&mut conn, payment.id).await?;
+    Ok(Json(PaymentResponse::new(payment, checks, movements)))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn input(body: Value) -> CreatePaymentQr {
+        serde_json::from_value(body).expect("the shape of a create")
+    }
+
+    fn field_of(body: Value) -> String {
+        match validate(input(body), Utc::now()) {
+            Err(ApiError::Validation { field, .. }) => field,
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_decimal_string_is_an_exact_amount() {
+        let v = validate(
+            input(json!({"amount": "125.50", "currency": "BOB", "description": "Pedido 42"})),
+            Utc::now(),
+        )
+        .expect("valid");
+        assert_eq!(
+            v,
+            Valid {
+                amount_cents: 12_550,
+                currency: Currency::Bob,
+                description: "Pedido 42".into(),
+                expires_at: None,
+            }
+        );
+        let usd = validate(
+            input(json!({"amount": "0.1", "currency": "USD"})),
+            Utc::now(),
+        )
+        .expect("valid");
+        assert_eq!((usd.amount_cents, usd.currency), (10, Currency::Usd));
+    }
+
+    #[test]
+    fn each_broken_rule_names_its_field() {
+        for amount in [
+            json!(1e3),
+            json!(125.5),
+            json!(10),
+            json!("1e3"),
+            json!("-5"),
+            json!("0"),
+            json!("1.234"),
+            json!("12,50"),
+            json!(null),
+            json!(true),
+        ] {
+            assert_eq!(
+                field_of(json!({"amount": amount, "currency": "BOB"})),
+                "amount",
+                "{amount}"
+            );
+        }
+        for currency in ["EUR", "bob", ""] {
+            assert_eq!(
+                field_of(json!({"amount": "1", "currency": currency})),
+                "currency"
+            );
+        }
+        let long = "x".repeat(MAX_DESCRIPTION_CHARS + 1);
+        assert_eq!(
+            field_of(json!({"amount": "1", "currency": "BOB", "description": long})),
+            "description"
+        );
+        assert_eq!(
+            field_of(json!({"amount": "1", "currency": "BOB", "description": "a\u{7}b"})),
+            "description"
+        );
+        assert_eq!(
+            field_of(
+                json!({"amount": "1", "currency": "BOB", "expires_at": "2001-01-01T00:00:00Z"})
+            ),
+            "expires_at"
+        );
+    }
+}

@@ -1,0 +1,203 @@
+//! Payment QRs through the gateway: created at the bank simulator, stored,
+//! their first check scheduled; refused with a 422 naming the field before the
+//! bank is asked; and, with a payment-scheduler running, followed to `completed`
+//! with one movement.
+
+use std::time::Duration;
+
+use queue_core::Every;
+use queue_core::testing::eventually;
+use serde_json::{Value, json};
+use service::config::ReconcileConfig;
+use upstream_sim::{Sim, SimConfig};
+
+use crate::helpers::{TestApp, USER_TOKEN};
+
+async fn spawn(sim: &Sim, delay_pending: Duration) -> TestApp {
+    let url = sim.url();
+    TestApp::spawn_with(move |c| {
+        c.payments.bank.url = url;
+        c.payments.schedule.delay_pending = delay_pending;
+    })
+    .await
+}
+
+async fn post(app: &TestApp, body: Value) -> (u16, Value, Option<String>) {
+    let res = app
+        .client
+        .post(app.url("/api/payments/qr"))
+        .bearer_auth(USER_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    let status = res.status().as_u16();
+    let location = res
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().expect("ascii").to_owned());
+    (status, res.json().await.expect("json"), location)
+}
+
+async fn payments_stored(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM payments")
+        .fetch_one(&app.db().pool)
+        .await
+        .expect("count")
+}
+
+#[tokio::test]
+async fn a_payment_qr_is_created_at_the_bank_stored_pending_and_its_first_check_scheduled() {
+    let sim = Sim::start(SimConfig::default()).await.expect("sim");
+    let app = spawn(&sim, Duration::from_secs(120)).await;
+    let before = chrono::Utc::now();
+    let (status, body, location) = post(
+        &app,
+        json!({"amount": "125.50", "currency": "BOB", "description": "Pedido 42"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let qr_id = body["qr_id"].as_str().expect("qr_id").to_owned();
+    assert_eq!(
+        location.as_deref(),
+        Some(format!("/api/payments/{qr_id}").as_str())
+    );
+    assert_eq!(body["amount"], "125.50");
+    assert_eq!(body["currency"], "BOB");
+    assert_eq!(body["status"], "pending");
+    assert_eq!(body["checks_made"], 0);
+    assert_eq!(body["checks"], json!([]));
+    assert_eq!(body["movements"], json!([]));
+    assert!(
+        body["qr_image"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("data:image/png;base64,")),
+        "{body}"
+    );
+    let next: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(body["next_check_at"].clone()).expect("next_check_at");
+    assert!(next >= before + chrono::Duration::seconds(119), "{next}");
+    let qr = sim.bank().qr(&qr_id).expect("the bank has the QR");
+    assert_eq!(
+        (qr.amount.as_str(), qr.gloss.as_str()),
+        ("125.50", "Pedido 42")
+    );
+
+    // The first check waits in the delayed set under its key, on the high lane.
+    let queue = jobs::PAYMENT_CHECKS.open(&app.redis.broker).expect("queue");
+    let id = body["id"].as_i64().expect("id");
+    let key = queue.keys().uniq(&store::payments::check_job_key(id, 1));
+    let holder: Option<String> = app.redis.cmd(redis::cmd("GET").arg(&key)).await;
+    assert!(holder.is_some(), "the check's key is held");
+    assert_eq!(app.redis.stats(&queue).await.delayed, 1);
+
+    let res = app.get(USER_TOKEN, &format!("/api/payments/{qr_id}")).await;
+    assert_eq!(res.status(), 200);
+    let got: Value = res.json().await.expect("json");
+    assert_eq!(got["id"], body["id"]);
+    assert_eq!(got["status"], "pending");
+    let res = app.get(USER_TOKEN, "/api/payments/qr-unknown").await;
+    assert_eq!(res.status(), 404);
+    app.cleanup().await;
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_amount_or_currency_is_a_422_naming_the_field_and_the_bank_is_not_asked() {
+    let sim = Sim::start(SimConfig::default()).await.expect("sim");
+    let app = spawn(&sim, Duration::from_secs(120)).await;
+    for (body, field) in [
+        (json!({"amount": 1e3, "currency": "BOB"}), "amount"),
+        (json!({"amount": 125.5, "currency": "BOB"}), "amount"),
+        (json!({"amount": "1e3", "currency": "BOB"}), "amount"),
+        (json!({"amount": "-10.00", "currency": "BOB"}), "amount"),
+        (json!({"amount": "0.00", "currency": "BOB"}), "amount"),
+        (json!({"amount": "10.505", "currency": "BOB"}), "amount"),
+        (json!({"amount": "10", "currency": "EUR"}), "currency"),
+        (
+            json!({"amount": "10", "currency": "BOB", "description": "x".repeat(201)}),
+            "description",
+        ),
+        (
+            json!({"amount": "10", "currency": "BOB", "expires_at": "2000-01-01T00:00:00Z"}),
+            "expires_at",
+        ),
+    ] {
+        let (status, answer, _) = post(&app, body.clone()).await;
+        assert_eq!(status, 422, "{body}: {answer}");
+        assert_eq!(answer["error"], "validation_failed", "{answer}");
+        assert_eq!(answer["field"], field, "{body}: {answer}");
+    }
+    assert_eq!(sim.bank().stats().creations, 0);
+    assert_eq!(payments_stored(&app).await, 0);
+    app.cleanup().await;
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn a_bank_that_fails_is_a_503_and_nothing_is_stored() {
+    let sim = Sim::start(SimConfig::default()).await.expect("sim");
+    let app = spawn(&sim, Duration::from_secs(120)).await;
+    sim.bank().fail_next(1);
+    let (status, body, _) = post(&app, json!({"amount": "10", "currency": "USD"})).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "unavailable");
+    assert_eq!(payments_stored(&app).await, 0);
+    app.cleanup().await;
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn with_a_scheduler_running_a_paid_qr_ends_completed_with_its_checks_and_one_movement() {
+    let sim = Sim::start(SimConfig::default()).await.expect("sim"); // pending, pending, completed
+    let app = spawn(&sim, Duration::from_millis(20)).await;
+    let config = payment_scheduler::Config {
+        base: service::testing::base_config(&app.redis.prefix, &app.db().url),
+        worker: service::testing::fast_worker_config(&jobs::PAYMENT_CHECKS),
+        bank: app.config.payments.bank.clone(),
+        schedule: app.config.payments.schedule,
+        cleanup: payment_scheduler::CleanupConfig {
+            every: Every::daily_at(3, 0).expect("valid"),
+            retention: Duration::from_secs(86_400),
+        },
+        reconcile: ReconcileConfig {
+            interval: Duration::from_secs(3600),
+            after: Duration::from_secs(3600),
+            batch: 500,
+        },
+    };
+    let scheduler = service::testing::Running::spawn(
+        payment_scheduler::start(config)
+            .await
+            .expect("the scheduler starts"),
+    );
+    let (status, body, _) = post(&app, json!({"amount": "99.90", "currency": "BOB"})).await;
+    assert_eq!(status, 201, "{body}");
+    let path = format!("/api/payments/{}", body["qr_id"].as_str().expect("qr_id"));
+    let done = eventually("the payment is completed", async || {
+        let got: Value = app.get(USER_TOKEN, &path).await.json().await.ok()?;
+        (got["status"] == "completed").then_some(got)
+    })
+    .await;
+    assert_eq!(done["checks_made"], 3);
+    let seen: Vec<&Value> = done["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|c| &c["status"])
+        .collect();
+    assert_eq!(
+        seen,
+        [&json!("pending"), &json!("pending"), &json!("completed")]
+    );
+    assert_eq!(done["next_check_at"], Value::Null);
+    let movements = done["movements"].as_array().expect("movements");
+    assert_eq!(movements.len(), 1);
+    assert_eq!(
+        (&movements[0]["amount"], &movements[0]["currency"]),
+        (&json!("99.90"), &json!("BOB"))
+    );
+    scheduler.stop().await;
+    app.cleanup().await;
+    sim.stop().await;
+}

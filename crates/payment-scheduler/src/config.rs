@@ -1,0 +1,329 @@
+//! The scheduler's settings: its own variables (`BANK_*`, `PAYMENT_CHECK_DELAY_*`,
+//! `PAYMENT_MAX_CHECKS`, `PAYMENT_RETENTION`, `PAYMENT_CLEANUP_*`,
+//! `PAYMENT_RECONCILE_*`) on top of the `service` kit's base and the
+//! `PAYMENT_CHECKS_*` queue settings. [`BankConfig`] and [`ScheduleConfig`] are
+//! read by the gateway too, so both sides agree on the bank and the first check.
+
+use std::time::Duration;
+
+use queue_core::{Every, Priority, WorkerConfig};
+use service::Secret;
+use service::config::{self, BaseConfig, ConfigError, ReconcileConfig, Vars};
+use store::payments::PaymentStatus;
+
+/// `HEALTH_ADDR` is `127.0.0.1:9104` unless set.
+pub const DEFAULT_HEALTH_PORT: u16 = 9104;
+/// The simulator of the demo stack.
+pub const DEFAULT_BANK_URL: &str = "http://127.0.0.1:9200";
+pub const DEFAULT_BANK_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_DELAY_PENDING: Duration = Duration::from_secs(2 * 60);
+pub const DEFAULT_DELAY_PROCESSING: Duration = Duration::from_secs(5 * 60);
+pub const DEFAULT_DELAY_ACTIVE: Duration = Duration::from_secs(15 * 60);
+pub const DEFAULT_MAX_CHECKS: u32 = 20;
+/// The first bank call and three retries (2 s, 4 s, 8 s with the default backoff).
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 4;
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+pub const DEFAULT_CLEANUP_AT: (u8, u8) = (3, 0);
+
+/// How to reach the bank.
+#[derive(Debug, Clone)]
+pub struct BankConfig {
+    /// `BANK_URL`: the bank API's base URL, without a route.
+    pub url: String,
+    /// `BANK_API_KEY`: sent as a bearer token when set.
+    pub api_key: Option<Secret>,
+    /// `BANK_TIMEOUT`: one call, connection included.
+    pub timeout: Duration,
+}
+
+impl BankConfig {
+    /// Reads `BANK_URL`, `BANK_API_KEY` and `BANK_TIMEOUT`.
+    pub fn from_vars(vars: &dyn Vars) -> Result<Self, ConfigError> {
+        let url = config::url(vars, "BANK_URL", DEFAULT_BANK_URL, &["http", "https"])?;
+        let timeout = config::duration(vars, "BANK_TIMEOUT", DEFAULT_BANK_TIMEOUT)?;
+        if timeout.is_zero() {
+            return Err(ConfigError::new(
+                "BANK_TIMEOUT",
+                "must be greater than zero",
+            ));
+        }
+        Ok(Self {
+            url: url.expose().trim_end_matches('/').to_owned(),
+            api_key: config::secret(vars, "BANK_API_KEY"),
+            timeout,
+        })
+    }
+}
+
+/// When checks run: the delay and lane of the next check by status, and the
+/// most checks a payment gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScheduleConfig {
+    /// `PAYMENT_CHECK_DELAY_PENDING` (2m): next check of a pending payment, high lane.
+    pub delay_pending: Duration,
+    /// `PAYMENT_CHECK_DELAY_PROCESSING` (5m): normal lane.
+    pub delay_processing: Duration,
+    /// `PAYMENT_CHECK_DELAY_ACTIVE` (15m): low lane.
+    pub delay_active: Duration,
+    /// `PAYMENT_MAX_CHECKS` (20): after this many checks without a final
+    /// status, the payment is flagged for an operator and checks stop.
+    pub max_checks: u32,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self {
+            delay_pending: DEFAULT_DELAY_PENDING,
+            delay_processing: DEFAULT_DELAY_PROCESSING,
+            delay_active: DEFAULT_DELAY_ACTIVE,
+            max_checks: DEFAULT_MAX_CHECKS,
+        }
+    }
+}
+
+impl ScheduleConfig {
+    /// Reads `PAYMENT_CHECK_DELAY_PENDING`, `_PROCESSING`, `_ACTIVE` and `PAYMENT_MAX_CHECKS`.
+    pub fn from_vars(vars: &dyn Vars) -> Result<Self, ConfigError> {
+        let max_checks = config::integer(vars, "PAYMENT_MAX_CHECKS", DEFAULT_MAX_CHECKS)?;
+        if !(1..=10_000).contains(&max_checks) {
+            return Err(ConfigError::new(
+                "PAYMENT_MAX_CHECKS",
+                "must be between 1 and 10000",
+            ));
+        }
+        Ok(Self {
+            delay_pending: config::duration(
+                vars,
+                "PAYMENT_CHECK_DELAY_PENDING",
+                DEFAULT_DELAY_PENDING,
+            )?,
+            delay_processing: config::duration(
+                vars,
+                "PAYMENT_CHECK_DELAY_PROCESSING",
+                DEFAULT_DELAY_PROCESSING,
+            )?,
+            delay_active: config::duration(
+                vars,
+                "PAYMENT_CHECK_DELAY_ACTIVE",
+                DEFAULT_DELAY_ACTIVE,
+            )?,
+            max_checks,
+        })
+    }
+
+    /// The delay and lane of the check after one that saw `status`; None for a
+    /// final status (checks end).
+    pub fn next_check(&self, status: PaymentStatus) -> Option<(Duration, Priority)> {
+        match status {
+            PaymentStatus::Pending => Some((self.delay_pending, Priority::High)),
+            PaymentStatus::Processing => Some((self.delay_processing, Priority::Normal)),
+            PaymentStatus::Active => Some((self.delay_active, Priority::Low)),
+            PaymentStatus::Completed | PaymentStatus::Cancelled | PaymentStatus::Expired => None,
+        }
+    }
+}
+
+/// The lane of a check of a payment in `status`.
+pub fn lane(status: PaymentStatus) -> Priority {
+    match status {
+        PaymentStatus::Processing => Priority::Normal,
+        PaymentStatus::Active => Priority::Low,
+        _ => Priority::High,
+    }
+}
+
+/// The cleanup of old bookkeeping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanupConfig {
+    /// `PAYMENT_CLEANUP_AT` (`03:00`, UTC) or, when set, `PAYMENT_CLEANUP_INTERVAL`.
+    pub every: Every,
+    /// `PAYMENT_RETENTION` (30 days): check history and dead letters older than
+    /// this are removed.
+    pub retention: Duration,
+}
+
+impl CleanupConfig {
+    pub fn from_vars(vars: &dyn Vars) -> Result<Self, ConfigError> {
+        let every = match config::optional(vars, "PAYMENT_CLEANUP_INTERVAL") {
+            Some(_) => {
+                let d = config::duration(vars, "PAYMENT_CLEANUP_INTERVAL", Duration::ZERO)?;
+                Every::interval(d).map_err(|_| {
+                    ConfigError::new(
+                        "PAYMENT_CLEANUP_INTERVAL",
+                        "must be between 1s and 366 days",
+                    )
+                })?
+            }
+            None => {
+                let at = config::string(vars, "PAYMENT_CLEANUP_AT", "03:00");
+                let (h, m) = parse_hh_mm(&at).ok_or_else(|| {
+                    ConfigError::new(
+                        "PAYMENT_CLEANUP_AT",
+                        format!("{at:?} is not a UTC time of day such as 03:00"),
+                    )
+                })?;
+                Every::daily_at(h, m)
+                    .map_err(|e| ConfigError::new("PAYMENT_CLEANUP_AT", e.to_string()))?
+            }
+        };
+        let retention = config::duration(vars, "PAYMENT_RETENTION", DEFAULT_RETENTION)?;
+        if retention.is_zero() {
+            return Err(ConfigError::new(
+                "PAYMENT_RETENTION",
+                "must be greater than zero",
+            ));
+        }
+        Ok(Self { every, retention })
+    }
+}
+
+/// `"03:00"` -> (3, 0).
+fn parse_hh_mm(s: &str) -> Option<(u8, u8)> {
+    let (h, m) = s.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (u8, u8) = (h.parse().ok()?, m.parse().ok()?);
+    (h <= 23 && m <= 59).then_some((h, m))
+}
+
+/// Settings of the payment scheduler.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `REDIS_URL`, `RSQ_PREFIX`, `DATABASE_URL`, `HEALTH_ADDR`.
+    pub base: BaseConfig,
+    /// `PAYMENT_CHECKS_CONCURRENCY`, `_MAX_ATTEMPTS` (default 4: the first call
+    /// and 3 retries), `_BACKOFF` (2s, doubling), `_RATE_LIMIT`, ... over the
+    /// `jobs::PAYMENT_CHECKS` defaults.
+    pub worker: WorkerConfig,
+    pub bank: BankConfig,
+    pub schedule: ScheduleConfig,
+    pub cleanup: CleanupConfig,
+    /// `PAYMENT_RECONCILE_INTERVAL`, `_AFTER`, `_BATCH`.
+    pub reconcile: ReconcileConfig,
+}
+
+impl Config {
+    /// Reads and validates every setting; unset or blank variables take their defaults.
+    pub fn from_vars(vars: &dyn Vars) -> Result<Self, ConfigError> {
+        let mut worker = config::worker_config(vars, &jobs::PAYMENT_CHECKS)?;
+        if config::optional(vars, "PAYMENT_CHECKS_MAX_ATTEMPTS").is_none() {
+            worker.max_attempts = DEFAULT_MAX_ATTEMPTS;
+        }
+        let bank = BankConfig::from_vars(vars)?;
+        if bank.timeout >= worker.job_timeout {
+            return Err(ConfigError::new(
+                "BANK_TIMEOUT",
+                format!(
+                    "must be less than PAYMENT_CHECKS_JOB_TIMEOUT ({:?}), or the job times out before the call",
+                    worker.job_timeout
+                ),
+            ));
+        }
+        Ok(Self {
+            base: BaseConfig::from_vars(vars, DEFAULT_HEALTH_PORT)?,
+            worker,
+            bank,
+            schedule: ScheduleConfig::from_vars(vars)?,
+            cleanup: CleanupConfig::from_vars(vars)?,
+            reconcile: config::reconcile_config(vars, "PAYMENT")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_issue() {
+        let none: [(&str, &str); 0] = [];
+        let c = Config::from_vars(&none).expect("defaults are valid");
+        assert_eq!(c.base.health_addr.port(), 9104);
+        assert_eq!(c.bank.url, DEFAULT_BANK_URL);
+        assert!(c.bank.api_key.is_none());
+        let s = c.schedule;
+        assert_eq!(
+            s.next_check(PaymentStatus::Pending),
+            Some((Duration::from_secs(120), Priority::High))
+        );
+        assert_eq!(
+            s.next_check(PaymentStatus::Processing),
+            Some((Duration::from_secs(300), Priority::Normal))
+        );
+        assert_eq!(
+            s.next_check(PaymentStatus::Active),
+            Some((Duration::from_secs(900), Priority::Low))
+        );
+        for end in [
+            PaymentStatus::Completed,
+            PaymentStatus::Cancelled,
+            PaymentStatus::Expired,
+        ] {
+            assert_eq!(s.next_check(end), None);
+        }
+        assert_eq!(s.max_checks, 20);
+        assert_eq!(c.worker.max_attempts, 4, "one call and 3 retries");
+        assert_eq!(c.worker.backoff.initial, Duration::from_secs(2));
+        assert_eq!(c.worker.backoff.factor, 2.0);
+        assert_eq!(c.cleanup.every, Every::daily_at(3, 0).expect("valid"));
+        assert_eq!(c.cleanup.retention, Duration::from_secs(30 * 86_400));
+        assert_eq!(c.reconcile.after, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn every_own_variable_is_read_and_the_key_never_prints() {
+        let vars = [
+            ("BANK_URL", "https://bank.example/api/"),
+            ("BANK_API_KEY", "bank-secret"),
+            ("BANK_TIMEOUT", "3s"),
+            ("PAYMENT_CHECK_DELAY_PENDING", "20ms"),
+            ("PAYMENT_CHECK_DELAY_PROCESSING", "50ms"),
+            ("PAYMENT_CHECK_DELAY_ACTIVE", "1s"),
+            ("PAYMENT_MAX_CHECKS", "5"),
+            ("PAYMENT_RETENTION", "7days"),
+            ("PAYMENT_CLEANUP_AT", "23:45"),
+            ("PAYMENT_CHECKS_MAX_ATTEMPTS", "2"),
+            ("PAYMENT_CHECKS_RATE_LIMIT", "10/1s"),
+            ("PAYMENT_RECONCILE_AFTER", "1m"),
+        ];
+        let c = Config::from_vars(&vars).expect("valid");
+        assert_eq!(c.bank.url, "https://bank.example/api");
+        assert_eq!(c.bank.timeout, Duration::from_secs(3));
+        assert_eq!(c.schedule.delay_pending, Duration::from_millis(20));
+        assert_eq!(c.schedule.delay_processing, Duration::from_millis(50));
+        assert_eq!(c.schedule.delay_active, Duration::from_secs(1));
+        assert_eq!(c.schedule.max_checks, 5);
+        assert_eq!(c.cleanup.retention, Duration::from_secs(7 * 86_400));
+        assert_eq!(c.cleanup.every, Every::daily_at(23, 45).expect("valid"));
+        assert_eq!(c.worker.max_attempts, 2);
+        assert!(c.worker.rate_limit.is_some());
+        assert_eq!(c.reconcile.after, Duration::from_secs(60));
+        assert!(!format!("{c:?}").contains("bank-secret"));
+        let every = Config::from_vars(&[("PAYMENT_CLEANUP_INTERVAL", "2s")]).expect("valid");
+        assert_eq!(
+            every.cleanup.every,
+            Every::interval(Duration::from_secs(2)).expect("valid")
+        );
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        for (var, value) in [
+            ("BANK_URL", "ftp://bank"),
+            ("BANK_TIMEOUT", "0s"),
+            ("BANK_TIMEOUT", "5m"),
+            ("PAYMENT_CHECK_DELAY_PENDING", "2"),
+            ("PAYMENT_MAX_CHECKS", "0"),
+            ("PAYMENT_RETENTION", "forever"),
+            ("PAYMENT_CLEANUP_AT", "3am"),
+            ("PAYMENT_CLEANUP_AT", "24:00"),
+            ("PAYMENT_CLEANUP_INTERVAL", "10ms"),
+            ("PAYMENT_RECONCILE_BATCH", "0"),
+            ("PAYMENT_CHECKS_RATE_LIMIT", "fast"),
+        ] {
+            let err = Config::from_vars(&[(var, value)]).expect_err(var);
+            assert_eq!(err.var, var, "{err}");
+        }
+    }
+}

@@ -1,0 +1,58 @@
+#![doc = include_str!("../README.md")]
+
+pub mod bank;
+pub mod cleanup;
+pub mod config;
+pub mod handler;
+pub mod reconcile;
+pub mod schedule;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use queue_core::{CancellationToken, Producer};
+use service::{Started, WorkerService};
+
+pub use crate::bank::{Bank, BankError, CreateQr, CreatedQr, QrBank};
+pub use crate::config::{BankConfig, CleanupConfig, Config, ScheduleConfig};
+pub use crate::handler::CheckHandler;
+pub use crate::reconcile::Reconciler;
+
+/// Runs the payment scheduler until `shutdown` is cancelled: what `main` calls.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    start(config).await?.run(shutdown).await
+}
+
+/// Connects to Redis and PostgreSQL (running the migrations) and binds the
+/// health port; the returned service runs `payment.check` jobs once run, the
+/// cleanup (`payment.cleanup`) once per period and the reconciler
+/// (`payment.reconcile`).
+pub async fn start(config: Config) -> anyhow::Result<Started> {
+    let bank: Arc<dyn Bank> =
+        Arc::new(QrBank::new(config.bank.clone()).context("building the bank client")?);
+    let svc = WorkerService::connect(&config.base, &jobs::PAYMENT_CHECKS, config.worker).await?;
+    let producer = Producer::new(svc.broker().clone());
+    let checks = CheckHandler::new(
+        svc.pool().clone(),
+        bank,
+        producer.clone(),
+        svc.queue().clone(),
+        config.schedule,
+    );
+    let reconciler = Reconciler::of(&svc, config.reconcile, reconcile::OverdueChecks);
+    let reconcile_every = reconciler
+        .repeating_job()
+        .context("PAYMENT_RECONCILE_INTERVAL")?;
+    let cleanup = cleanup::Cleanup::new(
+        svc.pool().clone(),
+        svc.broker().clone(),
+        svc.queue().clone(),
+        config.cleanup.retention,
+    );
+    let handlers = svc.handlers().on(checks).on(reconciler).on(cleanup);
+    let cleanup_every =
+        cleanup::repeating_job(config.cleanup.every).context("PAYMENT_CLEANUP_AT")?;
+    svc.repeat(reconcile_every)
+        .repeat(cleanup_every)
+        .start(handlers)
+}

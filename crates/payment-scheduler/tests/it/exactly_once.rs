@@ -1,0 +1,157 @@
+//! Exactly one movement per paid payment: under redelivery of the same check,
+//! under a reclaim from a worker that died holding it, and from a row left
+//! completed without its movement. (A real process killed between the status
+//! update and the booking is in `binary.rs`.)
+
+use jobs::v1::PaymentStatusCheck;
+use queue_core::Priority;
+use queue_core::testing::eventually;
+use store::payments::{self, PaymentStatus};
+
+use crate::support::TestApp;
+
+#[tokio::test]
+async fn the_same_check_delivered_again_after_it_completed_books_nothing_and_reads_nothing() {
+    let app = TestApp::new().await;
+    let worker = app.spawn(app.config()).await;
+    let p = app.create("completed").await;
+    let done = app.settled(p.id).await;
+    assert_eq!(
+        (done.status, done.checks_made),
+        (PaymentStatus::Completed, 1)
+    );
+
+    // Its key was released when it completed, so this is a second job for check 1.
+    app.enqueue_check(&p).await;
+    app.redis
+        .stats_until(&app.queue, "both checks completed", |s| s.completed >= 2)
+        .await;
+    assert_eq!(app.movements(p.id).await.len(), 1);
+    assert_eq!(app.history(p.id).await.len(), 1);
+    assert_eq!(app.payment(p.id).await, done, "the row is untouched");
+    assert_eq!(
+        app.sim.bank().status_reads(&p.qr_id),
+        1,
+        "a done check asks the bank nothing"
+    );
+    worker.stop().await;
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn two_deliveries_of_one_check_running_at_once_book_one_movement() {
+    let app = TestApp::new().await;
+    // Both deliveries read the bank while the other does.
+    app.sim
+        .bank()
+        .set_latency(std::time::Duration::from_millis(100));
+    let p = app.add_payment("completed").await;
+    // The same check twice, without the key that would make the second a duplicate.
+    let check = PaymentStatusCheck {
+        payment_qr_id: p.id,
+        check_number: 1,
+    };
+    for _ in 0..2 {
+        app.redis
+            .producer
+            .enqueue(&app.queue, jobs::new_job(&check).priority(Priority::High))
+            .await
+            .expect("enqueue");
+    }
+    let worker = app.spawn(app.config()).await;
+    app.redis
+        .stats_until(&app.queue, "both deliveries completed", |s| {
+            s.completed >= 2
+        })
+        .await;
+    let done = app.settled(p.id).await;
+    assert_eq!(
+        (done.status, done.checks_made),
+        (PaymentStatus::Completed, 1)
+    );
+    assert_eq!(app.sim.bank().status_reads(&p.qr_id), 2, "both ran");
+    assert_eq!(app.movements(p.id).await.len(), 1);
+    assert_eq!(app.history(p.id).await.len(), 1);
+    worker.stop().await;
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_check_reclaimed_from_a_worker_that_died_holding_it_books_one_movement() {
+    let app = TestApp::new().await;
+    let mut p = app.add_payment("completed").await;
+    // A processing payment's check waits on the normal lane, the one `read_as` takes.
+    {
+        let mut conn = app.db.pool.acquire().await.expect("conn");
+        sqlx::query("UPDATE payments SET status = 'processing' WHERE id = $1")
+            .bind(p.id)
+            .execute(&mut *conn)
+            .await
+            .expect("update");
+        p.status = PaymentStatus::Processing;
+    }
+    app.enqueue_check(&p).await;
+    // Due at once: promote it, then let a consumer take it and "die".
+    eventually("the check is waiting", async || {
+        app.redis
+            .admin
+            .promote_due(&app.queue)
+            .await
+            .expect("promote");
+        (app.redis.stats(&app.queue).await.waiting == 1).then_some(())
+    })
+    .await;
+    app.redis.read_as(&app.queue, "died-holding-it", 1).await;
+    assert_eq!(app.redis.pending_entries(&app.queue).await.len(), 1);
+
+    let worker = app.spawn(app.config()).await;
+    let done = app.settled(p.id).await;
+    assert_eq!(done.status, PaymentStatus::Completed);
+    let s = app
+        .redis
+        .stats_until(&app.queue, "the reclaimed check completed", |s| {
+            s.completed >= 1
+        })
+        .await;
+    assert!(s.reclaimed >= 1, "{s:#?}");
+    assert_eq!(app.movements(p.id).await.len(), 1);
+    worker.stop().await;
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_payment_left_completed_without_its_movement_gets_exactly_one_from_the_next_delivery() {
+    let app = TestApp::new().await;
+    let p = app.add_payment("completed").await;
+    // The state a crash between the status update and the booking would leave
+    // if they were not one transaction (or a row completed by hand).
+    {
+        let mut conn = app.db.pool.acquire().await.expect("conn");
+        sqlx::query(
+            "UPDATE payments SET status = 'completed', checks_made = 1, next_check_at = NULL,
+                    paid_at = now() WHERE id = $1",
+        )
+        .bind(p.id)
+        .execute(&mut *conn)
+        .await
+        .expect("update");
+        assert!(
+            payments::movements(&mut conn, p.id)
+                .await
+                .expect("movements")
+                .is_empty()
+        );
+    }
+    let worker = app.spawn(app.config()).await;
+    // The redelivered check 1, twice.
+    for n in 1..=2 {
+        app.enqueue_check(&p).await;
+        app.redis
+            .stats_until(&app.queue, "the redelivery completed", |s| s.completed >= n)
+            .await;
+    }
+    assert_eq!(app.movements(p.id).await.len(), 1);
+    assert_eq!(app.sim.bank().status_reads(&p.qr_id), 0);
+    worker.stop().await;
+    app.finish().await;
+}

@@ -1,0 +1,12 @@
+//! payment-scheduler's integration tests, one binary: real Redis and
+//! PostgreSQL (a key prefix and a database per test) and the bank simulator of
+//! `upstream-sim` on port 0.
+
+mod binary;
+mod checks;
+mod cleanup;
+mod exactly_once;
+mod limits;
+mod priority;
+mod reconcile;
+mod support;

@@ -1,0 +1,661 @@
+//! The `payments` table and its bookkeeping: the check history
+//! (`payment_checks`), the account movements booked for paid payments
+//! (`account_movements`) and the cleanup runs (`payment_cleanup_runs`).
+//!
+//! Amounts are whole cents (`i64`): BOB and USD have two decimals, and integers
+//! add up exactly. [`parse_amount`] and [`format_amount`] convert from and to
+//! the decimal strings of the API and the bank ("125.50"), never through a float.
+//!
+//! Exactly one movement per paid payment: `account_movements.payment_id` is
+//! unique and [`book_movement`] inserts with `ON CONFLICT DO NOTHING`, so a
+//! second check, a redelivery or a healing pass never books a second one.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgConnection;
+
+use crate::Result;
+
+/// Where a payment stands at the bank.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum PaymentStatus {
+    Pending,
+    Processing,
+    Active,
+    /// Paid: a movement is booked.
+    Completed,
+    Cancelled,
+    Expired,
+}
+
+impl PaymentStatus {
+    /// Completed, cancelled and expired end the checks.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Completed | Self::Cancelled | Self::Expired)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Processing => "processing",
+            Self::Active => "active",
+            Self::Completed => "completed",
+            Self::Cancelled => "cancelled",
+            Self::Expired => "expired",
+        }
+    }
+
+    /// Every status, in the order a payment usually goes through them.
+    pub const ALL: [PaymentStatus; 6] = [
+        Self::Pending,
+        Self::Processing,
+        Self::Active,
+        Self::Completed,
+        Self::Cancelled,
+        Self::Expired,
+    ];
+}
+
+impl std::fmt::Display for PaymentStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for PaymentStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("{s:?} is not a payment status"))
+    }
+}
+
+/// The currencies a payment QR can be in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
+#[sqlx(type_name = "text")]
+pub enum Currency {
+    #[sqlx(rename = "BOB")]
+    #[serde(rename = "BOB")]
+    Bob,
+    #[sqlx(rename = "USD")]
+    #[serde(rename = "USD")]
+    Usd,
+}
+
+impl Currency {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Bob => "BOB",
+            Self::Usd => "USD",
+        }
+    }
+}
+
+impl std::str::FromStr for Currency {
+    type Err = &'static str;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "BOB" => Ok(Self::Bob),
+            "USD" => Ok(Self::Usd),
+            _ => Err("must be BOB or USD"),
+        }
+    }
+}
+
+/// Largest amount accepted, in cents: 12 whole digits, as the bank takes.
+pub const MAX_AMOUNT_CENTS: i64 = 99_999_999_999_999;
+
+/// `"125.50"` -> 12550. Digits, optionally a point and one or two decimals,
+/// above zero and at most 12 whole digits; anything else (a sign, an exponent,
+/// a comma, a third decimal) is refused with the rule it breaks.
+pub fn parse_amount(s: &str) -> std::result::Result<i64, &'static str> {
+    const RULE: &str =
+        "must be a positive decimal string with at most two decimals, such as \"125.50\"";
+    let (whole, frac) = match s.split_once('.') {
+        Some((w, f)) => {
+            if f.is_empty() {
+                return Err(RULE);
+            }
+            (w, f)
+        }
+        None => (s, ""),
+    };
+    let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !digits(whole) || !digits(frac) {
+        return Err(RULE);
+    }
+    if frac.len() > 2 {
+        return Err("must have at most two decimals");
+    }
+    let whole = whole.trim_start_matches('0');
+    if whole.len() > 12 {
+        return Err("must be below 1000000000000");
+    }
+    let whole: i64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| RULE)?
+    };
+    let cents: i64 = match frac.len() {
+        0 => 0,
+        1 => frac.parse::<i64>().map_err(|_| RULE)? * 10,
+        _ => frac.parse().map_err(|_| RULE)?,
+    };
+    let total = whole * 100 + cents;
+    if total <= 0 {
+        return Err("must be greater than zero");
+    }
+    Ok(total)
+}
+
+/// 12550 -> `"125.50"`: always two decimals.
+pub fn format_amount(cents: i64) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let c = cents.unsigned_abs();
+    format!("{sign}{}.{:02}", c / 100, c % 100)
+}
+
+/// A stored payment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Payment {
+    pub id: i64,
+    pub qr_id: String,
+    pub amount_cents: i64,
+    pub currency: Currency,
+    pub description: String,
+    pub status: PaymentStatus,
+    pub qr_image_base64: String,
+    pub expires_at: DateTime<Utc>,
+    pub checks_made: i32,
+    pub next_check_at: Option<DateTime<Utc>>,
+    pub needs_operator: bool,
+    pub operator_reason: Option<String>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+macro_rules! columns {
+    () => {
+        "id, qr_id, amount_cents, currency, description, status, qr_image_base64, \
+         expires_at, checks_made, next_check_at, needs_operator, operator_reason, \
+         paid_at, created_at, updated_at"
+    };
+}
+
+/// A payment to store, as the bank created it.
+#[derive(Debug, Clone)]
+pub struct NewPayment<'a> {
+    pub qr_id: &'a str,
+    pub amount_cents: i64,
+    pub currency: Currency,
+    pub description: &'a str,
+    pub status: PaymentStatus,
+    pub qr_image_base64: &'a str,
+    pub expires_at: DateTime<Utc>,
+    /// When its first check is due; None when the bank's first answer is final.
+    pub next_check_at: Option<DateTime<Utc>>,
+}
+
+/// Stores a payment, with no check made yet.
+pub async fn insert(conn: &mut PgConnection, p: &NewPayment<'_>) -> Result<Payment> {
+    sqlx::query_as::<_, Payment>(concat!(
+        "INSERT INTO payments (qr_id, amount_cents, currency, description, status,
+                               qr_image_base64, expires_at, next_check_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ",
+        columns!()
+    ))
+    .bind(p.qr_id)
+    .bind(p.amount_cents)
+    .bind(p.currency)
+    .bind(p.description)
+    .bind(p.status)
+    .bind(p.qr_image_base64)
+    .bind(p.expires_at)
+    .bind(p.next_check_at)
+    .fetch_one(conn)
+    .await
+    .map_err(crate::StoreError::from_sqlx)
+}
+
+pub async fn get(conn: &mut PgConnection, id: i64) -> Result<Option<Payment>> {
+    Ok(sqlx::query_as::<_, Payment>(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM payments WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// The payment of the bank's QR `qr_id`.
+pub async fn get_by_qr_id(conn: &mut PgConnection, qr_id: &str) -> Result<Option<Payment>> {
+    Ok(sqlx::query_as::<_, Payment>(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM payments WHERE qr_id = $1"
+    ))
+    .bind(qr_id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// The payment, locked until the end of the caller's transaction: two
+/// deliveries of one check apply one after the other, the second seeing the
+/// first's result.
+pub async fn lock(conn: &mut PgConnection, id: i64) -> Result<Option<Payment>> {
+    Ok(sqlx::query_as::<_, Payment>(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM payments WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// The dedup key of check number `check_number` of payment `id` (unique until
+/// settled), used by the gateway, the scheduler and the reconciler alike.
+pub fn check_job_key(id: i64, check_number: i32) -> String {
+    format!("payment:{id}:check:{check_number}")
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum CheckOutcome {
+    /// The bank answered a status.
+    Ok,
+    /// Every attempt at the bank failed.
+    Failed,
+}
+
+/// One check in a payment's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct CheckRecord {
+    pub check_number: i32,
+    pub outcome: CheckOutcome,
+    pub status: Option<PaymentStatus>,
+    pub changed: bool,
+    pub error: Option<String>,
+    /// When it was due; `checked_at - due_at` is how late it ran.
+    pub due_at: Option<DateTime<Utc>>,
+    pub checked_at: DateTime<Utc>,
+}
+
+/// One check to record.
+#[derive(Debug, Clone)]
+pub struct NewCheck<'a> {
+    pub payment_id: i64,
+    pub check_number: i32,
+    pub outcome: CheckOutcome,
+    /// What the bank answered; None for a failed check.
+    pub status: Option<PaymentStatus>,
+    pub changed: bool,
+    pub error: Option<&'a str>,
+    pub due_at: Option<DateTime<Utc>>,
+}
+
+/// Records a check of a payment; false when it was recorded already (a redelivery).
+pub async fn record_check(conn: &mut PgConnection, c: &NewCheck<'_>) -> Result<bool> {
+    let r = sqlx::query(
+        "INSERT INTO payment_checks
+                (payment_id, check_number, outcome, status, changed, error, due_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (payment_id, check_number) DO NOTHING",
+    )
+    .bind(c.payment_id)
+    .bind(c.check_number)
+    .bind(c.outcome)
+    .bind(c.status)
+    .bind(c.changed)
+    .bind(c.error)
+    .bind(c.due_at)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// A payment's checks, first first.
+pub async fn checks(conn: &mut PgConnection, payment_id: i64) -> Result<Vec<CheckRecord>> {
+    Ok(sqlx::query_as::<_, CheckRecord>(
+        "SELECT check_number, outcome, status, changed, error, due_at, checked_at
+         FROM payment_checks WHERE payment_id = $1 ORDER BY check_number",
+    )
+    .bind(payment_id)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// What a check leaves on the payment row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckApplied {
+    pub checks_made: i32,
+    pub status: PaymentStatus,
+    /// None: no more checks.
+    pub next_check_at: Option<DateTime<Utc>>,
+    /// Set when the checks stop without a final status.
+    pub operator_reason: Option<String>,
+}
+
+/// Writes a check's result on the payment row (the caller holds its lock) and
+/// answers the row as it is now; `paid_at` is set the first time the status is
+/// `completed`.
+pub async fn apply_check(
+    conn: &mut PgConnection,
+    id: i64,
+    applied: &CheckApplied,
+) -> Result<Payment> {
+    Ok(sqlx::query_as::<_, Payment>(concat!(
+        "UPDATE payments SET checks_made = $2, status = $3, next_check_at = $4,
+                needs_operator = needs_operator OR $5::text IS NOT NULL,
+                operator_reason = COALESCE($5::text, operator_reason),
+                paid_at = CASE WHEN $3 = 'completed' THEN COALESCE(paid_at, now()) ELSE paid_at END,
+                updated_at = now()
+         WHERE id = $1 RETURNING ",
+        columns!()
+    ))
+    .bind(id)
+    .bind(applied.checks_made)
+    .bind(applied.status)
+    .bind(applied.next_check_at)
+    .bind(applied.operator_reason.as_deref())
+    .fetch_one(conn)
+    .await?)
+}
+
+/// A movement booked to the shop's account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Movement {
+    pub id: i64,
+    pub payment_id: i64,
+    pub kind: String,
+    pub amount_cents: i64,
+    pub currency: Currency,
+    pub description: String,
+    pub booked_at: DateTime<Utc>,
+}
+
+/// Books the movement of a paid payment; false when it was booked already.
+pub async fn book_movement(conn: &mut PgConnection, payment: &Payment) -> Result<bool> {
+    let r = sqlx::query(
+        "INSERT INTO account_movements (payment_id, amount_cents, currency, description)
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (payment_id) DO NOTHING",
+    )
+    .bind(payment.id)
+    .bind(payment.amount_cents)
+    .bind(payment.currency)
+    .bind(&payment.description)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// The movements booked for a payment (at most one).
+pub async fn movements(conn: &mut PgConnection, payment_id: i64) -> Result<Vec<Movement>> {
+    Ok(sqlx::query_as::<_, Movement>(
+        "SELECT id, payment_id, kind, amount_cents, currency, description, booked_at
+         FROM account_movements WHERE payment_id = $1 ORDER BY id",
+    )
+    .bind(payment_id)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Payments still checked whose next check was due before `due_before`,
+/// most overdue first, at most `limit` (through the partial index).
+pub async fn overdue(
+    conn: &mut PgConnection,
+    due_before: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Payment>> {
+    Ok(sqlx::query_as::<_, Payment>(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM payments WHERE next_check_at IS NOT NULL AND next_check_at < $1
+         ORDER BY next_check_at, id LIMIT $2"
+    ))
+    .bind(due_before)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Completed payments without their movement, at most `limit`: a state the
+/// check transaction never leaves, but a row completed by hand or by an older
+/// version might; the reconciler books what is missing.
+pub async fn completed_without_movement(
+    conn: &mut PgConnection,
+    limit: i64,
+) -> Result<Vec<Payment>> {
+    Ok(sqlx::query_as::<_, Payment>(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM payments p WHERE status = 'completed'
+           AND NOT EXISTS (SELECT 1 FROM account_movements m WHERE m.payment_id = p.id)
+         ORDER BY id LIMIT $1"
+    ))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Deletes check history recorded before `before`; how many rows went.
+pub async fn delete_checks_before(conn: &mut PgConnection, before: DateTime<Utc>) -> Result<u64> {
+    let r = sqlx::query("DELETE FROM payment_checks WHERE checked_at < $1")
+        .bind(before)
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected())
+}
+
+/// A run of the payment cleanup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct CleanupRun {
+    pub period: String,
+    pub checks_deleted: i64,
+    pub dead_letters_deleted: i64,
+    pub ran_at: DateTime<Utc>,
+}
+
+pub async fn record_cleanup(
+    conn: &mut PgConnection,
+    period: &str,
+    checks_deleted: u64,
+    dead_letters_deleted: u64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO payment_cleanup_runs (period, checks_deleted, dead_letters_deleted)
+         VALUES ($1, $2, $3)",
+    )
+    .bind(period)
+    .bind(i64::try_from(checks_deleted).unwrap_or(i64::MAX))
+    .bind(i64::try_from(dead_letters_deleted).unwrap_or(i64::MAX))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Every cleanup run, oldest first.
+pub async fn cleanup_runs(conn: &mut PgConnection) -> Result<Vec<CleanupRun>> {
+    Ok(sqlx::query_as::<_, CleanupRun>(
+        "SELECT period, checks_deleted, dead_letters_deleted, ran_at
+         FROM payment_cleanup_runs ORDER BY id",
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::TestDb;
+
+    #[test]
+    fn amounts_are_exact_cents_from_decimal_strings() {
+        for (text, cents) in [
+            ("125.50", 12550),
+            ("125.5", 12550),
+            ("1", 100),
+            ("0.01", 1),
+            ("007.10", 710),
+            ("999999999999.99", MAX_AMOUNT_CENTS),
+        ] {
+            assert_eq!(parse_amount(text), Ok(cents), "{text}");
+        }
+        for bad in [
+            "",
+            "0",
+            "0.00",
+            "-1",
+            "+1",
+            "1.",
+            ".5",
+            "1.234",
+            "12,50",
+            "1e3",
+            "abc",
+            " 1",
+            "1000000000000",
+            "NaN",
+            "1.0.0",
+        ] {
+            assert!(parse_amount(bad).is_err(), "{bad}");
+        }
+        assert_eq!(format_amount(12550), "125.50");
+        assert_eq!(format_amount(1), "0.01");
+        assert_eq!(format_amount(100), "1.00");
+        assert_eq!(
+            parse_amount(&format_amount(MAX_AMOUNT_CENTS)),
+            Ok(MAX_AMOUNT_CENTS)
+        );
+    }
+
+    #[test]
+    fn statuses_round_trip_and_three_are_final() {
+        for s in PaymentStatus::ALL {
+            assert_eq!(s.as_str().parse::<PaymentStatus>(), Ok(s));
+        }
+        let finals: Vec<_> = PaymentStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_final())
+            .collect();
+        assert_eq!(
+            finals,
+            [
+                PaymentStatus::Completed,
+                PaymentStatus::Cancelled,
+                PaymentStatus::Expired
+            ]
+        );
+    }
+
+    fn new_payment(qr_id: &str) -> NewPayment<'_> {
+        NewPayment {
+            qr_id,
+            amount_cents: 12550,
+            currency: Currency::Bob,
+            description: "Pedido 42",
+            status: PaymentStatus::Pending,
+            qr_image_base64: "iVBOR",
+            expires_at: Utc::now() + chrono::Duration::minutes(15),
+            next_check_at: Some(Utc::now() + chrono::Duration::minutes(2)),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_payment_books_one_movement_however_often_it_is_asked_to() {
+        let db = TestDb::new().await;
+        let mut conn = db.pool.acquire().await.expect("conn");
+        let p = insert(&mut conn, &new_payment("qr-1"))
+            .await
+            .expect("insert");
+        assert_eq!((p.status, p.checks_made), (PaymentStatus::Pending, 0));
+        assert_eq!(
+            get_by_qr_id(&mut conn, "qr-1").await.expect("get"),
+            Some(p.clone())
+        );
+        assert!(book_movement(&mut conn, &p).await.expect("book"));
+        assert!(!book_movement(&mut conn, &p).await.expect("again"));
+        let m = movements(&mut conn, p.id).await.expect("movements");
+        assert_eq!(m.len(), 1);
+        assert_eq!((m[0].amount_cents, m[0].currency), (12550, Currency::Bob));
+        let dup = insert(&mut conn, &new_payment("qr-1")).await;
+        assert!(
+            matches!(dup, Err(crate::StoreError::Duplicate { .. })),
+            "{dup:?}"
+        );
+        drop(conn);
+        db.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn a_check_is_recorded_once_and_applied_to_the_row() {
+        let db = TestDb::new().await;
+        let mut conn = db.pool.acquire().await.expect("conn");
+        let p = insert(&mut conn, &new_payment("qr-2"))
+            .await
+            .expect("insert");
+        let check = NewCheck {
+            payment_id: p.id,
+            check_number: 1,
+            outcome: CheckOutcome::Ok,
+            status: Some(PaymentStatus::Completed),
+            changed: true,
+            error: None,
+            due_at: p.next_check_at,
+        };
+        assert!(record_check(&mut conn, &check).await.expect("1"));
+        assert!(!record_check(&mut conn, &check).await.expect("again"));
+        let done = apply_check(
+            &mut conn,
+            p.id,
+            &CheckApplied {
+                checks_made: 1,
+                status: PaymentStatus::Completed,
+                next_check_at: None,
+                operator_reason: None,
+            },
+        )
+        .await
+        .expect("apply");
+        assert_eq!(get(&mut conn, p.id).await.expect("get"), Some(done.clone()));
+        assert_eq!(
+            (done.status, done.checks_made, done.next_check_at),
+            (PaymentStatus::Completed, 1, None)
+        );
+        assert!(done.paid_at.is_some() && !done.needs_operator);
+        assert_eq!(
+            completed_without_movement(&mut conn, 10)
+                .await
+                .expect("scan")
+                .len(),
+            1
+        );
+        assert!(
+            overdue(&mut conn, Utc::now() + chrono::Duration::days(1), 10)
+                .await
+                .expect("scan")
+                .is_empty()
+        );
+        let history = checks(&mut conn, p.id).await.expect("history");
+        assert_eq!(history.len(), 1);
+        assert_eq!(
+            delete_checks_before(&mut conn, Utc::now() + chrono::Duration::seconds(1))
+                .await
+                .expect("delete"),
+            1
+        );
+        drop(conn);
+        db.cleanup().await;
+    }
+}
