@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Brings up the stack and runs its main job: Redis, PostgreSQL, api-gateway,
-# qr-worker, context-worker, sync-worker and upstream-sim (the simulated LLM,
-# Wispro and bank); registers a demo person and waits for their QR code, creates a
-# demo company whose long context the LLM condenses, syncs the simulated Wispro
-# customers into users, then prints a working curl for each flow. Runs until
-# Ctrl-C; `--once` stops after the demo.
+# qr-worker, context-worker, sync-worker, payment-scheduler, photo-worker and
+# upstream-sim (the simulated LLM, Wispro and bank); registers a demo person and
+# waits for their QR code, creates a demo company whose long context the LLM
+# condenses, syncs the simulated Wispro customers into users, creates a payment
+# QR and follows it until paid, uploads race photos and waits for their bib
+# numbers, then prints a working curl for each flow. Runs until Ctrl-C; `--once`
+# stops after the demo.
 #   API_ADDR         gateway address (default 127.0.0.1:8080)
 #   API_ADMIN_TOKEN  admin bearer token (generated and printed when unset)
 #   API_USER_TOKEN   user bearer token (generated and printed when unset)
 #   LLM_URL          the LLM the context-worker calls (default: the simulator)
 #   WISPRO_URL, WISPRO_TOKEN  the Wispro API the sync-worker reads (default: the simulator)
+#   BANK_URL         the bank the gateway and payment-scheduler call (default: the simulator)
+#   PAYMENT_CHECK_DELAY_PENDING/_PROCESSING/_ACTIVE  the demo checks every 1s (production: 2m, 5m, 15m)
 #   REDIS_URL, DATABASE_URL, STORAGE_DIR (default ./storage), RUST_LOG
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +23,7 @@ once=
 for arg in "$@"; do
   case "$arg" in
     --once) once=1 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) die "unknown option $arg (use --once or --help)" ;;
   esac
 done
@@ -41,18 +45,26 @@ qr_health="${QR_HEALTH_ADDR:-127.0.0.1:9101}"
 context_health="${CONTEXT_HEALTH_ADDR:-127.0.0.1:9102}"
 sim_addr="${SIM_ADDR:-127.0.0.1:9200}"
 sync_health="${SYNC_HEALTH_ADDR:-127.0.0.1:9103}"
+payment_health="${PAYMENT_HEALTH_ADDR:-127.0.0.1:9104}"
+photo_health="${PHOTO_HEALTH_ADDR:-127.0.0.1:9105}"
+export BANK_URL="${BANK_URL:-http://$sim_addr}"
+# The demo follows a payment to the end within seconds; production checks a
+# pending QR every 2 minutes.
+export PAYMENT_CHECK_DELAY_PENDING="${PAYMENT_CHECK_DELAY_PENDING:-1s}"
+export PAYMENT_CHECK_DELAY_PROCESSING="${PAYMENT_CHECK_DELAY_PROCESSING:-1s}"
+export PAYMENT_CHECK_DELAY_ACTIVE="${PAYMENT_CHECK_DELAY_ACTIVE:-1s}"
 export LLM_URL="${LLM_URL:-http://$sim_addr}"
 export WISPRO_URL="${WISPRO_URL:-http://$sim_addr}"
 export WISPRO_TOKEN="${WISPRO_TOKEN:-wispro-sim-token}"
 
-for addr in "$API_ADDR" "$qr_health" "$context_health" "$sync_health" "$sim_addr"; do
+for addr in "$API_ADDR" "$qr_health" "$context_health" "$sync_health" "$payment_health" "$photo_health" "$sim_addr"; do
   if tcp_open "${addr%:*}" "${addr##*:}"; then
-    die "$addr is already in use (another scripts/run.sh?); stop it or set API_ADDR / QR_HEALTH_ADDR / CONTEXT_HEALTH_ADDR / SYNC_HEALTH_ADDR / SIM_ADDR"
+    die "$addr is already in use (another scripts/run.sh?); stop it or set API_ADDR / QR_HEALTH_ADDR / CONTEXT_HEALTH_ADDR / SYNC_HEALTH_ADDR / PAYMENT_HEALTH_ADDR / PHOTO_HEALTH_ADDR / SIM_ADDR"
   fi
 done
 
-log "building (release): api-gateway, qr-worker, context-worker, sync-worker, upstream-sim, queuectl"
-cargo build --release --quiet -p api-gateway -p qr-worker -p context-worker -p sync-worker -p upstream-sim -p queuectl
+log "building (release): api-gateway, qr-worker, context-worker, sync-worker, payment-scheduler, photo-worker, upstream-sim, queuectl"
+cargo build --release --quiet -p api-gateway -p qr-worker -p context-worker -p sync-worker -p payment-scheduler -p photo-worker -p upstream-sim -p queuectl
 bin=target/release
 mkdir -p .run "$STORAGE_DIR"
 
@@ -77,6 +89,12 @@ pids+=($!)
 log "starting sync-worker (health $sync_health, Wispro $WISPRO_URL, logs .run/sync-worker.log)"
 HEALTH_ADDR="$sync_health" "$bin/sync-worker" >.run/sync-worker.log 2>&1 &
 pids+=($!)
+log "starting payment-scheduler (health $payment_health, bank $BANK_URL, logs .run/payment-scheduler.log)"
+HEALTH_ADDR="$payment_health" "$bin/payment-scheduler" >.run/payment-scheduler.log 2>&1 &
+pids+=($!)
+log "starting photo-worker (health $photo_health, logs .run/photo-worker.log)"
+HEALTH_ADDR="$photo_health" "$bin/photo-worker" >.run/photo-worker.log 2>&1 &
+pids+=($!)
 log "starting qr-worker (health $qr_health, logs .run/qr-worker.log)"
 HEALTH_ADDR="$qr_health" "$bin/qr-worker" >.run/qr-worker.log 2>&1 &
 pids+=($!)
@@ -97,6 +115,8 @@ wait_ready "$api/readyz" api-gateway .run/api-gateway.log
 wait_ready "http://$qr_health/readyz" qr-worker .run/qr-worker.log
 wait_ready "http://$context_health/readyz" context-worker .run/context-worker.log
 wait_ready "http://$sync_health/readyz" sync-worker .run/sync-worker.log
+wait_ready "http://$payment_health/readyz" payment-scheduler .run/payment-scheduler.log
+wait_ready "http://$photo_health/readyz" photo-worker .run/photo-worker.log
 wait_ready "http://$sim_addr/healthz" upstream-sim .run/upstream-sim.log
 
 document="V-$(date +%s)"
@@ -142,6 +162,42 @@ for _ in $(seq 1 600); do
   sleep 0.2
 done
 log "sync run $run_id: $sync_status; $(echo "$run" | sed -n 's/.*\("created":[0-9]*,"updated":[0-9]*,"skipped":[0-9]*,"errors":[0-9]*\).*/\1/p')"
+
+# A field of the JSON on stdin: json_get 'd["status"]'
+json_get() { python3 -c "import json, sys; d = json.load(sys.stdin); print($1)"; }
+
+log "creating a payment QR of 125.50 BOB at the bank (the simulator's script: pending, processing, completed)"
+payment=$(curl -fsS -X POST "$api/api/payments/qr" \
+  -H "Authorization: Bearer $API_USER_TOKEN" -H 'Content-Type: application/json' \
+  -d '{"amount": "125.50", "currency": "BOB", "description": "Demo order 1001 script:pending,processing,completed"}')
+qr_id=$(echo "$payment" | json_get 'd["qr_id"]')
+for _ in $(seq 1 300); do
+  payment=$(curl -fsS "$api/api/payments/$qr_id" -H "Authorization: Bearer $API_USER_TOKEN")
+  payment_status=$(echo "$payment" | json_get 'd["status"]')
+  case "$payment_status" in completed|cancelled|expired) break ;; esac
+  sleep 0.2
+done
+movements=$(echo "$payment" | json_get 'len(d["movements"])')
+log "payment $qr_id: $payment_status after $(echo "$payment" | json_get 'd["checks_made"]') checks ($(echo "$payment" | json_get '", ".join(str(c["status"]) for c in d["checks"])')); $movements movement booked"
+
+photos=(crates/bib-detect/testdata/0000.jpg crates/bib-detect/testdata/0001.jpg crates/bib-detect/testdata/0002.jpg)
+log "uploading ${#photos[@]} race photos (bib numbers are read in the background)"
+batch=$(curl -fsS -X POST "$api/api/photos" -H "Authorization: Bearer $API_USER_TOKEN" \
+  $(printf -- '-F files=@%s ' "${photos[@]}"))
+batch_id=$(echo "$batch" | json_get 'd["batch_id"]')
+for _ in $(seq 1 300); do
+  progress=$(curl -fsS "$api/api/photo-batches/$batch_id" -H "Authorization: Bearer $API_USER_TOKEN")
+  [ "$(echo "$progress" | json_get 'd["done"]')" = True ] && break
+  sleep 0.2
+done
+photos_completed=$(echo "$progress" | json_get 'd["completed"]')
+log "photo batch $batch_id: $photos_completed completed, $(echo "$progress" | json_get 'd["failed"]') failed"
+for photo_id in $(echo "$batch" | json_get '" ".join(map(str, d["ids"]))'); do
+  bibs=$(curl -fsS "$api/api/photos/$photo_id" -H "Authorization: Bearer $API_USER_TOKEN" \
+    | json_get '" ".join(x["number"] for x in d["detections"])')
+  log "photo $photo_id: bibs ${bibs:-none}"
+  [ -n "$bibs" ] && bib=${bibs%% *}
+done
 echo
 "$bin/queuectl" stats
 
@@ -165,6 +221,14 @@ Create a company (a context over 1,500 characters is condensed by the LLM later)
 Synchronise every Wispro customer into users (admin; one run at a time, 409 otherwise):
   curl -s -X POST $api/api/users/sync-wispro-all -H "Authorization: Bearer \$API_ADMIN_TOKEN"
   curl -s $api/api/sync-runs/$run_id -H "Authorization: Bearer \$API_ADMIN_TOKEN"
+Create a payment QR at the bank (201 at once; its status is checked in the background until paid):
+  curl -s -X POST $api/api/payments/qr -H "Authorization: Bearer \$API_USER_TOKEN" \\
+    -H 'Content-Type: application/json' -d '{"amount": "125.50", "currency": "BOB", "description": "Order 1001"}'
+  curl -s $api/api/payments/$qr_id -H "Authorization: Bearer \$API_USER_TOKEN"
+Upload race photos (202 at once; bibs are read in the background) and find a runner's photos:
+  curl -s -X POST $api/api/photos -H "Authorization: Bearer \$API_USER_TOKEN" -F files=@photo1.jpg -F files=@photo2.jpg
+  curl -s $api/api/photo-batches/$batch_id -H "Authorization: Bearer \$API_USER_TOKEN"
+  curl -s "$api/api/photos?bib=${bib:-1234}" -H "Authorization: Bearer \$API_USER_TOKEN"
 Queues (admin):
   curl -s $api/api/queues -H "Authorization: Bearer \$API_ADMIN_TOKEN"
   $bin/queuectl stats
@@ -175,6 +239,8 @@ if [ -n "$once" ]; then
   [ "$status" = ready ] || die "the demo QR is $status, expected ready (see .run/qr-worker.log)"
   [ "$sync_status" = completed ] || die "the demo sync run is $sync_status, expected completed (see .run/sync-worker.log)"
   [ "$context_status" = processed ] || die "the demo company's context is $context_status, expected processed (see .run/context-worker.log)"
+  [ "$payment_status" = completed ] && [ "$movements" = 1 ] || die "the demo payment is $payment_status with $movements movements, expected completed with 1 (see .run/payment-scheduler.log)"
+  [ "$photos_completed" = "${#photos[@]}" ] && [ -n "${bib:-}" ] || die "the demo photos: $progress, no bib read (see .run/photo-worker.log)"
   exit 0
 fi
 log "running; Ctrl-C to stop"
