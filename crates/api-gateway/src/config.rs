@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use service::config::{self, ConfigError, Vars};
 pub use service::config::{Secret, SecretUrl};
+use url_guard::AllowedHosts;
 
 /// Image format of new QR codes; it decides the extension of the predefined path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +77,7 @@ pub struct PhotoConfig {
     /// or wildcards (`*.example.com`) a photo may be given by URL from; empty
     /// (the default) refuses photos by URL. The photo-worker reads the same
     /// variable and checks every address and redirect when it fetches.
-    pub fetch_allowed_hosts: Vec<String>,
+    pub fetch_allowed_hosts: AllowedHosts,
 }
 
 impl Default for PhotoConfig {
@@ -85,7 +86,7 @@ impl Default for PhotoConfig {
             max_file_bytes: NonZeroUsize::new(DEFAULT_PHOTO_MAX_FILE_BYTES).expect("> 0"),
             max_request_bytes: NonZeroUsize::new(DEFAULT_PHOTO_MAX_REQUEST_BYTES).expect("> 0"),
             max_files: NonZeroUsize::new(DEFAULT_PHOTO_MAX_FILES).expect("> 0"),
-            fetch_allowed_hosts: Vec::new(),
+            fetch_allowed_hosts: AllowedHosts::default(),
         }
     }
 }
@@ -102,47 +103,15 @@ impl PhotoConfig {
                 format!("must be at least PHOTO_MAX_FILE_BYTES ({max_file_bytes})"),
             ));
         }
-        let mut fetch_allowed_hosts = Vec::new();
-        for entry in config::string(vars, "PHOTO_FETCH_ALLOWED_HOSTS", "").split(',') {
-            let entry = entry.trim().trim_end_matches('.').to_ascii_lowercase();
-            if entry.is_empty() {
-                continue;
-            }
-            let name = entry.strip_prefix("*.").unwrap_or(&entry);
-            let valid = !name.is_empty()
-                && !name.starts_with('.')
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'));
-            if !valid {
-                return Err(ConfigError::new(
-                    "PHOTO_FETCH_ALLOWED_HOSTS",
-                    format!(
-                        "{entry:?} must be a host name such as photos.example.com or *.example.com (no scheme, port or path)"
-                    ),
-                ));
-            }
-            fetch_allowed_hosts.push(entry);
-        }
+        let fetch_allowed_hosts = config::string(vars, "PHOTO_FETCH_ALLOWED_HOSTS", "")
+            .parse()
+            .map_err(|rule| ConfigError::new("PHOTO_FETCH_ALLOWED_HOSTS", rule))?;
         Ok(Self {
             max_file_bytes,
             max_request_bytes,
             max_files: config::nonzero(vars, "PHOTO_MAX_FILES", d.max_files)?,
             fetch_allowed_hosts,
         })
-    }
-
-    /// Whether `host` is on `PHOTO_FETCH_ALLOWED_HOSTS`: exactly, or under a `*.` wildcard.
-    pub fn allows_host(&self, host: &str) -> bool {
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        self.fetch_allowed_hosts
-            .iter()
-            .any(|allowed| match allowed.strip_prefix("*.") {
-                Some(suffix) => {
-                    host.len() > suffix.len() + 1 && host.ends_with(&format!(".{suffix}"))
-                }
-                None => *allowed == host,
-            })
     }
 }
 
@@ -424,10 +393,14 @@ mod tests {
         assert_eq!(c.photos.max_file_bytes.get(), 1000);
         assert_eq!(c.photos.max_request_bytes.get(), 5000);
         assert_eq!(c.photos.max_files.get(), 3);
-        assert!(c.photos.allows_host("photos.example.com"));
-        assert!(c.photos.allows_host("a.cdn.example.org"));
-        assert!(!c.photos.allows_host("cdn.example.org"));
-        assert!(!c.photos.allows_host("evilphotos.example.com"));
+        assert!(c.photos.fetch_allowed_hosts.allows("photos.example.com"));
+        assert!(c.photos.fetch_allowed_hosts.allows("a.cdn.example.org"));
+        assert!(!c.photos.fetch_allowed_hosts.allows("cdn.example.org"));
+        assert!(
+            !c.photos
+                .fetch_allowed_hosts
+                .allows("evilphotos.example.com")
+        );
     }
 
     #[test]

@@ -14,9 +14,7 @@
 //! followed by hand, each hop checked the same way. No proxy is ever used. The
 //! body is capped while it streams, and the whole fetch has one deadline.
 
-use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::str::FromStr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,63 +29,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use url::{Host, Url};
 
-/// Hosts photos may be fetched from: exact names (`photos.example.com`) or all
-/// subdomains of one (`*.example.com`), case-insensitive.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AllowedHosts {
-    exact: BTreeSet<String>,
-    suffixes: BTreeSet<String>,
-}
-
-impl AllowedHosts {
-    /// Whether no host is allowed (fetching by URL is off).
-    pub fn is_empty(&self) -> bool {
-        self.exact.is_empty() && self.suffixes.is_empty()
-    }
-
-    /// Whether `host` (a name or an IP literal, IPv6 without brackets) is on the list.
-    pub fn allows(&self, host: &str) -> bool {
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        self.exact.contains(&host)
-            || self
-                .suffixes
-                .iter()
-                .any(|s| host.len() > s.len() + 1 && host.ends_with(&format!(".{s}")))
-    }
-}
-
-impl FromStr for AllowedHosts {
-    type Err = String;
-
-    /// A comma-separated list; blank means none.
-    fn from_str(list: &str) -> Result<Self, String> {
-        let mut hosts = Self::default();
-        for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let entry = entry.to_ascii_lowercase();
-            let (name, wildcard) = match entry.strip_prefix("*.") {
-                Some(rest) => (rest.to_owned(), true),
-                None => (entry.clone(), false),
-            };
-            let valid = !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'))
-                && !name.starts_with('.')
-                && !name.ends_with('.');
-            if !valid {
-                return Err(format!(
-                    "{entry:?} must be a host name such as photos.example.com or *.example.com (no scheme, port or path)"
-                ));
-            }
-            if wildcard {
-                hosts.suffixes.insert(name);
-            } else {
-                hosts.exact.insert(name);
-            }
-        }
-        Ok(hosts)
-    }
-}
+use url_guard::host_of;
+pub use url_guard::{AllowedHosts, forbidden};
 
 /// How photos are fetched by URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,72 +101,6 @@ pub struct Fetched {
     pub url: String,
 }
 
-/// Why an IP address may not be fetched from, or None when it may.
-pub fn forbidden(ip: IpAddr, allow_loopback: bool) -> Option<&'static str> {
-    match ip {
-        IpAddr::V4(v4) => forbidden_v4(v4, allow_loopback),
-        IpAddr::V6(v6) => forbidden_v6(v6, allow_loopback),
-    }
-}
-
-fn forbidden_v4(ip: Ipv4Addr, allow_loopback: bool) -> Option<&'static str> {
-    let [a, b, c, _] = ip.octets();
-    if ip.is_loopback() {
-        return (!allow_loopback).then_some("loopback");
-    }
-    Some(match (a, b, c) {
-        (0, _, _) => "unspecified (0.0.0.0/8)",
-        (10, _, _) => "private (10.0.0.0/8)",
-        (172, 16..=31, _) => "private (172.16.0.0/12)",
-        (192, 168, _) => "private (192.168.0.0/16)",
-        (169, 254, _) => "link-local (169.254.0.0/16, cloud metadata)",
-        (100, 64..=127, _) => "shared address space (100.64.0.0/10)",
-        (192, 0, 0) => "IETF protocol assignment (192.0.0.0/24)",
-        (192, 0, 2) | (198, 51, 100) | (203, 0, 113) => "documentation",
-        (198, 18..=19, _) => "benchmarking (198.18.0.0/15)",
-        (224..=239, _, _) => "multicast",
-        (240..=255, _, _) => "reserved or broadcast (240.0.0.0/4)",
-        _ => return None,
-    })
-}
-
-fn forbidden_v6(ip: Ipv6Addr, allow_loopback: bool) -> Option<&'static str> {
-    if ip.is_loopback() {
-        return (!allow_loopback).then_some("loopback (::1)");
-    }
-    if ip.is_unspecified() {
-        return Some("unspecified (::)");
-    }
-    let s = ip.segments();
-    // IPv4 carried inside IPv6 reaches that IPv4 address: judge it as such.
-    let embedded = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return forbidden_v4(v4, allow_loopback);
-    }
-    if s[0..6] == [0, 0, 0, 0, 0, 0] {
-        // IPv4-compatible (::a.b.c.d), deprecated.
-        return forbidden_v4(embedded(s[6], s[7]), allow_loopback).or(Some("IPv4-compatible"));
-    }
-    if s[0] == 0x64 && s[1] == 0xff9b {
-        // NAT64 (64:ff9b::/96 and 64:ff9b:1::/48).
-        return forbidden_v4(embedded(s[6], s[7]), allow_loopback);
-    }
-    if s[0] == 0x2002 {
-        // 6to4 carries an IPv4 address in its second and third segments.
-        return forbidden_v4(embedded(s[1], s[2]), allow_loopback);
-    }
-    Some(match s[0] {
-        0xfc00..=0xfdff => "unique local (fc00::/7)",
-        0xfe80..=0xfebf => "link-local (fe80::/10)",
-        0xfec0..=0xfeff => "site-local (fec0::/10)",
-        0xff00..=0xffff => "multicast (ff00::/8)",
-        0x2001 if s[1] == 0 => "Teredo (2001::/32)",
-        0x2001 if s[1] == 0xdb8 => "documentation (2001:db8::/32)",
-        0x0100 if s[1..4] == [0, 0, 0] => "discard-only (100::/64)",
-        _ => return None,
-    })
-}
-
 /// Fetches photos by URL under a [`FetchPolicy`]. Cheap to clone.
 #[derive(Clone)]
 pub struct Fetcher {
@@ -274,27 +151,12 @@ impl Fetcher {
     /// The URL parsed, if its syntax, scheme and host may be fetched at all
     /// (before any DNS): what the gateway checks up front, and every hop here.
     pub fn check_url(&self, raw: &str) -> Result<Url, FetchError> {
-        let refused = |reason: String| FetchError::Refused {
-            url: redact(raw),
-            reason,
-        };
-        let url = Url::parse(raw).map_err(|e| refused(format!("not a URL: {e}")))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(refused(format!(
-                "the scheme {:?} is not http or https",
-                url.scheme()
-            )));
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(refused("a URL with credentials is not fetched".into()));
-        }
-        let host = host_of(&url).ok_or_else(|| refused("the URL has no host".into()))?;
-        if !self.policy.allowed_hosts.allows(&host) {
-            return Err(refused(format!(
-                "the host {host} is not in PHOTO_FETCH_ALLOWED_HOSTS"
-            )));
-        }
-        Ok(url)
+        url_guard::check_url(&self.policy.allowed_hosts, raw).map_err(|reason| {
+            FetchError::Refused {
+                url: redact(raw),
+                reason,
+            }
+        })
     }
 
     /// Fetches `url`, following at most `max_redirects` redirects, each hop
@@ -488,14 +350,6 @@ impl Fetcher {
 }
 
 /// The host of a URL: a name, or an IP literal (IPv6 without brackets).
-fn host_of(url: &Url) -> Option<String> {
-    match url.host()? {
-        Host::Domain(d) => Some(d.to_owned()),
-        Host::Ipv4(ip) => Some(ip.to_string()),
-        Host::Ipv6(ip) => Some(ip.to_string()),
-    }
-}
-
 /// A URL as shown in errors and logs: without its query (it may hold a token).
 fn redact(raw: &str) -> String {
     match Url::parse(raw) {
@@ -525,90 +379,8 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
 
-    fn ip(s: &str) -> IpAddr {
-        s.parse().expect("an IP address")
-    }
-
     #[test]
-    fn private_loopback_link_local_and_other_inside_addresses_are_refused() {
-        for refused in [
-            "127.0.0.1",
-            "127.1.2.3",
-            "10.0.0.1",
-            "172.16.0.1",
-            "172.31.255.255",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "224.0.0.1",
-            "255.255.255.255",
-            "192.0.2.1",
-            "::1",
-            "::",
-            "fc00::1",
-            "fd12:3456::1",
-            "fe80::1",
-            "ff02::1",
-            "::ffff:127.0.0.1",
-            "::ffff:169.254.169.254",
-            "::ffff:10.0.0.1",
-            "::127.0.0.1",
-            "64:ff9b::a9fe:a9fe",
-            "2002:a9fe:a9fe::1",
-            "2001:db8::1",
-        ] {
-            assert!(
-                forbidden(ip(refused), false).is_some(),
-                "{refused} must be refused"
-            );
-        }
-        for allowed in [
-            "93.184.216.34",
-            "8.8.8.8",
-            "172.32.0.1",
-            "2606:4700::1111",
-            "::ffff:8.8.8.8",
-        ] {
-            assert_eq!(forbidden(ip(allowed), false), None, "{allowed}");
-        }
-    }
-
-    #[test]
-    fn the_loopback_switch_opens_loopback_only() {
-        for loopback in ["127.0.0.1", "::1", "::ffff:127.0.0.1"] {
-            assert_eq!(forbidden(ip(loopback), true), None, "{loopback}");
-        }
-        for still in [
-            "169.254.169.254",
-            "10.0.0.1",
-            "::ffff:169.254.169.254",
-            "fe80::1",
-        ] {
-            assert!(forbidden(ip(still), true).is_some(), "{still}");
-        }
-    }
-
-    #[test]
-    fn allowed_hosts_match_exactly_or_as_subdomains_of_a_wildcard() {
-        let hosts: AllowedHosts = " Photos.Example.com, *.cdn.example.org ,"
-            .parse()
-            .expect("valid");
-        assert!(hosts.allows("photos.example.com"));
-        assert!(hosts.allows("PHOTOS.example.com."));
-        assert!(!hosts.allows("evil-photos.example.com"));
-        assert!(!hosts.allows("photos.example.com.evil.net"));
-        assert!(hosts.allows("a.b.cdn.example.org"));
-        assert!(!hosts.allows("cdn.example.org"));
-        assert!(!hosts.allows("xcdn.example.org"));
-        assert!("".parse::<AllowedHosts>().expect("blank").is_empty());
-        for bad in ["http://example.com", "example.com/photos", "*.", "a b"] {
-            assert!(bad.parse::<AllowedHosts>().is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn a_url_is_checked_for_scheme_credentials_and_host_before_any_lookup() {
+    fn a_refused_url_is_a_permanent_error_without_its_credentials() {
         let fetcher = Fetcher::new(FetchPolicy {
             allowed_hosts: "photos.example.com".parse().expect("valid"),
             ..FetchPolicy::default()

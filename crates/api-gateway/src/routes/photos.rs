@@ -232,29 +232,17 @@ fn sniff(bytes: &[u8]) -> Option<(&'static str, &'static str)> {
     }
 }
 
-/// A URL as `POST /api/photos` accepts it: `http`/`https`, a host on
-/// `PHOTO_FETCH_ALLOWED_HOSTS`, no credentials, at most 2048 bytes.
+/// A URL as `POST /api/photos` accepts it: at most 2048 bytes, and what the
+/// photo-worker would fetch (`url_guard`): `http`/`https`, no credentials, a
+/// host on `PHOTO_FETCH_ALLOWED_HOSTS`, and no IP literal of a refused range.
+/// The worker checks the resolved addresses and every redirect again.
 fn check_url(config: &Config, raw: &str) -> Result<(), String> {
     if raw.len() > 2048 {
         return Err("must be at most 2048 bytes".into());
     }
-    let url = url::Url::parse(raw).map_err(|e| format!("is not a URL: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err("must be an http or https URL".into());
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("must not carry credentials".into());
-    }
-    let host = match url.host() {
-        Some(url::Host::Domain(d)) => d.to_owned(),
-        Some(url::Host::Ipv4(ip)) => ip.to_string(),
-        Some(url::Host::Ipv6(ip)) => ip.to_string(),
-        None => return Err("must name a host".into()),
-    };
-    if !config.photos.allows_host(&host) {
-        return Err(format!(
-            "the host {host} is not one photos may be fetched from (PHOTO_FETCH_ALLOWED_HOSTS)"
-        ));
+    let url = url_guard::check_url(&config.photos.fetch_allowed_hosts, raw)?;
+    if let Some(range) = url_guard::forbidden_literal(&url, false) {
+        return Err(format!("{range} addresses are never fetched from"));
     }
     Ok(())
 }

@@ -391,7 +391,9 @@ async fn urls_to_hosts_not_allowed_or_to_inside_addresses_are_refused_up_front_w
     off.cleanup().await;
 
     let app = TestApp::spawn_with(|c| {
-        c.photos.fetch_allowed_hosts = vec!["photos.example.com".into()];
+        c.photos.fetch_allowed_hosts = "photos.example.com, 127.0.0.1, 169.254.169.254, ::1"
+            .parse()
+            .expect("hosts");
     })
     .await;
     for url in [
@@ -417,7 +419,7 @@ async fn urls_to_hosts_not_allowed_or_to_inside_addresses_are_refused_up_front_w
 #[tokio::test]
 async fn an_allowed_url_whose_host_resolves_to_loopback_is_accepted_then_failed_by_the_worker() {
     let app = TestApp::spawn_with(|c| {
-        c.photos.fetch_allowed_hosts = vec!["localhost".into()];
+        c.photos.fetch_allowed_hosts = "localhost".parse().expect("hosts");
     })
     .await;
     let worker = start_photo_worker(&app, |c| {
