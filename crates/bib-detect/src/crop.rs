@@ -136,12 +136,13 @@ pub fn otsu(gray: &GrayImage) -> u8 {
 
 /// Black ink on white at `threshold`, without ink blobs that touch the crop's edge
 /// (the bib's border, the shirt, a neighbour's arm) or are specks, plus a white margin.
-/// With `keep_dots`, small round blobs stay: a colon or a hyphen tells a time or a
-/// plate from a bib.
-pub fn binarise(gray: &GrayImage, threshold: u8, keep_dots: bool) -> GrayImage {
+/// With `context` (a crop wider than the number, read for what surrounds it), colons
+/// stay and only blobs on the top or bottom edge go: a letter cut by the side of
+/// the crop still tells a plate or a sign from a bib.
+pub fn binarise(gray: &GrayImage, threshold: u8, context: bool) -> GrayImage {
     let (w, h) = gray.dimensions();
     let ink: Vec<bool> = gray.pixels().map(|p| p.0[0] <= threshold).collect();
-    let keep = clean(&ink, w as usize, h as usize, keep_dots);
+    let keep = clean(&ink, w as usize, h as usize, context);
     let margin = 12;
     let mut out = GrayImage::from_pixel(w + 2 * margin, h + 2 * margin, Luma([255]));
     for y in 0..h {
@@ -155,7 +156,7 @@ pub fn binarise(gray: &GrayImage, threshold: u8, keep_dots: bool) -> GrayImage {
 }
 
 /// Keeps the ink blobs that neither touch the edge nor are much smaller than a digit's stroke.
-fn clean(ink: &[bool], w: usize, h: usize, keep_dots: bool) -> Vec<bool> {
+fn clean(ink: &[bool], w: usize, h: usize, context: bool) -> Vec<bool> {
     let mut label = vec![usize::MAX; w * h];
     let mut keep = vec![false; w * h];
     let mut stack = Vec::new();
@@ -179,7 +180,7 @@ fn clean(ink: &[bool], w: usize, h: usize, keep_dots: bool) -> Vec<bool> {
             y1 = y1.max(y);
             // A blob touching left or right edge only at the corners is a bib border, and
             // any blob on the top or bottom edge is not a digit: digits sit inside the margin.
-            if x == 0 || y == 0 || x == w - 1 || y == h - 1 {
+            if y == 0 || y == h - 1 || (!context && (x == 0 || x == w - 1)) {
                 edge = true;
             }
             for (dx, dy) in [(-1i64, 0i64), (1, 0), (0, -1), (0, 1)] {
@@ -198,7 +199,7 @@ fn clean(ink: &[bool], w: usize, h: usize, keep_dots: bool) -> Vec<bool> {
         let tall_enough = (y1 - y0 + 1) * 4 >= h;
         let stroke = members.len() >= min_area && tall_enough;
         // A dot counts only inside the digits' band: pins and dust sit above or below.
-        let dot = keep_dots && is_dot(&members, w, h) && y0 * 5 >= h && y1 * 5 <= h * 4;
+        let dot = context && is_dot(&members, w, h) && y0 * 20 >= h * 3 && y1 * 20 <= h * 17;
         if !edge && stroke {
             for &i in &members {
                 keep[i] = true;
@@ -211,7 +212,7 @@ fn clean(ink: &[bool], w: usize, h: usize, keep_dots: bool) -> Vec<bool> {
     let hf = h as f32;
     for (i, (cx, cy, members)) in dots.iter().enumerate() {
         let paired = dots.iter().enumerate().any(|(j, (ox, oy, _))| {
-            i != j && (cx - ox).abs() < hf / 10.0 && (cy - oy).abs() > hf / 8.0
+            i != j && (cx - ox).abs() < hf / 10.0 && (cy - oy).abs() > hf / 10.0
         });
         if paired {
             for &i in members {
@@ -234,7 +235,79 @@ fn is_dot(members: &[usize], w: usize, h: usize) -> bool {
     }
     let (bw, bh) = ((x1 - x0) as f32, (y1 - y0) as f32);
     let fill = members.len() as f32 / (bw * bh);
-    bw.min(bh) >= stroke * 0.6 && fill > 0.5 && bh <= bw * 2.0
+    bw.min(bh) >= stroke * 0.4 && fill > 0.5 && bh <= bw * 2.0
+}
+
+/// The columns of `binary` (from [`binarise`], margin included) that hold the digit
+/// line through its centre: ink blobs of about a digit's height, chained from the one
+/// nearest the middle across gaps narrower than a digit. The candidate line that the
+/// crop was cut around may have missed a digit at one end; this finds it again.
+pub fn digit_span(binary: &GrayImage) -> Option<(u32, u32)> {
+    let (w, h) = binary.dimensions();
+    let (wu, hu) = (w as usize, h as usize);
+    let raw = binary.as_raw();
+    let mut seen = vec![false; wu * hu];
+    let mut spans = Vec::new();
+    let mut stack = Vec::new();
+    for start in 0..wu * hu {
+        if raw[start] != 0 || seen[start] {
+            continue;
+        }
+        seen[start] = true;
+        stack.push(start);
+        let (mut x0, mut x1, mut y0, mut y1) = (usize::MAX, 0, usize::MAX, 0);
+        while let Some(i) = stack.pop() {
+            let (x, y) = (i % wu, i / wu);
+            x0 = x0.min(x);
+            x1 = x1.max(x + 1);
+            y0 = y0.min(y);
+            y1 = y1.max(y + 1);
+            for (dx, dy) in [(-1i64, 0i64), (1, 0), (0, -1), (0, 1)] {
+                let (nx, ny) = (x as i64 + dx, y as i64 + dy);
+                if nx < 0 || ny < 0 || nx >= wu as i64 || ny >= hu as i64 {
+                    continue;
+                }
+                let j = ny as usize * wu + nx as usize;
+                if raw[j] == 0 && !seen[j] {
+                    seen[j] = true;
+                    stack.push(j);
+                }
+            }
+        }
+        let height = (y1 - y0) as f32;
+        if (TEXT_HEIGHT * 0.55..=TEXT_HEIGHT * 1.6).contains(&height) {
+            spans.push((x0 as f32, x1 as f32));
+        }
+    }
+    spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let middle = w as f32 / 2.0;
+    let distance = |s: &(f32, f32)| {
+        if s.0 <= middle && middle <= s.1 {
+            0.0
+        } else {
+            (s.0 - middle).abs().min((s.1 - middle).abs())
+        }
+    };
+    let centre =
+        (0..spans.len()).min_by(|&a, &b| distance(&spans[a]).total_cmp(&distance(&spans[b])))?;
+    if distance(&spans[centre]) > TEXT_HEIGHT {
+        return None;
+    }
+    let (mut lo, mut hi) = spans[centre];
+    let gap = TEXT_HEIGHT * 0.9;
+    for s in spans[centre + 1..].iter() {
+        if s.0 - hi > gap {
+            break;
+        }
+        hi = hi.max(s.1);
+    }
+    for s in spans[..centre].iter().rev() {
+        if lo - s.1 > gap {
+            break;
+        }
+        lo = lo.min(s.0);
+    }
+    Some((lo as u32, hi as u32))
 }
 
 /// The grey crop stretched to full contrast, with a paper-coloured margin: a second,
@@ -271,6 +344,21 @@ mod tests {
         assert!(flat.get_pixel(10, 10).0[0] > 240);
         assert!(flat.get_pixel(100, 10).0[0] > 240);
         assert!(flat.get_pixel(30, 30).0[0] < 100);
+    }
+
+    #[test]
+    fn the_digit_span_chains_neighbours_and_skips_far_ink() {
+        let mut binary = GrayImage::from_pixel(600, 100, Luma([255]));
+        // Three "digits" 48 tall from x=200 to 330, a speck and a far blob.
+        for (x0, x1) in [(200, 230), (240, 270), (300, 330), (560, 580)] {
+            for y in 26..74 {
+                for x in x0..x1 {
+                    binary.put_pixel(x, y, Luma([0]));
+                }
+            }
+        }
+        binary.put_pixel(100, 50, Luma([0]));
+        assert_eq!(digit_span(&binary), Some((200, 330)));
     }
 
     #[test]

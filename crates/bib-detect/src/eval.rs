@@ -80,7 +80,7 @@ pub struct ImageScore {
     pub correct: usize,
     /// True bibs not found.
     pub missed: Vec<String>,
-    /// Detections that match no true bib.
+    /// Detections that match no true bib, as `number@x,y,w,h`.
     pub wrong: Vec<String>,
 }
 
@@ -99,7 +99,10 @@ pub fn score_image(label: &Label, detections: &[Detection]) -> ImageScore {
                 matched[i] = true;
                 correct += 1;
             }
-            None => wrong.push(d.number.clone()),
+            None => wrong.push(format!(
+                "{}@{},{},{},{}",
+                d.number, d.bbox.x, d.bbox.y, d.bbox.width, d.bbox.height
+            )),
         }
     }
     let missed = label
@@ -291,7 +294,10 @@ mod tests {
         let found = [detection("12", 5), detection("12", 8), detection("7", 500)];
         let score = score_image(&label, &found);
         assert_eq!(score.correct, 1);
-        assert_eq!(score.wrong, vec!["12".to_owned(), "7".to_owned()]);
+        assert_eq!(
+            score.wrong,
+            vec!["12@8,10,20,10".to_owned(), "7@500,10,20,10".to_owned()]
+        );
         assert_eq!(score.missed, vec!["7".to_owned()]);
     }
 

@@ -220,8 +220,8 @@ pub fn scene(seed: u64, index: u32, fonts: &FontSet, style: Style) -> Scene {
     let mut bibs = Vec::new();
     let slot = w as f32 / runners as f32;
     for (i, scale) in scales.iter().enumerate() {
-        let cx = slot * (i as f32 + rng.random_range(0.3..0.7));
-        if let Some(bib) = runner(&mut canvas, &mut rng, fonts, style, cx, *scale, slot * 0.8) {
+        let cx = slot * (i as f32 + rng.random_range(0.45..0.55));
+        if let Some(bib) = runner(&mut canvas, &mut rng, fonts, style, cx, *scale, slot * 0.7) {
             bibs.push(bib);
         }
     }
@@ -935,7 +935,8 @@ fn runner(
     for side in [-1.0f32, 1.0] {
         let [sx, sy] = rotate([side * torso_w * 0.5, -torso_h * 0.4], lean);
         let (sx, sy) = (cx + sx, cy + sy);
-        let ex = sx + side * torso_w * rng.random_range(0.05..0.3);
+        // Arms hang close to the body: a neighbour's arm must not hide a bib's digits.
+        let ex = sx + side * torso_w * rng.random_range(0.02..0.12);
         let ey = sy + torso_h * rng.random_range(0.4..0.7);
         thick_line(canvas, [sx, sy], [ex, ey], torso_w * 0.12, shirt);
     }

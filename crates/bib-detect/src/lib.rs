@@ -153,11 +153,14 @@ fn deduplicate(mut bibs: Vec<Detection>) -> Vec<Detection> {
             (b.y + b.height) as f32,
         ]
     };
+    // Boxes of one height that overlap are one bib read twice; a much taller box over
+    // a smaller one is a different thing (and the vote already vetted both).
+    let same = |a: &BoundingBox, b: &BoundingBox| {
+        let ratio = a.height.min(b.height) as f32 / a.height.max(b.height).max(1) as f32;
+        ratio > 0.6 && candidates::overlap(&corners(a), &corners(b)) >= 0.3
+    };
     for d in bibs {
-        if kept
-            .iter()
-            .all(|k| candidates::overlap(&corners(&k.bbox), &corners(&d.bbox)) < 0.3)
-        {
+        if kept.iter().all(|k| !same(&k.bbox, &d.bbox)) {
             kept.push(d);
         }
     }

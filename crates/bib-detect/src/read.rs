@@ -11,6 +11,9 @@ use crate::candidates::Candidate;
 use crate::ocr::{self, Reading};
 use crate::{DetectorConfig, Error, crop};
 
+/// Margin of the wide crop, in digit heights, on either end of the line.
+const WIDE_MARGIN: f32 = 1.6;
+
 /// Reads the candidate's number, or `None` when it is not a bib.
 pub fn read_candidate(
     gray: &GrayImage,
@@ -20,14 +23,32 @@ pub fn read_candidate(
 ) -> Result<Option<Reading>, Error> {
     // The line with room on both sides: a number that continues into words, a colon
     // or a plate's letters shows it there, though the digits alone look like a bib.
-    let wide = crop::flatten(&crop::straighten(gray, c, scale, 1.6));
-    let wide = crop::binarise(&wide, crop::otsu(&wide), true);
+    let wide_gray = crop::flatten(&crop::straighten(gray, c, scale, WIDE_MARGIN));
+    let wide = crop::binarise(&wide_gray, crop::otsu(&wide_gray), true);
     let words = ocr::read(&wide, ocr::ALPHANUMERIC, false)?;
     let Some(as_digits) = digits_of_words(&words.text) else {
         return Ok(None);
     };
 
-    let straight = crop::flatten(&crop::straighten(gray, c, scale, 0.35));
+    // The tight crop: the digit line as the wide crop shows it, plus a third of a digit.
+    let pad = crop::TEXT_HEIGHT * 0.35;
+    let (w, h) = wide_gray.dimensions();
+    let (x0, x1) = match crop::digit_span(&wide) {
+        // `binarise` added a 12 px margin.
+        Some((x0, x1)) => (
+            x0.saturating_sub(12) as f32 - pad,
+            x1.saturating_sub(12) as f32 + pad,
+        ),
+        None => {
+            let outside = crop::TEXT_HEIGHT * (WIDE_MARGIN - 0.35);
+            (outside, w as f32 - outside)
+        }
+    };
+    let (x0, x1) = (
+        x0.max(0.0) as u32,
+        (x1.min(w as f32) as u32).max(x0.max(0.0) as u32 + 8).min(w),
+    );
+    let straight = image::imageops::crop_imm(&wide_gray, x0, 0, x1 - x0, h).to_image();
     let threshold = crop::otsu(&straight);
     let binary = crop::binarise(&straight, threshold, false);
     let mut readings = vec![
@@ -37,7 +58,9 @@ pub fn read_candidate(
         },
         digits(ocr::read(&binary, ocr::DIGITS, false)?),
     ];
-    if !(readings[1].text == readings[0].text && readings[1].confidence >= 0.8) {
+    let agreed = readings[1].text == readings[0].text && readings[1].confidence >= 0.8;
+    // A single digit always hears all four opinions (see `vote`).
+    if !agreed || readings[1].text.len() < 2 {
         // No quick agreement: two more opinions, from the grey crop and from thinner ink
         // (blur and JPEG fuse neighbouring digits at Otsu's level).
         readings.push(digits(ocr::read(
@@ -138,9 +161,13 @@ fn vote(readings: &[Reading], config: &DetectorConfig) -> Option<Reading> {
         .map(|r| r.confidence)
         .fold(0.0f32, f32::max);
     let confidence = best * (0.6 + 0.4 * votes as f32 / readings.len() as f32);
-    // One digit alone is easy to conjure from a blob: ask more of it.
+    // One digit alone is easy to conjure from a blob (a gap in a crowd, the hole of a
+    // light "0"): all readings but one must agree, confidently.
     let needed = if len == 1 {
-        config.min_confidence.max(0.7)
+        if votes + 1 < readings.len() {
+            return None;
+        }
+        config.min_confidence.max(0.8)
     } else {
         config.min_confidence
     };
