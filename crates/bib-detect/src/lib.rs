@@ -155,12 +155,15 @@ fn deduplicate(mut bibs: Vec<Detection>) -> Vec<Detection> {
     };
     // Boxes of one height that overlap are one bib read twice; a much taller box over
     // a smaller one is a different thing (and the vote already vetted both).
-    let same = |a: &BoundingBox, b: &BoundingBox| {
-        let ratio = a.height.min(b.height) as f32 / a.height.max(b.height).max(1) as f32;
-        ratio > 0.6 && candidates::overlap(&corners(a), &corners(b)) >= 0.3
+    // The same number over the same place is one bib, whatever the boxes' heights.
+    let same = |a: &Detection, b: &Detection| {
+        let (ba, bb) = (&a.bbox, &b.bbox);
+        let ratio = ba.height.min(bb.height) as f32 / ba.height.max(bb.height).max(1) as f32;
+        let overlap = candidates::overlap(&corners(ba), &corners(bb));
+        overlap >= 0.3 && (ratio > 0.6 || a.number == b.number)
     };
     for d in bibs {
-        if kept.iter().all(|k| !same(&k.bbox, &d.bbox)) {
+        if kept.iter().all(|k| !same(k, &d)) {
             kept.push(d);
         }
     }
@@ -189,6 +192,14 @@ mod tests {
         let kept = deduplicate(vec![at("12", 0, 0.6), at("123", 5, 0.9), at("7", 200, 0.7)]);
         let numbers: Vec<&str> = kept.iter().map(|d| d.number.as_str()).collect();
         assert_eq!(numbers, ["123", "7"]);
+    }
+
+    #[test]
+    fn one_number_read_twice_at_two_heights_is_one_bib() {
+        let mut tall = at("540", 0, 0.7);
+        tall.bbox.height = 60;
+        let kept = deduplicate(vec![at("540", 5, 0.9), tall]);
+        assert_eq!(kept.len(), 1);
     }
 
     #[test]
