@@ -65,7 +65,14 @@ pub fn find(rgb: &RgbImage, gray: &GrayImage, max_blobs: usize) -> Vec<Candidate
         let digit_like: Vec<Blob> = blobs.into_iter().filter(|b| digit_shaped(b, h)).collect();
         for line in lines(&digit_like) {
             // A lone blob must be big enough to be read as a digit with any certainty.
-            if line.len() > max_blobs || (line.len() == 1 && digit_like[line[0]].h() < 12) {
+            if line.len() > max_blobs || (line.len() == 1 && digit_like[line[0]].h() < 15) {
+                continue;
+            }
+            // A number cut by the frame cannot be read whole.
+            if line.iter().any(|&i| {
+                let b = digit_like[i];
+                b.x0 == 0 || b.y0 == 0 || b.x1 >= w || b.y1 >= h
+            }) {
                 continue;
             }
             let members: Vec<Blob> = line.iter().map(|&i| digit_like[i]).collect();

@@ -211,8 +211,15 @@ fn clean(ink: &[bool], w: usize, h: usize, context: bool) -> Vec<bool> {
     }
     let hf = h as f32;
     for (i, (cx, cy, members)) in dots.iter().enumerate() {
-        let paired = dots.iter().enumerate().any(|(j, (ox, oy, _))| {
-            i != j && (cx - ox).abs() < hf / 10.0 && (cy - oy).abs() > hf / 10.0
+        // The two dots of a colon: one above the other, alike in size, a few strokes apart.
+        let paired = dots.iter().enumerate().any(|(j, (ox, oy, other))| {
+            let size =
+                members.len().min(other.len()) as f32 / members.len().max(other.len()) as f32;
+            i != j
+                && (cx - ox).abs() < hf / 10.0
+                && (cy - oy).abs() > hf / 10.0
+                && (cy - oy).abs() < hf / 2.0
+                && size > 0.5
         });
         if paired {
             for &i in members {
@@ -235,7 +242,12 @@ fn is_dot(members: &[usize], w: usize, h: usize) -> bool {
     }
     let (bw, bh) = ((x1 - x0) as f32, (y1 - y0) as f32);
     let fill = members.len() as f32 / (bw * bh);
-    bw.min(bh) >= stroke * 0.4 && fill > 0.5 && bh <= bw * 2.0
+    // A colon's dot is about a stroke across: far larger is a shape, not a dot.
+    bw.min(bh) >= stroke * 0.4
+        && bw.max(bh) <= stroke * 4.0
+        && fill > 0.6
+        && bh <= bw * 1.6
+        && bw <= bh * 1.6
 }
 
 /// The columns of `binary` (from [`binarise`], margin included) that hold the digit

@@ -155,12 +155,13 @@ fn deduplicate(mut bibs: Vec<Detection>) -> Vec<Detection> {
     };
     // Boxes of one height that overlap are one bib read twice; a much taller box over
     // a smaller one is a different thing (and the vote already vetted both).
-    // The same number over the same place is one bib, whatever the boxes' heights.
+    // The same number over the same place is one bib, whatever the boxes' heights; so
+    // is a box mostly inside another (two readings of one bib).
     let same = |a: &Detection, b: &Detection| {
         let (ba, bb) = (&a.bbox, &b.bbox);
         let ratio = ba.height.min(bb.height) as f32 / ba.height.max(bb.height).max(1) as f32;
         let overlap = candidates::overlap(&corners(ba), &corners(bb));
-        overlap >= 0.3 && (ratio > 0.6 || a.number == b.number)
+        overlap >= 0.5 || (overlap >= 0.3 && (ratio > 0.6 || a.number == b.number))
     };
     for d in bibs {
         if kept.iter().all(|k| !same(k, &d)) {

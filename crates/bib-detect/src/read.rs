@@ -89,6 +89,9 @@ fn digits(reading: Reading) -> Reading {
 fn digits_of_words(text: &str) -> Option<String> {
     let mut out = String::new();
     let mut letters = 0;
+    // A dash at either end is a speck beside the number (a pin, the bib's edge);
+    // between digits it makes a plate. A colon anywhere is a time's.
+    let text = text.trim_matches(|c: char| c == '-' || c.is_whitespace());
     for ch in text.chars().filter(|c| !c.is_whitespace()) {
         let digit = match ch {
             '0'..='9' => ch,
@@ -160,11 +163,13 @@ fn vote(readings: &[Reading], config: &DetectorConfig) -> Option<Reading> {
         .filter(|r| r.text == text)
         .map(|r| r.confidence)
         .fold(0.0f32, f32::max);
-    let confidence = best * (0.6 + 0.4 * votes as f32 / readings.len() as f32);
+    // Empty readings (a variant that lost the ink) abstain rather than dissent.
+    let heard = readings.iter().filter(|r| !r.text.is_empty()).count();
+    let confidence = best * (0.6 + 0.4 * votes as f32 / heard as f32);
     // One digit alone is easy to conjure from a blob (a gap in a crowd, the hole of a
-    // light "0"): all readings but one must agree, confidently.
+    // light "0"): every reading that saw ink must agree, confidently.
     let needed = if len == 1 {
-        if votes + 1 < readings.len() {
+        if votes < heard {
             return None;
         }
         config.min_confidence.max(0.8)
@@ -195,6 +200,7 @@ mod tests {
         assert_eq!(digits_of_words("BIOS"), None);
         assert_eq!(digits_of_words("12:05"), None);
         assert_eq!(digits_of_words("-4821"), Some("4821".to_owned()));
+        assert_eq!(digits_of_words("1:05"), None);
     }
 
     #[test]
