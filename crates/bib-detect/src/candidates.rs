@@ -344,7 +344,8 @@ fn bib_surround(rgb: &RgbImage, gray: &GrayImage, dark: &[bool], c: &Candidate) 
     let saturation = f32::from(median(&mut saturations)) / 255.0;
     let paper_level = median(&mut paper);
     let ink_level = median(&mut ink);
-    // A pale patch: light enough, clearly lighter than the strokes, mostly uniform.
+    // A pale patch: light enough, clearly lighter than the strokes, mostly uniform,
+    // and unsaturated unless it is bright (yellow, orange and green bibs exist).
     let uniform = paper
         .iter()
         .filter(|&&v| f32::from(v) > f32::from(paper_level) * 0.75)
@@ -352,7 +353,7 @@ fn bib_surround(rgb: &RgbImage, gray: &GrayImage, dark: &[bool], c: &Candidate) 
         / paper.len() as f32;
     if paper_level < 85
         || paper_level < ink_level.saturating_add(45)
-        || saturation > 0.5
+        || (saturation > 0.5 && paper_level < 165)
         || uniform < 0.7
     {
         return None;

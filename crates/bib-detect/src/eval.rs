@@ -82,6 +82,8 @@ pub struct ImageScore {
     pub missed: Vec<String>,
     /// Detections that match no true bib, as `number@x,y,w,h`.
     pub wrong: Vec<String>,
+    /// Every detection's confidence and whether it was right.
+    pub confidences: Vec<(f32, bool)>,
 }
 
 /// Compares the detections of one photo with its truth.
@@ -89,6 +91,7 @@ pub fn score_image(label: &Label, detections: &[Detection]) -> ImageScore {
     let mut matched = vec![false; label.bibs.len()];
     let mut wrong = Vec::new();
     let mut correct = 0;
+    let mut confidences = Vec::new();
     for d in detections {
         let hit =
             label.bibs.iter().enumerate().position(|(i, t)| {
@@ -104,6 +107,7 @@ pub fn score_image(label: &Label, detections: &[Detection]) -> ImageScore {
                 d.number, d.bbox.x, d.bbox.y, d.bbox.width, d.bbox.height
             )),
         }
+        confidences.push((d.confidence, hit.is_some()));
     }
     let missed = label
         .bibs
@@ -119,6 +123,7 @@ pub fn score_image(label: &Label, detections: &[Detection]) -> ImageScore {
         correct,
         missed,
         wrong,
+        confidences,
     }
 }
 
@@ -136,6 +141,8 @@ pub struct Summary {
     pub correct: usize,
     pub candidates: Duration,
     pub ocr: Duration,
+    /// Every detection's confidence and whether it was right.
+    pub confidences: Vec<(f32, bool)>,
 }
 
 impl Summary {
@@ -147,6 +154,7 @@ impl Summary {
         self.correct += score.correct;
         self.candidates += timings.candidates;
         self.ocr += timings.ocr;
+        self.confidences.extend_from_slice(&score.confidences);
     }
 
     pub fn precision(&self) -> f64 {
@@ -194,6 +202,29 @@ impl Summary {
             self.truth,
             self.found
         )
+    }
+
+    /// Precision and recall had `min_confidence` been `threshold`:
+    /// `min_confidence=0.70 precision=… recall=…`.
+    pub fn at_confidence(&self, threshold: f32) -> String {
+        let kept: Vec<bool> = self
+            .confidences
+            .iter()
+            .filter(|(c, _)| *c >= threshold)
+            .map(|(_, right)| *right)
+            .collect();
+        let right = kept.iter().filter(|r| **r).count();
+        let precision = if kept.is_empty() {
+            1.0
+        } else {
+            right as f64 / kept.len() as f64
+        };
+        let recall = if self.truth == 0 {
+            1.0
+        } else {
+            right as f64 / self.truth as f64
+        };
+        format!("min_confidence={threshold:.2} precision={precision:.3} recall={recall:.3}")
     }
 
     /// `candidates_ms=… ocr_ms=…`

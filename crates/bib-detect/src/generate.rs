@@ -74,15 +74,18 @@ pub enum Style {
     TwoTone,
     /// Half the resolution: bibs of 7 to 40 px digit height.
     LowRes,
+    /// Bibs printed on vivid paper (saturated yellow, orange, light green, sky blue).
+    Vivid,
 }
 
 impl Style {
-    /// Parses `standard`, `two-tone` or `low-res`.
+    /// Parses `standard`, `two-tone`, `low-res` or `vivid`.
     pub fn parse(text: &str) -> Option<Self> {
         match text {
             "standard" => Some(Self::Standard),
             "two-tone" => Some(Self::TwoTone),
             "low-res" => Some(Self::LowRes),
+            "vivid" => Some(Self::Vivid),
             _ => None,
         }
     }
@@ -674,6 +677,12 @@ const BIB_PAPER: [[f32; 3]; 6] = [
     [250.0, 220.0, 225.0],
     [225.0, 245.0, 215.0],
 ];
+const VIVID_PAPER: [[f32; 3]; 4] = [
+    [255.0, 225.0, 30.0],
+    [255.0, 170.0, 60.0],
+    [170.0, 235.0, 120.0],
+    [140.0, 210.0, 250.0],
+];
 const INKS: [[f32; 3]; 4] = [
     [15.0, 15.0, 15.0],
     [10.0, 20.0, 90.0],
@@ -990,7 +999,11 @@ fn runner(
         .max(digits as f32 * 11.0 + 12.0)
         .round();
     let bib_h = (bib_w * rng.random_range(0.62..0.8)).round().max(14.0);
-    let paper = jitter_pick(rng, &BIB_PAPER, 5.0);
+    let paper = if style == Style::Vivid {
+        jitter_pick(rng, &VIVID_PAPER, 5.0)
+    } else {
+        jitter_pick(rng, &BIB_PAPER, 5.0)
+    };
     let mut bib = Layer::new(bib_w as u32, bib_h as u32, paper);
     let mut top = 0.0f32;
     if rng.random_bool(0.6) {
