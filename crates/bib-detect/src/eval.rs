@@ -157,6 +157,7 @@ impl Summary {
         self.confidences.extend_from_slice(&score.confidences);
     }
 
+    /// Share of detections that are right (1.0 when nothing was found).
     pub fn precision(&self) -> f64 {
         if self.found == 0 {
             1.0
@@ -165,6 +166,7 @@ impl Summary {
         }
     }
 
+    /// Share of true bibs found (1.0 when there were none).
     pub fn recall(&self) -> f64 {
         if self.truth == 0 {
             1.0
@@ -173,6 +175,7 @@ impl Summary {
         }
     }
 
+    /// Harmonic mean of precision and recall.
     pub fn f1(&self) -> f64 {
         let (p, r) = (self.precision(), self.recall());
         if p + r == 0.0 {

@@ -1,11 +1,11 @@
 #![doc = include_str!("../README.md")]
 
-pub mod candidates;
-pub mod crop;
+mod candidates;
+mod crop;
 pub mod eval;
 #[cfg(feature = "generate")]
 pub mod generate;
-pub mod ocr;
+mod ocr;
 mod read;
 
 use std::time::{Duration, Instant};
