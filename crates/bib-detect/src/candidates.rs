@@ -358,8 +358,27 @@ fn bib_surround(rgb: &RgbImage, gray: &GrayImage, dark: &[bool], c: &Candidate) 
     {
         return None;
     }
-    // Bounded: two and a half digit heights above and below, most pixels are not paper.
     let like_paper = |v: u8| f32::from(v) > f32::from(paper_level) * 0.85;
+    // A lone digit sits in the middle of its bib, with paper well to either side of it;
+    // a dark blob between crowd heads or in a sign's corner has not.
+    if c.blobs == 1 {
+        let mut beside = 0;
+        for side in [-1.0f32, 1.0] {
+            for across in [-0.25f32, 0.0, 0.25] {
+                let along = side * (c.length / 2.0 + c.height * 0.4);
+                if let Some((x, y)) = at(along, across * c.height)
+                    && like_paper(gray.get_pixel(x, y).0[0])
+                    && !dark[(y * w + x) as usize]
+                {
+                    beside += 1;
+                }
+            }
+        }
+        if beside < 5 {
+            return None;
+        }
+    }
+    // Bounded: two and a half digit heights above and below, most pixels are not paper.
     let mut bounded_sides = 0;
     for side in [-1.0f32, 1.0] {
         let mut light = 0;

@@ -90,8 +90,16 @@ fn digits_of_words(text: &str) -> Option<String> {
     let mut out = String::new();
     let mut letters = 0;
     // A dash at either end is a speck beside the number (a pin, the bib's edge);
-    // between digits it makes a plate. A colon anywhere is a time's.
+    // between digits it makes a plate. A colon between digits makes a time; one at
+    // an end is a time's only beside one or two digits ("2:", ":05" of "2:05:02"):
+    // after three or more it is the bib's edge or a pair of specks.
     let text = text.trim_matches(|c: char| c == '-' || c.is_whitespace());
+    let core = text.trim_matches(|c: char| c == ':' || c.is_whitespace());
+    let text = if core.chars().filter(char::is_ascii_alphanumeric).count() >= 3 {
+        core
+    } else {
+        text
+    };
     for ch in text.chars().filter(|c| !c.is_whitespace()) {
         let digit = match ch {
             '0'..='9' => ch,
@@ -167,9 +175,9 @@ fn vote(readings: &[Reading], config: &DetectorConfig) -> Option<Reading> {
     let heard = readings.iter().filter(|r| !r.text.is_empty()).count();
     let confidence = best * (0.6 + 0.4 * votes as f32 / heard as f32);
     // One digit alone is easy to conjure from a blob (a gap in a crowd, the hole of a
-    // light "0"): every reading that saw ink must agree, confidently.
+    // light "0"): all readings that saw ink but one must agree, confidently.
     let needed = if len == 1 {
-        if votes < heard {
+        if votes < 2 || votes + 1 < heard {
             return None;
         }
         config.min_confidence.max(0.8)
@@ -201,6 +209,8 @@ mod tests {
         assert_eq!(digits_of_words("12:05"), None);
         assert_eq!(digits_of_words("-4821"), Some("4821".to_owned()));
         assert_eq!(digits_of_words("1:05"), None);
+        assert_eq!(digits_of_words("4622:"), Some("4622".to_owned()));
+        assert_eq!(digits_of_words("2:"), None);
     }
 
     #[test]
