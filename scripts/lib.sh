@@ -92,6 +92,13 @@ ensure_ocr() {
   dpkg -s fonts-dejavu-core >/dev/null 2>&1 || missing+=(fonts-dejavu-core)
   dpkg -s fonts-liberation2 >/dev/null 2>&1 || missing+=(fonts-liberation2)
   dpkg -s fonts-freefont-ttf >/dev/null 2>&1 || missing+=(fonts-freefont-ttf)
+  # The generator's held-out fonts (Roboto, Open Sans, Lato, Cantarell) and more tuning
+  # ones (Croscore): a detector measured on the fonts it was tuned on proves little.
+  dpkg -s fonts-croscore >/dev/null 2>&1 || missing+=(fonts-croscore)
+  dpkg -s fonts-roboto >/dev/null 2>&1 || missing+=(fonts-roboto)
+  dpkg -s fonts-open-sans >/dev/null 2>&1 || missing+=(fonts-open-sans)
+  dpkg -s fonts-lato >/dev/null 2>&1 || missing+=(fonts-lato)
+  dpkg -s fonts-cantarell >/dev/null 2>&1 || missing+=(fonts-cantarell)
   if ((${#missing[@]})); then
     apt_install "${missing[@]}"
   fi

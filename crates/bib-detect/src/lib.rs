@@ -1,9 +1,16 @@
 #![doc = include_str!("../README.md")]
 
+mod candidates;
+mod crop;
+pub mod eval;
+#[cfg(feature = "generate")]
+pub mod generate;
+mod ocr;
+mod read;
+
 use std::time::{Duration, Instant};
 
 use image::DynamicImage;
-use tesseract::{PageSegMode, Tesseract};
 
 /// What can stop a detection.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +62,9 @@ pub struct DetectorConfig {
     pub max_digits: usize,
     /// Detections below this confidence are dropped.
     pub min_confidence: f32,
+    /// Photos are searched at most this many pixels on their long side (OCR still
+    /// reads the full-resolution pixels): the search's cost grows with the area.
+    pub max_search_side: u32,
 }
 
 impl Default for DetectorConfig {
@@ -63,12 +73,14 @@ impl Default for DetectorConfig {
             min_digits: 1,
             max_digits: 6,
             min_confidence: 0.5,
+            max_search_side: 2000,
         }
     }
 }
 
 /// A bib detector. Cheap to clone; `detect` is blocking CPU work (run it on a
-/// blocking thread).
+/// blocking thread) and may run on several threads at once, each with its own
+/// Tesseract handle.
 #[derive(Debug, Clone, Default)]
 pub struct Detector {
     config: DetectorConfig,
@@ -77,7 +89,7 @@ pub struct Detector {
 impl Detector {
     /// Checks that Tesseract and its English data load.
     pub fn new(config: DetectorConfig) -> Result<Self, Error> {
-        Tesseract::new(None, Some("eng")).map_err(|e| Error::Init(e.to_string()))?;
+        ocr::init()?;
         Ok(Self { config })
     }
 
@@ -85,89 +97,115 @@ impl Detector {
     pub fn detect(&self, image: &DynamicImage) -> Result<Detections, Error> {
         let started = Instant::now();
         let gray = image.to_luma8();
-        let candidates = started.elapsed();
+        let (w, h) = gray.dimensions();
+        let long = w.max(h);
+        let limit = self.config.max_search_side.max(64);
+        // Candidates come from a reduced copy of a large photo; `scale` maps them back.
+        let (search_rgb, search_gray, scale) = if long > limit {
+            let f = limit as f32 / long as f32;
+            let (sw, sh) = (((w as f32) * f) as u32, ((h as f32) * f) as u32);
+            let small = image.resize_exact(sw, sh, image::imageops::FilterType::Triangle);
+            (small.to_rgb8(), small.to_luma8(), 1.0 / f)
+        } else {
+            (image.to_rgb8(), gray.clone(), 1.0)
+        };
+        let found = candidates::find(&search_rgb, &search_gray, self.config.max_digits + 3);
+        let candidates_time = started.elapsed();
+
         let ocr_started = Instant::now();
-        let (width, height) = gray.dimensions();
-        let mut tess = Tesseract::new(None, Some("eng"))
-            .map_err(|e| Error::Init(e.to_string()))?
-            .set_variable("tessedit_char_whitelist", "0123456789")
-            .map_err(|e| Error::Ocr(e.to_string()))?;
-        tess.set_page_seg_mode(PageSegMode::PsmSparseText);
-        let mut tess = tess
-            .set_frame(gray.as_raw(), width as i32, height as i32, 1, width as i32)
-            .map_err(|e| Error::Ocr(e.to_string()))?
-            .recognize()
-            .map_err(|e| Error::Ocr(e.to_string()))?;
-        let tsv = tess
-            .get_tsv_text(0)
-            .map_err(|e| Error::Ocr(e.to_string()))?;
-        let bibs = parse_tsv(&tsv, &self.config);
+        let mut bibs: Vec<Detection> = Vec::new();
+        for c in &found {
+            let Some(reading) = read::read_candidate(&gray, c, scale, &self.config)? else {
+                continue;
+            };
+            let b = c.bbox.map(|v| v * scale);
+            let bbox = BoundingBox {
+                x: b[0].max(0.0) as u32,
+                y: b[1].max(0.0) as u32,
+                width: (b[2] - b[0]).max(1.0) as u32,
+                height: (b[3] - b[1]).max(1.0) as u32,
+            };
+            bibs.push(Detection {
+                number: reading.text,
+                confidence: reading.confidence,
+                bbox,
+            });
+        }
         Ok(Detections {
-            bibs,
+            bibs: deduplicate(bibs),
             timings: Timings {
-                candidates,
+                candidates: candidates_time,
                 ocr: ocr_started.elapsed(),
             },
         })
     }
 }
 
-/// Words of a Tesseract TSV page (level 5 rows) that are digit strings of a bib's length.
-fn parse_tsv(tsv: &str, config: &DetectorConfig) -> Vec<Detection> {
-    tsv.lines()
-        .filter_map(|line| {
-            let cols: Vec<&str> = line.split('\t').collect();
-            if cols.len() < 12 || cols[0] != "5" {
-                return None;
-            }
-            let number = cols[11].trim();
-            let digits = number.len();
-            if digits < config.min_digits
-                || digits > config.max_digits
-                || !number.bytes().all(|b| b.is_ascii_digit())
-            {
-                return None;
-            }
-            let confidence = cols[10].parse::<f32>().ok()? / 100.0;
-            if confidence < config.min_confidence {
-                return None;
-            }
-            Some(Detection {
-                number: number.to_owned(),
-                confidence,
-                bbox: BoundingBox {
-                    x: cols[6].parse().ok()?,
-                    y: cols[7].parse().ok()?,
-                    width: cols[8].parse().ok()?,
-                    height: cols[9].parse().ok()?,
-                },
-            })
-        })
-        .collect()
+/// Of detections whose boxes overlap, keeps the most confident.
+fn deduplicate(mut bibs: Vec<Detection>) -> Vec<Detection> {
+    bibs.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+    let mut kept: Vec<Detection> = Vec::new();
+    let corners = |b: &BoundingBox| {
+        [
+            b.x as f32,
+            b.y as f32,
+            (b.x + b.width) as f32,
+            (b.y + b.height) as f32,
+        ]
+    };
+    // Boxes of one height that overlap are one bib read twice; a much taller box over
+    // a smaller one is a different thing (and the vote already vetted both).
+    // The same number over the same place is one bib, whatever the boxes' heights; so
+    // is a box mostly inside another (two readings of one bib).
+    let same = |a: &Detection, b: &Detection| {
+        let (ba, bb) = (&a.bbox, &b.bbox);
+        let ratio = ba.height.min(bb.height) as f32 / ba.height.max(bb.height).max(1) as f32;
+        let overlap = candidates::overlap(&corners(ba), &corners(bb));
+        overlap >= 0.5 || (overlap >= 0.3 && (ratio > 0.6 || a.number == b.number))
+    };
+    for d in bibs {
+        if kept.iter().all(|k| !same(k, &d)) {
+            kept.push(d);
+        }
+    }
+    kept
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn at(number: &str, x: u32, confidence: f32) -> Detection {
+        Detection {
+            number: number.to_owned(),
+            confidence,
+            bbox: BoundingBox {
+                x,
+                y: 0,
+                width: 40,
+                height: 20,
+            },
+        }
+    }
+
     #[test]
-    fn only_confident_digit_words_of_a_bibs_length_count() {
-        let tsv = "level\tpage_num\tblock_num\tpar_num\tline_num\tword_num\tleft\ttop\twidth\theight\tconf\ttext\n\
-                   5\t1\t1\t1\t1\t1\t10\t20\t30\t40\t91.5\t1234\n\
-                   5\t1\t1\t1\t1\t2\t10\t20\t30\t40\t20\t77\n\
-                   5\t1\t1\t1\t1\t3\t10\t20\t30\t40\t95\t1234567\n\
-                   4\t1\t1\t1\t1\t0\t10\t20\t30\t40\t-1\t\n";
-        let found = parse_tsv(tsv, &DetectorConfig::default());
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].number, "1234");
-        assert_eq!(
-            found[0].bbox,
-            BoundingBox {
-                x: 10,
-                y: 20,
-                width: 30,
-                height: 40
-            }
-        );
+    fn overlapping_detections_keep_the_most_confident() {
+        let kept = deduplicate(vec![at("12", 0, 0.6), at("123", 5, 0.9), at("7", 200, 0.7)]);
+        let numbers: Vec<&str> = kept.iter().map(|d| d.number.as_str()).collect();
+        assert_eq!(numbers, ["123", "7"]);
+    }
+
+    #[test]
+    fn one_number_read_twice_at_two_heights_is_one_bib() {
+        let mut tall = at("540", 0, 0.7);
+        tall.bbox.height = 60;
+        let kept = deduplicate(vec![at("540", 5, 0.9), tall]);
+        assert_eq!(kept.len(), 1);
+    }
+
+    #[test]
+    fn the_detector_is_shareable_across_threads() {
+        fn shareable<T: Clone + Send + Sync>() {}
+        shareable::<Detector>();
     }
 }

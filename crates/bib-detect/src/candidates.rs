@@ -1,0 +1,508 @@
+//! Candidate search: where in a photo a bib number may be.
+//!
+//! A bib is dark digit strokes on a pale patch. Rather than look for the patch's
+//! edges (often lost against a white shirt, a crease or a shadow), the search looks
+//! for the strokes: pixels darker than their neighbourhood, joined into blobs of a
+//! digit's shape, chained into lines of blobs of one height. A line is a candidate
+//! when what surrounds its strokes is pale, unsaturated and bounded (a bib ends a
+//! digit-height or so above and below its number; sky and walls do not).
+//! The local threshold runs at two window sizes because one window cannot serve
+//! both 10 px digits on a dark shirt and 150 px digits with 25 px strokes.
+
+use image::{GrayImage, RgbImage};
+
+/// Where a number may be, in the coordinates of the searched image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    /// Centre of the digit line.
+    pub cx: f32,
+    pub cy: f32,
+    /// Direction of the line in radians (positive: clockwise in image coordinates).
+    pub angle: f32,
+    /// Extent of the strokes along and across the line.
+    pub length: f32,
+    pub height: f32,
+    /// Axis-aligned box of the strokes: x0, y0, x1, y1.
+    pub bbox: [f32; 4],
+    /// Number of blobs in the line (digits, unless some touch or break).
+    pub blobs: usize,
+}
+
+/// A connected blob of dark pixels.
+#[derive(Debug, Clone, Copy)]
+struct Blob {
+    x0: u32,
+    y0: u32,
+    x1: u32,
+    y1: u32,
+    area: u32,
+}
+
+impl Blob {
+    fn w(&self) -> u32 {
+        self.x1 - self.x0
+    }
+    fn h(&self) -> u32 {
+        self.y1 - self.y0
+    }
+    fn cx(&self) -> f32 {
+        (self.x0 + self.x1) as f32 / 2.0
+    }
+    fn cy(&self) -> f32 {
+        (self.y0 + self.y1) as f32 / 2.0
+    }
+}
+
+/// Finds candidate digit lines in `rgb` (with `gray` its luma).
+pub fn find(rgb: &RgbImage, gray: &GrayImage, max_blobs: usize) -> Vec<Candidate> {
+    let (w, h) = gray.dimensions();
+    let integral = Integral::new(gray);
+    let short = w.min(h);
+    let mut out: Vec<Candidate> = Vec::new();
+    for radius in [(short / 60).max(5), (short / 14).max(12)] {
+        let dark = dark_mask(gray, &integral, radius);
+        let blobs = blobs(&dark, w, h);
+        let digit_like: Vec<Blob> = blobs.into_iter().filter(|b| digit_shaped(b, h)).collect();
+        for line in lines(&digit_like) {
+            // A lone blob must be big enough to be read as a digit with any certainty.
+            if line.len() > max_blobs || (line.len() == 1 && digit_like[line[0]].h() < 15) {
+                continue;
+            }
+            // A number cut by the frame cannot be read whole.
+            if line.iter().any(|&i| {
+                let b = digit_like[i];
+                b.x0 == 0 || b.y0 == 0 || b.x1 >= w || b.y1 >= h
+            }) {
+                continue;
+            }
+            let members: Vec<Blob> = line.iter().map(|&i| digit_like[i]).collect();
+            // A line can pick up a stray blob at an end (the shirt's edge beside the bib,
+            // a pin): when the whole line fails, try it without its ends.
+            let n = members.len();
+            let trims: &[(usize, usize)] = if n >= 3 {
+                &[(0, n), (1, n), (0, n - 1), (1, n - 1)]
+            } else if n == 2 {
+                &[(0, 2), (1, 2), (0, 1)]
+            } else {
+                &[(0, 1)]
+            };
+            // Of the passing versions, the longest, then the one on the most uniform paper.
+            let Some((_, candidate)) = trims
+                .iter()
+                .filter_map(|&(from, to)| {
+                    let c = candidate(&members[from..to]);
+                    bib_surround(rgb, gray, &dark, &c).map(|uniform| (uniform, c))
+                })
+                .max_by(|a, b| a.1.blobs.cmp(&b.1.blobs).then(a.0.total_cmp(&b.0)))
+            else {
+                continue;
+            };
+            // The two window sizes often find the same line: keep the first.
+            if out.iter().all(|c| !same_place(c, &candidate)) {
+                out.push(candidate);
+            }
+        }
+    }
+    out
+}
+
+/// Summed-area table for window means in constant time.
+struct Integral {
+    w: usize,
+    sums: Vec<u64>,
+}
+
+impl Integral {
+    fn new(gray: &GrayImage) -> Self {
+        let (w, h) = (gray.width() as usize, gray.height() as usize);
+        let mut sums = vec![0u64; (w + 1) * (h + 1)];
+        let raw = gray.as_raw();
+        for y in 0..h {
+            let mut row = 0u64;
+            for x in 0..w {
+                row += u64::from(raw[y * w + x]);
+                sums[(y + 1) * (w + 1) + x + 1] = sums[y * (w + 1) + x + 1] + row;
+            }
+        }
+        Self { w, sums }
+    }
+
+    /// Mean over the half-open rectangle [x0, x1) x [y0, y1).
+    fn mean(&self, x0: usize, y0: usize, x1: usize, y1: usize) -> f32 {
+        let s = |x: usize, y: usize| self.sums[y * (self.w + 1) + x];
+        let total = s(x1, y1) + s(x0, y0) - s(x1, y0) - s(x0, y1);
+        total as f32 / ((x1 - x0) * (y1 - y0)).max(1) as f32
+    }
+}
+
+/// Pixels clearly darker than the mean of the window around them (Bradley's method,
+/// with an absolute margin so flat regions and noise stay clear).
+fn dark_mask(gray: &GrayImage, integral: &Integral, radius: u32) -> Vec<bool> {
+    let (w, h) = (gray.width() as usize, gray.height() as usize);
+    let r = radius as usize;
+    let raw = gray.as_raw();
+    let mut mask = vec![false; w * h];
+    for y in 0..h {
+        let (y0, y1) = (y.saturating_sub(r), (y + r + 1).min(h));
+        for x in 0..w {
+            let (x0, x1) = (x.saturating_sub(r), (x + r + 1).min(w));
+            let mean = integral.mean(x0, y0, x1, y1);
+            let p = f32::from(raw[y * w + x]);
+            mask[y * w + x] = p < mean * 0.85 && mean - p > 20.0;
+        }
+    }
+    mask
+}
+
+/// 8-connected blobs of `mask`.
+fn blobs(mask: &[bool], w: u32, h: u32) -> Vec<Blob> {
+    let (w, h) = (w as usize, h as usize);
+    let mut seen = vec![false; w * h];
+    let mut out = Vec::new();
+    let mut stack = Vec::new();
+    for start in 0..w * h {
+        if !mask[start] || seen[start] {
+            continue;
+        }
+        seen[start] = true;
+        stack.push(start);
+        let (mut x0, mut y0, mut x1, mut y1, mut area) = (usize::MAX, usize::MAX, 0, 0, 0u32);
+        while let Some(i) = stack.pop() {
+            let (x, y) = (i % w, i / w);
+            x0 = x0.min(x);
+            y0 = y0.min(y);
+            x1 = x1.max(x + 1);
+            y1 = y1.max(y + 1);
+            area += 1;
+            for dy in -1i64..=1 {
+                for dx in -1i64..=1 {
+                    let (nx, ny) = (x as i64 + dx, y as i64 + dy);
+                    if nx < 0 || ny < 0 || nx >= w as i64 || ny >= h as i64 {
+                        continue;
+                    }
+                    let j = ny as usize * w + nx as usize;
+                    if mask[j] && !seen[j] {
+                        seen[j] = true;
+                        stack.push(j);
+                    }
+                }
+            }
+        }
+        out.push(Blob {
+            x0: x0 as u32,
+            y0: y0 as u32,
+            x1: x1 as u32,
+            y1: y1 as u32,
+            area,
+        });
+    }
+    out
+}
+
+/// Could this blob be a digit (or two touching digits)?
+fn digit_shaped(b: &Blob, image_height: u32) -> bool {
+    let (w, h) = (b.w() as f32, b.h() as f32);
+    if b.h() < 7 || b.h() > image_height / 3 {
+        return false;
+    }
+    let aspect = w / h;
+    let fill = b.area as f32 / (w * h);
+    // A "1" can be a bare bar; blur fuses up to five digits into one blob 4 heights wide.
+    (0.08..=4.5).contains(&aspect) && (0.15..=0.95).contains(&fill)
+}
+
+/// Chains blobs of about one height, side by side, into lines; returns index lists
+/// ordered left to right.
+fn lines(blobs: &[Blob]) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..blobs.len()).collect();
+    order.sort_by_key(|&i| blobs[i].x0);
+    let mut parent: Vec<usize> = (0..blobs.len()).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    for (k, &a) in order.iter().enumerate() {
+        let ba = blobs[a];
+        let ha = ba.h() as f32;
+        for &b in &order[k + 1..] {
+            let bb = blobs[b];
+            let hb = bb.h() as f32;
+            let gap = bb.x0 as f32 - ba.x1 as f32;
+            if gap > ha * 1.6 {
+                break;
+            }
+            let hmax = ha.max(hb);
+            let similar = ha.min(hb) / hmax > 0.6;
+            let beside = gap < hmax * 1.2 && gap > -hmax * 0.3 && bb.cx() > ba.cx();
+            let level = (ba.cy() - bb.cy()).abs() < hmax * 0.5;
+            if similar && beside && level {
+                let (ra, rb) = (root(&mut parent, a), root(&mut parent, b));
+                parent[ra] = rb;
+            }
+        }
+    }
+    let mut groups: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for &i in &order {
+        let r = root(&mut parent, i);
+        groups.entry(r).or_default().push(i);
+    }
+    groups.into_values().collect()
+}
+
+fn candidate(members: &[Blob]) -> Candidate {
+    // The line's direction from the blobs' centres (least squares), level for one blob.
+    let n = members.len() as f32;
+    let mx = members.iter().map(Blob::cx).sum::<f32>() / n;
+    let my = members.iter().map(Blob::cy).sum::<f32>() / n;
+    let sxx: f32 = members.iter().map(|b| (b.cx() - mx).powi(2)).sum();
+    let sxy: f32 = members.iter().map(|b| (b.cx() - mx) * (b.cy() - my)).sum();
+    let angle = if members.len() >= 2 && sxx > 1.0 {
+        (sxy / sxx).atan().clamp(-0.45, 0.45)
+    } else {
+        0.0
+    };
+    let (s, c) = angle.sin_cos();
+    let (mut a0, mut a1, mut n0, mut n1) = (f32::MAX, f32::MIN, f32::MAX, f32::MIN);
+    let (mut x0, mut y0, mut x1, mut y1) = (f32::MAX, f32::MAX, f32::MIN, f32::MIN);
+    for b in members {
+        for (x, y) in [(b.x0, b.y0), (b.x1, b.y0), (b.x0, b.y1), (b.x1, b.y1)] {
+            let (x, y) = (x as f32, y as f32);
+            let (dx, dy) = (x - mx, y - my);
+            let along = dx * c + dy * s;
+            let across = -dx * s + dy * c;
+            a0 = a0.min(along);
+            a1 = a1.max(along);
+            n0 = n0.min(across);
+            n1 = n1.max(across);
+            x0 = x0.min(x);
+            y0 = y0.min(y);
+            x1 = x1.max(x);
+            y1 = y1.max(y);
+        }
+    }
+    // The rotated box of axis-aligned blob boxes is a little tall: shrink it by the
+    // share the rotation added, so the crop stays tight on the digits.
+    let height = ((n1 - n0) - (a1 - a0) * s.abs() * 0.5).max((n1 - n0) * 0.7);
+    let (am, nm) = ((a0 + a1) / 2.0, (n0 + n1) / 2.0);
+    Candidate {
+        cx: mx + am * c - nm * s,
+        cy: my + am * s + nm * c,
+        angle,
+        length: a1 - a0,
+        height,
+        bbox: [x0, y0, x1, y1],
+        blobs: members.len(),
+    }
+}
+
+/// Is the line's surround a pale, unsaturated patch that ends above and below it?
+/// Returns the share of the patch that is uniformly paper-coloured if so.
+fn bib_surround(rgb: &RgbImage, gray: &GrayImage, dark: &[bool], c: &Candidate) -> Option<f32> {
+    let (w, h) = gray.dimensions();
+    let (s, co) = c.angle.sin_cos();
+    let at = |along: f32, across: f32| -> Option<(u32, u32)> {
+        let x = c.cx + along * co - across * s;
+        let y = c.cy + along * s + across * co;
+        (x >= 0.0 && y >= 0.0 && x < w as f32 && y < h as f32).then_some((x as u32, y as u32))
+    };
+    // Paper: the non-stroke pixels of the box around the digits, a quarter digit taller
+    // and only a little longer (numbers can fill their bib's width).
+    let (half_l, half_h) = (
+        c.length / 2.0 + c.height * 0.1,
+        c.height / 2.0 + c.height * 0.25,
+    );
+    let mut paper = Vec::new();
+    let mut ink = Vec::new();
+    let mut saturations = Vec::new();
+    let steps = 24;
+    for i in 0..=steps {
+        for j in 0..=steps {
+            let along = -half_l + 2.0 * half_l * i as f32 / steps as f32;
+            let across = -half_h + 2.0 * half_h * j as f32 / steps as f32;
+            let Some((x, y)) = at(along, across) else {
+                continue;
+            };
+            let v = gray.get_pixel(x, y).0[0];
+            if dark[(y * w + x) as usize] {
+                ink.push(v);
+            } else {
+                paper.push(v);
+                let [r, g, b] = rgb.get_pixel(x, y).0;
+                let (max, min) = (r.max(g).max(b), r.min(g).min(b));
+                saturations.push(
+                    u8::try_from(u16::from(max - min) * 255 / u16::from(max.max(1))).unwrap_or(255),
+                );
+            }
+        }
+    }
+    if paper.len() < 20 || ink.is_empty() {
+        return None;
+    }
+    let saturation = f32::from(median(&mut saturations)) / 255.0;
+    let paper_level = median(&mut paper);
+    let ink_level = median(&mut ink);
+    // A pale patch: light enough, clearly lighter than the strokes, mostly uniform,
+    // and unsaturated unless it is bright (yellow, orange and green bibs exist).
+    let uniform = paper
+        .iter()
+        .filter(|&&v| f32::from(v) > f32::from(paper_level) * 0.75)
+        .count() as f32
+        / paper.len() as f32;
+    if paper_level < 85
+        || paper_level < ink_level.saturating_add(45)
+        || (saturation > 0.5 && paper_level < 165)
+        || uniform < 0.7
+    {
+        return None;
+    }
+    let like_paper = |v: u8| f32::from(v) > f32::from(paper_level) * 0.85;
+    // A lone digit sits in the middle of its bib, with paper well to either side of it;
+    // a dark blob between crowd heads or in a sign's corner has not.
+    if c.blobs == 1 {
+        let mut beside = 0;
+        for side in [-1.0f32, 1.0] {
+            for across in [-0.25f32, 0.0, 0.25] {
+                let along = side * (c.length / 2.0 + c.height * 0.4);
+                if let Some((x, y)) = at(along, across * c.height)
+                    && like_paper(gray.get_pixel(x, y).0[0])
+                    && !dark[(y * w + x) as usize]
+                {
+                    beside += 1;
+                }
+            }
+        }
+        if beside < 5 {
+            return None;
+        }
+    }
+    // Bounded: two and a half digit heights above and below, most pixels are not paper.
+    let mut bounded_sides = 0;
+    for side in [-1.0f32, 1.0] {
+        let mut light = 0;
+        let mut total = 0;
+        for i in 0..=16 {
+            let along = -c.length / 2.0 + c.length * i as f32 / 16.0;
+            for k in [2.3f32, 2.8] {
+                if let Some((x, y)) = at(along, side * c.height * k) {
+                    total += 1;
+                    let v = gray.get_pixel(x, y).0[0];
+                    let [r, g, b] = rgb.get_pixel(x, y).0;
+                    let (max, min) = (r.max(g).max(b), r.min(g).min(b));
+                    let sat = f32::from(max - min) / f32::from(max.max(1));
+                    if like_paper(v) && sat < 0.5 {
+                        light += 1;
+                    }
+                }
+            }
+        }
+        if total == 0 || (light as f32) < 0.6 * total as f32 {
+            bounded_sides += 1;
+        }
+    }
+    (bounded_sides >= 1).then_some(uniform)
+}
+
+fn median(values: &mut [u8]) -> u8 {
+    let mid = values.len() / 2;
+    *values.select_nth_unstable(mid).1
+}
+
+/// Do two candidates cover the same digits? Overlapping boxes of different heights
+/// do not: a bogus tall "line" across a torso must not hide the bib on it.
+fn same_place(a: &Candidate, b: &Candidate) -> bool {
+    let ratio = a.height.min(b.height) / a.height.max(b.height).max(1e-3);
+    ratio > 0.67 && overlap(&a.bbox, &b.bbox) > 0.5
+}
+
+/// Intersection over the smaller box's area.
+pub fn overlap(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let area = |r: &[f32; 4]| ((r[2] - r[0]) * (r[3] - r[1])).max(1.0);
+    iw * ih / area(a).min(area(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{Luma, Rgb};
+
+    /// A white patch with three crude dark "7"s on a red shirt.
+    fn bib_like() -> (RgbImage, GrayImage) {
+        let mut rgb = RgbImage::from_pixel(200, 150, Rgb([180, 30, 30]));
+        for y in 40..110 {
+            for x in 40..160 {
+                rgb.put_pixel(x, y, Rgb([245, 245, 245]));
+            }
+        }
+        for k in 0..3 {
+            let x0 = 65 + k * 25;
+            for y in 55..95 {
+                for x in x0..x0 + 20 {
+                    let bar = y < 61;
+                    let stem = x >= x0 + 13 - (y - 55) / 6 && x < x0 + 19 - (y - 55) / 6;
+                    if bar || stem {
+                        rgb.put_pixel(x, y, Rgb([20, 20, 20]));
+                    }
+                }
+            }
+        }
+        let gray = image::DynamicImage::ImageRgb8(rgb.clone()).to_luma8();
+        (rgb, gray)
+    }
+
+    #[test]
+    fn dark_bars_on_a_pale_patch_make_one_candidate_line() {
+        let (rgb, gray) = bib_like();
+        let found = find(&rgb, &gray, 8);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let c = &found[0];
+        assert_eq!(c.blobs, 3);
+        assert!(
+            (c.cx - 99.0).abs() < 3.0 && (c.cy - 75.0).abs() < 3.0,
+            "{c:?}"
+        );
+        assert!(c.angle.abs() < 0.05);
+    }
+
+    #[test]
+    fn the_same_bars_on_a_saturated_shirt_are_no_candidate() {
+        let (mut rgb, _) = bib_like();
+        for p in rgb.pixels_mut() {
+            if p.0 == [245, 245, 245] {
+                *p = Rgb([240, 120, 20]);
+            }
+        }
+        let gray = image::DynamicImage::ImageRgb8(rgb.clone()).to_luma8();
+        assert!(find(&rgb, &gray, 8).is_empty());
+    }
+
+    #[test]
+    fn the_window_mean_is_exact() {
+        let mut gray = GrayImage::new(4, 3);
+        for (i, p) in gray.pixels_mut().enumerate() {
+            *p = Luma([i as u8]);
+        }
+        let integral = Integral::new(&gray);
+        assert_eq!(integral.mean(1, 1, 3, 3), (5.0 + 6.0 + 9.0 + 10.0) / 4.0);
+    }
+
+    #[test]
+    fn a_tilted_line_reports_its_angle() {
+        let members: Vec<Blob> = (0..4)
+            .map(|i| Blob {
+                x0: 10 + i * 20,
+                y0: 10 + i * 5,
+                x1: 22 + i * 20,
+                y1: 40 + i * 5,
+                area: 200,
+            })
+            .collect();
+        let c = candidate(&members);
+        assert!((c.angle - (5.0f32 / 20.0).atan()).abs() < 1e-3, "{c:?}");
+        assert_eq!(c.blobs, 4);
+    }
+}

@@ -1,0 +1,435 @@
+//! Straightened, scaled crops of a candidate line and their binarisations.
+//!
+//! Tesseract reads best level text with a cap height of a few dozen pixels,
+//! black on white, with a quiet margin and nothing touching the edges; each
+//! function here turns a candidate into one such picture.
+
+use image::{GrayImage, Luma};
+
+use crate::candidates::Candidate;
+
+/// Digit height the crops are scaled to: Tesseract's LSTM is most accurate near it.
+pub const TEXT_HEIGHT: f32 = 48.0;
+
+/// The candidate's digits, rotated level and scaled to [`TEXT_HEIGHT`], with a margin
+/// of a third of a digit height above and below and `margin` digit heights before and
+/// after. `scale` maps candidate coordinates to `gray`'s (candidates may come from a
+/// reduced copy of the photo).
+pub fn straighten(gray: &GrayImage, c: &Candidate, scale: f32, margin: f32) -> GrayImage {
+    let height = c.height * scale;
+    let length = c.length * scale;
+    let zoom = (TEXT_HEIGHT / height.max(1.0)).clamp(0.25, 8.0);
+    let (pad_l, pad_h) = (height * margin, height * 0.3);
+    let out_w = ((length + 2.0 * pad_l) * zoom).ceil().max(8.0) as u32;
+    let out_h = ((height + 2.0 * pad_h) * zoom).ceil().max(8.0) as u32;
+    let (s, co) = c.angle.sin_cos();
+    let (cx, cy) = (c.cx * scale, c.cy * scale);
+    let mut out = GrayImage::new(out_w, out_h);
+    for oy in 0..out_h {
+        for ox in 0..out_w {
+            let along = (ox as f32 + 0.5) / zoom - (length / 2.0 + pad_l);
+            let across = (oy as f32 + 0.5) / zoom - (height / 2.0 + pad_h);
+            let x = cx + along * co - across * s;
+            let y = cy + along * s + across * co;
+            out.put_pixel(ox, oy, Luma([bilinear(gray, x, y)]));
+        }
+    }
+    out
+}
+
+fn bilinear(gray: &GrayImage, x: f32, y: f32) -> u8 {
+    let (w, h) = gray.dimensions();
+    let x = (x - 0.5).clamp(0.0, (w - 1) as f32);
+    let y = (y - 0.5).clamp(0.0, (h - 1) as f32);
+    let (x0, y0) = (x as u32, y as u32);
+    let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
+    let (fx, fy) = (x - x0 as f32, y - y0 as f32);
+    let p = |x, y| f32::from(gray.get_pixel(x, y).0[0]);
+    let top = p(x0, y0) * (1.0 - fx) + p(x1, y0) * fx;
+    let bottom = p(x0, y1) * (1.0 - fx) + p(x1, y1) * fx;
+    (top * (1.0 - fy) + bottom * fy).round() as u8
+}
+
+/// The crop divided by its paper: a shadow or a lighting gradient across the bib
+/// would otherwise pull a global threshold into the paper on its dark side.
+///
+/// The paper level is a grey closing (maximum, then minimum, over a window wider
+/// than a stroke) of the crop, which erases the dark strokes and keeps the slow light.
+pub fn flatten(gray: &GrayImage) -> GrayImage {
+    let radius = (TEXT_HEIGHT * 0.3) as u32;
+    let paper = filter(&filter(gray, radius, u8::max), radius, u8::min);
+    // Only paper is lifted: a dark shirt beside the bib must stay dark, or its noise
+    // would be stretched into specks that read as letters.
+    let mut levels: Vec<u8> = paper.pixels().map(|p| p.0[0]).collect();
+    levels.sort_unstable();
+    let floor = (f32::from(levels[levels.len() * 9 / 10]) * 0.6).max(1.0);
+    let mut out = gray.clone();
+    for (p, bg) in out.pixels_mut().zip(paper.pixels()) {
+        let v = f32::from(p.0[0]) * 255.0 / f32::from(bg.0[0]).max(floor);
+        p.0[0] = v.min(255.0) as u8;
+    }
+    out
+}
+
+/// A separable square rank filter (`pick` is `max` or `min`) of half-width `radius`.
+fn filter(gray: &GrayImage, radius: u32, pick: fn(u8, u8) -> u8) -> GrayImage {
+    let (w, h) = gray.dimensions();
+    let mut across = gray.clone();
+    for y in 0..h {
+        for x in 0..w {
+            let (x0, x1) = (x.saturating_sub(radius), (x + radius).min(w - 1));
+            let v = (x0..=x1)
+                .map(|i| gray.get_pixel(i, y).0[0])
+                .reduce(pick)
+                .unwrap_or(0);
+            across.put_pixel(x, y, Luma([v]));
+        }
+    }
+    let mut out = across.clone();
+    for y in 0..h {
+        let (y0, y1) = (y.saturating_sub(radius), (y + radius).min(h - 1));
+        for x in 0..w {
+            let v = (y0..=y1)
+                .map(|j| across.get_pixel(x, j).0[0])
+                .reduce(pick)
+                .unwrap_or(0);
+            out.put_pixel(x, y, Luma([v]));
+        }
+    }
+    out
+}
+
+/// Otsu's threshold of the crop: the level that best splits ink from paper.
+pub fn otsu(gray: &GrayImage) -> u8 {
+    let mut histogram = [0u64; 256];
+    for p in gray.pixels() {
+        histogram[p.0[0] as usize] += 1;
+    }
+    let total: u64 = histogram.iter().sum();
+    let sum: f64 = histogram
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| i as f64 * n as f64)
+        .sum();
+    let (mut weight_low, mut sum_low) = (0u64, 0.0f64);
+    let (mut best, mut best_var) = (0u8, -1.0f64);
+    for (t, &n) in histogram.iter().enumerate() {
+        weight_low += n;
+        if weight_low == 0 {
+            continue;
+        }
+        let weight_high = total - weight_low;
+        if weight_high == 0 {
+            break;
+        }
+        sum_low += t as f64 * n as f64;
+        let mean_low = sum_low / weight_low as f64;
+        let mean_high = (sum - sum_low) / weight_high as f64;
+        let var = weight_low as f64 * weight_high as f64 * (mean_low - mean_high).powi(2);
+        if var > best_var {
+            best_var = var;
+            best = t as u8;
+        }
+    }
+    best
+}
+
+/// Black ink on white at `threshold`, without ink blobs that touch the crop's edge
+/// (the bib's border, the shirt, a neighbour's arm) or are specks, plus a white margin.
+/// With `context` (a crop wider than the number, read for what surrounds it), colons
+/// stay and only blobs on the top or bottom edge go: a letter cut by the side of
+/// the crop still tells a plate or a sign from a bib.
+pub fn binarise(gray: &GrayImage, threshold: u8, context: bool) -> GrayImage {
+    let (w, h) = gray.dimensions();
+    let ink: Vec<bool> = gray.pixels().map(|p| p.0[0] <= threshold).collect();
+    let keep = clean(&ink, w as usize, h as usize, context);
+    let margin = 12;
+    let mut out = GrayImage::from_pixel(w + 2 * margin, h + 2 * margin, Luma([255]));
+    for y in 0..h {
+        for x in 0..w {
+            if keep[(y * w + x) as usize] {
+                out.put_pixel(x + margin, y + margin, Luma([0]));
+            }
+        }
+    }
+    out
+}
+
+/// Keeps the ink blobs that neither touch the edge nor are much smaller than a digit's stroke.
+fn clean(ink: &[bool], w: usize, h: usize, context: bool) -> Vec<bool> {
+    let mut label = vec![usize::MAX; w * h];
+    let mut keep = vec![false; w * h];
+    let mut stack = Vec::new();
+    let mut members = Vec::new();
+    let min_area = (h * h / 150).max(4);
+    // Dots wait for a partner above or below them: two make a colon, one is dust.
+    let mut dots: Vec<(f32, f32, Vec<usize>)> = Vec::new();
+    for start in 0..w * h {
+        if !ink[start] || label[start] != usize::MAX {
+            continue;
+        }
+        label[start] = start;
+        stack.push(start);
+        members.clear();
+        let mut edge = false;
+        let (mut y0, mut y1) = (h, 0);
+        while let Some(i) = stack.pop() {
+            members.push(i);
+            let (x, y) = (i % w, i / w);
+            y0 = y0.min(y);
+            y1 = y1.max(y);
+            // A blob touching left or right edge only at the corners is a bib border, and
+            // any blob on the top or bottom edge is not a digit: digits sit inside the margin.
+            if y == 0 || y == h - 1 || (!context && (x == 0 || x == w - 1)) {
+                edge = true;
+            }
+            for (dx, dy) in [(-1i64, 0i64), (1, 0), (0, -1), (0, 1)] {
+                let (nx, ny) = (x as i64 + dx, y as i64 + dy);
+                if nx < 0 || ny < 0 || nx >= w as i64 || ny >= h as i64 {
+                    continue;
+                }
+                let j = ny as usize * w + nx as usize;
+                if ink[j] && label[j] == usize::MAX {
+                    label[j] = start;
+                    stack.push(j);
+                }
+            }
+        }
+        // Small blobs are specks, short ones are underlines or dust.
+        let tall_enough = (y1 - y0 + 1) * 4 >= h;
+        let stroke = members.len() >= min_area && tall_enough;
+        // A dot counts only inside the digits' band: pins and dust sit above or below.
+        let dot = context && is_dot(&members, w, h) && y0 * 20 >= h * 3 && y1 * 20 <= h * 17;
+        if !edge && stroke {
+            for &i in &members {
+                keep[i] = true;
+            }
+        } else if !edge && dot {
+            let cx = members.iter().map(|i| (i % w) as f32).sum::<f32>() / members.len() as f32;
+            dots.push((cx, (y0 + y1) as f32 / 2.0, members.clone()));
+        }
+    }
+    let hf = h as f32;
+    for (i, (cx, cy, members)) in dots.iter().enumerate() {
+        // The two dots of a colon: one above the other, alike in size, a few strokes apart.
+        let paired = dots.iter().enumerate().any(|(j, (ox, oy, other))| {
+            let size =
+                members.len().min(other.len()) as f32 / members.len().max(other.len()) as f32;
+            i != j
+                && (cx - ox).abs() < hf / 10.0
+                && (cy - oy).abs() > hf / 10.0
+                && (cy - oy).abs() < hf / 2.0
+                && size > 0.5
+        });
+        if paired {
+            for &i in members {
+                keep[i] = true;
+            }
+        }
+    }
+    keep
+}
+
+/// A solid, round-ish blob about a stroke wide: a colon's or a hyphen's part, not dust.
+fn is_dot(members: &[usize], w: usize, h: usize) -> bool {
+    let stroke = h as f32 / 16.0;
+    let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
+    for &i in members {
+        x0 = x0.min(i % w);
+        x1 = x1.max(i % w + 1);
+        y0 = y0.min(i / w);
+        y1 = y1.max(i / w + 1);
+    }
+    let (bw, bh) = ((x1 - x0) as f32, (y1 - y0) as f32);
+    let fill = members.len() as f32 / (bw * bh);
+    // A colon's dot is about a stroke across: far larger is a shape, not a dot.
+    bw.min(bh) >= stroke * 0.4
+        && bw.max(bh) <= stroke * 4.0
+        && fill > 0.6
+        && bh <= bw * 1.6
+        && bw <= bh * 1.6
+}
+
+/// The columns of `binary` (from [`binarise`], margin included) that hold the digit
+/// line through its centre: ink blobs of about a digit's height, chained from the one
+/// nearest the middle across gaps narrower than a digit. The candidate line that the
+/// crop was cut around may have missed a digit at one end; this finds it again.
+pub fn digit_span(binary: &GrayImage) -> Option<(u32, u32)> {
+    let (w, h) = binary.dimensions();
+    let (wu, hu) = (w as usize, h as usize);
+    let raw = binary.as_raw();
+    let mut seen = vec![false; wu * hu];
+    let mut spans = Vec::new();
+    let mut stack = Vec::new();
+    for start in 0..wu * hu {
+        if raw[start] != 0 || seen[start] {
+            continue;
+        }
+        seen[start] = true;
+        stack.push(start);
+        let (mut x0, mut x1, mut y0, mut y1) = (usize::MAX, 0, usize::MAX, 0);
+        while let Some(i) = stack.pop() {
+            let (x, y) = (i % wu, i / wu);
+            x0 = x0.min(x);
+            x1 = x1.max(x + 1);
+            y0 = y0.min(y);
+            y1 = y1.max(y + 1);
+            for (dx, dy) in [(-1i64, 0i64), (1, 0), (0, -1), (0, 1)] {
+                let (nx, ny) = (x as i64 + dx, y as i64 + dy);
+                if nx < 0 || ny < 0 || nx >= wu as i64 || ny >= hu as i64 {
+                    continue;
+                }
+                let j = ny as usize * wu + nx as usize;
+                if raw[j] == 0 && !seen[j] {
+                    seen[j] = true;
+                    stack.push(j);
+                }
+            }
+        }
+        let height = (y1 - y0) as f32;
+        if (TEXT_HEIGHT * 0.55..=TEXT_HEIGHT * 1.6).contains(&height) {
+            spans.push((x0 as f32, x1 as f32));
+        }
+    }
+    spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let middle = w as f32 / 2.0;
+    let distance = |s: &(f32, f32)| {
+        if s.0 <= middle && middle <= s.1 {
+            0.0
+        } else {
+            (s.0 - middle).abs().min((s.1 - middle).abs())
+        }
+    };
+    let centre =
+        (0..spans.len()).min_by(|&a, &b| distance(&spans[a]).total_cmp(&distance(&spans[b])))?;
+    if distance(&spans[centre]) > TEXT_HEIGHT {
+        return None;
+    }
+    let (mut lo, mut hi) = spans[centre];
+    let gap = TEXT_HEIGHT * 0.9;
+    for s in spans[centre + 1..].iter() {
+        if s.0 - hi > gap {
+            break;
+        }
+        hi = hi.max(s.1);
+    }
+    for s in spans[..centre].iter().rev() {
+        if lo - s.1 > gap {
+            break;
+        }
+        lo = lo.min(s.0);
+    }
+    Some((lo as u32, hi as u32))
+}
+
+/// The grey crop stretched to full contrast, with a paper-coloured margin: a second,
+/// unthresholded opinion for Tesseract's own binarisation.
+pub fn stretched(gray: &GrayImage) -> GrayImage {
+    let mut values: Vec<u8> = gray.pixels().map(|p| p.0[0]).collect();
+    values.sort_unstable();
+    let lo = f32::from(values[values.len() / 50]);
+    let hi = f32::from(values[values.len() * 49 / 50]).max(lo + 1.0);
+    let margin = 12;
+    let (w, h) = gray.dimensions();
+    let mut out = GrayImage::from_pixel(w + 2 * margin, h + 2 * margin, Luma([255]));
+    for (x, y, p) in gray.enumerate_pixels() {
+        let v = ((f32::from(p.0[0]) - lo) / (hi - lo) * 255.0).clamp(0.0, 255.0);
+        out.put_pixel(x + margin, y + margin, Luma([v as u8]));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flattening_lifts_a_shadowed_half_to_paper_white() {
+        let mut gray = GrayImage::from_pixel(120, 60, Luma([220]));
+        for y in 0..60 {
+            for x in 0..60 {
+                gray.put_pixel(x, y, Luma([150]));
+            }
+        }
+        gray.put_pixel(30, 30, Luma([40]));
+        let flat = flatten(&gray);
+        assert!(flat.get_pixel(10, 10).0[0] > 240);
+        assert!(flat.get_pixel(100, 10).0[0] > 240);
+        assert!(flat.get_pixel(30, 30).0[0] < 100);
+    }
+
+    #[test]
+    fn the_digit_span_chains_neighbours_and_skips_far_ink() {
+        let mut binary = GrayImage::from_pixel(600, 100, Luma([255]));
+        // Three "digits" 48 tall from x=200 to 330, a speck and a far blob.
+        for (x0, x1) in [(200, 230), (240, 270), (300, 330), (560, 580)] {
+            for y in 26..74 {
+                for x in x0..x1 {
+                    binary.put_pixel(x, y, Luma([0]));
+                }
+            }
+        }
+        binary.put_pixel(100, 50, Luma([0]));
+        assert_eq!(digit_span(&binary), Some((200, 330)));
+    }
+
+    #[test]
+    fn otsu_splits_two_levels_between_them() {
+        let mut gray = GrayImage::from_pixel(10, 10, Luma([200]));
+        for x in 0..4 {
+            for y in 0..10 {
+                gray.put_pixel(x, y, Luma([40]));
+            }
+        }
+        let t = otsu(&gray);
+        assert!((40..200).contains(&t), "{t}");
+    }
+
+    #[test]
+    fn binarising_drops_ink_on_the_edge_and_keeps_ink_inside() {
+        let mut gray = GrayImage::from_pixel(40, 40, Luma([230]));
+        for y in 0..40 {
+            gray.put_pixel(0, y, Luma([10]));
+        }
+        for y in 10..30 {
+            for x in 15..20 {
+                gray.put_pixel(x, y, Luma([10]));
+            }
+        }
+        let out = binarise(&gray, 100, false);
+        assert_eq!(out.get_pixel(12, 12 + 20).0[0], 255, "edge blob kept");
+        assert_eq!(out.get_pixel(12 + 17, 12 + 20).0[0], 0, "digit stroke lost");
+    }
+
+    #[test]
+    fn a_tilted_candidate_comes_out_level_at_text_height() {
+        // A dark bar along a 0.2 rad line: after straightening its rows are level.
+        let angle = 0.2f32;
+        let mut gray = GrayImage::from_pixel(200, 200, Luma([240]));
+        for t in -40..40 {
+            for k in -5..5 {
+                let (s, c) = angle.sin_cos();
+                let x = 100.0 + t as f32 * c - k as f32 * s;
+                let y = 100.0 + t as f32 * s + k as f32 * c;
+                gray.put_pixel(x as u32, y as u32, Luma([10]));
+            }
+        }
+        let c = Candidate {
+            cx: 100.0,
+            cy: 100.0,
+            angle,
+            length: 80.0,
+            height: 10.0,
+            bbox: [60.0, 85.0, 140.0, 115.0],
+            blobs: 1,
+        };
+        let out = straighten(&gray, &c, 1.0, 0.35);
+        let (w, h) = out.dimensions();
+        assert!((h as f32 - TEXT_HEIGHT * 1.6).abs() < 3.0, "{h}");
+        // The middle row is dark across most of its length.
+        let dark = (0..w)
+            .filter(|&x| out.get_pixel(x, h / 2).0[0] < 100)
+            .count();
+        assert!(dark as f32 > w as f32 * 0.7, "{dark} of {w}");
+    }
+}

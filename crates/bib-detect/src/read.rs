@@ -1,0 +1,229 @@
+//! Reading one candidate: crops, Tesseract readings and a vote.
+//!
+//! The first reading allows letters: a line that holds words ("KM 21", a plate's
+//! "AB 123 CD", a sponsor) is not a bib, whatever a digits-only reading would force
+//! out of it. Digits-only readings of differently prepared crops then vote; a bib is
+//! accepted when two readings agree, so a single confident misreading cannot pass.
+
+use image::GrayImage;
+
+use crate::candidates::Candidate;
+use crate::ocr::{self, Reading};
+use crate::{DetectorConfig, Error, crop};
+
+/// Margin of the wide crop, in digit heights, on either end of the line.
+const WIDE_MARGIN: f32 = 1.6;
+
+/// Reads the candidate's number, or `None` when it is not a bib.
+pub fn read_candidate(
+    gray: &GrayImage,
+    c: &Candidate,
+    scale: f32,
+    config: &DetectorConfig,
+) -> Result<Option<Reading>, Error> {
+    // The line with room on both sides: a number that continues into words, a colon
+    // or a plate's letters shows it there, though the digits alone look like a bib.
+    let wide_gray = crop::flatten(&crop::straighten(gray, c, scale, WIDE_MARGIN));
+    let wide = crop::binarise(&wide_gray, crop::otsu(&wide_gray), true);
+    let words = ocr::read(&wide, ocr::ALPHANUMERIC, false)?;
+    let Some(as_digits) = digits_of_words(&words.text) else {
+        return Ok(None);
+    };
+
+    // The tight crop: the digit line as the wide crop shows it, plus a third of a digit.
+    let pad = crop::TEXT_HEIGHT * 0.35;
+    let (w, h) = wide_gray.dimensions();
+    let (x0, x1) = match crop::digit_span(&wide) {
+        // `binarise` added a 12 px margin.
+        Some((x0, x1)) => (
+            x0.saturating_sub(12) as f32 - pad,
+            x1.saturating_sub(12) as f32 + pad,
+        ),
+        None => {
+            let outside = crop::TEXT_HEIGHT * (WIDE_MARGIN - 0.35);
+            (outside, w as f32 - outside)
+        }
+    };
+    let (x0, x1) = (
+        x0.max(0.0) as u32,
+        (x1.min(w as f32) as u32).max(x0.max(0.0) as u32 + 8).min(w),
+    );
+    let straight = image::imageops::crop_imm(&wide_gray, x0, 0, x1 - x0, h).to_image();
+    let threshold = crop::otsu(&straight);
+    let binary = crop::binarise(&straight, threshold, false);
+    let mut readings = vec![
+        Reading {
+            text: as_digits,
+            confidence: words.confidence,
+        },
+        digits(ocr::read(&binary, ocr::DIGITS, false)?),
+    ];
+    let agreed = readings[1].text == readings[0].text && readings[1].confidence >= 0.8;
+    // A single digit always hears all four opinions (see `vote`).
+    if !agreed || readings[1].text.len() < 2 {
+        // No quick agreement: two more opinions, from the grey crop and from thinner ink
+        // (blur and JPEG fuse neighbouring digits at Otsu's level).
+        readings.push(digits(ocr::read(
+            &crop::stretched(&straight),
+            ocr::DIGITS,
+            false,
+        )?));
+        let thinner = crop::binarise(&straight, (f32::from(threshold) * 0.7) as u8, false);
+        readings.push(digits(ocr::read(&thinner, ocr::DIGITS, true)?));
+    }
+    Ok(vote(&readings, config))
+}
+
+/// The reading's digits with spaces removed.
+fn digits(reading: Reading) -> Reading {
+    Reading {
+        text: reading.text.chars().filter(char::is_ascii_digit).collect(),
+        confidence: reading.confidence,
+    }
+}
+
+/// The digits a free reading stands for, or `None` when it holds words.
+///
+/// Tesseract sometimes reads a bold 0 as O or a 1 as I; those are mapped back, but a
+/// reading made mostly of such letters ("BIOS", "ZOO") is a word, not a number.
+fn digits_of_words(text: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut letters = 0;
+    // A dash at either end is a speck beside the number (a pin, the bib's edge);
+    // between digits it makes a plate. A colon between digits makes a time; one at
+    // an end is a time's only beside one or two digits ("2:", ":05" of "2:05:02"):
+    // after three or more it is the bib's edge or a pair of specks.
+    let text = text.trim_matches(|c: char| c == '-' || c.is_whitespace());
+    let core = text.trim_matches(|c: char| c == ':' || c.is_whitespace());
+    let text = if core.chars().filter(char::is_ascii_alphanumeric).count() >= 3 {
+        core
+    } else {
+        text
+    };
+    for ch in text.chars().filter(|c| !c.is_whitespace()) {
+        let digit = match ch {
+            '0'..='9' => ch,
+            'O' | 'o' | 'D' | 'Q' => {
+                letters += 1;
+                '0'
+            }
+            'I' | 'l' | 'i' | '|' | 'J' => {
+                letters += 1;
+                '1'
+            }
+            'S' | 's' => {
+                letters += 1;
+                '5'
+            }
+            'B' => {
+                letters += 1;
+                '8'
+            }
+            'Z' | 'z' => {
+                letters += 1;
+                '2'
+            }
+            'G' | 'b' => {
+                letters += 1;
+                '6'
+            }
+            'g' | 'q' => {
+                letters += 1;
+                '9'
+            }
+            // Specks at the ends of a line come out as dashes.
+            '-' => continue,
+            _ => return None,
+        };
+        out.push(digit);
+    }
+    if letters * 2 > out.len() {
+        return None;
+    }
+    Some(out)
+}
+
+/// The number most readings (weighted by confidence) agree on, if at least two agree
+/// and it is a bib's length and confident enough.
+fn vote(readings: &[Reading], config: &DetectorConfig) -> Option<Reading> {
+    let mut tally: Vec<(&str, usize, f32)> = Vec::new();
+    for r in readings.iter().filter(|r| !r.text.is_empty()) {
+        match tally.iter_mut().find(|(t, _, _)| *t == r.text) {
+            Some(entry) => {
+                entry.1 += 1;
+                entry.2 += r.confidence;
+            }
+            None => tally.push((&r.text, 1, r.confidence)),
+        }
+    }
+    // Most votes first, then the greater total confidence.
+    let (text, votes, _) = tally
+        .into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(a.2.total_cmp(&b.2)))?;
+    let len = text.chars().count();
+    if votes < 2 || len < config.min_digits || len > config.max_digits {
+        return None;
+    }
+    // Confidence: the best agreeing reading's, discounted by dissent. (Not the mean:
+    // Tesseract gives a right reading of a crop with specks a confidence near zero.)
+    let best = readings
+        .iter()
+        .filter(|r| r.text == text)
+        .map(|r| r.confidence)
+        .fold(0.0f32, f32::max);
+    // Empty readings (a variant that lost the ink) abstain rather than dissent.
+    let heard = readings.iter().filter(|r| !r.text.is_empty()).count();
+    let confidence = best * (0.6 + 0.4 * votes as f32 / heard as f32);
+    // One digit alone is easy to conjure from a blob (a gap in a crowd, the hole of a
+    // light "0"): all readings that saw ink but one must agree, confidently.
+    let needed = if len == 1 {
+        if votes < 2 || votes + 1 < heard {
+            return None;
+        }
+        config.min_confidence.max(0.8)
+    } else {
+        config.min_confidence
+    };
+    (confidence >= needed).then(|| Reading {
+        text: text.to_owned(),
+        confidence,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(text: &str, confidence: f32) -> Reading {
+        Reading {
+            text: text.to_owned(),
+            confidence,
+        }
+    }
+
+    #[test]
+    fn words_are_not_numbers_but_misread_digits_are() {
+        assert_eq!(digits_of_words("1O4"), Some("104".to_owned()));
+        assert_eq!(digits_of_words("KM 21"), None);
+        assert_eq!(digits_of_words("BIOS"), None);
+        assert_eq!(digits_of_words("12:05"), None);
+        assert_eq!(digits_of_words("-4821"), Some("4821".to_owned()));
+        assert_eq!(digits_of_words("1:05"), None);
+        assert_eq!(digits_of_words("4622:"), Some("4622".to_owned()));
+        assert_eq!(digits_of_words("2:"), None);
+    }
+
+    #[test]
+    fn two_agreeing_readings_win_the_vote() {
+        let config = DetectorConfig::default();
+        let won = vote(&[r("123", 0.9), r("128", 0.95), r("123", 0.8)], &config);
+        assert_eq!(won.map(|w| w.text), Some("123".to_owned()));
+    }
+
+    #[test]
+    fn a_lone_reading_is_not_enough() {
+        let config = DetectorConfig::default();
+        assert_eq!(vote(&[r("123", 0.99), r("", 0.0)], &config), None);
+        assert_eq!(vote(&[r("1234567", 0.9), r("1234567", 0.9)], &config), None);
+    }
+}
