@@ -3,6 +3,9 @@
 # gateway (debug build) on a free port with a database and key prefix of its own,
 # runs Schemathesis (PyPI, in a virtualenv) against /openapi.json with every check
 # (admin token), requires 0 failures, and removes what it created, also on failure.
+# The bank the payment routes call is upstream-sim on a free port of its own.
+# Rules the document cannot state are declared per operation in
+# scripts/schemathesis.toml.
 #   SCHEMATHESIS_MAX_EXAMPLES  test cases per operation and phase (default 100)
 #   SCHEMATHESIS_SEED          fixed seed, to replay a run
 #   API_GATEWAY_BIN            run this binary instead of building one
@@ -40,10 +43,12 @@ if [ -n "${API_GATEWAY_BIN:-}" ]; then
   gateway="$API_GATEWAY_BIN"
 else
   ensure_rust
-  log "building api-gateway (debug)"
-  cargo build --quiet -p api-gateway
+  log "building api-gateway and upstream-sim (debug)"
+  cargo build --quiet -p api-gateway -p upstream-sim
   gateway="$target/debug/api-gateway"
 fi
+sim="${UPSTREAM_SIM_BIN:-$(dirname "$gateway")/upstream-sim}"
+[ -x "$sim" ] || die "no upstream-sim binary at $sim (set UPSTREAM_SIM_BIN)"
 
 random_hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 run_id="$(random_hex 6)"
@@ -56,13 +61,14 @@ admin_db_url="${db_base%/*}/postgres$db_query"
 run_db_url="${db_base%/*}/$db$db_query"
 work="$(mktemp -d "${TMPDIR:-/tmp}/rsq-schemathesis.XXXXXX")"
 gateway_pid=
+sim_pid=
 
 cleanup() {
   local rc=$?
-  if [ -n "$gateway_pid" ]; then
-    kill -TERM "$gateway_pid" 2>/dev/null || true
-    wait "$gateway_pid" 2>/dev/null || true
-  fi
+  for pid in $gateway_pid $sim_pid; do
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
   psql "$admin_db_url" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 \
     || printf 'warning: could not drop database %s\n' "$db" >&2
   if command -v redis-cli >/dev/null 2>&1; then
@@ -76,9 +82,16 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 psql "$admin_db_url" -qc "CREATE DATABASE \"$db\"" >/dev/null
-port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port="$(free_port)"
+sim_port="$(free_port)"
 admin_token="admin-$(random_hex 16)"
 api="http://127.0.0.1:$port"
+
+log "starting upstream-sim on 127.0.0.1:$sim_port (the bank)"
+SIM_ADDR="127.0.0.1:$sim_port" RUST_LOG=warn "$sim" >"$work/upstream-sim.log" 2>&1 &
+sim_pid=$!
+wait_for_tcp 127.0.0.1 "$sim_port" upstream-sim
 
 log "starting api-gateway on $api (database $db, prefix $prefix)"
 API_ADDR="127.0.0.1:$port" \
@@ -87,6 +100,8 @@ API_ADDR="127.0.0.1:$port" \
   DATABASE_URL="$run_db_url" \
   RSQ_PREFIX="$prefix" \
   STORAGE_DIR="$work/storage" \
+  BANK_URL="http://127.0.0.1:$sim_port" \
+  PHOTO_FETCH_ALLOWED_HOSTS=photos.example.com \
   RUST_LOG="${RUST_LOG:-warn}" \
   "$gateway" >"$work/api-gateway.log" 2>&1 &
 gateway_pid=$!
@@ -104,7 +119,8 @@ log "schemathesis $SCHEMATHESIS_VERSION: every check (but use_after_free), $max_
 # in .schemathesis/ of its working directory: under the target dir, not the tree.
 mkdir -p "$target/schemathesis"
 status=0
-(cd "$target/schemathesis" && NO_COLOR=1 "$venv/bin/schemathesis" run "$api/openapi.json" \
+config="$PWD/scripts/schemathesis.toml"
+(cd "$target/schemathesis" && NO_COLOR=1 "$venv/bin/schemathesis" --config-file "$config" run "$api/openapi.json" \
   --checks all --exclude-checks use_after_free \
   --header "Authorization: Bearer $admin_token" \
   --max-examples "$max_examples" \

@@ -209,6 +209,22 @@ mod tests {
     ];
 
     #[test]
+    fn every_operation_has_an_id_of_its_own() {
+        // OpenAPI requires unique ids; tools that link operations (Schemathesis's
+        // stateful phase, client generators) mix up two operations sharing one.
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("serializes");
+        let mut seen = std::collections::BTreeMap::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("path item") {
+                let id = op["operationId"].as_str().expect("an operationId");
+                if let Some(other) = seen.insert(id.to_owned(), format!("{method} {path}")) {
+                    panic!("{method} {path} and {other} share the operationId {id:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn every_operation_declares_its_errors_with_the_one_error_schema() {
         let doc = serde_json::to_value(ApiDoc::openapi()).expect("serializes");
         let paths = doc["paths"].as_object().expect("paths");

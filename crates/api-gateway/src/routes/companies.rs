@@ -171,6 +171,7 @@ fn status_for(context: &str, min_length: usize) -> ContextStatus {
 #[utoipa::path(
     post,
     path = "/api/companies",
+    operation_id = "create_company",
     tag = "companies",
     request_body = CreateCompany,
     responses(
@@ -260,6 +261,7 @@ async fn store_company(state: AppState, input: CreateCompany) -> Result<Company,
 #[utoipa::path(
     get,
     path = "/api/companies/{id}",
+    operation_id = "get_company",
     tag = "companies",
     params(("id" = i64, Path, description = "Company id", example = 1)),
     responses(

@@ -299,6 +299,7 @@ fn validate(input: CreatePaymentQr, now: DateTime<Utc>) -> Result<Valid, ApiErro
 #[utoipa::path(
     post,
     path = "/api/payments/qr",
+    operation_id = "create_payment_qr",
     tag = "payments",
     request_body = CreatePaymentQr,
     responses(
@@ -416,6 +417,7 @@ async fn create_payment(state: AppState, input: Valid) -> Result<Payment, ApiErr
 #[utoipa::path(
     get,
     path = "/api/payments/{qr_id}",
+    operation_id = "get_payment",
     tag = "payments",
     params(("qr_id" = String, Path, description = "The bank's QR id, as `POST /api/payments/qr` answered it", example = "qr-5f0c2a")),
     responses(

@@ -175,6 +175,7 @@ fn validate(input: CreatePerson) -> Result<CreatePerson, ApiError> {
 #[utoipa::path(
     post,
     path = "/api/persons",
+    operation_id = "create_person",
     tag = "persons",
     request_body = CreatePerson,
     responses(
@@ -275,6 +276,7 @@ async fn register(state: AppState, input: CreatePerson) -> Result<Person, ApiErr
 #[utoipa::path(
     get,
     path = "/api/persons/{id}",
+    operation_id = "get_person",
     tag = "persons",
     params(("id" = i64, Path, description = "Person id", example = 1)),
     responses(

@@ -63,7 +63,9 @@ pub struct PhotoUrls {
 }
 
 /// The multipart form of an upload (documentation only: parsed as a stream).
-#[derive(Debug, utoipa::ToSchema)]
+/// Parts of other names are refused.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct PhotoFiles {
     /// One or many JPEG or PNG files, each a part named `files`.
@@ -201,9 +203,12 @@ pub struct BatchResponse {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct BibQuery {
-    /// The bib number, 1 to 8 digits (leading zeros count).
+    /// The bib number, 1 to 8 digits (leading zeros count). Checked by the
+    /// handler, so that a missing one is a 422 naming `bib` like a bad one.
+    #[param(required = true, pattern = "^[0-9]{1,8}$", example = "1234")]
     pub bib: Option<String>,
     /// At most this many photos (1 to 500, default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
@@ -362,6 +367,7 @@ async fn read_files(
 #[utoipa::path(
     post,
     path = "/api/photos",
+    operation_id = "upload_photos",
     tag = "photos",
     request_body(
         content(
@@ -563,6 +569,7 @@ pub async fn status(
 #[utoipa::path(
     get,
     path = "/api/photos/{id}",
+    operation_id = "get_photo",
     tag = "photos",
     params(("id" = i64, Path, description = "Photo id", example = 42)),
     responses(
@@ -672,7 +679,7 @@ pub async fn search(
     _caller: Caller,
     ApiQuery(query): ApiQuery<BibQuery>,
 ) -> Result<Json<BibSearchResponse>, ApiError> {
-    let bib = query.bib.unwrap_or_default().trim().to_owned();
+    let bib = query.bib.unwrap_or_default();
     if bib.is_empty() || bib.len() > MAX_BIB_DIGITS || !bib.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ApiError::validation(
             "bib",

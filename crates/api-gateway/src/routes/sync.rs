@@ -221,6 +221,7 @@ async fn start_run(state: AppState) -> Result<SyncRun, ApiError> {
 #[utoipa::path(
     get,
     path = "/api/sync-runs/{id}",
+    operation_id = "get_sync_run",
     tag = "sync",
     params(("id" = i64, Path, description = "Sync run id", example = 1)),
     responses(
