@@ -8,10 +8,11 @@
 //!   (`photo_stage_seconds{stage}`);
 //! - `precision`, `recall`: of the detected bibs against the labels.
 //!
-//! Photos: `PHOTO_BENCH_DIR` (e.g. `crates/bib-detect/testdata`), every JPEG
-//! and PNG in it, labelled by a `labels.csv` beside them (`file,bib bib ...`
-//! per line) or else by the digit groups of each file name (`race_1234_507.jpg`
-//! holds bibs 1234 and 507). Without it, `PHOTO_BENCH_PHOTOS` (default 30)
+//! Photos: `PHOTO_BENCH_DIR`, by default bib-detect's committed test set
+//! (`crates/bib-detect/testdata`): every JPEG and PNG in it, labelled by its
+//! `labels.jsonl`, a `labels.csv` beside them (`file,bib bib ...` per line) or
+//! else by the digit groups of each file name (`race_1234_507.jpg` holds bibs
+//! 1234 and 507). With `PHOTO_BENCH_DIR=generated`, `PHOTO_BENCH_PHOTOS` (default 30)
 //! photos composed by `photo_worker::testing` (one or two bibs of 3 to 5
 //! digits; clean, so their precision and recall only check the pipeline),
 //! 800x600 unless `PHOTO_BENCH_SIZE` (e.g. `6000x4000`, a 24 MP camera) sets a
@@ -52,15 +53,19 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 async fn bench() {
+    // The detector's committed test set unless told otherwise: photo-like
+    // scenes with distractors, so precision and recall mean something.
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bib-detect/testdata");
     let set = match std::env::var("PHOTO_BENCH_DIR") {
-        Ok(dir) if !dir.trim().is_empty() => from_dir(Path::new(dir.trim())),
-        _ => generated(
+        Ok(dir) if dir.trim() == "generated" => generated(
             env_or("PHOTO_BENCH_PHOTOS", 30),
             std::env::var("PHOTO_BENCH_SIZE").ok().and_then(|s| {
                 let (w, h) = s.trim().split_once('x')?;
                 Some((w.parse().ok()?, h.parse().ok()?))
             }),
         ),
+        Ok(dir) if !dir.trim().is_empty() => from_dir(Path::new(dir.trim())),
+        _ => from_dir(&committed),
     };
     assert!(!set.is_empty(), "no photo to run on");
     let concurrency: usize = env_or("PHOTOS_CONCURRENCY", jobs::PHOTOS.concurrency);
@@ -252,8 +257,19 @@ fn framed_jpeg(photo: &image::GrayImage, (width, height): (u32, u32)) -> Vec<u8>
     out
 }
 
-/// Every JPEG and PNG of `dir`, labelled by `labels.csv` or by its name.
+/// Every JPEG and PNG of `dir`, labelled by `labels.jsonl` (bib-detect's
+/// format), `labels.csv` or its name.
 fn from_dir(dir: &Path) -> Vec<Labelled> {
+    if let Ok(labels) = bib_detect::eval::read_labels(dir) {
+        return labels
+            .into_iter()
+            .map(|label| Labelled {
+                bytes: std::fs::read(dir.join(&label.file)).expect("read photo"),
+                bibs: label.bibs.into_iter().map(|b| b.number).collect(),
+                name: label.file,
+            })
+            .collect();
+    }
     let labels: HashMap<String, BTreeSet<String>> = std::fs::read_to_string(dir.join("labels.csv"))
         .map(|text| {
             text.lines()
