@@ -6,21 +6,16 @@
 //! only by `main`; tests build a [`Config`] directly or from a map.
 
 use std::num::NonZeroU64;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use queue_core::WorkerConfig;
-use service::config::{self, BaseConfig, ConfigError, ReconcileConfig, Vars};
+use service::config::{self, BaseConfig, ConfigError, ReconcileConfig, StorageConfig, Vars};
 
 use crate::fetch::{AllowedHosts, FetchPolicy};
 use crate::imaging::ImageLimits;
 
 /// `HEALTH_ADDR` is `127.0.0.1:9105` unless set.
 pub const DEFAULT_HEALTH_PORT: u16 = 9105;
-pub const DEFAULT_STORAGE_DIR: &str = "./storage";
-/// Long past any write in progress.
-pub const DEFAULT_STORAGE_TEMP_MAX_AGE: Duration = Duration::from_secs(15 * 60);
-pub const DEFAULT_STORAGE_SWEEP_INTERVAL: Duration = Duration::from_secs(5 * 60);
 /// `PHOTO_THUMBNAIL_SIZE` default: the longest side of a thumbnail, in pixels.
 pub const DEFAULT_THUMBNAIL_SIZE: u32 = 320;
 /// `PHOTO_MIN_CONFIDENCE` default: the detector's own.
@@ -34,13 +29,8 @@ pub struct Config {
     /// `PHOTOS_CONCURRENCY` (default 3), `PHOTOS_MAX_ATTEMPTS`, `PHOTOS_JOB_TIMEOUT`,
     /// ... over the `jobs::PHOTOS` catalogue defaults.
     pub worker: WorkerConfig,
-    /// `STORAGE_DIR`: root of the storage the photo paths are relative to.
-    pub storage_dir: PathBuf,
-    /// `STORAGE_TEMP_MAX_AGE`: a temporary file older than this was left by a
-    /// killed writer and is swept.
-    pub storage_temp_max_age: Duration,
-    /// `STORAGE_SWEEP_INTERVAL`.
-    pub storage_sweep_interval: Duration,
+    /// `STORAGE_DIR`, `STORAGE_TEMP_MAX_AGE`, `STORAGE_SWEEP_INTERVAL`.
+    pub storage: StorageConfig,
     /// `PHOTO_MAX_PIXELS`, `PHOTO_MAX_DIMENSION`, `PHOTO_MAX_DECODE_BYTES`.
     pub limits: ImageLimits,
     /// `PHOTO_THUMBNAIL_SIZE`: the longest side of a thumbnail (16 to 2048).
@@ -58,28 +48,7 @@ impl Config {
     /// Reads and validates every setting; unset or blank variables take their defaults.
     pub fn from_vars(vars: &dyn Vars) -> Result<Self, ConfigError> {
         let worker = config::worker_config(vars, &jobs::PHOTOS)?;
-        let storage_temp_max_age =
-            config::duration(vars, "STORAGE_TEMP_MAX_AGE", DEFAULT_STORAGE_TEMP_MAX_AGE)?;
-        if storage_temp_max_age <= worker.job_timeout {
-            return Err(ConfigError::new(
-                "STORAGE_TEMP_MAX_AGE",
-                format!(
-                    "must be longer than PHOTOS_JOB_TIMEOUT ({:?}), or a write in progress could be removed",
-                    worker.job_timeout
-                ),
-            ));
-        }
-        let storage_sweep_interval = config::duration(
-            vars,
-            "STORAGE_SWEEP_INTERVAL",
-            DEFAULT_STORAGE_SWEEP_INTERVAL,
-        )?;
-        if storage_sweep_interval.is_zero() {
-            return Err(ConfigError::new(
-                "STORAGE_SWEEP_INTERVAL",
-                "must be longer than 0",
-            ));
-        }
+        let storage = config::storage_config(vars, &jobs::PHOTOS, &worker)?;
         let defaults = ImageLimits::default();
         let limits = ImageLimits {
             max_pixels: positive(vars, "PHOTO_MAX_PIXELS", defaults.max_pixels)?,
@@ -120,9 +89,7 @@ impl Config {
         Ok(Self {
             base: BaseConfig::from_vars(vars, DEFAULT_HEALTH_PORT)?,
             worker,
-            storage_dir: config::string(vars, "STORAGE_DIR", DEFAULT_STORAGE_DIR).into(),
-            storage_temp_max_age,
-            storage_sweep_interval,
+            storage,
             limits,
             thumbnail_size,
             min_confidence,
@@ -168,6 +135,8 @@ fn fetch_policy(vars: &dyn Vars, job_timeout: Duration) -> Result<FetchPolicy, C
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
     #[test]
@@ -178,7 +147,7 @@ mod tests {
         assert_eq!(c.worker.concurrency.get(), 3);
         assert_eq!(c.worker.max_attempts, jobs::PHOTOS.max_attempts);
         assert_eq!(c.worker.job_timeout, jobs::PHOTOS.job_timeout);
-        assert_eq!(c.storage_dir, PathBuf::from("./storage"));
+        assert_eq!(c.storage.dir, PathBuf::from("./storage"));
         assert_eq!(c.limits, ImageLimits::default());
         assert_eq!(c.limits.max_pixels, 50_000_000);
         assert_eq!(c.thumbnail_size, 320);
@@ -219,7 +188,7 @@ mod tests {
             ("PHOTOS_RECONCILE_AFTER", "2m"),
         ])
         .expect("valid");
-        assert_eq!(c.storage_dir, PathBuf::from("/var/lib/rsq"));
+        assert_eq!(c.storage.dir, PathBuf::from("/var/lib/rsq"));
         assert_eq!(c.worker.concurrency.get(), 6);
         assert_eq!(
             (

@@ -10,11 +10,10 @@ pub mod testing;
 
 use anyhow::Context;
 use bib_detect::{Detector, DetectorConfig};
-use tracing::warn;
 
 use queue_core::CancellationToken;
 use service::{Started, WorkerService};
-use storage::{Storage, Sweep};
+use storage::Storage;
 
 pub use crate::config::Config;
 pub use crate::fetch::{AllowedHosts, FetchError, FetchPolicy, Fetcher};
@@ -38,12 +37,12 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         ..DetectorConfig::default()
     })
     .context("starting the bib detector")?;
-    let svc = WorkerService::connect(&config.base, &jobs::PHOTOS, config.worker).await?;
-    let storage = Storage::local(&config.storage_dir);
-    if let Err(e) = storage.check_writable().await {
-        // Not fatal: the directory may be mounted later; /readyz says so meanwhile.
-        warn!(storage.dir = %config.storage_dir.display(), error = %e, "the storage directory is not writable");
-    }
+    let storage = Storage::local(&config.storage.dir);
+    // `thumbs`: where the worker writes (the gateway writes the originals).
+    let svc = WorkerService::connect(&config.base, &jobs::PHOTOS, config.worker)
+        .await?
+        .storage(storage.clone(), "thumbs", &config.storage)
+        .await;
     let reconciler = Reconciler::of(&svc, config.reconcile, reconcile::UnsettledPhotos);
     let every = reconciler
         .repeating_job()
@@ -59,35 +58,5 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         },
     );
     let handlers = svc.handlers().on(handler).on(reconciler);
-    let started = svc
-        .repeat(every)
-        .readiness_check("storage", {
-            let storage = storage.clone();
-            move || {
-                let storage = storage.clone();
-                // Where the worker writes; the gateway writes the originals.
-                async move {
-                    storage
-                        .check_writable_in("thumbs")
-                        .await
-                        .map_err(|e| e.to_string())
-                }
-            }
-        })
-        .start(handlers)?;
-    let sweep = Sweep {
-        older_than: config.storage_temp_max_age,
-        ..Sweep::default()
-    };
-    let every = config.storage_sweep_interval;
-    Ok(Started::new(started.addr(), move |shutdown| async move {
-        let stopped = CancellationToken::new();
-        let run = async {
-            let result = started.run(shutdown).await;
-            stopped.cancel();
-            result
-        };
-        let sweeper = storage.sweep_temp_files_every(every, sweep, stopped.cancelled());
-        tokio::join!(run, sweeper).0
-    }))
+    svc.repeat(every).start(handlers)
 }

@@ -24,9 +24,11 @@ pub fn config(redis_prefix: &str, database_url: &str, storage_dir: &Path) -> Con
     Config {
         base: service::testing::base_config(redis_prefix, database_url),
         worker: service::testing::fast_worker_config(&jobs::PHOTOS),
-        storage_dir: storage_dir.to_owned(),
-        storage_temp_max_age: crate::config::DEFAULT_STORAGE_TEMP_MAX_AGE,
-        storage_sweep_interval: Duration::from_millis(50),
+        storage: service::config::StorageConfig {
+            dir: storage_dir.to_owned(),
+            temp_max_age: service::config::DEFAULT_STORAGE_TEMP_MAX_AGE,
+            sweep_interval: Duration::from_millis(50),
+        },
         limits: ImageLimits::default(),
         thumbnail_size: crate::config::DEFAULT_THUMBNAIL_SIZE,
         min_confidence: crate::config::DEFAULT_MIN_CONFIDENCE,

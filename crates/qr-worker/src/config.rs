@@ -5,20 +5,13 @@
 //! settings. Read from the environment only by `main`; tests build a [`Config`]
 //! directly or from a map.
 
-use std::path::PathBuf;
-use std::time::Duration;
-
 use queue_core::WorkerConfig;
-use service::config::{self, BaseConfig, ConfigError, ReconcileConfig, Vars};
+use service::config::{self, BaseConfig, ConfigError, ReconcileConfig, StorageConfig, Vars};
 
 use crate::render::RenderOptions;
 
 /// `HEALTH_ADDR` is `127.0.0.1:9101` unless set.
 pub const DEFAULT_HEALTH_PORT: u16 = 9101;
-pub const DEFAULT_STORAGE_DIR: &str = "./storage";
-/// Long past any write in progress: a write lasts about as long as an fsync.
-pub const DEFAULT_STORAGE_TEMP_MAX_AGE: Duration = Duration::from_secs(15 * 60);
-pub const DEFAULT_STORAGE_SWEEP_INTERVAL: Duration = Duration::from_secs(5 * 60);
 pub use service::config::{
     DEFAULT_RECONCILE_AFTER, DEFAULT_RECONCILE_BATCH, DEFAULT_RECONCILE_INTERVAL,
 };
@@ -31,14 +24,8 @@ pub struct Config {
     /// `QR_CONCURRENCY`, `QR_MAX_ATTEMPTS`, `QR_JOB_TIMEOUT`, ... over the
     /// `jobs::QR` catalogue defaults.
     pub worker: WorkerConfig,
-    /// `STORAGE_DIR`: root of the local storage the QR paths are relative to.
-    pub storage_dir: PathBuf,
-    /// `STORAGE_TEMP_MAX_AGE`: a temporary file older than this was left by a
-    /// writer that died (a killed process) and is removed by the sweep.
-    pub storage_temp_max_age: Duration,
-    /// `STORAGE_SWEEP_INTERVAL`: how often the storage is swept for such
-    /// files, besides once at start.
-    pub storage_sweep_interval: Duration,
+    /// `STORAGE_DIR`, `STORAGE_TEMP_MAX_AGE`, `STORAGE_SWEEP_INTERVAL`.
+    pub storage: StorageConfig,
     /// `QR_SIZE`, `QR_MARGIN`, `QR_ECC`.
     pub qr: RenderOptions,
     /// `QR_RECONCILE_INTERVAL`, `_AFTER`, `_BATCH`: a person still pending
@@ -60,36 +47,12 @@ impl Config {
         RenderOptions::check_margin(qr.margin)
             .map_err(|rule| ConfigError::new("QR_MARGIN", rule))?;
         let worker = config::worker_config(vars, &jobs::QR)?;
-        let storage_temp_max_age =
-            config::duration(vars, "STORAGE_TEMP_MAX_AGE", DEFAULT_STORAGE_TEMP_MAX_AGE)?;
-        // A younger file may belong to a job still writing it.
-        if storage_temp_max_age <= worker.job_timeout {
-            return Err(ConfigError::new(
-                "STORAGE_TEMP_MAX_AGE",
-                format!(
-                    "must be longer than QR_JOB_TIMEOUT ({:?}), or a write in progress could be removed",
-                    worker.job_timeout
-                ),
-            ));
-        }
-        let storage_sweep_interval = config::duration(
-            vars,
-            "STORAGE_SWEEP_INTERVAL",
-            DEFAULT_STORAGE_SWEEP_INTERVAL,
-        )?;
-        if storage_sweep_interval.is_zero() {
-            return Err(ConfigError::new(
-                "STORAGE_SWEEP_INTERVAL",
-                "must be longer than 0",
-            ));
-        }
+        let storage = config::storage_config(vars, &jobs::QR, &worker)?;
         let reconcile = config::reconcile_config(vars, "QR")?;
         Ok(Self {
             base: BaseConfig::from_vars(vars, DEFAULT_HEALTH_PORT)?,
             worker,
-            storage_dir: config::string(vars, "STORAGE_DIR", DEFAULT_STORAGE_DIR).into(),
-            storage_temp_max_age,
-            storage_sweep_interval,
+            storage,
             qr,
             reconcile,
         })
@@ -98,6 +61,9 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
     use super::*;
     use crate::render::EccLevel;
 
@@ -107,15 +73,15 @@ mod tests {
         let c = Config::from_vars(&none).expect("defaults are valid");
         assert_eq!(c.base.redis_url.expose(), "redis://127.0.0.1:6379");
         assert_eq!(c.base.redis_prefix, "rsq");
-        assert_eq!(c.storage_dir, PathBuf::from("./storage"));
+        assert_eq!(c.storage.dir, PathBuf::from("./storage"));
         assert_eq!(c.base.health_addr.to_string(), "127.0.0.1:9101");
         assert_eq!(c.worker.concurrency.get(), jobs::QR.concurrency);
         assert_eq!(c.worker.max_attempts, jobs::QR.max_attempts);
         assert_eq!(c.worker.job_timeout, jobs::QR.job_timeout);
         assert_eq!(c.qr, RenderOptions::default());
         assert_eq!((c.qr.size, c.qr.margin, c.qr.ecc), (512, 4, EccLevel::M));
-        assert_eq!(c.storage_temp_max_age, Duration::from_secs(15 * 60));
-        assert_eq!(c.storage_sweep_interval, Duration::from_secs(5 * 60));
+        assert_eq!(c.storage.temp_max_age, Duration::from_secs(15 * 60));
+        assert_eq!(c.storage.sweep_interval, Duration::from_secs(5 * 60));
         assert_eq!(
             (c.reconcile.interval, c.reconcile.after, c.reconcile.batch),
             (Duration::from_secs(30), Duration::from_secs(30), 500)
@@ -143,9 +109,9 @@ mod tests {
         ])
         .expect("valid");
         assert_eq!(c.base.redis_prefix, "staging");
-        assert_eq!(c.storage_dir, PathBuf::from("/var/lib/rsq"));
-        assert_eq!(c.storage_temp_max_age, Duration::from_secs(3600));
-        assert_eq!(c.storage_sweep_interval, Duration::from_secs(30));
+        assert_eq!(c.storage.dir, PathBuf::from("/var/lib/rsq"));
+        assert_eq!(c.storage.temp_max_age, Duration::from_secs(3600));
+        assert_eq!(c.storage.sweep_interval, Duration::from_secs(30));
         assert_eq!(c.base.health_addr.port(), 0);
         assert_eq!(c.worker.concurrency.get(), 3);
         assert_eq!(c.worker.job_timeout, std::time::Duration::from_secs(10));

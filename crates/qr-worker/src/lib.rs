@@ -8,11 +8,10 @@ pub mod render;
 pub mod testing;
 
 use anyhow::Context;
-use tracing::warn;
 
 use queue_core::CancellationToken;
 use service::{Started, WorkerService};
-use storage::{Storage, Sweep};
+use storage::Storage;
 
 pub use crate::config::Config;
 pub use crate::handler::QrHandler;
@@ -29,12 +28,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 /// reconciles persons left pending without a job (`qr.reconcile`, a repeating
 /// job), and sweeps the storage for stale temporary files at start and periodically.
 pub async fn start(config: Config) -> anyhow::Result<Started> {
-    let svc = WorkerService::connect(&config.base, &jobs::QR, config.worker).await?;
-    let storage = Storage::local(&config.storage_dir);
-    if let Err(e) = storage.check_writable().await {
-        // Not fatal: the directory may be mounted later; /readyz says so meanwhile.
-        warn!(storage.dir = %config.storage_dir.display(), error = %e, "the storage directory is not writable");
-    }
+    let storage = Storage::local(&config.storage.dir);
+    // `qr`: the directory the gateway's paths point into, not just the root.
+    let svc = WorkerService::connect(&config.base, &jobs::QR, config.worker)
+        .await?
+        .storage(storage.clone(), "qr", &config.storage)
+        .await;
     let reconciler = Reconciler::of(&svc, config.reconcile, reconcile::PendingQrs);
     let every = reconciler
         .repeating_job()
@@ -47,37 +46,5 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
             config.qr,
         ))
         .on(reconciler);
-    let started = svc
-        .repeat(every)
-        .readiness_check("storage", {
-            let storage = storage.clone();
-            move || {
-                let storage = storage.clone();
-                // The directory the gateway's paths point into, not just the root.
-                async move {
-                    storage
-                        .check_writable_in("qr")
-                        .await
-                        .map_err(|e| e.to_string())
-                }
-            }
-        })
-        .start(handlers)?;
-    // Temporary files of writers killed mid-write (a SIGKILLed replica) are
-    // swept beside the work, until the service stops for whatever reason.
-    let sweep = Sweep {
-        older_than: config.storage_temp_max_age,
-        ..Sweep::default()
-    };
-    let every = config.storage_sweep_interval;
-    Ok(Started::new(started.addr(), move |shutdown| async move {
-        let stopped = CancellationToken::new();
-        let run = async {
-            let result = started.run(shutdown).await;
-            stopped.cancel();
-            result
-        };
-        let sweeper = storage.sweep_temp_files_every(every, sweep, stopped.cancelled());
-        tokio::join!(run, sweeper).0
-    }))
+    svc.repeat(every).start(handlers)
 }

@@ -17,10 +17,12 @@ pub fn config(redis_prefix: &str, database_url: &str, storage_dir: &Path) -> Con
     Config {
         base: service::testing::base_config(redis_prefix, database_url),
         worker: service::testing::fast_worker_config(&jobs::QR),
-        storage_dir: storage_dir.to_owned(),
-        storage_temp_max_age: crate::config::DEFAULT_STORAGE_TEMP_MAX_AGE,
+        storage: service::config::StorageConfig {
+            dir: storage_dir.to_owned(),
+            temp_max_age: service::config::DEFAULT_STORAGE_TEMP_MAX_AGE,
+            sweep_interval: Duration::from_millis(20),
+        },
         // Sweeps a test can wait for.
-        storage_sweep_interval: Duration::from_millis(20),
         qr: RenderOptions::default(),
         // The shortest period a repeating job allows, and rows pending past
         // 500 ms: a test waits seconds, not half a minute, for a repair.

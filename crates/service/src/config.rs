@@ -416,6 +416,66 @@ impl BaseConfig {
 }
 
 // ---------------------------------------------------------------------------
+// Storage of generated files
+
+/// `STORAGE_DIR` default.
+pub const DEFAULT_STORAGE_DIR: &str = "./storage";
+/// `STORAGE_TEMP_MAX_AGE` default.
+pub const DEFAULT_STORAGE_TEMP_MAX_AGE: Duration = Duration::from_secs(15 * 60);
+/// `STORAGE_SWEEP_INTERVAL` default.
+pub const DEFAULT_STORAGE_SWEEP_INTERVAL: Duration = Duration::from_secs(5 * 60);
+
+/// Where a worker writes generated files (QR codes, thumbnails), and the sweep
+/// of temporary files that killed writers leave behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageConfig {
+    /// `STORAGE_DIR`: the root the stored paths are relative to.
+    pub dir: std::path::PathBuf,
+    /// `STORAGE_TEMP_MAX_AGE`: a temporary file older than this was left by a
+    /// writer that died (a killed process) and is removed by the sweep.
+    pub temp_max_age: Duration,
+    /// `STORAGE_SWEEP_INTERVAL`: how often the sweep runs, besides once at start.
+    pub sweep_interval: Duration,
+}
+
+/// Reads `STORAGE_DIR`, `STORAGE_TEMP_MAX_AGE` (longer than the job timeout of
+/// `spec`'s queue, `worker`) and `STORAGE_SWEEP_INTERVAL`.
+pub fn storage_config(
+    vars: &dyn Vars,
+    spec: &QueueSpec,
+    worker: &WorkerConfig,
+) -> Result<StorageConfig> {
+    let temp_max_age = duration(vars, "STORAGE_TEMP_MAX_AGE", DEFAULT_STORAGE_TEMP_MAX_AGE)?;
+    // A younger file may belong to a job still writing it.
+    if temp_max_age <= worker.job_timeout {
+        return Err(ConfigError::new(
+            "STORAGE_TEMP_MAX_AGE",
+            format!(
+                "must be longer than {}_JOB_TIMEOUT ({:?}), or a write in progress could be removed",
+                spec.env_prefix(),
+                worker.job_timeout
+            ),
+        ));
+    }
+    let sweep_interval = duration(
+        vars,
+        "STORAGE_SWEEP_INTERVAL",
+        DEFAULT_STORAGE_SWEEP_INTERVAL,
+    )?;
+    if sweep_interval.is_zero() {
+        return Err(ConfigError::new(
+            "STORAGE_SWEEP_INTERVAL",
+            "must be longer than 0",
+        ));
+    }
+    Ok(StorageConfig {
+        dir: string(vars, "STORAGE_DIR", DEFAULT_STORAGE_DIR).into(),
+        temp_max_age,
+        sweep_interval,
+    })
+}
+
+// ---------------------------------------------------------------------------
 // Reconcilers
 
 /// Defaults of every reconciler: far above the enqueue-to-done latency of a

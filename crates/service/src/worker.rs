@@ -11,15 +11,16 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tracing::info;
+use tracing::{info, warn};
 
 use jobs::QueueSpec;
 use queue_core::{Broker, CancellationToken, Handler, Queue, RepeatingJob, WorkerConfig};
+use storage::{Storage, Sweep};
 use store::{PgPool, StoreConfig};
 use telemetry::Readiness;
 
 use crate::Started;
-use crate::config::BaseConfig;
+use crate::config::{BaseConfig, StorageConfig};
 
 /// A worker connected to Redis and PostgreSQL (migrations applied) with its
 /// health port bound, not yet reading jobs.
@@ -33,6 +34,8 @@ pub struct WorkerService {
     health_addr: SocketAddr,
     readiness: Readiness,
     repeating: Vec<RepeatingJob>,
+    /// The storage swept of temporary files while the service runs, how, and how often.
+    sweeper: Option<(Storage, Sweep, std::time::Duration)>,
 }
 
 impl std::fmt::Debug for WorkerService {
@@ -104,6 +107,7 @@ impl WorkerService {
             health_addr,
             readiness,
             repeating: Vec::new(),
+            sweeper: None,
         })
     }
 
@@ -146,6 +150,41 @@ impl WorkerService {
         self
     }
 
+    /// Where this worker writes generated files: `/readyz` checks that `dir`
+    /// (e.g. `qr`, where the gateway's paths point) can be written, and the
+    /// temporary files of writers killed mid-write (a SIGKILLed replica) are
+    /// swept at start and every `config.sweep_interval` while the service runs.
+    /// A storage not writable now is logged, not fatal: the volume may be
+    /// mounted later, and `/readyz` says so meanwhile.
+    pub async fn storage(
+        mut self,
+        storage: Storage,
+        dir: &'static str,
+        config: &StorageConfig,
+    ) -> Self {
+        if let Err(e) = storage.check_writable().await {
+            warn!(storage.dir = %config.dir.display(), error = %e, "the storage directory is not writable");
+        }
+        self = self.readiness_check("storage", {
+            let storage = storage.clone();
+            move || {
+                let storage = storage.clone();
+                async move {
+                    storage
+                        .check_writable_in(dir)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+            }
+        });
+        let sweep = Sweep {
+            older_than: config.temp_max_age,
+            ..Sweep::default()
+        };
+        self.sweeper = Some((storage, sweep, config.sweep_interval));
+        self
+    }
+
     /// An empty set of typed handlers for this worker's queue, to fill with
     /// [`jobs::Handlers::on`] and pass to [`WorkerService::start`].
     pub fn handlers(&self) -> jobs::Handlers {
@@ -165,6 +204,7 @@ impl WorkerService {
             health_addr,
             readiness,
             repeating,
+            sweeper,
         } = self;
         let mut worker = queue_core::worker::worker(&broker, &queue, config, handler)
             .with_context(|| format!("creating the {} worker", spec.name))?;
@@ -176,7 +216,21 @@ impl WorkerService {
         Ok(Started::new(health_addr, move |shutdown| async move {
             // The queue worker logs its own start and stop.
             info!(queue.name = spec.name, health.addr = %health_addr, "serving /healthz, /readyz and /metrics");
-            let result = run(worker, listener, readiness, shutdown).await;
+            let stopped = CancellationToken::new();
+            let work = async {
+                let result = run(worker, listener, readiness, shutdown).await;
+                stopped.cancel();
+                result
+            };
+            // The sweep runs beside the work until the service stops, for whatever reason.
+            let sweep = async {
+                if let Some((storage, sweep, every)) = sweeper {
+                    storage
+                        .sweep_temp_files_every(every, sweep, stopped.cancelled())
+                        .await;
+                }
+            };
+            let (result, ()) = tokio::join!(work, sweep);
             pool.close().await;
             result
         }))
