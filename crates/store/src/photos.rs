@@ -31,13 +31,6 @@ pub enum ProcessingStatus {
     Failed,
 }
 
-impl ProcessingStatus {
-    /// `completed` or `failed`: it never moves again.
-    pub fn is_settled(self) -> bool {
-        matches!(self, Self::Completed | Self::Failed)
-    }
-}
-
 /// A stored photo.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct Photo {

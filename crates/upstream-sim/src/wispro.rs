@@ -218,11 +218,6 @@ impl WisproControl {
         *lock(&self.inner.data) = Data { seed, clients };
     }
 
-    /// Serves exactly these clients, e.g. a generated set a test has edited.
-    pub fn set_clients(&self, clients: Vec<Client>) {
-        lock(&self.inner.data).clients = Arc::new(clients);
-    }
-
     /// Expects `token` in `Authorization` from now on.
     pub fn set_token(&self, token: Secret) {
         *lock(&self.inner.token) = token;

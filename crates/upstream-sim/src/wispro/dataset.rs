@@ -79,19 +79,6 @@ impl Kind {
         }
     }
 
-    /// The id is missing (`null` or blank).
-    pub fn has_no_id(self) -> bool {
-        matches!(self, Kind::NullId | Kind::EmptyId)
-    }
-
-    /// The record is broken in a way other than a missing id.
-    pub fn is_malformed(self) -> bool {
-        matches!(
-            self,
-            Kind::GarbageId | Kind::MissingName | Kind::InvalidEmail
-        )
-    }
-
     /// Every field is fine and the id is the only holder of its number
     /// (one of the six id forms).
     pub fn is_clean(self) -> bool {
