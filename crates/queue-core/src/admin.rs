@@ -337,6 +337,8 @@ impl Admin {
         })?;
         env.attempt = 1;
         env.last_error = dead.error;
+        env.headers
+            .insert(envelope::RETRIED_DEAD_LETTER.to_owned(), dead.id.clone());
         env.available_at_ms = envelope::now_ms();
         let stream = &queue.streams()[queue.lane_by_name(&dead.lane)];
         let mut conn = self.broker.conn().await?;

@@ -14,6 +14,11 @@ pub use proto::Envelope;
 pub const TRACEPARENT: &str = "traceparent";
 /// Header carrying the caller's idempotency key, if any.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Header set on a job that an operator moved back from the dead-letter stream
+/// (`Admin::retry_dead`, `queuectl retry`): the dead letter's entry id. A handler
+/// whose row was marked `failed` by the dead letter reopens it when it sees this
+/// (`Job::is_dead_letter_retry`), instead of taking the job for a stale duplicate.
+pub const RETRIED_DEAD_LETTER: &str = "rsq-retried-dead-letter";
 
 /// Milliseconds since the Unix epoch by this machine's clock.
 pub(crate) fn now_ms() -> i64 {

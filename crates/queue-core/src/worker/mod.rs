@@ -26,7 +26,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::backoff::Backoff;
-use crate::envelope::Envelope;
+use crate::envelope::{self, Envelope};
 use crate::{Broker, Error, Queue, Result};
 
 pub use limits::RateLimit;
@@ -126,6 +126,16 @@ impl Job {
 
     pub fn headers(&self) -> &HashMap<String, String> {
         &self.envelope.headers
+    }
+
+    /// Whether an operator moved this job back from the dead-letter stream
+    /// (`Admin::retry_dead`): its row, marked `failed` by the dead letter, is to
+    /// run again rather than be taken as settled. Stays true on the retry's own
+    /// later attempts.
+    pub fn is_dead_letter_retry(&self) -> bool {
+        self.envelope
+            .headers
+            .contains_key(envelope::RETRIED_DEAD_LETTER)
     }
 
     /// Error of the previous attempt, empty on the first run.

@@ -77,11 +77,14 @@ async fn dead_letters_run_again_when_retried_by_entry_id_by_job_id_or_all_at_onc
     for id in &ids {
         let runs = runs.of(id);
         assert_eq!(runs.len(), 3, "{runs:?}");
-        // A retried dead letter starts over at attempt 1, knowing why it failed.
+        // A retried dead letter starts over at attempt 1, knowing why it failed
+        // and that an operator sent it back (its row is to run again).
         assert_eq!(
             (runs[2].attempt, runs[2].last_error.as_str()),
             (1, "failed run 2")
         );
+        assert!(!runs[0].dead_letter_retry && !runs[1].dead_letter_retry);
+        assert!(runs[2].dead_letter_retry, "{:?}", runs[2]);
     }
     env.assert_drained(&q).await;
     worker.stop().await;
