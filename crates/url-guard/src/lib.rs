@@ -1,18 +1,24 @@
 #![doc = include_str!("../README.md")]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use url::{Host, Url};
 
 /// Hosts that may be fetched from: exact names (`photos.example.com`) or all
-/// subdomains of one (`*.example.com`), case-insensitive.
+/// subdomains of one (`*.example.com`), case-insensitive, each on the ports 80
+/// and 443 unless the entry names its own (`cdn.example.com:8443`,
+/// `[2001:db8::1]:8080`): an allowed host's other services (its Redis, its SSH)
+/// are never reachable through a photo URL.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AllowedHosts {
-    exact: BTreeSet<String>,
-    suffixes: BTreeSet<String>,
+    exact: BTreeMap<String, BTreeSet<u16>>,
+    suffixes: BTreeMap<String, BTreeSet<u16>>,
 }
+
+/// The ports of an entry that names none.
+pub const DEFAULT_PORTS: [u16; 2] = [80, 443];
 
 impl AllowedHosts {
     /// Whether no host is allowed (fetching by URL is off).
@@ -20,28 +26,47 @@ impl AllowedHosts {
         self.exact.is_empty() && self.suffixes.is_empty()
     }
 
-    /// Whether `host` (a name or an IP literal, IPv6 without brackets) is on the list.
+    /// Whether `host` (a name or an IP literal, IPv6 without brackets) is on the
+    /// list, on any of its ports.
     pub fn allows(&self, host: &str) -> bool {
+        self.ports_of(host).next().is_some()
+    }
+
+    /// Whether `host` may be fetched from on `port`.
+    pub fn allows_port(&self, host: &str, port: u16) -> bool {
+        self.ports_of(host).any(|ports| ports.contains(&port))
+    }
+
+    /// The port sets of every entry that matches `host`.
+    fn ports_of<'a>(&'a self, host: &str) -> impl Iterator<Item = &'a BTreeSet<u16>> + 'a {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
-        self.exact.contains(&host)
-            || self
-                .suffixes
-                .iter()
-                .any(|s| host.len() > s.len() + 1 && host.ends_with(&format!(".{s}")))
+        let exact = self.exact.get(&host);
+        let suffixes = self.suffixes.iter().filter_map(move |(s, ports)| {
+            (host.len() > s.len() + 1 && host.ends_with(&format!(".{s}"))).then_some(ports)
+        });
+        exact.into_iter().chain(suffixes)
     }
 }
 
 impl FromStr for AllowedHosts {
     type Err = String;
 
-    /// A comma-separated list; blank means none.
+    /// A comma-separated list; blank means none. An entry is `name`,
+    /// `*.name`, `name:port`, an IP literal (IPv6 bare, or bracketed with a
+    /// port: `[::1]:8080`). Entries for the same host add up their ports.
     fn from_str(list: &str) -> Result<Self, String> {
         let mut hosts = Self::default();
         for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
             let entry = entry.to_ascii_lowercase();
-            let (name, wildcard) = match entry.strip_prefix("*.") {
-                Some(rest) => (rest.to_owned(), true),
-                None => (entry.clone(), false),
+            let rule = || {
+                format!(
+                    "{entry:?} must be a host name such as photos.example.com, *.example.com or cdn.example.com:8443 (no scheme or path)"
+                )
+            };
+            let (host, port) = split_port(&entry).ok_or_else(rule)?;
+            let (name, wildcard) = match host.strip_prefix("*.") {
+                Some(rest) => (rest, true),
+                None => (host, false),
             };
             let valid = !name.is_empty()
                 && name
@@ -50,17 +75,41 @@ impl FromStr for AllowedHosts {
                 && !name.starts_with('.')
                 && !name.ends_with('.');
             if !valid {
-                return Err(format!(
-                    "{entry:?} must be a host name such as photos.example.com or *.example.com (no scheme, port or path)"
-                ));
+                return Err(rule());
             }
-            if wildcard {
-                hosts.suffixes.insert(name);
+            let ports = match port {
+                Some(port) => vec![port],
+                None => DEFAULT_PORTS.to_vec(),
+            };
+            let set = if wildcard {
+                &mut hosts.suffixes
             } else {
-                hosts.exact.insert(name);
-            }
+                &mut hosts.exact
+            };
+            set.entry(name.to_owned()).or_default().extend(ports);
         }
         Ok(hosts)
+    }
+}
+
+/// `host[:port]`, `[v6]` or `[v6]:port`, or a bare IPv6 literal (two colons or
+/// more, so no port); None when the port is not a number from 1 to 65535.
+fn split_port(entry: &str) -> Option<(&str, Option<u16>)> {
+    let port = |p: &str| p.parse::<u16>().ok().filter(|&p| p != 0);
+    if let Some(rest) = entry.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        return match after {
+            "" => Some((host, None)),
+            _ => Some((host, Some(port(after.strip_prefix(':')?)?))),
+        };
+    }
+    match entry.matches(':').count() {
+        0 => Some((entry, None)),
+        1 => {
+            let (host, p) = entry.split_once(':')?;
+            Some((host, Some(port(p)?)))
+        }
+        _ => Some((entry, None)),
     }
 }
 
@@ -110,9 +159,22 @@ fn forbidden_v6(ip: Ipv6Addr, allow_loopback: bool) -> Option<&'static str> {
         // IPv4-compatible (::a.b.c.d), deprecated.
         return forbidden_v4(embedded(s[6], s[7]), allow_loopback).or(Some("IPv4-compatible"));
     }
-    if s[0] == 0x64 && s[1] == 0xff9b {
-        // NAT64 (64:ff9b::/96 and 64:ff9b:1::/48).
+    if s[0..6] == [0, 0, 0, 0, 0xffff, 0] {
+        // IPv4-translated (::ffff:0:a.b.c.d, RFC 2765).
         return forbidden_v4(embedded(s[6], s[7]), allow_loopback);
+    }
+    if s[0] == 0x64 && s[1] == 0xff9b {
+        if s[2..6] == [0, 0, 0, 0] {
+            // The well-known NAT64 prefix 64:ff9b::/96 (RFC 6052) reaches its last 32 bits.
+            return forbidden_v4(embedded(s[6], s[7]), allow_loopback);
+        }
+        // 64:ff9b:1::/48 (RFC 8215) is for local use, laid out by each network:
+        // where the IPv4 address sits cannot be known, and it reaches inside.
+        return Some(if s[2] == 1 {
+            "local-use NAT64 (64:ff9b:1::/48)"
+        } else {
+            "unassigned NAT64 space (64:ff9b::/32 outside 64:ff9b::/96)"
+        });
     }
     if s[0] == 0x2002 {
         // 6to4 carries an IPv4 address in its second and third segments.
@@ -131,8 +193,8 @@ fn forbidden_v6(ip: Ipv6Addr, allow_loopback: bool) -> Option<&'static str> {
 }
 
 /// The URL parsed, if its syntax, scheme and host may be fetched at all,
-/// before any DNS: `http` or `https`, no credentials, a host on `allowed`, and
-/// no IP literal of a refused range ([`forbidden`], loopback included). The
+/// before any DNS: `http` or `https`, no credentials, a host and port on
+/// `allowed`, and no IP literal of a refused range ([`forbidden`], loopback included). The
 /// error is the rule it breaks, for a message.
 pub fn check_url(allowed: &AllowedHosts, raw: &str) -> Result<Url, String> {
     let url = Url::parse(raw).map_err(|e| format!("not a URL: {e}"))?;
@@ -149,6 +211,14 @@ pub fn check_url(allowed: &AllowedHosts, raw: &str) -> Result<Url, String> {
     if !allowed.allows(&host) {
         return Err(format!(
             "the host {host} is not in PHOTO_FETCH_ALLOWED_HOSTS"
+        ));
+    }
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| "the URL has no port".to_owned())?;
+    if !allowed.allows_port(&host, port) {
+        return Err(format!(
+            "the port {port} of {host} is not allowed: PHOTO_FETCH_ALLOWED_HOSTS allows 80 and 443 unless an entry names another (host:port)"
         ));
     }
     Ok(url)
@@ -224,6 +294,72 @@ mod tests {
             "::ffff:8.8.8.8",
         ] {
             assert_eq!(forbidden(ip(allowed), false), None, "{allowed}");
+        }
+    }
+
+    #[test]
+    fn ipv4_translated_and_local_use_nat64_addresses_are_judged_by_the_ipv4_they_reach() {
+        // IPv4-translated (::ffff:0:a.b.c.d, RFC 2765) reaches a.b.c.d.
+        for refused in [
+            "::ffff:0:7f00:1",
+            "::ffff:0:a9fe:a9fe",
+            "::ffff:0:a00:1",
+            // The local-use NAT64 prefix (RFC 8215) is laid out by each network
+            // (any length from /48 to /96): no global meaning, so it is refused.
+            "64:ff9b:1::a9fe:a9fe",
+            "64:ff9b:1:a9fe:a9:fe00::",
+            "64:ff9b:1:0808:0008:0800::",
+            // Inside 64:ff9b::/32 but outside the well-known /96: unassigned.
+            "64:ff9b:0:1::808:808",
+        ] {
+            assert!(
+                forbidden(ip(refused), false).is_some(),
+                "{refused} must be refused"
+            );
+        }
+        assert_eq!(forbidden(ip("::ffff:0:808:808"), false), None);
+        assert_eq!(forbidden(ip("64:ff9b::808:808"), false), None);
+        assert!(forbidden(ip("64:ff9b::a9fe:a9fe"), false).is_some());
+    }
+
+    #[test]
+    fn an_allowed_host_is_fetched_on_80_and_443_only_unless_its_entry_names_a_port() {
+        let allowed: AllowedHosts = "photos.example.com, cdn.example.com:8443, *.img.example.org:8080, [::1]:9000, 127.0.0.1:7000"
+            .parse()
+            .expect("valid");
+        for ok in [
+            "http://photos.example.com/a.jpg",
+            "https://photos.example.com/a.jpg",
+            "http://photos.example.com:80/a.jpg",
+            "https://cdn.example.com:8443/a.jpg",
+            "http://a.img.example.org:8080/a.jpg",
+            "http://[::1]:9000/a.jpg",
+            "http://127.0.0.1:7000/a.jpg",
+        ] {
+            assert!(check_url(&allowed, ok).is_ok(), "{ok}");
+        }
+        for (refused, port) in [
+            ("http://photos.example.com:6379/a.jpg", "6379"),
+            ("https://photos.example.com:22/", "22"),
+            ("https://cdn.example.com/a.jpg", "443"),
+            ("http://a.img.example.org/a.jpg", "80"),
+            ("http://[::1]/a.jpg", "80"),
+            ("http://127.0.0.1:7001/a.jpg", "7001"),
+        ] {
+            let err = check_url(&allowed, refused).expect_err(refused);
+            assert!(
+                err.contains(port) && err.contains("port"),
+                "{refused}: {err}"
+            );
+        }
+        for bad in [
+            "example.com:0",
+            "example.com:99999",
+            "example.com:",
+            "[::1",
+            "[::1]x",
+        ] {
+            assert!(bad.parse::<AllowedHosts>().is_err(), "{bad}");
         }
     }
 

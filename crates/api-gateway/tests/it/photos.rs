@@ -402,6 +402,9 @@ async fn urls_to_hosts_not_allowed_or_to_inside_addresses_are_refused_up_front_w
         "http://[::1]/a.jpg",
         "file:///etc/passwd",
         "https://user:pw@photos.example.com/a.jpg",
+        // An allowed host on a port its entry does not name (its Redis, say).
+        "http://photos.example.com:6379/a.jpg",
+        "http://[::ffff:0:a9fe:a9fe]/a.jpg",
     ] {
         let res = post_urls(&app, json!(["https://photos.example.com/ok.jpg", url])).await;
         assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{url}");
@@ -419,11 +422,11 @@ async fn urls_to_hosts_not_allowed_or_to_inside_addresses_are_refused_up_front_w
 #[tokio::test]
 async fn an_allowed_url_whose_host_resolves_to_loopback_is_accepted_then_failed_by_the_worker() {
     let app = TestApp::spawn_with(|c| {
-        c.photos.fetch_allowed_hosts = "localhost".parse().expect("hosts");
+        c.photos.fetch_allowed_hosts = "localhost:9".parse().expect("hosts");
     })
     .await;
     let worker = start_photo_worker(&app, |c| {
-        c.fetch.allowed_hosts = "localhost".parse().expect("hosts");
+        c.fetch.allowed_hosts = "localhost:9".parse().expect("hosts");
     })
     .await;
     let res = post_urls(&app, json!(["http://localhost:9/race/0001.jpg"])).await;

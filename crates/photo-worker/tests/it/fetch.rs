@@ -36,16 +36,24 @@ async fn an_allowed_host_that_resolves_to_loopback_is_refused_and_fetched_only_w
     let server = photo_server().await;
     let url = format!("http://localhost:{}/bib.png", server.port());
 
-    let error = refused(fetcher("localhost", false).fetch(&url).await);
+    let error = refused(
+        fetcher(&format!("localhost:{}", server.port()), false)
+            .fetch(&url)
+            .await,
+    );
     assert!(
         error.contains("localhost resolves to") && error.contains("loopback"),
         "{error}"
     );
     let literal = format!("http://127.0.0.1:{}/bib.png", server.port());
-    let error = refused(fetcher("127.0.0.1", false).fetch(&literal).await);
+    let error = refused(
+        fetcher(&format!("127.0.0.1:{}", server.port()), false)
+            .fetch(&literal)
+            .await,
+    );
     assert!(error.contains("127.0.0.1, a loopback address"), "{error}");
 
-    let fetched = fetcher("localhost", true)
+    let fetched = fetcher(&format!("localhost:{}", server.port()), true)
         .fetch(&url)
         .await
         .expect("fetched");
@@ -55,7 +63,7 @@ async fn an_allowed_host_that_resolves_to_loopback_is_refused_and_fetched_only_w
     );
     // A relative redirect on the same allowed host is followed.
     let via = format!("http://localhost:{}/to-bib", server.port());
-    let fetched = fetcher("localhost", true)
+    let fetched = fetcher(&format!("localhost:{}", server.port()), true)
         .fetch(&via)
         .await
         .expect("redirected");
@@ -67,16 +75,23 @@ async fn a_redirect_to_the_metadata_address_is_refused_even_when_its_host_is_all
     let server = photo_server().await;
     let url = format!("http://localhost:{}/to-metadata", server.port());
     // Not on the list: refused by name.
-    let error = refused(fetcher("localhost", true).fetch(&url).await);
+    let error = refused(
+        fetcher(&format!("localhost:{}", server.port()), true)
+            .fetch(&url)
+            .await,
+    );
     assert!(
         error.contains("169.254.169.254") && error.contains("PHOTO_FETCH_ALLOWED_HOSTS"),
         "{error}"
     );
     // On the list, and the loopback switch on: refused by address all the same.
     let error = refused(
-        fetcher("localhost, 169.254.169.254", true)
-            .fetch(&url)
-            .await,
+        fetcher(
+            &format!("localhost:{}, 169.254.169.254", server.port()),
+            true,
+        )
+        .fetch(&url)
+        .await,
     );
     assert!(error.contains("169.254.169.254, a link-local"), "{error}");
     let direct = refused(
@@ -88,10 +103,26 @@ async fn a_redirect_to_the_metadata_address_is_refused_even_when_its_host_is_all
 }
 
 #[tokio::test]
+async fn an_allowed_host_is_fetched_only_on_the_ports_its_entry_allows() {
+    let server = photo_server().await;
+    let url = format!("http://localhost:{}/bib.png", server.port());
+    // "localhost" alone allows 80 and 443: the server's own port is another service.
+    let error = refused(fetcher("localhost", true).fetch(&url).await);
+    assert!(
+        error.contains(&format!("port {}", server.port())),
+        "{error}"
+    );
+    fetcher(&format!("localhost:{}", server.port()), true)
+        .fetch(&url)
+        .await
+        .expect("the named port is fetched");
+}
+
+#[tokio::test]
 async fn a_body_over_the_size_limit_a_silent_server_and_a_404_end_the_fetch() {
     let server = photo_server().await;
     let base = format!("http://localhost:{}", server.port());
-    let f = fetcher("localhost", true);
+    let f = fetcher(&format!("localhost:{}", server.port()), true);
     let err = f
         .fetch(&format!("{base}/huge"))
         .await
@@ -132,7 +163,9 @@ async fn a_photo_given_by_url_is_fetched_stored_and_its_bib_found() {
     let server = photo_server().await;
     let worker = app
         .spawn_worker_with(|c| {
-            c.fetch.allowed_hosts = "localhost".parse().expect("hosts");
+            c.fetch.allowed_hosts = format!("localhost:{}", server.port())
+                .parse()
+                .expect("hosts");
             c.fetch.allow_loopback = true;
         })
         .await;
@@ -159,7 +192,11 @@ async fn a_refused_url_fails_the_photo_at_once_with_the_reason() {
     let app = TestApp::new().await;
     let server = photo_server().await;
     let worker = app
-        .spawn_worker_with(|c| c.fetch.allowed_hosts = "localhost".parse().expect("hosts"))
+        .spawn_worker_with(|c| {
+            c.fetch.allowed_hosts = format!("localhost:{}", server.port())
+                .parse()
+                .expect("hosts")
+        })
         .await;
     let to_loopback = app
         .by_url(&format!("http://localhost:{}/bib.png", server.port()))
@@ -194,7 +231,7 @@ async fn an_https_url_speaks_tls_to_the_vetted_address() {
     // retryable network error naming TLS.
     let server = photo_server().await;
     let url = format!("https://localhost:{}/bib.png", server.port());
-    let err = fetcher("localhost", true)
+    let err = fetcher(&format!("localhost:{}", server.port()), true)
         .fetch(&url)
         .await
         .expect_err("no TLS there");
@@ -203,6 +240,10 @@ async fn an_https_url_speaks_tls_to_the_vetted_address() {
         "{err}"
     );
     assert!(err.to_string().contains("TLS"), "{err}");
-    let refused = refused(fetcher("localhost", false).fetch(&url).await);
+    let refused = refused(
+        fetcher(&format!("localhost:{}", server.port()), false)
+            .fetch(&url)
+            .await,
+    );
     assert!(refused.contains("loopback"), "{refused}");
 }
