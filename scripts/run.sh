@@ -15,6 +15,10 @@
 #   BANK_URL         the bank the gateway and payment-scheduler call (default: the simulator)
 #   PAYMENT_CHECK_DELAY_PENDING/_PROCESSING/_ACTIVE  the demo checks every 1s (production: 2m, 5m, 15m)
 #   REDIS_URL, DATABASE_URL, STORAGE_DIR (default ./storage), RUST_LOG
+#   RUN_PROFILE      cargo profile of the binaries: release (default) or dev
+# Safe to run again after Ctrl-C or a kill -9 of everything it started, with the
+# data of earlier runs in PostgreSQL and Redis: the demo follows a sync run left
+# active by an interrupted run (the 409 names it) instead of starting one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -23,7 +27,7 @@ once=
 for arg in "$@"; do
   case "$arg" in
     --once) once=1 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) die "unknown option $arg (use --once or --help)" ;;
   esac
 done
@@ -63,9 +67,14 @@ for addr in "$API_ADDR" "$qr_health" "$context_health" "$sync_health" "$payment_
   fi
 done
 
-log "building (release): api-gateway, qr-worker, context-worker, sync-worker, payment-scheduler, photo-worker, upstream-sim, queuectl"
-cargo build --release --quiet -p api-gateway -p qr-worker -p context-worker -p sync-worker -p payment-scheduler -p photo-worker -p upstream-sim -p queuectl
-bin=target/release
+profile="${RUN_PROFILE:-release}"
+case "$profile" in
+  release) bin=target/release ;;
+  dev) bin=target/debug ;;
+  *) die "RUN_PROFILE must be release or dev, not $profile" ;;
+esac
+log "building ($profile): api-gateway, qr-worker, context-worker, sync-worker, payment-scheduler, photo-worker, upstream-sim, queuectl"
+cargo build --profile "$profile" --quiet -p api-gateway -p qr-worker -p context-worker -p sync-worker -p payment-scheduler -p photo-worker -p upstream-sim -p queuectl
 mkdir -p .run "$STORAGE_DIR"
 
 pids=()
@@ -119,7 +128,8 @@ wait_ready "http://$payment_health/readyz" payment-scheduler .run/payment-schedu
 wait_ready "http://$photo_health/readyz" photo-worker .run/photo-worker.log
 wait_ready "http://$sim_addr/healthz" upstream-sim .run/upstream-sim.log
 
-document="V-$(date +%s)"
+# Unique across runs, however close together (earlier runs' persons stay).
+document="V-$(date +%s%N)"
 log "registering a demo person (document $document)"
 response=$(curl -fsS -X POST "$api/api/persons" \
   -H "Authorization: Bearer $API_USER_TOKEN" -H 'Content-Type: application/json' \
@@ -153,8 +163,18 @@ condensed=$(echo "$company" | sed -n 's/.*"context":"\([^"]*\)".*/\1/p')
 log "context_status: $context_status; ${#context} characters condensed to ${#condensed}"
 
 log "synchronising the Wispro customers into users (admin)"
-run=$(curl -fsS -X POST "$api/api/users/sync-wispro-all" -H "Authorization: Bearer $API_ADMIN_TOKEN")
+run=$(curl -sS -w '\n%{http_code}' -X POST "$api/api/users/sync-wispro-all" -H "Authorization: Bearer $API_ADMIN_TOKEN")
+code=${run##*$'\n'}
+run=${run%$'\n'*}
 run_id=$(echo "$run" | sed -n 's/.*"run_id":\([0-9]*\).*/\1/p')
+case "$code" in
+  202) ;;
+  # An interrupted earlier run left its sync active: its job resumes in this
+  # sync-worker (after the visibility timeout), so the demo follows that run.
+  409) log "sync run $run_id is still active (an earlier run.sh was interrupted); following it" ;;
+  *) die "starting the sync answered $code: $run" ;;
+esac
+[ -n "$run_id" ] || die "no run_id in the sync answer: $run"
 for _ in $(seq 1 600); do
   run=$(curl -fsS "$api/api/sync-runs/$run_id" -H "Authorization: Bearer $API_ADMIN_TOKEN")
   sync_status=$(echo "$run" | sed -n 's/.*"status":"\([a-z]*\)".*/\1/p')

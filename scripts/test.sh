@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace against real Redis and PostgreSQL, starting them
 # (and installing their Debian packages) when they are not reachable, then
-# Schemathesis against a running gateway (scripts/schemathesis.sh).
+# Schemathesis against a running gateway (scripts/schemathesis.sh), then the quick
+# start interrupted twice and run again (scripts/test-run-again.sh).
 #   REDIS_URL     default redis://127.0.0.1:6379
 #   DATABASE_URL  default postgres://postgres:postgres@127.0.0.1:5432/test
 set -euo pipefail
@@ -35,3 +36,5 @@ else
 fi
 log "schemathesis against the gateway's /openapi.json"
 scripts/schemathesis.sh
+log "the quick start run again after Ctrl-C and kill -9 (scripts/test-run-again.sh)"
+scripts/test-run-again.sh
