@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use service::Secret;
 
 pub use self::dataset::{
-    Cedula, Client, Kind, MAX_CLIENTS, Nationality, dataset, kind_counts, more_clients,
+    Cedula, Client, Kind, MAX_CLIENTS, Nationality, dataset, dotted, kind_counts, more_clients,
 };
 use crate::SimState;
 use crate::faults::{self, Faults, Roll, fault_setters, lock};

@@ -3,4 +3,6 @@
 //! `upstream-sim` on port 0.
 
 mod binary;
+mod identity;
 mod sync;
+mod world;

@@ -397,8 +397,8 @@ fn fresh_number(rng: &mut SplitMix64, used: &mut HashSet<u32>, nationality: Nati
     }
 }
 
-/// `12.345.678`
-fn dotted(n: u32) -> String {
+/// `12.345.678`: a number as people often write it.
+pub fn dotted(n: u32) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
