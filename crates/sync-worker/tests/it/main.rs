@@ -4,5 +4,7 @@
 
 mod binary;
 mod identity;
+mod pages;
+mod retry;
 mod sync;
 mod world;

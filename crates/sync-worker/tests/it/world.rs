@@ -53,6 +53,10 @@ impl World {
             bcrypt_cost: 4,
             hash_threads: 4.try_into().expect("nonzero"),
             progress_every: 2,
+            // Three tries of a page, the retries within milliseconds.
+            page_attempts: 3.try_into().expect("nonzero"),
+            page_backoff: Duration::from_millis(10),
+            max_passes: 3.try_into().expect("nonzero"),
             reconcile: service::config::ReconcileConfig {
                 interval: Duration::from_secs(1),
                 after: Duration::from_millis(500),
