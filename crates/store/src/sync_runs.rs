@@ -1,5 +1,7 @@
 //! The `sync_runs` table: one row per run of the Wispro customer sync, at most
-//! one active (queued or running) at a time, enforced by the database.
+//! one active (queued or running) at a time, enforced by the database. A run
+//! reads Wispro's pages in passes ([`PassState`]): another pass follows one
+//! during which Wispro's customer count changed.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -40,6 +42,31 @@ pub struct SyncRun {
     pub updated_at: DateTime<Utc>,
 }
 
+/// Where a run is in its passes over Wispro's pages (`pages_done` counts the
+/// pages of the pass under way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct PassState {
+    /// 1 for the first pass.
+    pub pass: i32,
+    /// Wispro's `total_records` on the pass's first page; `None` before it.
+    pub total_records: Option<i64>,
+    /// Whether a later page of the pass gave another `total_records`.
+    pub changed: bool,
+}
+
+impl PassState {
+    /// Takes in the `total_records` of a page just read; true once a page of
+    /// the pass gave another count than its first (the pass has to be
+    /// followed by another).
+    pub fn see(&mut self, total_records: i64) -> bool {
+        match self.total_records {
+            None => self.total_records = Some(total_records),
+            Some(first) => self.changed |= first != total_records,
+        }
+        self.changed
+    }
+}
+
 /// What one page of customers did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PageCounts {
@@ -51,7 +78,7 @@ pub struct PageCounts {
     pub samples: Vec<String>,
 }
 
-/// A run could not start.
+/// A run could not start (or start again).
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("sync run {0} is already active")]
@@ -84,14 +111,22 @@ pub async fn start(
     .map_err(StoreError::from_sqlx);
     match inserted {
         Ok(run) => Ok(run),
-        Err(StoreError::Duplicate { constraint }) if constraint == "sync_runs_one_active" => {
-            // The active run may finish in between: then this start may try again.
-            match active(conn).await? {
-                Some(run) => Err(StartError::Active(run.id)),
-                None => Err(StartError::Store(StoreError::Duplicate { constraint })),
+        Err(e) => Err(conflict(conn, e).await),
+    }
+}
+
+/// `e` as a [`StartError`]: a second active run names the active one. (The
+/// active run may end in between: then the caller may try again.)
+async fn conflict(conn: &mut PgConnection, e: StoreError) -> StartError {
+    match e {
+        StoreError::Duplicate { constraint } if constraint == "sync_runs_one_active" => {
+            match active(conn).await {
+                Ok(Some(run)) => StartError::Active(run.id),
+                Ok(None) => StartError::Store(StoreError::Duplicate { constraint }),
+                Err(e) => e.into(),
             }
         }
-        Err(e) => Err(e.into()),
+        e => e.into(),
     }
 }
 
@@ -153,12 +188,25 @@ pub async fn mark_running(conn: &mut PgConnection, id: i64, total_pages: i32) ->
     Ok(r.rows_affected() == 1)
 }
 
-/// Adds a finished page's counts, once: only when `page` follows the last
-/// page done, so a page counted before a crash is not counted twice. False
-/// when nothing was recorded.
+/// The run's pass state (`None` when the run is gone).
+pub async fn pass_state(conn: &mut PgConnection, id: i64) -> Result<Option<PassState>> {
+    Ok(sqlx::query_as::<_, PassState>(
+        "SELECT pass, pass_total_records AS total_records, pass_changed AS changed
+         FROM sync_runs WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Adds a finished page's counts and the pass state after it, once: only when
+/// `page` follows the last page done in the same pass, so a page counted
+/// before a crash is not counted twice. Samples are kept while there is room
+/// for them ([`MAX_ERROR_SAMPLES`]). False when nothing was recorded.
 pub async fn record_page(
     conn: &mut PgConnection,
     id: i64,
+    state: &PassState,
     page: i32,
     counts: &PageCounts,
 ) -> Result<bool> {
@@ -166,15 +214,14 @@ pub async fn record_page(
         "UPDATE sync_runs SET pages_done = $2,
                 created = created + $3, updated = updated + $4,
                 skipped = skipped + $5, errors = errors + $6,
-                error_samples = (
-                    SELECT COALESCE(jsonb_agg(s ORDER BY n), '[]'::jsonb) FROM (
-                        SELECT s, n FROM jsonb_array_elements(error_samples || $7::jsonb)
-                            WITH ORDINALITY AS t(s, n)
-                        ORDER BY n LIMIT $8
-                    ) kept
+                error_samples = error_samples || (
+                    SELECT COALESCE(jsonb_agg(s ORDER BY n), '[]'::jsonb)
+                    FROM jsonb_array_elements($7::jsonb) WITH ORDINALITY AS t(s, n)
+                    WHERE n <= $8 - jsonb_array_length(sync_runs.error_samples)
                 ),
+                pass_total_records = $10, pass_changed = $11,
                 updated_at = now()
-         WHERE id = $1 AND status = 'running' AND pages_done = $2 - 1",
+         WHERE id = $1 AND status = 'running' AND pass = $9 AND pages_done = $2 - 1",
     )
     .bind(id)
     .bind(page)
@@ -184,9 +231,64 @@ pub async fn record_page(
     .bind(counts.errors)
     .bind(sqlx::types::Json(&counts.samples))
     .bind(MAX_ERROR_SAMPLES)
+    .bind(state.pass)
+    .bind(state.total_records)
+    .bind(state.changed)
     .execute(conn)
     .await?;
     Ok(r.rows_affected() == 1)
+}
+
+/// Ends pass `pass` and starts the next from page 1. False when the run is no
+/// longer running in that pass.
+pub async fn next_pass(conn: &mut PgConnection, id: i64, pass: i32) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE sync_runs SET pass = pass + 1, pages_done = 0, pass_total_records = NULL,
+                pass_changed = false, updated_at = now()
+         WHERE id = $1 AND status = 'running' AND pass = $2",
+    )
+    .bind(id)
+    .bind(pass)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Adds `note` to the run's samples, room or not (what the run itself says:
+/// an earlier failure, passes that ran out).
+pub async fn add_note(conn: &mut PgConnection, id: i64, note: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE sync_runs SET error_samples = error_samples || jsonb_build_array($2::text),
+                updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(note)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Puts a `failed` run back to `running` where it stopped (its pages, pass and
+/// counts kept), its failure moved to its samples as `note`: what a dead
+/// letter retried by an operator does. False when the run was not `failed`;
+/// [`StartError::Active`] when another run is active (one at a time).
+pub async fn reopen(conn: &mut PgConnection, id: i64, note: &str) -> Result<bool, StartError> {
+    let reopened = sqlx::query(
+        "UPDATE sync_runs SET status = 'running', failure = NULL, finished_at = NULL,
+                error_samples = error_samples || jsonb_build_array($2::text),
+                updated_at = now()
+         WHERE id = $1 AND status = 'failed'",
+    )
+    .bind(id)
+    .bind(note)
+    .execute(&mut *conn)
+    .await
+    .map_err(StoreError::from_sqlx);
+    match reopened {
+        Ok(r) => Ok(r.rows_affected() == 1),
+        Err(e) => Err(conflict(conn, e).await),
+    }
 }
 
 /// Ends an active run as `completed`, or `failed` with the reason.
@@ -252,6 +354,10 @@ mod tests {
         let mut conn = db.pool.acquire().await.expect("conn");
         let run = start(&mut conn, "admin", 100).await.expect("start");
         assert!(mark_running(&mut conn, run.id, 3).await.expect("running"));
+        let state = pass_state(&mut conn, run.id)
+            .await
+            .expect("q")
+            .expect("row");
         let page = |n: usize| PageCounts {
             created: 2,
             updated: 1,
@@ -260,23 +366,23 @@ mod tests {
             samples: (0..n).map(|i| format!("reason {i}")).collect(),
         };
         assert!(
-            record_page(&mut conn, run.id, 1, &page(15))
+            record_page(&mut conn, run.id, &state, 1, &page(15))
                 .await
                 .expect("page 1")
         );
         // Redelivered after a crash: page 1 again is not counted; page 3 before 2 neither.
         assert!(
-            !record_page(&mut conn, run.id, 1, &page(15))
+            !record_page(&mut conn, run.id, &state, 1, &page(15))
                 .await
                 .expect("again")
         );
         assert!(
-            !record_page(&mut conn, run.id, 3, &page(1))
+            !record_page(&mut conn, run.id, &state, 3, &page(1))
                 .await
                 .expect("skipped ahead")
         );
         assert!(
-            record_page(&mut conn, run.id, 2, &page(15))
+            record_page(&mut conn, run.id, &state, 2, &page(15))
                 .await
                 .expect("page 2")
         );
@@ -300,6 +406,153 @@ mod tests {
                 .expect("row")
                 .started_at,
             started
+        );
+        drop(conn);
+        db.cleanup().await;
+    }
+    #[tokio::test]
+    async fn a_pass_that_saw_the_count_change_is_followed_by_another_from_page_one() {
+        let db = TestDb::new().await;
+        let mut conn = db.pool.acquire().await.expect("conn");
+        let run = start(&mut conn, "admin", 100).await.expect("start");
+        assert!(mark_running(&mut conn, run.id, 3).await.expect("running"));
+        let mut state = pass_state(&mut conn, run.id)
+            .await
+            .expect("q")
+            .expect("row");
+        assert_eq!(
+            state,
+            PassState {
+                pass: 1,
+                total_records: None,
+                changed: false
+            }
+        );
+        assert!(!state.see(250), "the first page sets the count");
+        assert!(
+            record_page(&mut conn, run.id, &state, 1, &PageCounts::default())
+                .await
+                .expect("page 1")
+        );
+        assert!(state.see(280), "a later page with another count");
+        assert!(state.see(250), "and the pass stays changed");
+        assert!(
+            record_page(&mut conn, run.id, &state, 2, &PageCounts::default())
+                .await
+                .expect("page 2")
+        );
+        // What a resumed run reads back.
+        assert_eq!(
+            pass_state(&mut conn, run.id).await.expect("q"),
+            Some(PassState {
+                pass: 1,
+                total_records: Some(250),
+                changed: true
+            })
+        );
+        assert!(next_pass(&mut conn, run.id, 1).await.expect("next pass"));
+        assert!(!next_pass(&mut conn, run.id, 1).await.expect("once"));
+        let second = pass_state(&mut conn, run.id)
+            .await
+            .expect("q")
+            .expect("row");
+        assert_eq!(
+            (second.pass, second.total_records, second.changed),
+            (2, None, false)
+        );
+        assert_eq!(
+            get(&mut conn, run.id)
+                .await
+                .expect("q")
+                .expect("row")
+                .pages_done,
+            0
+        );
+        // A page of the first pass, redelivered late, is not counted in the second.
+        assert!(
+            !record_page(&mut conn, run.id, &state, 1, &PageCounts::default())
+                .await
+                .expect("stale")
+        );
+        assert!(
+            record_page(&mut conn, run.id, &second, 1, &PageCounts::default())
+                .await
+                .expect("page 1 again")
+        );
+        drop(conn);
+        db.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn a_failed_run_reopens_where_it_stopped_unless_another_run_is_active() {
+        let db = TestDb::new().await;
+        let mut conn = db.pool.acquire().await.expect("conn");
+        let run = start(&mut conn, "admin", 100).await.expect("start");
+        assert!(mark_running(&mut conn, run.id, 5).await.expect("running"));
+        let state = pass_state(&mut conn, run.id)
+            .await
+            .expect("q")
+            .expect("row");
+        let samples = PageCounts {
+            samples: (0..MAX_ERROR_SAMPLES)
+                .map(|i| format!("reason {i}"))
+                .collect(),
+            ..PageCounts::default()
+        };
+        assert!(
+            record_page(&mut conn, run.id, &state, 1, &samples)
+                .await
+                .expect("page")
+        );
+        assert!(
+            finish(&mut conn, run.id, Some("wispro: 500"))
+                .await
+                .expect("fail")
+        );
+        assert!(
+            !reopen(&mut conn, run.id + 1, "n/a")
+                .await
+                .expect("no such run")
+        );
+
+        // Another run started meanwhile: this one stays failed, naming it.
+        let other = start(&mut conn, "admin", 100).await.expect("another run");
+        match reopen(&mut conn, run.id, "earlier: wispro: 500").await {
+            Err(StartError::Active(id)) => assert_eq!(id, other.id),
+            r => panic!("reopened beside an active run: {r:?}"),
+        }
+        assert!(finish(&mut conn, other.id, None).await.expect("finish"));
+
+        assert!(
+            reopen(&mut conn, run.id, "earlier: wispro: 500")
+                .await
+                .expect("reopen")
+        );
+        let reopened = get(&mut conn, run.id).await.expect("q").expect("row");
+        assert_eq!(reopened.status, SyncStatus::Running);
+        assert_eq!((reopened.failure, reopened.finished_at), (None, None));
+        assert_eq!(reopened.pages_done, 1, "where it stopped");
+        assert_eq!(
+            reopened.error_samples.0.last().map(String::as_str),
+            Some("earlier: wispro: 500"),
+            "the earlier failure is kept, room or not"
+        );
+        // The samples stay full of the first reasons: a new page adds none.
+        let more = PageCounts {
+            samples: vec!["late reason".into()],
+            ..PageCounts::default()
+        };
+        assert!(
+            record_page(&mut conn, run.id, &state, 2, &more)
+                .await
+                .expect("page")
+        );
+        let after = get(&mut conn, run.id).await.expect("q").expect("row");
+        assert_eq!(after.error_samples.0.len(), MAX_ERROR_SAMPLES as usize + 1);
+        assert!(
+            !reopen(&mut conn, run.id, "x")
+                .await
+                .expect("running already")
         );
         drop(conn);
         db.cleanup().await;

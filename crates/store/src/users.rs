@@ -1,7 +1,8 @@
 //! The `users` table as the Wispro sync sees it: find a customer's user by
-//! Wispro id, by id number in any of its forms, or by the replaced system's
-//! suffix match; create one with a password hash; update the contact data,
-//! never the password.
+//! Wispro id or by the key of its identity number (`id_number_key`, generated
+//! by the database from `id_number`: letter and digits without leading zeros,
+//! see migration 0007); create one with a password hash; update the contact
+//! data, never the password nor a number the user already has.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -16,6 +17,9 @@ pub struct User {
     pub name: String,
     pub email: Option<String>,
     pub id_number: Option<String>,
+    /// `id_number` normalised (`V12345678`), kept by the database; `None` when
+    /// it is no identity number.
+    pub id_number_key: Option<String>,
     pub id_wispro: Option<String>,
     pub zone: Option<String>,
     pub phone: Option<String>,
@@ -46,7 +50,7 @@ pub struct CustomerData<'a> {
 
 macro_rules! columns {
     () => {
-        "id, name, email, id_number, id_wispro, zone, phone, phone_mobile, address, city, \
+        "id, name, email, id_number, id_number_key, id_wispro, zone, phone, phone_mobile, address, city, \
          state, password, created_at, updated_at"
     };
 }
@@ -72,43 +76,32 @@ pub async fn by_wispro_id(conn: &mut PgConnection, id_wispro: &str) -> Result<Op
     .await?)
 }
 
-/// Users whose stored id number is exactly one of `forms` (the caller passes
-/// the bare, `V-` and `E-` forms of a normalised number), at most `limit`.
-pub async fn by_id_number_forms(
+/// Users whose identity number has one of `keys` (`id_number_key`: the letter
+/// and the digits without leading zeros, e.g. `V12345678` or `12345678`), at
+/// most `limit`, oldest first. Through the index on the key.
+pub async fn by_id_number_keys(
     conn: &mut PgConnection,
-    forms: &[String],
+    keys: &[String],
     limit: i64,
 ) -> Result<Vec<User>> {
     Ok(sqlx::query_as::<_, User>(concat!(
         "SELECT ",
         columns!(),
-        " FROM users WHERE id_number = ANY($1) ORDER BY id LIMIT $2"
+        " FROM users WHERE id_number_key = ANY($1) ORDER BY id LIMIT $2"
     ))
-    .bind(forms)
+    .bind(keys)
     .bind(limit)
     .fetch_all(conn)
     .await?)
 }
 
-/// Users whose stored id number ends with `digits` (the replaced system's
-/// `LIKE '%digits'`), at most `limit`: the caller applies it only when exactly
-/// one user comes back. Through the index on the reversed number.
-pub async fn by_id_number_suffix(
-    conn: &mut PgConnection,
-    digits: &str,
-    limit: i64,
-) -> Result<Vec<User>> {
-    let reversed: String = digits.chars().rev().collect();
-    let pattern = format!("{}%", escape_like(&reversed));
-    Ok(sqlx::query_as::<_, User>(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM users WHERE reverse(id_number) LIKE $1 ORDER BY id LIMIT $2"
-    ))
-    .bind(pattern)
-    .bind(limit)
-    .fetch_all(conn)
-    .await?)
+/// The key the database gives `raw` (what `users.id_number_key` holds for a
+/// user whose `id_number` is `raw`).
+pub async fn id_number_key(conn: &mut PgConnection, raw: &str) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar("SELECT identity_number_key($1)")
+        .bind(raw)
+        .fetch_one(conn)
+        .await?)
 }
 
 /// Creates the user of a Wispro customer with `password_hash`; a Wispro id
@@ -141,14 +134,18 @@ pub async fn insert(
 }
 
 /// Writes a customer's data onto user `id`, linking its Wispro id. The
-/// password is not a column of this statement. False when the user is gone.
+/// password is not a column of this statement, and a user's identity number
+/// is only written where it has none (or one that is no identity number): an
+/// update never changes a person's number. False when the user is gone.
 pub async fn update_from_customer(
     conn: &mut PgConnection,
     id: i64,
     data: &CustomerData<'_>,
 ) -> Result<bool> {
     let r = sqlx::query(
-        "UPDATE users SET name = $2, email = $3, id_number = COALESCE($4, id_number),
+        "UPDATE users SET name = $2, email = $3,
+                id_number = CASE WHEN id_number_key IS NULL THEN COALESCE($4, id_number)
+                                 ELSE id_number END,
                 id_wispro = $5, zone = $6, phone = $7, phone_mobile = $8, address = $9,
                 city = $10, state = $11, updated_at = now()
          WHERE id = $1",
@@ -170,18 +167,6 @@ pub async fn update_from_customer(
     Ok(r.rows_affected() == 1)
 }
 
-/// `text` with LIKE's wildcards and escape taken literally.
-fn escape_like(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,70 +184,101 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn users_are_found_by_wispro_id_by_any_id_form_and_by_suffix() {
+    async fn users_are_found_by_wispro_id_and_by_the_key_of_their_number_in_any_form() {
         let db = TestDb::new().await;
         let mut conn = db.pool.acquire().await.expect("conn");
-        let a = insert(
-            &mut conn,
-            &customer("uuid-a", Some("V-12345678")),
-            "$2y$10$a",
-        )
-        .await
-        .expect("insert");
-        insert(
-            &mut conn,
-            &customer("uuid-b", Some("912345678")),
-            "$2y$10$b",
-        )
-        .await
-        .expect("insert");
-        insert(&mut conn, &customer("uuid-c", Some("7_1%")), "$2y$10$c")
-            .await
-            .expect("insert");
+        let mut ids = Vec::new();
+        for (id_wispro, number) in [
+            ("uuid-a", "V-12.345.678"),
+            ("uuid-b", "012345678"),
+            ("uuid-c", "912345678"),
+            ("uuid-d", "N/A"),
+        ] {
+            let user = insert(&mut conn, &customer(id_wispro, Some(number)), "$2y$10$x")
+                .await
+                .expect("insert");
+            ids.push(user.id);
+        }
         assert_eq!(
             by_wispro_id(&mut conn, "uuid-a")
                 .await
                 .expect("q")
                 .map(|u| u.id),
-            Some(a.id)
+            Some(ids[0])
         );
-        let forms = ["12345678", "V-12345678", "E-12345678"].map(String::from);
-        let found = by_id_number_forms(&mut conn, &forms, 10).await.expect("q");
-        assert_eq!(found.iter().map(|u| u.id).collect::<Vec<_>>(), [a.id]);
-        // "12345678" ends both V-12345678 and 912345678: ambiguous, two come back.
-        assert_eq!(
-            by_id_number_suffix(&mut conn, "12345678", 2)
+        let found = async |conn: &mut PgConnection, keys: &[&str]| {
+            let keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+            by_id_number_keys(conn, &keys, 10)
                 .await
                 .expect("q")
-                .len(),
-            2
-        );
+                .iter()
+                .map(|u| u.id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(found(&mut conn, &["V12345678"]).await, [ids[0]]);
+        assert_eq!(found(&mut conn, &["12345678"]).await, [ids[1]]);
         assert_eq!(
-            by_id_number_suffix(&mut conn, "912345678", 2)
-                .await
-                .expect("q")
-                .len(),
-            1
+            found(&mut conn, &["12345678", "V12345678", "E12345678"]).await,
+            [ids[0], ids[1]]
         );
-        // Wildcards in the input are literal.
+        // Whole numbers only: the digits of one ending another is no match.
+        assert!(found(&mut conn, &["2345678"]).await.is_empty());
+        let garbage = get(&mut conn, ids[3]).await.expect("get").expect("row");
+        assert_eq!(garbage.id_number_key, None);
         assert_eq!(
-            by_id_number_suffix(&mut conn, "_1%", 2)
+            id_number_key(&mut conn, "v 012.345.678")
                 .await
-                .expect("q")
-                .len(),
-            1
-        );
-        // Unescaped, "%" would match all three.
-        assert_eq!(
-            by_id_number_suffix(&mut conn, "%", 10)
-                .await
-                .expect("q")
-                .len(),
-            1
+                .expect("key"),
+            Some("V12345678".to_owned())
         );
         let dup = insert(&mut conn, &customer("uuid-a", None), "x").await;
         assert!(matches!(dup, Err(StoreError::Duplicate { .. })), "{dup:?}");
         drop(conn);
+        db.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn the_migration_gives_rows_written_before_it_the_key_of_their_number() {
+        let db = TestDb::new().await;
+        // The database as it was before migration 7, with a legacy table.
+        sqlx::raw_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+            .execute(&db.pool)
+            .await
+            .expect("an empty schema");
+        let mut before = sqlx::migrate!("./migrations");
+        before.migrations = before
+            .migrations
+            .iter()
+            .filter(|m| m.version < 7)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        before.run(&db.pool).await.expect("migrations 1 to 6");
+        let legacy = [
+            ("V-12.345.678", Some("V12345678")),
+            ("012345678", Some("12345678")),
+            ("e 84.123.456", Some("E84123456")),
+            ("J-30.123.456-7", Some("J301234567")),
+            ("sin cedula", None),
+        ];
+        for (number, _) in legacy {
+            sqlx::query("INSERT INTO users (name, id_number, password) VALUES ('Legacy', $1, 'x')")
+                .bind(number)
+                .execute(&db.pool)
+                .await
+                .expect("a legacy row");
+        }
+        crate::migrate(&db.pool).await.expect("migration 7");
+        let keys: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT id_number, id_number_key FROM users ORDER BY id")
+                .fetch_all(&db.pool)
+                .await
+                .expect("keys");
+        let expected: Vec<(String, Option<String>)> = legacy
+            .iter()
+            .map(|(n, k)| ((*n).to_owned(), k.map(str::to_owned)))
+            .collect();
+        assert_eq!(keys, expected);
         db.cleanup().await;
     }
 
@@ -299,6 +315,32 @@ mod tests {
             Some("V-1"),
             "a missing number keeps the stored one"
         );
+        // A number is written where the user has none usable, never over one.
+        for (stored, sent, kept) in [
+            ("V-12.345.678", "V-12345679", "V-12.345.678"),
+            ("N/A", "V-12345679", "V-12345679"),
+        ] {
+            let u = insert(&mut conn, &customer("uuid-n", Some(stored)), "x")
+                .await
+                .expect("insert");
+            let newer = customer("uuid-n", Some(sent));
+            assert!(
+                update_from_customer(&mut conn, u.id, &newer)
+                    .await
+                    .expect("update")
+            );
+            let after = get(&mut conn, u.id).await.expect("get").expect("row");
+            assert_eq!(
+                after.id_number.as_deref(),
+                Some(kept),
+                "{stored} then {sent}"
+            );
+            sqlx::query("DELETE FROM users WHERE id = $1")
+                .bind(u.id)
+                .execute(&mut *conn)
+                .await
+                .expect("delete");
+        }
         assert!(
             !serde_json::to_string(&after)
                 .expect("json")

@@ -57,6 +57,9 @@ async fn bench() {
         bcrypt_cost: cost,
         hash_threads: cores.max(1).try_into().expect("nonzero"),
         progress_every: 10,
+        page_attempts: sync_worker::config::DEFAULT_PAGE_ATTEMPTS,
+        page_backoff: sync_worker::config::DEFAULT_PAGE_BACKOFF,
+        max_passes: sync_worker::config::DEFAULT_MAX_PASSES,
         reconcile: service::config::ReconcileConfig {
             interval: Duration::from_secs(30),
             after: Duration::from_secs(600),

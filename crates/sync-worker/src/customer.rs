@@ -1,11 +1,12 @@
-//! One customer, one transaction: find the user (by Wispro id, else by id
-//! number in any form, else by the replaced system's suffix match where it
-//! names exactly one user), then update it (never the password) or create it
-//! with password = bcrypt(id number digits), Laravel's `$2y$` format.
+//! One customer, one transaction: find the user (by Wispro id, else by the key
+//! of its identity number, see [`crate::idnumber`]; two users with the number
+//! are ambiguous and neither is touched), then update it (never the password,
+//! never a number it has) or create it with password = bcrypt(the number's
+//! digits), Laravel's `$2y$` format.
 
 use anyhow::{Context, anyhow};
 use store::PgPool;
-use store::users::{self, CustomerData, User};
+use store::users::{self, CustomerData};
 
 use crate::idnumber::{self, IdNumber};
 use crate::wispro::Client;
@@ -43,15 +44,14 @@ pub async fn sync(pool: &PgPool, client: &Client, bcrypt_cost: u32) -> anyhow::R
         .map(str::trim)
         .filter(|n| !n.is_empty());
     let parsed = idnumber::parse(raw_id);
-    let stored_id = match (&parsed, raw_id) {
-        (IdNumber::Digits(d), Some(raw)) => Some(idnumber::canonical(raw, d)),
+    let stored_id = match &parsed {
+        IdNumber::Usable(id) => Some(id.stored()),
         _ => None,
     };
     let data = CustomerData {
         name,
         email,
-        // Dotted or spaced numbers are stored plainly, so that a later customer
-        // with the same number (in any form) finds this user.
+        // Stored plainly (`V-12345678`); a user's own number is never replaced.
         id_number: stored_id.as_deref(),
         id_wispro: &client.id,
         zone: client.zone.as_deref(),
@@ -68,26 +68,40 @@ pub async fn sync(pool: &PgPool, client: &Client, bcrypt_cost: u32) -> anyhow::R
         tx.commit().await.context("committing")?;
         return Ok(Outcome::Updated);
     }
-    let digits = match parsed {
+    let id = match parsed {
         IdNumber::Missing => return Ok(Outcome::Skipped("no id number".into())),
-        IdNumber::Unusable => return Ok(Outcome::Skipped("an id number that is no cédula".into())),
-        IdNumber::Digits(d) => d,
+        IdNumber::Unusable => {
+            return Ok(Outcome::Skipped(
+                "an id number that is no identity number".into(),
+            ));
+        }
+        IdNumber::Usable(id) => id,
     };
-    // Two customers with the same number, handled at once, must not both
-    // create a user: the second waits for the first's commit and finds it.
+    // Two customers with one number, handled at once, must not both create a
+    // user: the second waits for the first's commit and finds it. By digits,
+    // so that `12345678` and `V-12345678` take the same lock.
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-        .bind(format!("wispro-sync:{digits}"))
+        .bind(format!("wispro-sync:{}", id.digits))
         .execute(&mut *tx)
         .await
         .context("locking the id number")?;
-    let found = match find(&mut tx, &digits).await? {
-        Found::One(user) => user,
-        Found::Ambiguous(why) => return Ok(Outcome::Skipped(why)),
-        Found::None => {
-            let hash = hash_password(digits.clone(), bcrypt_cost).await?;
+    let mut found = users::by_id_number_keys(&mut tx, &id.matching_keys(), SHOWN_AMBIGUOUS)
+        .await
+        .context("finding the user by id number")?;
+    let found = match found.len() {
+        0 => {
+            let hash = hash_password(id.digits.clone(), bcrypt_cost).await?;
             users::insert(&mut tx, &data, &hash).await?;
             tx.commit().await.context("committing")?;
             return Ok(Outcome::Created);
+        }
+        1 => found.pop().expect("one user"),
+        _ => {
+            let ids: Vec<String> = found.iter().map(|u| u.id.to_string()).collect();
+            return Ok(Outcome::Skipped(format!(
+                "ambiguous: users {} have this id number",
+                ids.join(", ")
+            )));
         }
     };
     if let Some(other) = found.id_wispro.as_deref()
@@ -103,27 +117,8 @@ pub async fn sync(pool: &PgPool, client: &Client, bcrypt_cost: u32) -> anyhow::R
     Ok(Outcome::Updated)
 }
 
-enum Found {
-    One(Box<User>),
-    None,
-    Ambiguous(String),
-}
-
-async fn find(conn: &mut store::PgConnection, digits: &str) -> anyhow::Result<Found> {
-    let exact = users::by_id_number_forms(conn, &idnumber::forms(digits), 2).await?;
-    match exact.len() {
-        0 => {}
-        1 => return Ok(Found::One(Box::new(exact.into_iter().next().expect("one")))),
-        _ => return Ok(Found::Ambiguous("several users have this id number".into())),
-    }
-    // The replaced system matched `LIKE '%digits'`; only where it names one user.
-    let suffix = users::by_id_number_suffix(conn, digits, 2).await?;
-    Ok(match suffix.len() {
-        0 => Found::None,
-        1 => Found::One(Box::new(suffix.into_iter().next().expect("one"))),
-        _ => Found::Ambiguous("the id number's suffix matches several users".into()),
-    })
-}
+/// Users named in an ambiguous skip, at most (the admin resolves them).
+const SHOWN_AMBIGUOUS: i64 = 5;
 
 /// bcrypt off the async threads: a cost-10 hash takes tens of milliseconds.
 async fn hash_password(password: String, cost: u32) -> anyhow::Result<String> {

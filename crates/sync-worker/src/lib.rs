@@ -25,6 +25,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 /// reconciles an active run left without a job (`wispro.reconcile`).
 pub async fn start(config: Config) -> anyhow::Result<Started> {
     let wispro = WisproClient::new(config.wispro.clone()).context("building the Wispro client")?;
+    let settings = handler::RunSettings::of(&config);
     let svc = WorkerService::connect(&config.base, &jobs::WISPRO_SYNC, config.worker).await?;
     let reconciler = reconcile::Reconciler::of(&svc, config.reconcile, reconcile::StalledRuns);
     let every = reconciler
@@ -32,13 +33,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         .context("WISPRO_SYNC_RECONCILE_INTERVAL")?;
     let handlers = svc
         .handlers()
-        .on(SyncHandler::new(
-            svc.pool().clone(),
-            wispro,
-            config.bcrypt_cost,
-            config.hash_threads.get(),
-            config.progress_every,
-        ))
+        .on(SyncHandler::new(svc.pool().clone(), wispro, settings))
         .on(reconciler);
     svc.repeat(every).start(handlers)
 }

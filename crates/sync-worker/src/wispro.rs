@@ -78,6 +78,10 @@ pub enum WisproError {
     Unreachable(String),
     #[error("wispro answered something that is no page of clients: {0}")]
     BadAnswer(String),
+    /// A page before the last came back with no clients: no answer to trust
+    /// (the run would end early and miss every customer after it).
+    #[error("wispro answered page {page} of {total_pages} with no clients")]
+    EmptyPage { page: u32, total_pages: u32 },
 }
 
 impl WisproError {
@@ -104,7 +108,8 @@ impl WisproClient {
         Ok(Self { http, config })
     }
 
-    /// Page `page` (1-based) of `per_page` clients.
+    /// Page `page` (1-based) of `per_page` clients. A page past the last
+    /// (Wispro has fewer now) comes back empty; one before it never does.
     pub async fn page(&self, page: u32, per_page: u32) -> Result<Page, WisproError> {
         let url = format!(
             "{}/api/v1/clients?page={page}&per_page={per_page}",
@@ -142,6 +147,14 @@ impl WisproClient {
             });
         }
         match (envelope.meta, envelope.data) {
+            (Some(meta), Some(clients))
+                if clients.is_empty() && page <= meta.pagination.total_pages =>
+            {
+                Err(WisproError::EmptyPage {
+                    page,
+                    total_pages: meta.pagination.total_pages,
+                })
+            }
             (Some(meta), Some(clients)) => Ok(Page {
                 pagination: meta.pagination,
                 clients,
@@ -176,5 +189,10 @@ mod tests {
             assert!(!api(s).is_permanent(), "{s}");
         }
         assert!(!WisproError::Timeout(Duration::from_secs(1)).is_permanent());
+        let empty = WisproError::EmptyPage {
+            page: 3,
+            total_pages: 5,
+        };
+        assert!(!empty.is_permanent(), "read again");
     }
 }

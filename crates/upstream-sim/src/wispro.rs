@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use service::Secret;
 
-pub use self::dataset::{Cedula, Client, Kind, MAX_CLIENTS, Nationality, dataset, kind_counts};
+pub use self::dataset::{
+    Cedula, Client, Kind, MAX_CLIENTS, Nationality, dataset, dotted, kind_counts, more_clients,
+};
 use crate::SimState;
 use crate::faults::{self, Faults, Roll, fault_setters, lock};
 
@@ -90,10 +92,43 @@ pub struct WisproKnobs {
     pub error_status: u16,
     /// Answer every request with this error (401, 402 licence expired, 404, 412, 500).
     pub force_status: Option<u16>,
-    /// Answer this page of the client list with `{"status": 500}`.
-    pub fail_page: Option<u32>,
-    /// How many more times `fail_page` fails; `null` means every time.
-    pub fail_page_remaining: Option<u32>,
+    /// Pages of the client list answered with `{"status": 500}`: page number
+    /// -> how many more times (`null`: every time).
+    pub fail_pages: PageFaults,
+    /// Pages of the client list answered with no clients but the usual
+    /// pagination (a page before `total_pages` that comes back empty): page
+    /// number -> how many more times (`null`: every time).
+    pub empty_pages: PageFaults,
+    /// Once page `after_page` has been served, `count` new clients are put at
+    /// the front of the list, shifting every page after them (once).
+    pub insert_front: Option<InsertFront>,
+}
+
+/// Page number -> how many more times a page fault applies (`None`: every time).
+pub type PageFaults = BTreeMap<u32, Option<u32>>;
+
+/// Clients added at the front of the list in the middle of a paged read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InsertFront {
+    /// The page whose answer comes just before the insertion.
+    pub after_page: u32,
+    /// How many clients (new numbers, `public_id`s after the largest).
+    pub count: usize,
+}
+
+/// Whether the fault of `faults` applies to `page` now, counting one use.
+fn take_page_fault(faults: &mut PageFaults, page: u32) -> bool {
+    match faults.get_mut(&page) {
+        None => false,
+        Some(None) => true,
+        Some(Some(n)) => {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                faults.remove(&page);
+            }
+            true
+        }
+    }
 }
 
 impl Default for WisproKnobs {
@@ -103,8 +138,9 @@ impl Default for WisproKnobs {
             error_mode: ErrorMode::InBody,
             error_status: 500,
             force_status: None,
-            fail_page: None,
-            fail_page_remaining: None,
+            fail_pages: PageFaults::new(),
+            empty_pages: PageFaults::new(),
+            insert_front: None,
         }
     }
 }
@@ -243,12 +279,40 @@ impl WisproControl {
         self.update_knobs(|k| k.error_mode = mode);
     }
 
+    /// Replaces the data set with `clients`, served in this order (a test's
+    /// own data, written apart from the generator).
+    pub fn set_clients(&self, clients: Vec<Client>) {
+        lock(&self.inner.data).clients = Arc::new(clients);
+    }
+
     /// Fails page `page` of the client list `times` times (`None`: every time).
     pub fn fail_page(&self, page: u32, times: Option<u32>) {
         self.update_knobs(|k| {
-            k.fail_page = Some(page);
-            k.fail_page_remaining = times;
+            k.fail_pages.insert(page, times);
         });
+    }
+
+    /// Answers page `page` with no clients `times` times (`None`: every time).
+    pub fn empty_page(&self, page: u32, times: Option<u32>) {
+        self.update_knobs(|k| {
+            k.empty_pages.insert(page, times);
+        });
+    }
+
+    /// Puts `count` new clients at the front of the list once page
+    /// `after_page` has been served.
+    pub fn insert_front_after(&self, after_page: u32, count: usize) {
+        self.update_knobs(|k| k.insert_front = Some(InsertFront { after_page, count }));
+    }
+
+    /// Puts `count` new clients (fresh numbers, the next `public_id`s) at the
+    /// front of the list.
+    fn insert_front(&self, count: usize) {
+        let mut data = lock(&self.inner.data);
+        let seed = data.seed ^ data.clients.len() as u64;
+        let mut clients = dataset::more_clients(&data.clients, count, seed);
+        clients.extend(data.clients.iter().cloned());
+        data.clients = Arc::new(clients);
     }
 
     /// Answers every request with `status` (`None` to stop).
@@ -420,22 +484,39 @@ async fn list_clients(
     *lock(&w.inner.counters.page_requests)
         .entry(page)
         .or_insert(0) += 1;
-    let fail = {
+    let (fail, empty, insert) = {
         let mut k = lock(&w.inner.knobs);
-        let fail = k.fail_page == Some(page) && k.fail_page_remaining != Some(0);
-        if fail && let Some(n) = k.fail_page_remaining.as_mut() {
-            *n -= 1;
-        }
-        fail
+        let fail = take_page_fault(&mut k.fail_pages, page);
+        let empty = !fail && take_page_fault(&mut k.empty_pages, page);
+        let insert = match k.insert_front {
+            Some(i) if !fail && i.after_page == page => k.insert_front.take(),
+            _ => None,
+        };
+        (fail, empty, insert)
     };
     if fail {
         tracing::debug!(page, "wispro page fails by a knob");
         return w.error(mode, 500);
     }
     let clients = w.clients();
+    // After this answer is built and before it is sent, so that the reader's
+    // next page already sees the shifted list.
+    if let Some(insert) = insert {
+        tracing::debug!(
+            page,
+            count = insert.count,
+            "wispro clients inserted at the front"
+        );
+        w.insert_front(insert.count);
+    }
     let total = clients.len();
     let start = (page as usize - 1).saturating_mul(per_page as usize);
-    let data: Vec<&Client> = clients.iter().skip(start).take(per_page as usize).collect();
+    let data: Vec<&Client> = if empty {
+        tracing::debug!(page, "wispro page comes back empty by a knob");
+        Vec::new()
+    } else {
+        clients.iter().skip(start).take(per_page as usize).collect()
+    };
     let c = &w.inner.counters;
     c.pages_served.fetch_add(1, Ordering::SeqCst);
     c.clients_served

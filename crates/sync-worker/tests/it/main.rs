@@ -3,4 +3,8 @@
 //! `upstream-sim` on port 0.
 
 mod binary;
+mod identity;
+mod pages;
+mod retry;
 mod sync;
+mod world;

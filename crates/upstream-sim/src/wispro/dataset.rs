@@ -265,14 +265,38 @@ const GARBAGE_IDS: &[&str] = &[
 /// order the API serves them (`public_id` ascending from 1001). From 100
 /// clients up every [`Kind`] appears at least once.
 pub fn dataset(size: usize, seed: u64) -> Vec<Client> {
+    generate(size, seed, 1001, HashSet::new())
+}
+
+/// `count` clients more for a data set that holds `existing`, generated as
+/// [`dataset`] does for `seed`: numbers none of `existing` has, `public_id`s
+/// after its largest. Duplicates copy ids among the new clients only.
+pub fn more_clients(existing: &[Client], count: usize, seed: u64) -> Vec<Client> {
+    let used = existing
+        .iter()
+        .filter_map(|c| c.cedula.map(|id| id.number))
+        .collect();
+    let first = existing
+        .iter()
+        .map(|c| c.public_id + 1)
+        .max()
+        .unwrap_or(1001);
+    generate(count, seed, first, used)
+}
+
+fn generate(
+    size: usize,
+    seed: u64,
+    first_public_id: i64,
+    mut used_numbers: HashSet<u32>,
+) -> Vec<Client> {
     let size = size.min(MAX_CLIENTS);
     let mut rng = SplitMix64::new(seed);
     let kinds = kinds(size, &mut rng);
     let mut clients: Vec<Client> = Vec::with_capacity(size);
-    let mut used_numbers: HashSet<u32> = HashSet::new();
     let mut duplicated: HashSet<usize> = HashSet::new();
     for (i, mut kind) in kinds.into_iter().enumerate() {
-        let public_id = 1001 + i as i64;
+        let public_id = first_public_id + i as i64;
         let original = (kind == Kind::DuplicateId)
             .then(|| duplicate_source(&clients, &duplicated, &mut rng))
             .flatten();
@@ -373,8 +397,8 @@ fn fresh_number(rng: &mut SplitMix64, used: &mut HashSet<u32>, nationality: Nati
     }
 }
 
-/// `12.345.678`
-fn dotted(n: u32) -> String {
+/// `12.345.678`: a number as people often write it.
+pub fn dotted(n: u32) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -623,6 +647,32 @@ mod tests {
                 assert_eq!(digits, cedula.number.to_string(), "{id:?}");
             }
         }
+    }
+
+    #[test]
+    fn more_clients_have_fresh_numbers_and_the_next_public_ids() {
+        let existing = dataset(500, 4);
+        let more = more_clients(&existing, 50, 9);
+        assert_eq!(more.len(), 50);
+        assert_eq!(
+            more.iter().map(|c| c.public_id).collect::<Vec<_>>(),
+            (1501..1551).collect::<Vec<_>>()
+        );
+        let old: HashSet<u32> = existing
+            .iter()
+            .filter_map(|c| c.cedula.map(|id| id.number))
+            .collect();
+        for c in more.iter().filter(|c| c.kind != Kind::DuplicateId) {
+            if let Some(id) = c.cedula {
+                assert!(!old.contains(&id.number), "{id} is not fresh");
+            }
+        }
+        let ids: HashSet<&str> = existing
+            .iter()
+            .chain(&more)
+            .map(|c| c.id.as_str())
+            .collect();
+        assert_eq!(ids.len(), 550, "every client has its own id");
     }
 
     #[test]

@@ -244,3 +244,48 @@ async fn a_failing_page_fails_as_often_as_told() {
     assert_eq!(page(&sim, "", Some(DEFAULT_TOKEN)).await.1["status"], 200);
     sim.stop().await;
 }
+
+#[tokio::test]
+async fn an_empty_page_keeps_its_pagination_as_often_as_told() {
+    let sim = start().await;
+    sim.wispro().empty_page(2, Some(1));
+    let query = "?page=2&per_page=100";
+    let (_, body) = page(&sim, query, Some(DEFAULT_TOKEN)).await;
+    assert_eq!(body["status"], 200);
+    assert_eq!(body["data"].as_array().map(Vec::len), Some(0));
+    assert_eq!(pagination(&body), (CLIENTS as u64, 3, 100, 2));
+    let (_, body) = page(&sim, query, Some(DEFAULT_TOKEN)).await;
+    assert_eq!(body["data"].as_array().map(Vec::len), Some(100));
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn clients_inserted_at_the_front_after_a_page_shift_the_pages_that_follow() {
+    let sim = start().await;
+    let before = sim.wispro().clients();
+    sim.wispro().insert_front_after(1, 30);
+    let (_, first) = page(&sim, "?page=1&per_page=100", Some(DEFAULT_TOKEN)).await;
+    assert_eq!(
+        pagination(&first).0,
+        CLIENTS as u64,
+        "page 1 answers before the insertion"
+    );
+    assert_eq!(first["data"][0]["id"].as_str(), Some(before[0].id.as_str()));
+    let (_, second) = page(&sim, "?page=2&per_page=100", Some(DEFAULT_TOKEN)).await;
+    assert_eq!(pagination(&second).0, CLIENTS as u64 + 30);
+    // Page 2 now starts 30 clients earlier in the old order: 70 to 169.
+    assert_eq!(
+        second["data"][0]["id"].as_str(),
+        Some(before[70].id.as_str())
+    );
+    let after = sim.wispro().clients();
+    assert_eq!(after.len(), CLIENTS + 30);
+    assert_eq!(after[30].id, before[0].id);
+    let largest = before.iter().map(|c| c.public_id).max().expect("clients");
+    assert!(after[..30].iter().all(|c| c.public_id > largest));
+    // Once: page 1 again inserts nothing more.
+    page(&sim, "?page=1&per_page=100", Some(DEFAULT_TOKEN)).await;
+    assert_eq!(sim.wispro().clients().len(), CLIENTS + 30);
+    assert_eq!(sim.wispro().knobs().insert_front, None);
+    sim.stop().await;
+}

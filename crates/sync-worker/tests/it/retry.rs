@@ -1,0 +1,93 @@
+//! A sync run dead-lettered and retried by an operator (`Admin::retry_dead`,
+//! as the admin API and `queuectl retry` do; one or all): the run goes back
+//! to `running`, keeps its earlier error, resumes after its last finished page
+//! and completes.
+
+use std::time::Duration;
+
+use queue_core::testing::eventually;
+use store::sync_runs::SyncStatus;
+use upstream_sim::wispro::DEFAULT_TOKEN;
+
+use crate::world::World;
+
+async fn a_dead_lettered_run_runs_again_when_retried(all: bool) {
+    let world = World::new().await;
+    let wispro = world.sim.wispro();
+    wispro.fail_page(3, None);
+    let mut config = world.config(DEFAULT_TOKEN);
+    config.worker.max_attempts = 1;
+    let worker = world.spawn(config).await;
+    let id = world.start_run().await;
+    let failed = world.run_until_done(id).await;
+    assert_eq!(failed.status, SyncStatus::Failed);
+    assert_eq!(failed.pages_done, 2);
+    let earlier = failed.failure.expect("a reason");
+    let dead = eventually("the run's job is a dead letter", async || {
+        let page = world
+            .redis
+            .admin
+            .dead_letters(&world.queue, None, 10)
+            .await
+            .ok()?;
+        page.items.into_iter().next()
+    })
+    .await;
+
+    // Wispro is fixed; slower, so that the reopened run is seen running.
+    wispro.update_knobs(|k| k.fail_pages.clear());
+    wispro.set_latency(Duration::from_millis(200));
+    if all {
+        let retried = world
+            .redis
+            .admin
+            .retry_all_dead(&world.queue)
+            .await
+            .expect("retry all");
+        assert_eq!(retried, 1);
+    } else {
+        world
+            .redis
+            .admin
+            .retry_dead(&world.queue, &dead.id)
+            .await
+            .expect("retry");
+    }
+    eventually("the run is running again", async || {
+        let run = world.run(id).await;
+        (run.status == SyncStatus::Running).then_some(())
+    })
+    .await;
+    let run = eventually("the run completed", async || {
+        let run = world.run(id).await;
+        (run.status != SyncStatus::Running).then_some(run)
+    })
+    .await;
+    assert_eq!(run.status, SyncStatus::Completed, "{:?}", run.failure);
+    assert_eq!(run.pages_done, 5);
+    assert_eq!(run.failure, None);
+    assert!(
+        run.error_samples.0.iter().any(|s| s.contains(&earlier)),
+        "the earlier failure is kept: {:#?}",
+        run.error_samples.0
+    );
+    world.assert_every_customer_has_its_user().await;
+    let requests = wispro.stats().page_requests;
+    assert_eq!(
+        (requests[&1], requests[&2]),
+        (1, 1),
+        "resumed after its last page, not restarted"
+    );
+    worker.stop().await;
+    world.finish().await;
+}
+
+#[tokio::test]
+async fn a_dead_lettered_run_retried_by_an_operator_resumes_after_its_last_page_and_completes() {
+    a_dead_lettered_run_runs_again_when_retried(false).await;
+}
+
+#[tokio::test]
+async fn retrying_every_dead_letter_resumes_a_dead_lettered_run_too() {
+    a_dead_lettered_run_runs_again_when_retried(true).await;
+}
