@@ -519,3 +519,192 @@ async fn a_client_that_hangs_up_midway_through_an_upload_leaves_no_file_and_no_p
     assert_eq!(count, 0);
     app.cleanup().await;
 }
+
+/// The temporary files (`.NAME.<hex>.tmp`) under `dir` of the storage, with their sizes.
+fn temp_files_in(app: &TestApp, dir: &str) -> Vec<(String, u64)> {
+    std::fs::read_dir(app.storage.path().join(dir))
+        .map(|entries| {
+            entries
+                .map(|e| e.expect("entry"))
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let len = e.metadata().ok()?.len();
+                    (name.starts_with('.') && name.ends_with(".tmp")).then_some((name, len))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Sends the head of a multipart upload of one `size`-byte PNG and the first
+/// `sent` bytes of its body, and keeps the connection open (the upload stalls
+/// there until the stream is dropped).
+async fn stalled_upload(app: &TestApp, size: usize, sent: usize) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.resize(size, 0);
+    let (content_type, body) = multipart(&[("files", "big.png", &png)]);
+    let mut stream = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /api/photos HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {USER_TOKEN}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        app.addr,
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("head");
+    stream
+        .write_all(&body[..sent])
+        .await
+        .expect("part of the body");
+    stream.flush().await.expect("flush");
+    stream
+}
+
+#[tokio::test]
+async fn an_uploaded_file_streams_into_a_temporary_file_that_a_broken_upload_leaves_behind_nowhere()
+{
+    let app = TestApp::spawn().await;
+    // Half a megabyte of a 2 MB photo: on disk as it arrives, not in memory.
+    let stream = stalled_upload(&app, 2_000_000, 500_000).await;
+    eventually(
+        "the part's bytes reach a temporary file in storage",
+        async || {
+            temp_files_in(&app, "photos")
+                .iter()
+                .any(|(_, len)| *len >= 400_000)
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(
+        files_in(&app, "photos").is_empty(),
+        "not stored until whole"
+    );
+    drop(stream);
+    eventually(
+        "the temporary file of the broken upload is removed",
+        async || temp_files_in(&app, "photos").is_empty().then_some(()),
+    )
+    .await;
+    assert!(files_in(&app, "photos").is_empty());
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM photos")
+        .fetch_one(&app.db().pool)
+        .await
+        .expect("count");
+    assert_eq!(count, 0);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_upload_beyond_photo_max_concurrent_uploads_is_503_busy_with_retry_after() {
+    let app = TestApp::spawn_with(|c| {
+        c.photos.max_concurrent_uploads = 1.try_into().expect("nonzero");
+    })
+    .await;
+    let stream = stalled_upload(&app, 2_000_000, 300_000).await;
+    eventually("the first upload is under way", async || {
+        (!temp_files_in(&app, "photos").is_empty()).then_some(())
+    })
+    .await;
+    let good = bib_photo_png(&["1234"]);
+    let res = upload(&app, &[("files", "second.png", &good)]).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let retry_after = res.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse::<u64>()
+        .expect("seconds");
+    assert!(retry_after >= 1, "{retry_after}");
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["error"], "busy", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("PHOTO_MAX_CONCURRENT_UPLOADS")),
+        "{body}"
+    );
+    drop(stream);
+    eventually(
+        "an upload is taken again once the first one ended",
+        async || {
+            let res = upload(&app, &[("files", "third.png", &good)]).await;
+            (res.status() == StatusCode::ACCEPTED).then_some(())
+        },
+    )
+    .await;
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn urls_in_json_are_bounded_by_the_body_limit_and_read_only_to_one_url_too_many() {
+    let app = TestApp::spawn_with(|c| {
+        c.photos.max_files = 2.try_into().expect("nonzero");
+        c.photos.fetch_allowed_hosts = "photos.example.com".parse().expect("hosts");
+    })
+    .await;
+    // Over API_BODY_LIMIT_BYTES (16 KiB in the tests), far under PHOTO_MAX_REQUEST_BYTES.
+    let many = format!("{{\"urls\": [{}\"\"]}}", "\"\",".repeat(10_000));
+    assert!(many.len() > app.config.body_limit_bytes.get());
+    let res = app
+        .client
+        .post(app.url("/api/photos"))
+        .bearer_auth(USER_TOKEN)
+        .header("content-type", "application/json")
+        .body(many)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["error"], "payload_too_large", "{body}");
+
+    // Reading stops at the third URL: what follows it is never parsed.
+    let res = app
+        .client
+        .post(app.url("/api/photos"))
+        .bearer_auth(USER_TOKEN)
+        .header("content-type", "application/json")
+        .body(r#"{"urls": ["https://photos.example.com/1", "https://photos.example.com/2", "https://photos.example.com/3", not json at all"#)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["field"], "urls", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("PHOTO_MAX_FILES")),
+        "{body}"
+    );
+
+    // Two are taken; an unknown field and a missing `urls` still name themselves.
+    let res = post_urls(
+        &app,
+        json!([
+            "https://photos.example.com/1",
+            "https://photos.example.com/2"
+        ]),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    for (sent, field) in [
+        (json!({"urls": [], "more": 1}), "more"),
+        (json!({}), "urls"),
+        (json!({"urls": [1]}), "urls[0]"),
+    ] {
+        let res = app
+            .client
+            .post(app.url("/api/photos"))
+            .bearer_auth(USER_TOKEN)
+            .json(&sent)
+            .send()
+            .await
+            .expect("request");
+        assert!(res.status().is_client_error(), "{sent}");
+        let body: Value = res.json().await.expect("json");
+        assert_eq!(body["field"], field, "{sent}: {body}");
+    }
+    app.cleanup().await;
+}
