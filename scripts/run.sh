@@ -98,8 +98,9 @@ pids+=($!)
 log "starting qr-worker (health $qr_health, logs .run/qr-worker.log)"
 HEALTH_ADDR="$qr_health" "$bin/qr-worker" >.run/qr-worker.log 2>&1 &
 pids+=($!)
-log "starting api-gateway on $api (logs .run/api-gateway.log)"
-"$bin/api-gateway" >.run/api-gateway.log 2>&1 &
+gateway_health="${GATEWAY_HEALTH_ADDR:-127.0.0.1:9100}"
+log "starting api-gateway on $api (health $gateway_health, logs .run/api-gateway.log)"
+HEALTH_ADDR="$gateway_health" "$bin/api-gateway" >.run/api-gateway.log 2>&1 &
 pids+=($!)
 
 wait_ready() {
@@ -111,7 +112,7 @@ wait_ready() {
   tail -n 20 "$log" >&2
   die "$name is not ready at $url"
 }
-wait_ready "$api/readyz" api-gateway .run/api-gateway.log
+wait_ready "http://$gateway_health/readyz" api-gateway .run/api-gateway.log
 wait_ready "http://$qr_health/readyz" qr-worker .run/qr-worker.log
 wait_ready "http://$context_health/readyz" context-worker .run/context-worker.log
 wait_ready "http://$sync_health/readyz" sync-worker .run/sync-worker.log

@@ -418,9 +418,11 @@ async fn read_files(
         (status = 202, description = "Stored `pending` and enqueued (also when the queue is down: the reconciler enqueues them later). Follow the batch at the `Location`", body = PhotosAccepted,
             headers(("Location" = String, description = "/api/photo-batches/{batch_id}"))),
         (status = 400, description = "The body is not the JSON or multipart expected", body = ErrorBody),
-        (status = 413, description = "A file is over PHOTO_MAX_FILE_BYTES or the upload over PHOTO_MAX_REQUEST_BYTES (`payload_too_large`); the message names the limit", body = ErrorBody),
+        (status = 413, description = "A file is over PHOTO_MAX_FILE_BYTES or the upload over PHOTO_MAX_REQUEST_BYTES, or the JSON form over API_BODY_LIMIT_BYTES (`payload_too_large`); the message names the limit", body = ErrorBody),
         (status = 415, description = "A file is not a JPEG or PNG, or the body is neither multipart nor JSON (`unsupported_media_type`)", body = ErrorBody),
         (status = 422, description = "A rule is broken: no photo, too many (PHOTO_MAX_FILES), an unknown part, a URL refused; `field` names it (`files`, `urls[2]`)", body = ErrorBody),
+        (status = 503, description = "`busy`: PHOTO_MAX_CONCURRENT_UPLOADS uploads are being read already; nothing was read or stored, try again after `Retry-After` seconds. Or `timeout`: the request outlasted API_REQUEST_TIMEOUT", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before trying again (with `busy`)"))),
     ),
     security(("bearer" = []))
 )]

@@ -3,7 +3,7 @@
 
 use reqwest::StatusCode;
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, USER_TOKEN};
 
 #[tokio::test]
 async fn the_api_port_serves_neither_metrics_nor_readiness_details() {
@@ -23,19 +23,9 @@ async fn the_api_port_serves_neither_metrics_nor_readiness_details() {
 async fn the_health_port_serves_liveness_readiness_with_the_enqueue_breaker_and_metrics_without_a_token()
  {
     let app = TestApp::spawn().await;
-    let live = app
-        .client
-        .get(app.health_url("/healthz"))
-        .send()
-        .await
-        .expect("request");
+    let live = app.health_get("/healthz").await;
     assert_eq!(live.status(), StatusCode::OK);
-    let ready = app
-        .client
-        .get(app.health_url("/readyz"))
-        .send()
-        .await
-        .expect("request");
+    let ready = app.health_get("/readyz").await;
     assert_eq!(ready.status(), StatusCode::OK);
     let body: serde_json::Value = ready.json().await.expect("json");
     assert_eq!(
@@ -43,13 +33,20 @@ async fn the_health_port_serves_liveness_readiness_with_the_enqueue_breaker_and_
         serde_json::json!({"redis": "ok", "postgres": "ok", "enqueue": "ok"}),
         "{body}"
     );
-    let metrics = app
-        .client
-        .get(app.health_url("/metrics"))
-        .send()
-        .await
-        .expect("request");
+    let registered = app
+        .post_person(
+            Some(USER_TOKEN),
+            serde_json::json!({"document": "V-1000", "first_name": "Ana", "last_name": "Rey"}),
+        )
+        .await;
+    assert_eq!(registered.status(), StatusCode::CREATED);
+    let metrics = app.health_get("/metrics").await;
     assert_eq!(metrics.status(), StatusCode::OK);
+    let metrics = metrics.text().await.expect("text");
+    assert!(
+        metrics.contains(r#"api_enqueue_total{queue="qr",outcome="ok"} 1"#),
+        "{metrics}"
+    );
     // The API port keeps a bare liveness answer for load balancers that probe it.
     let live = app
         .client

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use api_gateway::{Config, QrFormat, Secret, SecretUrl};
 use queue_core::CancellationToken;
-use queue_core::testing::{PATIENCE, TestRedis, redis_url};
+use queue_core::testing::{PATIENCE, TestRedis, eventually_within, redis_url};
 use service::testing::Running;
 use store::testing::TestDb;
 
@@ -126,9 +126,27 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
-    /// A path on the health port.
-    pub fn health_url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.health_addr)
+    /// GET a path of the health port, without a token.
+    pub async fn health_get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("http://{}{path}", self.health_addr))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Waits until the person's QR code is `ready`.
+    pub async fn until_ready(&self, id: i64, within: Duration) {
+        eventually_within(&format!("person {id} is ready"), within, async || {
+            let p: serde_json::Value = self
+                .get(USER_TOKEN, &format!("/api/persons/{id}"))
+                .await
+                .json()
+                .await
+                .ok()?;
+            (p["qr_status"] == "ready").then_some(())
+        })
+        .await;
     }
 
     pub fn file(&self, qr_path: &str) -> PathBuf {

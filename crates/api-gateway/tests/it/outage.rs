@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use queue_core::BrokerConfig;
-use queue_core::testing::{PrivateRedis, TestRedis, eventually, eventually_within};
+use queue_core::testing::{PrivateRedis, TestRedis, eventually};
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, USER_TOKEN};
@@ -58,12 +58,7 @@ async fn with_redis_stopped_registrations_answer_at_once_and_every_row_becomes_r
     );
 
     // The breaker opened: /readyz on the health port says so, with why.
-    let ready = app
-        .client
-        .get(app.health_url("/readyz"))
-        .send()
-        .await
-        .expect("request");
+    let ready = app.health_get("/readyz").await;
     assert_eq!(ready.status(), 503, "Redis is down");
     let ready: Value = ready.json().await.expect("json");
     let enqueue = ready["checks"]["enqueue"].as_str().unwrap_or_default();
@@ -75,20 +70,7 @@ async fn with_redis_stopped_registrations_answer_at_once_and_every_row_becomes_r
 
     redis.restart().await;
     for id in ids {
-        eventually_within(
-            &format!("person {id} is ready"),
-            Duration::from_secs(30),
-            async || {
-                let p: Value = app
-                    .get(USER_TOKEN, &format!("/api/persons/{id}"))
-                    .await
-                    .json()
-                    .await
-                    .ok()?;
-                (p["qr_status"] == "ready").then_some(())
-            },
-        )
-        .await;
+        app.until_ready(id, Duration::from_secs(30)).await;
     }
     app.cleanup().await;
     redis.kill().await;

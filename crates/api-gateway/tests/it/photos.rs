@@ -75,6 +75,13 @@ async fn start_photo_worker(
     photo_worker::testing::spawn(config).await
 }
 
+async fn photo_count(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM photos")
+        .fetch_one(&app.db().pool)
+        .await
+        .expect("count")
+}
+
 fn ids_of(accepted: &Value) -> Vec<i64> {
     accepted["ids"]
         .as_array()
@@ -314,11 +321,7 @@ async fn uploads_over_the_file_or_request_limit_are_413_naming_the_limit_and_lea
         files_in(&app, "photos").is_empty(),
         "the files of a refused upload are removed"
     );
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM photos")
-        .fetch_one(&app.db().pool)
-        .await
-        .expect("count");
-    assert_eq!(count, 0);
+    assert_eq!(photo_count(&app).await, 0);
     app.cleanup().await;
 }
 
@@ -408,11 +411,7 @@ async fn urls_to_hosts_not_allowed_or_to_inside_addresses_are_refused_up_front_w
         let body: Value = res.json().await.expect("json");
         assert_eq!(body["field"], "urls[1]", "{url}: {body}");
     }
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM photos")
-        .fetch_one(&app.db().pool)
-        .await
-        .expect("count");
-    assert_eq!(count, 0);
+    assert_eq!(photo_count(&app).await, 0);
     app.cleanup().await;
 }
 
@@ -484,24 +483,11 @@ async fn search_needs_a_bib_of_digits_and_unknown_ids_are_404() {
 
 #[tokio::test]
 async fn a_client_that_hangs_up_midway_through_an_upload_leaves_no_file_and_no_photo() {
-    use tokio::io::AsyncWriteExt;
-
     let app = TestApp::spawn().await;
     let whole = bib_photo_png(&["1234"]);
     let (content_type, body) = multipart(&[("files", "a.png", &whole), ("files", "b.png", &whole)]);
     // The first file whole, the second cut short, then the connection closes.
-    let sent = &body[..body.len() - whole.len() / 2];
-    let mut stream = tokio::net::TcpStream::connect(app.addr)
-        .await
-        .expect("connect");
-    let head = format!(
-        "POST /api/photos HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {USER_TOKEN}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-        app.addr,
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.expect("head");
-    stream.write_all(sent).await.expect("part of the body");
-    stream.flush().await.expect("flush");
+    let stream = partial_upload(&app, &content_type, &body, body.len() - whole.len() / 2).await;
     // The first file reaches storage before the request is cut off.
     eventually("the first file is stored", async || {
         (!files_in(&app, "photos").is_empty()).then_some(())
@@ -512,11 +498,7 @@ async fn a_client_that_hangs_up_midway_through_an_upload_leaves_no_file_and_no_p
         files_in(&app, "photos").is_empty().then_some(())
     })
     .await;
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM photos")
-        .fetch_one(&app.db().pool)
-        .await
-        .expect("count");
-    assert_eq!(count, 0);
+    assert_eq!(photo_count(&app).await, 0);
     app.cleanup().await;
 }
 
@@ -540,10 +522,21 @@ fn temp_files_in(app: &TestApp, dir: &str) -> Vec<(String, u64)> {
 /// `sent` bytes of its body, and keeps the connection open (the upload stalls
 /// there until the stream is dropped).
 async fn stalled_upload(app: &TestApp, size: usize, sent: usize) -> tokio::net::TcpStream {
-    use tokio::io::AsyncWriteExt;
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
     png.resize(size, 0);
     let (content_type, body) = multipart(&[("files", "big.png", &png)]);
+    partial_upload(app, &content_type, &body, sent).await
+}
+
+/// Sends the head of an upload of `body` and its first `sent` bytes, and keeps
+/// the connection open (until the stream is dropped).
+async fn partial_upload(
+    app: &TestApp,
+    content_type: &str,
+    body: &[u8],
+    sent: usize,
+) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
     let mut stream = tokio::net::TcpStream::connect(app.addr)
         .await
         .expect("connect");
@@ -588,11 +581,7 @@ async fn an_uploaded_file_streams_into_a_temporary_file_that_a_broken_upload_lea
     )
     .await;
     assert!(files_in(&app, "photos").is_empty());
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM photos")
-        .fetch_one(&app.db().pool)
-        .await
-        .expect("count");
-    assert_eq!(count, 0);
+    assert_eq!(photo_count(&app).await, 0);
     app.cleanup().await;
 }
 
