@@ -42,13 +42,27 @@ async fn upload(app: &TestApp, parts: &[(&str, &str, &[u8])]) -> reqwest::Respon
 }
 
 async fn post_urls(app: &TestApp, urls: Value) -> reqwest::Response {
+    post_json(app, json!({ "urls": urls }).to_string()).await
+}
+
+/// POSTs `body` to `/api/photos` as JSON, exactly as written.
+async fn post_json(app: &TestApp, body: impl Into<reqwest::Body>) -> reqwest::Response {
     app.client
         .post(app.url("/api/photos"))
         .bearer_auth(USER_TOKEN)
-        .json(&json!({ "urls": urls }))
+        .header("content-type", "application/json")
+        .body(body)
         .send()
         .await
         .expect("request")
+}
+
+/// Asserts that an error body's message names `needle` (a limit, a file).
+fn assert_message_names(body: &Value, needle: &str) {
+    assert!(
+        body["message"].as_str().is_some_and(|m| m.contains(needle)),
+        "{needle}: {body}"
+    );
 }
 
 async fn json_of(app: &TestApp, path: &str) -> Value {
@@ -607,12 +621,7 @@ async fn an_upload_beyond_photo_max_concurrent_uploads_is_503_busy_with_retry_af
     assert!(retry_after >= 1, "{retry_after}");
     let body: Value = res.json().await.expect("json");
     assert_eq!(body["error"], "busy", "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("PHOTO_MAX_CONCURRENT_UPLOADS")),
-        "{body}"
-    );
+    assert_message_names(&body, "PHOTO_MAX_CONCURRENT_UPLOADS");
     drop(stream);
     eventually(
         "an upload is taken again once the first one ended",
@@ -635,38 +644,17 @@ async fn urls_in_json_are_bounded_by_the_body_limit_and_read_only_to_one_url_too
     // Over API_BODY_LIMIT_BYTES (16 KiB in the tests), far under PHOTO_MAX_REQUEST_BYTES.
     let many = format!("{{\"urls\": [{}\"\"]}}", "\"\",".repeat(10_000));
     assert!(many.len() > app.config.body_limit_bytes.get());
-    let res = app
-        .client
-        .post(app.url("/api/photos"))
-        .bearer_auth(USER_TOKEN)
-        .header("content-type", "application/json")
-        .body(many)
-        .send()
-        .await
-        .expect("request");
+    let res = post_json(&app, many).await;
     assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let body: Value = res.json().await.expect("json");
     assert_eq!(body["error"], "payload_too_large", "{body}");
 
     // Reading stops at the third URL: what follows it is never parsed.
-    let res = app
-        .client
-        .post(app.url("/api/photos"))
-        .bearer_auth(USER_TOKEN)
-        .header("content-type", "application/json")
-        .body(r#"{"urls": ["https://photos.example.com/1", "https://photos.example.com/2", "https://photos.example.com/3", not json at all"#)
-        .send()
-        .await
-        .expect("request");
+    let res = post_json(&app, r#"{"urls": ["https://photos.example.com/1", "https://photos.example.com/2", "https://photos.example.com/3", not json at all"#).await;
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let body: Value = res.json().await.expect("json");
     assert_eq!(body["field"], "urls", "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("PHOTO_MAX_FILES")),
-        "{body}"
-    );
+    assert_message_names(&body, "PHOTO_MAX_FILES");
 
     // Two are taken; an unknown field and a missing `urls` still name themselves.
     let res = post_urls(
@@ -683,14 +671,7 @@ async fn urls_in_json_are_bounded_by_the_body_limit_and_read_only_to_one_url_too
         (json!({}), "urls"),
         (json!({"urls": [1]}), "urls[0]"),
     ] {
-        let res = app
-            .client
-            .post(app.url("/api/photos"))
-            .bearer_auth(USER_TOKEN)
-            .json(&sent)
-            .send()
-            .await
-            .expect("request");
+        let res = post_json(&app, sent.to_string()).await;
         assert!(res.status().is_client_error(), "{sent}");
         let body: Value = res.json().await.expect("json");
         assert_eq!(body["field"], field, "{sent}: {body}");
