@@ -56,14 +56,15 @@ trap cleanup EXIT INT TERM
 
 psql "$DATABASE_URL" -qc "CREATE DATABASE $db" >/dev/null
 export RSQ_PREFIX="$prefix" STORAGE_DIR="$work/storage" DATABASE_URL="$db_url"
-API_ADDR="127.0.0.1:$api_port" API_ADMIN_TOKEN="$admin_token" API_USER_TOKEN="$user_token" \
+gateway_health_port=$(free_port)
+API_ADDR="127.0.0.1:$api_port" HEALTH_ADDR="127.0.0.1:$gateway_health_port" API_ADMIN_TOKEN="$admin_token" API_USER_TOKEN="$user_token" \
   "$bin/api-gateway" >"$work/gateway.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do
-  curl -fs "http://127.0.0.1:$api_port/readyz" >/dev/null 2>&1 && break
+  curl -fs "http://127.0.0.1:$gateway_health_port/readyz" >/dev/null 2>&1 && break
   sleep 0.1
 done
-curl -fs "http://127.0.0.1:$api_port/readyz" >/dev/null || { cat "$work/gateway.log" >&2; die "api-gateway did not become ready"; }
+curl -fs "http://127.0.0.1:$gateway_health_port/readyz" >/dev/null || { cat "$work/gateway.log" >&2; die "api-gateway did not become ready"; }
 
 cat >"$work/post.lua" <<'LUA'
 -- Each request registers a new person: a unique document per thread and request.

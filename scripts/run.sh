@@ -8,6 +8,7 @@
 # numbers, then prints a working curl for each flow. Runs until Ctrl-C; `--once`
 # stops after the demo.
 #   API_ADDR         gateway address (default 127.0.0.1:8080)
+#   GATEWAY_HEALTH_ADDR  the gateway's /healthz, /readyz, /metrics (default 127.0.0.1:9100)
 #   API_ADMIN_TOKEN  admin bearer token (generated and printed when unset)
 #   API_USER_TOKEN   user bearer token (generated and printed when unset)
 #   LLM_URL          the LLM the context-worker calls (default: the simulator)
@@ -27,7 +28,7 @@ once=
 for arg in "$@"; do
   case "$arg" in
     --once) once=1 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) die "unknown option $arg (use --once or --help)" ;;
   esac
 done
@@ -45,6 +46,7 @@ random_token() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 export API_ADMIN_TOKEN="${API_ADMIN_TOKEN:-admin-$(random_token)}"
 export API_USER_TOKEN="${API_USER_TOKEN:-user-$(random_token)}"
 api="http://$API_ADDR"
+gateway_health="${GATEWAY_HEALTH_ADDR:-127.0.0.1:9100}"
 qr_health="${QR_HEALTH_ADDR:-127.0.0.1:9101}"
 context_health="${CONTEXT_HEALTH_ADDR:-127.0.0.1:9102}"
 sim_addr="${SIM_ADDR:-127.0.0.1:9200}"
@@ -61,9 +63,9 @@ export LLM_URL="${LLM_URL:-http://$sim_addr}"
 export WISPRO_URL="${WISPRO_URL:-http://$sim_addr}"
 export WISPRO_TOKEN="${WISPRO_TOKEN:-wispro-sim-token}"
 
-for addr in "$API_ADDR" "$qr_health" "$context_health" "$sync_health" "$payment_health" "$photo_health" "$sim_addr"; do
+for addr in "$API_ADDR" "$gateway_health" "$qr_health" "$context_health" "$sync_health" "$payment_health" "$photo_health" "$sim_addr"; do
   if tcp_open "${addr%:*}" "${addr##*:}"; then
-    die "$addr is already in use (another scripts/run.sh?); stop it or set API_ADDR / QR_HEALTH_ADDR / CONTEXT_HEALTH_ADDR / SYNC_HEALTH_ADDR / PAYMENT_HEALTH_ADDR / PHOTO_HEALTH_ADDR / SIM_ADDR"
+    die "$addr is already in use (another scripts/run.sh?); stop it or set API_ADDR / GATEWAY_HEALTH_ADDR / QR_HEALTH_ADDR / CONTEXT_HEALTH_ADDR / SYNC_HEALTH_ADDR / PAYMENT_HEALTH_ADDR / PHOTO_HEALTH_ADDR / SIM_ADDR"
   fi
 done
 
@@ -107,8 +109,8 @@ pids+=($!)
 log "starting qr-worker (health $qr_health, logs .run/qr-worker.log)"
 HEALTH_ADDR="$qr_health" "$bin/qr-worker" >.run/qr-worker.log 2>&1 &
 pids+=($!)
-log "starting api-gateway on $api (logs .run/api-gateway.log)"
-"$bin/api-gateway" >.run/api-gateway.log 2>&1 &
+log "starting api-gateway on $api (health $gateway_health, logs .run/api-gateway.log)"
+HEALTH_ADDR="$gateway_health" "$bin/api-gateway" >.run/api-gateway.log 2>&1 &
 pids+=($!)
 
 wait_ready() {
@@ -120,7 +122,7 @@ wait_ready() {
   tail -n 20 "$log" >&2
   die "$name is not ready at $url"
 }
-wait_ready "$api/readyz" api-gateway .run/api-gateway.log
+wait_ready "http://$gateway_health/readyz" api-gateway .run/api-gateway.log
 wait_ready "http://$qr_health/readyz" qr-worker .run/qr-worker.log
 wait_ready "http://$context_health/readyz" context-worker .run/context-worker.log
 wait_ready "http://$sync_health/readyz" sync-worker .run/sync-worker.log

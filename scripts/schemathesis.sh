@@ -95,6 +95,7 @@ wait_for_tcp 127.0.0.1 "$sim_port" upstream-sim
 
 log "starting api-gateway on $api (database $db, prefix $prefix)"
 API_ADDR="127.0.0.1:$port" \
+  HEALTH_ADDR=127.0.0.1:0 \
   API_ADMIN_TOKEN="$admin_token" \
   API_USER_TOKEN="user-$(random_hex 16)" \
   DATABASE_URL="$run_db_url" \

@@ -62,6 +62,67 @@ pub const DEFAULT_PHOTO_MAX_FILE_BYTES: usize = 25 * 1024 * 1024;
 pub const DEFAULT_PHOTO_MAX_REQUEST_BYTES: usize = 200 * 1024 * 1024;
 /// `PHOTO_MAX_FILES` default: photos (files or URLs) per request.
 pub const DEFAULT_PHOTO_MAX_FILES: usize = 100;
+/// `PHOTO_MAX_CONCURRENT_UPLOADS` default: multipart uploads read at once.
+pub const DEFAULT_PHOTO_MAX_CONCURRENT_UPLOADS: usize = 8;
+
+/// `HEALTH_ADDR` default port: `/healthz`, `/readyz` and `/metrics` of the
+/// gateway (the workers use 9101 to 9105).
+pub const DEFAULT_HEALTH_PORT: u16 = 9100;
+/// `API_ENQUEUE_TIMEOUT` default: how long a request waits for the enqueue that
+/// follows its commit (a local Redis answers in about a millisecond).
+pub const DEFAULT_ENQUEUE_TIMEOUT: Duration = Duration::from_millis(50);
+/// `API_ENQUEUE_BREAKER_FAILURES` default.
+pub const DEFAULT_ENQUEUE_BREAKER_FAILURES: u32 = 5;
+/// `API_ENQUEUE_BREAKER_COOLDOWN` default.
+pub const DEFAULT_ENQUEUE_BREAKER_COOLDOWN: Duration = Duration::from_secs(5);
+
+/// How the enqueue that follows a commit is bounded: a deadline per enqueue,
+/// and a circuit breaker that skips enqueues for a while after consecutive
+/// failures (the rows stay pending and the workers' reconcilers enqueue them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnqueueConfig {
+    /// `API_ENQUEUE_TIMEOUT`, default 50ms: an enqueue not answered by then
+    /// counts as failed (the job may still exist; its key is unique until settled).
+    pub timeout: Duration,
+    /// `API_ENQUEUE_BREAKER_FAILURES`, default 5: consecutive failed or timed-out
+    /// enqueues that open the breaker.
+    pub breaker_failures: NonZeroU32,
+    /// `API_ENQUEUE_BREAKER_COOLDOWN`, default 5s: how long an open breaker
+    /// skips enqueues before one request probes Redis again.
+    pub breaker_cooldown: Duration,
+}
+
+impl Default for EnqueueConfig {
+    fn default() -> Self {
+        Self {
+            timeout: DEFAULT_ENQUEUE_TIMEOUT,
+            breaker_failures: NonZeroU32::new(DEFAULT_ENQUEUE_BREAKER_FAILURES).expect("> 0"),
+            breaker_cooldown: DEFAULT_ENQUEUE_BREAKER_COOLDOWN,
+        }
+    }
+}
+
+impl EnqueueConfig {
+    fn from_vars(vars: &dyn Vars) -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let positive = |name: &str, default: Duration| {
+            let value = config::duration(vars, name, default)?;
+            if value.is_zero() {
+                return Err(ConfigError::new(name, "must be greater than zero"));
+            }
+            Ok(value)
+        };
+        Ok(Self {
+            timeout: positive("API_ENQUEUE_TIMEOUT", d.timeout)?,
+            breaker_failures: config::nonzero(
+                vars,
+                "API_ENQUEUE_BREAKER_FAILURES",
+                d.breaker_failures,
+            )?,
+            breaker_cooldown: positive("API_ENQUEUE_BREAKER_COOLDOWN", d.breaker_cooldown)?,
+        })
+    }
+}
 
 /// How much `POST /api/photos` takes, and from where photos may be fetched.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +134,9 @@ pub struct PhotoConfig {
     pub max_request_bytes: NonZeroUsize,
     /// `PHOTO_MAX_FILES`, default 100: more files or URLs in one request is 422.
     pub max_files: NonZeroUsize,
+    /// `PHOTO_MAX_CONCURRENT_UPLOADS`, default 8: multipart uploads read at
+    /// once; one more is answered 503 `busy` with `Retry-After`.
+    pub max_concurrent_uploads: NonZeroUsize,
     /// `PHOTO_FETCH_ALLOWED_HOSTS`: comma-separated hosts (`photos.example.com`)
     /// or wildcards (`*.example.com`) a photo may be given by URL from; empty
     /// (the default) refuses photos by URL. The photo-worker reads the same
@@ -86,6 +150,8 @@ impl Default for PhotoConfig {
             max_file_bytes: NonZeroUsize::new(DEFAULT_PHOTO_MAX_FILE_BYTES).expect("> 0"),
             max_request_bytes: NonZeroUsize::new(DEFAULT_PHOTO_MAX_REQUEST_BYTES).expect("> 0"),
             max_files: NonZeroUsize::new(DEFAULT_PHOTO_MAX_FILES).expect("> 0"),
+            max_concurrent_uploads: NonZeroUsize::new(DEFAULT_PHOTO_MAX_CONCURRENT_UPLOADS)
+                .expect("> 0"),
             fetch_allowed_hosts: AllowedHosts::default(),
         }
     }
@@ -110,6 +176,11 @@ impl PhotoConfig {
             max_file_bytes,
             max_request_bytes,
             max_files: config::nonzero(vars, "PHOTO_MAX_FILES", d.max_files)?,
+            max_concurrent_uploads: config::nonzero(
+                vars,
+                "PHOTO_MAX_CONCURRENT_UPLOADS",
+                d.max_concurrent_uploads,
+            )?,
             fetch_allowed_hosts,
         })
     }
@@ -120,6 +191,9 @@ impl PhotoConfig {
 pub struct Config {
     /// `API_ADDR`, default 127.0.0.1:8080; port 0 picks a free one (tests).
     pub api_addr: SocketAddr,
+    /// `HEALTH_ADDR`, default 127.0.0.1:9100: `/healthz`, `/readyz` (with the
+    /// dependencies' details) and `/metrics`, without a token, off the API port.
+    pub health_addr: SocketAddr,
     /// `REDIS_URL`
     pub redis_url: SecretUrl,
     /// `REDIS_CLUSTER`
@@ -145,6 +219,9 @@ pub struct Config {
     /// `API_REQUEST_TIMEOUT`, default 30s: a request still running after this is
     /// answered 503 `timeout`.
     pub request_timeout: Duration,
+    /// `API_ENQUEUE_TIMEOUT`, `API_ENQUEUE_BREAKER_FAILURES`,
+    /// `API_ENQUEUE_BREAKER_COOLDOWN`.
+    pub enqueue: EnqueueConfig,
     /// `CONTEXT_MIN_LENGTH`, default 1500: a company context longer than this many
     /// characters (Unicode scalar values) is condensed by the context-worker
     /// (`pending`); one of this length or shorter is used as it is (`skipped`).
@@ -210,6 +287,7 @@ impl Config {
                 "API_ADDR",
                 SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
             )?,
+            health_addr: config::health_addr(vars, DEFAULT_HEALTH_PORT)?,
             redis_url: config::redis_url(vars)?,
             redis_cluster: config::redis_cluster(vars)?,
             redis_prefix: config::redis_prefix(vars)?,
@@ -230,6 +308,7 @@ impl Config {
                 NonZeroUsize::new(DEFAULT_BODY_LIMIT_BYTES).expect("2 MiB > 0"),
             )?,
             request_timeout,
+            enqueue: EnqueueConfig::from_vars(vars)?,
             context_min_length: config::integer(
                 vars,
                 "CONTEXT_MIN_LENGTH",
@@ -307,6 +386,11 @@ mod tests {
     fn only_the_tokens_are_required_and_everything_else_has_its_documented_default() {
         let c = read(&with_tokens(&[])).expect("valid");
         assert_eq!(c.api_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.health_addr.to_string(), "127.0.0.1:9100");
+        assert_eq!(c.enqueue.timeout, Duration::from_millis(50));
+        assert_eq!(c.enqueue.breaker_failures.get(), 5);
+        assert_eq!(c.enqueue.breaker_cooldown, Duration::from_secs(5));
+        assert_eq!(c.photos.max_concurrent_uploads.get(), 8);
         assert_eq!(c.redis_url.expose(), config::DEFAULT_REDIS_URL);
         assert_eq!(c.redis_prefix, "rsq");
         assert_eq!(c.database_url.expose(), config::DEFAULT_DATABASE_URL);
@@ -358,6 +442,11 @@ mod tests {
     fn every_variable_is_read() {
         let c = read(&with_tokens(&[
             ("API_ADDR", "0.0.0.0:0"),
+            ("HEALTH_ADDR", "0.0.0.0:9000"),
+            ("API_ENQUEUE_TIMEOUT", "20ms"),
+            ("API_ENQUEUE_BREAKER_FAILURES", "2"),
+            ("API_ENQUEUE_BREAKER_COOLDOWN", "1s"),
+            ("PHOTO_MAX_CONCURRENT_UPLOADS", "3"),
             ("REDIS_URL", "rediss://:pw@redis:6380"),
             ("RSQ_PREFIX", "staging"),
             ("DATABASE_URL", "postgresql://app:pw@db/app"),
@@ -379,6 +468,11 @@ mod tests {
         ]))
         .expect("valid");
         assert_eq!(c.api_addr.to_string(), "0.0.0.0:0");
+        assert_eq!(c.health_addr.to_string(), "0.0.0.0:9000");
+        assert_eq!(c.enqueue.timeout, Duration::from_millis(20));
+        assert_eq!(c.enqueue.breaker_failures.get(), 2);
+        assert_eq!(c.enqueue.breaker_cooldown, Duration::from_secs(1));
+        assert_eq!(c.photos.max_concurrent_uploads.get(), 3);
         assert_eq!(c.redis_url.expose(), "rediss://:pw@redis:6380");
         assert_eq!(c.redis_prefix, "staging");
         assert_eq!(c.database_url.expose(), "postgresql://app:pw@db/app");
@@ -407,6 +501,12 @@ mod tests {
     fn a_bad_value_names_the_variable_and_the_rule() {
         let cases = [
             ("API_ADDR", "localhost:8080", "IP:port"),
+            ("HEALTH_ADDR", "9100", "IP:port"),
+            ("API_ENQUEUE_TIMEOUT", "0s", "greater than zero"),
+            ("API_ENQUEUE_TIMEOUT", "50", "such as 30s"),
+            ("API_ENQUEUE_BREAKER_FAILURES", "0", "at least 1"),
+            ("API_ENQUEUE_BREAKER_COOLDOWN", "0ms", "greater than zero"),
+            ("PHOTO_MAX_CONCURRENT_UPLOADS", "0", "at least 1"),
             ("REDIS_URL", "http://redis", "redis://"),
             ("RSQ_PREFIX", "a b", "1 to 64"),
             ("DATABASE_URL", "mysql://db", "postgres://"),

@@ -17,7 +17,7 @@ pub struct ErrorBody {
     /// Machine-readable code: `validation_failed`, `invalid_json`,
     /// `invalid_parameter`, `unauthorized`, `forbidden`, `not_found`, `qr_failed`,
     /// `conflict`, `payload_too_large`, `unsupported_media_type`, `unavailable`,
-    /// `timeout`, `internal`.
+    /// `busy`, `timeout`, `internal`.
     pub error: &'static str,
     /// What went wrong, for people.
     pub message: String,
@@ -74,6 +74,12 @@ pub enum ApiError {
     /// 503: a dependency is down; the request did nothing. `what` is shown to the
     /// client, `source` only logged.
     Unavailable { what: String, source: anyhow::Error },
+    /// 503 `busy` with `Retry-After`: a named limit of work at once is reached
+    /// (`PHOTO_MAX_CONCURRENT_UPLOADS`); nothing was read or stored.
+    Busy {
+        message: String,
+        retry_after: Duration,
+    },
     /// 503: the request did not finish within `API_REQUEST_TIMEOUT`.
     Timeout(Duration),
     /// 500: logged with its detail; the client sees a generic message.
@@ -254,6 +260,23 @@ impl IntoResponse for ApiError {
                 },
                 format!("{source:#}"),
             ),
+            ApiError::Busy {
+                message,
+                retry_after,
+            } => {
+                let body = ErrorBody {
+                    error: "busy",
+                    message: message.clone(),
+                    field: None,
+                };
+                let mut res = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+                res.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(retry_after.as_secs().max(1)),
+                );
+                res.extensions_mut().insert(ErrorDetail(message));
+                return res;
+            }
             ApiError::Timeout(limit) => {
                 let limit = humantime::format_duration(limit);
                 (

@@ -2,6 +2,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
+use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
 use serde::de::DeserializeOwned;
 
@@ -20,12 +21,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let is_json = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json") || v.contains("+json"));
-        if !is_json {
+        if !is_json(req.headers()) {
             return Err(ApiError::InvalidJson {
                 field: None,
                 message: "send a JSON body with Content-Type: application/json".into(),
@@ -44,20 +40,30 @@ where
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
         serde_path_to_error::deserialize(de)
             .map(ApiJson)
-            .map_err(|e| {
-                let path = e.path().to_string();
-                let inner = e.into_inner();
-                // `missing field `x`` has no path yet: the field is in the message.
-                let field = if path == "." || path.is_empty() {
-                    missing_field(&inner.to_string())
-                } else {
-                    Some(path)
-                };
-                ApiError::InvalidJson {
-                    field,
-                    message: inner.to_string(),
-                }
-            })
+            .map_err(|e| invalid_json(&e.path().to_string(), &e.into_inner()))
+    }
+}
+
+/// Whether the request says its body is JSON (`application/json`, `...+json`).
+pub fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json") || v.contains("+json"))
+}
+
+/// The 400 of a body that does not deserialize, naming the field at `path`
+/// (what `serde_path_to_error` tracked) or the one serde's message names.
+pub fn invalid_json(path: &str, inner: &serde_json::Error) -> ApiError {
+    // `missing field `x`` has no path yet: the field is in the message.
+    let field = if path == "." || path.is_empty() {
+        missing_field(&inner.to_string())
+    } else {
+        Some(path.to_owned())
+    };
+    ApiError::InvalidJson {
+        field,
+        message: inner.to_string(),
     }
 }
 

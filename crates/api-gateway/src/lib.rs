@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod enqueue;
 pub mod error;
 pub mod json;
 pub mod middleware;
@@ -22,6 +23,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 pub use config::{Config, MigrateConfig, QrFormat, Secret, SecretUrl};
+pub use enqueue::Enqueuer;
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
@@ -30,6 +32,11 @@ pub struct AppState {
     pub pool: PgPool,
     pub broker: Broker,
     pub producer: Producer,
+    /// Every enqueue that follows a commit goes through it: a deadline, and a
+    /// breaker that skips enqueues while Redis keeps failing.
+    pub enqueuer: Enqueuer,
+    /// One permit per multipart upload being read (`PHOTO_MAX_CONCURRENT_UPLOADS`).
+    pub uploads: Arc<tokio::sync::Semaphore>,
     pub admin: Admin,
     pub qr_queue: Queue,
     /// Where company contexts wait for the context-worker.
@@ -146,9 +153,14 @@ pub async fn connect(config: Config) -> anyhow::Result<AppState> {
     let payment_queue = jobs::PAYMENT_CHECKS.open(&broker)?;
     let bank = payment_scheduler::QrBank::new(config.payments.bank.clone())
         .context("building the bank client")?;
+    let producer = Producer::new(broker.clone());
     Ok(AppState {
         pool,
-        producer: Producer::new(broker.clone()),
+        enqueuer: Enqueuer::new(producer.clone(), config.enqueue),
+        uploads: Arc::new(tokio::sync::Semaphore::new(
+            config.photos.max_concurrent_uploads.get(),
+        )),
+        producer,
         admin: Admin::new(broker.clone()),
         broker,
         qr_queue,
@@ -162,10 +174,21 @@ pub async fn connect(config: Config) -> anyhow::Result<AppState> {
     })
 }
 
-/// The whole app: API, health, metrics, layers.
+/// The public API with its layers, and a bare `/healthz` (the process is up)
+/// for load balancers that probe the port they send traffic to. Readiness with
+/// its dependencies' details and the metrics are on the health port
+/// ([`health_app`]), never here.
 pub fn app(state: AppState) -> Router {
+    let alive = axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "ok"})) });
+    with_http_layers(router(state).route("/healthz", alive))
+}
+
+/// `HEALTH_ADDR`: `/healthz`, `/readyz` (Redis, PostgreSQL and the enqueue
+/// breaker, each `ok` or its error) and `/metrics`, as every worker serves them.
+pub fn health_app(state: &AppState) -> Router {
     let broker = state.broker.clone();
     let pool = state.pool.clone();
+    let enqueuer = state.enqueuer.clone();
     let readiness = telemetry::Readiness::new()
         .check("redis", move || {
             let broker = broker.clone();
@@ -174,27 +197,67 @@ pub fn app(state: AppState) -> Router {
         .check("postgres", move || {
             let pool = pool.clone();
             async move { store::ping(&pool).await.map_err(|e| e.to_string()) }
+        })
+        .check("enqueue", move || {
+            let state = enqueuer.breaker().status();
+            async move {
+                use enqueue::BreakerState;
+                match state {
+                    BreakerState::Closed => Ok(()),
+                    BreakerState::Open {
+                        consecutive_failures,
+                        retry_in,
+                        last_error,
+                    } => Err(format!(
+                        "circuit open after {consecutive_failures} consecutive failures \
+                         ({last_error}); requests skip the enqueue and the reconcilers \
+                         carry their rows; next try in {:.1}s",
+                        retry_in.as_secs_f64()
+                    )),
+                    BreakerState::HalfOpen { last_error } => Err(format!(
+                        "circuit half-open after {last_error}; the next enqueue probes Redis"
+                    )),
+                }
+            }
         });
-    with_http_layers(router(state).merge(telemetry::health_router(readiness)))
+    telemetry::health_router(readiness)
 }
 
-/// Serves on `listener` until `shutdown`, then drains open requests.
+/// Serves the API on `api` and health on `health` until `shutdown`, then
+/// drains open requests.
 pub async fn run_on(
-    listener: tokio::net::TcpListener,
+    api: tokio::net::TcpListener,
+    health: tokio::net::TcpListener,
     state: AppState,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, "api-gateway listening");
-    telemetry::serve_on(listener, app(state), shutdown).await
+    let addr = api.local_addr()?;
+    let health_addr = health.local_addr()?;
+    tracing::info!(%addr, %health_addr, "api-gateway listening");
+    let health_router = health_app(&state);
+    // Either server ending (an error) stops the other.
+    let stop = shutdown.child_token();
+    let serve = |listener, router, stop: CancellationToken| async move {
+        let served = telemetry::serve_on(listener, router, stop.clone()).await;
+        stop.cancel();
+        served
+    };
+    let (served, health_served) = tokio::join!(
+        serve(api, app(state), stop.clone()),
+        serve(health, health_router, stop),
+    );
+    served.and(health_served.context("health server"))
 }
 
-/// Binds `config.api_addr` and serves until `shutdown`.
+/// Binds `API_ADDR` and `HEALTH_ADDR` and serves until `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let addr = config.api_addr;
+    let (addr, health_addr) = (config.api_addr, config.health_addr);
     let state = connect(config).await?;
-    let listener = tokio::net::TcpListener::bind(addr)
+    let api = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding API_ADDR {addr}"))?;
-    run_on(listener, state, shutdown).await
+    let health = tokio::net::TcpListener::bind(health_addr)
+        .await
+        .with_context(|| format!("binding HEALTH_ADDR {health_addr}"))?;
+    run_on(api, health, state, shutdown).await
 }

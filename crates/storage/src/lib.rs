@@ -143,6 +143,43 @@ impl Storage {
         }
     }
 
+    /// Starts writing the file at `path` piece by piece (an upload as it
+    /// streams in): the bytes go to a temporary file beside it, which
+    /// [`FileWriter::commit`] makes durable and renames into place; dropped
+    /// before that, the temporary file is removed. Readers never see a partial
+    /// file.
+    pub async fn create(&self, path: &str) -> Result<FileWriter> {
+        validate(path)?;
+        match &*self.backend {
+            Backend::Local { root, .. } => {
+                let target = root.join(path);
+                let dir = target.parent().unwrap_or(root).to_owned();
+                let name = target
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("file");
+                let tmp = dir.join(temp_name(name));
+                let created = dir.clone();
+                tokio::task::spawn_blocking(move || create_dir_durably(&created))
+                    .await
+                    .map_err(|e| StorageError::Io {
+                        op: "create directory",
+                        path: dir.display().to_string(),
+                        source: std::io::Error::other(e),
+                    })??;
+                let file = tokio::fs::File::create(&tmp)
+                    .await
+                    .map_err(io("create", &tmp))?;
+                Ok(FileWriter {
+                    file: Some(file),
+                    tmp,
+                    target,
+                    written: 0,
+                })
+            }
+        }
+    }
+
     pub async fn exists(&self, path: &str) -> Result<bool> {
         validate(path)?;
         match &*self.backend {
@@ -248,6 +285,77 @@ impl Storage {
             b"ok",
         )
         .await
+    }
+}
+
+/// A file being written piece by piece ([`Storage::create`]).
+#[derive(Debug)]
+pub struct FileWriter {
+    /// Open until committed.
+    file: Option<tokio::fs::File>,
+    tmp: PathBuf,
+    target: PathBuf,
+    written: u64,
+}
+
+impl FileWriter {
+    /// Appends `bytes` to the temporary file.
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let file = self.file.as_mut().ok_or_else(|| StorageError::Io {
+            op: "write",
+            path: self.tmp.display().to_string(),
+            source: std::io::Error::other("the file was committed"),
+        })?;
+        file.write_all(bytes)
+            .await
+            .map_err(io("write", &self.tmp))?;
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// How many bytes were written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Fsyncs the temporary file, renames it into place and fsyncs the
+    /// directory, as [`Storage::put`] does; on an error the temporary file is
+    /// removed.
+    pub async fn commit(mut self) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let Some(mut file) = self.file.take() else {
+            return Ok(());
+        };
+        // tokio's File writes in the background: flush waits for the last write.
+        file.flush().await.map_err(io("write", &self.tmp))?;
+        file.sync_all().await.map_err(io("sync", &self.tmp))?;
+        drop(file);
+        let (tmp, target) = (self.tmp.clone(), self.target.clone());
+        let moved = tokio::task::spawn_blocking(move || {
+            std::fs::rename(&tmp, &target).map_err(io("rename", &target))?;
+            sync_dir(target.parent().unwrap_or(Path::new(".")))
+        })
+        .await
+        .map_err(|e| StorageError::Io {
+            op: "rename",
+            path: self.target.display().to_string(),
+            source: std::io::Error::other(e),
+        })?;
+        if moved.is_ok() {
+            // Renamed: nothing left for Drop to remove.
+            self.tmp = PathBuf::new();
+        }
+        moved
+    }
+}
+
+impl Drop for FileWriter {
+    /// An abandoned write (an upload refused or cut off midway) leaves nothing.
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
     }
 }
 
@@ -705,6 +813,35 @@ mod tests {
         })
         .await;
         assert_eq!(files_under(dir.path()), vec!["qr/a.png"]);
+    }
+
+    #[tokio::test]
+    async fn a_file_written_piece_by_piece_appears_whole_on_commit_and_a_dropped_one_leaves_nothing()
+     {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Storage::local(dir.path());
+        let mut w = storage.create("up/a.bin").await.expect("create");
+        w.write(b"hello ").await.expect("write");
+        w.write(b"world").await.expect("write");
+        assert_eq!(w.written(), 11);
+        assert_eq!(storage.get("up/a.bin").await.expect("get"), None);
+        assert_eq!(files_under(dir.path()).len(), 1, "one temporary file");
+        w.commit().await.expect("commit");
+        assert_eq!(
+            storage.get("up/a.bin").await.expect("get").as_deref(),
+            Some(&b"hello world"[..])
+        );
+        assert_eq!(files_under(dir.path()), vec!["up/a.bin"]);
+
+        let mut w = storage.create("up/b.bin").await.expect("create");
+        w.write(b"half").await.expect("write");
+        drop(w);
+        assert_eq!(
+            files_under(dir.path()),
+            vec!["up/a.bin"],
+            "no temporary file left"
+        );
+        assert!(storage.create("../escape").await.is_err());
     }
 
     #[tokio::test]

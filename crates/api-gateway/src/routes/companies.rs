@@ -235,7 +235,7 @@ async fn store_company(state: AppState, input: CreateCompany) -> Result<Company,
         company_id: company.id,
     })
     .unique_until_settled(companies::context_job_key(company.id));
-    match state.producer.enqueue(&state.context_queue, job).await {
+    match state.enqueuer.enqueue(&state.context_queue, job).await {
         Ok(enqueued) => {
             info!(
                 company.id = company.id,

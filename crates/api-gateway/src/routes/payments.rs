@@ -396,7 +396,7 @@ async fn create_payment(state: AppState, input: Valid) -> Result<Payment, ApiErr
         info!(payment.id = payment.id, payment.status = %payment.status, "payment stored with a final status; nothing to check");
         return Ok(payment);
     };
-    match state.producer.enqueue(&state.payment_queue, job).await {
+    match state.enqueuer.enqueue(&state.payment_queue, job).await {
         Ok(enqueued) => info!(
             payment.id = payment.id,
             payment.amount_cents = payment.amount_cents,

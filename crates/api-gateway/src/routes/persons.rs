@@ -258,7 +258,7 @@ async fn register(state: AppState, input: CreatePerson) -> Result<Person, ApiErr
         path: person.qr_path.clone(),
     })
     .unique_until_settled(persons::qr_job_key(person.id));
-    match state.producer.enqueue(&state.qr_queue, job).await {
+    match state.enqueuer.enqueue(&state.qr_queue, job).await {
         Ok(enqueued) => {
             info!(person.id = person.id, job.id = enqueued.id(), qr.path = %person.qr_path, "person registered, QR job enqueued");
         }

@@ -24,7 +24,6 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::config::Config;
 use crate::error::{ApiError, ErrorBody};
-use crate::json::ApiJson;
 use crate::params::{ApiPath, ApiQuery};
 
 /// Longest bib searched for, in digits.
@@ -52,7 +51,9 @@ pub fn router(config: &Config) -> Router<AppState> {
         .route("/api/photo-batches/{id}", routing::get(batch))
 }
 
-/// Photos given by URL instead of uploaded.
+/// Photos given by URL instead of uploaded (the schema; the body is read by
+/// `read_urls`, which stops one URL past `PHOTO_MAX_FILES`). At most
+/// `API_BODY_LIMIT_BYTES`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PhotoUrls {
@@ -260,7 +261,34 @@ struct Stored {
     size: usize,
 }
 
-/// Reads the multipart parts one by one, storing each file once it is whole;
+/// Bytes of a part read before its type is recognised (the PNG signature is
+/// the longest).
+const SNIFF_BYTES: usize = 8;
+
+/// Recognises a part by its first bytes (`head`, whole if the part is shorter)
+/// and starts its file in storage with them.
+async fn start_file(
+    state: &AppState,
+    shown: &str,
+    head: &[u8],
+) -> Result<(storage::FileWriter, String, &'static str), ApiError> {
+    let Some((extension, content_type)) = sniff(head) else {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "{shown} is not a JPEG or PNG image; only image/jpeg and image/png are accepted"
+        )));
+    };
+    let path = format!("photos/{}.{extension}", uuid::Uuid::now_v7().simple());
+    let mut writer = state.storage.create(&path).await.map_err(storing(&path))?;
+    writer.write(head).await.map_err(storing(&path))?;
+    Ok((writer, path, content_type))
+}
+
+/// A storage error while writing `path`, as a 500 naming it in the log.
+fn storing(path: &str) -> impl FnOnce(storage::StorageError) -> ApiError + '_ {
+    move |e| ApiError::Internal(anyhow::Error::new(e).context(format!("storing {path}")))
+}
+
+/// Reads the multipart parts one by one, streaming each file into storage;
 /// on any error the files already stored are removed.
 async fn store_files(state: &AppState, multipart: Multipart) -> Result<Vec<Stored>, ApiError> {
     let mut stored = Vec::new();
@@ -324,33 +352,43 @@ async fn read_files(
             .file_name()
             .map(|n| n.chars().filter(|c| !c.is_control()).take(255).collect());
         let shown = name.clone().unwrap_or_else(|| format!("files[{index}]"));
-        let mut bytes = Vec::new();
+        // The part streams into a temporary file in storage once its first
+        // bytes say what it is; only those bytes are held. Dropped on an error,
+        // the writer removes its temporary file.
+        let mut head = Vec::with_capacity(SNIFF_BYTES);
+        let mut file: Option<(storage::FileWriter, String, &'static str)> = None;
+        let mut size = 0usize;
         while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
             total += chunk.len();
             if total > max_request {
                 return Err(over_request());
             }
-            if bytes.len() + chunk.len() > max_file {
+            size += chunk.len();
+            if size > max_file {
                 return Err(ApiError::TooLarge(format!(
                     "{shown} is larger than PHOTO_MAX_FILE_BYTES ({max_file} bytes)"
                 )));
             }
-            bytes.extend_from_slice(&chunk);
+            match &mut file {
+                Some((writer, path, _)) => writer.write(&chunk).await.map_err(storing(path))?,
+                None => {
+                    head.extend_from_slice(&chunk);
+                    if head.len() >= SNIFF_BYTES {
+                        file = Some(start_file(state, &shown, &head).await?);
+                    }
+                }
+            }
         }
-        let Some((extension, content_type)) = sniff(&bytes) else {
-            return Err(ApiError::UnsupportedMediaType(format!(
-                "{shown} is not a JPEG or PNG image; only image/jpeg and image/png are accepted"
-            )));
+        let (writer, path, content_type) = match file {
+            Some(started) => started,
+            None => start_file(state, &shown, &head).await?,
         };
-        let path = format!("photos/{}.{extension}", uuid::Uuid::now_v7().simple());
-        state.storage.put(&path, &bytes).await.map_err(|e| {
-            ApiError::Internal(anyhow::Error::new(e).context(format!("storing {path}")))
-        })?;
+        writer.commit().await.map_err(storing(&path))?;
         stored.push(Stored {
             path,
             original_name: name,
             content_type,
-            size: bytes.len(),
+            size,
         });
     }
     if stored.is_empty() {
@@ -380,9 +418,11 @@ async fn read_files(
         (status = 202, description = "Stored `pending` and enqueued (also when the queue is down: the reconciler enqueues them later). Follow the batch at the `Location`", body = PhotosAccepted,
             headers(("Location" = String, description = "/api/photo-batches/{batch_id}"))),
         (status = 400, description = "The body is not the JSON or multipart expected", body = ErrorBody),
-        (status = 413, description = "A file is over PHOTO_MAX_FILE_BYTES or the upload over PHOTO_MAX_REQUEST_BYTES (`payload_too_large`); the message names the limit", body = ErrorBody),
+        (status = 413, description = "A file is over PHOTO_MAX_FILE_BYTES or the upload over PHOTO_MAX_REQUEST_BYTES, or the JSON form over API_BODY_LIMIT_BYTES (`payload_too_large`); the message names the limit", body = ErrorBody),
         (status = 415, description = "A file is not a JPEG or PNG, or the body is neither multipart nor JSON (`unsupported_media_type`)", body = ErrorBody),
         (status = 422, description = "A rule is broken: no photo, too many (PHOTO_MAX_FILES), an unknown part, a URL refused; `field` names it (`files`, `urls[2]`)", body = ErrorBody),
+        (status = 503, description = "`busy`: PHOTO_MAX_CONCURRENT_UPLOADS uploads are being read already; nothing was read or stored, try again after `Retry-After` seconds. Or `timeout`: the request outlasted API_REQUEST_TIMEOUT", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before trying again (with `busy`)"))),
     ),
     security(("bearer" = []))
 )]
@@ -397,14 +437,25 @@ pub async fn upload(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let work = if content_type.starts_with("multipart/form-data") {
+    let (work, permit) = if content_type.starts_with("multipart/form-data") {
+        // Bounded before a byte is read: each upload holds a chunk or two in
+        // memory and a file open, and there are at most this many at once.
+        let permit = state.uploads.clone().try_acquire_owned().map_err(|_| {
+            ApiError::Busy {
+                message: format!(
+                    "{} uploads are being read already (PHOTO_MAX_CONCURRENT_UPLOADS); try again shortly",
+                    state.config.photos.max_concurrent_uploads
+                ),
+                retry_after: UPLOAD_RETRY_AFTER,
+            }
+        })?;
         let multipart = Multipart::from_request(request, &state)
             .await
             .map_err(|e| ApiError::InvalidParameter(e.body_text()))?;
-        Work::Files(multipart)
+        (Work::Files(multipart), Some(permit))
     } else if content_type.starts_with("application/json") {
-        let ApiJson(body) = ApiJson::<PhotoUrls>::from_request(request, &state).await?;
-        Work::Urls(check_urls(&state.config, body.urls)?)
+        let urls = read_urls(&state.config, request).await?;
+        (Work::Urls(check_urls(&state.config, urls)?), None)
     } else {
         return Err(ApiError::UnsupportedMediaType(
             "send photos as multipart/form-data parts named `files`, or JSON {\"urls\": [...]} with Content-Type: application/json".into(),
@@ -419,6 +470,8 @@ pub async fn upload(
             Work::Files(multipart) => NewPhotos::Files(store_files(&state, multipart).await?),
             Work::Urls(urls) => NewPhotos::Urls(urls),
         };
+        // The body is read: the next upload may start.
+        drop(permit);
         store_batch(state, new).await
     };
     let accepted = tokio::spawn(task.instrument(tracing::Span::current()))
@@ -445,18 +498,134 @@ enum NewPhotos {
     Urls(Vec<String>),
 }
 
+/// How long a client is told to wait when every upload slot is taken.
+const UPLOAD_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reads `{"urls": [...]}` within `API_BODY_LIMIT_BYTES` (not the upload
+/// limit: a list of URLs is small), and stops at the URL one past
+/// `PHOTO_MAX_FILES`: a longer list is refused without parsing the rest.
+async fn read_urls(config: &Config, request: Request) -> Result<Vec<String>, ApiError> {
+    use http_body_util::BodyExt;
+    let limit = config.body_limit_bytes.get();
+    let body = http_body_util::Limited::new(request.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::InvalidJson {
+                    field: None,
+                    message: format!("could not read the body: {e}"),
+                }
+            }
+        })?
+        .to_bytes();
+    let max = config.photos.max_files.get();
+    let too_many = std::cell::Cell::new(false);
+    let mut track = serde_path_to_error::Track::new();
+    let mut json = serde_json::Deserializer::from_slice(&body);
+    let parsed = serde::de::DeserializeSeed::deserialize(
+        UrlsSeed {
+            max,
+            too_many: &too_many,
+        },
+        serde_path_to_error::Deserializer::new(&mut json, &mut track),
+    )
+    .and_then(|urls| json.end().map(|()| urls));
+    match parsed {
+        Ok(urls) => Ok(urls),
+        Err(_) if too_many.get() => Err(too_many_photos(max)),
+        Err(e) => Err(crate::json::invalid_json(&track.path().to_string(), &e)),
+    }
+}
+
+fn too_many_photos(max: usize) -> ApiError {
+    ApiError::validation(
+        "urls",
+        format!("at most {max} photos per request (PHOTO_MAX_FILES)"),
+    )
+}
+
+/// `{"urls": [...]}` read as [`PhotoUrls`] is, but no further than `max + 1`
+/// URLs (then `too_many` is set and reading stops with an error).
+struct UrlsSeed<'a> {
+    max: usize,
+    too_many: &'a std::cell::Cell<bool>,
+}
+
+/// The list itself, under the same bound.
+struct UrlList<'a>(UrlsSeed<'a>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for UrlsSeed<'_> {
+    type Value = Vec<String>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_struct("PhotoUrls", &["urls"], self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for UrlsSeed<'_> {
+    type Value = Vec<String>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object {\"urls\": [...]}")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Vec<String>, A::Error> {
+        use serde::de::Error;
+        let mut urls = None;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "urls" if urls.is_none() => {
+                    let seed = UrlList(UrlsSeed {
+                        max: self.max,
+                        too_many: self.too_many,
+                    });
+                    urls = Some(map.next_value_seed(seed)?);
+                }
+                "urls" => return Err(A::Error::duplicate_field("urls")),
+                other => return Err(A::Error::unknown_field(other, &["urls"])),
+            }
+        }
+        urls.ok_or_else(|| A::Error::missing_field("urls"))
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for UrlList<'_> {
+    type Value = Vec<String>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for UrlList<'_> {
+    type Value = Vec<String>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a list of URLs")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+        let mut urls = Vec::new();
+        while let Some(url) = seq.next_element::<String>()? {
+            if urls.len() == self.0.max {
+                self.0.too_many.set(true);
+                return Err(serde::de::Error::custom("too many URLs"));
+            }
+            urls.push(url);
+        }
+        Ok(urls)
+    }
+}
+
 fn check_urls(config: &Config, urls: Vec<String>) -> Result<Vec<String>, ApiError> {
     if urls.is_empty() {
         return Err(ApiError::validation("urls", "send at least one URL"));
     }
     if urls.len() > config.photos.max_files.get() {
-        return Err(ApiError::validation(
-            "urls",
-            format!(
-                "at most {} photos per request (PHOTO_MAX_FILES)",
-                config.photos.max_files
-            ),
-        ));
+        return Err(too_many_photos(config.photos.max_files.get()));
     }
     if config.photos.fetch_allowed_hosts.is_empty() {
         return Err(ApiError::validation(
@@ -517,7 +686,7 @@ async fn store_batch(state: AppState, new: NewPhotos) -> Result<PhotosAccepted, 
         jobs::new_job(&jobs::v1::ProcessPhoto { photo_id: id })
             .unique_until_settled(photos::photo_job_key(id))
     });
-    match state.producer.enqueue_many(&state.photo_queue, jobs).await {
+    match state.enqueuer.enqueue_many(&state.photo_queue, jobs).await {
         Ok(_) => info!(
             photo.batch_id = batch.id,
             photo.count = ids.len(),

@@ -201,7 +201,7 @@ async fn start_run(state: AppState) -> Result<SyncRun, ApiError> {
         requested_by: run.requested_by.clone(),
     })
     .unique_until_settled(job_key(run.id));
-    match state.producer.enqueue(&state.wispro_queue, job).await {
+    match state.enqueuer.enqueue(&state.wispro_queue, job).await {
         Ok(enqueued) => info!(
             sync_run.id = run.id,
             sync_run.per_page = per_page,

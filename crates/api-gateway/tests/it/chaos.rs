@@ -144,6 +144,7 @@ async fn registrations_survive_killed_workers_and_a_killed_redis_and_all_become_
             &common[..],
             &[
                 ("API_ADDR", "127.0.0.1:0"),
+                ("HEALTH_ADDR", "127.0.0.1:0"),
                 ("API_ADMIN_TOKEN", ADMIN_TOKEN),
                 ("API_USER_TOKEN", USER_TOKEN),
             ],

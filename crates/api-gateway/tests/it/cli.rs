@@ -87,6 +87,11 @@ async fn a_bad_value_exits_64_naming_the_variable() {
             "QR_FORMAT",
         ),
         (
+            vec![],
+            [&tokens[..], &[("API_ENQUEUE_TIMEOUT", "0s")]].concat(),
+            "API_ENQUEUE_TIMEOUT",
+        ),
+        (
             vec!["serve-please"],
             tokens.to_vec(),
             "usage: api-gateway [migrate]",

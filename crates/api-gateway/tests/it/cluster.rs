@@ -4,7 +4,7 @@
 //! to the next one.
 
 use qr_worker::testing::decode_qr_png;
-use queue_core::testing::{PrivateCluster, TestRedis, eventually};
+use queue_core::testing::{PATIENCE, PrivateCluster, TestRedis};
 use serde_json::{Value, json};
 
 use crate::helpers::{ADMIN_TOKEN, TestApp, USER_TOKEN};
@@ -36,16 +36,7 @@ async fn registrations_through_the_gateway_become_qr_files_on_a_redis_cluster() 
     }
 
     for (n, id) in ids.iter().enumerate() {
-        eventually(&format!("person {id} is ready"), async || {
-            let p: Value = app
-                .get(USER_TOKEN, &format!("/api/persons/{id}"))
-                .await
-                .json()
-                .await
-                .ok()?;
-            (p["qr_status"] == "ready").then_some(())
-        })
-        .await;
+        app.until_ready(*id, PATIENCE).await;
         let png = std::fs::read(app.file(&format!("qr/V-{n:08}.png"))).expect("the QR file");
         assert_eq!(decode_qr_png(&png), format!("PERSON:V-{n:08}"));
     }

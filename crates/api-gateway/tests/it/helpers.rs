@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use api_gateway::{Config, QrFormat, Secret, SecretUrl};
 use queue_core::CancellationToken;
-use queue_core::testing::{PATIENCE, TestRedis, redis_url};
+use queue_core::testing::{PATIENCE, TestRedis, eventually_within, redis_url};
 use service::testing::Running;
 use store::testing::TestDb;
 
@@ -18,6 +18,8 @@ pub const USER_TOKEN: &str = "user-token-0123456789";
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// `/healthz`, `/readyz` and `/metrics`.
+    pub health_addr: SocketAddr,
     /// What the running gateway was started with.
     pub config: Config,
     pub client: reqwest::Client,
@@ -49,6 +51,7 @@ impl TestApp {
         let storage = tempfile::tempdir().expect("tempdir");
         let mut config = Config {
             api_addr: "127.0.0.1:0".parse().expect("addr"),
+            health_addr: "127.0.0.1:0".parse().expect("addr"),
             redis_url: SecretUrl::new(url),
             redis_cluster: redis.broker.is_cluster(),
             redis_prefix: redis.prefix.clone(),
@@ -61,6 +64,12 @@ impl TestApp {
             qr_format: QrFormat::Png,
             body_limit_bytes: (16 * 1024).try_into().expect("nonzero"),
             request_timeout: Duration::from_secs(30),
+            // Tests that count jobs right after a request rely on the enqueue,
+            // also on a loaded machine; the outage tests shorten it.
+            enqueue: api_gateway::config::EnqueueConfig {
+                timeout: Duration::from_secs(5),
+                ..Default::default()
+            },
             context_min_length: api_gateway::config::DEFAULT_CONTEXT_MIN_LENGTH,
             wispro_per_page: api_gateway::config::DEFAULT_WISPRO_PER_PAGE,
             photos: api_gateway::config::PhotoConfig::default(),
@@ -72,10 +81,20 @@ impl TestApp {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
+        let health = tokio::net::TcpListener::bind(config.health_addr)
+            .await
+            .expect("bind the health port");
+        let health_addr = health.local_addr().expect("addr");
         let shutdown = CancellationToken::new();
-        let server = tokio::spawn(api_gateway::run_on(listener, state, shutdown.clone()));
+        let server = tokio::spawn(api_gateway::run_on(
+            listener,
+            health,
+            state,
+            shutdown.clone(),
+        ));
         Self {
             addr,
+            health_addr,
             config,
             client: reqwest::Client::new(),
             db: Some(db),
@@ -105,6 +124,29 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// GET a path of the health port, without a token.
+    pub async fn health_get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("http://{}{path}", self.health_addr))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Waits until the person's QR code is `ready`.
+    pub async fn until_ready(&self, id: i64, within: Duration) {
+        eventually_within(&format!("person {id} is ready"), within, async || {
+            let p: serde_json::Value = self
+                .get(USER_TOKEN, &format!("/api/persons/{id}"))
+                .await
+                .json()
+                .await
+                .ok()?;
+            (p["qr_status"] == "ready").then_some(())
+        })
+        .await;
     }
 
     pub fn file(&self, qr_path: &str) -> PathBuf {

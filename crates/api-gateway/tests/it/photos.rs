@@ -42,13 +42,27 @@ async fn upload(app: &TestApp, parts: &[(&str, &str, &[u8])]) -> reqwest::Respon
 }
 
 async fn post_urls(app: &TestApp, urls: Value) -> reqwest::Response {
+    post_json(app, json!({ "urls": urls }).to_string()).await
+}
+
+/// POSTs `body` to `/api/photos` as JSON, exactly as written.
+async fn post_json(app: &TestApp, body: impl Into<reqwest::Body>) -> reqwest::Response {
     app.client
         .post(app.url("/api/photos"))
         .bearer_auth(USER_TOKEN)
-        .json(&json!({ "urls": urls }))
+        .header("content-type", "application/json")
+        .body(body)
         .send()
         .await
         .expect("request")
+}
+
+/// Asserts that an error body's message names `needle` (a limit, a file).
+fn assert_message_names(body: &Value, needle: &str) {
+    assert!(
+        body["message"].as_str().is_some_and(|m| m.contains(needle)),
+        "{needle}: {body}"
+    );
 }
 
 async fn json_of(app: &TestApp, path: &str) -> Value {
@@ -73,6 +87,13 @@ async fn start_photo_worker(
         photo_worker::testing::config(&app.redis.prefix, &app.db().url, app.storage.path());
     tweak(&mut config);
     photo_worker::testing::spawn(config).await
+}
+
+async fn photo_count(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM photos")
+        .fetch_one(&app.db().pool)
+        .await
+        .expect("count")
 }
 
 fn ids_of(accepted: &Value) -> Vec<i64> {
@@ -314,11 +335,7 @@ async fn uploads_over_the_file_or_request_limit_are_413_naming_the_limit_and_lea
         files_in(&app, "photos").is_empty(),
         "the files of a refused upload are removed"
     );
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM photos")
-        .fetch_one(&app.db().pool)
-        .await
-        .expect("count");
-    assert_eq!(count, 0);
+    assert_eq!(photo_count(&app).await, 0);
     app.cleanup().await;
 }
 
@@ -411,11 +428,7 @@ async fn urls_to_hosts_not_allowed_or_to_inside_addresses_are_refused_up_front_w
         let body: Value = res.json().await.expect("json");
         assert_eq!(body["field"], "urls[1]", "{url}: {body}");
     }
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM photos")
-        .fetch_one(&app.db().pool)
-        .await
-        .expect("count");
-    assert_eq!(count, 0);
+    assert_eq!(photo_count(&app).await, 0);
     app.cleanup().await;
 }
 
@@ -487,24 +500,11 @@ async fn search_needs_a_bib_of_digits_and_unknown_ids_are_404() {
 
 #[tokio::test]
 async fn a_client_that_hangs_up_midway_through_an_upload_leaves_no_file_and_no_photo() {
-    use tokio::io::AsyncWriteExt;
-
     let app = TestApp::spawn().await;
     let whole = bib_photo_png(&["1234"]);
     let (content_type, body) = multipart(&[("files", "a.png", &whole), ("files", "b.png", &whole)]);
     // The first file whole, the second cut short, then the connection closes.
-    let sent = &body[..body.len() - whole.len() / 2];
-    let mut stream = tokio::net::TcpStream::connect(app.addr)
-        .await
-        .expect("connect");
-    let head = format!(
-        "POST /api/photos HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {USER_TOKEN}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-        app.addr,
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.expect("head");
-    stream.write_all(sent).await.expect("part of the body");
-    stream.flush().await.expect("flush");
+    let stream = partial_upload(&app, &content_type, &body, body.len() - whole.len() / 2).await;
     // The first file reaches storage before the request is cut off.
     eventually("the first file is stored", async || {
         (!files_in(&app, "photos").is_empty()).then_some(())
@@ -515,10 +515,169 @@ async fn a_client_that_hangs_up_midway_through_an_upload_leaves_no_file_and_no_p
         files_in(&app, "photos").is_empty().then_some(())
     })
     .await;
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM photos")
-        .fetch_one(&app.db().pool)
+    assert_eq!(photo_count(&app).await, 0);
+    app.cleanup().await;
+}
+
+/// The temporary files (`.NAME.<hex>.tmp`) under `dir` of the storage, with their sizes.
+fn temp_files_in(app: &TestApp, dir: &str) -> Vec<(String, u64)> {
+    std::fs::read_dir(app.storage.path().join(dir))
+        .map(|entries| {
+            entries
+                .map(|e| e.expect("entry"))
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let len = e.metadata().ok()?.len();
+                    (name.starts_with('.') && name.ends_with(".tmp")).then_some((name, len))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Sends the head of a multipart upload of one `size`-byte PNG and the first
+/// `sent` bytes of its body, and keeps the connection open (the upload stalls
+/// there until the stream is dropped).
+async fn stalled_upload(app: &TestApp, size: usize, sent: usize) -> tokio::net::TcpStream {
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.resize(size, 0);
+    let (content_type, body) = multipart(&[("files", "big.png", &png)]);
+    partial_upload(app, &content_type, &body, sent).await
+}
+
+/// Sends the head of an upload of `body` and its first `sent` bytes, and keeps
+/// the connection open (until the stream is dropped).
+async fn partial_upload(
+    app: &TestApp,
+    content_type: &str,
+    body: &[u8],
+    sent: usize,
+) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(app.addr)
         .await
-        .expect("count");
-    assert_eq!(count, 0);
+        .expect("connect");
+    let head = format!(
+        "POST /api/photos HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {USER_TOKEN}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        app.addr,
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("head");
+    stream
+        .write_all(&body[..sent])
+        .await
+        .expect("part of the body");
+    stream.flush().await.expect("flush");
+    stream
+}
+
+#[tokio::test]
+async fn an_uploaded_file_streams_into_a_temporary_file_that_a_broken_upload_leaves_behind_nowhere()
+{
+    let app = TestApp::spawn().await;
+    // Half a megabyte of a 2 MB photo: on disk as it arrives, not in memory.
+    let stream = stalled_upload(&app, 2_000_000, 500_000).await;
+    eventually(
+        "the part's bytes reach a temporary file in storage",
+        async || {
+            temp_files_in(&app, "photos")
+                .iter()
+                .any(|(_, len)| *len >= 400_000)
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(
+        files_in(&app, "photos").is_empty(),
+        "not stored until whole"
+    );
+    drop(stream);
+    eventually(
+        "the temporary file of the broken upload is removed",
+        async || temp_files_in(&app, "photos").is_empty().then_some(()),
+    )
+    .await;
+    assert!(files_in(&app, "photos").is_empty());
+    assert_eq!(photo_count(&app).await, 0);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_upload_beyond_photo_max_concurrent_uploads_is_503_busy_with_retry_after() {
+    let app = TestApp::spawn_with(|c| {
+        c.photos.max_concurrent_uploads = 1.try_into().expect("nonzero");
+    })
+    .await;
+    let stream = stalled_upload(&app, 2_000_000, 300_000).await;
+    eventually("the first upload is under way", async || {
+        (!temp_files_in(&app, "photos").is_empty()).then_some(())
+    })
+    .await;
+    let good = bib_photo_png(&["1234"]);
+    let res = upload(&app, &[("files", "second.png", &good)]).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let retry_after = res.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse::<u64>()
+        .expect("seconds");
+    assert!(retry_after >= 1, "{retry_after}");
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["error"], "busy", "{body}");
+    assert_message_names(&body, "PHOTO_MAX_CONCURRENT_UPLOADS");
+    drop(stream);
+    eventually(
+        "an upload is taken again once the first one ended",
+        async || {
+            let res = upload(&app, &[("files", "third.png", &good)]).await;
+            (res.status() == StatusCode::ACCEPTED).then_some(())
+        },
+    )
+    .await;
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn urls_in_json_are_bounded_by_the_body_limit_and_read_only_to_one_url_too_many() {
+    let app = TestApp::spawn_with(|c| {
+        c.photos.max_files = 2.try_into().expect("nonzero");
+        c.photos.fetch_allowed_hosts = "photos.example.com".parse().expect("hosts");
+    })
+    .await;
+    // Over API_BODY_LIMIT_BYTES (16 KiB in the tests), far under PHOTO_MAX_REQUEST_BYTES.
+    let many = format!("{{\"urls\": [{}\"\"]}}", "\"\",".repeat(10_000));
+    assert!(many.len() > app.config.body_limit_bytes.get());
+    let res = post_json(&app, many).await;
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["error"], "payload_too_large", "{body}");
+
+    // Reading stops at the third URL: what follows it is never parsed.
+    let res = post_json(&app, r#"{"urls": ["https://photos.example.com/1", "https://photos.example.com/2", "https://photos.example.com/3", not json at all"#).await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["field"], "urls", "{body}");
+    assert_message_names(&body, "PHOTO_MAX_FILES");
+
+    // Two are taken; an unknown field and a missing `urls` still name themselves.
+    let res = post_urls(
+        &app,
+        json!([
+            "https://photos.example.com/1",
+            "https://photos.example.com/2"
+        ]),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    for (sent, field) in [
+        (json!({"urls": [], "more": 1}), "more"),
+        (json!({}), "urls"),
+        (json!({"urls": [1]}), "urls[0]"),
+    ] {
+        let res = post_json(&app, sent.to_string()).await;
+        assert!(res.status().is_client_error(), "{sent}");
+        let body: Value = res.json().await.expect("json");
+        assert_eq!(body["field"], field, "{sent}: {body}");
+    }
     app.cleanup().await;
 }

@@ -182,6 +182,7 @@ async fn a_registration_exports_one_trace_from_the_gateway_request_to_the_qr_job
             &common[..],
             &[
                 ("API_ADDR", "127.0.0.1:0"),
+                ("HEALTH_ADDR", "127.0.0.1:0"),
                 ("API_ADMIN_TOKEN", ADMIN_TOKEN),
                 ("API_USER_TOKEN", USER_TOKEN),
             ],
