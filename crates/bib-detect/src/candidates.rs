@@ -26,6 +26,10 @@ pub struct Candidate {
     pub bbox: [f32; 4],
     /// Number of blobs in the line (digits, unless some touch or break).
     pub blobs: usize,
+    /// How bib-like the line's surround is: the share of its paper that is
+    /// uniformly paper-coloured (0.7 to 1). When a photo holds more candidates
+    /// than OCR may read, the highest scores are read.
+    pub score: f32,
 }
 
 /// A connected blob of dark pixels.
@@ -87,13 +91,13 @@ pub fn find(rgb: &RgbImage, gray: &GrayImage, max_blobs: usize) -> Vec<Candidate
                 &[(0, 1)]
             };
             // Of the passing versions, the longest, then the one on the most uniform paper.
-            let Some((_, candidate)) = trims
+            let Some(candidate) = trims
                 .iter()
                 .filter_map(|&(from, to)| {
                     let c = candidate(&members[from..to]);
-                    bib_surround(rgb, gray, &dark, &c).map(|uniform| (uniform, c))
+                    bib_surround(rgb, gray, &dark, &c).map(|score| Candidate { score, ..c })
                 })
-                .max_by(|a, b| a.1.blobs.cmp(&b.1.blobs).then(a.0.total_cmp(&b.0)))
+                .max_by(|a, b| a.blobs.cmp(&b.blobs).then(a.score.total_cmp(&b.score)))
             else {
                 continue;
             };
@@ -295,6 +299,7 @@ fn candidate(members: &[Blob]) -> Candidate {
         height,
         bbox: [x0, y0, x1, y1],
         blobs: members.len(),
+        score: 0.0,
     }
 }
 
