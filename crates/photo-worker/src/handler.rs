@@ -2,7 +2,7 @@
 //!
 //! Effects happen in one order: mark the row `processing` (guarded: a
 //! completed photo is left alone; a failed one runs again only when its dead
-//! letter is retried), read the original (or fetch it by URL and store it),
+//! letter is retried, `Job::is_dead_letter_retry`), read the original (or fetch it by URL and store it),
 //! decode it within limits, make the thumbnail, detect the bibs, write the
 //! thumbnail atomically, then mark the row `completed` and replace its
 //! detections in one transaction. A crash at any point leaves a row that is not
@@ -378,7 +378,9 @@ impl JobHandler<ProcessPhoto> for PhotoHandler {
                 .await
                 .context("acquiring a database connection")
                 .map_err(JobError::Retry)?;
-            photos::start_processing(&mut conn, id)
+            // A failed photo runs again only for its dead letter retried by an
+            // operator; any other job finding it failed is a stale duplicate.
+            photos::start_processing(&mut conn, id, job.is_dead_letter_retry())
                 .await
                 .context("marking the photo processing")
                 .map_err(JobError::Retry)?
@@ -394,11 +396,12 @@ impl JobHandler<ProcessPhoto> for PhotoHandler {
                 );
                 return Ok(());
             }
-            Start::Settled(_) => {
+            Start::Settled(photo) => {
                 info!(
                     photo.id = id,
                     job.id = job.id(),
-                    "the photo is already completed; nothing to do"
+                    photo.status = ?photo.processing_status,
+                    "the photo is already settled (completed, or failed and not retried from its dead letter); nothing to do"
                 );
                 return Ok(());
             }
