@@ -25,6 +25,10 @@ pub const DEFAULT_MIN_CONFIDENCE: f32 = 0.5;
 /// once. The Kubernetes limit is this plus the process's baseline
 /// (`deploy/k8s/photo-worker.yaml`).
 pub const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
+/// What the process holds besides the photos' budget: the process at rest
+/// (49 MB measured), one Tesseract handle per blocking thread and the
+/// allocator's slack. A pod's memory limit is `PHOTO_MEMORY_BUDGET` plus this.
+pub const MEMORY_BASELINE: u64 = 512 << 20;
 
 /// Settings of the photo worker.
 #[derive(Debug, Clone)]
@@ -313,6 +317,43 @@ mod tests {
             let err = Config::from_vars(&[(var, value)]).expect_err(var);
             assert_eq!(err.var, var, "{err}");
         }
+    }
+
+    #[test]
+    fn the_manifest_limit_is_the_memory_budget_plus_the_baseline() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/k8s/photo-worker.yaml"
+        );
+        let manifest = std::fs::read_to_string(path).expect("the manifest");
+        let value_of = |key: &str, end: &str| -> String {
+            let at = manifest
+                .find(key)
+                .unwrap_or_else(|| panic!("{key} in {path}"))
+                + key.len();
+            manifest[at..]
+                .split(end)
+                .next()
+                .expect("a value")
+                .trim()
+                .to_owned()
+        };
+        let budget = value_of("{name: PHOTO_MEMORY_BUDGET, value: \"", "\"");
+        let limit = value_of("limits: {memory: ", "}");
+        let c = Config::from_vars(&[
+            ("PHOTO_MEMORY_BUDGET", budget.as_str()),
+            (
+                "PHOTO_MAX_PIXELS",
+                value_of("{name: PHOTO_MAX_PIXELS, value: \"", "\"").as_str(),
+            ),
+        ])
+        .expect("the manifest's settings are valid");
+        let limit = byte_size(&[("LIMIT", limit.as_str())], "LIMIT", 0).expect("a limit");
+        assert_eq!(
+            limit,
+            c.memory_budget + MEMORY_BASELINE,
+            "{budget} + 512 Mi"
+        );
     }
 
     #[test]
