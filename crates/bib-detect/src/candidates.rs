@@ -431,16 +431,16 @@ pub fn overlap(a: &[f32; 4], b: &[f32; 4]) -> f32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use image::{Luma, Rgb};
 
-    /// A white patch with three crude dark "7"s on a red shirt.
-    fn bib_like() -> (RgbImage, GrayImage) {
-        let mut rgb = RgbImage::from_pixel(200, 150, Rgb([180, 30, 30]));
+    /// Draws a white patch with three crude dark "7"s into the 200 x 150 cell
+    /// of `rgb` at (`left`, `top`); the rest of the cell is left as it is.
+    pub(crate) fn draw_bib_like(rgb: &mut RgbImage, left: u32, top: u32) {
         for y in 40..110 {
             for x in 40..160 {
-                rgb.put_pixel(x, y, Rgb([245, 245, 245]));
+                rgb.put_pixel(left + x, top + y, Rgb([245, 245, 245]));
             }
         }
         for k in 0..3 {
@@ -450,11 +450,17 @@ mod tests {
                     let bar = y < 61;
                     let stem = x >= x0 + 13 - (y - 55) / 6 && x < x0 + 19 - (y - 55) / 6;
                     if bar || stem {
-                        rgb.put_pixel(x, y, Rgb([20, 20, 20]));
+                        rgb.put_pixel(left + x, top + y, Rgb([20, 20, 20]));
                     }
                 }
             }
         }
+    }
+
+    /// A white patch with three crude dark "7"s on a red shirt.
+    fn bib_like() -> (RgbImage, GrayImage) {
+        let mut rgb = RgbImage::from_pixel(200, 150, Rgb([180, 30, 30]));
+        draw_bib_like(&mut rgb, 0, 0);
         let gray = image::DynamicImage::ImageRgb8(rgb.clone()).to_luma8();
         (rgb, gray)
     }

@@ -299,24 +299,8 @@ mod tests {
     fn crowded(columns: u32, rows: u32) -> DynamicImage {
         let mut rgb =
             image::RgbImage::from_pixel(columns * 200, rows * 150, image::Rgb([180, 30, 30]));
-        for (cx, cy) in (0..columns).flat_map(|c| (0..rows).map(move |r| (c * 200, r * 150))) {
-            for y in 40..110 {
-                for x in 40..160 {
-                    rgb.put_pixel(cx + x, cy + y, image::Rgb([245, 245, 245]));
-                }
-            }
-            for k in 0..3 {
-                let x0 = 65 + k * 25;
-                for y in 55..95 {
-                    for x in x0..x0 + 20 {
-                        let bar = y < 61;
-                        let stem = x >= x0 + 13 - (y - 55) / 6 && x < x0 + 19 - (y - 55) / 6;
-                        if bar || stem {
-                            rgb.put_pixel(cx + x, cy + y, image::Rgb([20, 20, 20]));
-                        }
-                    }
-                }
-            }
+        for (column, row) in (0..columns).flat_map(|c| (0..rows).map(move |r| (c, r))) {
+            candidates::tests::draw_bib_like(&mut rgb, column * 200, row * 150);
         }
         DynamicImage::ImageRgb8(rgb)
     }

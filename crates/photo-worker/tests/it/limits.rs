@@ -7,10 +7,12 @@ use std::time::Duration;
 use bib_detect::Detector;
 use photo_worker::imaging;
 use photo_worker::testing::{bib_photo_png, peak_blocking_runs};
-use queue_core::testing::eventually_within;
 use store::photos::ProcessingStatus;
 
 use crate::support::TestApp;
+
+/// How long a test waits for photos that take seconds each, one at a time.
+const SLOW: Duration = Duration::from_secs(60);
 
 /// Bib numbers enough to make a photo whose OCR takes seconds.
 fn many_bibs(n: usize) -> Vec<String> {
@@ -66,15 +68,11 @@ async fn photos_that_together_exceed_the_memory_budget_are_processed_one_at_a_ti
         ids.push(photo.id);
     }
     for id in ids {
-        let done = eventually_within(
-            "the photo is completed",
-            Duration::from_secs(60),
-            async || {
-                Some(app.photo(id).await)
-                    .filter(|p| p.processing_status == ProcessingStatus::Completed)
-            },
-        )
-        .await;
+        let done = app
+            .photo_until_within(id, "the photo is completed", SLOW, |p| {
+                p.processing_status == ProcessingStatus::Completed
+            })
+            .await;
         assert_eq!(app.bibs(done.id).await.len(), 6, "{done:?}");
     }
     assert_eq!(peak_blocking_runs(), 1, "one photo in memory at a time");
@@ -103,10 +101,9 @@ async fn a_timed_out_job_keeps_its_slot_until_its_detection_ends_so_no_more_than
         ids.push(photo.id);
     }
     for id in ids {
-        let failed =
-            eventually_within("the photo is failed", Duration::from_secs(60), async || {
-                Some(app.photo(id).await)
-                    .filter(|p| p.processing_status == ProcessingStatus::Failed)
+        let failed = app
+            .photo_until_within(id, "the photo is failed", SLOW, |p| {
+                p.processing_status == ProcessingStatus::Failed
             })
             .await;
         let error = failed.processing_error.expect("a reason");

@@ -211,17 +211,7 @@ async fn a_job_whose_photo_is_gone_completes_as_a_no_op_and_a_completed_photo_is
     let done = app.photo(kept.id).await;
     assert_eq!(done.processing_status, ProcessingStatus::Completed);
     // The same job again, as after a crash before its acknowledgement.
-    let again = app
-        .redis
-        .producer
-        .enqueue(
-            &app.queue,
-            jobs::new_job(&jobs::v1::ProcessPhoto { photo_id: kept.id }),
-        )
-        .await
-        .expect("enqueue")
-        .id()
-        .to_owned();
+    let again = app.enqueue_duplicate(kept.id).await;
     app.completed_until(&again).await;
     assert_eq!(
         app.photo(kept.id).await,
@@ -406,17 +396,7 @@ async fn a_stale_duplicate_job_of_a_failed_photo_leaves_it_failed() {
         .await;
     // The same job again without its key, as a late duplicate: only a retry
     // of the dead letter runs a failed photo again.
-    let again = app
-        .redis
-        .producer
-        .enqueue(
-            &app.queue,
-            jobs::new_job(&jobs::v1::ProcessPhoto { photo_id: photo.id }),
-        )
-        .await
-        .expect("enqueue")
-        .id()
-        .to_owned();
+    let again = app.enqueue_duplicate(photo.id).await;
     app.completed_until(&again).await;
     assert_eq!(
         app.photo(photo.id).await,
