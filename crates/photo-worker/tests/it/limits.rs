@@ -90,10 +90,11 @@ async fn a_timed_out_job_keeps_its_slot_until_its_detection_ends_so_no_more_than
             c.worker.concurrency = concurrency.try_into().expect("nonzero");
             c.worker.job_timeout = Duration::from_secs(1);
             c.worker.max_attempts = 2;
+            c.max_candidates = 64;
         })
         .await;
-    // Each photo's OCR takes seconds: every attempt times out.
-    let bytes = slow_photo(30);
+    // Each photo's OCR takes seconds (48 bibs, all read): every attempt times out.
+    let bytes = slow_photo(48);
     let mut ids = Vec::new();
     for _ in 0..4 {
         let photo = app.upload(&bytes).await;
