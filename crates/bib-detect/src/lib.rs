@@ -321,6 +321,24 @@ mod tests {
     }
 
     #[test]
+    fn the_cap_keeps_the_best_scored_candidates_in_the_order_they_were_found() {
+        let at = |score: f32, cx: f32| candidates::Candidate {
+            cx,
+            cy: 0.0,
+            angle: 0.0,
+            length: 10.0,
+            height: 10.0,
+            bbox: [0.0; 4],
+            blobs: 2,
+            score,
+        };
+        let found = vec![at(0.8, 1.0), at(0.95, 2.0), at(0.7, 3.0), at(0.9, 4.0)];
+        let kept: Vec<f32> = best(found.clone(), 2).iter().map(|c| c.cx).collect();
+        assert_eq!(kept, [2.0, 4.0]);
+        assert_eq!(best(found.clone(), 4), found, "under the cap, all in order");
+    }
+
+    #[test]
     fn a_detection_past_its_deadline_stops_before_reading_the_next_candidate() {
         let detector =
             Detector::new(DetectorConfig::default()).expect("tesseract-ocr-eng installed");

@@ -136,6 +136,8 @@ impl StageTimes {
 struct Processed {
     bibs: Vec<String>,
     times: StageTimes,
+    /// Candidate lines found and read by OCR (at most `PHOTO_MAX_CANDIDATES`).
+    candidates: (usize, usize),
 }
 
 /// Why one run failed, which decides what is recorded on the row.
@@ -326,6 +328,7 @@ impl PhotoHandler {
         Ok(moved.then(|| Processed {
             bibs: detections.into_iter().map(|d| d.number).collect(),
             times,
+            candidates: (found.candidates_found, found.candidates_read),
         }))
     }
 
@@ -423,6 +426,8 @@ impl JobHandler<ProcessPhoto> for PhotoHandler {
                 info!(
                     photo.id = id,
                     photo.bibs = ?done.bibs,
+                    photo.candidates = done.candidates.0,
+                    photo.candidates_read = done.candidates.1,
                     fetch_ms = t.fetch.map(|d| d.as_millis() as u64),
                     decode_ms = t.decode.as_millis() as u64,
                     thumbnail_ms = t.thumbnail.as_millis() as u64,
