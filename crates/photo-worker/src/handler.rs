@@ -9,8 +9,16 @@
 //! `completed`, and the redelivered job redoes the same work into the same
 //! paths: one thumbnail, one set of detections.
 //!
+//! The blocking part (decode, thumbnail, OCR) first takes one of
+//! `PHOTOS_CONCURRENCY` slots and the photo's working memory from the
+//! process-wide budget (estimated from its header), and holds both until it
+//! ends: a job that times out drops its future, not its blocking run, so
+//! without this a retry would start a second heavy run beside the first. The
+//! run stops between OCR candidates once the job's time is up.
+//!
 //! Errors no attempt can fix (a file that is not a decodable JPEG or PNG, a
-//! refused URL) mark the photo `failed` at once; others are retried and the
+//! refused URL, a photo larger than the whole memory budget) mark the photo
+//! `failed` at once; others are retried and the
 //! last one marks it `failed`. Stage times go to `photo_stage_seconds{stage}`
 //! and to the `photo processed` log line.
 
