@@ -26,6 +26,10 @@ pub struct Candidate {
     pub bbox: [f32; 4],
     /// Number of blobs in the line (digits, unless some touch or break).
     pub blobs: usize,
+    /// How bib-like the line's surround is: the share of its paper that is
+    /// uniformly paper-coloured (0.7 to 1). When a photo holds more candidates
+    /// than OCR may read, the highest scores are read.
+    pub score: f32,
 }
 
 /// A connected blob of dark pixels.
@@ -87,13 +91,13 @@ pub fn find(rgb: &RgbImage, gray: &GrayImage, max_blobs: usize) -> Vec<Candidate
                 &[(0, 1)]
             };
             // Of the passing versions, the longest, then the one on the most uniform paper.
-            let Some((_, candidate)) = trims
+            let Some(candidate) = trims
                 .iter()
                 .filter_map(|&(from, to)| {
                     let c = candidate(&members[from..to]);
-                    bib_surround(rgb, gray, &dark, &c).map(|uniform| (uniform, c))
+                    bib_surround(rgb, gray, &dark, &c).map(|score| Candidate { score, ..c })
                 })
-                .max_by(|a, b| a.1.blobs.cmp(&b.1.blobs).then(a.0.total_cmp(&b.0)))
+                .max_by(|a, b| a.blobs.cmp(&b.blobs).then(a.score.total_cmp(&b.score)))
             else {
                 continue;
             };
@@ -295,6 +299,7 @@ fn candidate(members: &[Blob]) -> Candidate {
         height,
         bbox: [x0, y0, x1, y1],
         blobs: members.len(),
+        score: 0.0,
     }
 }
 
@@ -426,16 +431,16 @@ pub fn overlap(a: &[f32; 4], b: &[f32; 4]) -> f32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use image::{Luma, Rgb};
 
-    /// A white patch with three crude dark "7"s on a red shirt.
-    fn bib_like() -> (RgbImage, GrayImage) {
-        let mut rgb = RgbImage::from_pixel(200, 150, Rgb([180, 30, 30]));
+    /// Draws a white patch with three crude dark "7"s into the 200 x 150 cell
+    /// of `rgb` at (`left`, `top`); the rest of the cell is left as it is.
+    pub(crate) fn draw_bib_like(rgb: &mut RgbImage, left: u32, top: u32) {
         for y in 40..110 {
             for x in 40..160 {
-                rgb.put_pixel(x, y, Rgb([245, 245, 245]));
+                rgb.put_pixel(left + x, top + y, Rgb([245, 245, 245]));
             }
         }
         for k in 0..3 {
@@ -445,11 +450,17 @@ mod tests {
                     let bar = y < 61;
                     let stem = x >= x0 + 13 - (y - 55) / 6 && x < x0 + 19 - (y - 55) / 6;
                     if bar || stem {
-                        rgb.put_pixel(x, y, Rgb([20, 20, 20]));
+                        rgb.put_pixel(left + x, top + y, Rgb([20, 20, 20]));
                     }
                 }
             }
         }
+    }
+
+    /// A white patch with three crude dark "7"s on a red shirt.
+    fn bib_like() -> (RgbImage, GrayImage) {
+        let mut rgb = RgbImage::from_pixel(200, 150, Rgb([180, 30, 30]));
+        draw_bib_like(&mut rgb, 0, 0);
         let gray = image::DynamicImage::ImageRgb8(rgb.clone()).to_luma8();
         (rgb, gray)
     }

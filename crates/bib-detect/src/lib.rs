@@ -19,6 +19,9 @@ pub enum Error {
     Init(String),
     #[error("Tesseract failed: {0}")]
     Ocr(String),
+    /// [`Limits::deadline`] passed: the detection stopped between two candidates.
+    #[error("the detection's deadline passed after {read} of {candidates} candidates were read")]
+    DeadlineExceeded { read: usize, candidates: usize },
 }
 
 /// Where a detection lies in the image, in pixels.
@@ -52,6 +55,34 @@ pub struct Timings {
 pub struct Detections {
     pub bibs: Vec<Detection>,
     pub timings: Timings,
+    /// Candidate lines the search found.
+    pub candidates_found: usize,
+    /// Candidate lines OCR read: at most [`Limits::max_candidates`], the best by score.
+    pub candidates_read: usize,
+}
+
+/// [`Limits::max_candidates`] unless set: a race photo rarely shows more than a
+/// dozen bibs, and each candidate costs two to four Tesseract calls.
+pub const DEFAULT_MAX_CANDIDATES: usize = 32;
+
+/// Bounds on one detection, so a photo crowded with digit-like strokes or a
+/// caller that gave up cannot keep a thread busy for long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Checked before each candidate is read: once it has passed, the detection
+    /// stops with [`Error::DeadlineExceeded`].
+    pub deadline: Option<Instant>,
+    /// At most this many candidates are read by OCR, the highest scored.
+    pub max_candidates: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            deadline: None,
+            max_candidates: DEFAULT_MAX_CANDIDATES,
+        }
+    }
 }
 
 /// Tuning of the detector.
@@ -93,8 +124,38 @@ impl Detector {
         Ok(Self { config })
     }
 
-    /// Finds the bib numbers in `image`.
+    /// About the most memory, in bytes, that [`detect`](Self::detect) allocates
+    /// for a `width` × `height` image of `channels` 8-bit channels, on top of
+    /// the image itself, so that a caller can budget it before decoding: the
+    /// luma copy, the reduced search copy and the float buffer the resize passes
+    /// through (4 × f32 per pixel of the full width and the reduced height), and
+    /// the search's own buffers (an integral image of u64, masks, a blob stack
+    /// of up to one index per pixel). Crops read by OCR are small.
+    pub fn working_bytes(&self, width: u32, height: u32, channels: u8) -> u64 {
+        let (w, h) = (u64::from(width), u64::from(height));
+        let long = w.max(h).max(1);
+        let limit = u64::from(self.config.max_search_side.max(64));
+        let channels = u64::from(channels);
+        let luma = w * h;
+        let (search, resize) = if long > limit {
+            let (sw, sh) = (w * limit / long + 1, h * limit / long + 1);
+            (sw * sh, w * sh * 16 + sw * sh * channels)
+        } else {
+            (w * h, 0)
+        };
+        // RGB and luma search copies; integral (8), two masks (2), stack (8).
+        let search_bytes = search * (3 + 1) + (search + w.max(h) + 1) * 8 + search * (2 + 8);
+        luma + resize + search_bytes
+    }
+
+    /// Finds the bib numbers in `image`, within the default [`Limits`].
     pub fn detect(&self, image: &DynamicImage) -> Result<Detections, Error> {
+        self.detect_with(image, &Limits::default())
+    }
+
+    /// Finds the bib numbers in `image`, reading at most `limits.max_candidates`
+    /// candidates and stopping when `limits.deadline` passes.
+    pub fn detect_with(&self, image: &DynamicImage, limits: &Limits) -> Result<Detections, Error> {
         let started = Instant::now();
         let gray = image.to_luma8();
         let (w, h) = gray.dimensions();
@@ -111,10 +172,18 @@ impl Detector {
         };
         let found = candidates::find(&search_rgb, &search_gray, self.config.max_digits + 3);
         let candidates_time = started.elapsed();
+        let candidates_found = found.len();
+        let read = best(found, limits.max_candidates);
 
         let ocr_started = Instant::now();
         let mut bibs: Vec<Detection> = Vec::new();
-        for c in &found {
+        for (done, c) in read.iter().enumerate() {
+            if limits.deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Error::DeadlineExceeded {
+                    read: done,
+                    candidates: read.len(),
+                });
+            }
             let Some(reading) = read::read_candidate(&gray, c, scale, &self.config)? else {
                 continue;
             };
@@ -137,8 +206,30 @@ impl Detector {
                 candidates: candidates_time,
                 ocr: ocr_started.elapsed(),
             },
+            candidates_found,
+            candidates_read: read.len(),
         })
     }
+}
+
+/// The `max` best-scored candidates, in the order they were found (so a photo
+/// under the cap is read exactly as without one).
+fn best(mut found: Vec<candidates::Candidate>, max: usize) -> Vec<candidates::Candidate> {
+    if found.len() <= max {
+        return found;
+    }
+    let mut order: Vec<usize> = (0..found.len()).collect();
+    order.sort_by(|&a, &b| found[b].score.total_cmp(&found[a].score).then(a.cmp(&b)));
+    let mut keep = vec![false; found.len()];
+    for &i in &order[..max] {
+        keep[i] = true;
+    }
+    let mut i = 0;
+    found.retain(|_| {
+        i += 1;
+        keep[i - 1]
+    });
+    found
 }
 
 /// Of detections whose boxes overlap, keeps the most confident.
@@ -201,6 +292,73 @@ mod tests {
         tall.bbox.height = 60;
         let kept = deduplicate(vec![at("540", 5, 0.9), tall]);
         assert_eq!(kept.len(), 1);
+    }
+
+    /// `columns` × `rows` white patches, each with three crude dark "7"s, on a
+    /// red shirt: a photo crowded with digit-like lines on bib-like paper.
+    fn crowded(columns: u32, rows: u32) -> DynamicImage {
+        let mut rgb =
+            image::RgbImage::from_pixel(columns * 200, rows * 150, image::Rgb([180, 30, 30]));
+        for (column, row) in (0..columns).flat_map(|c| (0..rows).map(move |r| (c, r))) {
+            candidates::tests::draw_bib_like(&mut rgb, column * 200, row * 150);
+        }
+        DynamicImage::ImageRgb8(rgb)
+    }
+
+    #[test]
+    fn a_photo_crowded_with_digit_like_lines_has_only_the_best_candidates_read() {
+        let detector =
+            Detector::new(DetectorConfig::default()).expect("tesseract-ocr-eng installed");
+        let limits = Limits {
+            max_candidates: 3,
+            ..Limits::default()
+        };
+        let found = detector
+            .detect_with(&crowded(6, 4), &limits)
+            .expect("detects");
+        assert_eq!(found.candidates_found, 24, "every patch is a candidate");
+        assert_eq!(found.candidates_read, 3);
+    }
+
+    #[test]
+    fn the_cap_keeps_the_best_scored_candidates_in_the_order_they_were_found() {
+        let at = |score: f32, cx: f32| candidates::Candidate {
+            cx,
+            cy: 0.0,
+            angle: 0.0,
+            length: 10.0,
+            height: 10.0,
+            bbox: [0.0; 4],
+            blobs: 2,
+            score,
+        };
+        let found = vec![at(0.8, 1.0), at(0.95, 2.0), at(0.7, 3.0), at(0.9, 4.0)];
+        let kept: Vec<f32> = best(found.clone(), 2).iter().map(|c| c.cx).collect();
+        assert_eq!(kept, [2.0, 4.0]);
+        assert_eq!(best(found.clone(), 4), found, "under the cap, all in order");
+    }
+
+    #[test]
+    fn a_detection_past_its_deadline_stops_before_reading_the_next_candidate() {
+        let detector =
+            Detector::new(DetectorConfig::default()).expect("tesseract-ocr-eng installed");
+        let limits = Limits {
+            deadline: Some(Instant::now()),
+            ..Limits::default()
+        };
+        let err = detector
+            .detect_with(&crowded(2, 2), &limits)
+            .expect_err("the deadline has passed");
+        assert!(
+            matches!(
+                err,
+                Error::DeadlineExceeded {
+                    read: 0,
+                    candidates: 4
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,18 +1,19 @@
 //! The worker's settings: its own variables (`STORAGE_DIR`, `STORAGE_TEMP_MAX_AGE`,
 //! `STORAGE_SWEEP_INTERVAL`, `PHOTO_MAX_PIXELS`, `PHOTO_MAX_DIMENSION`,
-//! `PHOTO_MAX_DECODE_BYTES`, `PHOTO_THUMBNAIL_SIZE`, `PHOTO_MIN_CONFIDENCE`,
+//! `PHOTO_MAX_DECODE_BYTES`, `PHOTO_MEMORY_BUDGET`, `PHOTO_MAX_CANDIDATES`,
+//! `PHOTO_THUMBNAIL_SIZE`, `PHOTO_MIN_CONFIDENCE`,
 //! `PHOTO_FETCH_*`, `PHOTOS_RECONCILE_*`) on top of the `service` kit's base and
 //! per-queue settings (`PHOTOS_CONCURRENCY`, ...). Read from the environment
 //! only by `main`; tests build a [`Config`] directly or from a map.
 
-use std::num::NonZeroU64;
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::time::Duration;
 
 use queue_core::WorkerConfig;
 use service::config::{self, BaseConfig, ConfigError, ReconcileConfig, StorageConfig, Vars};
 
 use crate::fetch::{AllowedHosts, FetchPolicy};
-use crate::imaging::ImageLimits;
+use crate::imaging::{self, ImageLimits};
 
 /// `HEALTH_ADDR` is `127.0.0.1:9105` unless set.
 pub const DEFAULT_HEALTH_PORT: u16 = 9105;
@@ -20,6 +21,14 @@ pub const DEFAULT_HEALTH_PORT: u16 = 9105;
 pub const DEFAULT_THUMBNAIL_SIZE: u32 = 320;
 /// `PHOTO_MIN_CONFIDENCE` default: the detector's own.
 pub const DEFAULT_MIN_CONFIDENCE: f32 = 0.5;
+/// `PHOTO_MEMORY_BUDGET` default: 1 GiB, the pixels of every photo in work at
+/// once. The Kubernetes limit is this plus the process's baseline
+/// (`deploy/k8s/photo-worker.yaml`).
+pub const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
+/// What the process holds besides the photos' budget: the process at rest
+/// (49 MB measured), one Tesseract handle per blocking thread and the
+/// allocator's slack. A pod's memory limit is `PHOTO_MEMORY_BUDGET` plus this.
+pub const MEMORY_BASELINE: u64 = 512 << 20;
 
 /// Settings of the photo worker.
 #[derive(Debug, Clone)]
@@ -33,6 +42,13 @@ pub struct Config {
     pub storage: StorageConfig,
     /// `PHOTO_MAX_PIXELS`, `PHOTO_MAX_DIMENSION`, `PHOTO_MAX_DECODE_BYTES`.
     pub limits: ImageLimits,
+    /// `PHOTO_MEMORY_BUDGET`: bytes the photos in work may hold at once across
+    /// the process (decoded pixels and the pipeline's copies, estimated from
+    /// each header before decoding). Holds at least the largest photo allowed.
+    pub memory_budget: u64,
+    /// `PHOTO_MAX_CANDIDATES`: the most candidate lines OCR reads on one photo
+    /// (the best by score).
+    pub max_candidates: usize,
     /// `PHOTO_THUMBNAIL_SIZE`: the longest side of a thumbnail (16 to 2048).
     pub thumbnail_size: u32,
     /// `PHOTO_MIN_CONFIDENCE`: detections below this (0 to 1) are dropped.
@@ -86,11 +102,32 @@ impl Config {
             ));
         }
         let fetch = fetch_policy(vars, worker.job_timeout)?;
+        let memory_budget = byte_size(vars, "PHOTO_MEMORY_BUDGET", DEFAULT_MEMORY_BUDGET)?;
+        let largest = imaging::largest_working_bytes(&limits, fetch.max_bytes);
+        if memory_budget < largest {
+            return Err(ConfigError::new(
+                "PHOTO_MEMORY_BUDGET",
+                format!(
+                    "must hold the largest photo PHOTO_MAX_PIXELS and PHOTO_MAX_DIMENSION allow \
+                     (about {} MiB for a square RGBA image of {} pixels)",
+                    largest.div_ceil(1 << 20),
+                    limits.max_pixels
+                ),
+            ));
+        }
+        let max_candidates = config::nonzero(
+            vars,
+            "PHOTO_MAX_CANDIDATES",
+            NonZeroUsize::new(bib_detect::DEFAULT_MAX_CANDIDATES).unwrap_or(NonZeroUsize::MIN),
+        )?
+        .get();
         Ok(Self {
             base: BaseConfig::from_vars(vars, DEFAULT_HEALTH_PORT)?,
             worker,
             storage,
             limits,
+            memory_budget,
+            max_candidates,
             thumbnail_size,
             min_confidence,
             fetch,
@@ -107,6 +144,47 @@ fn positive(vars: &dyn Vars, name: &str, default: u64) -> Result<u64, ConfigErro
         NonZeroU64::new(default).unwrap_or(NonZeroU64::MIN),
     )?;
     Ok(n.get())
+}
+
+/// `name` as a number of bytes: a whole number with an optional unit, binary
+/// (`KiB`, `MiB`, `GiB`, or Kubernetes' `Ki`, `Mi`, `Gi`) or decimal (`kB`,
+/// `MB`, `GB`): `1GiB`, `1536Mi`, `500MB`, `1073741824`.
+fn byte_size(vars: &dyn Vars, name: &str, default: u64) -> Result<u64, ConfigError> {
+    let Some(value) = config::optional(vars, name) else {
+        return Ok(default);
+    };
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let unit_bytes: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "Ki" => 1 << 10,
+        "MiB" | "Mi" => 1 << 20,
+        "GiB" | "Gi" => 1 << 30,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => {
+            return Err(ConfigError::new(
+                name,
+                format!(
+                    "{value:?}: the unit must be one of B, KiB, MiB, GiB (Ki, Mi, Gi), kB, MB, GB"
+                ),
+            ));
+        }
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit_bytes))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| {
+            ConfigError::new(
+                name,
+                format!("{value:?} is not a positive number of bytes (such as 1GiB)"),
+            )
+        })
 }
 
 /// The `PHOTO_FETCH_*` variables.
@@ -152,6 +230,8 @@ mod tests {
         assert_eq!(c.limits.max_pixels, 50_000_000);
         assert_eq!(c.thumbnail_size, 320);
         assert_eq!(c.min_confidence, 0.5);
+        assert_eq!(c.memory_budget, 1 << 30);
+        assert_eq!(c.max_candidates, 32);
         assert!(
             c.fetch.allowed_hosts.is_empty(),
             "no URL is fetched unless allowed"
@@ -175,6 +255,8 @@ mod tests {
             ("PHOTO_MAX_PIXELS", "1000000"),
             ("PHOTO_MAX_DIMENSION", "4000"),
             ("PHOTO_MAX_DECODE_BYTES", "8000000"),
+            ("PHOTO_MEMORY_BUDGET", "1536Mi"),
+            ("PHOTO_MAX_CANDIDATES", "8"),
             ("PHOTO_THUMBNAIL_SIZE", "200"),
             ("PHOTO_MIN_CONFIDENCE", "0.7"),
             (
@@ -198,6 +280,8 @@ mod tests {
             ),
             (1_000_000, 4000, 8_000_000)
         );
+        assert_eq!(c.memory_budget, 1536 << 20);
+        assert_eq!(c.max_candidates, 8);
         assert_eq!(c.thumbnail_size, 200);
         assert_eq!(c.min_confidence, 0.7);
         assert!(c.fetch.allowed_hosts.allows("photos.example.com"));
@@ -215,6 +299,12 @@ mod tests {
             ("PHOTOS_CONCURRENCY", "0"),
             ("PHOTO_MAX_PIXELS", "0"),
             ("PHOTO_MAX_DECODE_BYTES", "1000"),
+            ("PHOTO_MEMORY_BUDGET", "1 TB"),
+            ("PHOTO_MEMORY_BUDGET", "0"),
+            ("PHOTO_MEMORY_BUDGET", "GiB"),
+            ("PHOTO_MEMORY_BUDGET", "99999999999GiB"),
+            ("PHOTO_MEMORY_BUDGET", "64MiB"),
+            ("PHOTO_MAX_CANDIDATES", "0"),
             ("PHOTO_THUMBNAIL_SIZE", "8"),
             ("PHOTO_MIN_CONFIDENCE", "1.5"),
             ("PHOTO_FETCH_ALLOWED_HOSTS", "http://example.com"),
@@ -227,5 +317,64 @@ mod tests {
             let err = Config::from_vars(&[(var, value)]).expect_err(var);
             assert_eq!(err.var, var, "{err}");
         }
+    }
+
+    #[test]
+    fn the_manifest_limit_is_the_memory_budget_plus_the_baseline() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/k8s/photo-worker.yaml"
+        );
+        let manifest = std::fs::read_to_string(path).expect("the manifest");
+        let value_of = |key: &str, end: &str| -> String {
+            let at = manifest
+                .find(key)
+                .unwrap_or_else(|| panic!("{key} in {path}"))
+                + key.len();
+            manifest[at..]
+                .split(end)
+                .next()
+                .expect("a value")
+                .trim()
+                .to_owned()
+        };
+        let budget = value_of("{name: PHOTO_MEMORY_BUDGET, value: \"", "\"");
+        let limit = value_of("limits: {memory: ", "}");
+        let c = Config::from_vars(&[
+            ("PHOTO_MEMORY_BUDGET", budget.as_str()),
+            (
+                "PHOTO_MAX_PIXELS",
+                value_of("{name: PHOTO_MAX_PIXELS, value: \"", "\"").as_str(),
+            ),
+        ])
+        .expect("the manifest's settings are valid");
+        let limit = byte_size(&[("LIMIT", limit.as_str())], "LIMIT", 0).expect("a limit");
+        assert_eq!(
+            limit,
+            c.memory_budget + MEMORY_BASELINE,
+            "{budget} + 512 Mi"
+        );
+    }
+
+    #[test]
+    fn the_memory_budget_takes_units_and_must_hold_the_largest_photo_allowed() {
+        for (value, bytes) in [
+            ("2GiB", 2u64 << 30),
+            ("1536Mi", 1536 << 20),
+            ("2000MB", 2_000_000_000),
+            ("1073741824", 1 << 30),
+        ] {
+            let c = Config::from_vars(&[("PHOTO_MEMORY_BUDGET", value)]).expect(value);
+            assert_eq!(c.memory_budget, bytes, "{value}");
+        }
+        let err = Config::from_vars(&[("PHOTO_MEMORY_BUDGET", "256MiB")]).expect_err("too small");
+        assert!(err.to_string().contains("largest photo"), "{err}");
+        // Smaller photos fit a smaller budget.
+        let c = Config::from_vars(&[
+            ("PHOTO_MEMORY_BUDGET", "256MiB"),
+            ("PHOTO_MAX_PIXELS", "4000000"),
+        ])
+        .expect("4 MP photos fit 256 MiB");
+        assert_eq!(c.memory_budget, 256 << 20);
     }
 }

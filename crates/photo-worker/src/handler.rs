@@ -2,32 +2,43 @@
 //!
 //! Effects happen in one order: mark the row `processing` (guarded: a
 //! completed photo is left alone; a failed one runs again only when its dead
-//! letter is retried), read the original (or fetch it by URL and store it),
+//! letter is retried, `Job::is_dead_letter_retry`), read the original (or fetch it by URL and store it),
 //! decode it within limits, make the thumbnail, detect the bibs, write the
 //! thumbnail atomically, then mark the row `completed` and replace its
 //! detections in one transaction. A crash at any point leaves a row that is not
 //! `completed`, and the redelivered job redoes the same work into the same
 //! paths: one thumbnail, one set of detections.
 //!
+//! The blocking part (decode, thumbnail, OCR) first takes one of
+//! `PHOTOS_CONCURRENCY` slots and the photo's working memory from the
+//! process-wide budget (estimated from its header), and holds both until it
+//! ends: a job that times out drops its future, not its blocking run, so
+//! without this a retry would start a second heavy run beside the first. The
+//! run stops between OCR candidates once the job's time is up.
+//!
 //! Errors no attempt can fix (a file that is not a decodable JPEG or PNG, a
-//! refused URL) mark the photo `failed` at once; others are retried and the
+//! refused URL, a photo larger than the whole memory budget) mark the photo
+//! `failed` at once; others are retried and the
 //! last one marks it `failed`. Stage times go to `photo_stage_seconds{stage}`
 //! and to the `photo processed` log line.
 
 use std::ops::DerefMut;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
-use bib_detect::Detector;
+use bib_detect::{Detector, Limits};
 use jobs::JobHandler;
 use jobs::v1::ProcessPhoto;
 use queue_core::{DeadLettered, Job, JobError};
 use storage::{Storage, StorageError};
 use store::photos::{self, Completed, Photo, Start};
 use store::{PgConnection, PgPool};
+use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
+use crate::budget::{MemoryBudget, OverBudget};
 use crate::fetch::Fetcher;
 use crate::imaging::{self, ImageLimits, PhotoFormat};
 
@@ -46,6 +57,46 @@ pub fn fetched_path(photo_id: i64, format: PhotoFormat) -> String {
 pub struct PhotoOptions {
     pub limits: ImageLimits,
     pub thumbnail_size: u32,
+    /// `PHOTO_MEMORY_BUDGET`: bytes all photos in work may hold at once.
+    pub memory_budget: u64,
+    /// `PHOTO_MAX_CANDIDATES`: candidate lines OCR reads at most per photo.
+    pub max_candidates: usize,
+    /// `PHOTOS_CONCURRENCY`: blocking runs (decode, thumbnail, OCR) alive at once.
+    pub concurrency: usize,
+    /// `PHOTOS_JOB_TIMEOUT`: the blocking run stops between OCR candidates once
+    /// this has passed since the job started.
+    pub job_timeout: Duration,
+}
+
+/// Blocking runs alive in this process, and the most seen at once (a test
+/// hook, [`crate::testing::peak_blocking_runs`], and the
+/// `photo_blocking_runs` gauge).
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts one blocking run while it lives.
+struct Alive;
+
+impl Alive {
+    fn enter() -> Self {
+        let now = RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
+        PEAK.fetch_max(now, Ordering::SeqCst);
+        metrics::gauge!("photo_blocking_runs").set(now as f64);
+        Self
+    }
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        let now = RUNNING.fetch_sub(1, Ordering::SeqCst) - 1;
+        metrics::gauge!("photo_blocking_runs").set(now as f64);
+    }
+}
+
+/// The most blocking runs seen alive at once in this process.
+#[cfg(feature = "testing")]
+pub(crate) fn peak_blocking_runs() -> usize {
+    PEAK.load(Ordering::SeqCst)
 }
 
 /// Runs `photo.process` jobs. Cheap to share.
@@ -56,6 +107,9 @@ pub struct PhotoHandler {
     detector: Detector,
     fetcher: Fetcher,
     options: Arc<PhotoOptions>,
+    /// `PHOTOS_CONCURRENCY` slots for blocking runs, each held until its run ends.
+    slots: Arc<Semaphore>,
+    budget: MemoryBudget,
 }
 
 /// Time spent in each stage of one photo.
@@ -90,6 +144,8 @@ impl StageTimes {
 struct Processed {
     bibs: Vec<String>,
     times: StageTimes,
+    /// Candidate lines found and read by OCR (at most `PHOTO_MAX_CANDIDATES`).
+    candidates: (usize, usize),
 }
 
 /// Why one run failed, which decides what is recorded on the row.
@@ -113,6 +169,8 @@ impl PhotoHandler {
             storage,
             detector,
             fetcher,
+            slots: Arc::new(Semaphore::new(options.concurrency.max(1))),
+            budget: MemoryBudget::new(options.memory_budget),
             options: Arc::new(options),
         }
     }
@@ -176,13 +234,45 @@ impl PhotoHandler {
         Ok(fetched.bytes)
     }
 
-    /// Processes a photo that is now `processing`.
-    async fn process(&self, photo: &Photo) -> Result<Option<Processed>, Failure> {
+    /// Processes a photo that is now `processing`; the blocking part stops
+    /// between OCR candidates once `deadline` has passed.
+    async fn process(
+        &self,
+        photo: &Photo,
+        deadline: Instant,
+    ) -> Result<Option<Processed>, Failure> {
         let mut times = StageTimes::default();
         let bytes = self.original(photo, &mut times).await?;
+        let header = imaging::probe(&bytes, &self.options.limits)
+            .map_err(|e| Failure::Permanent(e.into()))?;
+        let needed = header.working_bytes(bytes.len() as u64, &self.detector);
+        let over = |e: OverBudget| {
+            Failure::Permanent(anyhow!(
+                "the image cannot be processed: {}x{} pixels need {e}",
+                header.width,
+                header.height
+            ))
+        };
+        self.budget.check(needed).map_err(over)?;
+        // A slot, then the memory, both moved into the blocking task: a job
+        // that times out drops this future, not the task, and the slot and
+        // the memory stay taken until the task ends, so no more than
+        // PHOTOS_CONCURRENCY runs and PHOTO_MEMORY_BUDGET bytes are ever alive.
+        let slot = Arc::clone(&self.slots)
+            .acquire_owned()
+            .await
+            .expect("the slots' semaphore is never closed");
+        let memory = self.budget.reserve(needed).await.map_err(over)?;
         let (detector, options) = (self.detector.clone(), Arc::clone(&self.options));
+        let limits = Limits {
+            deadline: Some(deadline),
+            max_candidates: options.max_candidates,
+        };
         // Decoding, resizing and OCR are CPU work of up to seconds: a blocking thread.
         let work = tokio::task::spawn_blocking(move || {
+            // Dropped in this order: the run is counted gone before its slot
+            // and memory are free for the next.
+            let _held = (Alive::enter(), slot, memory);
             let started = Instant::now();
             let image = imaging::decode(&bytes, &options.limits)
                 .map_err(|e| Failure::Permanent(e.into()))?;
@@ -193,7 +283,7 @@ impl PhotoHandler {
                 .map_err(|e| Failure::Transient(e.into()))?;
             let thumbnail = started.elapsed();
             let found = detector
-                .detect(&image)
+                .detect_with(&image, &limits)
                 .context("detecting bibs")
                 .map_err(Failure::Transient)?;
             Ok::<_, Failure>((
@@ -246,6 +336,7 @@ impl PhotoHandler {
         Ok(moved.then(|| Processed {
             bibs: detections.into_iter().map(|d| d.number).collect(),
             times,
+            candidates: (found.candidates_found, found.candidates_read),
         }))
     }
 
@@ -298,7 +389,9 @@ impl JobHandler<ProcessPhoto> for PhotoHandler {
                 .await
                 .context("acquiring a database connection")
                 .map_err(JobError::Retry)?;
-            photos::start_processing(&mut conn, id)
+            // A failed photo runs again only for its dead letter retried by an
+            // operator; any other job finding it failed is a stale duplicate.
+            photos::start_processing(&mut conn, id, job.is_dead_letter_retry())
                 .await
                 .context("marking the photo processing")
                 .map_err(JobError::Retry)?
@@ -314,11 +407,12 @@ impl JobHandler<ProcessPhoto> for PhotoHandler {
                 );
                 return Ok(());
             }
-            Start::Settled(_) => {
+            Start::Settled(photo) => {
                 info!(
                     photo.id = id,
                     job.id = job.id(),
-                    "the photo is already completed; nothing to do"
+                    photo.status = ?photo.processing_status,
+                    "the photo is already settled (completed, or failed and not retried from its dead letter); nothing to do"
                 );
                 return Ok(());
             }
@@ -331,12 +425,17 @@ impl JobHandler<ProcessPhoto> for PhotoHandler {
             by_url = photo.source_url.is_some(),
             "processing photo"
         );
-        match self.process(&photo).await {
+        match self
+            .process(&photo, started + self.options.job_timeout)
+            .await
+        {
             Ok(Some(done)) => {
                 let t = done.times;
                 info!(
                     photo.id = id,
                     photo.bibs = ?done.bibs,
+                    photo.candidates = done.candidates.0,
+                    photo.candidates_read = done.candidates.1,
                     fetch_ms = t.fetch.map(|d| d.as_millis() as u64),
                     decode_ms = t.decode.as_millis() as u64,
                     thumbnail_ms = t.thumbnail.as_millis() as u64,

@@ -10,6 +10,7 @@
 use std::io::Cursor;
 use std::num::NonZero;
 
+use bib_detect::Detector;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
 
 /// How big an image may be decoded.
@@ -91,34 +92,68 @@ impl PhotoFormat {
     }
 }
 
-/// Decodes a JPEG or PNG within `limits`, turned upright by its EXIF orientation.
-pub fn decode(bytes: &[u8], limits: &ImageLimits) -> Result<DynamicImage, ImageError> {
-    let format = PhotoFormat::sniff(bytes).ok_or_else(|| {
-        let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
-        ImageError::Unsupported(if head.is_empty() {
-            "nothing: the file is empty".into()
-        } else {
-            head.join(" ")
-        })
-    })?;
-    let reader = || {
-        let mut reader = ImageReader::with_format(Cursor::new(bytes), format.image_format());
-        let mut decoder_limits = Limits::default();
-        decoder_limits.max_image_width = Some(limits.max_dimension);
-        decoder_limits.max_image_height = Some(limits.max_dimension);
-        decoder_limits.max_alloc = Some(limits.max_decode_bytes);
-        reader.limits(decoder_limits);
-        reader
-    };
-    let corrupt = |e: image::ImageError| match e {
-        image::ImageError::Limits(l) => ImageError::Corrupt(format!(
-            "{l} (PHOTO_MAX_DIMENSION {}, PHOTO_MAX_DECODE_BYTES {})",
-            limits.max_dimension, limits.max_decode_bytes
-        )),
-        other => ImageError::Corrupt(other.to_string()),
-    };
-    let mut decoder = reader().into_decoder().map_err(corrupt)?;
+/// What a photo's header says, read without decoding a pixel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub format: PhotoFormat,
+    pub width: u32,
+    pub height: u32,
+    /// Channels of the 8-bit image [`decode`] makes of it (1 grey, 2 grey and
+    /// alpha, 3 RGB, 4 RGBA), whatever its bit depth.
+    pub channels: u8,
+}
+
+impl Header {
+    /// About the most memory processing this photo holds at once, in bytes: the
+    /// file, the decoded 8-bit pixels, then either the copy an EXIF rotation
+    /// makes or the detector's working memory (one after the other), and a
+    /// thumbnail's worth of slack.
+    pub fn working_bytes(&self, file_bytes: u64, detector: &Detector) -> u64 {
+        let pixels = u64::from(self.width) * u64::from(self.height) * u64::from(self.channels);
+        let detect = detector.working_bytes(self.width, self.height, self.channels);
+        file_bytes + pixels + pixels.max(detect) + THUMBNAIL_SLACK
+    }
+}
+
+/// Room for the thumbnail's buffers (a 2048 px RGB image at most, twice) and the JPEG.
+const THUMBNAIL_SLACK: u64 = 2 * 2048 * 2048 * 3 + (1 << 20);
+
+/// [`Header::working_bytes`] of the largest photo `limits` let through: a
+/// square RGBA image of `max_pixels` (a square costs the detector's resize the
+/// most for its pixel count), no side over `max_dimension`, from a file of
+/// `max_file_bytes`.
+pub fn largest_working_bytes(limits: &ImageLimits, max_file_bytes: u64) -> u64 {
+    let side = limits.max_pixels.isqrt();
+    let side = u32::try_from(side)
+        .unwrap_or(u32::MAX)
+        .min(limits.max_dimension)
+        .max(1);
+    let other = u32::try_from(limits.max_pixels / u64::from(side))
+        .unwrap_or(u32::MAX)
+        .min(limits.max_dimension);
+    Header {
+        format: PhotoFormat::Png,
+        width: side,
+        height: other,
+        channels: 4,
+    }
+    .working_bytes(max_file_bytes, &Detector::default())
+}
+
+/// Reads the header of a JPEG or PNG and checks its size against `limits`.
+pub fn probe(bytes: &[u8], limits: &ImageLimits) -> Result<Header, ImageError> {
+    let (format, decoder) = open(bytes, limits)?;
     let (width, height) = decoder.dimensions();
+    check_size(width, height, limits)?;
+    Ok(Header {
+        format,
+        width,
+        height,
+        channels: decoder.color_type().channel_count(),
+    })
+}
+
+fn check_size(width: u32, height: u32, limits: &ImageLimits) -> Result<(), ImageError> {
     let too_large = |rule: String| ImageError::TooLarge {
         width,
         height,
@@ -136,10 +171,103 @@ pub fn decode(bytes: &[u8], limits: &ImageLimits) -> Result<DynamicImage, ImageE
             limits.max_pixels
         )));
     }
-    let orientation = decoder.orientation().map_err(corrupt)?;
-    let mut image = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
+    Ok(())
+}
+
+/// The decoder of `bytes`, given the limits, with its header read.
+fn open<'a>(
+    bytes: &'a [u8],
+    limits: &ImageLimits,
+) -> Result<(PhotoFormat, Box<dyn ImageDecoder + 'a>), ImageError> {
+    let format = PhotoFormat::sniff(bytes).ok_or_else(|| {
+        let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        ImageError::Unsupported(if head.is_empty() {
+            "nothing: the file is empty".into()
+        } else {
+            head.join(" ")
+        })
+    })?;
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format.image_format());
+    let mut decoder_limits = Limits::default();
+    decoder_limits.max_image_width = Some(limits.max_dimension);
+    decoder_limits.max_image_height = Some(limits.max_dimension);
+    decoder_limits.max_alloc = Some(limits.max_decode_bytes);
+    reader.limits(decoder_limits);
+    let decoder = reader.into_decoder().map_err(|e| corrupt(e, limits))?;
+    Ok((format, Box::new(decoder)))
+}
+
+fn corrupt(e: image::ImageError, limits: &ImageLimits) -> ImageError {
+    match e {
+        image::ImageError::Limits(l) => ImageError::Corrupt(format!(
+            "{l} (PHOTO_MAX_DIMENSION {}, PHOTO_MAX_DECODE_BYTES {})",
+            limits.max_dimension, limits.max_decode_bytes
+        )),
+        other => ImageError::Corrupt(other.to_string()),
+    }
+}
+
+/// Decodes a JPEG or PNG within `limits` to 8 bits per channel, turned
+/// upright by its EXIF orientation.
+pub fn decode(bytes: &[u8], limits: &ImageLimits) -> Result<DynamicImage, ImageError> {
+    let (format, mut decoder) = open(bytes, limits)?;
+    let (width, height) = decoder.dimensions();
+    check_size(width, height, limits)?;
+    let orientation = decoder.orientation().map_err(|e| corrupt(e, limits))?;
+    let mut image = match format {
+        PhotoFormat::Jpeg => DynamicImage::from_decoder(decoder).map_err(|e| corrupt(e, limits))?,
+        PhotoFormat::Png => {
+            drop(decoder);
+            decode_png(bytes, limits)?
+        }
+    };
     image.apply_orientation(orientation);
     Ok(image)
+}
+
+/// A PNG decoded straight to 8 bits per channel: each 16-bit row is stripped
+/// as it is decoded, so the image never exists at 16 bits (`image` would keep
+/// them: 8 bytes a pixel for RGBA, twice the memory for nothing OCR can use).
+fn decode_png(bytes: &[u8], limits: &ImageLimits) -> Result<DynamicImage, ImageError> {
+    let failed = |e: png::DecodingError| ImageError::Corrupt(e.to_string());
+    let max_bytes = usize::try_from(limits.max_decode_bytes).unwrap_or(usize::MAX);
+    let mut decoder =
+        png::Decoder::new_with_limits(Cursor::new(bytes), png::Limits { bytes: max_bytes });
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
+    let mut reader = decoder.read_info().map_err(failed)?;
+    let size = reader
+        .output_buffer_size()
+        .filter(|&n| n <= max_bytes)
+        .ok_or_else(|| {
+            ImageError::Corrupt(format!(
+                "the image needs more than PHOTO_MAX_DECODE_BYTES ({})",
+                limits.max_decode_bytes
+            ))
+        })?;
+    let mut pixels = vec![0; size];
+    let frame = reader.next_frame(&mut pixels).map_err(failed)?;
+    pixels.truncate(frame.buffer_size());
+    let (w, h) = (frame.width, frame.height);
+    let short = || ImageError::Corrupt("the decoded PNG is shorter than its header says".into());
+    Ok(match frame.color_type {
+        png::ColorType::Grayscale => {
+            DynamicImage::ImageLuma8(image::ImageBuffer::from_raw(w, h, pixels).ok_or_else(short)?)
+        }
+        png::ColorType::GrayscaleAlpha => {
+            DynamicImage::ImageLumaA8(image::ImageBuffer::from_raw(w, h, pixels).ok_or_else(short)?)
+        }
+        png::ColorType::Rgb => {
+            DynamicImage::ImageRgb8(image::ImageBuffer::from_raw(w, h, pixels).ok_or_else(short)?)
+        }
+        png::ColorType::Rgba => {
+            DynamicImage::ImageRgba8(image::ImageBuffer::from_raw(w, h, pixels).ok_or_else(short)?)
+        }
+        png::ColorType::Indexed => {
+            return Err(ImageError::Corrupt(
+                "an indexed PNG was not expanded to colours".into(),
+            ));
+        }
+    })
 }
 
 /// A JPEG thumbnail whose longest side is at most `size`.
@@ -251,6 +379,50 @@ mod tests {
             }
         }
         !crc
+    }
+
+    #[test]
+    fn a_16_bit_png_decodes_to_8_bits_per_channel() {
+        let wide = image::ImageBuffer::from_fn(40, 30, |x, _| {
+            image::Rgba([0xFFFF_u16, 0x8080, (x * 1000) as u16, 0xFFFF])
+        });
+        let mut png = Vec::new();
+        DynamicImage::ImageRgba16(wide)
+            .write_to(&mut Cursor::new(&mut png), ImageFormat::Png)
+            .expect("png");
+        let header = probe(&png, &ImageLimits::default()).expect("header");
+        assert_eq!((header.width, header.height, header.channels), (40, 30, 4));
+        let image = decode(&png, &ImageLimits::default()).expect("decodes");
+        assert_eq!(image.color(), image::ColorType::Rgba8);
+        assert_eq!(
+            image.as_rgba8().expect("rgba8").get_pixel(10, 5).0,
+            [255, 128, 39, 255]
+        );
+    }
+
+    #[test]
+    fn the_working_memory_of_a_photo_is_known_from_its_header() {
+        // The bomb: 7071 x 7071 RGBA, 200 MB of 8-bit pixels.
+        let header = Header {
+            format: PhotoFormat::Png,
+            width: 7071,
+            height: 7071,
+            channels: 4,
+        };
+        let bytes = header.working_bytes(400_000, &Detector::default());
+        let pixels = 7071 * 7071 * 4;
+        assert!(bytes > 2 * pixels, "{bytes}");
+        assert!(bytes < 4 * pixels, "{bytes}");
+        assert_eq!(
+            largest_working_bytes(
+                &ImageLimits {
+                    max_pixels: 7071 * 7071,
+                    ..ImageLimits::default()
+                },
+                400_000
+            ),
+            bytes
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod budget;
 pub mod config;
 pub mod fetch;
 pub mod handler;
@@ -38,6 +39,14 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     })
     .context("starting the bib detector")?;
     let storage = Storage::local(&config.storage.dir);
+    let options = PhotoOptions {
+        limits: config.limits,
+        thumbnail_size: config.thumbnail_size,
+        memory_budget: config.memory_budget,
+        max_candidates: config.max_candidates,
+        concurrency: config.worker.concurrency.get(),
+        job_timeout: config.worker.job_timeout,
+    };
     // `thumbs`: where the worker writes (the gateway writes the originals).
     let svc = WorkerService::connect(&config.base, &jobs::PHOTOS, config.worker)
         .await?
@@ -52,10 +61,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         storage.clone(),
         detector,
         Fetcher::new(config.fetch.clone()),
-        PhotoOptions {
-            limits: config.limits,
-            thumbnail_size: config.thumbnail_size,
-        },
+        options,
     );
     let handlers = svc.handlers().on(handler).on(reconciler);
     svc.repeat(every).start(handlers)

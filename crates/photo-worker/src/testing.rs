@@ -30,6 +30,8 @@ pub fn config(redis_prefix: &str, database_url: &str, storage_dir: &Path) -> Con
             sweep_interval: Duration::from_millis(50),
         },
         limits: ImageLimits::default(),
+        memory_budget: crate::config::DEFAULT_MEMORY_BUDGET,
+        max_candidates: bib_detect::DEFAULT_MAX_CANDIDATES,
         thumbnail_size: crate::config::DEFAULT_THUMBNAIL_SIZE,
         min_confidence: crate::config::DEFAULT_MIN_CONFIDENCE,
         fetch: FetchPolicy {
@@ -49,6 +51,13 @@ pub fn config(redis_prefix: &str, database_url: &str, storage_dir: &Path) -> Con
 /// with [`Running::stop`] (dropping it cancels it too).
 pub async fn spawn(config: Config) -> Running {
     Running::spawn(crate::start(config).await.expect("the photo worker starts"))
+}
+
+/// The most blocking runs (decode, thumbnail, OCR of one photo) this process
+/// has seen alive at once. Process-wide: meaningful in a test that runs alone
+/// in its process, as nextest runs each.
+pub fn peak_blocking_runs() -> usize {
+    crate::handler::peak_blocking_runs()
 }
 
 const DIGITS: &[u8] = include_bytes!("testing/digits.png");

@@ -5,9 +5,9 @@
 //! Status moves are guarded in SQL: `pending -> processing -> completed | failed`,
 //! and `processing -> processing` when an attempt is retried. A `completed`
 //! photo never moves again, so a late duplicate job changes nothing. A `failed`
-//! photo moves only when its job runs again, which only an explicit retry of
-//! its dead letter does (`failed -> processing`), as a failed QR can still
-//! become ready. A photo's detections are replaced in the same transaction that
+//! photo moves only when an operator retries its dead letter (`failed ->
+//! processing`, [`start_processing`] with `reopen_failed`); every failure is
+//! kept in `error_history`. A photo's detections are replaced in the same transaction that
 //! marks it `completed`, so a photo never shows half of a run's detections.
 
 use chrono::{DateTime, Utc};
@@ -47,6 +47,9 @@ pub struct Photo {
     pub size_bytes: Option<i64>,
     pub processing_status: ProcessingStatus,
     pub processing_error: Option<String>,
+    /// Every error that marked the photo `failed`, oldest first (a photo retried
+    /// from its dead letter keeps why it failed before).
+    pub error_history: Vec<String>,
     /// Attempts started so far.
     pub attempts: i32,
     /// When processing ended (`completed` or `failed`).
@@ -59,7 +62,7 @@ macro_rules! columns {
     () => {
         "id, batch_id, original_name, content_type, storage_path, source_url, \
          thumbnail_path, width, height, size_bytes, processing_status, processing_error, \
-         attempts, processed_at, created_at, updated_at"
+         error_history, attempts, processed_at, created_at, updated_at"
     };
 }
 
@@ -120,7 +123,7 @@ pub struct BatchProgress {
 pub enum Start {
     /// The photo is now `processing` (this attempt counted).
     Started(Photo),
-    /// Already `completed`: nothing to do.
+    /// Already `completed`, or `failed` and not reopened: nothing to do.
     Settled(Photo),
     /// No such photo (deleted).
     Gone,
@@ -175,16 +178,23 @@ pub async fn get(conn: &mut PgConnection, id: i64) -> Result<Option<Photo>> {
 }
 
 /// Moves the photo to `processing` and counts the attempt: from `pending`,
-/// from `processing` (a retry or a redelivery), or from `failed` (its dead
-/// letter retried by an operator). A `completed` photo is left alone.
-pub async fn start_processing(conn: &mut PgConnection, id: i64) -> Result<Start> {
+/// from `processing` (a retry or a redelivery), or from `failed` when
+/// `reopen_failed` (its dead letter retried by an operator; any other job
+/// seeing a failed photo is a stale duplicate). A `completed` photo is left alone.
+pub async fn start_processing(
+    conn: &mut PgConnection,
+    id: i64,
+    reopen_failed: bool,
+) -> Result<Start> {
     let started = sqlx::query_as::<_, Photo>(concat!(
         "UPDATE photos SET processing_status = 'processing', attempts = attempts + 1,
                 processed_at = NULL, updated_at = now()
-         WHERE id = $1 AND processing_status <> 'completed' RETURNING ",
+         WHERE id = $1 AND (processing_status IN ('pending', 'processing')
+                            OR (processing_status = 'failed' AND $2)) RETURNING ",
         columns!()
     ))
     .bind(id)
+    .bind(reopen_failed)
     .fetch_optional(&mut *conn)
     .await?;
     if let Some(photo) = started {
@@ -291,10 +301,12 @@ pub async fn note_error(conn: &mut PgConnection, id: i64, error: &str) -> Result
 }
 
 /// After the last attempt, or an error no attempt can fix: `failed` with the
-/// reason. A settled photo stays as it is. False when nothing moved.
+/// reason, also added to `error_history`. A settled photo stays as it is.
+/// False when nothing moved.
 pub async fn mark_failed(conn: &mut PgConnection, id: i64, error: &str) -> Result<bool> {
     let r = sqlx::query(
         "UPDATE photos SET processing_status = 'failed', processing_error = $2,
+                error_history = array_append(error_history, $2::text),
                 processed_at = now(), updated_at = now()
          WHERE id = $1 AND processing_status IN ('pending', 'processing')",
     )
@@ -417,7 +429,9 @@ mod tests {
         assert_eq!(photo.batch_id, batch.id);
         assert_eq!(photo.processing_status, ProcessingStatus::Pending);
 
-        let Start::Started(started) = start_processing(&mut conn, photo.id).await.expect("start")
+        let Start::Started(started) = start_processing(&mut conn, photo.id, false)
+            .await
+            .expect("start")
         else {
             panic!("the photo starts")
         };
@@ -429,7 +443,9 @@ mod tests {
         note_error(&mut conn, photo.id, "db blip")
             .await
             .expect("note");
-        let Start::Started(again) = start_processing(&mut conn, photo.id).await.expect("retry")
+        let Start::Started(again) = start_processing(&mut conn, photo.id, false)
+            .await
+            .expect("retry")
         else {
             panic!("a retry starts again")
         };
@@ -459,7 +475,9 @@ mod tests {
 
         // Completed: a late duplicate neither restarts, re-completes nor fails it.
         assert!(matches!(
-            start_processing(&mut conn, photo.id).await.expect("late"),
+            start_processing(&mut conn, photo.id, false)
+                .await
+                .expect("late"),
             Start::Settled(_)
         ));
         let other = [detection("999", 0.99)];
@@ -482,17 +500,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_photo_starts_again_only_when_its_job_runs_again() {
+    async fn a_failed_photo_starts_again_only_when_its_dead_letter_is_retried_and_keeps_its_errors()
+    {
         let db = TestDb::new().await;
         let mut conn = db.pool.acquire().await.expect("conn");
         let (_, photos) = insert_batch(&mut conn, &[upload("photos/a.jpg")])
             .await
             .expect("insert");
         let id = photos[0].id;
-        start_processing(&mut conn, id).await.expect("start");
+        start_processing(&mut conn, id, false).await.expect("start");
         assert!(mark_failed(&mut conn, id, "disk gone").await.expect("fail"));
         assert!(!mark_failed(&mut conn, id, "again").await.expect("once"));
-        let Start::Started(again) = start_processing(&mut conn, id).await.expect("retry") else {
+        let Start::Settled(stale) = start_processing(&mut conn, id, false).await.expect("stale")
+        else {
+            panic!("a stale duplicate job leaves a failed photo failed")
+        };
+        assert_eq!(stale.processing_status, ProcessingStatus::Failed);
+        let Start::Started(again) = start_processing(&mut conn, id, true).await.expect("retry")
+        else {
             panic!("a retried dead letter starts the photo again")
         };
         assert_eq!(
@@ -500,6 +525,19 @@ mod tests {
             (ProcessingStatus::Processing, 2, None)
         );
         assert_eq!(again.processing_error.as_deref(), Some("disk gone"));
+        assert!(
+            mark_failed(&mut conn, id, "disk gone again")
+                .await
+                .expect("fail")
+        );
+        assert_eq!(
+            get(&mut conn, id)
+                .await
+                .expect("get")
+                .expect("row")
+                .error_history,
+            ["disk gone", "disk gone again"]
+        );
         drop(conn);
         db.cleanup().await;
     }
@@ -523,7 +561,9 @@ mod tests {
             vec![detection("1234", 0.95), detection("55", 0.9)],
             vec![detection("1234", 0.99)],
         ]) {
-            start_processing(&mut conn, photo.id).await.expect("start");
+            start_processing(&mut conn, photo.id, false)
+                .await
+                .expect("start");
             // The third photo never completes: it is not found.
             if photo.id == photos[2].id {
                 continue;
@@ -573,10 +613,10 @@ mod tests {
         )
         .await
         .expect("insert");
-        start_processing(&mut conn, photos[0].id)
+        start_processing(&mut conn, photos[0].id, false)
             .await
             .expect("start");
-        start_processing(&mut conn, photos[1].id)
+        start_processing(&mut conn, photos[1].id, false)
             .await
             .expect("start");
         assert!(
@@ -584,7 +624,7 @@ mod tests {
                 .await
                 .expect("fail")
         );
-        start_processing(&mut conn, photos[2].id)
+        start_processing(&mut conn, photos[2].id, false)
             .await
             .expect("start");
         assert!(
@@ -641,7 +681,7 @@ mod tests {
         assert!(unsettled.contains(&photos[0].id) && unsettled.contains(&photos[3].id));
         assert!(delete(&mut conn, photos[3].id).await.expect("delete"));
         assert_eq!(
-            start_processing(&mut conn, photos[3].id)
+            start_processing(&mut conn, photos[3].id, false)
                 .await
                 .expect("gone"),
             Start::Gone

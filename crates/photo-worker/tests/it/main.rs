@@ -6,5 +6,6 @@
 mod binary;
 mod fetch;
 mod fixtures;
+mod limits;
 mod support;
 mod worker;

@@ -5,13 +5,14 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use photo_worker::Config;
-use queue_core::testing::{TestRedis, eventually};
+use queue_core::testing::{PATIENCE, TestRedis, eventually, eventually_within};
 use queue_core::{Queue, QueueStats};
 use service::testing::Running;
 use storage::Storage;
@@ -99,6 +100,21 @@ impl TestApp {
             .to_owned()
     }
 
+    /// Enqueues the photo's job without its key, as a late duplicate (a
+    /// crash before an acknowledgement); returns the job id.
+    pub async fn enqueue_duplicate(&self, photo_id: i64) -> String {
+        self.redis
+            .producer
+            .enqueue(
+                &self.queue,
+                jobs::new_job(&jobs::v1::ProcessPhoto { photo_id }),
+            )
+            .await
+            .expect("enqueue")
+            .id()
+            .to_owned()
+    }
+
     pub async fn photo(&self, id: i64) -> Photo {
         let mut conn = self.db.pool.acquire().await.expect("db connection");
         photos::get(&mut conn, id)
@@ -109,7 +125,21 @@ impl TestApp {
 
     /// Polls the photo row until `done` holds.
     pub async fn photo_until(&self, id: i64, what: &str, done: impl Fn(&Photo) -> bool) -> Photo {
-        eventually(what, async || Some(self.photo(id).await).filter(&done)).await
+        self.photo_until_within(id, what, PATIENCE, done).await
+    }
+
+    /// [`photo_until`](Self::photo_until) for slow photos: up to `within`.
+    pub async fn photo_until_within(
+        &self,
+        id: i64,
+        what: &str,
+        within: Duration,
+        done: impl Fn(&Photo) -> bool,
+    ) -> Photo {
+        eventually_within(what, within, async || {
+            Some(self.photo(id).await).filter(&done)
+        })
+        .await
     }
 
     /// The bib numbers stored for a photo, sorted.

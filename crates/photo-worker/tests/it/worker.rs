@@ -211,17 +211,7 @@ async fn a_job_whose_photo_is_gone_completes_as_a_no_op_and_a_completed_photo_is
     let done = app.photo(kept.id).await;
     assert_eq!(done.processing_status, ProcessingStatus::Completed);
     // The same job again, as after a crash before its acknowledgement.
-    let again = app
-        .redis
-        .producer
-        .enqueue(
-            &app.queue,
-            jobs::new_job(&jobs::v1::ProcessPhoto { photo_id: kept.id }),
-        )
-        .await
-        .expect("enqueue")
-        .id()
-        .to_owned();
+    let again = app.enqueue_duplicate(kept.id).await;
     app.completed_until(&again).await;
     assert_eq!(
         app.photo(kept.id).await,
@@ -320,6 +310,99 @@ async fn healthz_readyz_and_the_stage_metrics_answer_on_the_health_port() {
         let count = format!("photo_stage_seconds_count{{stage=\"{stage}\"}}");
         assert!(metrics.contains(&count), "{count} in {metrics}");
     }
+    worker.stop().await;
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn failed_photos_retried_from_their_dead_letters_one_or_all_run_again_and_keep_their_earlier_errors()
+ {
+    let app = TestApp::new().await;
+    let worker = app.spawn_worker().await;
+    // Two uploads cut short: failed at once, no attempt can fix them.
+    let mut cut = bib_photo_png(&["1234"]);
+    cut.truncate(cut.len() / 3);
+    let one = app.upload(&cut).await;
+    let other = app.upload(&cut).await;
+    let one_job = app.enqueue(one.id).await;
+    app.enqueue(other.id).await;
+    for id in [one.id, other.id] {
+        app.photo_until(id, "the photo is failed", |p| {
+            p.processing_status == ProcessingStatus::Failed
+        })
+        .await;
+    }
+    app.stats_until("both are dead letters", |s| s.dead_lettered == 2)
+        .await;
+
+    // The uploads are mended, then an operator retries one dead letter, then all.
+    for photo in [&one, &other] {
+        let path = app
+            .storage
+            .path()
+            .join(photo.storage_path.as_deref().expect("a path"));
+        std::fs::write(&path, bib_photo_png(&["1234"])).expect("the whole file");
+    }
+    app.redis
+        .admin
+        .retry_dead(&app.queue, &one_job)
+        .await
+        .expect("retry one");
+    let done = app
+        .photo_until(one.id, "the retried photo is completed", |p| {
+            p.processing_status == ProcessingStatus::Completed
+        })
+        .await;
+    assert_eq!(app.bibs(one.id).await, vec!["1234"]);
+    assert_eq!((done.attempts, done.processing_error.as_deref()), (2, None));
+    assert_eq!(done.error_history.len(), 1, "{done:?}");
+    assert!(
+        done.error_history[0].starts_with("not a decodable image: "),
+        "{done:?}"
+    );
+    assert_eq!(
+        app.photo(other.id).await.processing_status,
+        ProcessingStatus::Failed,
+        "only the retried one runs"
+    );
+    let retried = app
+        .redis
+        .admin
+        .retry_all_dead(&app.queue)
+        .await
+        .expect("retry all");
+    assert_eq!(retried, 1);
+    let done = app
+        .photo_until(other.id, "the other photo is completed", |p| {
+            p.processing_status == ProcessingStatus::Completed
+        })
+        .await;
+    assert_eq!(app.bibs(other.id).await, vec!["1234"]);
+    assert_eq!(done.error_history.len(), 1, "{done:?}");
+    worker.stop().await;
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_stale_duplicate_job_of_a_failed_photo_leaves_it_failed() {
+    let app = TestApp::new().await;
+    let worker = app.spawn_worker().await;
+    let photo = app.upload(b"GIF89a this is not a photo").await;
+    app.enqueue(photo.id).await;
+    let failed = app
+        .photo_until(photo.id, "the photo is failed", |p| {
+            p.processing_status == ProcessingStatus::Failed
+        })
+        .await;
+    // The same job again without its key, as a late duplicate: only a retry
+    // of the dead letter runs a failed photo again.
+    let again = app.enqueue_duplicate(photo.id).await;
+    app.completed_until(&again).await;
+    assert_eq!(
+        app.photo(photo.id).await,
+        failed,
+        "the failed photo is not touched"
+    );
     worker.stop().await;
     app.finish().await;
 }
