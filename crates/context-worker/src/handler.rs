@@ -3,7 +3,9 @@
 //!
 //! The only effect is one guarded UPDATE (`pending` -> `processed`), so a
 //! redelivered job finds the company processed and does nothing; the original
-//! text is never overwritten. Logs carry the company id and lengths, never the
+//! text is never overwritten. A job an operator retried from the dead-letter
+//! stream first puts a `failed` company back to `pending` (its error kept in
+//! `context_error_history`), so the retry condenses again. Logs carry the company id and lengths, never the
 //! text.
 
 use std::time::Instant;
@@ -69,7 +71,7 @@ impl JobHandler<CondenseCompanyContext> for ContextHandler {
                 .context("reading the company")
                 .map_err(JobError::Retry)?
         };
-        let Some(company) = company else {
+        let Some(mut company) = company else {
             // DESIGN.md: a job whose row is gone is dropped, not dead-lettered.
             info!(
                 company.id = id,
@@ -78,6 +80,28 @@ impl JobHandler<CondenseCompanyContext> for ContextHandler {
             );
             return Ok(());
         };
+        if company.context_status == ContextStatus::Failed && job.is_dead_letter_retry() {
+            // An operator retried the dead letter: the company runs again, its
+            // earlier error kept in `context_error_history`.
+            let mut conn = self
+                .pool
+                .acquire()
+                .await
+                .context("acquiring a database connection")
+                .map_err(JobError::Retry)?;
+            if companies::reopen_failed(&mut conn, id)
+                .await
+                .context("reopening the company")
+                .map_err(JobError::Retry)?
+            {
+                info!(
+                    company.id = id,
+                    job.id = job.id(),
+                    "an operator retried the dead-lettered condensation; the company is pending again"
+                );
+                company.context_status = ContextStatus::Pending;
+            }
+        }
         if company.context_status != ContextStatus::Pending {
             info!(company.id = id, context.status = ?company.context_status, "the context is no longer pending; nothing to do");
             return Ok(());

@@ -5,4 +5,5 @@
 mod binary;
 mod condense;
 mod limits;
+mod retry;
 mod support;

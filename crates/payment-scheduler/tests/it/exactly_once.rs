@@ -144,11 +144,9 @@ async fn a_payment_left_completed_without_its_movement_gets_exactly_one_from_the
     }
     let worker = app.spawn(app.config()).await;
     // The redelivered check 1, twice.
-    for n in 1..=2 {
-        app.enqueue_check(&p).await;
-        app.redis
-            .stats_until(&app.queue, "the redelivery completed", |s| s.completed >= n)
-            .await;
+    for _ in 1..=2 {
+        let job = app.enqueue_check(&p).await;
+        app.completed_until(&job).await;
     }
     assert_eq!(app.movements(p.id).await.len(), 1);
     assert_eq!(app.sim.bank().status_reads(&p.qr_id), 0);
