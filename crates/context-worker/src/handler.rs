@@ -8,7 +8,7 @@
 //! `context_error_history`), so the retry condenses again. Logs carry the company id and lengths, never the
 //! text.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use jobs::JobHandler;
@@ -25,11 +25,17 @@ use crate::llm::{self, LlmClient};
 pub struct ContextHandler {
     pool: PgPool,
     llm: LlmClient,
+    /// `CONTEXT_JOB_TIMEOUT`: a `Retry-After` is waited out only within it.
+    job_timeout: Duration,
 }
 
 impl ContextHandler {
-    pub fn new(pool: PgPool, llm: LlmClient) -> Self {
-        Self { pool, llm }
+    pub fn new(pool: PgPool, llm: LlmClient, job_timeout: Duration) -> Self {
+        Self {
+            pool,
+            llm,
+            job_timeout,
+        }
     }
 
     /// Records the error of a failed attempt on the row (`failed` on the last
@@ -58,6 +64,7 @@ impl ContextHandler {
 
 impl JobHandler<CondenseCompanyContext> for ContextHandler {
     async fn handle(&self, msg: CondenseCompanyContext, job: Job) -> Result<(), JobError> {
+        let deadline = Instant::now() + self.job_timeout;
         let id = msg.company_id;
         let company = {
             let mut conn = self
@@ -118,9 +125,9 @@ impl JobHandler<CondenseCompanyContext> for ContextHandler {
         let started = Instant::now();
         let condensed = match self
             .llm
-            .condense(&company.context_original)
+            .condense(&company.context_original, deadline)
             .await
-            .and_then(|answer| llm::accept(&company.context_original, &answer))
+            .and_then(|answer| llm::accept(&company.context_original, &answer, self.llm.rules()))
         {
             Ok(condensed) => condensed,
             Err(e) => {

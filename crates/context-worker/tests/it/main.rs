@@ -2,6 +2,7 @@
 //! (a key prefix and a database per test) and the LLM simulator of
 //! `upstream-sim` on port 0.
 
+mod answers;
 mod binary;
 mod condense;
 mod limits;
