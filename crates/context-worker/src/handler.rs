@@ -8,14 +8,15 @@
 //! `context_error_history`), so the retry condenses again. Logs carry the company id and lengths, never the
 //! text.
 
+use std::ops::DerefMut;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use jobs::JobHandler;
 use jobs::v1::CondenseCompanyContext;
 use queue_core::{DeadLettered, Job, JobError};
-use store::PgPool;
 use store::companies::{self, ContextStatus};
+use store::{PgConnection, PgPool};
 use tracing::{info, warn};
 
 use crate::llm::{self, LlmClient};
@@ -36,6 +37,15 @@ impl ContextHandler {
             llm,
             job_timeout,
         }
+    }
+
+    /// A pooled connection; not getting one is worth another attempt.
+    async fn connection(&self) -> Result<impl DerefMut<Target = PgConnection> + Send, JobError> {
+        self.pool
+            .acquire()
+            .await
+            .context("acquiring a database connection")
+            .map_err(JobError::Retry)
     }
 
     /// Records the error of a failed attempt on the row (`failed` on the last
@@ -67,12 +77,7 @@ impl JobHandler<CondenseCompanyContext> for ContextHandler {
         let deadline = Instant::now() + self.job_timeout;
         let id = msg.company_id;
         let company = {
-            let mut conn = self
-                .pool
-                .acquire()
-                .await
-                .context("acquiring a database connection")
-                .map_err(JobError::Retry)?;
+            let mut conn = self.connection().await?;
             companies::get(&mut conn, id)
                 .await
                 .context("reading the company")
@@ -90,12 +95,7 @@ impl JobHandler<CondenseCompanyContext> for ContextHandler {
         if company.context_status == ContextStatus::Failed && job.is_dead_letter_retry() {
             // An operator retried the dead letter: the company runs again, its
             // earlier error kept in `context_error_history`.
-            let mut conn = self
-                .pool
-                .acquire()
-                .await
-                .context("acquiring a database connection")
-                .map_err(JobError::Retry)?;
+            let mut conn = self.connection().await?;
             if companies::reopen_failed(&mut conn, id)
                 .await
                 .context("reopening the company")
@@ -151,12 +151,7 @@ impl JobHandler<CondenseCompanyContext> for ContextHandler {
                 });
             }
         };
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .context("acquiring a database connection")
-            .map_err(JobError::Retry)?;
+        let mut conn = self.connection().await?;
         let moved = companies::mark_processed(&mut conn, id, &condensed)
             .await
             .context("storing the condensed context")
