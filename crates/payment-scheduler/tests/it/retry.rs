@@ -98,3 +98,39 @@ async fn retrying_a_dead_lettered_check_reopens_the_flagged_payment_and_checks_i
     worker.stop().await;
     app.finish().await;
 }
+
+#[tokio::test]
+async fn retrying_a_dead_lettered_check_of_a_payment_still_checked_runs_its_next_check_now() {
+    let app = TestApp::new().await;
+    let mut config = app.config();
+    config.worker.max_attempts = 1;
+    config.worker.job_timeout = Duration::from_millis(300);
+    // The check after the dead letter waits far longer than the test.
+    config.schedule.delay_pending = Duration::from_secs(3600);
+    let p = app.add_payment("completed").await;
+    app.sim.bank().set_hang(true);
+    let worker = app.spawn(config).await;
+    let job = app.enqueue_check(&p).await;
+    let waiting = eventually("check 1 is recorded failed", async || {
+        Some(app.payment(p.id).await).filter(|p| p.checks_made == 1)
+    })
+    .await;
+    assert!(!waiting.needs_operator && waiting.next_check_at.is_some());
+    app.sim.bank().set_hang(false);
+
+    app.redis
+        .admin
+        .retry_dead(&app.queue, &job)
+        .await
+        .expect("retry");
+    let done = eventually("the payment is completed", async || {
+        Some(app.payment(p.id).await).filter(|p| p.status == PaymentStatus::Completed)
+    })
+    .await;
+    assert_eq!((done.checks_made, done.checks_base), (2, 0));
+    assert!(done.operator_history.is_empty(), "it was never flagged");
+    assert_eq!(app.movements(p.id).await.len(), 1);
+    assert_eq!(app.sim.bank().status_reads(&p.qr_id), 1);
+    worker.stop().await;
+    app.finish().await;
+}
