@@ -3,17 +3,20 @@
 //!
 //! The only effect is one guarded UPDATE (`pending` -> `processed`), so a
 //! redelivered job finds the company processed and does nothing; the original
-//! text is never overwritten. Logs carry the company id and lengths, never the
+//! text is never overwritten. A job an operator retried from the dead-letter
+//! stream first puts a `failed` company back to `pending` (its error kept in
+//! `context_error_history`), so the retry condenses again. Logs carry the company id and lengths, never the
 //! text.
 
-use std::time::Instant;
+use std::ops::DerefMut;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use jobs::JobHandler;
 use jobs::v1::CondenseCompanyContext;
 use queue_core::{DeadLettered, Job, JobError};
-use store::PgPool;
 use store::companies::{self, ContextStatus};
+use store::{PgConnection, PgPool};
 use tracing::{info, warn};
 
 use crate::llm::{self, LlmClient};
@@ -23,11 +26,26 @@ use crate::llm::{self, LlmClient};
 pub struct ContextHandler {
     pool: PgPool,
     llm: LlmClient,
+    /// `CONTEXT_JOB_TIMEOUT`: a `Retry-After` is waited out only within it.
+    job_timeout: Duration,
 }
 
 impl ContextHandler {
-    pub fn new(pool: PgPool, llm: LlmClient) -> Self {
-        Self { pool, llm }
+    pub fn new(pool: PgPool, llm: LlmClient, job_timeout: Duration) -> Self {
+        Self {
+            pool,
+            llm,
+            job_timeout,
+        }
+    }
+
+    /// A pooled connection; not getting one is worth another attempt.
+    async fn connection(&self) -> Result<impl DerefMut<Target = PgConnection> + Send, JobError> {
+        self.pool
+            .acquire()
+            .await
+            .context("acquiring a database connection")
+            .map_err(JobError::Retry)
     }
 
     /// Records the error of a failed attempt on the row (`failed` on the last
@@ -56,20 +74,16 @@ impl ContextHandler {
 
 impl JobHandler<CondenseCompanyContext> for ContextHandler {
     async fn handle(&self, msg: CondenseCompanyContext, job: Job) -> Result<(), JobError> {
+        let deadline = Instant::now() + self.job_timeout;
         let id = msg.company_id;
         let company = {
-            let mut conn = self
-                .pool
-                .acquire()
-                .await
-                .context("acquiring a database connection")
-                .map_err(JobError::Retry)?;
+            let mut conn = self.connection().await?;
             companies::get(&mut conn, id)
                 .await
                 .context("reading the company")
                 .map_err(JobError::Retry)?
         };
-        let Some(company) = company else {
+        let Some(mut company) = company else {
             // DESIGN.md: a job whose row is gone is dropped, not dead-lettered.
             info!(
                 company.id = id,
@@ -78,6 +92,23 @@ impl JobHandler<CondenseCompanyContext> for ContextHandler {
             );
             return Ok(());
         };
+        if company.context_status == ContextStatus::Failed && job.is_dead_letter_retry() {
+            // An operator retried the dead letter: the company runs again, its
+            // earlier error kept in `context_error_history`.
+            let mut conn = self.connection().await?;
+            if companies::reopen_failed(&mut conn, id)
+                .await
+                .context("reopening the company")
+                .map_err(JobError::Retry)?
+            {
+                info!(
+                    company.id = id,
+                    job.id = job.id(),
+                    "an operator retried the dead-lettered condensation; the company is pending again"
+                );
+                company.context_status = ContextStatus::Pending;
+            }
+        }
         if company.context_status != ContextStatus::Pending {
             info!(company.id = id, context.status = ?company.context_status, "the context is no longer pending; nothing to do");
             return Ok(());
@@ -94,9 +125,9 @@ impl JobHandler<CondenseCompanyContext> for ContextHandler {
         let started = Instant::now();
         let condensed = match self
             .llm
-            .condense(&company.context_original)
+            .condense(&company.context_original, deadline)
             .await
-            .and_then(|answer| llm::accept(&company.context_original, &answer))
+            .and_then(|answer| llm::accept(&company.context_original, &answer, self.llm.rules()))
         {
             Ok(condensed) => condensed,
             Err(e) => {
@@ -120,12 +151,7 @@ impl JobHandler<CondenseCompanyContext> for ContextHandler {
                 });
             }
         };
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .context("acquiring a database connection")
-            .map_err(JobError::Retry)?;
+        let mut conn = self.connection().await?;
         let moved = companies::mark_processed(&mut conn, id, &condensed)
             .await
             .context("storing the condensed context")

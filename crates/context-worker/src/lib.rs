@@ -9,7 +9,7 @@ use anyhow::Context;
 use queue_core::CancellationToken;
 use service::{Started, WorkerService};
 
-pub use crate::config::{Config, LlmApi, LlmConfig};
+pub use crate::config::{AnswerRules, Config, LlmApi, LlmConfig};
 pub use crate::handler::ContextHandler;
 pub use crate::llm::LlmClient;
 pub use crate::reconcile::Reconciler;
@@ -24,6 +24,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 /// and reconciles companies left pending without a job (`context.reconcile`).
 pub async fn start(config: Config) -> anyhow::Result<Started> {
     let llm = LlmClient::new(config.llm.clone()).context("building the LLM client")?;
+    let job_timeout = config.worker.job_timeout;
     let svc = WorkerService::connect(&config.base, &jobs::CONTEXT, config.worker).await?;
     let reconciler = Reconciler::of(&svc, config.reconcile, reconcile::PendingContexts);
     let every = reconciler
@@ -31,7 +32,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         .context("CONTEXT_RECONCILE_INTERVAL")?;
     let handlers = svc
         .handlers()
-        .on(ContextHandler::new(svc.pool().clone(), llm))
+        .on(ContextHandler::new(svc.pool().clone(), llm, job_timeout))
         .on(reconciler);
     svc.repeat(every).start(handlers)
 }

@@ -17,7 +17,9 @@
 //! failed: it is recorded and the next check is scheduled as usual. Whatever
 //! else dead-letters a check (a timeout or panic on its last attempt, a worker
 //! dying on every delivery), the dead-letter hook does the same, so a payment
-//! is never left without its next check.
+//! is never left without its next check. A check an operator retried from the
+//! dead-letter stream checks the payment again at once, as its next check,
+//! reopening it first if the dead letter left it flagged for an operator.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -125,10 +127,11 @@ impl CheckHandler {
         let limit = i32::try_from(self.schedule.max_checks).unwrap_or(i32::MAX);
         let (next_check_at, operator_reason) = match self.schedule.next_check(status) {
             None => (None, None),
-            Some(_) if check_number >= limit => (
+            Some(_) if check_number - payment.checks_base >= limit => (
                 None,
                 Some(format!(
-                    "no final status after {check_number} checks (PAYMENT_MAX_CHECKS); last status {status}"
+                    "no final status after {} checks (PAYMENT_MAX_CHECKS); last status {status}",
+                    check_number - payment.checks_base
                 )),
             ),
             Some((delay, _)) => (
@@ -204,6 +207,33 @@ impl CheckHandler {
         Ok(())
     }
 
+    /// A payment flagged for an operator is reopened (see
+    /// [`payments::reopen_flagged`]); one still checked is returned as it is.
+    async fn reopen(&self, payment: Payment) -> anyhow::Result<Payment> {
+        if !payment.needs_operator {
+            return Ok(payment);
+        }
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .context("acquiring a database connection")?;
+        match payments::reopen_flagged(&mut conn, payment.id)
+            .await
+            .context("reopening the payment")?
+        {
+            Some(reopened) => {
+                info!(
+                    payment.id = payment.id,
+                    payment.checks_made = reopened.checks_made,
+                    "an operator retried a dead-lettered check; the flagged payment is checked again"
+                );
+                Ok(reopened)
+            }
+            None => Ok(payment),
+        }
+    }
+
     /// Records check `check_number` as failed and schedules the next one.
     async fn fail(&self, id: i64, check_number: i32, error: &str) -> anyhow::Result<()> {
         match self
@@ -271,7 +301,7 @@ impl JobHandler<PaymentStatusCheck> for CheckHandler {
                 .await
                 .context("reading the payment")?
         };
-        let Some(payment) = payment else {
+        let Some(mut payment) = payment else {
             // DESIGN.md: a job whose row is gone is dropped, not dead-lettered.
             info!(
                 payment.id = id,
@@ -280,6 +310,15 @@ impl JobHandler<PaymentStatusCheck> for CheckHandler {
             );
             return Ok(());
         };
+        let mut check_number = check_number;
+        if job.is_dead_letter_retry() && !payment.status.is_final() {
+            // An operator retried this check from the dead-letter stream: the
+            // payment runs again (reopened if the dead letter flagged it) and
+            // its next check runs now, in this job. Its dead letter already
+            // counted as a failed check, so the job's own number is done.
+            payment = self.reopen(payment).await?;
+            check_number = payment.checks_made + 1;
+        }
         if check_number <= payment.checks_made || payment.next_check_at.is_none() {
             info!(
                 payment.id = id,

@@ -3,6 +3,7 @@
 pub mod bank;
 pub mod cleanup;
 pub mod config;
+pub mod create;
 pub mod handler;
 pub mod reconcile;
 pub mod schedule;
@@ -15,6 +16,7 @@ use service::{Started, WorkerService};
 
 pub use crate::bank::{Bank, BankError, CreateQr, CreatedQr, QrBank};
 pub use crate::config::{BankConfig, CleanupConfig, Config, ScheduleConfig};
+pub use crate::create::{CreateError, Created, create_payment};
 pub use crate::handler::CheckHandler;
 pub use crate::reconcile::Reconciler;
 

@@ -1,8 +1,9 @@
 //! The payment workload's rows for the reconciler ([`service::reconcile`]):
 //! every payment whose `next_check_at` is overdue by the threshold gets its
 //! check again, with the check's own key, on the lane of its status, runnable
-//! at once; and a completed payment that lacks its movement gets it booked
-//! (the repair step). A check whose job still exists gets "duplicate", never a
+//! at once; and a completed payment never booked (no `paid_at`: completed by
+//! hand or by an older version) gets its movement and `paid_at` (the repair
+//! step, read through a partial index that holds only such rows). A check whose job still exists gets "duplicate", never a
 //! second job; one whose job was lost (a gateway killed after its commit, a
 //! Redis that lost its data) gets it back.
 
@@ -41,7 +42,7 @@ impl Pending for OverdueChecks {
     async fn repair(&self, conn: &mut PgConnection, limit: i64) -> anyhow::Result<usize> {
         let mut booked = 0;
         for p in payments::completed_without_movement(conn, limit).await? {
-            if payments::book_movement(conn, &p).await? {
+            if payments::book_completed(conn, &p).await? {
                 warn!(
                     payment.id = p.id,
                     "reconciler booked the missing movement of a completed payment"

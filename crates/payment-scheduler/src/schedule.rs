@@ -1,7 +1,7 @@
 //! The check job of a payment, built the same way by the gateway (first check),
 //! the scheduler (next check) and the reconciler (lost check): the payload names
 //! the payment and the check number, the lane follows the status, the job runs
-//! at the payment's `next_check_at`, and its key (`payment:ID:check:N`) is
+//! at the payment's `next_check_at` (at once when that has come), and its key (`payment:ID:check:N`) is
 //! unique until settled, so "make sure this check exists" never makes two.
 
 use std::time::SystemTime;
@@ -21,13 +21,19 @@ pub fn check_job(
     status: PaymentStatus,
     due: DateTime<Utc>,
 ) -> NewJob {
-    jobs::new_job(&PaymentStatusCheck {
+    let job = jobs::new_job(&PaymentStatusCheck {
         payment_qr_id: payment_id,
         check_number: u32::try_from(check_number).unwrap_or(0),
     })
     .unique_until_settled(payments::check_job_key(payment_id, check_number))
-    .priority(lane(status))
-    .run_at(SystemTime::from(due))
+    .priority(lane(status));
+    // A check due now (the first, an overdue one) goes straight to its lane,
+    // not through the delayed set and the next promotion.
+    if due > Utc::now() {
+        job.run_at(SystemTime::from(due))
+    } else {
+        job
+    }
 }
 
 /// The next check a stored payment is waiting for, if it is still checked.

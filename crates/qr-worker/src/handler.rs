@@ -4,7 +4,9 @@
 //! writes a temporary file and renames it), then mark the row `ready`. A crash at any point leaves
 //! the old file or the whole new one, and a row that is still `pending`; the
 //! redelivered job then writes the same bytes to the same path and runs the same
-//! UPDATE, so nothing is ever duplicated or half-written.
+//! UPDATE, so nothing is ever duplicated or half-written. A job an operator
+//! retried from the dead-letter stream first puts a `failed` person back to
+//! `pending` (its error kept in `qr_error_history`).
 //!
 //! Logs carry ids and paths only: the QR content may be personal data.
 
@@ -54,7 +56,7 @@ impl QrHandler {
     }
 
     /// Renders, writes and marks the row ready; returns the file size.
-    async fn generate(&self, job: &GenerateQr) -> Result<usize, Failure> {
+    async fn generate(&self, job: &GenerateQr, retried: bool) -> Result<usize, Failure> {
         let format = Format::from_path(&job.path).map_err(|e| Failure::Permanent(e.into()))?;
         {
             let mut conn = self.connection().await?;
@@ -67,7 +69,20 @@ impl QrHandler {
                         person.qr_path
                     )));
                 }
-                Ok(Some(_)) => {}
+                Ok(Some(person)) => {
+                    if retried && person.qr_status == persons::QrStatus::Failed {
+                        // An operator retried the dead letter: the person runs
+                        // again, the earlier error kept in `qr_error_history`.
+                        persons::reopen_failed_qr(&mut conn, job.person_id)
+                            .await
+                            .context("reopening the person")
+                            .map_err(Failure::Transient)?;
+                        info!(
+                            person.id = job.person_id,
+                            "an operator retried the dead-lettered QR job; the person is pending again"
+                        );
+                    }
+                }
                 Err(e) => {
                     return Err(Failure::Transient(
                         anyhow::Error::new(e).context("reading the person"),
@@ -148,7 +163,7 @@ impl JobHandler<GenerateQr> for QrHandler {
             job.attempt = job.attempt(),
             "generating QR"
         );
-        match self.generate(&msg).await {
+        match self.generate(&msg, job.is_dead_letter_retry()).await {
             Ok(bytes) => {
                 info!(
                     person.id = msg.person_id,

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgConnection;
 
-use crate::Result;
+use crate::{Json, PastError, Result};
 
 /// Where a company's context condensation stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
@@ -32,6 +32,8 @@ pub struct Company {
     pub context_original: String,
     pub context_status: ContextStatus,
     pub context_error: Option<String>,
+    /// Failures that an operator's retry reopened, oldest first.
+    pub context_error_history: Json<Vec<PastError>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -39,7 +41,7 @@ pub struct Company {
 macro_rules! columns {
     () => {
         "id, name, context, context_original, context_status, context_error, \
-         created_at, updated_at"
+         context_error_history, created_at, updated_at"
     };
 }
 
@@ -138,6 +140,21 @@ pub async fn mark_failed(conn: &mut PgConnection, id: i64, error: &str) -> Resul
     Ok(r.rows_affected() == 1)
 }
 
+/// Puts a `failed` context back to `pending` for an operator's retry of its
+/// dead letter, its error moved to `context_error_history` (the original stays
+/// in use). False when the company is not failed.
+pub async fn reopen_failed(conn: &mut PgConnection, id: i64) -> Result<bool> {
+    let r = sqlx::query(concat!(
+        "UPDATE companies SET context_status = 'pending', context_error = NULL, updated_at = now(), ",
+        crate::append_history!("context_error_history", "context_error"),
+        " WHERE id = $1 AND context_status = 'failed'"
+    ))
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// Records the error of an attempt that will be retried, keeping the status.
 pub async fn note_error(conn: &mut PgConnection, id: i64, error: &str) -> Result<()> {
     sqlx::query(
@@ -208,6 +225,23 @@ mod tests {
         assert_eq!(failed.context_status, ContextStatus::Failed);
         assert_eq!(failed.context, "the original");
         assert_eq!(failed.context_error.as_deref(), Some("3 attempts: timeout"));
+        assert!(failed.context_error_history.is_empty());
+        assert!(reopen_failed(&mut conn, c.id).await.expect("reopen"));
+        assert!(!reopen_failed(&mut conn, c.id).await.expect("once"));
+        let reopened = get(&mut conn, c.id).await.expect("get").expect("row");
+        assert_eq!(
+            (reopened.context_status, reopened.context_error.as_deref()),
+            (ContextStatus::Pending, None)
+        );
+        assert_eq!(
+            reopened.context_error_history[0].error.as_deref(),
+            Some("3 attempts: timeout")
+        );
+        assert!(
+            mark_failed(&mut conn, c.id, "again")
+                .await
+                .expect("failed again")
+        );
         let skipped = insert(&mut conn, "Tiny", "short", ContextStatus::Skipped)
             .await
             .expect("insert");

@@ -11,7 +11,10 @@ pub mod users;
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgPoolOptions;
+pub use sqlx::types::Json;
 pub use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 /// Errors of the store.
@@ -56,6 +59,31 @@ pub fn error_text(text: &str) -> String {
     }
     format!("{}…", &text[..end])
 }
+
+/// A failure that an operator's retry of a dead letter reopened: the row's
+/// error (or flag reason) at that moment, kept in its history
+/// (`qr_error_history`, `context_error_history`, `operator_history`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PastError {
+    pub error: Option<String>,
+    pub reopened_at: DateTime<Utc>,
+}
+
+/// The SQL that appends `column`'s error to `history` (JSONB arrays of
+/// [`PastError`]), for the reopening UPDATEs.
+macro_rules! append_history {
+    ($history:literal, $column:literal) => {
+        concat!(
+            $history,
+            " = ",
+            $history,
+            " || jsonb_build_array(jsonb_build_object('error', ",
+            $column,
+            ", 'reopened_at', now()))"
+        )
+    };
+}
+pub(crate) use append_history;
 
 /// The laptop default: the local PostgreSQL without TLS (a local server's
 /// snakeoil certificate would cost a handshake per connection for nothing).

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgConnection;
 
-use crate::Result;
+use crate::{Json, PastError, Result};
 
 /// Where a payment stands at the bank.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
@@ -179,13 +179,18 @@ pub struct Payment {
     pub paid_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Flags an operator's retry reopened (their reasons), oldest first.
+    pub operator_history: Json<Vec<PastError>>,
+    /// Checks made when the payment was last reopened: the check limit counts
+    /// the checks made since.
+    pub checks_base: i32,
 }
 
 macro_rules! columns {
     () => {
         "id, qr_id, amount_cents, currency, description, status, qr_image_base64, \
          expires_at, checks_made, next_check_at, needs_operator, operator_reason, \
-         paid_at, created_at, updated_at"
+         paid_at, created_at, updated_at, operator_history, checks_base"
     };
 }
 
@@ -203,12 +208,15 @@ pub struct NewPayment<'a> {
     pub next_check_at: Option<DateTime<Utc>>,
 }
 
-/// Stores a payment, with no check made yet.
+/// Stores a payment, with no check made yet; `paid_at` is set when the bank
+/// created it `completed` (the caller books its movement in the same
+/// transaction, [`book_movement`]).
 pub async fn insert(conn: &mut PgConnection, p: &NewPayment<'_>) -> Result<Payment> {
     sqlx::query_as::<_, Payment>(concat!(
         "INSERT INTO payments (qr_id, amount_cents, currency, description, status,
-                               qr_image_base64, expires_at, next_check_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ",
+                               qr_image_base64, expires_at, next_check_at, paid_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8,
+                 CASE WHEN $5 = 'completed' THEN now() END) RETURNING ",
         columns!()
     ))
     .bind(p.qr_id)
@@ -372,6 +380,25 @@ pub async fn apply_check(
     .await?)
 }
 
+/// Reopens a payment flagged for an operator, for an operator's retry of its
+/// dead-lettered check: unflagged, its reason moved to `operator_history`, due
+/// for a check now, and allowed `PAYMENT_MAX_CHECKS` more checks (from
+/// `checks_base`). A payment with a final status is never reopened. The caller
+/// holds the row's lock; None when nothing was reopened.
+pub async fn reopen_flagged(conn: &mut PgConnection, id: i64) -> Result<Option<Payment>> {
+    Ok(sqlx::query_as::<_, Payment>(concat!(
+        "UPDATE payments SET needs_operator = false, operator_reason = NULL,
+                checks_base = checks_made, next_check_at = now(), updated_at = now(), ",
+        crate::append_history!("operator_history", "operator_reason"),
+        " WHERE id = $1 AND needs_operator
+            AND status NOT IN ('completed', 'cancelled', 'expired') RETURNING ",
+        columns!()
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?)
+}
+
 /// A movement booked to the shop's account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct Movement {
@@ -430,9 +457,12 @@ pub async fn overdue(
     .await?)
 }
 
-/// Completed payments without their movement, at most `limit`: a state the
-/// check transaction never leaves, but a row completed by hand or by an older
-/// version might; the reconciler books what is missing.
+/// Completed payments never booked, at most `limit`: a state the creating
+/// and checking transactions never leave (they set `paid_at` and book the
+/// movement together), but a row completed by hand or by an older version
+/// might; the reconciler books what is missing ([`book_completed`]). Read
+/// through the partial index on completed rows without `paid_at`, so its cost
+/// follows the rows to repair, not every payment ever made.
 pub async fn completed_without_movement(
     conn: &mut PgConnection,
     limit: i64,
@@ -440,13 +470,30 @@ pub async fn completed_without_movement(
     Ok(sqlx::query_as::<_, Payment>(concat!(
         "SELECT ",
         columns!(),
-        " FROM payments p WHERE status = 'completed'
-           AND NOT EXISTS (SELECT 1 FROM account_movements m WHERE m.payment_id = p.id)
+        " FROM payments WHERE status = 'completed' AND paid_at IS NULL
          ORDER BY id LIMIT $1"
     ))
     .bind(limit)
     .fetch_all(conn)
     .await?)
+}
+
+/// Books a completed payment found by [`completed_without_movement`]: its
+/// movement (if missing) and `paid_at`, in one transaction, so it leaves the
+/// repair scan. True when a movement was booked.
+pub async fn book_completed(conn: &mut PgConnection, payment: &Payment) -> Result<bool> {
+    use sqlx::Connection;
+    let mut tx = conn.begin().await?;
+    let booked = book_movement(&mut tx, payment).await?;
+    sqlx::query(
+        "UPDATE payments SET paid_at = COALESCE(paid_at, now()), updated_at = now()
+         WHERE id = $1 AND status = 'completed'",
+    )
+    .bind(payment.id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(booked)
 }
 
 /// Deletes check history recorded before `before`; how many rows went.
@@ -634,12 +681,40 @@ mod tests {
             (PaymentStatus::Completed, 1, None)
         );
         assert!(done.paid_at.is_some() && !done.needs_operator);
-        assert_eq!(
+        // Completed by a check: booked with it, not the repair's business.
+        assert!(
             completed_without_movement(&mut conn, 10)
                 .await
                 .expect("scan")
-                .len(),
-            1
+                .is_empty()
+        );
+        // Completed by hand (no paid_at): repaired once, movement and paid_at.
+        let by_hand = insert(&mut conn, &new_payment("qr-3"))
+            .await
+            .expect("insert");
+        sqlx::query("UPDATE payments SET status = 'completed', next_check_at = NULL WHERE id = $1")
+            .bind(by_hand.id)
+            .execute(&mut *conn)
+            .await
+            .expect("by hand");
+        let found = completed_without_movement(&mut conn, 10)
+            .await
+            .expect("scan");
+        assert_eq!(found.iter().map(|p| p.id).collect::<Vec<_>>(), [by_hand.id]);
+        assert!(book_completed(&mut conn, &found[0]).await.expect("book"));
+        assert!(
+            completed_without_movement(&mut conn, 10)
+                .await
+                .expect("scan")
+                .is_empty()
+        );
+        assert!(
+            get(&mut conn, by_hand.id)
+                .await
+                .expect("get")
+                .expect("row")
+                .paid_at
+                .is_some()
         );
         assert!(
             overdue(&mut conn, Utc::now() + chrono::Duration::days(1), 10)

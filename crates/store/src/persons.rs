@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgConnection;
 
-use crate::{Result, StoreError};
+use crate::{Json, PastError, Result, StoreError};
 
 /// Where a person's QR code is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
@@ -28,6 +28,8 @@ pub struct Person {
     pub qr_path: String,
     pub qr_status: QrStatus,
     pub qr_error: Option<String>,
+    /// Failures that an operator's retry reopened, oldest first.
+    pub qr_error_history: Json<Vec<PastError>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -47,7 +49,7 @@ pub struct NewPerson<'a> {
 macro_rules! columns {
     () => {
         "id, document, first_name, last_name, email, qr_content, qr_path, \
-         qr_status, qr_error, created_at, updated_at"
+         qr_status, qr_error, qr_error_history, created_at, updated_at"
     };
 }
 
@@ -143,6 +145,21 @@ pub async fn mark_qr_failed(conn: &mut PgConnection, id: i64, error: &str) -> Re
     Ok(r.rows_affected() == 1)
 }
 
+/// Puts a `failed` QR back to `pending` for an operator's retry of its dead
+/// letter, its error moved to `qr_error_history`. False when the person is not
+/// failed (already reopened by an earlier attempt, ready, or gone).
+pub async fn reopen_failed_qr(conn: &mut PgConnection, id: i64) -> Result<bool> {
+    let r = sqlx::query(concat!(
+        "UPDATE persons SET qr_status = 'pending', qr_error = NULL, updated_at = now(), ",
+        crate::append_history!("qr_error_history", "qr_error"),
+        " WHERE id = $1 AND qr_status = 'failed'"
+    ))
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// Records the error of an attempt that will be retried, keeping the status.
 pub async fn note_qr_error(conn: &mut PgConnection, id: i64, error: &str) -> Result<()> {
     sqlx::query(
@@ -230,6 +247,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_reopened_qr_is_pending_again_with_its_error_in_the_history() {
+        let db = TestDb::new().await;
+        let mut conn = db.pool.acquire().await.expect("conn");
+        let p = insert(&mut conn, &person("V-9", "qr/V-9.png"))
+            .await
+            .expect("insert");
+        assert!(!reopen_failed_qr(&mut conn, p.id).await.expect("pending"));
+        assert!(
+            mark_qr_failed(&mut conn, p.id, "disk full")
+                .await
+                .expect("failed")
+        );
+        assert!(reopen_failed_qr(&mut conn, p.id).await.expect("reopen"));
+        assert!(!reopen_failed_qr(&mut conn, p.id).await.expect("once"));
+        let row = get(&mut conn, p.id).await.expect("get").expect("row");
+        assert_eq!((row.qr_status, row.qr_error), (QrStatus::Pending, None));
+        let history: Vec<Option<&str>> = row
+            .qr_error_history
+            .iter()
+            .map(|e| e.error.as_deref())
+            .collect();
+        assert_eq!(history, [Some("disk full")]);
+        drop(conn);
+        db.cleanup().await;
+    }
+
+    #[tokio::test]
     async fn a_late_failure_never_overrides_a_ready_qr() {
         let db = TestDb::new().await;
         let mut conn = db.pool.acquire().await.expect("conn");
@@ -252,6 +296,10 @@ mod tests {
         );
         let ready = get(&mut conn, p.id).await.expect("get").expect("row");
         assert_eq!((ready.qr_status, ready.qr_error), (QrStatus::Ready, None));
+        assert!(
+            !reopen_failed_qr(&mut conn, p.id).await.expect("reopen"),
+            "a ready QR is not reopened"
+        );
         assert!(
             !mark_qr_ready(&mut conn, p.id + 1000)
                 .await

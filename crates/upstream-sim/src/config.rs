@@ -79,6 +79,7 @@ pub fn from_vars(vars: &dyn Vars) -> Result<SimConfig, ConfigError> {
                 ..faults(vars, "SIM_LLM")?
             },
             empty_answer: config::boolean(vars, "SIM_LLM_EMPTY_ANSWER", false)?,
+            ..LlmKnobs::default()
         },
     };
 

@@ -25,7 +25,9 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 pub use crate::bank::{BankConfig, BankControl, BankKnobs, BankStats, Qr, QrStatus};
 pub use crate::faults::{Faults, HANG_FOR};
-pub use crate::llm::{LlmConfig, LlmControl, LlmKnobs, LlmStats, RouteStats, condense};
+pub use crate::llm::{
+    AnswerMode, LlmConfig, LlmControl, LlmKnobs, LlmStats, REFUSAL, RouteStats, condense,
+};
 pub use crate::wispro::{ErrorMode, WisproConfig, WisproControl, WisproKnobs, WisproStats};
 
 use crate::rng::SplitMix64;

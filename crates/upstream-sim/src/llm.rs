@@ -50,14 +50,71 @@ impl Default for LlmConfig {
     }
 }
 
-/// The LLM's run-time knobs. JSON: the [`Faults`] keys plus `empty_answer`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// What a successful (HTTP 200) answer holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerMode {
+    /// The condensation of [`condense`], `finish_reason: "stop"`.
+    #[default]
+    Condensed,
+    /// A refusal: in the OpenAI form `content: null` and the text in
+    /// `refusal`, as OpenAI answers; in the `/chat` form the text itself
+    /// ([`REFUSAL`]).
+    Refusal,
+    /// The first half of the condensation, `finish_reason: "length"` (the
+    /// `/chat` form has no finish reason: the cut text alone).
+    Truncated,
+    /// The condensation's first three words, `finish_reason: "stop"`.
+    TooShort,
+}
+
+/// The text of a refusal.
+pub const REFUSAL: &str = "I'm sorry, but I can't help with that request.";
+
+/// The LLM's run-time knobs. JSON: the [`Faults`] keys plus `empty_answer`,
+/// `answer`, `throttle_next`, `throttle_status` and `retry_after_s`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LlmKnobs {
     #[serde(flatten)]
     pub faults: Faults,
     /// Answer with empty content (HTTP 200).
     pub empty_answer: bool,
+    /// What an answer holds.
+    pub answer: AnswerMode,
+    /// The next N requests are answered `throttle_status` with
+    /// `Retry-After: retry_after_s` (before latency and the other faults).
+    pub throttle_next: u32,
+    /// 429 or 503.
+    pub throttle_status: u16,
+    /// The `Retry-After` of a throttled answer, in seconds.
+    pub retry_after_s: u64,
+}
+
+impl Default for LlmKnobs {
+    fn default() -> Self {
+        Self {
+            faults: Faults::default(),
+            empty_answer: false,
+            answer: AnswerMode::default(),
+            throttle_next: 0,
+            throttle_status: 429,
+            retry_after_s: 1,
+        }
+    }
+}
+
+impl LlmKnobs {
+    fn validate(&self) -> Result<(), String> {
+        self.faults.validate()?;
+        if !matches!(self.throttle_status, 429 | 503) {
+            return Err(format!(
+                "throttle_status: {} must be 429 or 503",
+                self.throttle_status
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The counters of one route.
@@ -198,6 +255,21 @@ impl LlmControl {
         self.update_knobs(|k| k.empty_answer = empty);
     }
 
+    /// What answers hold from now on.
+    pub fn set_answer(&self, mode: AnswerMode) {
+        self.update_knobs(|k| k.answer = mode);
+    }
+
+    /// Answers the next `n` requests `status` (429 or 503) with
+    /// `Retry-After: retry_after_s`.
+    pub fn throttle_next(&self, n: u32, status: u16, retry_after_s: u64) {
+        self.update_knobs(|k| {
+            k.throttle_next = n;
+            k.throttle_status = if status == 503 { 503 } else { 429 };
+            k.retry_after_s = retry_after_s;
+        });
+    }
+
     /// The counters now.
     pub fn stats(&self) -> LlmStats {
         let i = &self.inner;
@@ -278,7 +350,7 @@ async fn post_knobs(State(state): State<SimState>, body: Bytes) -> Response {
     let result = serde_json::from_slice::<Value>(&body)
         .map_err(|e| e.to_string())
         .and_then(|patch| faults::patch(&llm.knobs(), patch))
-        .and_then(|knobs: LlmKnobs| knobs.faults.validate().map(|()| knobs));
+        .and_then(|knobs: LlmKnobs| knobs.validate().map(|()| knobs));
     match result {
         Ok(knobs) => {
             tracing::info!(?knobs, "llm knobs changed");
@@ -299,11 +371,28 @@ fn openai_error(status: StatusCode, kind: &str, message: &str) -> Response {
 /// answer normally; `Some` is the response to send instead.
 async fn faults_first(state: &SimState, route: Route) -> Option<Response> {
     let llm = state.llm();
-    let (latency, roll) = {
+    let (latency, roll, throttle) = {
         let mut knobs = lock(&llm.inner.knobs);
+        let throttle = (knobs.throttle_next > 0).then(|| {
+            knobs.throttle_next -= 1;
+            (knobs.throttle_status, knobs.retry_after_s)
+        });
         let roll = faults::roll(&mut knobs.faults, state.rng());
-        (knobs.faults.latency, roll)
+        (knobs.faults.latency, roll, throttle)
     };
+    if let Some((status, retry_after)) = throttle {
+        llm.count_error(route);
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
+        let mut response = openai_error(
+            status,
+            "rate_limit_exceeded",
+            "Rate limit reached; retry after the time in Retry-After (simulated).",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(retry_after));
+        return Some(response);
+    }
     let shutdown = state.shutdown();
     if !faults::sleep(latency, shutdown).await {
         return Some(stopping());
@@ -428,13 +517,23 @@ async fn chat_completions(
         .or(request.messages.last())
         .map(Message::text)
         .unwrap_or_default();
-    let content = if llm.knobs().empty_answer {
+    let knobs = llm.knobs();
+    let content = if knobs.empty_answer {
         String::new()
     } else {
-        condense(&input)
+        answer(knobs.answer, &input)
     };
+    let (content, refusal) = match knobs.answer {
+        AnswerMode::Refusal => (Value::Null, Value::from(REFUSAL)),
+        _ => (Value::from(content.clone()), Value::Null),
+    };
+    let finish_reason = match knobs.answer {
+        AnswerMode::Truncated => "length",
+        _ => "stop",
+    };
+    let content_text = content.as_str().unwrap_or_default().to_owned();
     let prompt_tokens: u64 = request.messages.iter().map(|m| tokens(&m.text())).sum();
-    let completion_tokens = tokens(&content);
+    let completion_tokens = tokens(&content_text);
     let model = request.model.unwrap_or_else(|| llm.inner.model.clone());
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     Json(json!({
@@ -444,8 +543,8 @@ async fn chat_completions(
         "model": model,
         "choices": [{
             "index": 0,
-            "message": {"role": "assistant", "content": content},
-            "finish_reason": "stop",
+            "message": {"role": "assistant", "content": content, "refusal": refusal},
+            "finish_reason": finish_reason,
         }],
         "usage": {
             "prompt_tokens": prompt_tokens,
@@ -487,12 +586,28 @@ async fn chat(State(state): State<SimState>, body: Bytes) -> Response {
     if let Some(response) = faults_first(&state, Route::Chat).await {
         return response;
     }
-    let response = if llm.knobs().empty_answer {
+    let knobs = llm.knobs();
+    let response = if knobs.empty_answer {
         String::new()
     } else {
-        condense(&input)
+        answer(knobs.answer, &input)
     };
     Json(json!({ "response": response })).into_response()
+}
+
+/// The answer text of `mode` for `input` (the refusal's text for a refusal).
+fn answer(mode: AnswerMode, input: &str) -> String {
+    let condensed = condense(input);
+    match mode {
+        AnswerMode::Condensed => condensed,
+        AnswerMode::Refusal => REFUSAL.to_owned(),
+        AnswerMode::Truncated => cut_at_word(&condensed, condensed.chars().count() / 2),
+        AnswerMode::TooShort => condensed
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -627,6 +742,21 @@ mod tests {
         around eight. The router was replaced last week but the problem persists. Technicians \
         measured the signal at the street cabinet and found it within range. The customer asks \
         for a discount on the monthly invoice because of the outages.";
+
+    #[test]
+    fn each_answer_mode_is_what_its_name_says() {
+        let full = condense(LONG);
+        assert_eq!(answer(AnswerMode::Condensed, LONG), full);
+        assert_eq!(answer(AnswerMode::Refusal, LONG), REFUSAL);
+        let cut = answer(AnswerMode::Truncated, LONG);
+        assert!(full.starts_with(&cut) && cut.chars().count() <= full.chars().count() / 2);
+        assert_eq!(
+            answer(AnswerMode::TooShort, LONG)
+                .split_whitespace()
+                .count(),
+            3
+        );
+    }
 
     #[test]
     fn short_inputs_come_back_trimmed() {

@@ -2,14 +2,13 @@
 //! the payment-scheduler until paid, cancelled or expired.
 //!
 //! A create asks the bank for the QR first (nothing is stored if the bank
-//! refuses or cannot be reached: 422 or 503), then commits the payment with its
-//! first check time and enqueues that check (`payment:ID:check:1`, unique until
-//! settled). A failed enqueue is logged, not answered: the payment is stored and
+//! refuses or cannot be reached: 422 or 503), then commits the payment (with
+//! its movement and `paid_at` when the bank reports it paid at creation) and
+//! enqueues its first check, due at once (`payment:ID:check:1`, unique until
+//! settled); the status delays apply from the second check on. A failed enqueue is logged, not answered: the payment is stored and
 //! the scheduler's reconciler enqueues its check from `next_check_at`.
 //! Amounts are decimal strings ("125.50"), never JSON numbers, stored as whole
 //! cents.
-
-use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -17,11 +16,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{self, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use payment_scheduler::{Bank, BankError, CreateQr, ScheduleConfig, schedule};
+use payment_scheduler::{BankError, CreateError, CreateQr};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use store::payments::{
-    self, CheckOutcome, CheckRecord, Currency, Movement, NewPayment, Payment, PaymentStatus,
+    self, CheckOutcome, CheckRecord, Currency, Movement, Payment, PaymentStatus,
 };
 use tracing::{Instrument, info, warn};
 
@@ -303,7 +302,7 @@ fn validate(input: CreatePaymentQr, now: DateTime<Utc>) -> Result<Valid, ApiErro
     tag = "payments",
     request_body = CreatePaymentQr,
     responses(
-        (status = 201, description = "Created at the bank and stored, `pending` with its first check scheduled (also when the queue is down: the check is enqueued later)", body = PaymentResponse),
+        (status = 201, description = "Created at the bank and stored with the bank's status: `pending` with its first check enqueued to run at once (also when the queue is down: the check is enqueued later), or `completed` with its movement booked", body = PaymentResponse),
         (status = 400, description = "Body is not the JSON expected (`invalid_json`)", body = ErrorBody),
         (status = 413, description = "The body is over API_BODY_LIMIT_BYTES (`payload_too_large`)", body = ErrorBody),
         (status = 422, description = "A field breaks a rule (an amount that is a JSON number, negative, zero or with more than two decimals; a currency other than BOB or USD; ...); `field` names it (`validation_failed`)", body = ErrorBody),
@@ -319,14 +318,26 @@ pub async fn create(
     let input = validate(input, Utc::now())?;
     // In a task of its own, as persons and companies are stored: a client
     // hanging up must not drop the work between the bank's QR and our row.
-    let payment = tokio::spawn(create_payment(state, input).instrument(tracing::Span::current()))
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("payment task failed: {e}")))??;
+    let payment =
+        tokio::spawn(create_payment(state.clone(), input).instrument(tracing::Span::current()))
+            .await
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("payment task failed: {e}")))??;
     let location = format!("/api/payments/{}", payment.qr_id);
+    // Paid at creation: its movement was booked with it.
+    let movements = if payment.status == PaymentStatus::Completed {
+        let mut conn = state
+            .pool
+            .acquire()
+            .await
+            .map_err(store::StoreError::from)?;
+        payments::movements(&mut conn, payment.id).await?
+    } else {
+        Vec::new()
+    };
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        Json(PaymentResponse::new(payment, Vec::new(), Vec::new())),
+        Json(PaymentResponse::new(payment, Vec::new(), movements)),
     )
         .into_response())
 }
@@ -348,52 +359,27 @@ fn bank_error(e: BankError) -> ApiError {
     }
 }
 
-/// Asks the bank for the QR, commits the payment, then enqueues its first check.
+/// Asks the bank for the QR, stores the payment (booked in the same
+/// transaction when the bank reports it paid already), then enqueues its first
+/// check, due at once (`payment_scheduler::create_payment`).
 async fn create_payment(state: AppState, input: Valid) -> Result<Payment, ApiError> {
-    let schedule: ScheduleConfig = state.config.payments.schedule;
-    let bank: Arc<dyn Bank> = state.bank.clone();
-    let created = bank
-        .create_qr(&CreateQr {
-            amount_cents: input.amount_cents,
-            currency: input.currency,
-            description: input.description.clone(),
-            expires_at: input.expires_at,
-        })
-        .await
-        .map_err(bank_error)?;
-    let next_check_at = match schedule.next_check(created.status) {
-        Some((delay, _)) => Some(
-            Utc::now()
-                + chrono::Duration::from_std(delay)
-                    .map_err(|e| ApiError::Internal(anyhow::anyhow!("check delay: {e}")))?,
-        ),
-        None => None,
+    let request = CreateQr {
+        amount_cents: input.amount_cents,
+        currency: input.currency,
+        description: input.description,
+        expires_at: input.expires_at,
     };
-    let mut conn = state
-        .pool
-        .acquire()
+    let created = payment_scheduler::create_payment(&state.pool, state.bank.as_ref(), &request)
         .await
-        .map_err(store::StoreError::from)?;
-    let payment = payments::insert(
-        &mut conn,
-        &NewPayment {
-            qr_id: &created.qr_id,
-            amount_cents: input.amount_cents,
-            currency: input.currency,
-            description: &input.description,
-            status: created.status,
-            qr_image_base64: &created.image_base64,
-            expires_at: created.expires_at,
-            next_check_at,
-        },
-    )
-    .await?;
-    drop(conn);
+        .map_err(|e| match e {
+            CreateError::Bank(e) => bank_error(e),
+            CreateError::Store(e) => ApiError::from(e),
+        })?;
+    let payment = created.payment;
     // The row is committed: from here on the request succeeds. The check's key
     // is unique until settled, so a lost enqueue is made good by the
     // reconciler with the same key, never doubled.
-    let Some(job) = schedule::next_check_job(&payment) else {
-        info!(payment.id = payment.id, payment.status = %payment.status, "payment stored with a final status; nothing to check");
+    let Some(job) = created.first_check else {
         return Ok(payment);
     };
     match state.enqueuer.enqueue(&state.payment_queue, job).await {
@@ -402,7 +388,7 @@ async fn create_payment(state: AppState, input: Valid) -> Result<Payment, ApiErr
             payment.amount_cents = payment.amount_cents,
             payment.currency = payment.currency.as_str(),
             job.id = enqueued.id(),
-            "payment QR created, first check scheduled"
+            "payment QR created, first check enqueued"
         ),
         Err(e) => warn!(
             payment.id = payment.id,

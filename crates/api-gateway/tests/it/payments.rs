@@ -74,22 +74,27 @@ async fn a_payment_qr_is_created_at_the_bank_stored_pending_and_its_first_check_
             .is_some_and(|s| s.starts_with("data:image/png;base64,")),
         "{body}"
     );
+    // The first check is due at once; the status delays apply from the second.
     let next: chrono::DateTime<chrono::Utc> =
         serde_json::from_value(body["next_check_at"].clone()).expect("next_check_at");
-    assert!(next >= before + chrono::Duration::seconds(119), "{next}");
+    assert!(
+        next >= before && next <= chrono::Utc::now(),
+        "due at creation: {next}"
+    );
     let qr = sim.bank().qr(&qr_id).expect("the bank has the QR");
     assert_eq!(
         (qr.amount.as_str(), qr.gloss.as_str()),
         ("125.50", "Pedido 42")
     );
 
-    // The first check waits in the delayed set under its key, on the high lane.
+    // The first check waits on its lane under its key, runnable at once.
     let queue = jobs::PAYMENT_CHECKS.open(&app.redis.broker).expect("queue");
     let id = body["id"].as_i64().expect("id");
     let key = queue.keys().uniq(&store::payments::check_job_key(id, 1));
     let holder: Option<String> = app.redis.cmd(redis::cmd("GET").arg(&key)).await;
     assert!(holder.is_some(), "the check's key is held");
-    assert_eq!(app.redis.stats(&queue).await.delayed, 1);
+    let s = app.redis.stats(&queue).await;
+    assert_eq!((s.waiting, s.delayed), (1, 0), "{s:#?}");
 
     let res = app.get(USER_TOKEN, &format!("/api/payments/{qr_id}")).await;
     assert_eq!(res.status(), 200);
@@ -98,6 +103,26 @@ async fn a_payment_qr_is_created_at_the_bank_stored_pending_and_its_first_check_
     assert_eq!(got["status"], "pending");
     let res = app.get(USER_TOKEN, "/api/payments/qr-unknown").await;
     assert_eq!(res.status(), 404);
+    app.cleanup().await;
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn a_qr_the_bank_reports_paid_at_creation_is_answered_completed_with_its_movement() {
+    let sim = Sim::start(SimConfig::default()).await.expect("sim");
+    let app = spawn(&sim, Duration::from_secs(120)).await;
+    let (status, body, _) = post(
+        &app,
+        json!({"amount": "10.00", "currency": "BOB", "description": "script:completed"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["status"], "completed");
+    assert!(body["paid_at"].is_string(), "{body}");
+    assert_eq!(body["next_check_at"], Value::Null);
+    let movements = body["movements"].as_array().expect("movements");
+    assert_eq!(movements.len(), 1, "{body}");
+    assert_eq!(movements[0]["amount"], "10.00");
     app.cleanup().await;
     sim.stop().await;
 }

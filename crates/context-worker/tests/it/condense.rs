@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use context_worker::LlmApi;
-use context_worker::llm::INSTRUCTION;
+use context_worker::llm::{instruction, requested_length};
 use queue_core::testing::{eventually, holds_for, ms};
 use store::companies::ContextStatus;
 
@@ -42,7 +42,11 @@ async fn the_simple_chat_form_is_spoken_when_configured() {
     let done = app
         .company_until(company.id, ContextStatus::Processed)
         .await;
-    let prompt = format!("{INSTRUCTION}\n\n{original}");
+    let target = requested_length(
+        &original,
+        context_worker::AnswerRules::default().summary_share,
+    );
+    let prompt = format!("{}\n\n{original}", instruction(target));
     assert_eq!(done.context, upstream_sim::condense(&prompt).trim());
     assert_eq!(app.sim.llm().stats().routes["chat"].requests, 1);
     worker.stop().await;

@@ -2,7 +2,9 @@
 //! (a key prefix and a database per test) and the LLM simulator of
 //! `upstream-sim` on port 0.
 
+mod answers;
 mod binary;
 mod condense;
 mod limits;
+mod retry;
 mod support;

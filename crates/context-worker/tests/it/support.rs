@@ -46,6 +46,7 @@ impl TestApp {
                 model: "gpt-oss".into(),
                 api_key: None,
                 timeout: Duration::from_secs(2),
+                answers: context_worker::AnswerRules::default(),
             },
             // The shortest period a repeating job allows; rows pending 500 ms.
             reconcile: ReconcileConfig {

@@ -22,10 +22,8 @@ async fn the_same_check_delivered_again_after_it_completed_books_nothing_and_rea
     );
 
     // Its key was released when it completed, so this is a second job for check 1.
-    app.enqueue_check(&p).await;
-    app.redis
-        .stats_until(&app.queue, "both checks completed", |s| s.completed >= 2)
-        .await;
+    let second = app.enqueue_check(&p).await;
+    app.completed_until(&second).await;
     assert_eq!(app.movements(p.id).await.len(), 1);
     assert_eq!(app.history(p.id).await.len(), 1);
     assert_eq!(app.payment(p.id).await, done, "the row is untouched");
@@ -51,19 +49,21 @@ async fn two_deliveries_of_one_check_running_at_once_book_one_movement() {
         payment_qr_id: p.id,
         check_number: 1,
     };
+    let mut jobs = Vec::new();
     for _ in 0..2 {
-        app.redis
+        let job = app
+            .redis
             .producer
             .enqueue(&app.queue, jobs::new_job(&check).priority(Priority::High))
             .await
             .expect("enqueue");
+        jobs.push(job.id().to_owned());
     }
     let worker = app.spawn(app.config()).await;
-    app.redis
-        .stats_until(&app.queue, "both deliveries completed", |s| {
-            s.completed >= 2
-        })
-        .await;
+    // By their ids: the queue's `completed` also counts the repeating jobs.
+    for job in &jobs {
+        app.completed_until(job).await;
+    }
     let done = app.settled(p.id).await;
     assert_eq!(
         (done.status, done.checks_made),
@@ -144,11 +144,9 @@ async fn a_payment_left_completed_without_its_movement_gets_exactly_one_from_the
     }
     let worker = app.spawn(app.config()).await;
     // The redelivered check 1, twice.
-    for n in 1..=2 {
-        app.enqueue_check(&p).await;
-        app.redis
-            .stats_until(&app.queue, "the redelivery completed", |s| s.completed >= n)
-            .await;
+    for _ in 1..=2 {
+        let job = app.enqueue_check(&p).await;
+        app.completed_until(&job).await;
     }
     assert_eq!(app.movements(p.id).await.len(), 1);
     assert_eq!(app.sim.bank().status_reads(&p.qr_id), 0);

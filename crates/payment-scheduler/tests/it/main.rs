@@ -5,8 +5,10 @@
 mod binary;
 mod checks;
 mod cleanup;
+mod create;
 mod exactly_once;
 mod limits;
 mod priority;
 mod reconcile;
+mod retry;
 mod support;

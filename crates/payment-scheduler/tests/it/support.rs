@@ -111,14 +111,57 @@ impl TestApp {
         .expect("insert payment")
     }
 
-    /// Enqueues the payment's next check as the gateway does.
-    pub async fn enqueue_check(&self, payment: &Payment) {
+    /// Creates a payment as the gateway's `POST /api/payments/qr` does, for a
+    /// QR that follows `script` (its first step is the status at creation).
+    pub async fn create_as_the_gateway(&self, script: &str) -> Payment {
+        let bank = QrBank::new(self.bank_config()).expect("bank client");
+        let created = payment_scheduler::create_payment(
+            &self.db.pool,
+            &bank,
+            &CreateQr {
+                amount_cents: 12_550,
+                currency: Currency::Bob,
+                description: format!("Pedido script:{script}"),
+                expires_at: None,
+            },
+        )
+        .await
+        .expect("the payment is created");
+        if let Some(job) = created.first_check {
+            self.redis
+                .producer
+                .enqueue(&self.queue, job)
+                .await
+                .expect("first check enqueued");
+        }
+        created.payment
+    }
+
+    /// Enqueues the payment's next check as the gateway does; the job's id.
+    pub async fn enqueue_check(&self, payment: &Payment) -> String {
         let job = schedule::next_check_job(payment).expect("a payment still checked");
         self.redis
             .producer
             .enqueue(&self.queue, job)
             .await
-            .expect("enqueue");
+            .expect("enqueue")
+            .id()
+            .to_owned()
+    }
+
+    /// Waits until job `job_id` has a completion record (the queue's
+    /// `completed` counter also counts the reconciler's and cleanup's runs).
+    pub async fn completed_until(&self, job_id: &str) {
+        eventually(&format!("job {job_id} is completed"), async || {
+            let done = self
+                .redis
+                .admin
+                .completions(&self.queue, 1000)
+                .await
+                .expect("completions");
+            done.iter().any(|c| c.job_id == job_id).then_some(())
+        })
+        .await
     }
 
     /// `add_payment` then `enqueue_check`.

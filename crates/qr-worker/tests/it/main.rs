@@ -4,6 +4,7 @@
 
 mod binary;
 mod consistency;
+mod retry;
 mod support;
 mod sweep;
 mod worker;

@@ -1,0 +1,72 @@
+//! An operator's retry of a dead letter (`queuectl retry`, the admin API): the
+//! company failed by it runs again and is condensed, its error kept.
+
+use context_worker::LlmApi;
+use store::companies::{Company, ContextStatus};
+
+use crate::support::{TestApp, long_context};
+
+/// What a retried company must look like once condensed.
+fn condensed_after_a_retry(done: &Company, original: &str) {
+    assert_eq!(done.context, upstream_sim::condense(original).trim());
+    assert_eq!(done.context_original, original);
+    assert_eq!(done.context_error, None);
+    let history: Vec<&str> = done
+        .context_error_history
+        .iter()
+        .filter_map(|e| e.error.as_deref())
+        .collect();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert!(
+        history[0].contains("HTTP 5"),
+        "the earlier error is kept: {history:?}"
+    );
+}
+
+#[tokio::test]
+async fn retrying_a_dead_lettered_condensation_reopens_the_company_and_condenses_it() {
+    let app = TestApp::new().await;
+    app.sim.llm().set_error_rate(1.0);
+    let worker = app.spawn(app.config(LlmApi::OpenAi)).await;
+    let (first, second) = (long_context(1_600, 11), long_context(1_700, 12));
+    let one = app.add_company(&first, ContextStatus::Pending).await;
+    let all = app.add_company(&second, ContextStatus::Pending).await;
+    let job = app.enqueue(&one).await;
+    app.enqueue(&all).await;
+    app.company_until(one.id, ContextStatus::Failed).await;
+    app.company_until(all.id, ContextStatus::Failed).await;
+    app.redis
+        .stats_until(&app.queue, "both jobs are dead letters", |s| {
+            s.dead_lettered == 2
+        })
+        .await;
+    app.sim.llm().set_error_rate(0.0);
+
+    // One dead letter, by its job id.
+    app.redis
+        .admin
+        .retry_dead(&app.queue, &job)
+        .await
+        .expect("retry one");
+    let done = app.company_until(one.id, ContextStatus::Processed).await;
+    condensed_after_a_retry(&done, &first);
+    assert_eq!(
+        app.company(all.id).await.context_status,
+        ContextStatus::Failed,
+        "only the one retried"
+    );
+
+    // Every dead letter.
+    assert_eq!(
+        app.redis
+            .admin
+            .retry_all_dead(&app.queue)
+            .await
+            .expect("retry all"),
+        1
+    );
+    let done = app.company_until(all.id, ContextStatus::Processed).await;
+    condensed_after_a_retry(&done, &second);
+    worker.stop().await;
+    app.finish().await;
+}
