@@ -48,7 +48,7 @@ pub(crate) async fn promote_due_jobs(
     for s in queue.streams() {
         inv.key(s);
     }
-    inv.arg(limit);
+    inv.arg(limit).arg(queue.keys().uniq_prefix());
     let (moved, wait): (usize, i64) = inv.invoke_async(conn).await?;
     Ok((moved, u64::try_from(wait).ok()))
 }

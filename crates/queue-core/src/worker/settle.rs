@@ -195,14 +195,16 @@ async fn settle_failure(ctx: &Ctx, o: &Outcome) -> Result<()> {
                 next.available_at_ms = envelope::now_ms() + delay.as_millis() as i64;
                 let member = delayed_member(o.lane, &next.encode_to_vec());
                 let mut inv = scripts::RETRY.prepare_invoke();
-                inv.key(stream)
-                    .key(keys.delayed())
-                    .key(keys.stats())
-                    .arg(&ctx.cfg.group)
+                inv.key(stream).key(keys.delayed()).key(keys.stats());
+                if !envelope.unique_key.is_empty() {
+                    inv.key(keys.uniq(&envelope.unique_key));
+                }
+                inv.arg(&ctx.cfg.group)
                     .arg(&ctx.consumer)
                     .arg(&*o.entry_id)
                     .arg(delay.as_millis() as u64)
-                    .arg(member);
+                    .arg(member)
+                    .arg(&envelope.id);
                 let scheduled: i64 = inv.invoke_async(&mut conn).await?;
                 if scheduled == 1 {
                     ctx.metrics.retried.increment(1);
