@@ -59,6 +59,7 @@ pub(super) async fn reclaim_step(
                 }
             }
             Err(e) if is_nogroup(&e) => {}
+            Err(e) if ctx.link().failed(&e) => break,
             Err(e) => warn!(queue.name = ctx.queue.name(), error = %e, "reclaim failed"),
         }
     }

@@ -51,7 +51,7 @@ async fn settle(ctx: &Ctx, batch: &mut Vec<Outcome>) {
         if outcomes.is_empty() {
             continue;
         }
-        match with_retries(|| complete(ctx, lane, outcomes)).await {
+        match with_retries(ctx, || complete(ctx, lane, outcomes)).await {
             Ok(n) => ctx.metrics.completed.increment(n),
             Err(e) => error!(
                 queue.name = ctx.queue.name(),
@@ -62,7 +62,7 @@ async fn settle(ctx: &Ctx, batch: &mut Vec<Outcome>) {
         }
     }
     for o in others {
-        if let Err(e) = with_retries(|| settle_failure(ctx, o)).await {
+        if let Err(e) = with_retries(ctx, || settle_failure(ctx, o)).await {
             error!(
                 queue.name = ctx.queue.name(),
                 entry.id = %o.entry_id,
@@ -77,24 +77,34 @@ async fn settle(ctx: &Ctx, batch: &mut Vec<Outcome>) {
     batch.clear();
 }
 
-/// Runs a settling step up to 3 times: a dropped connection must not cost a rerun.
-async fn with_retries<T, F, Fut>(mut step: F) -> Result<T>
+/// Runs a settling step up to 3 times: a dropped connection must not cost a
+/// rerun. While Redis is down it waits for it (the entry stays tracked and
+/// heart-beaten) instead, unless the worker is stopping.
+async fn with_retries<T, F, Fut>(ctx: &Ctx, mut step: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
 {
     let mut delay = ErrorDelay::new();
-    let mut last = None;
-    for _ in 0..3 {
+    let mut tries = 0;
+    loop {
         match step().await {
-            Ok(v) => return Ok(v),
+            Ok(v) => {
+                ctx.link().succeeded();
+                return Ok(v);
+            }
             Err(e) => {
-                last = Some(e);
+                if ctx.link().failed(&e) && ctx.link().wait_up(&ctx.stopping).await {
+                    continue;
+                }
+                tries += 1;
+                if tries == 3 {
+                    return Err(e);
+                }
                 tokio::time::sleep(delay.next()).await;
             }
         }
     }
-    Err(last.expect("at least one try"))
 }
 
 async fn complete(ctx: &Ctx, lane: usize, outcomes: &[&Outcome]) -> Result<u64> {
