@@ -71,6 +71,7 @@ pub type Position = (DateTime<Utc>, i64);
 /// A row left pending, as [`Pending::pending`] reads it.
 #[derive(Debug, Clone)]
 pub struct PendingRow {
+    /// The row's id, in log lines and in the order after its time.
     pub id: i64,
     /// The time the rows are ordered by (with the id): created, last moved, due.
     pub at: DateTime<Utc>,

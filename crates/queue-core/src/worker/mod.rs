@@ -393,6 +393,27 @@ mod tests {
     }
 
     #[test]
+    fn a_reconnect_backoff_that_does_not_grow_or_starts_at_zero_is_rejected() {
+        for reconnect_backoff in [
+            Backoff {
+                factor: 0.5,
+                ..WorkerConfig::default().reconnect_backoff
+            },
+            Backoff {
+                initial: Duration::ZERO,
+                ..WorkerConfig::default().reconnect_backoff
+            },
+        ] {
+            let cfg = WorkerConfig {
+                reconnect_backoff,
+                ..WorkerConfig::default()
+            };
+            let err = cfg.validate().expect_err("must be rejected").to_string();
+            assert!(err.contains("reconnect_backoff"), "{err}");
+        }
+    }
+
+    #[test]
     fn consumer_names_differ_between_workers() {
         let a = default_consumer_name();
         let b = default_consumer_name();
