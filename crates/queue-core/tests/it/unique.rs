@@ -338,3 +338,57 @@ async fn a_job_that_moves_between_the_stream_and_the_delayed_set_keeps_its_key()
     assert_eq!(held, None, "released on completion");
     env.finish().await;
 }
+
+#[tokio::test]
+async fn a_retried_dead_letter_takes_its_key_back_from_a_holder_removed_by_hand() {
+    let env = TestRedis::new().await;
+    let q = env.queue("unique-dlq-takeover");
+    env.producer
+        .enqueue(&q, ensure("k"))
+        .await
+        .expect("enqueue");
+    let worker = env.spawn_worker(&q, fast_worker_config(), |_job: Job| async {
+        Err::<(), _>(JobError::permanent(anyhow::anyhow!("no way")))
+    });
+    env.stats_until(&q, "the job is dead-lettered", |s| s.dead_lettered == 1)
+        .await;
+    worker.stop().await;
+    // A second job takes the key, then is deleted from the stream by hand.
+    let Enqueued::Added { entry_id, .. } = env
+        .producer
+        .enqueue(&q, ensure("k"))
+        .await
+        .expect("enqueue")
+    else {
+        panic!("added");
+    };
+    let deleted: u64 = env
+        .cmd(redis::cmd("XDEL").arg(q.keys().stream(None)).arg(&entry_id))
+        .await;
+    assert_eq!(deleted, 1);
+
+    let letters = env
+        .admin
+        .dead_letters(&q, None, 10)
+        .await
+        .expect("dlq")
+        .items;
+    env.admin
+        .retry_dead(&q, &letters[0].id)
+        .await
+        .expect("retry");
+    let holder = env.admin.unique_holder(&q, "k").await.expect("get");
+    assert_eq!(holder.as_deref(), Some(letters[0].job_id.as_str()));
+    let again = env
+        .producer
+        .enqueue(&q, ensure("k"))
+        .await
+        .expect("enqueue");
+    assert_eq!(
+        again,
+        Enqueued::Duplicate {
+            id: letters[0].job_id.clone()
+        }
+    );
+    env.finish().await;
+}
