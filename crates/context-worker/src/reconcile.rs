@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use jobs::v1::{CondenseCompanyContext, ReconcileContexts};
 use queue_core::NewJob;
-use service::reconcile::Pending;
+use service::reconcile::{Pending, PendingRow};
 use store::PgConnection;
 use store::companies::{self, Company};
 
@@ -30,10 +30,14 @@ impl Pending for PendingContexts {
         &self,
         conn: &mut PgConnection,
         before: DateTime<Utc>,
+        after: Option<(DateTime<Utc>, i64)>,
         limit: i64,
-    ) -> anyhow::Result<Vec<(i64, NewJob)>> {
-        let rows = companies::pending_before(conn, before, limit).await?;
-        Ok(rows.iter().map(|c| (c.id, context_job(c))).collect())
+    ) -> anyhow::Result<Vec<PendingRow>> {
+        let rows = companies::pending_before(conn, before, after, limit).await?;
+        Ok(rows
+            .iter()
+            .map(|c| PendingRow::new(c.id, c.created_at, context_job(c)))
+            .collect())
     }
 }
 

@@ -9,8 +9,7 @@
 
 use chrono::{DateTime, Utc};
 use jobs::v1::ReconcilePayments;
-use queue_core::NewJob;
-use service::reconcile::Pending;
+use service::reconcile::{Pending, PendingRow};
 use store::PgConnection;
 use store::payments;
 use tracing::warn;
@@ -30,12 +29,16 @@ impl Pending for OverdueChecks {
         &self,
         conn: &mut PgConnection,
         before: DateTime<Utc>,
+        after: Option<(DateTime<Utc>, i64)>,
         limit: i64,
-    ) -> anyhow::Result<Vec<(i64, NewJob)>> {
-        let rows = payments::overdue(conn, before, limit).await?;
+    ) -> anyhow::Result<Vec<PendingRow>> {
+        let rows = payments::overdue(conn, before, after, limit).await?;
         Ok(rows
             .iter()
-            .filter_map(|p| schedule::next_check_job(p).map(|job| (p.id, job)))
+            .filter_map(|p| {
+                let due = p.next_check_at?;
+                schedule::next_check_job(p).map(|job| PendingRow::new(p.id, due, job))
+            })
             .collect())
     }
 

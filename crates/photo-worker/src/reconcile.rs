@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use jobs::v1::{ProcessPhoto, ReconcilePhotos};
 use queue_core::NewJob;
-use service::reconcile::Pending;
+use service::reconcile::{Pending, PendingRow};
 use store::PgConnection;
 use store::photos;
 
@@ -30,10 +30,14 @@ impl Pending for UnsettledPhotos {
         &self,
         conn: &mut PgConnection,
         before: DateTime<Utc>,
+        after: Option<(DateTime<Utc>, i64)>,
         limit: i64,
-    ) -> anyhow::Result<Vec<(i64, NewJob)>> {
-        let rows = photos::unsettled_before(conn, before, limit).await?;
-        Ok(rows.iter().map(|p| (p.id, photo_job(p.id))).collect())
+    ) -> anyhow::Result<Vec<PendingRow>> {
+        let rows = photos::unsettled_before(conn, before, after, limit).await?;
+        Ok(rows
+            .iter()
+            .map(|p| PendingRow::new(p.id, p.updated_at, photo_job(p.id)))
+            .collect())
     }
 }
 

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use jobs::v1::{GenerateQr, ReconcileQr};
 use queue_core::NewJob;
-use service::reconcile::Pending;
+use service::reconcile::{Pending, PendingRow};
 use store::PgConnection;
 use store::persons::{self, Person};
 
@@ -32,10 +32,14 @@ impl Pending for PendingQrs {
         &self,
         conn: &mut PgConnection,
         before: DateTime<Utc>,
+        after: Option<(DateTime<Utc>, i64)>,
         limit: i64,
-    ) -> anyhow::Result<Vec<(i64, NewJob)>> {
-        let rows = persons::pending_before(conn, before, limit).await?;
-        Ok(rows.iter().map(|p| (p.id, qr_job(p))).collect())
+    ) -> anyhow::Result<Vec<PendingRow>> {
+        let rows = persons::pending_before(conn, before, after, limit).await?;
+        Ok(rows
+            .iter()
+            .map(|p| PendingRow::new(p.id, p.created_at, qr_job(p)))
+            .collect())
     }
 }
 

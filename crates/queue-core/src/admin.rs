@@ -11,7 +11,6 @@ use serde::Serialize;
 
 use crate::envelope::{self, Envelope};
 use crate::fields::{self, dead_letter, stats};
-use crate::producer::release_unique_keys;
 use crate::queue::{Lanes, Queue};
 use crate::repeat::RepeatingStatus;
 use crate::{Broker, Error, Result, keys, scripts};
@@ -345,9 +344,16 @@ impl Admin {
         let mut inv = scripts::DLQ_RETRY.prepare_invoke();
         inv.key(queue.keys().dlq()).key(stream);
         if !env.unique_key.is_empty() {
-            inv.key(queue.keys().uniq(&env.unique_key));
+            inv.key(queue.keys().uniq(&env.unique_key))
+                .key(queue.keys().delayed());
+            for s in queue.streams() {
+                inv.key(s);
+            }
         }
-        inv.arg(&dead.id).arg(env.encode_to_vec()).arg(&env.id);
+        inv.arg(&dead.id)
+            .arg(env.encode_to_vec())
+            .arg(&env.id)
+            .arg(queue.lane_by_name(&dead.lane));
         let new_id: Option<String> = inv.invoke_async(&mut conn).await?;
         new_id.ok_or_else(|| Error::NoSuchDeadLetter {
             queue: queue.name().to_owned(),
@@ -409,41 +415,42 @@ impl Admin {
         Ok(len)
     }
 
-    /// Deletes waiting and delayed jobs, releasing the unique keys they held.
-    /// Running jobs are left alone.
+    /// Deletes waiting and delayed jobs, releasing the unique keys they held
+    /// in the same step. Running jobs are left alone.
     pub async fn purge(&self, queue: &Queue) -> Result<PurgeReport> {
         let mut conn = self.broker.conn().await?;
-        let mut waiting = 0;
-        for stream in queue.streams() {
-            loop {
-                let mut inv = scripts::PURGE.prepare_invoke();
-                inv.key(stream).arg(&self.group).arg(1000);
-                let envelopes: Vec<Vec<u8>> = inv.invoke_async(&mut conn).await?;
-                if envelopes.is_empty() {
-                    break;
-                }
-                waiting += envelopes.len() as u64;
-                release_unique_keys(&mut conn, queue, envelopes.iter().map(Vec::as_slice)).await?;
-            }
-        }
-        // Popped in chunks rather than deleted at once: each member's envelope may
-        // name a unique key to release.
-        let mut delayed = 0;
+        let mut report = PurgeReport {
+            waiting: 0,
+            delayed: 0,
+        };
         loop {
-            let popped: Vec<(Vec<u8>, f64)> = redis::cmd("ZPOPMIN")
-                .arg(queue.keys().delayed())
-                .arg(1000)
-                .query_async(&mut conn)
-                .await?;
-            if popped.is_empty() {
-                break;
+            let mut inv = scripts::PURGE.prepare_invoke();
+            inv.key(queue.keys().delayed());
+            for stream in queue.streams() {
+                inv.key(stream);
             }
-            delayed += popped.len() as u64;
-            // A member is the lane digit followed by the envelope.
-            let envelopes = popped.iter().map(|(m, _)| m.get(1..).unwrap_or_default());
-            release_unique_keys(&mut conn, queue, envelopes).await?;
+            inv.arg(&self.group)
+                .arg(500)
+                .arg(queue.keys().uniq_prefix());
+            let (waiting, delayed): (u64, u64) = inv.invoke_async(&mut conn).await?;
+            if waiting == 0 && delayed == 0 {
+                return Ok(report);
+            }
+            report.waiting += waiting;
+            report.delayed += delayed;
         }
-        Ok(PurgeReport { waiting, delayed })
+    }
+
+    /// The id of the job that holds unique key `key` of `queue` (as
+    /// `NewJob::unique_until_settled` named it), if any.
+    pub async fn unique_holder(&self, queue: &Queue, key: &str) -> Result<Option<String>> {
+        let mut conn = self.broker.conn().await?;
+        let value: Option<String> = redis::cmd("GET")
+            .arg(queue.keys().uniq(key))
+            .query_async(&mut conn)
+            .await?;
+        // The value is "job id", then where the job lives (lua/unique.lua).
+        Ok(value.map(|v| v.split('\u{1f}').next().unwrap_or_default().to_owned()))
     }
 
     /// Stops workers from starting jobs of this queue (they finish running ones).

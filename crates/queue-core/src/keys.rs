@@ -109,7 +109,13 @@ impl QueueKeys {
     }
 
     pub fn uniq(&self, dedup_key: &str) -> String {
-        format!("{}:uniq:{dedup_key}", self.base)
+        format!("{}{dedup_key}", self.uniq_prefix())
+    }
+
+    /// What every dedup key of the queue starts with: the scripts that remove a
+    /// job name its key from the envelope (`lua/unique.lua`).
+    pub(crate) fn uniq_prefix(&self) -> String {
+        format!("{}:uniq:", self.base)
     }
 
     /// A key for tools and tests that keep their own records next to a queue

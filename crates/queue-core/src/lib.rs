@@ -24,7 +24,9 @@ pub use error::{Error, Result};
 pub use producer::{Enqueued, NewJob, Producer, Schedule};
 pub use queue::{Lanes, Priority, Queue};
 pub use repeat::{Every, RepeatingJob, RepeatingStatus};
-pub use worker::{DeadLettered, Handler, Job, JobError, RateLimit, Worker, WorkerConfig};
+pub use worker::{
+    DeadLettered, Handler, Job, JobError, RateLimit, RedisStatus, Worker, WorkerConfig,
+};
 
 /// Re-exported so binaries and tests need no direct dependency to shut workers down.
 pub use tokio_util::sync::CancellationToken;

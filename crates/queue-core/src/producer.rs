@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use prost::Message;
 use redis::Value;
+use tracing::warn;
 
 use crate::envelope::{self, Envelope};
 use crate::fields;
@@ -278,7 +279,13 @@ fn prepare(queue: &Queue, job: NewJob) -> Result<Prepared> {
     }
     let mut cmd = redis::cmd("EVALSHA");
     cmd.arg(scripts::ENQUEUE.get_hash());
-    let keys = job.dedup.is_some() as usize + 1;
+    // A unique key's holder may live in the delayed set or any lane: the
+    // script looks there before it answers "duplicate".
+    let keys = match &job.dedup {
+        None => 1,
+        Some((_, Dedup::Ttl(_))) => 2,
+        Some((_, Dedup::UntilSettled)) => 3 + queue.streams().len(),
+    };
     cmd.arg(keys);
     let (mode, when, payload) = match job.schedule {
         Schedule::Now => ("now", 0, bytes),
@@ -296,12 +303,20 @@ fn prepare(queue: &Queue, job: NewJob) -> Result<Prepared> {
             cmd.arg(queue.keys().uniq(key));
             match dedup {
                 Dedup::Ttl(ttl) => ttl.as_millis().max(1) as u64,
-                Dedup::UntilSettled => 0,
+                Dedup::UntilSettled => {
+                    cmd.arg(queue.keys().delayed()).arg(queue.streams());
+                    0
+                }
             }
         }
         None => 0,
     };
-    cmd.arg(mode).arg(payload).arg(when).arg(&id).arg(ttl_ms);
+    cmd.arg(mode)
+        .arg(payload)
+        .arg(when)
+        .arg(&id)
+        .arg(ttl_ms)
+        .arg(lane);
     Ok(Prepared {
         id,
         cmd,
@@ -318,29 +333,6 @@ fn validate_unique_key(key: &str) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// Releases the unique-until-settled keys held by the jobs of `envelopes` (encoded
-/// envelopes of jobs that just left the queue), each only if the job still holds it.
-pub(crate) async fn release_unique_keys<'a>(
-    conn: &mut impl redis::aio::ConnectionLike,
-    queue: &Queue,
-    envelopes: impl IntoIterator<Item = &'a [u8]>,
-) -> Result<u64> {
-    let mut inv = scripts::RELEASE_UNIQUE.prepare_invoke();
-    let mut any = false;
-    for raw in envelopes {
-        if let Ok(env) = Envelope::decode(raw)
-            && !env.unique_key.is_empty()
-        {
-            inv.key(queue.keys().uniq(&env.unique_key)).arg(env.id);
-            any = true;
-        }
-    }
-    if !any {
-        return Ok(0);
-    }
-    Ok(inv.invoke_async(conn).await?)
 }
 
 /// A delayed-set member: the lane digit, then the envelope bytes.
@@ -364,7 +356,17 @@ fn interpret(id: String, kind: &PreparedKind, reply: Value) -> Result<Enqueued> 
             entry_id: redis::from_redis_value(reply)?,
         }),
         PreparedKind::Script => {
-            let (added, value): (i64, String) = redis::from_redis_value(reply)?;
+            let mut reply: Vec<Value> = redis::from_redis_value(reply)?;
+            // A third element: the job the unique key named, gone without settling.
+            if reply.len() == 3 {
+                let gone: String = redis::from_redis_value(reply.remove(2))?;
+                warn!(
+                    job.id = %id,
+                    job.previous_id = %gone,
+                    "the unique key named a job that no longer exists (removed by hand?): the new job takes it over"
+                );
+            }
+            let (added, value): (i64, String) = redis::from_redis_value(Value::Array(reply))?;
             if added == 0 {
                 return Ok(Enqueued::Duplicate { id: value });
             }

@@ -8,6 +8,8 @@
 //! `redis::Script` sends `EVALSHA` and falls back to `EVAL` after a script flush.
 //! The scripts name fields and counters as `F.envelope`, `S.completed`, ...;
 //! [`fields::expand_lua`] replaces them with the Rust constants when loading.
+//! Unique-until-settled keys follow their jobs through the same scripts: see
+//! `lua/unique.lua`.
 
 use std::sync::LazyLock;
 
@@ -15,26 +17,37 @@ use redis::Script;
 
 use crate::fields;
 
+/// The unique-key library (`lua/unique.lua`), prepended to every script that
+/// adds, moves or removes a job, so each keeps its job's key true in its own step.
+const UNIQUE_LIB: &str = include_str!("lua/unique.lua");
+
 macro_rules! script {
     ($name:ident, $file:literal) => {
         pub(crate) static $name: LazyLock<Script> = LazyLock::new(|| {
             Script::new(&fields::expand_lua(include_str!(concat!("lua/", $file))))
         });
     };
+    ($name:ident, $file:literal, unique) => {
+        pub(crate) static $name: LazyLock<Script> = LazyLock::new(|| {
+            Script::new(&fields::expand_lua(&format!(
+                "{UNIQUE_LIB}{}",
+                include_str!(concat!("lua/", $file))
+            )))
+        });
+    };
 }
 
-script!(ENQUEUE, "enqueue.lua");
-script!(PROMOTE, "promote.lua");
-script!(COMPLETE, "complete.lua");
-script!(RETRY, "retry.lua");
-script!(DEAD_LETTER, "dead_letter.lua");
-script!(RECLAIM, "reclaim.lua");
+script!(ENQUEUE, "enqueue.lua", unique);
+script!(PROMOTE, "promote.lua", unique);
+script!(COMPLETE, "complete.lua", unique);
+script!(RETRY, "retry.lua", unique);
+script!(DEAD_LETTER, "dead_letter.lua", unique);
+script!(RECLAIM, "reclaim.lua", unique);
 script!(HEARTBEAT, "heartbeat.lua");
-script!(DLQ_RETRY, "dlq_retry.lua");
+script!(DLQ_RETRY, "dlq_retry.lua", unique);
 script!(STATS, "stats.lua");
-script!(PURGE, "purge.lua");
+script!(PURGE, "purge.lua", unique);
 script!(EVICT_CONSUMER, "evict_consumer.lua");
-script!(RELEASE_UNIQUE, "release_unique.lua");
 script!(LIMIT_ADMIT, "limit_admit.lua");
 script!(LIMIT_REFRESH, "limit_refresh.lua");
 
@@ -56,7 +69,7 @@ mod tests {
             ("stats", include_str!("lua/stats.lua")),
             ("purge", include_str!("lua/purge.lua")),
             ("evict_consumer", include_str!("lua/evict_consumer.lua")),
-            ("release_unique", include_str!("lua/release_unique.lua")),
+            ("unique", include_str!("lua/unique.lua")),
             ("limit_admit", include_str!("lua/limit_admit.lua")),
             ("limit_refresh", include_str!("lua/limit_refresh.lua")),
         ] {
@@ -68,6 +81,89 @@ mod tests {
                     lua.lines().find(|l| l.contains(marker)).unwrap_or_default()
                 );
             }
+        }
+    }
+
+    /// A job that leaves the queue takes its unique key with it in the same
+    /// script: no reply lost, no crash between two round trips, leaves the key
+    /// naming a job that no longer exists. Each script runs alone here, and the
+    /// key must be gone as soon as it returns.
+    mod unique_keys_leave_with_their_jobs {
+        use crate::testing::TestRedis;
+        use crate::{Enqueued, NewJob, fields, scripts};
+
+        fn ensure(key: &str) -> NewJob {
+            NewJob::new("t.ensure", "x").unique_until_settled(key)
+        }
+
+        async fn held(env: &TestRedis, q: &crate::Queue, key: &str) -> bool {
+            let v: Option<Vec<u8>> = env.cmd(redis::cmd("GET").arg(q.keys().uniq(key))).await;
+            v.is_some()
+        }
+
+        #[tokio::test]
+        async fn the_purge_script_releases_the_keys_of_the_jobs_it_deletes() {
+            let env = TestRedis::new().await;
+            let q = env.queue("purge-script");
+            let later = ensure("b").delay(std::time::Duration::from_secs(3600));
+            for job in [ensure("a"), later] {
+                env.producer.enqueue(&q, job).await.expect("enqueue");
+            }
+            assert!(held(&env, &q, "a").await && held(&env, &q, "b").await);
+            let mut conn = env.broker.connection().await.expect("connection");
+            let mut inv = scripts::PURGE.prepare_invoke();
+            inv.key(q.keys().delayed())
+                .key(&q.streams()[0])
+                .arg(fields::DEFAULT_GROUP)
+                .arg(1000)
+                .arg(q.keys().uniq_prefix());
+            let purged: (u64, u64) = inv.invoke_async(&mut conn).await.expect("purge");
+            assert_eq!(purged, (1, 1));
+            for key in ["a", "b"] {
+                assert!(
+                    !held(&env, &q, key).await,
+                    "{key}: the key outlived the purge script"
+                );
+            }
+            env.finish().await;
+        }
+
+        #[tokio::test]
+        async fn the_reclaim_script_releases_the_key_of_a_poison_entry_it_dead_letters() {
+            let env = TestRedis::new().await;
+            let q = env.queue("poison-script");
+            let Enqueued::Added { entry_id, .. } = env
+                .producer
+                .enqueue(&q, ensure("p"))
+                .await
+                .expect("enqueue")
+            else {
+                panic!("added");
+            };
+            env.read_as(&q, "ghost-1", 1).await;
+            env.claim_as(&q, "ghost-2", &entry_id).await;
+            let mut conn = env.broker.connection().await.expect("connection");
+            let keys = q.keys();
+            let mut inv = scripts::RECLAIM.prepare_invoke();
+            inv.key(&q.streams()[0])
+                .key(keys.dlq())
+                .key(keys.stats())
+                .arg(fields::DEFAULT_GROUP)
+                .arg("reclaimer")
+                .arg(0)
+                .arg("0-0")
+                .arg(10)
+                .arg(1)
+                .arg(0)
+                .arg("normal")
+                .arg(q.keys().uniq_prefix());
+            let _: redis::Value = inv.invoke_async(&mut conn).await.expect("reclaim");
+            assert_eq!(env.xlen(&keys.dlq()).await, 1, "dead-lettered");
+            assert!(
+                !held(&env, &q, "p").await,
+                "the key outlived the reclaim script"
+            );
+            env.finish().await;
         }
     }
 }

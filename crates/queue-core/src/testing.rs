@@ -75,6 +75,11 @@ pub fn fast(config: WorkerConfig) -> WorkerConfig {
             initial: ms(20),
             ..config.backoff
         },
+        reconnect_backoff: Backoff {
+            initial: ms(10),
+            max: ms(500),
+            ..config.reconnect_backoff
+        },
         ..config
     }
 }

@@ -493,7 +493,8 @@ pub struct ReconcileConfig {
     pub interval: Duration,
     /// `{P}_RECONCILE_AFTER`: a row pending this long gets its job again.
     pub after: Duration,
-    /// `{P}_RECONCILE_BATCH`: at most this many rows per run, oldest first.
+    /// `{P}_RECONCILE_BATCH`: rows per page, oldest first (a run reads up to
+    /// `reconcile::MAX_PAGES` pages).
     pub batch: u32,
 }
 

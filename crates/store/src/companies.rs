@@ -83,19 +83,24 @@ pub fn context_job_key(id: i64) -> String {
 }
 
 /// Companies still `pending` created before `created_before`, oldest first,
-/// at most `limit` (through the partial index on pending rows).
+/// after `after` (a row's `created_at` and id), at most `limit` (through the
+/// partial index on pending rows).
 pub async fn pending_before(
     conn: &mut PgConnection,
     created_before: DateTime<Utc>,
+    after: Option<(DateTime<Utc>, i64)>,
     limit: i64,
 ) -> Result<Vec<Company>> {
     Ok(sqlx::query_as::<_, Company>(concat!(
         "SELECT ",
         columns!(),
         " FROM companies WHERE context_status = 'pending' AND created_at < $1
-         ORDER BY created_at, id LIMIT $2"
+           AND (created_at, id) > (COALESCE($2, '-infinity'::timestamptz), COALESCE($3, 0))
+         ORDER BY created_at, id LIMIT $4"
     ))
     .bind(created_before)
+    .bind(after.map(|(at, _)| at))
+    .bind(after.map(|(_, id)| id))
     .bind(limit)
     .fetch_all(conn)
     .await?)
@@ -247,7 +252,7 @@ mod tests {
             .expect("insert");
         let cutoff = Utc::now() + chrono::Duration::seconds(1);
         assert!(
-            pending_before(&mut conn, cutoff, 10)
+            pending_before(&mut conn, cutoff, None, 10)
                 .await
                 .expect("pending")
                 .is_empty()

@@ -439,19 +439,24 @@ pub async fn movements(conn: &mut PgConnection, payment_id: i64) -> Result<Vec<M
 }
 
 /// Payments still checked whose next check was due before `due_before`,
-/// most overdue first, at most `limit` (through the partial index).
+/// most overdue first, after `after` (a row's `next_check_at` and id), at most
+/// `limit` (through the partial index).
 pub async fn overdue(
     conn: &mut PgConnection,
     due_before: DateTime<Utc>,
+    after: Option<(DateTime<Utc>, i64)>,
     limit: i64,
 ) -> Result<Vec<Payment>> {
     Ok(sqlx::query_as::<_, Payment>(concat!(
         "SELECT ",
         columns!(),
         " FROM payments WHERE next_check_at IS NOT NULL AND next_check_at < $1
-         ORDER BY next_check_at, id LIMIT $2"
+           AND (next_check_at, id) > (COALESCE($2, '-infinity'::timestamptz), COALESCE($3, 0))
+         ORDER BY next_check_at, id LIMIT $4"
     ))
     .bind(due_before)
+    .bind(after.map(|(at, _)| at))
+    .bind(after.map(|(_, id)| id))
     .bind(limit)
     .fetch_all(conn)
     .await?)
@@ -717,7 +722,7 @@ mod tests {
                 .is_some()
         );
         assert!(
-            overdue(&mut conn, Utc::now() + chrono::Duration::days(1), 10)
+            overdue(&mut conn, Utc::now() + chrono::Duration::days(1), None, 10)
                 .await
                 .expect("scan")
                 .is_empty()

@@ -91,20 +91,25 @@ pub fn qr_job_key(id: i64) -> String {
 }
 
 /// Persons still `pending` that were created before `created_before`, oldest
-/// first, at most `limit` (the reconciler's batch; the scan uses the partial
-/// index on pending rows).
+/// first, after `after` (a row's `created_at` and id: the reconciler's pages),
+/// at most `limit` (the reconciler's batch; the scan uses the partial index on
+/// pending rows).
 pub async fn pending_before(
     conn: &mut PgConnection,
     created_before: DateTime<Utc>,
+    after: Option<(DateTime<Utc>, i64)>,
     limit: i64,
 ) -> Result<Vec<Person>> {
     Ok(sqlx::query_as::<_, Person>(concat!(
         "SELECT ",
         columns!(),
         " FROM persons WHERE qr_status = 'pending' AND created_at < $1
-         ORDER BY created_at, id LIMIT $2"
+           AND (created_at, id) > (COALESCE($2, '-infinity'::timestamptz), COALESCE($3, 0))
+         ORDER BY created_at, id LIMIT $4"
     ))
     .bind(created_before)
+    .bind(after.map(|(at, _)| at))
+    .bind(after.map(|(_, id)| id))
     .bind(limit)
     .fetch_all(conn)
     .await?)
@@ -224,7 +229,7 @@ mod tests {
         }
         assert!(mark_qr_ready(&mut conn, ids[1]).await.expect("ready"));
         let cutoff = Utc::now() + chrono::Duration::seconds(1);
-        let found: Vec<i64> = pending_before(&mut conn, cutoff, 2)
+        let found: Vec<i64> = pending_before(&mut conn, cutoff, None, 2)
             .await
             .expect("pending")
             .iter()
@@ -235,9 +240,22 @@ mod tests {
             vec![ids[0], ids[2]],
             "ready rows are skipped, the batch is bounded"
         );
+        let first = get(&mut conn, ids[2]).await.expect("get").expect("row");
+        let next: Vec<i64> =
+            pending_before(&mut conn, cutoff, Some((first.created_at, first.id)), 10)
+                .await
+                .expect("pending")
+                .iter()
+                .map(|p| p.id)
+                .collect();
+        assert_eq!(
+            next,
+            vec![ids[3]],
+            "the next page starts after the last row"
+        );
         let past = Utc::now() - chrono::Duration::hours(1);
         assert!(
-            pending_before(&mut conn, past, 10)
+            pending_before(&mut conn, past, None, 10)
                 .await
                 .expect("pending")
                 .is_empty()

@@ -318,20 +318,25 @@ pub async fn mark_failed(conn: &mut PgConnection, id: i64, error: &str) -> Resul
 }
 
 /// Photos not settled whose status last moved before `moved_before`, least
-/// recently moved first, at most `limit` (through the partial index on
+/// recently moved first, after `after` (a row's `updated_at` and id), at most
+/// `limit` (through the partial index on
 /// unsettled rows): what the reconciler re-enqueues.
 pub async fn unsettled_before(
     conn: &mut PgConnection,
     moved_before: DateTime<Utc>,
+    after: Option<(DateTime<Utc>, i64)>,
     limit: i64,
 ) -> Result<Vec<Photo>> {
     Ok(sqlx::query_as::<_, Photo>(concat!(
         "SELECT ",
         columns!(),
         " FROM photos WHERE processing_status IN ('pending', 'processing') AND updated_at < $1
-         ORDER BY updated_at, id LIMIT $2"
+           AND (updated_at, id) > (COALESCE($2, '-infinity'::timestamptz), COALESCE($3, 0))
+         ORDER BY updated_at, id LIMIT $4"
     ))
     .bind(moved_before)
+    .bind(after.map(|(at, _)| at))
+    .bind(after.map(|(_, id)| id))
     .bind(limit)
     .fetch_all(conn)
     .await?)
@@ -671,7 +676,7 @@ mod tests {
         );
 
         let cutoff = Utc::now() + chrono::Duration::seconds(1);
-        let unsettled: Vec<i64> = unsettled_before(&mut conn, cutoff, 10)
+        let unsettled: Vec<i64> = unsettled_before(&mut conn, cutoff, None, 10)
             .await
             .expect("unsettled")
             .iter()

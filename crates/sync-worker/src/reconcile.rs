@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use jobs::v1::{ReconcileSyncRuns, WisproSyncRun};
 use queue_core::NewJob;
-use service::reconcile::Pending;
+use service::reconcile::{Pending, PendingRow};
 use store::PgConnection;
 use store::sync_runs::{self, SyncRun};
 
@@ -34,11 +34,18 @@ impl Pending for StalledRuns {
         &self,
         conn: &mut PgConnection,
         before: DateTime<Utc>,
+        after: Option<(DateTime<Utc>, i64)>,
         _limit: i64,
-    ) -> anyhow::Result<Vec<(i64, NewJob)>> {
-        // One run at a time: at most one row, whatever the batch.
+    ) -> anyhow::Result<Vec<PendingRow>> {
+        // One run at a time: at most one row, whatever the batch, on the first page.
+        if after.is_some() {
+            return Ok(Vec::new());
+        }
         let run = sync_runs::active_since(conn, before).await?;
-        Ok(run.iter().map(|r| (r.id, run_job(r))).collect())
+        Ok(run
+            .iter()
+            .map(|r| PendingRow::new(r.id, r.updated_at, run_job(r)))
+            .collect())
     }
 }
 

@@ -28,10 +28,7 @@ for p = 1, n do
     record[#record + 1] = ARGV[i + 1]
     local k = unique[p]
     if k then
-      local job_id = string.match(ARGV[i + 1], '^[^\31]*')
-      if redis.call('GET', KEYS[k]) == job_id then
-        redis.call('DEL', KEYS[k])
-      end
+      uniq_release(KEYS[k], string.match(ARGV[i + 1], '^[^\31]*'))
     end
   end
 end

@@ -27,8 +27,8 @@ for _, v in ipairs({'*', F.envelope, ARGV[5], F.error, ARGV[6], F.attempts, ARGV
   args[#args + 1] = v
 end
 redis.call(unpack(args))
-if KEYS[4] and redis.call('GET', KEYS[4]) == ARGV[9] then
-  redis.call('DEL', KEYS[4])
+if KEYS[4] then
+  uniq_release(KEYS[4], ARGV[9])
 end
 redis.call('HINCRBY', KEYS[3], S.failed, 1)
 redis.call('HINCRBY', KEYS[3], S.dead_lettered, 1)

@@ -1,11 +1,12 @@
 -- Takes over entries whose consumer stopped heart-beating (idle >= visibility timeout)
 -- and dead-letters those delivered more than max_deliveries times (poison jobs that
--- kill their worker), in one step.
+-- kill their worker), in one step. A poison entry's unique key is released with it.
 -- KEYS[1] lane stream, KEYS[2] dlq stream, KEYS[3] stats hash
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] min idle ms, ARGV[4] cursor, ARGV[5] count,
--- ARGV[6] max deliveries, ARGV[7] dlq max length, ARGV[8] lane
+-- ARGV[6] max deliveries, ARGV[7] dlq max length, ARGV[8] lane, ARGV[9] the queue's
+-- uniq key prefix
 -- Returns {next cursor, {id, fields, deliveries, ...}, {envelope of each dead-lettered
--- entry}} (the caller releases their unique keys, which only the envelope names).
+-- entry}} (for the dead-letter hook).
 local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'COUNT', ARGV[5])
 local maxd = tonumber(ARGV[6])
 local maxlen = tonumber(ARGV[7])
@@ -39,6 +40,7 @@ for _, e in ipairs(r[2]) do
       args[#args + 1] = v
     end
     redis.call(unpack(args))
+    uniq_release_envelope(ARGV[9], env)
     poisoned[#poisoned + 1] = env
   else
     out[#out + 1] = id

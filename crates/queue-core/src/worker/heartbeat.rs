@@ -21,6 +21,9 @@ fn needs_refresh(age: Duration, every: Duration) -> bool {
 pub(super) async fn heartbeat_loop(ctx: Arc<Ctx>, stop: CancellationToken) {
     let every = ctx.cfg.heartbeat_interval;
     while sleep_or_cancel(every, &stop).await {
+        if ctx.link().is_down() && !ctx.link().wait_up(&stop).await {
+            return;
+        }
         let now = Instant::now();
         let mut due: Vec<Vec<Arc<str>>> = vec![Vec::new(); ctx.queue.streams().len()];
         {
@@ -37,6 +40,7 @@ pub(super) async fn heartbeat_loop(ctx: Arc<Ctx>, stop: CancellationToken) {
             }
             match heartbeat(&ctx, lane, &ids).await {
                 Ok(lost) => {
+                    ctx.link().succeeded();
                     let mut inflight = ctx.inflight.lock().expect("inflight lock");
                     for id in &ids {
                         if let Some(t) = inflight.get_mut(&(lane, id.clone())) {
@@ -48,10 +52,12 @@ pub(super) async fn heartbeat_loop(ctx: Arc<Ctx>, stop: CancellationToken) {
                         inflight.remove(&(lane, Arc::from(id.as_str())));
                     }
                 }
+                Err(e) if ctx.link().failed(&e) => break,
                 Err(e) => warn!(queue.name = ctx.queue.name(), error = %e, "heartbeat failed"),
             }
             if ctx.cfg.global_concurrency.is_some()
                 && let Err(e) = limits::refresh(&ctx, lane, &ids).await
+                && !ctx.link().failed(&e)
             {
                 warn!(queue.name = ctx.queue.name(), error = %e, "extending global-limit leases failed");
             }

@@ -23,12 +23,19 @@ const DEAD_AFTER_VISIBILITY_TIMEOUTS: u32 = 10;
 pub(super) async fn janitor_loop(ctx: Arc<Ctx>, stop: CancellationToken) {
     let dead_after = ctx.cfg.visibility_timeout * DEAD_AFTER_VISIBILITY_TIMEOUTS;
     while sleep_or_cancel(ctx.cfg.visibility_timeout * 2, &stop).await {
+        if ctx.link().is_down() && !ctx.link().wait_up(&stop).await {
+            return;
+        }
         // Cheap and idempotent: a queue whose registry entry was lost (Redis
         // restarted without its data) is listed again while its workers live.
-        if let Err(e) = ctx.queue.register_again(&mut ctx.broker.shared()).await {
+        if let Err(e) = ctx.queue.register_again(&mut ctx.broker.shared()).await
+            && !ctx.link().failed(&e)
+        {
             warn!(queue.name = ctx.queue.name(), error = %e, "listing the queue in the registry failed");
         }
-        if let Err(e) = remove_dead(&ctx, dead_after).await {
+        if let Err(e) = remove_dead(&ctx, dead_after).await
+            && !ctx.link().failed(&e)
+        {
             warn!(queue.name = ctx.queue.name(), error = %e, "removing dead consumers failed");
         }
     }

@@ -83,6 +83,12 @@ pub(super) async fn admit(ctx: &Ctx, lane: usize, entry_id: &str) -> bool {
                 .cfg
                 .limit_poll
                 .mul_f64(rand::rng().random_range(0.5..1.5)),
+            Err(e) if ctx.link().failed(&e) => {
+                if !ctx.link().wait_up(&ctx.stopping).await {
+                    return false;
+                }
+                continue;
+            }
             Err(e) => {
                 let wait = errors.next();
                 warn!(queue.name = ctx.queue.name(), error = %e, retry_in_ms = wait.as_millis() as u64, "checking the global limit failed");
@@ -115,12 +121,15 @@ async fn try_admit(ctx: &Ctx, member: &str) -> Result<i64> {
 /// lease expires after the visibility timeout.
 /// Called only when a global concurrency is set.
 pub(super) async fn release(ctx: &Ctx, lane: usize, entry_id: &str) {
-    let released: redis::RedisResult<()> = redis::cmd("ZREM")
+    let released: Result<()> = redis::cmd("ZREM")
         .arg(ctx.queue.keys().limit_running())
         .arg(member(lane, entry_id))
         .query_async(&mut ctx.broker.shared())
-        .await;
-    if let Err(e) = released {
+        .await
+        .map_err(Into::into);
+    if let Err(e) = released
+        && !ctx.link().failed(&e)
+    {
         warn!(queue.name = ctx.queue.name(), entry.id = entry_id, error = %e, "releasing a global slot failed; its lease expires instead");
     }
 }

@@ -10,6 +10,7 @@ mod heartbeat;
 mod hook;
 mod janitor;
 mod limits;
+mod outage;
 mod promote;
 mod read;
 mod reclaim;
@@ -30,6 +31,7 @@ use crate::envelope::{self, Envelope};
 use crate::{Broker, Error, Queue, Result};
 
 pub use limits::RateLimit;
+pub use outage::RedisStatus;
 pub(crate) use promote::promote_due_jobs;
 pub use runner::Worker;
 
@@ -256,6 +258,10 @@ pub struct WorkerConfig {
     pub rate_limit: Option<RateLimit>,
     /// How often a run waiting for a global slot asks again (jittered ±50 %).
     pub limit_poll: Duration,
+    /// While Redis is unreachable the worker's loops wait, and one prober asks
+    /// again after these delays (doubling up to `max`): the first answer
+    /// resumes them all.
+    pub reconnect_backoff: Backoff,
 }
 
 impl Default for WorkerConfig {
@@ -282,6 +288,12 @@ impl Default for WorkerConfig {
             global_concurrency: None,
             rate_limit: None,
             limit_poll: Duration::from_millis(100),
+            reconnect_backoff: Backoff {
+                initial: Duration::from_millis(100),
+                factor: 2.0,
+                max: Duration::from_secs(5),
+                jitter: 0.2,
+            },
         }
     }
 }
@@ -326,6 +338,12 @@ impl WorkerConfig {
                  or running jobs get reclaimed",
                 self.heartbeat_interval, self.visibility_timeout
             ));
+        }
+        self.reconnect_backoff
+            .validate()
+            .map_err(|e| Error::InvalidConfig(format!("reconnect_{e}")))?;
+        if self.reconnect_backoff.initial.is_zero() {
+            return bad("reconnect_backoff initial must be greater than zero".into());
         }
         self.backoff.validate().map_err(Error::InvalidConfig)
     }
@@ -372,6 +390,27 @@ mod tests {
         let err = cfg.validate().expect_err("must be rejected").to_string();
         assert!(err.contains("heartbeat_interval"), "{err}");
         assert!(WorkerConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn a_reconnect_backoff_that_does_not_grow_or_starts_at_zero_is_rejected() {
+        for reconnect_backoff in [
+            Backoff {
+                factor: 0.5,
+                ..WorkerConfig::default().reconnect_backoff
+            },
+            Backoff {
+                initial: Duration::ZERO,
+                ..WorkerConfig::default().reconnect_backoff
+            },
+        ] {
+            let cfg = WorkerConfig {
+                reconnect_backoff,
+                ..WorkerConfig::default()
+            };
+            let err = cfg.validate().expect_err("must be rejected").to_string();
+            assert!(err.contains("reconnect_backoff"), "{err}");
+        }
     }
 
     #[test]

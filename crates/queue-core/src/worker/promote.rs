@@ -13,18 +13,24 @@ pub(super) async fn promote_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     const LIMIT: usize = 1000;
     let mut delay = ErrorDelay::new();
     loop {
+        if ctx.link().is_down() && !ctx.link().wait_up(&shutdown).await {
+            return;
+        }
         let sleep = match promote(&ctx, LIMIT).await {
             Ok((moved, _)) if moved >= LIMIT => {
+                ctx.link().succeeded();
                 delay.reset();
                 continue;
             }
             Ok((_, next_due_ms)) => {
+                ctx.link().succeeded();
                 delay.reset();
                 match next_due_ms {
                     Some(ms) => Duration::from_millis(ms).min(ctx.cfg.promote_interval),
                     None => ctx.cfg.promote_interval,
                 }
             }
+            Err(e) if ctx.link().failed(&e) => continue,
             Err(e) => {
                 warn!(queue.name = ctx.queue.name(), error = %e, "promoting delayed jobs failed");
                 delay.next().max(ctx.cfg.promote_interval)
@@ -48,7 +54,7 @@ pub(crate) async fn promote_due_jobs(
     for s in queue.streams() {
         inv.key(s);
     }
-    inv.arg(limit);
+    inv.arg(limit).arg(queue.keys().uniq_prefix());
     let (moved, wait): (usize, i64) = inv.invoke_async(conn).await?;
     Ok((moved, u64::try_from(wait).ok()))
 }

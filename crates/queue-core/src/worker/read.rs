@@ -64,6 +64,13 @@ pub(super) async fn read_loop<H: Handler>(
     // first: they start before anything new is read.
     let mut held: VecDeque<Delivery> = VecDeque::new();
     loop {
+        // Redis is down: wait with the other loops until the prober sees it back.
+        if ctx.link().is_down() {
+            blocking = None;
+            if !ctx.link().wait_up(shutdown).await {
+                return;
+            }
+        }
         let first = tokio::select! {
             _ = shutdown.cancelled() => return,
             p = ctx.permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
@@ -104,6 +111,9 @@ pub(super) async fn read_loop<H: Handler>(
         if Instant::now() >= next_reclaim {
             next_reclaim = Instant::now() + ctx.cfg.reclaim_interval;
             let claimed = reclaim_step(ctx, &mut cursors, want).await;
+            if ctx.link().is_down() {
+                continue;
+            }
             if !claimed.is_empty() {
                 // The pause may have begun during the last blocking read: reclaimed
                 // jobs are held (claimed, heart-beaten) like read ones.
@@ -146,6 +156,7 @@ pub(super) async fn read_loop<H: Handler>(
                 }
             }
             Ok(Read::Entries(entries, known_paused)) => {
+                ctx.link().succeeded();
                 delay.reset();
                 if entries.is_empty() {
                     continue;
@@ -160,6 +171,9 @@ pub(super) async fn read_loop<H: Handler>(
             }
             Err(e) => {
                 drop(permits);
+                if ctx.link().failed(&e) {
+                    continue;
+                }
                 if is_nogroup(&e) {
                     // The stream or its group is gone (Redis lost its data, or an
                     // operator deleted it): recreate both and list the queue again.
@@ -172,9 +186,10 @@ pub(super) async fn read_loop<H: Handler>(
                             delay.reset();
                             continue;
                         }
+                        Err(e) if ctx.link().failed(&e) => continue,
                         Err(e) => {
-                            // NOPERM, WRONGTYPE, no connection: try again later, not
-                            // in a loop that hammers Redis and the log.
+                            // NOPERM, WRONGTYPE: try again later, not in a loop
+                            // that hammers Redis and the log.
                             let wait = delay.next();
                             warn!(queue.name = ctx.queue.name(), error = %e, retry_in_ms = wait.as_millis() as u64, "consumer group missing and recreating it failed");
                             if !sleep_or_cancel(wait, shutdown).await {

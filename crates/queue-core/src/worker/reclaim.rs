@@ -11,7 +11,6 @@ use super::dispatch::track;
 use super::read::{envelope_field, is_nogroup};
 use super::runner::{Ctx, Delivery};
 use crate::envelope::Envelope;
-use crate::producer::release_unique_keys;
 use crate::{Result, scripts};
 
 /// Takes over idle entries of stopped consumers, up to the permits held, lane by
@@ -60,6 +59,7 @@ pub(super) async fn reclaim_step(
                 }
             }
             Err(e) if is_nogroup(&e) => {}
+            Err(e) if ctx.link().failed(&e) => break,
             Err(e) => warn!(queue.name = ctx.queue.name(), error = %e, "reclaim failed"),
         }
     }
@@ -86,7 +86,8 @@ async fn reclaim(
         .arg(count)
         .arg(ctx.cfg.max_deliveries)
         .arg(ctx.cfg.dlq_retention)
-        .arg(ctx.queue.lane_name(lane));
+        .arg(ctx.queue.lane_name(lane))
+        .arg(keys.uniq_prefix());
     let (next, entries, poisoned): (String, Vec<Value>, Vec<Vec<u8>>) =
         inv.invoke_async(&mut conn).await?;
     for raw in &poisoned {
@@ -97,12 +98,6 @@ async fn reclaim(
         );
         let envelope = Envelope::decode(raw.as_slice()).ok().map(Arc::new);
         let _ = ctx.dead_letters.send(DeadLettered { envelope, error });
-    }
-    if !poisoned.is_empty()
-        && let Err(e) =
-            release_unique_keys(&mut conn, &ctx.queue, poisoned.iter().map(Vec::as_slice)).await
-    {
-        warn!(queue.name = ctx.queue.name(), error = %e, "releasing the unique keys of dead-lettered poison entries failed");
     }
     let poisoned = poisoned.len() as u64;
     let mut out = Vec::with_capacity(entries.len() / 3);

@@ -26,6 +26,9 @@ pub(super) async fn repeat_loop(
     let mut done: Vec<Option<i64>> = vec![None; jobs.len()];
     let mut delay = ErrorDelay::new();
     loop {
+        if ctx.link().is_down() && !ctx.link().wait_up(&shutdown).await {
+            return;
+        }
         let now = envelope::now_ms();
         let mut failed = false;
         for (job, done) in jobs.iter().zip(done.iter_mut()) {
@@ -35,13 +38,19 @@ pub(super) async fn repeat_loop(
             }
             match enqueue_period(&ctx, &producer, job, start).await {
                 Ok(()) => *done = Some(start),
+                Err(e) if ctx.link().failed(&e) => {
+                    failed = true;
+                    break;
+                }
                 Err(e) => {
                     failed = true;
                     warn!(queue.name = ctx.queue.name(), repeat.name = job.name(), error = %e, "enqueueing a repeating job failed");
                 }
             }
         }
-        let sleep = if failed {
+        let sleep = if ctx.link().is_down() {
+            continue;
+        } else if failed {
             delay.next()
         } else {
             delay.reset();

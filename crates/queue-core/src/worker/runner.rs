@@ -22,8 +22,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use super::outage::{Link, RedisStatus};
 use super::{DeadLettered, Handler, JobError, WorkerConfig, default_consumer_name};
-use super::{heartbeat, hook, janitor, promote, read, repeat, settle};
+use super::{heartbeat, hook, janitor, outage, promote, read, repeat, settle};
 use crate::envelope::Envelope;
 use crate::repeat::RepeatingJob;
 use crate::{Broker, Error, Queue, Result};
@@ -36,6 +37,7 @@ pub struct Worker<H> {
     consumer: String,
     handler: Arc<H>,
     repeating: Vec<RepeatingJob>,
+    redis: RedisStatus,
 }
 
 impl<H> std::fmt::Debug for Worker<H> {
@@ -127,6 +129,14 @@ pub(super) struct Ctx {
     pub(super) metrics: Metrics,
     /// Jobs just dead-lettered, for the handler's dead-letter hook.
     pub(super) dead_letters: mpsc::UnboundedSender<DeadLettered>,
+    /// Whether Redis answers; shared by every loop.
+    pub(super) redis: RedisStatus,
+}
+
+impl Ctx {
+    pub(super) fn link(&self) -> &Link {
+        self.redis.link()
+    }
 }
 
 impl<H: Handler> Worker<H> {
@@ -139,11 +149,12 @@ impl<H: Handler> Worker<H> {
             .unwrap_or_else(default_consumer_name);
         Ok(Self {
             broker,
-            queue,
             config,
             consumer,
             handler: Arc::new(handler),
             repeating: Vec::new(),
+            redis: RedisStatus::new(queue.name()),
+            queue,
         })
     }
 
@@ -158,6 +169,12 @@ impl<H: Handler> Worker<H> {
         }
         self.repeating.push(job);
         Ok(self)
+    }
+
+    /// Whether this worker reaches Redis, and its calls that failed because it
+    /// did not (for readiness checks and tests).
+    pub fn redis_status(&self) -> RedisStatus {
+        self.redis.clone()
     }
 
     /// This worker's consumer name in the group.
@@ -188,6 +205,7 @@ impl<H: Handler> Worker<H> {
             jobs: TaskTracker::new(),
             hard_stop: CancellationToken::new(),
             dead_letters: letters_tx,
+            redis: self.redis,
         });
         info!(
             queue.name = ctx.queue.name(),
@@ -199,6 +217,7 @@ impl<H: Handler> Worker<H> {
         let background = CancellationToken::new();
         let settler = tokio::spawn(settle::settle_loop(ctx.clone(), rx));
         let heartbeat = tokio::spawn(heartbeat::heartbeat_loop(ctx.clone(), background.clone()));
+        let prober = tokio::spawn(outage::probe_loop(ctx.clone(), background.clone()));
         let janitor = tokio::spawn(janitor::janitor_loop(ctx.clone(), shutdown.clone()));
         // The hook outlives the reader too: the last settled batch may dead-letter.
         let hooks_stop = CancellationToken::new();
@@ -252,6 +271,7 @@ impl<H: Handler> Worker<H> {
         let _ = hooks.await;
         background.cancel();
         let _ = heartbeat.await;
+        let _ = prober.await;
         let _ = janitor.await;
         janitor::leave_group(&ctx).await;
         settler.abort();

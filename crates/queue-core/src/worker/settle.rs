@@ -51,7 +51,7 @@ async fn settle(ctx: &Ctx, batch: &mut Vec<Outcome>) {
         if outcomes.is_empty() {
             continue;
         }
-        match with_retries(|| complete(ctx, lane, outcomes)).await {
+        match with_retries(ctx, || complete(ctx, lane, outcomes)).await {
             Ok(n) => ctx.metrics.completed.increment(n),
             Err(e) => error!(
                 queue.name = ctx.queue.name(),
@@ -62,7 +62,7 @@ async fn settle(ctx: &Ctx, batch: &mut Vec<Outcome>) {
         }
     }
     for o in others {
-        if let Err(e) = with_retries(|| settle_failure(ctx, o)).await {
+        if let Err(e) = with_retries(ctx, || settle_failure(ctx, o)).await {
             error!(
                 queue.name = ctx.queue.name(),
                 entry.id = %o.entry_id,
@@ -77,24 +77,34 @@ async fn settle(ctx: &Ctx, batch: &mut Vec<Outcome>) {
     batch.clear();
 }
 
-/// Runs a settling step up to 3 times: a dropped connection must not cost a rerun.
-async fn with_retries<T, F, Fut>(mut step: F) -> Result<T>
+/// Runs a settling step up to 3 times: a dropped connection must not cost a
+/// rerun. While Redis is down it waits for it (the entry stays tracked and
+/// heart-beaten) instead, unless the worker is stopping.
+async fn with_retries<T, F, Fut>(ctx: &Ctx, mut step: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
 {
     let mut delay = ErrorDelay::new();
-    let mut last = None;
-    for _ in 0..3 {
+    let mut tries = 0;
+    loop {
         match step().await {
-            Ok(v) => return Ok(v),
+            Ok(v) => {
+                ctx.link().succeeded();
+                return Ok(v);
+            }
             Err(e) => {
-                last = Some(e);
+                if ctx.link().failed(&e) && ctx.link().wait_up(&ctx.stopping).await {
+                    continue;
+                }
+                tries += 1;
+                if tries == 3 {
+                    return Err(e);
+                }
                 tokio::time::sleep(delay.next()).await;
             }
         }
     }
-    Err(last.expect("at least one try"))
 }
 
 async fn complete(ctx: &Ctx, lane: usize, outcomes: &[&Outcome]) -> Result<u64> {
@@ -195,14 +205,16 @@ async fn settle_failure(ctx: &Ctx, o: &Outcome) -> Result<()> {
                 next.available_at_ms = envelope::now_ms() + delay.as_millis() as i64;
                 let member = delayed_member(o.lane, &next.encode_to_vec());
                 let mut inv = scripts::RETRY.prepare_invoke();
-                inv.key(stream)
-                    .key(keys.delayed())
-                    .key(keys.stats())
-                    .arg(&ctx.cfg.group)
+                inv.key(stream).key(keys.delayed()).key(keys.stats());
+                if !envelope.unique_key.is_empty() {
+                    inv.key(keys.uniq(&envelope.unique_key));
+                }
+                inv.arg(&ctx.cfg.group)
                     .arg(&ctx.consumer)
                     .arg(&*o.entry_id)
                     .arg(delay.as_millis() as u64)
-                    .arg(member);
+                    .arg(member)
+                    .arg(&envelope.id);
                 let scheduled: i64 = inv.invoke_async(&mut conn).await?;
                 if scheduled == 1 {
                     ctx.metrics.retried.increment(1);

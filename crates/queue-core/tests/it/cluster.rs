@@ -1,8 +1,8 @@
 //! The engine on a real Redis Cluster (three masters started by the test): one
 //! queue on each master, each running a plain job, a delayed job, a retry, a
 //! dead letter and a job reclaimed from a consumer that died; then the admin
-//! operations that cover every master (listing, retrying a dead letter,
-//! destroying every key).
+//! operations that cover every master (listing, retrying a dead letter, a purge
+//! that releases unique keys, destroying every key).
 
 use std::collections::BTreeSet;
 
@@ -58,8 +58,12 @@ async fn jobs_run_retry_wait_dead_letter_and_are_reclaimed_on_every_master_of_a_
     for q in &queues {
         let jobs = [
             NewJob::new("t.plain", "now"),
-            NewJob::new("t.later", "in 200 ms").delay(ms(200)),
-            NewJob::new("t.flaky", "once more"),
+            // Unique keys follow their jobs through scripts that name them
+            // from the envelope (promote), on the queue's own slot.
+            NewJob::new("t.later", "in 200 ms")
+                .delay(ms(200))
+                .unique_until_settled("later"),
+            NewJob::new("t.flaky", "once more").unique_until_settled("flaky"),
             NewJob::new("t.doomed", "dead letter"),
         ];
         env.producer.enqueue_many(q, jobs).await.expect("enqueue");
@@ -87,6 +91,18 @@ async fn jobs_run_retry_wait_dead_letter_and_are_reclaimed_on_every_master_of_a_
                 .map(String::from)
                 .into(),
         );
+        for key in ["later", "flaky"] {
+            let holder = env.admin.unique_holder(q, key).await.expect("get");
+            assert_eq!(holder, None, "{}: {key} released", q.name());
+        }
+        // A purge releases the keys of what it deletes in the same script.
+        let purged = NewJob::new("t.purged", "x")
+            .delay(ms(3_600_000))
+            .unique_until_settled("purged");
+        env.producer.enqueue(q, purged).await.expect("enqueue");
+        assert_eq!(env.admin.purge(q).await.expect("purge").delayed, 1);
+        let holder = env.admin.unique_holder(q, "purged").await.expect("get");
+        assert_eq!(holder, None, "{}: released by the purge", q.name());
     }
 
     // Listing reads the registry, wherever its slot lives.

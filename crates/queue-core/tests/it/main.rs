@@ -8,6 +8,7 @@ mod hook;
 mod lifecycle;
 mod limits;
 mod metrics;
+mod outage;
 mod races;
 mod recovery;
 mod repeating;

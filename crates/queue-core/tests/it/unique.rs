@@ -149,10 +149,8 @@ async fn a_dead_lettered_job_releases_its_unique_key() {
         .retry_dead(&q, &letters[0].id)
         .await
         .expect("retry");
-    let holder: String = env
-        .cmd(redis::cmd("GET").arg(q.keys().uniq("company:7")))
-        .await;
-    assert_eq!(holder, next.id());
+    let holder = env.admin.unique_holder(&q, "company:7").await.expect("get");
+    assert_eq!(holder.as_deref(), Some(next.id()));
     env.finish().await;
 }
 
@@ -219,5 +217,178 @@ async fn a_poison_entry_dead_lettered_by_reclaim_releases_its_unique_key() {
         .await;
     assert_eq!(runs.all()[0].job_id, next.id());
     worker.stop().await;
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn a_job_removed_by_hand_gives_its_unique_key_to_the_next_enqueue() {
+    let env = TestRedis::new().await;
+    let q = env.queue("unique-removed");
+    // Delayed, then removed from the delayed set (ZREM of its member).
+    let delayed = env
+        .producer
+        .enqueue(&q, ensure("d").delay(ms(3_600_000)))
+        .await
+        .expect("enqueue");
+    assert!(matches!(delayed, Enqueued::Scheduled { .. }), "{delayed:?}");
+    let members: Vec<Vec<u8>> = env
+        .cmd(redis::cmd("ZRANGE").arg(q.keys().delayed()).arg(0).arg(-1))
+        .await;
+    let removed: u64 = env
+        .cmd(redis::cmd("ZREM").arg(q.keys().delayed()).arg(&members[0]))
+        .await;
+    assert_eq!(removed, 1);
+    // Waiting, then deleted from the stream (XDEL of its entry).
+    let Enqueued::Added { entry_id, .. } = env
+        .producer
+        .enqueue(&q, ensure("w"))
+        .await
+        .expect("enqueue")
+    else {
+        panic!("added");
+    };
+    let deleted: u64 = env
+        .cmd(redis::cmd("XDEL").arg(q.keys().stream(None)).arg(&entry_id))
+        .await;
+    assert_eq!(deleted, 1);
+
+    for (key, old) in [("d", delayed.id().to_owned()), ("w", String::new())] {
+        let next = env
+            .producer
+            .enqueue(&q, ensure(key))
+            .await
+            .expect("enqueue");
+        assert!(matches!(next, Enqueued::Added { .. }), "{key}: {next:?}");
+        assert_ne!(next.id(), old);
+        // The new job holds the key now: a third ensure is a duplicate of it.
+        let again = env
+            .producer
+            .enqueue(&q, ensure(key))
+            .await
+            .expect("enqueue");
+        assert_eq!(
+            again,
+            Enqueued::Duplicate {
+                id: next.id().to_owned()
+            },
+            "{key}"
+        );
+    }
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn a_job_that_moves_between_the_stream_and_the_delayed_set_keeps_its_key() {
+    let env = TestRedis::new().await;
+    let q = env.queue("unique-moves");
+    // Delayed, promoted, run and failed, delayed for its retry, promoted again:
+    // at every step a second ensure is a duplicate of the one job.
+    let first = env
+        .producer
+        .enqueue(&q, ensure("m").delay(ms(30)))
+        .await
+        .expect("enqueue");
+    let id = first.id().to_owned();
+    let attempts = Arc::new(AtomicU32::new(0));
+    let release = Arc::new(Notify::new());
+    let handler = {
+        let (attempts, release) = (attempts.clone(), release.clone());
+        move |_job: Job| {
+            let (attempts, release) = (attempts.clone(), release.clone());
+            async move {
+                let n = attempts.fetch_add(1, Ordering::SeqCst);
+                release.notified().await;
+                if n == 0 {
+                    return Err(JobError::retry(anyhow::anyhow!("first attempt fails")));
+                }
+                Ok(())
+            }
+        }
+    };
+    let config = WorkerConfig {
+        backoff: Backoff {
+            initial: ms(30),
+            jitter: 0.0,
+            ..Backoff::default()
+        },
+        ..fast_worker_config()
+    };
+    let worker = env.spawn_worker(&q, config, handler);
+    for attempt in 1..=2 {
+        eventually("the attempt runs", async || {
+            (attempts.load(Ordering::SeqCst) == attempt).then_some(())
+        })
+        .await;
+        let again = env
+            .producer
+            .enqueue(&q, ensure("m"))
+            .await
+            .expect("enqueue");
+        assert_eq!(
+            again,
+            Enqueued::Duplicate { id: id.clone() },
+            "attempt {attempt}"
+        );
+        release.notify_one();
+    }
+    env.stats_until(&q, "the retry completes", |s| s.completed == 1)
+        .await;
+    worker.stop().await;
+    let held: Option<String> = env.cmd(redis::cmd("GET").arg(q.keys().uniq("m"))).await;
+    assert_eq!(held, None, "released on completion");
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn a_retried_dead_letter_takes_its_key_back_from_a_holder_removed_by_hand() {
+    let env = TestRedis::new().await;
+    let q = env.queue("unique-dlq-takeover");
+    env.producer
+        .enqueue(&q, ensure("k"))
+        .await
+        .expect("enqueue");
+    let worker = env.spawn_worker(&q, fast_worker_config(), |_job: Job| async {
+        Err::<(), _>(JobError::permanent(anyhow::anyhow!("no way")))
+    });
+    env.stats_until(&q, "the job is dead-lettered", |s| s.dead_lettered == 1)
+        .await;
+    worker.stop().await;
+    // A second job takes the key, then is deleted from the stream by hand.
+    let Enqueued::Added { entry_id, .. } = env
+        .producer
+        .enqueue(&q, ensure("k"))
+        .await
+        .expect("enqueue")
+    else {
+        panic!("added");
+    };
+    let deleted: u64 = env
+        .cmd(redis::cmd("XDEL").arg(q.keys().stream(None)).arg(&entry_id))
+        .await;
+    assert_eq!(deleted, 1);
+
+    let letters = env
+        .admin
+        .dead_letters(&q, None, 10)
+        .await
+        .expect("dlq")
+        .items;
+    env.admin
+        .retry_dead(&q, &letters[0].id)
+        .await
+        .expect("retry");
+    let holder = env.admin.unique_holder(&q, "k").await.expect("get");
+    assert_eq!(holder.as_deref(), Some(letters[0].job_id.as_str()));
+    let again = env
+        .producer
+        .enqueue(&q, ensure("k"))
+        .await
+        .expect("enqueue");
+    assert_eq!(
+        again,
+        Enqueued::Duplicate {
+            id: letters[0].job_id.clone()
+        }
+    );
     env.finish().await;
 }

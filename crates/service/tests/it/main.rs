@@ -2,4 +2,5 @@
 //! real Redis (a key prefix of its own) and PostgreSQL (a database of its own),
 //! health port 0.
 
+mod reconcile;
 mod worker;

@@ -1,0 +1,169 @@
+//! The generic reconciler against the real Redis and PostgreSQL, with a test
+//! `Pending` whose rows live in memory (the reconciler only needs their ids
+//! and jobs).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use queue_core::testing::TestRedis;
+use queue_core::{Enqueued, NewJob, Queue};
+use service::config::ReconcileConfig;
+use service::reconcile::{Pending, PendingRow, Reconciler};
+use store::PgConnection;
+use store::testing::TestDb;
+
+/// Every row is pending, oldest (lowest id) first, all of the same age.
+#[derive(Debug, Clone)]
+struct Rows(Vec<i64>);
+
+fn epoch() -> DateTime<Utc> {
+    DateTime::UNIX_EPOCH
+}
+
+fn row_job(id: i64) -> NewJob {
+    NewJob::new("t.row", id.to_string()).unique_until_settled(format!("row:{id}"))
+}
+
+impl Pending for Rows {
+    type Message = jobs::v1::ReconcileQr;
+    const NAME: &'static str = "rows-reconcile";
+    const ROW: &'static str = "row";
+
+    async fn pending(
+        &self,
+        _conn: &mut PgConnection,
+        _before: DateTime<Utc>,
+        after: Option<(DateTime<Utc>, i64)>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<PendingRow>> {
+        let after = after.map_or(i64::MIN, |(_, id)| id);
+        Ok(self
+            .0
+            .iter()
+            .filter(|&&id| id > after)
+            .take(limit as usize)
+            .map(|&id| PendingRow::new(id, epoch(), row_job(id)))
+            .collect())
+    }
+}
+
+fn reconciler(
+    redis: &TestRedis,
+    db: &TestDb,
+    q: &Queue,
+    rows: Rows,
+    batch: u32,
+) -> Reconciler<Rows> {
+    let config = ReconcileConfig {
+        interval: Duration::from_secs(30),
+        after: Duration::ZERO,
+        batch,
+    };
+    Reconciler::new(
+        db.pool.clone(),
+        redis.producer.clone(),
+        q.clone(),
+        config,
+        rows,
+    )
+}
+
+#[tokio::test]
+async fn a_row_whose_job_was_removed_by_hand_gets_its_job_again() {
+    let (redis, db) = (TestRedis::new().await, TestDb::new().await);
+    let q = redis.queue("rows-removed");
+    // Row 1's job waits in the delayed set, row 2's in the stream; an operator
+    // (or a bug) removes both by hand, behind the back of their unique keys.
+    let delayed = redis
+        .producer
+        .enqueue(&q, row_job(1).delay(Duration::from_secs(3600)))
+        .await
+        .expect("enqueue");
+    assert!(matches!(delayed, Enqueued::Scheduled { .. }), "{delayed:?}");
+    let Enqueued::Added { entry_id, .. } = redis
+        .producer
+        .enqueue(&q, row_job(2))
+        .await
+        .expect("enqueue")
+    else {
+        panic!("added");
+    };
+    let popped: Vec<(Vec<u8>, f64)> = redis
+        .cmd(redis::cmd("ZPOPMIN").arg(q.keys().delayed()))
+        .await;
+    assert_eq!(popped.len(), 1);
+    let deleted: u64 = redis
+        .cmd(redis::cmd("XDEL").arg(q.keys().stream(None)).arg(&entry_id))
+        .await;
+    assert_eq!(deleted, 1);
+
+    let done = reconciler(&redis, &db, &q, Rows(vec![1, 2]), 10)
+        .run_once()
+        .await
+        .expect("reconcile");
+    assert_eq!(done.enqueued, 2, "{done:?}");
+    let stats = redis.stats(&q).await;
+    assert_eq!((stats.waiting, stats.delayed), (2, 0));
+    // Their jobs exist again: the next pass creates nothing.
+    let again = reconciler(&redis, &db, &q, Rows(vec![1, 2]), 10)
+        .run_once()
+        .await
+        .expect("reconcile");
+    assert_eq!(again.enqueued, 0, "{again:?}");
+    redis.finish().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn rows_whose_jobs_exist_do_not_hide_newer_rows_without_one() {
+    let (redis, db) = (TestRedis::new().await, TestDb::new().await);
+    let q = redis.queue("rows-paged");
+    // Five batches' worth of old rows whose jobs wait, then three new rows
+    // whose jobs were lost.
+    let old: Vec<i64> = (1..=25).collect();
+    redis
+        .producer
+        .enqueue_many(&q, old.iter().map(|&id| row_job(id)))
+        .await
+        .expect("enqueue");
+    let rows = Rows((1..=28).collect());
+
+    let done = reconciler(&redis, &db, &q, rows, 5)
+        .run_once()
+        .await
+        .expect("reconcile");
+    assert_eq!(done.enqueued, 3, "{done:?}");
+    assert_eq!(done.pending, 28, "{done:?}");
+    assert_eq!(redis.stats(&q).await.waiting, 28);
+    redis.finish().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_run_reads_a_bounded_number_of_pages_and_the_next_goes_on_from_there() {
+    let (redis, db) = (TestRedis::new().await, TestDb::new().await);
+    let q = redis.queue("rows-bounded");
+    let pages = service::reconcile::MAX_PAGES as i64;
+    // One page per row: every row of the first run's pages has its job.
+    redis
+        .producer
+        .enqueue_many(&q, (1..=pages).map(row_job))
+        .await
+        .expect("enqueue");
+    let reconciler = reconciler(&redis, &db, &q, Rows((1..=pages + 1).collect()), 1);
+
+    let first = reconciler.run_once().await.expect("reconcile");
+    assert_eq!(
+        (first.pending, first.enqueued),
+        (pages as usize, 0),
+        "{first:?}"
+    );
+    let second = reconciler.run_once().await.expect("reconcile");
+    assert_eq!((second.pending, second.enqueued), (1, 1), "{second:?}");
+    // Past the last row, the next run starts again from the oldest.
+    let third = reconciler.run_once().await.expect("reconcile");
+    assert_eq!(third.enqueued, 0, "{third:?}");
+    assert_eq!(third.pending as i64, pages, "{third:?}");
+    redis.finish().await;
+    db.cleanup().await;
+}
