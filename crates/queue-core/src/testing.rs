@@ -187,6 +187,17 @@ impl TestRedis {
         }
     }
 
+    /// Waits until job `job_id` of `q` has a completion record: a test waiting
+    /// for its own job, where the queue's `completed` counter also counts the
+    /// runs of reconcilers and other repeating jobs.
+    pub async fn completed_until(&self, q: &Queue, job_id: &str) {
+        eventually(&format!("job {job_id} is completed"), async || {
+            let done = self.admin.completions(q, 1000).await.expect("completions");
+            done.iter().any(|c| c.job_id == job_id).then_some(())
+        })
+        .await
+    }
+
     /// Entries delivered and not acknowledged, over all lanes.
     pub async fn pending(&self, q: &Queue) -> u64 {
         let mut total = 0;

@@ -149,19 +149,9 @@ impl TestApp {
             .to_owned()
     }
 
-    /// Waits until job `job_id` has a completion record (the queue's
-    /// `completed` counter also counts the reconciler's and cleanup's runs).
+    /// Waits until the job `job_id` has a completion record.
     pub async fn completed_until(&self, job_id: &str) {
-        eventually(&format!("job {job_id} is completed"), async || {
-            let done = self
-                .redis
-                .admin
-                .completions(&self.queue, 1000)
-                .await
-                .expect("completions");
-            done.iter().any(|c| c.job_id == job_id).then_some(())
-        })
-        .await
+        self.redis.completed_until(&self.queue, job_id).await
     }
 
     /// `add_payment` then `enqueue_check`.

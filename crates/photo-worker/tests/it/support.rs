@@ -12,7 +12,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use photo_worker::Config;
-use queue_core::testing::{PATIENCE, TestRedis, eventually, eventually_within};
+use queue_core::testing::{PATIENCE, TestRedis, eventually_within};
 use queue_core::{Queue, QueueStats};
 use service::testing::Running;
 use storage::Storage;
@@ -159,17 +159,9 @@ impl TestApp {
         photos::detections(&mut conn, id).await.expect("detections")
     }
 
+    /// Waits until the job `job_id` has a completion record.
     pub async fn completed_until(&self, job_id: &str) {
-        eventually(&format!("job {job_id} is completed"), async || {
-            let done = self
-                .redis
-                .admin
-                .completions(&self.queue, 1000)
-                .await
-                .expect("completions");
-            done.iter().any(|c| c.job_id == job_id).then_some(())
-        })
-        .await
+        self.redis.completed_until(&self.queue, job_id).await
     }
 
     pub async fn stats_until(&self, what: &str, done: impl Fn(&QueueStats) -> bool) -> QueueStats {

@@ -107,16 +107,7 @@ impl TestApp {
 
     /// Waits until the job `job_id` has a completion record.
     pub async fn completed_until(&self, job_id: &str) {
-        eventually(&format!("job {job_id} is completed"), async || {
-            let done = self
-                .redis
-                .admin
-                .completions(&self.queue, 1000)
-                .await
-                .expect("completions");
-            done.iter().any(|c| c.job_id == job_id).then_some(())
-        })
-        .await
+        self.redis.completed_until(&self.queue, job_id).await
     }
 
     /// How many `qr.generate` jobs completed (the reconciler's own runs are
