@@ -46,6 +46,8 @@ pub const MIN_TOKEN_LEN: usize = 16;
 /// context accepted (200 + 100,000 characters) fits however its JSON is encoded,
 /// even with every character escaped (12 bytes for `\ud83d\ude00`, about 1.2 MB).
 pub const DEFAULT_BODY_LIMIT_BYTES: usize = 2 * 1024 * 1024;
+/// `API_MAX_CONCURRENT_REQUESTS` unless set.
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 32;
 
 /// `CONTEXT_MIN_LENGTH` default: a company context longer than this many
 /// characters is condensed.
@@ -219,6 +221,12 @@ pub struct Config {
     /// `API_REQUEST_TIMEOUT`, default 30s: a request still running after this is
     /// answered 503 `timeout`.
     pub request_timeout: Duration,
+    /// `API_MAX_CONCURRENT_REQUESTS`, default 32: requests handled at once; the
+    /// next ones wait their turn (within `API_REQUEST_TIMEOUT`) before their
+    /// body is read, so memory is bounded by this times the body limit
+    /// whatever the number of clients (deploy/k8s/api-gateway.yaml's limit
+    /// follows from it).
+    pub max_concurrent_requests: NonZeroUsize,
     /// `API_ENQUEUE_TIMEOUT`, `API_ENQUEUE_BREAKER_FAILURES`,
     /// `API_ENQUEUE_BREAKER_COOLDOWN`.
     pub enqueue: EnqueueConfig,
@@ -308,6 +316,11 @@ impl Config {
                 NonZeroUsize::new(DEFAULT_BODY_LIMIT_BYTES).expect("2 MiB > 0"),
             )?,
             request_timeout,
+            max_concurrent_requests: config::nonzero(
+                vars,
+                "API_MAX_CONCURRENT_REQUESTS",
+                NonZeroUsize::new(DEFAULT_MAX_CONCURRENT_REQUESTS).expect("32 > 0"),
+            )?,
             enqueue: EnqueueConfig::from_vars(vars)?,
             context_min_length: config::integer(
                 vars,
@@ -402,6 +415,7 @@ mod tests {
         assert_eq!(c.qr_format, QrFormat::Png);
         assert_eq!(c.body_limit_bytes.get(), 2_097_152);
         assert_eq!(c.request_timeout, Duration::from_secs(30));
+        assert_eq!(c.max_concurrent_requests.get(), 32);
         assert_eq!(c.context_min_length, 1500);
         assert_eq!(c.wispro_per_page, 100);
         assert_eq!(c.photos, PhotoConfig::default());
@@ -456,6 +470,7 @@ mod tests {
             ("QR_FORMAT", "svg"),
             ("API_BODY_LIMIT_BYTES", "1024"),
             ("API_REQUEST_TIMEOUT", "500ms"),
+            ("API_MAX_CONCURRENT_REQUESTS", "5"),
             ("CONTEXT_MIN_LENGTH", "0"),
             ("WISPRO_PER_PAGE", "1000"),
             ("PHOTO_MAX_FILE_BYTES", "1000"),
@@ -482,6 +497,7 @@ mod tests {
         assert_eq!(c.qr_format, QrFormat::Svg);
         assert_eq!(c.body_limit_bytes.get(), 1024);
         assert_eq!(c.request_timeout, Duration::from_millis(500));
+        assert_eq!(c.max_concurrent_requests.get(), 5);
         assert_eq!(c.context_min_length, 0);
         assert_eq!(c.wispro_per_page, 1000);
         assert_eq!(c.photos.max_file_bytes.get(), 1000);
@@ -516,6 +532,7 @@ mod tests {
             ("API_BODY_LIMIT_BYTES", "0", "at least 1"),
             ("API_REQUEST_TIMEOUT", "30", "such as 30s"),
             ("API_REQUEST_TIMEOUT", "0s", "greater than zero"),
+            ("API_MAX_CONCURRENT_REQUESTS", "0", "at least 1"),
             ("CONTEXT_MIN_LENGTH", "-1", "whole number"),
             ("CONTEXT_MIN_LENGTH", "1.5k", "whole number"),
             ("WISPRO_PER_PAGE", "0", "from 1 to 1000"),

@@ -68,6 +68,12 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { error::ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
+            Arc::new(tokio::sync::Semaphore::new(
+                state.config.max_concurrent_requests.get(),
+            )),
+            middleware::limit_concurrency,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             request_timeout,
             middleware::timeout,
         ))

@@ -64,6 +64,7 @@ impl TestApp {
             qr_format: QrFormat::Png,
             body_limit_bytes: (16 * 1024).try_into().expect("nonzero"),
             request_timeout: Duration::from_secs(30),
+            max_concurrent_requests: 64.try_into().expect("nonzero"),
             // Tests that count jobs right after a request rely on the enqueue,
             // also on a loaded machine; the outage tests shorten it.
             enqueue: api_gateway::config::EnqueueConfig {

@@ -638,6 +638,50 @@ async fn an_upload_beyond_photo_max_concurrent_uploads_is_503_busy_with_retry_af
 }
 
 #[tokio::test]
+async fn requests_beyond_api_max_concurrent_requests_wait_their_turn_before_their_body_is_read() {
+    let app = TestApp::spawn_with(|c| {
+        c.max_concurrent_requests = 1.try_into().expect("nonzero");
+    })
+    .await;
+    // The one slot is taken by an upload whose body keeps coming.
+    let stream = stalled_upload(&app, 2_000_000, 300_000).await;
+    eventually("the first upload is under way", async || {
+        (!temp_files_in(&app, "photos").is_empty()).then_some(())
+    })
+    .await;
+    let waiting = {
+        let client = app.client.clone();
+        let url = format!("http://{}/api/photos", app.addr);
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(USER_TOKEN)
+                .json(&json!({"urls": ["not a url"]}))
+                .send()
+                .await
+                .expect("an answer")
+                .status()
+        })
+    };
+    eventually("the second request waits for a slot", async || {
+        let metrics = app.health_get("/metrics").await.text().await.expect("text");
+        metrics
+            .lines()
+            .any(|l| l == "api_requests_waiting 1")
+            .then_some(())
+    })
+    .await;
+    assert!(!waiting.is_finished(), "answered while the slot was taken");
+    drop(stream);
+    assert_eq!(
+        waiting.await.expect("the request task"),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "read and answered once the upload ended"
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
 async fn urls_in_json_are_bounded_by_the_body_limit_and_read_only_to_one_url_too_many() {
     let app = TestApp::spawn_with(|c| {
         c.photos.max_files = 2.try_into().expect("nonzero");
