@@ -19,6 +19,8 @@ ensure_postgres
 command -v curl >/dev/null 2>&1 || apt_install curl
 command -v psql >/dev/null 2>&1 || apt_install postgresql-client
 command -v setsid >/dev/null 2>&1 || apt_install util-linux
+command -v pgrep >/dev/null 2>&1 || apt_install procps
+command -v redis-cli >/dev/null 2>&1 || apt_install redis-tools
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/rsq-run-again.XXXXXX")
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
