@@ -3,7 +3,7 @@
 //! a circuit breaker stops trying for `API_ENQUEUE_BREAKER_COOLDOWN` after
 //! `API_ENQUEUE_BREAKER_FAILURES` consecutive failures or timeouts. While it is
 //! open, requests skip the enqueue: their rows stay pending and the workers'
-//! reconcilers enqueue them with the same keys (DESIGN.md, "A row and its job
+//! reconcilers enqueue them with the same keys (docs/design.md, "A row and its job
 //! never disagree for long"). After the cool-down one request probes Redis; a
 //! success closes the breaker, a failure opens it for another cool-down.
 //!

@@ -84,7 +84,7 @@ impl JobHandler<CondenseCompanyContext> for ContextHandler {
                 .map_err(JobError::Retry)?
         };
         let Some(mut company) = company else {
-            // DESIGN.md: a job whose row is gone is dropped, not dead-lettered.
+            // docs/design.md: a job whose row is gone is dropped, not dead-lettered.
             info!(
                 company.id = id,
                 job.id = job.id(),

@@ -302,7 +302,7 @@ impl JobHandler<PaymentStatusCheck> for CheckHandler {
                 .context("reading the payment")?
         };
         let Some(mut payment) = payment else {
-            // DESIGN.md: a job whose row is gone is dropped, not dead-lettered.
+            // docs/design.md: a job whose row is gone is dropped, not dead-lettered.
             info!(
                 payment.id = id,
                 job.id = job.id(),

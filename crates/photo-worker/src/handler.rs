@@ -399,7 +399,7 @@ impl JobHandler<ProcessPhoto> for PhotoHandler {
         let photo = match start {
             Start::Started(photo) => photo,
             Start::Gone => {
-                // DESIGN.md: a job whose row is gone is dropped, not dead-lettered.
+                // docs/design.md: a job whose row is gone is dropped, not dead-lettered.
                 info!(
                     photo.id = id,
                     job.id = job.id(),

@@ -176,7 +176,7 @@ impl JobHandler<GenerateQr> for QrHandler {
             }
             Err(Failure::NoPerson) => {
                 // The row is the record; without it there is nothing to render
-                // for, and no retry or dead letter would change that (DESIGN.md:
+                // for, and no retry or dead letter would change that (docs/design.md:
                 // a job whose row is gone is dropped).
                 info!(
                     person.id = msg.person_id,

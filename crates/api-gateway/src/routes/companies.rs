@@ -207,7 +207,7 @@ pub async fn create(
 
 /// Commits the company, then, when its context is pending, enqueues the
 /// condensation. A failed enqueue is logged, not answered: the row is stored and
-/// its job follows (DESIGN.md, "A row and its job never disagree for long").
+/// its job follows (docs/design.md, "A row and its job never disagree for long").
 async fn store_company(state: AppState, input: CreateCompany) -> Result<Company, ApiError> {
     let context_chars = input.context.chars().count();
     let status = status_for(&input.context, state.config.context_min_length);

@@ -211,7 +211,7 @@ pub async fn create(
 }
 
 /// Commits the person, then enqueues its QR job. A failed enqueue is logged,
-/// not answered: the row is stored and its job follows (DESIGN.md, "A row and its
+/// not answered: the row is stored and its job follows (docs/design.md, "A row and its
 /// job never disagree for long").
 async fn register(state: AppState, input: CreatePerson) -> Result<Person, ApiError> {
     let qr_content = format!("{}{}", state.config.qr_content_prefix, input.document);

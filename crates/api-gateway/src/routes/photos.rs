@@ -641,7 +641,7 @@ fn check_urls(config: &Config, urls: Vec<String>) -> Result<Vec<String>, ApiErro
 
 /// Commits the batch and its photos, then enqueues one job per photo. A failed
 /// enqueue is logged, not answered: the rows are stored and the reconciler
-/// enqueues their jobs later with the same keys (DESIGN.md, "A row and its job
+/// enqueues their jobs later with the same keys (docs/design.md, "A row and its job
 /// never disagree for long").
 async fn store_batch(state: AppState, new: NewPhotos) -> Result<PhotosAccepted, ApiError> {
     let rows: Vec<photos::NewPhoto<'_>> = match &new {

@@ -1,4 +1,4 @@
-//! A row and its job never disagree for long (DESIGN.md): a registration
+//! A row and its job never disagree for long (docs/design.md): a registration
 //! succeeds while Redis fails, and the qr-worker's reconciler renders every
 //! person left pending without a job.
 

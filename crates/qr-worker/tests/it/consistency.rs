@@ -1,4 +1,4 @@
-//! A row and its job never disagree for long (DESIGN.md): a pending person with
+//! A row and its job never disagree for long (docs/design.md): a pending person with
 //! no job is found by the reconciler, and a job whose person is gone is dropped.
 
 use std::time::Duration;
