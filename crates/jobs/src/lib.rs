@@ -4,7 +4,7 @@ mod handlers;
 
 use std::time::Duration;
 
-use queue_core::{Broker, Enqueued, Job, JobError, NewJob, Producer, Queue, WorkerConfig};
+use queue_core::{Broker, Job, JobError, NewJob, Queue, WorkerConfig};
 
 /// Generated payload messages of package `jobs.v1`.
 #[allow(clippy::all, missing_docs)]
@@ -134,17 +134,6 @@ kind!(v1::ReconcilePhotos, "photo.reconcile", PHOTOS);
 /// that stamped the catalogue's number would make the variable dead.
 pub fn new_job<J: JobKind>(payload: &J) -> NewJob {
     NewJob::message(J::KIND, payload)
-}
-
-/// Enqueues `payload` on its queue with default options.
-pub async fn enqueue<J: JobKind>(
-    producer: &Producer,
-    broker: &Broker,
-    payload: &J,
-) -> queue_core::Result<Enqueued> {
-    producer
-        .enqueue(&J::QUEUE.open(broker)?, new_job(payload))
-        .await
 }
 
 /// Decodes a job's payload as `J`. A job of another kind or a payload that does not

@@ -15,9 +15,7 @@ use crate::queue::{Lanes, Queue};
 use crate::repeat::RepeatingStatus;
 use crate::{Broker, Error, Result, keys, scripts};
 
-/// The consumer that inherits the pending entries of removed consumers, idle time
-/// intact, so live workers reclaim them at once.
-pub const HEIR_CONSUMER: &str = "rsq-orphans";
+pub use crate::keys::HEIR_CONSUMER;
 
 /// A snapshot of one queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -8,6 +8,12 @@ use crate::Error;
 /// Default key prefix. Tests pass their own prefix to isolate themselves.
 pub const DEFAULT_PREFIX: &str = "rsq";
 
+/// The consumer that inherits the pending entries of removed consumers, idle time
+/// intact, so live workers reclaim them at once. A name in the group, beside the
+/// key names, so the admin API and the worker's janitor share it without either
+/// module reaching into the other.
+pub const HEIR_CONSUMER: &str = "rsq-orphans";
+
 /// Checks a queue name: 1 to 100 characters of `A-Z a-z 0-9 . _ -`.
 ///
 /// The name is embedded in a hash tag, so braces and separators are not allowed.

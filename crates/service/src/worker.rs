@@ -235,15 +235,6 @@ impl WorkerService {
             result
         }))
     }
-
-    /// [`WorkerService::start`] then [`Started::run`]: what a worker's `run` ends with.
-    pub async fn run<H: Handler>(
-        self,
-        handler: H,
-        shutdown: CancellationToken,
-    ) -> anyhow::Result<()> {
-        self.start(handler)?.run(shutdown).await
-    }
 }
 
 /// Runs the queue worker and the health server; whichever stops first (on

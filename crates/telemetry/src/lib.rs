@@ -70,21 +70,6 @@ impl TelemetryConfig {
             otlp_endpoint: None,
         }
     }
-
-    /// Reads `RUST_LOG`, `LOG_FORMAT` and `OTEL_EXPORTER_OTLP_ENDPOINT`. For `main` only.
-    pub fn from_env(service: impl Into<String>) -> Result<Self, String> {
-        let mut config = Self::new(service);
-        if let Ok(filter) = std::env::var("RUST_LOG") {
-            config.filter = filter;
-        }
-        if let Ok(format) = std::env::var("LOG_FORMAT") {
-            config.format = format.parse()?;
-        }
-        config.otlp_endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .ok()
-            .filter(|e| !e.is_empty());
-        Ok(config)
-    }
 }
 
 /// Flushes and shuts down trace export when dropped; keep it alive in `main`.

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::runner::{Ctx, sleep_or_cancel};
-use crate::admin::HEIR_CONSUMER;
+use crate::keys::HEIR_CONSUMER;
 use crate::{Result, scripts};
 
 /// A consumer idle this many visibility timeouts, holding nothing, is gone.
