@@ -89,7 +89,7 @@ impl<J: JobKind, H: JobHandler<J>> Route for Typed<J, H> {
 ///
 /// let handlers = Handlers::new(&jobs::PAYMENT_CHECKS)
 ///     .on(|check: v1::PaymentStatusCheck, _job: Job| async move {
-///         let _ = check.payment_qr_id;
+///         let _ = check.payment();
 ///         Ok::<(), JobError>(())
 ///     })
 ///     .on(|cleanup: v1::PaymentCleanup, _job: Job| async move {

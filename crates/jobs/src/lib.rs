@@ -123,6 +123,31 @@ kind!(v1::ReconcileContexts, "context.reconcile", CONTEXT);
 kind!(v1::WisproSyncRun, "wispro.sync", WISPRO_SYNC);
 kind!(v1::ReconcileSyncRuns, "wispro.reconcile", WISPRO_SYNC);
 kind!(v1::PaymentStatusCheck, "payment.check", PAYMENT_CHECKS);
+
+impl v1::PaymentStatusCheck {
+    /// Check `check_number` of payment `payment_id`, with the deprecated
+    /// `payment_qr_id` written too, so a worker of the previous version reads it
+    /// during a rolling deploy.
+    #[allow(deprecated)]
+    pub fn new(payment_id: i64, check_number: u32) -> Self {
+        Self {
+            payment_qr_id: payment_id,
+            check_number,
+            payment_id,
+        }
+    }
+
+    /// The payment's row id: `payment_id`, or the deprecated `payment_qr_id`
+    /// of a check written before `payment_id` existed.
+    #[allow(deprecated)]
+    pub fn payment(&self) -> i64 {
+        if self.payment_id != 0 {
+            self.payment_id
+        } else {
+            self.payment_qr_id
+        }
+    }
+}
 kind!(v1::PaymentCleanup, "payment.cleanup", PAYMENT_CHECKS);
 kind!(v1::ReconcilePayments, "payment.reconcile", PAYMENT_CHECKS);
 kind!(v1::ProcessPhoto, "photo.process", PHOTOS);
@@ -193,6 +218,20 @@ mod tests {
     #[test]
     fn payment_checks_are_the_queue_with_priority_lanes() {
         assert!(<v1::PaymentStatusCheck as JobKind>::QUEUE.priority_lanes);
+    }
+
+    #[test]
+    #[allow(deprecated)]
+    fn a_payment_check_names_its_payment_in_both_fields_and_an_old_check_is_still_read() {
+        let check = v1::PaymentStatusCheck::new(42, 3);
+        assert_eq!((check.payment_id, check.payment_qr_id), (42, 42));
+        assert_eq!(check.payment(), 42);
+        let written_before = v1::PaymentStatusCheck {
+            payment_qr_id: 7,
+            check_number: 1,
+            ..Default::default()
+        };
+        assert_eq!(written_before.payment(), 7);
         assert!(!<v1::GenerateQr as JobKind>::QUEUE.priority_lanes);
     }
 }

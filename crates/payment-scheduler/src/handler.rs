@@ -284,7 +284,7 @@ fn record_metrics(before: &Payment, after: &Payment, result: &CheckResult, booke
 
 impl JobHandler<PaymentStatusCheck> for CheckHandler {
     async fn handle(&self, msg: PaymentStatusCheck, job: Job) -> Result<(), JobError> {
-        let id = msg.payment_qr_id;
+        let id = msg.payment();
         let Ok(check_number) = i32::try_from(msg.check_number) else {
             return Err(JobError::permanent(anyhow::anyhow!(
                 "check number {} is out of range",
@@ -396,7 +396,6 @@ impl JobHandler<PaymentStatusCheck> for CheckHandler {
         let Ok(check_number) = i32::try_from(msg.check_number) else {
             return Ok(());
         };
-        self.fail(msg.payment_qr_id, check_number, &letter.error)
-            .await
+        self.fail(msg.payment(), check_number, &letter.error).await
     }
 }

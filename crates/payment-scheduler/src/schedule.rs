@@ -21,10 +21,10 @@ pub fn check_job(
     status: PaymentStatus,
     due: DateTime<Utc>,
 ) -> NewJob {
-    let job = jobs::new_job(&PaymentStatusCheck {
-        payment_qr_id: payment_id,
-        check_number: u32::try_from(check_number).unwrap_or(0),
-    })
+    let job = jobs::new_job(&PaymentStatusCheck::new(
+        payment_id,
+        u32::try_from(check_number).unwrap_or(0),
+    ))
     .unique_until_settled(payments::check_job_key(payment_id, check_number))
     .priority(lane(status));
     // A check due now (the first, an overdue one) goes straight to its lane,

@@ -17,7 +17,7 @@ async fn each_kind_of_a_queue_reaches_its_handler_with_the_decoded_payload() {
         .on(move |check: v1::PaymentStatusCheck, job: Job| {
             checks.lock().expect("lock").push(format!(
                 "check {} #{} ({})",
-                check.payment_qr_id,
+                check.payment(),
                 check.check_number,
                 job.kind()
             ));
@@ -33,10 +33,7 @@ async fn each_kind_of_a_queue_reaches_its_handler_with_the_decoded_payload() {
     let worker = env.spawn_worker(&queue, fast_worker_config(), handlers);
 
     for job in [
-        jobs::new_job(&v1::PaymentStatusCheck {
-            payment_qr_id: 7,
-            check_number: 2,
-        }),
+        jobs::new_job(&v1::PaymentStatusCheck::new(7, 2)),
         jobs::new_job(&v1::PaymentCleanup {
             day: "2026-12-01".into(),
         }),

@@ -45,10 +45,7 @@ async fn two_deliveries_of_one_check_running_at_once_book_one_movement() {
         .set_latency(std::time::Duration::from_millis(100));
     let p = app.add_payment("completed").await;
     // The same check twice, without the key that would make the second a duplicate.
-    let check = PaymentStatusCheck {
-        payment_qr_id: p.id,
-        check_number: 1,
-    };
+    let check = PaymentStatusCheck::new(p.id, 1);
     let mut jobs = Vec::new();
     for _ in 0..2 {
         let job = app
