@@ -31,7 +31,6 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub pool: PgPool,
     pub broker: Broker,
-    pub producer: Producer,
     /// Every enqueue that follows a commit goes through it: a deadline, and a
     /// breaker that skips enqueues while Redis keeps failing.
     pub enqueuer: Enqueuer,
@@ -159,14 +158,12 @@ pub async fn connect(config: Config) -> anyhow::Result<AppState> {
     let payment_queue = jobs::PAYMENT_CHECKS.open(&broker)?;
     let bank = payment_scheduler::QrBank::new(config.payments.bank.clone())
         .context("building the bank client")?;
-    let producer = Producer::new(broker.clone());
     Ok(AppState {
         pool,
-        enqueuer: Enqueuer::new(producer.clone(), config.enqueue),
+        enqueuer: Enqueuer::new(Producer::new(broker.clone()), config.enqueue),
         uploads: Arc::new(tokio::sync::Semaphore::new(
             config.photos.max_concurrent_uploads.get(),
         )),
-        producer,
         admin: Admin::new(broker.clone()),
         broker,
         qr_queue,
