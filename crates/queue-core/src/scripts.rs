@@ -90,7 +90,7 @@ mod tests {
     /// key must be gone as soon as it returns.
     mod unique_keys_leave_with_their_jobs {
         use crate::testing::TestRedis;
-        use crate::{Enqueued, NewJob, fields, scripts};
+        use crate::{NewJob, fields, scripts};
 
         fn ensure(key: &str) -> NewJob {
             NewJob::new("t.ensure", "x").unique_until_settled(key)
@@ -132,14 +132,7 @@ mod tests {
         async fn the_reclaim_script_releases_the_key_of_a_poison_entry_it_dead_letters() {
             let env = TestRedis::new().await;
             let q = env.queue("poison-script");
-            let Enqueued::Added { entry_id, .. } = env
-                .producer
-                .enqueue(&q, ensure("p"))
-                .await
-                .expect("enqueue")
-            else {
-                panic!("added");
-            };
+            let entry_id = env.enqueue_entry(&q, ensure("p")).await;
             env.read_as(&q, "ghost-1", 1).await;
             env.claim_as(&q, "ghost-2", &entry_id).await;
             let mut conn = env.broker.connection().await.expect("connection");

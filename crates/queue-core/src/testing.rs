@@ -16,8 +16,8 @@ use redis::FromRedisValue;
 use tokio::task::JoinHandle;
 
 use crate::{
-    Admin, Backoff, Broker, BrokerConfig, CancellationToken, Handler, Job, JobError, Producer,
-    Queue, QueueStats, Worker, WorkerConfig,
+    Admin, Backoff, Broker, BrokerConfig, CancellationToken, Enqueued, Handler, Job, JobError,
+    NewJob, Producer, Queue, QueueStats, Worker, WorkerConfig,
 };
 
 /// Redis used when `REDIS_URL` is not set.
@@ -184,6 +184,15 @@ impl TestRedis {
                 "timed out after {PATIENCE:?} waiting until {what}; last stats: {s:#?}"
             );
             tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Enqueues `job`, which must be added (not a duplicate); its stream entry id,
+    /// for a test that then plays a consumer by hand.
+    pub async fn enqueue_entry(&self, q: &Queue, job: NewJob) -> String {
+        match self.producer.enqueue(q, job).await.expect("enqueue") {
+            Enqueued::Added { entry_id, .. } => entry_id,
+            other => panic!("expected the job added now, got {other:?}"),
         }
     }
 

@@ -103,14 +103,7 @@ async fn every_path_to_the_dead_letter_stream_runs_the_hook_even_when_it_fails_a
 async fn a_poison_entry_dead_lettered_by_reclaim_runs_the_hook() {
     let env = TestRedis::new().await;
     let q = env.queue("hook-poison");
-    let queue_core::Enqueued::Added { entry_id, .. } = env
-        .producer
-        .enqueue(&q, NewJob::new("t.poison", "x"))
-        .await
-        .expect("enqueue")
-    else {
-        panic!("added");
-    };
+    let entry_id = env.enqueue_entry(&q, NewJob::new("t.poison", "x")).await;
     env.read_as(&q, "ghost-1", 1).await;
     env.claim_as(&q, "ghost-2", &entry_id).await;
     let recorder = Recorder::default();

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use queue_core::testing::{Runs, TestRedis, eventually, fast_worker_config, holds_for, ms};
-use queue_core::{Enqueued, Job, JobError, NewJob, Priority, WorkerConfig};
+use queue_core::{Job, JobError, NewJob, Priority, WorkerConfig};
 
 /// Counts jobs running at once and the most ever seen.
 #[derive(Clone, Default)]
@@ -239,14 +239,7 @@ async fn a_pause_that_begins_during_a_blocking_read_also_holds_reclaimed_jobs() 
 async fn a_worker_never_reclaims_its_own_running_entry_into_a_second_run() {
     let env = TestRedis::new().await;
     let q = env.queue("own-entry");
-    let Enqueued::Added { entry_id, .. } = env
-        .producer
-        .enqueue(&q, NewJob::new("t.long", "x"))
-        .await
-        .expect("enqueue")
-    else {
-        panic!("added");
-    };
+    let entry_id = env.enqueue_entry(&q, NewJob::new("t.long", "x")).await;
     let runs = Runs::default();
     let release = Arc::new(tokio::sync::Notify::new());
     let handler = {

@@ -421,14 +421,7 @@ async fn a_cleanly_stopped_worker_leaves_no_consumer_behind() {
 async fn a_consumer_idle_far_past_the_visibility_timeout_with_nothing_pending_is_removed() {
     let env = TestRedis::new().await;
     let q = env.queue("consumer-janitor");
-    let Enqueued::Added { entry_id, .. } = env
-        .producer
-        .enqueue(&q, NewJob::new("t.done", "x"))
-        .await
-        .expect("enqueue")
-    else {
-        panic!("added");
-    };
+    let entry_id = env.enqueue_entry(&q, NewJob::new("t.done", "x")).await;
     // A consumer of a process that ended long ago: known to the group, holding nothing.
     env.read_as(&q, "gone", 1).await;
     let _: u64 = env

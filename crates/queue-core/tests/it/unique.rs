@@ -178,14 +178,7 @@ async fn purging_a_queue_releases_the_unique_keys_of_the_purged_jobs() {
 async fn a_poison_entry_dead_lettered_by_reclaim_releases_its_unique_key() {
     let env = TestRedis::new().await;
     let q = env.queue("unique-poison");
-    let Enqueued::Added { entry_id, .. } = env
-        .producer
-        .enqueue(&q, ensure("poison"))
-        .await
-        .expect("enqueue")
-    else {
-        panic!("added");
-    };
+    let entry_id = env.enqueue_entry(&q, ensure("poison")).await;
     // A worker "died" holding the entry twice: a raw read, then a claim.
     env.read_as(&q, "ghost-1", 1).await;
     env.claim_as(&q, "ghost-2", &entry_id).await;
@@ -239,14 +232,7 @@ async fn a_job_removed_by_hand_gives_its_unique_key_to_the_next_enqueue() {
         .await;
     assert_eq!(removed, 1);
     // Waiting, then deleted from the stream (XDEL of its entry).
-    let Enqueued::Added { entry_id, .. } = env
-        .producer
-        .enqueue(&q, ensure("w"))
-        .await
-        .expect("enqueue")
-    else {
-        panic!("added");
-    };
+    let entry_id = env.enqueue_entry(&q, ensure("w")).await;
     let deleted: u64 = env
         .cmd(redis::cmd("XDEL").arg(q.keys().stream(None)).arg(&entry_id))
         .await;
@@ -354,14 +340,7 @@ async fn a_retried_dead_letter_takes_its_key_back_from_a_holder_removed_by_hand(
         .await;
     worker.stop().await;
     // A second job takes the key, then is deleted from the stream by hand.
-    let Enqueued::Added { entry_id, .. } = env
-        .producer
-        .enqueue(&q, ensure("k"))
-        .await
-        .expect("enqueue")
-    else {
-        panic!("added");
-    };
+    let entry_id = env.enqueue_entry(&q, ensure("k")).await;
     let deleted: u64 = env
         .cmd(redis::cmd("XDEL").arg(q.keys().stream(None)).arg(&entry_id))
         .await;
