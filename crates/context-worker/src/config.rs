@@ -185,7 +185,7 @@ impl Config {
                 timeout,
                 answers: AnswerRules::from_vars(vars)?,
             },
-            reconcile: config::reconcile_config(vars, "CONTEXT")?,
+            reconcile: config::reconcile_config(vars, &jobs::CONTEXT)?,
         })
     }
 }

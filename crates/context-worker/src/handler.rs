@@ -5,23 +5,25 @@
 //! redelivered job finds the company processed and does nothing; the original
 //! text is never overwritten. A job an operator retried from the dead-letter
 //! stream first puts a `failed` company back to `pending` (its error kept in
-//! `context_error_history`), so the retry condenses again. Logs carry the company id and lengths, never the
-//! text.
+//! `context_error_history`), so the retry condenses again. A failed attempt
+//! notes its error on the company, and the dead-letter hook alone marks it
+//! `failed`, the original text in use ([`service::rows`]). Logs carry the
+//! company id and lengths, never the text.
 
-use std::ops::DerefMut;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use jobs::JobHandler;
 use jobs::v1::CondenseCompanyContext;
-use queue_core::{DeadLettered, Job, JobError};
+use queue_core::Job;
+use service::rows::{Failure, RowJob, Settled};
 use store::companies::{self, ContextStatus};
 use store::{PgConnection, PgPool};
 use tracing::{info, warn};
 
 use crate::llm::{self, LlmClient};
 
-/// Runs `context.condense` jobs. Cheap to share.
+/// Runs `context.condense` jobs (registered as a `service::rows::RowHandler`,
+/// which records their failures on the company). Cheap to share.
 #[derive(Debug, Clone)]
 pub struct ContextHandler {
     pool: PgPool,
@@ -38,68 +40,40 @@ impl ContextHandler {
             job_timeout,
         }
     }
-
-    /// A pooled connection; not getting one is worth another attempt.
-    async fn connection(&self) -> Result<impl DerefMut<Target = PgConnection> + Send, JobError> {
-        self.pool
-            .acquire()
-            .await
-            .context("acquiring a database connection")
-            .map_err(JobError::Retry)
-    }
-
-    /// Records the error of a failed attempt on the row (`failed` on the last
-    /// one); the job's outcome does not depend on this write.
-    async fn record(&self, company_id: i64, error: &str, last: bool) {
-        let text = store::error_text(error);
-        let result = async {
-            let mut conn = self.pool.acquire().await?;
-            if last {
-                companies::mark_failed(&mut conn, company_id, &text).await?;
-            } else {
-                companies::note_error(&mut conn, company_id, &text).await?;
-            }
-            anyhow::Ok(())
-        }
-        .await;
-        if let Err(e) = result {
-            warn!(
-                company.id = company_id,
-                error = format!("{e:#}"),
-                "recording the context error on the company failed"
-            );
-        }
-    }
 }
 
-impl JobHandler<CondenseCompanyContext> for ContextHandler {
-    async fn handle(&self, msg: CondenseCompanyContext, job: Job) -> Result<(), JobError> {
+impl RowJob for ContextHandler {
+    type Message = CondenseCompanyContext;
+    const ROW: &'static str = "company";
+
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn row_id(msg: &CondenseCompanyContext) -> i64 {
+        msg.company_id
+    }
+
+    async fn run(&self, msg: &CondenseCompanyContext, job: &Job) -> Result<Settled, Failure> {
         let deadline = Instant::now() + self.job_timeout;
         let id = msg.company_id;
-        let company = {
-            let mut conn = self.connection().await?;
-            companies::get(&mut conn, id)
-                .await
-                .context("reading the company")
-                .map_err(JobError::Retry)?
-        };
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .context("acquiring a database connection")?;
+        let company = companies::get(&mut conn, id)
+            .await
+            .context("reading the company")?;
         let Some(mut company) = company else {
-            // docs/design.md: a job whose row is gone is dropped, not dead-lettered.
-            info!(
-                company.id = id,
-                job.id = job.id(),
-                "the company no longer exists; the context job is dropped"
-            );
-            return Ok(());
+            return Ok(Settled::Gone);
         };
         if company.context_status == ContextStatus::Failed && job.is_dead_letter_retry() {
             // An operator retried the dead letter: the company runs again, its
             // earlier error kept in `context_error_history`.
-            let mut conn = self.connection().await?;
             if companies::reopen_failed(&mut conn, id)
                 .await
-                .context("reopening the company")
-                .map_err(JobError::Retry)?
+                .context("reopening the company")?
             {
                 info!(
                     company.id = id,
@@ -109,9 +83,11 @@ impl JobHandler<CondenseCompanyContext> for ContextHandler {
                 company.context_status = ContextStatus::Pending;
             }
         }
+        // Not held during the LLM call.
+        drop(conn);
         if company.context_status != ContextStatus::Pending {
             info!(company.id = id, context.status = ?company.context_status, "the context is no longer pending; nothing to do");
-            return Ok(());
+            return Ok(Settled::Done);
         }
         let original_len = company.context_original.chars().count();
         info!(
@@ -132,30 +108,35 @@ impl JobHandler<CondenseCompanyContext> for ContextHandler {
             Ok(condensed) => condensed,
             Err(e) => {
                 let permanent = e.is_permanent();
-                let last = permanent || job.is_last_attempt();
-                let text = format!("attempt {} of {}: {e}", job.attempt(), job.max_attempts());
                 warn!(
                     company.id = id,
                     job.attempt = job.attempt(),
                     duration_ms = started.elapsed().as_millis() as u64,
                     error = %e,
-                    last_attempt = last,
+                    last_attempt = permanent || job.is_last_attempt(),
                     "condensing the context failed"
                 );
-                self.record(id, &text, last).await;
-                let e = anyhow::Error::new(e);
+                // The row's error says which attempt it was.
+                let e = anyhow::Error::new(e).context(format!(
+                    "attempt {} of {}",
+                    job.attempt(),
+                    job.max_attempts()
+                ));
                 return Err(if permanent {
-                    JobError::Permanent(e)
+                    Failure::Permanent(e)
                 } else {
-                    JobError::Retry(e)
+                    Failure::Retry(e)
                 });
             }
         };
-        let mut conn = self.connection().await?;
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .context("acquiring a database connection")?;
         let moved = companies::mark_processed(&mut conn, id, &condensed)
             .await
-            .context("storing the condensed context")
-            .map_err(JobError::Retry)?;
+            .context("storing the condensed context")?;
         info!(
             company.id = id,
             context.original_length = original_len,
@@ -164,37 +145,25 @@ impl JobHandler<CondenseCompanyContext> for ContextHandler {
             stored = moved,
             "context condensed"
         );
-        Ok(())
+        Ok(Settled::Done)
     }
 
-    /// Whatever dead-lettered the job (last attempt failed, timed out or
-    /// panicked; its worker died on every delivery), the company keeps its
-    /// original text and is marked `failed` with the reason. Retried by the
-    /// runner until it succeeds.
-    async fn on_dead_letter(
+    async fn note_error(
         &self,
-        msg: Option<CondenseCompanyContext>,
-        letter: DeadLettered,
+        conn: &mut PgConnection,
+        msg: &CondenseCompanyContext,
+        error: &str,
     ) -> anyhow::Result<()> {
-        let Some(msg) = msg else {
-            return Ok(()); // no company to name
-        };
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .context("acquiring a database connection")?;
-        let text = store::error_text(&letter.error);
-        if companies::mark_failed(&mut conn, msg.company_id, &text)
-            .await
-            .context("marking the context failed")?
-        {
-            warn!(
-                company.id = msg.company_id,
-                job.id = letter.job_id(),
-                "the context job was dead-lettered; the company keeps its original text"
-            );
-        }
-        Ok(())
+        Ok(companies::note_error(conn, msg.company_id, error).await?)
+    }
+
+    /// The company keeps its original text in use.
+    async fn mark_failed(
+        &self,
+        conn: &mut PgConnection,
+        msg: &CondenseCompanyContext,
+        error: &str,
+    ) -> anyhow::Result<bool> {
+        Ok(companies::mark_failed(conn, msg.company_id, error).await?)
     }
 }

@@ -7,6 +7,7 @@ pub mod reconcile;
 
 use anyhow::Context;
 use queue_core::CancellationToken;
+use service::rows::RowHandler;
 use service::{Started, WorkerService};
 
 pub use crate::config::{AnswerRules, Config, LlmApi, LlmConfig};
@@ -25,14 +26,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 pub async fn start(config: Config) -> anyhow::Result<Started> {
     let llm = LlmClient::new(config.llm.clone()).context("building the LLM client")?;
     let job_timeout = config.worker.job_timeout;
-    let svc = WorkerService::connect(&config.base, &jobs::CONTEXT, config.worker).await?;
-    let reconciler = Reconciler::of(&svc, config.reconcile, reconcile::PendingContexts);
-    let every = reconciler
-        .repeating_job()
-        .context("CONTEXT_RECONCILE_INTERVAL")?;
+    let mut svc = WorkerService::connect(&config.base, &jobs::CONTEXT, config.worker).await?;
     let handlers = svc
         .handlers()
-        .on(ContextHandler::new(svc.pool().clone(), llm, job_timeout))
-        .on(reconciler);
-    svc.repeat(every).start(handlers)
+        .on(RowHandler(ContextHandler::new(
+            svc.pool().clone(),
+            llm,
+            job_timeout,
+        )))
+        .on(svc.reconciler(config.reconcile, reconcile::PendingContexts));
+    svc.start(handlers)
 }

@@ -226,7 +226,8 @@ impl Config {
             bank,
             schedule: ScheduleConfig::from_vars(vars)?,
             cleanup: CleanupConfig::from_vars(vars)?,
-            reconcile: config::reconcile_config(vars, "PAYMENT")?,
+            // `PAYMENT_RECONCILE_*`, not the queue's `PAYMENT_CHECKS_` prefix.
+            reconcile: config::reconcile_config_prefixed(vars, "PAYMENT")?,
         })
     }
 }

@@ -32,7 +32,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 pub async fn start(config: Config) -> anyhow::Result<Started> {
     let bank: Arc<dyn Bank> =
         Arc::new(QrBank::new(config.bank.clone()).context("building the bank client")?);
-    let svc = WorkerService::connect(&config.base, &jobs::PAYMENT_CHECKS, config.worker).await?;
+    let mut svc =
+        WorkerService::connect(&config.base, &jobs::PAYMENT_CHECKS, config.worker).await?;
     let producer = Producer::new(svc.broker().clone());
     let checks = CheckHandler::new(
         svc.pool().clone(),
@@ -41,20 +42,18 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         svc.queue().clone(),
         config.schedule,
     );
-    let reconciler = Reconciler::of(&svc, config.reconcile, reconcile::OverdueChecks);
-    let reconcile_every = reconciler
-        .repeating_job()
-        .context("PAYMENT_RECONCILE_INTERVAL")?;
     let cleanup = cleanup::Cleanup::new(
         svc.pool().clone(),
         svc.broker().clone(),
         svc.queue().clone(),
         config.cleanup.retention,
     );
-    let handlers = svc.handlers().on(checks).on(reconciler).on(cleanup);
+    let handlers = svc
+        .handlers()
+        .on(checks)
+        .on(cleanup)
+        .on(svc.reconciler(config.reconcile, reconcile::OverdueChecks));
     let cleanup_every =
         cleanup::repeating_job(config.cleanup.every).context("PAYMENT_CLEANUP_AT")?;
-    svc.repeat(reconcile_every)
-        .repeat(cleanup_every)
-        .start(handlers)
+    svc.repeat(cleanup_every).start(handlers)
 }

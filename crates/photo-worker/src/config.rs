@@ -131,7 +131,7 @@ impl Config {
             thumbnail_size,
             min_confidence,
             fetch,
-            reconcile: config::reconcile_config(vars, "PHOTOS")?,
+            reconcile: config::reconcile_config(vars, &jobs::PHOTOS)?,
         })
     }
 }

@@ -17,10 +17,11 @@
 //! run stops between OCR candidates once the job's time is up.
 //!
 //! Errors no attempt can fix (a file that is not a decodable JPEG or PNG, a
-//! refused URL, a photo larger than the whole memory budget) mark the photo
-//! `failed` at once; others are retried and the
-//! last one marks it `failed`. Stage times go to `photo_stage_seconds{stage}`
-//! and to the `photo processed` log line.
+//! refused URL, a photo larger than the whole memory budget) dead-letter the
+//! job at once; others are retried. Each failed attempt notes its error on the
+//! photo, and the dead-letter hook alone marks it `failed` ([`service::rows`]).
+//! Stage times go to `photo_stage_seconds{stage}` and to the `photo processed`
+//! log line.
 
 use std::ops::DerefMut;
 use std::sync::Arc;
@@ -29,9 +30,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use bib_detect::{Detector, Limits};
-use jobs::JobHandler;
 use jobs::v1::ProcessPhoto;
-use queue_core::{DeadLettered, Job, JobError};
+use queue_core::Job;
+use service::rows::{Failure, RowJob, Settled};
 use storage::{Storage, StorageError};
 use store::photos::{self, Completed, Photo, Start};
 use store::{PgConnection, PgPool};
@@ -148,14 +149,6 @@ struct Processed {
     candidates: (usize, usize),
 }
 
-/// Why one run failed, which decides what is recorded on the row.
-enum Failure {
-    /// No attempt can fix it: the photo is `failed` at once.
-    Permanent(anyhow::Error),
-    /// Storage, database, OCR engine or network trouble: worth another attempt.
-    Transient(anyhow::Error),
-}
-
 impl PhotoHandler {
     pub fn new(
         pool: PgPool,
@@ -180,7 +173,7 @@ impl PhotoHandler {
             .acquire()
             .await
             .context("acquiring a database connection")
-            .map_err(Failure::Transient)
+            .map_err(Failure::Retry)
     }
 
     /// The original's bytes: from storage, or fetched from its URL and stored.
@@ -191,7 +184,7 @@ impl PhotoHandler {
                 Ok(None) => Err(Failure::Permanent(anyhow!(
                     "the uploaded file {path} is missing from storage"
                 ))),
-                Err(e) => Err(Failure::Transient(
+                Err(e) => Err(Failure::Retry(
                     anyhow::Error::new(e).context(format!("reading {path}")),
                 )),
             };
@@ -205,7 +198,7 @@ impl PhotoHandler {
             if e.is_permanent() {
                 Failure::Permanent(e.into())
             } else {
-                Failure::Transient(e.into())
+                Failure::Retry(e.into())
             }
         })?;
         times.fetch = Some(started.elapsed());
@@ -230,7 +223,7 @@ impl PhotoHandler {
         )
         .await
         .context("recording the fetched original")
-        .map_err(Failure::Transient)?;
+        .map_err(Failure::Retry)?;
         Ok(fetched.bytes)
     }
 
@@ -280,12 +273,12 @@ impl PhotoHandler {
             let decode = started.elapsed();
             let started = Instant::now();
             let thumb = imaging::thumbnail(&image, options.thumbnail_size)
-                .map_err(|e| Failure::Transient(e.into()))?;
+                .map_err(|e| Failure::Retry(e.into()))?;
             let thumbnail = started.elapsed();
             let found = detector
                 .detect_with(&image, &limits)
                 .context("detecting bibs")
-                .map_err(Failure::Transient)?;
+                .map_err(Failure::Retry)?;
             Ok::<_, Failure>((
                 image.width(),
                 image.height(),
@@ -297,7 +290,7 @@ impl PhotoHandler {
         });
         let (width, height, thumb, decode, thumbnail, found) = work
             .await
-            .map_err(|e| Failure::Transient(anyhow!("the image task failed: {e}")))??;
+            .map_err(|e| Failure::Retry(anyhow!("the image task failed: {e}")))??;
         times.decode = decode;
         times.thumbnail = thumbnail;
         times.candidates = found.timings.candidates;
@@ -331,36 +324,13 @@ impl PhotoHandler {
         let moved = photos::complete(&mut conn, photo.id, &done)
             .await
             .context("storing the detections")
-            .map_err(Failure::Transient)?;
+            .map_err(Failure::Retry)?;
         times.record();
         Ok(moved.then(|| Processed {
             bibs: detections.into_iter().map(|d| d.number).collect(),
             times,
             candidates: (found.candidates_found, found.candidates_read),
         }))
-    }
-
-    /// Records `error` on the row: `failed` when `last`, otherwise only the text
-    /// (the row stays `processing`). The job outcome does not depend on this.
-    async fn record(&self, photo_id: i64, error: &anyhow::Error, last: bool) {
-        let text = store::error_text(&format!("{error:#}"));
-        let result = async {
-            let mut conn = self.pool.acquire().await?;
-            if last {
-                photos::mark_failed(&mut conn, photo_id, &text).await?;
-            } else {
-                photos::note_error(&mut conn, photo_id, &text).await?;
-            }
-            anyhow::Ok(())
-        }
-        .await;
-        if let Err(e) = result {
-            warn!(
-                photo.id = photo_id,
-                error = format!("{e:#}"),
-                "recording the processing error on the photo failed"
-            );
-        }
     }
 }
 
@@ -374,39 +344,36 @@ fn storage_failure(e: StorageError, path: &str) -> Failure {
     if permanent {
         Failure::Permanent(e)
     } else {
-        Failure::Transient(e)
+        Failure::Retry(e)
     }
 }
 
-impl JobHandler<ProcessPhoto> for PhotoHandler {
-    async fn handle(&self, msg: ProcessPhoto, job: Job) -> Result<(), JobError> {
+impl RowJob for PhotoHandler {
+    type Message = ProcessPhoto;
+    const ROW: &'static str = "photo";
+
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn row_id(msg: &ProcessPhoto) -> i64 {
+        msg.photo_id
+    }
+
+    async fn run(&self, msg: &ProcessPhoto, job: &Job) -> Result<Settled, Failure> {
         let id = msg.photo_id;
         let started = Instant::now();
         let start = {
-            let mut conn = self
-                .pool
-                .acquire()
-                .await
-                .context("acquiring a database connection")
-                .map_err(JobError::Retry)?;
+            let mut conn = self.connection().await?;
             // A failed photo runs again only for its dead letter retried by an
             // operator; any other job finding it failed is a stale duplicate.
             photos::start_processing(&mut conn, id, job.is_dead_letter_retry())
                 .await
-                .context("marking the photo processing")
-                .map_err(JobError::Retry)?
+                .context("marking the photo processing")?
         };
         let photo = match start {
             Start::Started(photo) => photo,
-            Start::Gone => {
-                // docs/design.md: a job whose row is gone is dropped, not dead-lettered.
-                info!(
-                    photo.id = id,
-                    job.id = job.id(),
-                    "the photo no longer exists; the job is dropped"
-                );
-                return Ok(());
-            }
+            Start::Gone => return Ok(Settled::Gone),
             Start::Settled(photo) => {
                 info!(
                     photo.id = id,
@@ -414,7 +381,7 @@ impl JobHandler<ProcessPhoto> for PhotoHandler {
                     photo.status = ?photo.processing_status,
                     "the photo is already settled (completed, or failed and not retried from its dead letter); nothing to do"
                 );
-                return Ok(());
+                return Ok(Settled::Done);
             }
         };
         info!(
@@ -444,14 +411,14 @@ impl JobHandler<ProcessPhoto> for PhotoHandler {
                     duration_ms = started.elapsed().as_millis() as u64,
                     "photo processed"
                 );
-                Ok(())
+                Ok(Settled::Done)
             }
             Ok(None) => {
                 info!(
                     photo.id = id,
                     "the photo was settled or removed meanwhile; its result is dropped"
                 );
-                Ok(())
+                Ok(Settled::Done)
             }
             Err(Failure::Permanent(e)) => {
                 warn!(
@@ -459,52 +426,38 @@ impl JobHandler<ProcessPhoto> for PhotoHandler {
                     error = format!("{e:#}"),
                     "the photo cannot be processed; it is failed"
                 );
-                self.record(id, &e, true).await;
-                Err(JobError::Permanent(e))
+                Err(Failure::Permanent(e))
             }
-            Err(Failure::Transient(e)) => {
-                let last = job.is_last_attempt();
+            Err(Failure::Retry(e)) => {
                 warn!(
                     photo.id = id,
                     job.attempt = job.attempt(),
-                    last_attempt = last,
+                    last_attempt = job.is_last_attempt(),
                     error = format!("{e:#}"),
                     "processing the photo failed"
                 );
-                self.record(id, &e, last).await;
-                Err(JobError::Retry(e))
+                Err(Failure::Retry(e))
             }
+            Err(stale) => Err(stale),
         }
     }
 
-    /// Whatever dead-lettered the job (its last attempt failed, timed out or
-    /// panicked; its worker died on every delivery), the photo is marked
-    /// `failed` with the reason unless it is settled. Retried by the runner
-    /// until it succeeds.
-    async fn on_dead_letter(
+    async fn note_error(
         &self,
-        msg: Option<ProcessPhoto>,
-        letter: DeadLettered,
+        conn: &mut PgConnection,
+        msg: &ProcessPhoto,
+        error: &str,
     ) -> anyhow::Result<()> {
-        let Some(msg) = msg else {
-            return Ok(()); // no photo to name
-        };
-        let text = store::error_text(&letter.error);
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .context("acquiring a database connection")?;
-        if photos::mark_failed(&mut conn, msg.photo_id, &text)
-            .await
-            .context("marking the photo failed")?
-        {
-            warn!(
-                photo.id = msg.photo_id,
-                job.id = letter.job_id(),
-                "the photo job was dead-lettered; the photo is marked failed"
-            );
-        }
-        Ok(())
+        Ok(photos::note_error(conn, msg.photo_id, error).await?)
+    }
+
+    /// Unless the photo is settled.
+    async fn mark_failed(
+        &self,
+        conn: &mut PgConnection,
+        msg: &ProcessPhoto,
+        error: &str,
+    ) -> anyhow::Result<bool> {
+        Ok(photos::mark_failed(conn, msg.photo_id, error).await?)
     }
 }

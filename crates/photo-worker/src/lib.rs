@@ -13,6 +13,7 @@ use anyhow::Context;
 use bib_detect::{Detector, DetectorConfig};
 
 use queue_core::CancellationToken;
+use service::rows::RowHandler;
 use service::{Started, WorkerService};
 use storage::Storage;
 
@@ -48,21 +49,20 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         job_timeout: config.worker.job_timeout,
     };
     // `thumbs`: where the worker writes (the gateway writes the originals).
-    let svc = WorkerService::connect(&config.base, &jobs::PHOTOS, config.worker)
+    let mut svc = WorkerService::connect(&config.base, &jobs::PHOTOS, config.worker)
         .await?
         .storage(storage.clone(), "thumbs", &config.storage)
         .await;
-    let reconciler = Reconciler::of(&svc, config.reconcile, reconcile::UnsettledPhotos);
-    let every = reconciler
-        .repeating_job()
-        .context("PHOTOS_RECONCILE_INTERVAL")?;
     let handler = PhotoHandler::new(
         svc.pool().clone(),
-        storage.clone(),
+        storage,
         detector,
         Fetcher::new(config.fetch.clone()),
         options,
     );
-    let handlers = svc.handlers().on(handler).on(reconciler);
-    svc.repeat(every).start(handlers)
+    let handlers = svc
+        .handlers()
+        .on(RowHandler(handler))
+        .on(svc.reconciler(config.reconcile, reconcile::UnsettledPhotos));
+    svc.start(handlers)
 }

@@ -48,7 +48,7 @@ impl Config {
             .map_err(|rule| ConfigError::new("QR_MARGIN", rule))?;
         let worker = config::worker_config(vars, &jobs::QR)?;
         let storage = config::storage_config(vars, &jobs::QR, &worker)?;
-        let reconcile = config::reconcile_config(vars, "QR")?;
+        let reconcile = config::reconcile_config(vars, &jobs::QR)?;
         Ok(Self {
             base: BaseConfig::from_vars(vars, DEFAULT_HEALTH_PORT)?,
             worker,

@@ -6,7 +6,10 @@
 //! redelivered job then writes the same bytes to the same path and runs the same
 //! UPDATE, so nothing is ever duplicated or half-written. A job an operator
 //! retried from the dead-letter stream first puts a `failed` person back to
-//! `pending` (its error kept in `qr_error_history`).
+//! `pending` (its error kept in `qr_error_history`). A failed attempt notes its
+//! error on the person, and the dead-letter hook alone marks it `failed`
+//! ([`service::rows`]); an outdated job (another path than the row's) leaves the
+//! person alone.
 //!
 //! Logs carry ids and paths only: the QR content may be personal data.
 
@@ -14,36 +17,24 @@ use std::ops::DerefMut;
 use std::time::Instant;
 
 use anyhow::{Context, anyhow};
-use jobs::JobHandler;
 use jobs::v1::GenerateQr;
-use queue_core::{DeadLettered, Job, JobError};
+use queue_core::Job;
+use service::rows::{Failure, RowJob, Settled};
 use storage::{Storage, StorageError};
 use store::persons;
 use store::{PgConnection, PgPool};
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::render::{self, Format, RenderOptions};
 
-/// Runs `qr.generate` jobs. Cheap to share: the pool and storage are handles.
+/// Runs `qr.generate` jobs (registered as a `service::rows::RowHandler`, which
+/// records its failures on the person). Cheap to share: the pool and storage
+/// are handles.
 #[derive(Debug, Clone)]
 pub struct QrHandler {
     pool: PgPool,
     storage: Storage,
     options: RenderOptions,
-}
-
-/// Why one run failed, which decides what is recorded on the row.
-enum Failure {
-    /// The person row does not exist (deleted): there is nothing to render for or
-    /// record on, so the job completes as a no-op.
-    NoPerson,
-    /// The job names another file than the row does (an outdated job): the row
-    /// belongs to a newer job, so it is left alone.
-    Stale(anyhow::Error),
-    /// Retrying cannot help (bad path, unsupported type, content too long).
-    Permanent(anyhow::Error),
-    /// Storage or database trouble: worth another attempt.
-    Transient(anyhow::Error),
 }
 
 impl QrHandler {
@@ -55,39 +46,35 @@ impl QrHandler {
         }
     }
 
-    /// Renders, writes and marks the row ready; returns the file size.
-    async fn generate(&self, job: &GenerateQr, retried: bool) -> Result<usize, Failure> {
-        let format = Format::from_path(&job.path).map_err(|e| Failure::Permanent(e.into()))?;
+    /// Renders, writes and marks the row ready; returns the file size, or None
+    /// when the person is gone.
+    async fn generate(&self, job: &GenerateQr, retried: bool) -> Result<Option<usize>, Failure> {
+        let format = Format::from_path(&job.path).map_err(Failure::permanent)?;
         {
             let mut conn = self.connection().await?;
-            match persons::get(&mut conn, job.person_id).await {
-                Ok(None) => return Err(Failure::NoPerson),
-                Ok(Some(person)) if person.qr_path != job.path => {
-                    return Err(Failure::Stale(anyhow!(
-                        "job path {:?} differs from the person's qr_path {:?}; the job is outdated",
-                        job.path,
-                        person.qr_path
-                    )));
-                }
-                Ok(Some(person)) => {
-                    if retried && person.qr_status == persons::QrStatus::Failed {
-                        // An operator retried the dead letter: the person runs
-                        // again, the earlier error kept in `qr_error_history`.
-                        persons::reopen_failed_qr(&mut conn, job.person_id)
-                            .await
-                            .context("reopening the person")
-                            .map_err(Failure::Transient)?;
-                        info!(
-                            person.id = job.person_id,
-                            "an operator retried the dead-lettered QR job; the person is pending again"
-                        );
-                    }
-                }
-                Err(e) => {
-                    return Err(Failure::Transient(
-                        anyhow::Error::new(e).context("reading the person"),
-                    ));
-                }
+            let person = persons::get(&mut conn, job.person_id)
+                .await
+                .context("reading the person")?;
+            let Some(person) = person else {
+                return Ok(None);
+            };
+            if person.qr_path != job.path {
+                return Err(Failure::Stale(anyhow!(
+                    "job path {:?} differs from the person's qr_path {:?}; the job is outdated",
+                    job.path,
+                    person.qr_path
+                )));
+            }
+            if retried && person.qr_status == persons::QrStatus::Failed {
+                // An operator retried the dead letter: the person runs again,
+                // the earlier error kept in `qr_error_history`.
+                persons::reopen_failed_qr(&mut conn, job.person_id)
+                    .await
+                    .context("reopening the person")?;
+                info!(
+                    person.id = job.person_id,
+                    "an operator retried the dead-lettered QR job; the person is pending again"
+                );
             }
         }
 
@@ -96,8 +83,8 @@ impl QrHandler {
         // Rendering is CPU work of a few milliseconds: keep it off the async threads.
         let bytes = tokio::task::spawn_blocking(move || render::render(&content, format, &options))
             .await
-            .map_err(|e| Failure::Transient(anyhow!("the rendering task failed: {e}")))?
-            .map_err(|e| Failure::Permanent(e.into()))?;
+            .map_err(|e| anyhow!("the rendering task failed: {e}"))?
+            .map_err(Failure::permanent)?;
         metrics::histogram!("qr_render_seconds").record(started.elapsed().as_secs_f64());
 
         self.storage.put(&job.path, &bytes).await.map_err(|e| {
@@ -106,55 +93,39 @@ impl QrHandler {
             if permanent {
                 Failure::Permanent(e)
             } else {
-                Failure::Transient(e)
+                Failure::Retry(e)
             }
         })?;
 
         let mut conn = self.connection().await?;
-        match persons::mark_qr_ready(&mut conn, job.person_id).await {
-            Ok(true) => Ok(bytes.len()),
-            // Deleted while we rendered.
-            Ok(false) => Err(Failure::NoPerson),
-            Err(e) => Err(Failure::Transient(
-                anyhow::Error::new(e).context("marking the QR ready"),
-            )),
-        }
+        let ready = persons::mark_qr_ready(&mut conn, job.person_id)
+            .await
+            .context("marking the QR ready")?;
+        // Not ready: deleted while we rendered.
+        Ok(ready.then_some(bytes.len()))
     }
 
-    async fn connection(&self) -> Result<impl DerefMut<Target = PgConnection> + Send, Failure> {
+    async fn connection(&self) -> anyhow::Result<impl DerefMut<Target = PgConnection> + Send> {
         self.pool
             .acquire()
             .await
             .context("acquiring a database connection")
-            .map_err(Failure::Transient)
-    }
-
-    /// Records `error` on the row: `failed` when `last`, otherwise only the text
-    /// (the row stays `pending`). The job outcome does not depend on this succeeding.
-    async fn record(&self, person_id: i64, error: &anyhow::Error, last: bool) {
-        let text = store::error_text(&format!("{error:#}"));
-        let result = async {
-            let mut conn = self.pool.acquire().await?;
-            if last {
-                persons::mark_qr_failed(&mut conn, person_id, &text).await?;
-            } else {
-                persons::note_qr_error(&mut conn, person_id, &text).await?;
-            }
-            anyhow::Ok(())
-        }
-        .await;
-        if let Err(e) = result {
-            warn!(
-                person.id = person_id,
-                error = format!("{e:#}"),
-                "recording the QR error on the person failed"
-            );
-        }
     }
 }
 
-impl JobHandler<GenerateQr> for QrHandler {
-    async fn handle(&self, msg: GenerateQr, job: Job) -> Result<(), JobError> {
+impl RowJob for QrHandler {
+    type Message = GenerateQr;
+    const ROW: &'static str = "person";
+
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn row_id(msg: &GenerateQr) -> i64 {
+        msg.person_id
+    }
+
+    async fn run(&self, msg: &GenerateQr, job: &Job) -> Result<Settled, Failure> {
         let started = Instant::now();
         info!(
             person.id = msg.person_id,
@@ -163,80 +134,43 @@ impl JobHandler<GenerateQr> for QrHandler {
             job.attempt = job.attempt(),
             "generating QR"
         );
-        match self.generate(&msg, job.is_dead_letter_retry()).await {
-            Ok(bytes) => {
-                info!(
-                    person.id = msg.person_id,
-                    qr.path = %msg.path,
-                    qr.bytes = bytes,
-                    duration_ms = started.elapsed().as_millis() as u64,
-                    "QR generated"
-                );
-                Ok(())
-            }
-            Err(Failure::NoPerson) => {
-                // The row is the record; without it there is nothing to render
-                // for, and no retry or dead letter would change that (docs/design.md:
-                // a job whose row is gone is dropped).
-                info!(
-                    person.id = msg.person_id,
-                    qr.path = %msg.path,
-                    job.id = job.id(),
-                    "the person no longer exists; the QR job is dropped"
-                );
-                Ok(())
-            }
-            Err(Failure::Stale(e)) => Err(JobError::Permanent(e)),
-            Err(Failure::Permanent(e)) => {
-                self.record(msg.person_id, &e, true).await;
-                Err(JobError::Permanent(e))
-            }
-            Err(Failure::Transient(e)) => {
-                // The runner dead-letters a failed last attempt; the row must say so.
-                self.record(msg.person_id, &e, job.is_last_attempt()).await;
-                Err(JobError::Retry(e))
-            }
-        }
+        let Some(bytes) = self.generate(msg, job.is_dead_letter_retry()).await? else {
+            return Ok(Settled::Gone);
+        };
+        info!(
+            person.id = msg.person_id,
+            qr.path = %msg.path,
+            qr.bytes = bytes,
+            duration_ms = started.elapsed().as_millis() as u64,
+            "QR generated"
+        );
+        Ok(Settled::Done)
     }
 
-    /// Whatever dead-lettered the job (its last attempt timed out or panicked, its
-    /// worker died on every delivery, or the handler's own failure write failed),
-    /// the person is marked `failed` with the reason, unless its QR is ready or
-    /// the job is outdated (the row names another path).
-    /// An error (PostgreSQL down) is retried by the runner until it succeeds.
-    async fn on_dead_letter(
+    async fn note_error(
         &self,
-        msg: Option<GenerateQr>,
-        letter: DeadLettered,
+        conn: &mut PgConnection,
+        msg: &GenerateQr,
+        error: &str,
     ) -> anyhow::Result<()> {
-        let Some(msg) = msg else {
-            return Ok(()); // no person to name
-        };
-        let text = store::error_text(&letter.error);
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .context("acquiring a database connection")?;
-        // An outdated job (another path than the row's) does not speak for the
-        // row: a newer job owns it.
-        match persons::get(&mut conn, msg.person_id)
+        Ok(persons::note_qr_error(conn, msg.person_id, error).await?)
+    }
+
+    /// Unless its QR is ready or the job is outdated (another path than the
+    /// row's: a newer job owns the row).
+    async fn mark_failed(
+        &self,
+        conn: &mut PgConnection,
+        msg: &GenerateQr,
+        error: &str,
+    ) -> anyhow::Result<bool> {
+        match persons::get(conn, msg.person_id)
             .await
             .context("reading the person")?
         {
             Some(person) if person.qr_path == msg.path => {}
-            _ => return Ok(()),
+            _ => return Ok(false),
         }
-        if persons::mark_qr_failed(&mut conn, msg.person_id, &text)
-            .await
-            .context("marking the QR failed")?
-        {
-            warn!(
-                person.id = msg.person_id,
-                job.id = letter.job_id(),
-                "the QR job was dead-lettered; the person is marked failed"
-            );
-        }
-        Ok(())
+        Ok(persons::mark_qr_failed(conn, msg.person_id, error).await?)
     }
 }

@@ -7,9 +7,8 @@ pub mod render;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-use anyhow::Context;
-
 use queue_core::CancellationToken;
+use service::rows::RowHandler;
 use service::{Started, WorkerService};
 use storage::Storage;
 
@@ -30,21 +29,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 pub async fn start(config: Config) -> anyhow::Result<Started> {
     let storage = Storage::local(&config.storage.dir);
     // `qr`: the directory the gateway's paths point into, not just the root.
-    let svc = WorkerService::connect(&config.base, &jobs::QR, config.worker)
+    let mut svc = WorkerService::connect(&config.base, &jobs::QR, config.worker)
         .await?
         .storage(storage.clone(), "qr", &config.storage)
         .await;
-    let reconciler = Reconciler::of(&svc, config.reconcile, reconcile::PendingQrs);
-    let every = reconciler
-        .repeating_job()
-        .context("QR_RECONCILE_INTERVAL")?;
     let handlers = svc
         .handlers()
-        .on(QrHandler::new(
+        .on(RowHandler(QrHandler::new(
             svc.pool().clone(),
-            storage.clone(),
+            storage,
             config.qr,
-        ))
-        .on(reconciler);
-    svc.repeat(every).start(handlers)
+        )))
+        .on(svc.reconciler(config.reconcile, reconcile::PendingQrs));
+    svc.start(handlers)
 }

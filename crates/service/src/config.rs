@@ -498,8 +498,17 @@ pub struct ReconcileConfig {
     pub batch: u32,
 }
 
-/// Reads `{prefix}_RECONCILE_INTERVAL`, `_AFTER` and `_BATCH` (`QR`, `CONTEXT`).
-pub fn reconcile_config(vars: &dyn Vars, prefix: &str) -> Result<ReconcileConfig> {
+/// Reads `{P}_RECONCILE_INTERVAL` (checked here, so that a bad value exits 64
+/// before any connection), `_AFTER` and `_BATCH`, where `P` is the queue's
+/// [`QueueSpec::env_prefix`] as for [`worker_config`] (`QR`, `PHOTOS`).
+pub fn reconcile_config(vars: &dyn Vars, spec: &QueueSpec) -> Result<ReconcileConfig> {
+    reconcile_config_prefixed(vars, &spec.env_prefix())
+}
+
+/// [`reconcile_config`] under a prefix of its own: the payment scheduler's
+/// reconciler reads `PAYMENT_RECONCILE_*`, not `PAYMENT_CHECKS_RECONCILE_*`,
+/// and deployed configurations keep those names.
+pub fn reconcile_config_prefixed(vars: &dyn Vars, prefix: &str) -> Result<ReconcileConfig> {
     let var = |suffix: &str| format!("{prefix}_RECONCILE_{suffix}");
     let interval = duration(vars, &var("INTERVAL"), DEFAULT_RECONCILE_INTERVAL)?;
     // The repeating job's rule (shorter periods would flood the queue), checked

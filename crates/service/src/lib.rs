@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod reconcile;
+pub mod rows;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod worker;

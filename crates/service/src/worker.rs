@@ -4,7 +4,9 @@
 //!
 //! Connecting and binding happen in [`WorkerService::connect`], before any job
 //! is read, so a worker's own setup can use the pool and the broker to build its
-//! handler, and a test can learn the bound health port before it runs.
+//! handler, and a test can learn the bound health port before it runs. A
+//! worker's wiring is then its handlers and its reconciler
+//! ([`WorkerService::reconciler`], one call).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,7 +22,8 @@ use store::{PgPool, StoreConfig};
 use telemetry::Readiness;
 
 use crate::Started;
-use crate::config::{BaseConfig, StorageConfig};
+use crate::config::{BaseConfig, ReconcileConfig, StorageConfig};
+use crate::reconcile::{Pending, Reconciler};
 
 /// A worker connected to Redis and PostgreSQL (migrations applied) with its
 /// health port bound, not yet reading jobs.
@@ -33,7 +36,9 @@ pub struct WorkerService {
     listener: TcpListener,
     health_addr: SocketAddr,
     readiness: Readiness,
-    repeating: Vec<RepeatingJob>,
+    /// Declared when the worker starts; an error (a reconciler's interval out
+    /// of range) is reported then.
+    repeating: Vec<anyhow::Result<RepeatingJob>>,
     /// The storage swept of temporary files while the service runs, how, and how often.
     sweeper: Option<(Storage, Sweep, std::time::Duration)>,
 }
@@ -146,8 +151,25 @@ impl WorkerService {
     /// Declares a job this worker enqueues once per period on its queue (a
     /// reconciler, a daily cleanup), however many replicas run.
     pub fn repeat(mut self, job: RepeatingJob) -> Self {
-        self.repeating.push(job);
+        self.repeating.push(Ok(job));
         self
+    }
+
+    /// The reconciler of `rows` (see [`crate::reconcile`]) on this worker's
+    /// queue, database and broker, to register with [`jobs::Handlers::on`]; its
+    /// repeating job, every `config.interval`, is declared on this worker. The
+    /// interval was checked when the config was read
+    /// ([`crate::config::reconcile_config`]); one built by hand out of range
+    /// makes [`WorkerService::start`] fail.
+    #[must_use = "the reconciler runs only once registered with `Handlers::on`"]
+    pub fn reconciler<P: Pending>(&mut self, config: ReconcileConfig, rows: P) -> Reconciler<P> {
+        let reconciler = Reconciler::of(self, config, rows);
+        self.repeating.push(
+            reconciler
+                .repeating_job()
+                .with_context(|| format!("the {} interval", P::NAME)),
+        );
+        reconciler
     }
 
     /// Where this worker writes generated files: `/readyz` checks that `dir`
@@ -194,25 +216,18 @@ impl WorkerService {
     /// Creates the queue worker with `handler`; [`Started::run`] then consumes
     /// jobs and serves the health port until shutdown.
     pub fn start<H: Handler>(self, handler: H) -> anyhow::Result<Started> {
-        let Self {
-            spec,
-            config,
-            broker,
-            queue,
-            pool,
-            listener,
-            health_addr,
-            readiness,
-            repeating,
-            sweeper,
-        } = self;
-        let mut worker = queue_core::worker::worker(&broker, &queue, config, handler)
-            .with_context(|| format!("creating the {} worker", spec.name))?;
-        for job in repeating {
-            worker = worker
-                .repeat(job)
+        let spec = self.spec;
+        let mut worker =
+            queue_core::worker::worker(&self.broker, &self.queue, self.config, handler)
+                .with_context(|| format!("creating the {} worker", spec.name))?;
+        for job in self.repeating {
+            worker = job
+                .and_then(|job| Ok(worker.repeat(job)?))
                 .with_context(|| format!("declaring the {} worker's repeating jobs", spec.name))?;
         }
+        let (listener, readiness, sweeper, pool) =
+            (self.listener, self.readiness, self.sweeper, self.pool);
+        let health_addr = self.health_addr;
         Ok(Started::new(health_addr, move |shutdown| async move {
             // The queue worker logs its own start and stop.
             info!(queue.name = spec.name, health.addr = %health_addr, "serving /healthz, /readyz and /metrics");

@@ -126,7 +126,7 @@ impl Config {
             page_attempts,
             page_backoff,
             max_passes: config::nonzero(vars, "SYNC_MAX_PASSES", DEFAULT_MAX_PASSES)?,
-            reconcile: config::reconcile_config(vars, "WISPRO_SYNC")?,
+            reconcile: config::reconcile_config(vars, &jobs::WISPRO_SYNC)?,
         })
     }
 }

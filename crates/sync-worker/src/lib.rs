@@ -26,14 +26,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 pub async fn start(config: Config) -> anyhow::Result<Started> {
     let wispro = WisproClient::new(config.wispro.clone()).context("building the Wispro client")?;
     let settings = handler::RunSettings::of(&config);
-    let svc = WorkerService::connect(&config.base, &jobs::WISPRO_SYNC, config.worker).await?;
-    let reconciler = reconcile::Reconciler::of(&svc, config.reconcile, reconcile::StalledRuns);
-    let every = reconciler
-        .repeating_job()
-        .context("WISPRO_SYNC_RECONCILE_INTERVAL")?;
+    let mut svc = WorkerService::connect(&config.base, &jobs::WISPRO_SYNC, config.worker).await?;
     let handlers = svc
         .handlers()
         .on(SyncHandler::new(svc.pool().clone(), wispro, settings))
-        .on(reconciler);
-    svc.repeat(every).start(handlers)
+        .on(svc.reconciler(config.reconcile, reconcile::StalledRuns));
+    svc.start(handlers)
 }
