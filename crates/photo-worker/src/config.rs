@@ -217,15 +217,13 @@ mod tests {
 
     use super::*;
 
+    // The kit's own settings (base, worker, storage, reconciler) have their
+    // defaults and rules tested in `service::config`; here, what this worker adds.
     #[test]
-    fn defaults_suit_a_laptop_and_follow_the_catalogue() {
+    fn defaults_suit_a_laptop() {
         let none: [(&str, &str); 0] = [];
         let c = Config::from_vars(&none).expect("defaults are valid");
         assert_eq!(c.base.health_addr.to_string(), "127.0.0.1:9105");
-        assert_eq!(c.worker.concurrency.get(), 3);
-        assert_eq!(c.worker.max_attempts, jobs::PHOTOS.max_attempts);
-        assert_eq!(c.worker.job_timeout, jobs::PHOTOS.job_timeout);
-        assert_eq!(c.storage.dir, PathBuf::from("./storage"));
         assert_eq!(c.limits, ImageLimits::default());
         assert_eq!(c.limits.max_pixels, 50_000_000);
         assert_eq!(c.thumbnail_size, 320);
@@ -240,10 +238,6 @@ mod tests {
         assert_eq!(c.fetch.timeout, Duration::from_secs(20));
         assert_eq!(c.fetch.max_bytes, 25 * 1024 * 1024);
         assert_eq!(c.fetch.max_redirects, 5);
-        assert_eq!(
-            (c.reconcile.interval, c.reconcile.after, c.reconcile.batch),
-            (Duration::from_secs(30), Duration::from_secs(30), 500)
-        );
     }
 
     #[test]

@@ -775,6 +775,56 @@ mod tests {
     }
 
     #[test]
+    fn storage_and_reconcile_settings_have_their_defaults() {
+        let none: [(&str, &str); 0] = [];
+        let worker = worker_config(&none, &jobs::QR).expect("valid");
+        let s = storage_config(&none, &jobs::QR, &worker).expect("valid");
+        assert_eq!(s.dir, std::path::PathBuf::from("./storage"));
+        assert_eq!(s.temp_max_age, Duration::from_secs(15 * 60));
+        assert_eq!(s.sweep_interval, Duration::from_secs(5 * 60));
+        let r = reconcile_config(&none, &jobs::PHOTOS).expect("valid");
+        let thirty = Duration::from_secs(30);
+        assert_eq!((r.interval, r.after, r.batch), (thirty, thirty, 500));
+    }
+
+    #[test]
+    fn reconcile_settings_are_read_with_the_queue_prefix() {
+        let vars = [
+            ("WISPRO_SYNC_RECONCILE_INTERVAL", "1m"),
+            ("WISPRO_SYNC_RECONCILE_AFTER", "2m"),
+            ("WISPRO_SYNC_RECONCILE_BATCH", "100"),
+            // Another queue's variables do not leak in.
+            ("QR_RECONCILE_BATCH", "7"),
+        ];
+        let r = reconcile_config(&vars, &jobs::WISPRO_SYNC).expect("valid");
+        let (minute, two) = (Duration::from_secs(60), Duration::from_secs(120));
+        assert_eq!((r.interval, r.after, r.batch), (minute, two, 100));
+        let own = reconcile_config_prefixed(&[("PAYMENT_RECONCILE_BATCH", "9")], "PAYMENT");
+        assert_eq!(own.expect("valid").batch, 9);
+    }
+
+    #[test]
+    fn a_bad_storage_or_reconcile_value_names_the_variable_and_the_rule() {
+        for (var, value, rule) in [
+            ("STORAGE_TEMP_MAX_AGE", "15", "duration"),
+            ("STORAGE_TEMP_MAX_AGE", "30s", "QR_JOB_TIMEOUT (30s)"),
+            ("STORAGE_SWEEP_INTERVAL", "0s", "longer than 0"),
+            ("QR_RECONCILE_INTERVAL", "500ms", "366 days"),
+            ("QR_RECONCILE_INTERVAL", "400days", "366 days"),
+            ("QR_RECONCILE_AFTER", "soon", "duration"),
+            ("QR_RECONCILE_BATCH", "0", "1 and 10000"),
+        ] {
+            let vars = [(var, value)];
+            let err = worker_config(&vars, &jobs::QR)
+                .and_then(|worker| storage_config(&vars, &jobs::QR, &worker))
+                .and_then(|_| reconcile_config(&vars, &jobs::QR))
+                .expect_err(var);
+            assert_eq!(err.var, var);
+            assert!(err.reason.contains(rule), "{err}");
+        }
+    }
+
+    #[test]
     fn worker_settings_default_to_the_catalogue() {
         let none: [(&str, &str); 0] = [];
         for spec in jobs::CATALOGUE {
