@@ -217,13 +217,11 @@ mod tests {
 
     use super::*;
 
-    // The kit's own settings (base, worker, storage, reconciler) have their
-    // defaults and rules tested in `service::config`; here, what this worker adds.
+    /// The kit's settings have their defaults tested in `service::config`.
     #[test]
-    fn defaults_suit_a_laptop() {
+    fn defaults_bound_each_photo_and_fetch_nothing() {
         let none: [(&str, &str); 0] = [];
         let c = Config::from_vars(&none).expect("defaults are valid");
-        assert_eq!(c.base.health_addr.to_string(), "127.0.0.1:9105");
         assert_eq!(c.limits, ImageLimits::default());
         assert_eq!(c.limits.max_pixels, 50_000_000);
         assert_eq!(c.thumbnail_size, 320);
@@ -238,6 +236,7 @@ mod tests {
         assert_eq!(c.fetch.timeout, Duration::from_secs(20));
         assert_eq!(c.fetch.max_bytes, 25 * 1024 * 1024);
         assert_eq!(c.fetch.max_redirects, 5);
+        assert_eq!(c.base.health_addr.port(), DEFAULT_HEALTH_PORT);
     }
 
     #[test]
