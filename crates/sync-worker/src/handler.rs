@@ -12,24 +12,29 @@
 //! removed shift the offset pages, so a pass during which `total_records`
 //! changed is followed by another over every page (up to `SYNC_MAX_PASSES`),
 //! and every customer present at the end has been read.
+//!
+//! A run ends `failed` in one place, the dead-letter hook ([`service::rows`]):
+//! whatever dead-lettered its job (Wispro refusing the sync, the last attempt
+//! failing or timing out, a worker dying on every delivery).
 
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use futures::StreamExt;
-use jobs::JobHandler;
 use jobs::v1::WisproSyncRun;
-use queue_core::{DeadLettered, Job, JobError};
-use store::PgPool;
+use queue_core::Job;
+use service::rows::{Failure, RowJob, Settled};
 use store::sync_runs::{self, PageCounts, PassState, StartError, SyncRun, SyncStatus};
+use store::{PgConnection, PgPool};
 use tracing::{info, warn};
 
 use crate::config::page_wait;
 use crate::customer::{self, Outcome};
 use crate::wispro::{Client, Page, WisproClient, WisproError};
 
-/// Runs `wispro.sync` jobs.
+/// Runs `wispro.sync` jobs (registered as a `service::rows::RowHandler`, whose
+/// dead-letter hook ends the run `failed`).
 #[derive(Debug, Clone)]
 pub struct SyncHandler {
     pool: PgPool,
@@ -91,9 +96,9 @@ impl SyncHandler {
             .context("acquiring a database connection")
     }
 
-    async fn finish(&self, run_id: i64, failure: Option<&str>) -> anyhow::Result<()> {
+    async fn complete(&self, run_id: i64) -> anyhow::Result<()> {
         let mut conn = self.conn().await?;
-        sync_runs::finish(&mut conn, run_id, failure.map(store::error_text).as_deref())
+        sync_runs::finish(&mut conn, run_id, None)
             .await
             .context("finishing the run")?;
         Ok(())
@@ -164,12 +169,12 @@ impl SyncHandler {
     /// A `failed` run whose dead letter an operator retried: back to
     /// `running` where it stopped, its failure kept among its samples. False
     /// when there is nothing to run (it had not failed).
-    async fn reopen(&self, run: &SyncRun) -> Result<bool, JobError> {
+    async fn reopen(&self, run: &SyncRun) -> Result<bool, Failure> {
         let earlier = run.failure.as_deref().unwrap_or("no reason recorded");
         let note = store::error_text(&format!(
             "run failed before a retry from the dead-letter stream: {earlier}"
         ));
-        let mut conn = self.conn().await.map_err(JobError::Retry)?;
+        let mut conn = self.conn().await?;
         match sync_runs::reopen(&mut conn, run.id, &note).await {
             Ok(reopened) => {
                 if reopened {
@@ -182,34 +187,39 @@ impl SyncHandler {
                 Ok(reopened)
             }
             // One run at a time: this one stays failed; the letter says why.
-            Err(StartError::Active(other)) => Err(JobError::Permanent(anyhow!(
+            Err(StartError::Active(other)) => Err(Failure::Permanent(anyhow!(
                 "sync run {} cannot run again while sync run {other} is active; \
                  retry it once that one ended",
                 run.id
             ))),
-            Err(StartError::Store(e)) => Err(JobError::Retry(
-                anyhow::Error::new(e).context("reopening the run"),
-            )),
+            Err(StartError::Store(e)) => {
+                Err(anyhow::Error::new(e).context("reopening the run").into())
+            }
         }
     }
 }
 
-impl JobHandler<WisproSyncRun> for SyncHandler {
-    async fn handle(&self, msg: WisproSyncRun, job: Job) -> Result<(), JobError> {
-        let retry = |e: anyhow::Error| JobError::Retry(e);
+impl RowJob for SyncHandler {
+    type Message = WisproSyncRun;
+    const ROW: &'static str = "sync run";
+
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn row_id(msg: &WisproSyncRun) -> i64 {
+        msg.run_id
+    }
+
+    async fn run(&self, msg: &WisproSyncRun, job: &Job) -> Result<Settled, Failure> {
         let run = {
-            let mut conn = self.conn().await.map_err(retry)?;
+            let mut conn = self.conn().await?;
             sync_runs::get(&mut conn, msg.run_id)
                 .await
-                .context("reading the run")
-                .map_err(retry)?
+                .context("reading the run")?
         };
         let Some(mut run) = run else {
-            info!(
-                sync.run_id = msg.run_id,
-                "the sync run no longer exists; the job is dropped"
-            );
-            return Ok(());
+            return Ok(Settled::Gone);
         };
         if run.status == SyncStatus::Failed
             && job.is_dead_letter_retry()
@@ -219,16 +229,14 @@ impl JobHandler<WisproSyncRun> for SyncHandler {
         }
         if matches!(run.status, SyncStatus::Completed | SyncStatus::Failed) {
             info!(sync.run_id = run.id, status = ?run.status, "the sync run already ended");
-            return Ok(());
+            return Ok(Settled::Done);
         }
         let mut state = {
-            let mut conn = self.conn().await.map_err(retry)?;
+            let mut conn = self.conn().await?;
             sync_runs::pass_state(&mut conn, run.id)
                 .await
-                .context("reading the run's pass")
-                .map_err(retry)?
-                .ok_or_else(|| anyhow!("sync run {} vanished", run.id))
-                .map_err(retry)?
+                .context("reading the run's pass")?
+                .ok_or_else(|| anyhow!("sync run {} vanished", run.id))?
         };
         let per_page = u32::try_from(run.per_page).unwrap_or(100).max(1);
         let started = Instant::now();
@@ -247,17 +255,16 @@ impl JobHandler<WisproSyncRun> for SyncHandler {
             let fetched = match self.read_page(run.id, page, per_page).await {
                 Ok(p) => p,
                 Err(PageFailure::Refused(e)) => {
-                    let reason = format!("page {page}: {e}");
+                    // The dead-letter hook ends the run `failed` with the reason.
                     warn!(sync.run_id = run.id, page, error = %e, "Wispro refused the sync; the run failed");
-                    self.finish(run.id, Some(&reason)).await.map_err(retry)?;
-                    return Err(JobError::Permanent(
+                    return Err(Failure::Permanent(
                         anyhow::Error::new(e).context(format!("page {page}")),
                     ));
                 }
                 Err(PageFailure::Exhausted(e)) => {
                     let tries = self.settings.page_attempts;
                     warn!(sync.run_id = run.id, page, tries, error = %e, "a Wispro page failed on every try; the job is retried from it");
-                    return Err(JobError::Retry(
+                    return Err(Failure::Retry(
                         anyhow::Error::new(e).context(format!("page {page} ({tries} tries)")),
                     ));
                 }
@@ -279,32 +286,30 @@ impl JobHandler<WisproSyncRun> for SyncHandler {
             }
             if total_pages != Some(pages) {
                 total_pages = Some(pages);
-                let mut conn = self.conn().await.map_err(retry)?;
+                let mut conn = self.conn().await?;
                 sync_runs::mark_running(
                     &mut conn,
                     run.id,
                     i32::try_from(pages).unwrap_or(i32::MAX),
                 )
                 .await
-                .context("marking the run running")
-                .map_err(retry)?;
+                .context("marking the run running")?;
             }
             // Past the last page: Wispro has no customers, or fewer pages now.
             let past_the_end = page > pages;
             if !past_the_end {
                 let counts = self.sync_page(fetched.clients).await;
-                let mut conn = self.conn().await.map_err(retry)?;
+                let mut conn = self.conn().await?;
                 let recorded =
                     sync_runs::record_page(&mut conn, run.id, &state, page as i32, &counts)
                         .await
-                        .context("recording the page")
-                        .map_err(retry)?;
+                        .context("recording the page")?;
                 if !recorded {
                     info!(
                         sync.run_id = run.id,
                         page, "the run is no longer running here; stopping"
                     );
-                    return Ok(());
+                    return Ok(Settled::Done);
                 }
                 totals.0 += counts.created;
                 totals.1 += counts.updated;
@@ -328,7 +333,7 @@ impl JobHandler<WisproSyncRun> for SyncHandler {
                 if !state.changed {
                     break;
                 }
-                let mut conn = self.conn().await.map_err(retry)?;
+                let mut conn = self.conn().await?;
                 if state.pass >= self.settings.max_passes.get() as i32 {
                     warn!(
                         sync.run_id = run.id,
@@ -341,20 +346,18 @@ impl JobHandler<WisproSyncRun> for SyncHandler {
                     );
                     sync_runs::add_note(&mut conn, run.id, &note)
                         .await
-                        .context("noting the last pass")
-                        .map_err(retry)?;
+                        .context("noting the last pass")?;
                     break;
                 }
                 if !sync_runs::next_pass(&mut conn, run.id, state.pass)
                     .await
-                    .context("starting another pass")
-                    .map_err(retry)?
+                    .context("starting another pass")?
                 {
                     info!(
                         sync.run_id = run.id,
                         "the run is no longer running here; stopping"
                     );
-                    return Ok(());
+                    return Ok(Settled::Done);
                 }
                 state = PassState {
                     pass: state.pass + 1,
@@ -371,7 +374,7 @@ impl JobHandler<WisproSyncRun> for SyncHandler {
             }
             page += 1;
         }
-        self.finish(run.id, None).await.map_err(retry)?;
+        self.complete(run.id).await?;
         info!(
             sync.run_id = run.id,
             pages = total_pages.unwrap_or(0),
@@ -383,19 +386,29 @@ impl JobHandler<WisproSyncRun> for SyncHandler {
             duration_ms = started.elapsed().as_millis() as u64,
             "sync run completed"
         );
+        Ok(Settled::Done)
+    }
+
+    /// A run keeps no error per attempt: the job's own last error says it,
+    /// and the run's `failure` once it ends.
+    async fn note_error(
+        &self,
+        _conn: &mut PgConnection,
+        _msg: &WisproSyncRun,
+        _error: &str,
+    ) -> anyhow::Result<()> {
         Ok(())
     }
 
-    /// Whatever dead-lettered the run (last attempt failed or timed out, its
-    /// worker died on every delivery), it ends `failed` with the reason.
-    async fn on_dead_letter(
+    /// Whatever dead-lettered the run (Wispro refused it, its last attempt
+    /// failed or timed out, its worker died on every delivery), it ends
+    /// `failed` with the reason, unless it already ended.
+    async fn mark_failed(
         &self,
-        msg: Option<WisproSyncRun>,
-        letter: DeadLettered,
-    ) -> anyhow::Result<()> {
-        let Some(msg) = msg else {
-            return Ok(());
-        };
-        self.finish(msg.run_id, Some(&letter.error)).await
+        conn: &mut PgConnection,
+        msg: &WisproSyncRun,
+        error: &str,
+    ) -> anyhow::Result<bool> {
+        Ok(sync_runs::finish(conn, msg.run_id, Some(error)).await?)
     }
 }

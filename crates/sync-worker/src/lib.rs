@@ -9,6 +9,7 @@ pub mod wispro;
 
 use anyhow::Context;
 use queue_core::CancellationToken;
+use service::rows::RowHandler;
 use service::{Started, WorkerService};
 
 pub use crate::config::{Config, WisproConfig};
@@ -29,7 +30,11 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     let mut svc = WorkerService::connect(&config.base, &jobs::WISPRO_SYNC, config.worker).await?;
     let handlers = svc
         .handlers()
-        .on(SyncHandler::new(svc.pool().clone(), wispro, settings))
+        .on(RowHandler(SyncHandler::new(
+            svc.pool().clone(),
+            wispro,
+            settings,
+        )))
         .on(svc.reconciler(config.reconcile, reconcile::StalledRuns));
     svc.start(handlers)
 }
