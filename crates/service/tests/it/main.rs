@@ -3,4 +3,5 @@
 //! health port 0.
 
 mod reconcile;
+mod rows;
 mod worker;

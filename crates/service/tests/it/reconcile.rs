@@ -7,8 +7,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use queue_core::testing::TestRedis;
 use queue_core::{Enqueued, NewJob, Queue};
+use service::WorkerService;
 use service::config::ReconcileConfig;
 use service::reconcile::{Pending, PendingRow, Reconciler};
+use service::testing::{Running, base_config, fast_worker_config};
 use store::PgConnection;
 use store::testing::TestDb;
 
@@ -165,5 +167,49 @@ async fn a_run_reads_a_bounded_number_of_pages_and_the_next_goes_on_from_there()
     assert_eq!(third.enqueued, 0, "{third:?}");
     assert_eq!(third.pending as i64, pages, "{third:?}");
     redis.finish().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_reconciler_is_registered_with_one_call_and_one_out_of_range_fails_the_start() {
+    let (redis, db) = (TestRedis::new().await, TestDb::new().await);
+    let connect = async || {
+        WorkerService::connect(
+            &base_config(&redis.prefix, &db.url),
+            &jobs::QR,
+            fast_worker_config(&jobs::QR),
+        )
+        .await
+        .expect("the worker connects")
+    };
+    let config = |interval| ReconcileConfig {
+        interval,
+        after: Duration::ZERO,
+        batch: 10,
+    };
+
+    let mut svc = connect().await;
+    let handlers = svc
+        .handlers()
+        .on(svc.reconciler(config(Duration::from_secs(1)), Rows(Vec::new())));
+    let running = Running::spawn(svc.start(handlers).expect("the worker is created"));
+    let queue = jobs::QR.open(&redis.broker).expect("queue");
+    let stats = redis
+        .stats_until(&queue, "the reconciler ran", |s| s.completed >= 1)
+        .await;
+    assert_eq!(stats.repeating.len(), 1, "{stats:?}");
+    assert_eq!(stats.repeating[0].name, "rows-reconcile");
+    running.stop().await;
+
+    // Built by hand, not read by `reconcile_config`, which refuses it.
+    let mut svc = connect().await;
+    let handlers = svc
+        .handlers()
+        .on(svc.reconciler(config(Duration::from_millis(10)), Rows(Vec::new())));
+    let err = svc.start(handlers).expect_err("an interval under 1s");
+    assert!(
+        format!("{err:#}").contains("rows-reconcile interval"),
+        "{err:#}"
+    );
     db.cleanup().await;
 }
