@@ -7,12 +7,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use queue_core::testing::TestRedis;
 use queue_core::{Enqueued, NewJob, Queue};
-use service::WorkerService;
 use service::config::ReconcileConfig;
 use service::reconcile::{Pending, PendingRow, Reconciler};
-use service::testing::{Running, base_config, fast_worker_config};
+use service::testing::Running;
 use store::PgConnection;
 use store::testing::TestDb;
+
+use crate::worker::connect;
 
 /// Every row is pending, oldest (lowest id) first, all of the same age.
 #[derive(Debug, Clone)]
@@ -173,22 +174,13 @@ async fn a_run_reads_a_bounded_number_of_pages_and_the_next_goes_on_from_there()
 #[tokio::test]
 async fn a_reconciler_is_registered_with_one_call_and_one_out_of_range_fails_the_start() {
     let (redis, db) = (TestRedis::new().await, TestDb::new().await);
-    let connect = async || {
-        WorkerService::connect(
-            &base_config(&redis.prefix, &db.url),
-            &jobs::QR,
-            fast_worker_config(&jobs::QR),
-        )
-        .await
-        .expect("the worker connects")
-    };
     let config = |interval| ReconcileConfig {
         interval,
         after: Duration::ZERO,
         batch: 10,
     };
 
-    let mut svc = connect().await;
+    let mut svc = connect(&redis, &db).await;
     let handlers = svc
         .handlers()
         .on(svc.reconciler(config(Duration::from_secs(1)), Rows(Vec::new())));
@@ -202,7 +194,7 @@ async fn a_reconciler_is_registered_with_one_call_and_one_out_of_range_fails_the
     running.stop().await;
 
     // Built by hand, not read by `reconcile_config`, which refuses it.
-    let mut svc = connect().await;
+    let mut svc = connect(&redis, &db).await;
     let handlers = svc
         .handlers()
         .on(svc.reconciler(config(Duration::from_millis(10)), Rows(Vec::new())));

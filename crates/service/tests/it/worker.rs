@@ -13,7 +13,8 @@ async fn done(_job: Job) -> Result<(), JobError> {
     Ok(())
 }
 
-async fn connect(redis: &TestRedis, db: &TestDb) -> WorkerService {
+/// A worker of the QR queue on the test's Redis prefix and database.
+pub(crate) async fn connect(redis: &TestRedis, db: &TestDb) -> WorkerService {
     WorkerService::connect(
         &base_config(&redis.prefix, &db.url),
         &jobs::QR,
