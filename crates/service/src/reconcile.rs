@@ -13,7 +13,8 @@
 //! rows without one; a run reads at most [`MAX_PAGES`] pages, and the next run
 //! of this process continues where it stopped. A workload says only which rows
 //! are pending and what their job is ([`Pending`]); the reading, enqueueing,
-//! logging and scheduling are here.
+//! logging and scheduling are here, and a worker registers it with one call,
+//! [`WorkerService::reconciler`].
 
 use std::future::Future;
 use std::ops::DerefMut;
@@ -142,8 +143,8 @@ impl<P: Pending> Reconciler<P> {
         )
     }
 
-    /// The repeating job that runs it every `config.interval`, to declare on
-    /// the worker ([`WorkerService::repeat`]).
+    /// The repeating job that runs it every `config.interval`, which
+    /// [`WorkerService::reconciler`] declares on the worker.
     pub fn repeating_job(&self) -> queue_core::Result<RepeatingJob> {
         RepeatingJob::new(P::NAME, Every::interval(self.config.interval)?, |_| {
             jobs::new_job(&P::Message::default())

@@ -149,7 +149,8 @@ impl WorkerService {
     }
 
     /// Declares a job this worker enqueues once per period on its queue (a
-    /// reconciler, a daily cleanup), however many replicas run.
+    /// daily cleanup), however many replicas run. A reconciler's is declared
+    /// by [`WorkerService::reconciler`].
     pub fn repeat(mut self, job: RepeatingJob) -> Self {
         self.repeating.push(Ok(job));
         self
