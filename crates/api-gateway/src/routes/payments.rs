@@ -10,13 +10,13 @@
 //! Amounts are decimal strings ("125.50"), never JSON numbers, stored as whole
 //! cents.
 
+use ::payments::{BankError, CreateError, CreateQr};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{self, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use payment_scheduler::{BankError, CreateError, CreateQr};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use store::payments::{
@@ -361,7 +361,7 @@ fn bank_error(e: BankError) -> ApiError {
 
 /// Asks the bank for the QR, stores the payment (booked in the same
 /// transaction when the bank reports it paid already), then enqueues its first
-/// check, due at once (`payment_scheduler::create_payment`).
+/// check, due at once (`payments::create_payment`).
 async fn create_payment(state: AppState, input: Valid) -> Result<Payment, ApiError> {
     let request = CreateQr {
         amount_cents: input.amount_cents,
@@ -369,7 +369,7 @@ async fn create_payment(state: AppState, input: Valid) -> Result<Payment, ApiErr
         description: input.description,
         expires_at: input.expires_at,
     };
-    let created = payment_scheduler::create_payment(&state.pool, state.bank.as_ref(), &request)
+    let created = ::payments::create_payment(&state.pool, state.bank.as_ref(), &request)
         .await
         .map_err(|e| match e {
             CreateError::Bank(e) => bank_error(e),
@@ -382,7 +382,7 @@ async fn create_payment(state: AppState, input: Valid) -> Result<Payment, ApiErr
     let Some(job) = created.first_check else {
         return Ok(payment);
     };
-    match state.enqueuer.enqueue(&state.payment_queue, job).await {
+    match state.enqueuer.enqueue(job).await {
         Ok(enqueued) => info!(
             payment.id = payment.id,
             payment.amount_cents = payment.amount_cents,

@@ -6,7 +6,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{self, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use jobs::v1::GenerateQr;
 use serde::{Deserialize, Serialize};
 use store::persons::{self, NewPerson, Person, QrStatus};
 use tracing::{Instrument, info, warn};
@@ -252,13 +251,7 @@ async fn register(state: AppState, input: CreatePerson) -> Result<Person, ApiErr
     // enqueued with a key derived from the row, unique until settled, so if this
     // enqueue fails or its reply is lost (the job may exist), the qr-worker's
     // reconciler enqueues it later with the same key, never a second one.
-    let job = jobs::new_job(&GenerateQr {
-        person_id: person.id,
-        content: person.qr_content.clone(),
-        path: person.qr_path.clone(),
-    })
-    .unique_until_settled(persons::qr_job_key(person.id));
-    match state.enqueuer.enqueue(&state.qr_queue, job).await {
+    match state.enqueuer.enqueue(jobs::rows::qr_job(&person)).await {
         Ok(enqueued) => {
             info!(person.id = person.id, job.id = enqueued.id(), qr.path = %person.qr_path, "person registered, QR job enqueued");
         }
