@@ -37,7 +37,7 @@ pub struct CreatePerson {
         pattern = r"^[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[A-Za-z0-9.-]{4,32}[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
     )]
     pub document: String,
-    /// 1 to 100 characters, no control characters ([`NAME_PATTERN`]).
+    /// 1 to 100 characters, no control characters (`NAME_PATTERN`).
     #[schema(schema_with = first_name_schema)]
     pub first_name: String,
     /// As `first_name`.
