@@ -240,24 +240,24 @@ pub struct Config {
     /// `PHOTO_MAX_FILE_BYTES`, `PHOTO_MAX_REQUEST_BYTES`, `PHOTO_MAX_FILES`,
     /// `PHOTO_FETCH_ALLOWED_HOSTS`.
     pub photos: PhotoConfig,
-    /// `BANK_URL`, `BANK_API_KEY`, `BANK_TIMEOUT` and the first check's delay
+    /// `BANK_URL`, `BANK_API_KEY`, `BANK_TIMEOUT` and the check schedule
     /// (`PAYMENT_CHECK_DELAY_*`, `PAYMENT_MAX_CHECKS`), read as the
-    /// payment-scheduler reads them.
+    /// payment-scheduler reads them (the `payments` crate).
     pub payments: PaymentsConfig,
 }
 
 /// What the payment routes need: the bank, and when a new payment's first check runs.
 #[derive(Debug, Clone)]
 pub struct PaymentsConfig {
-    pub bank: payment_scheduler::BankConfig,
-    pub schedule: payment_scheduler::ScheduleConfig,
+    pub bank: payments::BankConfig,
+    pub schedule: payments::ScheduleConfig,
 }
 
 impl PaymentsConfig {
     pub fn from_vars(vars: &dyn Vars) -> Result<Self, ConfigError> {
         Ok(Self {
-            bank: payment_scheduler::BankConfig::from_vars(vars)?,
-            schedule: payment_scheduler::ScheduleConfig::from_vars(vars)?,
+            bank: payments::BankConfig::from_vars(vars)?,
+            schedule: payments::ScheduleConfig::from_vars(vars)?,
         })
     }
 }

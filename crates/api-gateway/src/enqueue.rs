@@ -1,4 +1,6 @@
-//! The enqueue that follows a commit, bounded so that a Redis outage costs a
+//! The enqueue that follows a commit, on the queue of the job's kind
+//! (`jobs::queue_of`: every queue of the catalogue is opened once), bounded so
+//! that a Redis outage costs a
 //! request no latency: each enqueue has a deadline (`API_ENQUEUE_TIMEOUT`), and
 //! a circuit breaker stops trying for `API_ENQUEUE_BREAKER_COOLDOWN` after
 //! `API_ENQUEUE_BREAKER_FAILURES` consecutive failures or timeouts. While it is
@@ -11,11 +13,12 @@
 //! `api_enqueue_total{queue, outcome}` (`ok`, `failed`, `timeout`, `skipped`),
 //! `api_enqueue_breaker_open` (0 or 1) and `api_enqueue_breaker_opened_total`.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use queue_core::{Enqueued, NewJob, Producer, Queue};
+use queue_core::{Broker, Enqueued, NewJob, Producer, Queue};
 use tracing::{info, warn};
 
 use crate::config::EnqueueConfig;
@@ -30,6 +33,10 @@ pub enum EnqueueError {
     TimedOut(Duration),
     /// Redis answered with an error or could not be reached.
     Failed(queue_core::Error),
+    /// No queue of the catalogue takes the job's kind, or the jobs of one
+    /// `enqueue_many` are of different queues: a bug of ours, not Redis's, so
+    /// the breaker does not count it. Nothing was sent.
+    Unroutable(String),
 }
 
 impl fmt::Display for EnqueueError {
@@ -45,6 +52,7 @@ impl fmt::Display for EnqueueError {
                 humantime::format_duration(*limit)
             ),
             EnqueueError::Failed(e) => write!(f, "{e}"),
+            EnqueueError::Unroutable(why) => f.write_str(why),
         }
     }
 }
@@ -58,40 +66,75 @@ impl std::error::Error for EnqueueError {
     }
 }
 
-/// Enqueues through the breaker, each attempt within the deadline. Cheap to clone.
+/// Enqueues through the breaker, each attempt within the deadline, each job on
+/// the queue of its kind. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Enqueuer {
     producer: Producer,
+    /// Every queue of the catalogue, by name.
+    queues: Arc<HashMap<&'static str, Queue>>,
     timeout: Duration,
     breaker: Arc<Breaker>,
 }
 
 impl Enqueuer {
-    pub fn new(producer: Producer, config: EnqueueConfig) -> Self {
-        Self {
-            producer,
+    /// Opens every queue of `jobs::CATALOGUE` on `broker` (names only: nothing
+    /// is sent to Redis).
+    pub fn new(broker: Broker, config: EnqueueConfig) -> queue_core::Result<Self> {
+        let queues = jobs::CATALOGUE
+            .iter()
+            .map(|spec| Ok((spec.name, spec.open(&broker)?)))
+            .collect::<queue_core::Result<_>>()?;
+        Ok(Self {
+            producer: Producer::new(broker),
+            queues: Arc::new(queues),
             timeout: config.timeout,
             breaker: Arc::new(Breaker::new(
                 config.breaker_failures.get(),
                 config.breaker_cooldown,
             )),
-        }
+        })
     }
 
-    /// Enqueues one job, or says why not within `API_ENQUEUE_TIMEOUT`.
-    pub async fn enqueue(&self, queue: &Queue, job: NewJob) -> Result<Enqueued, EnqueueError> {
+    /// Enqueues one job on its kind's queue, or says why not within
+    /// `API_ENQUEUE_TIMEOUT`.
+    pub async fn enqueue(&self, job: NewJob) -> Result<Enqueued, EnqueueError> {
+        let queue = self.queue_of(&job)?;
         self.attempt(queue, self.producer.enqueue(queue, job)).await
     }
 
-    /// Enqueues many jobs in one bounded attempt (part of them may be enqueued
-    /// when it fails; their keys keep the reconciler from adding them twice).
-    pub async fn enqueue_many(
-        &self,
-        queue: &Queue,
-        jobs: impl IntoIterator<Item = NewJob>,
-    ) -> Result<Vec<Enqueued>, EnqueueError> {
+    /// Enqueues many jobs of one queue in one bounded attempt (part of them may
+    /// be enqueued when it fails; their keys keep the reconciler from adding
+    /// them twice).
+    pub async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, EnqueueError> {
+        let Some(first) = jobs.first() else {
+            return Ok(Vec::new());
+        };
+        let queue = self.queue_of(first)?;
+        if let Some(other) = jobs
+            .iter()
+            .find(|job| jobs::queue_of(job.kind()) != jobs::queue_of(first.kind()))
+        {
+            return Err(EnqueueError::Unroutable(format!(
+                "one enqueue takes the jobs of one queue, not {:?} with {:?}",
+                first.kind(),
+                other.kind()
+            )));
+        }
         self.attempt(queue, self.producer.enqueue_many(queue, jobs))
             .await
+    }
+
+    /// The queue of the job's kind.
+    fn queue_of(&self, job: &NewJob) -> Result<&Queue, EnqueueError> {
+        jobs::queue_of(job.kind())
+            .and_then(|spec| self.queues.get(spec.name))
+            .ok_or_else(|| {
+                EnqueueError::Unroutable(format!(
+                    "no queue of the catalogue takes jobs of kind {:?}",
+                    job.kind()
+                ))
+            })
     }
 
     /// The breaker, for `/readyz`.

@@ -16,7 +16,7 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
-use queue_core::{Admin, Broker, CancellationToken, Producer, Queue};
+use queue_core::{Admin, Broker, CancellationToken};
 use storage::Storage;
 use store::PgPool;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -31,23 +31,15 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub pool: PgPool,
     pub broker: Broker,
-    /// Every enqueue that follows a commit goes through it: a deadline, and a
-    /// breaker that skips enqueues while Redis keeps failing.
+    /// Every enqueue that follows a commit goes through it, to the queue of
+    /// the job's kind: a deadline, and a breaker that skips enqueues while
+    /// Redis keeps failing.
     pub enqueuer: Enqueuer,
     /// One permit per multipart upload being read (`PHOTO_MAX_CONCURRENT_UPLOADS`).
     pub uploads: Arc<tokio::sync::Semaphore>,
     pub admin: Admin,
-    pub qr_queue: Queue,
-    /// Where company contexts wait for the context-worker.
-    pub context_queue: Queue,
-    /// Where Wispro sync runs wait for the sync-worker.
-    pub wispro_queue: Queue,
-    /// Where photos wait for the photo-worker.
-    pub photo_queue: Queue,
-    /// Where payment checks wait for the payment-scheduler.
-    pub payment_queue: Queue,
     /// The bank that creates payment QRs.
-    pub bank: Arc<dyn payment_scheduler::Bank>,
+    pub bank: Arc<dyn payments::Bank>,
     pub storage: Storage,
 }
 
@@ -151,26 +143,17 @@ pub async fn connect(config: Config) -> anyhow::Result<AppState> {
     ))
     .await
     .with_context(|| format!("connecting to Redis at {}", config.redis_url.redacted()))?;
-    let qr_queue = jobs::QR.open(&broker)?;
-    let context_queue = jobs::CONTEXT.open(&broker)?;
-    let wispro_queue = jobs::WISPRO_SYNC.open(&broker)?;
-    let photo_queue = jobs::PHOTOS.open(&broker)?;
-    let payment_queue = jobs::PAYMENT_CHECKS.open(&broker)?;
-    let bank = payment_scheduler::QrBank::new(config.payments.bank.clone())
-        .context("building the bank client")?;
+    let enqueuer = Enqueuer::new(broker.clone(), config.enqueue)?;
+    let bank =
+        payments::QrBank::new(config.payments.bank.clone()).context("building the bank client")?;
     Ok(AppState {
         pool,
-        enqueuer: Enqueuer::new(Producer::new(broker.clone()), config.enqueue),
+        enqueuer,
         uploads: Arc::new(tokio::sync::Semaphore::new(
             config.photos.max_concurrent_uploads.get(),
         )),
         admin: Admin::new(broker.clone()),
         broker,
-        qr_queue,
-        context_queue,
-        wispro_queue,
-        photo_queue,
-        payment_queue,
         bank: Arc::new(bank),
         storage: Storage::local(&config.storage_dir),
         config: Arc::new(config),

@@ -1,21 +1,13 @@
 //! The context workload's rows for the reconciler ([`service::reconcile`]):
 //! companies still `pending` past the threshold get their condensation job
-//! again, with the company's key.
+//! again, as the gateway enqueues it (`jobs::rows::context_job`), with the
+//! company's key.
 
 use chrono::{DateTime, Utc};
-use jobs::v1::{CondenseCompanyContext, ReconcileContexts};
-use queue_core::NewJob;
+use jobs::v1::ReconcileContexts;
 use service::reconcile::{Pending, PendingRow};
 use store::PgConnection;
-use store::companies::{self, Company};
-
-/// The condensation job of `company`, as the gateway enqueues it.
-pub fn context_job(company: &Company) -> NewJob {
-    jobs::new_job(&CondenseCompanyContext {
-        company_id: company.id,
-    })
-    .unique_until_settled(companies::context_job_key(company.id))
-}
+use store::companies;
 
 /// Companies whose context is still pending (`context.reconcile`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -36,7 +28,7 @@ impl Pending for PendingContexts {
         let rows = companies::pending_before(conn, before, after, limit).await?;
         Ok(rows
             .iter()
-            .map(|c| PendingRow::new(c.id, c.created_at, context_job(c)))
+            .map(|c| PendingRow::new(c.id, c.created_at, jobs::rows::context_job(c)))
             .collect())
     }
 }

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod handlers;
+pub mod rows;
 
 use std::time::Duration;
 
@@ -105,24 +106,64 @@ pub trait JobKind: prost::Message + Default + 'static {
     /// The envelope `kind`.
     const KIND: &'static str;
     const QUEUE: &'static QueueSpec;
+
+    /// The dedup key of a job that belongs to a row (`qr:person:42`): a job of
+    /// the same key is unique until settled, so the gateway and the reconciler
+    /// can both say "this row needs its job" without ever making two
+    /// (docs/design.md, "A row and its job never disagree for long"). None for
+    /// a kind that belongs to no row.
+    ///
+    /// Jobs in a live Redis hold these keys: a key never changes its spelling.
+    fn dedup_key(&self) -> Option<String> {
+        None
+    }
 }
 
-macro_rules! kind {
-    ($ty:ty, $kind:literal, $queue:expr) => {
-        impl JobKind for $ty {
-            const KIND: &'static str = $kind;
-            const QUEUE: &'static QueueSpec = &$queue;
-        }
+/// The catalogue of job kinds: each kind's `JobKind` (name, queue, the dedup
+/// key of its row if it has one) and [`KINDS`], from one list.
+macro_rules! kinds {
+    ($($ty:ty => $kind:literal on $queue:ident $(, key $msg:ident => $key:expr)?;)*) => {
+        $(
+            impl JobKind for $ty {
+                const KIND: &'static str = $kind;
+                const QUEUE: &'static QueueSpec = &$queue;
+                $(
+                    fn dedup_key(&self) -> Option<String> {
+                        let $msg = self;
+                        Some($key)
+                    }
+                )?
+            }
+        )*
+
+        /// Every job kind and its queue, as [`JobKind`] declares them.
+        pub const KINDS: &[(&str, &QueueSpec)] = &[$(($kind, &$queue)),*];
     };
 }
 
-kind!(v1::GenerateQr, "qr.generate", QR);
-kind!(v1::ReconcileQr, "qr.reconcile", QR);
-kind!(v1::CondenseCompanyContext, "context.condense", CONTEXT);
-kind!(v1::ReconcileContexts, "context.reconcile", CONTEXT);
-kind!(v1::WisproSyncRun, "wispro.sync", WISPRO_SYNC);
-kind!(v1::ReconcileSyncRuns, "wispro.reconcile", WISPRO_SYNC);
-kind!(v1::PaymentStatusCheck, "payment.check", PAYMENT_CHECKS);
+kinds! {
+    v1::GenerateQr => "qr.generate" on QR, key m => format!("qr:person:{}", m.person_id);
+    v1::ReconcileQr => "qr.reconcile" on QR;
+    v1::CondenseCompanyContext => "context.condense" on CONTEXT,
+        key m => format!("context:company:{}", m.company_id);
+    v1::ReconcileContexts => "context.reconcile" on CONTEXT;
+    v1::WisproSyncRun => "wispro.sync" on WISPRO_SYNC, key m => format!("wispro-sync:run:{}", m.run_id);
+    v1::ReconcileSyncRuns => "wispro.reconcile" on WISPRO_SYNC;
+    v1::PaymentStatusCheck => "payment.check" on PAYMENT_CHECKS,
+        key m => format!("payment:{}:check:{}", m.payment(), m.check_number);
+    v1::PaymentCleanup => "payment.cleanup" on PAYMENT_CHECKS;
+    v1::ReconcilePayments => "payment.reconcile" on PAYMENT_CHECKS;
+    v1::ProcessPhoto => "photo.process" on PHOTOS, key m => format!("photo:{}", m.photo_id);
+    v1::ReconcilePhotos => "photo.reconcile" on PHOTOS;
+}
+
+/// The queue that takes jobs of `kind`; None for a kind of no [`JobKind`].
+pub fn queue_of(kind: &str) -> Option<&'static QueueSpec> {
+    KINDS
+        .iter()
+        .find(|(name, _)| *name == kind)
+        .map(|(_, queue)| *queue)
+}
 
 impl v1::PaymentStatusCheck {
     /// Check `check_number` of payment `payment_id`, with the deprecated
@@ -148,17 +189,18 @@ impl v1::PaymentStatusCheck {
         }
     }
 }
-kind!(v1::PaymentCleanup, "payment.cleanup", PAYMENT_CHECKS);
-kind!(v1::ReconcilePayments, "payment.reconcile", PAYMENT_CHECKS);
-kind!(v1::ProcessPhoto, "photo.process", PHOTOS);
-kind!(v1::ReconcilePhotos, "photo.reconcile", PHOTOS);
 
-/// A job for `payload` with its kind; add options (delay, dedup key, priority,
-/// attempts) with the `NewJob` builder. Its attempts are left to the worker,
-/// whose `*_MAX_ATTEMPTS` (default: the catalogue's) then decides: a producer
-/// that stamped the catalogue's number would make the variable dead.
+/// A job for `payload` with its kind and, for a kind that belongs to a row, its
+/// [`JobKind::dedup_key`] unique until settled; add options (delay, priority)
+/// with the `NewJob` builder. Its attempts are left to the worker, whose
+/// `*_MAX_ATTEMPTS` (default: the catalogue's) then decides: a producer that
+/// stamped the catalogue's number would make the variable dead.
 pub fn new_job<J: JobKind>(payload: &J) -> NewJob {
-    NewJob::message(J::KIND, payload)
+    let job = NewJob::message(J::KIND, payload);
+    match payload.dedup_key() {
+        Some(key) => job.unique_until_settled(key),
+        None => job,
+    }
 }
 
 /// Decodes a job's payload as `J`. A job of another kind or a payload that does not
@@ -212,6 +254,87 @@ mod tests {
         assert_eq!(
             prefixes,
             ["QR", "CONTEXT", "WISPRO_SYNC", "PAYMENT_CHECKS", "PHOTOS"]
+        );
+    }
+
+    #[test]
+    fn the_dedup_keys_of_rows_are_spelled_as_the_jobs_in_redis_hold_them() {
+        assert_eq!(
+            v1::GenerateQr {
+                person_id: 42,
+                ..Default::default()
+            }
+            .dedup_key()
+            .as_deref(),
+            Some("qr:person:42")
+        );
+        assert_eq!(
+            v1::CondenseCompanyContext { company_id: 7 }
+                .dedup_key()
+                .as_deref(),
+            Some("context:company:7")
+        );
+        assert_eq!(
+            v1::WisproSyncRun {
+                run_id: 42,
+                requested_by: "admin".into(),
+            }
+            .dedup_key()
+            .as_deref(),
+            Some("wispro-sync:run:42")
+        );
+        assert_eq!(
+            v1::PaymentStatusCheck::new(42, 3).dedup_key().as_deref(),
+            Some("payment:42:check:3")
+        );
+        #[allow(deprecated)]
+        let written_before = v1::PaymentStatusCheck {
+            payment_qr_id: 9,
+            check_number: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            written_before.dedup_key().as_deref(),
+            Some("payment:9:check:1")
+        );
+        assert_eq!(
+            v1::ProcessPhoto { photo_id: 5 }.dedup_key().as_deref(),
+            Some("photo:5")
+        );
+        for none in [
+            v1::PaymentCleanup::default().dedup_key(),
+            v1::ReconcileQr::default().dedup_key(),
+            v1::ReconcileContexts::default().dedup_key(),
+            v1::ReconcileSyncRuns::default().dedup_key(),
+            v1::ReconcilePayments::default().dedup_key(),
+            v1::ReconcilePhotos::default().dedup_key(),
+        ] {
+            assert_eq!(none, None);
+        }
+    }
+
+    #[test]
+    fn a_job_of_a_row_is_unique_until_settled_under_its_key_and_another_has_no_key() {
+        let job = format!("{:?}", new_job(&v1::ProcessPhoto { photo_id: 5 }));
+        assert!(job.contains(r#"Some(("photo:5", UntilSettled))"#), "{job}");
+        let cleanup = format!("{:?}", new_job(&v1::PaymentCleanup::default()));
+        assert!(cleanup.contains("dedup: None"), "{cleanup}");
+    }
+
+    #[test]
+    fn every_kind_is_routed_to_its_own_queue_of_the_catalogue() {
+        let mut seen = HashSet::new();
+        for (kind, queue) in KINDS {
+            assert!(seen.insert(*kind), "duplicate kind {kind}");
+            assert!(CATALOGUE.contains(queue), "{kind} on {}", queue.name);
+            assert_eq!(queue_of(kind), Some(*queue));
+        }
+        assert_eq!(queue_of("qr.generate"), Some(&QR));
+        assert_eq!(queue_of("payment.cleanup"), Some(&PAYMENT_CHECKS));
+        assert_eq!(queue_of("no.such.kind"), None);
+        assert_eq!(
+            queue_of(<v1::ProcessPhoto as JobKind>::KIND),
+            Some(<v1::ProcessPhoto as JobKind>::QUEUE)
         );
     }
 

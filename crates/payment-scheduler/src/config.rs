@@ -1,136 +1,22 @@
-//! The scheduler's settings: its own variables (`BANK_*`, `PAYMENT_CHECK_DELAY_*`,
-//! `PAYMENT_MAX_CHECKS`, `PAYMENT_RETENTION`, `PAYMENT_CLEANUP_*`,
-//! `PAYMENT_RECONCILE_*`) on top of the `service` kit's base and the
-//! `PAYMENT_CHECKS_*` queue settings. [`BankConfig`] and [`ScheduleConfig`] are
-//! read by the gateway too, so both sides agree on the bank and the first check.
+//! The scheduler's settings: its own variables (`PAYMENT_RETENTION`,
+//! `PAYMENT_CLEANUP_*`, `PAYMENT_RECONCILE_*`) and those it shares with the
+//! gateway (`BANK_*`, `PAYMENT_CHECK_DELAY_*`, `PAYMENT_MAX_CHECKS`: the
+//! `payments` crate reads them for both), on top of the `service` kit's base and
+//! the `PAYMENT_CHECKS_*` queue settings.
 
 use std::time::Duration;
 
-use queue_core::{Every, Priority, WorkerConfig};
-use service::Secret;
+use queue_core::{Every, WorkerConfig};
 use service::config::{self, BaseConfig, ConfigError, ReconcileConfig, Vars};
-use store::payments::PaymentStatus;
+
+pub use payments::config::{BankConfig, ScheduleConfig};
 
 /// `HEALTH_ADDR` is `127.0.0.1:9104` unless set.
 pub const DEFAULT_HEALTH_PORT: u16 = 9104;
-/// The simulator of the demo stack.
-pub const DEFAULT_BANK_URL: &str = "http://127.0.0.1:9200";
-pub const DEFAULT_BANK_TIMEOUT: Duration = Duration::from_secs(10);
-pub const DEFAULT_DELAY_PENDING: Duration = Duration::from_secs(2 * 60);
-pub const DEFAULT_DELAY_PROCESSING: Duration = Duration::from_secs(5 * 60);
-pub const DEFAULT_DELAY_ACTIVE: Duration = Duration::from_secs(15 * 60);
-pub const DEFAULT_MAX_CHECKS: u32 = 20;
 /// The first bank call and three retries (2 s, 4 s, 8 s with the default backoff).
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 4;
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 pub const DEFAULT_CLEANUP_AT: (u8, u8) = (3, 0);
-
-/// How to reach the bank.
-#[derive(Debug, Clone)]
-pub struct BankConfig {
-    /// `BANK_URL`: the bank API's base URL, without a route.
-    pub url: String,
-    /// `BANK_API_KEY`: sent as a bearer token when set.
-    pub api_key: Option<Secret>,
-    /// `BANK_TIMEOUT`: one call, connection included.
-    pub timeout: Duration,
-}
-
-impl BankConfig {
-    /// Reads `BANK_URL`, `BANK_API_KEY` and `BANK_TIMEOUT`.
-    pub fn from_vars(vars: &dyn Vars) -> Result<Self, ConfigError> {
-        let url = config::url(vars, "BANK_URL", DEFAULT_BANK_URL, &["http", "https"])?;
-        let timeout = config::duration(vars, "BANK_TIMEOUT", DEFAULT_BANK_TIMEOUT)?;
-        if timeout.is_zero() {
-            return Err(ConfigError::new(
-                "BANK_TIMEOUT",
-                "must be greater than zero",
-            ));
-        }
-        Ok(Self {
-            url: url.expose().trim_end_matches('/').to_owned(),
-            api_key: config::secret(vars, "BANK_API_KEY"),
-            timeout,
-        })
-    }
-}
-
-/// When checks run: the delay and lane of the next check by status, and the
-/// most checks a payment gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ScheduleConfig {
-    /// `PAYMENT_CHECK_DELAY_PENDING` (2m): next check of a pending payment, high lane.
-    pub delay_pending: Duration,
-    /// `PAYMENT_CHECK_DELAY_PROCESSING` (5m): normal lane.
-    pub delay_processing: Duration,
-    /// `PAYMENT_CHECK_DELAY_ACTIVE` (15m): low lane.
-    pub delay_active: Duration,
-    /// `PAYMENT_MAX_CHECKS` (20): after this many checks without a final
-    /// status, the payment is flagged for an operator and checks stop.
-    pub max_checks: u32,
-}
-
-impl Default for ScheduleConfig {
-    fn default() -> Self {
-        Self {
-            delay_pending: DEFAULT_DELAY_PENDING,
-            delay_processing: DEFAULT_DELAY_PROCESSING,
-            delay_active: DEFAULT_DELAY_ACTIVE,
-            max_checks: DEFAULT_MAX_CHECKS,
-        }
-    }
-}
-
-impl ScheduleConfig {
-    /// Reads `PAYMENT_CHECK_DELAY_PENDING`, `_PROCESSING`, `_ACTIVE` and `PAYMENT_MAX_CHECKS`.
-    pub fn from_vars(vars: &dyn Vars) -> Result<Self, ConfigError> {
-        let max_checks = config::integer(vars, "PAYMENT_MAX_CHECKS", DEFAULT_MAX_CHECKS)?;
-        if !(1..=10_000).contains(&max_checks) {
-            return Err(ConfigError::new(
-                "PAYMENT_MAX_CHECKS",
-                "must be between 1 and 10000",
-            ));
-        }
-        Ok(Self {
-            delay_pending: config::duration(
-                vars,
-                "PAYMENT_CHECK_DELAY_PENDING",
-                DEFAULT_DELAY_PENDING,
-            )?,
-            delay_processing: config::duration(
-                vars,
-                "PAYMENT_CHECK_DELAY_PROCESSING",
-                DEFAULT_DELAY_PROCESSING,
-            )?,
-            delay_active: config::duration(
-                vars,
-                "PAYMENT_CHECK_DELAY_ACTIVE",
-                DEFAULT_DELAY_ACTIVE,
-            )?,
-            max_checks,
-        })
-    }
-
-    /// The delay and lane of the check after one that saw `status`; None for a
-    /// final status (checks end).
-    pub fn next_check(&self, status: PaymentStatus) -> Option<(Duration, Priority)> {
-        match status {
-            PaymentStatus::Pending => Some((self.delay_pending, Priority::High)),
-            PaymentStatus::Processing => Some((self.delay_processing, Priority::Normal)),
-            PaymentStatus::Active => Some((self.delay_active, Priority::Low)),
-            PaymentStatus::Completed | PaymentStatus::Cancelled | PaymentStatus::Expired => None,
-        }
-    }
-}
-
-/// The lane of a check of a payment in `status`.
-pub fn lane(status: PaymentStatus) -> Priority {
-    match status {
-        PaymentStatus::Processing => Priority::Normal,
-        PaymentStatus::Active => Priority::Low,
-        _ => Priority::High,
-    }
-}
 
 /// The cleanup of old bookkeeping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,29 +127,9 @@ mod tests {
         let none: [(&str, &str); 0] = [];
         let c = Config::from_vars(&none).expect("defaults are valid");
         assert_eq!(c.base.health_addr.port(), 9104);
-        assert_eq!(c.bank.url, DEFAULT_BANK_URL);
-        assert!(c.bank.api_key.is_none());
-        let s = c.schedule;
-        assert_eq!(
-            s.next_check(PaymentStatus::Pending),
-            Some((Duration::from_secs(120), Priority::High))
-        );
-        assert_eq!(
-            s.next_check(PaymentStatus::Processing),
-            Some((Duration::from_secs(300), Priority::Normal))
-        );
-        assert_eq!(
-            s.next_check(PaymentStatus::Active),
-            Some((Duration::from_secs(900), Priority::Low))
-        );
-        for end in [
-            PaymentStatus::Completed,
-            PaymentStatus::Cancelled,
-            PaymentStatus::Expired,
-        ] {
-            assert_eq!(s.next_check(end), None);
-        }
-        assert_eq!(s.max_checks, 20);
+        // The bank's and the schedule's own defaults are tested in `payments`.
+        assert_eq!(c.bank.url, payments::config::DEFAULT_BANK_URL);
+        assert_eq!(c.schedule, ScheduleConfig::default());
         assert_eq!(c.worker.max_attempts, 4, "one call and 3 retries");
         assert_eq!(c.worker.backoff.initial, Duration::from_secs(2));
         assert_eq!(c.worker.backoff.factor, 2.0);
@@ -274,13 +140,10 @@ mod tests {
 
     #[test]
     fn every_own_variable_is_read_and_the_key_never_prints() {
+        // Besides the scheduler's own, one variable of the bank and one of
+        // the schedule, to show they are read (`payments` tests them all).
         let vars = [
-            ("BANK_URL", "https://bank.example/api/"),
             ("BANK_API_KEY", "bank-secret"),
-            ("BANK_TIMEOUT", "3s"),
-            ("PAYMENT_CHECK_DELAY_PENDING", "20ms"),
-            ("PAYMENT_CHECK_DELAY_PROCESSING", "50ms"),
-            ("PAYMENT_CHECK_DELAY_ACTIVE", "1s"),
             ("PAYMENT_MAX_CHECKS", "5"),
             ("PAYMENT_RETENTION", "7days"),
             ("PAYMENT_CLEANUP_AT", "23:45"),
@@ -289,11 +152,7 @@ mod tests {
             ("PAYMENT_RECONCILE_AFTER", "1m"),
         ];
         let c = Config::from_vars(&vars).expect("valid");
-        assert_eq!(c.bank.url, "https://bank.example/api");
-        assert_eq!(c.bank.timeout, Duration::from_secs(3));
-        assert_eq!(c.schedule.delay_pending, Duration::from_millis(20));
-        assert_eq!(c.schedule.delay_processing, Duration::from_millis(50));
-        assert_eq!(c.schedule.delay_active, Duration::from_secs(1));
+        assert!(c.bank.api_key.is_some());
         assert_eq!(c.schedule.max_checks, 5);
         assert_eq!(c.cleanup.retention, Duration::from_secs(7 * 86_400));
         assert_eq!(c.cleanup.every, Every::daily_at(23, 45).expect("valid"));
@@ -312,9 +171,8 @@ mod tests {
     fn a_bad_value_names_its_variable() {
         for (var, value) in [
             ("BANK_URL", "ftp://bank"),
-            ("BANK_TIMEOUT", "0s"),
+            // The scheduler's own rule: a call shorter than its job.
             ("BANK_TIMEOUT", "5m"),
-            ("PAYMENT_CHECK_DELAY_PENDING", "2"),
             ("PAYMENT_MAX_CHECKS", "0"),
             ("PAYMENT_RETENTION", "forever"),
             ("PAYMENT_CLEANUP_AT", "3am"),

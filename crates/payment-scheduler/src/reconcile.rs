@@ -14,8 +14,6 @@ use store::PgConnection;
 use store::payments;
 use tracing::warn;
 
-use crate::schedule;
-
 /// Payments whose next check is overdue (`payment.reconcile`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OverdueChecks;
@@ -37,7 +35,7 @@ impl Pending for OverdueChecks {
             .iter()
             .filter_map(|p| {
                 let due = p.next_check_at?;
-                schedule::next_check_job(p).map(|job| PendingRow::new(p.id, due, job))
+                ::payments::next_check_job(p).map(|job| PendingRow::new(p.id, due, job))
             })
             .collect())
     }

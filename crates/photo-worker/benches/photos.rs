@@ -113,10 +113,7 @@ async fn bench() {
     let started = Instant::now();
     redis
         .producer
-        .enqueue_many(
-            &queue,
-            ids.iter().map(|&id| photo_worker::reconcile::photo_job(id)),
-        )
+        .enqueue_many(&queue, ids.iter().map(|&id| jobs::rows::photo_job(id)))
         .await
         .expect("enqueue");
     let deadline = Instant::now() + Duration::from_secs(60 + 10 * set.len() as u64);

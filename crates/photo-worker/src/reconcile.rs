@@ -1,21 +1,16 @@
 //! The photo workload's rows for the reconciler ([`service::reconcile`]):
 //! photos not settled (`pending`, or `processing` with no move) past the
-//! threshold get their processing job again, with the photo's own key. A photo
+//! threshold get their processing job again, as the gateway enqueues it
+//! (`jobs::rows::photo_job`), with the photo's own key. A photo
 //! whose job still exists (waiting, running or retrying) gets "duplicate",
 //! never a second job; one whose job was lost (a gateway killed after its
 //! commit, a Redis that lost its data) gets it back.
 
 use chrono::{DateTime, Utc};
-use jobs::v1::{ProcessPhoto, ReconcilePhotos};
-use queue_core::NewJob;
+use jobs::v1::ReconcilePhotos;
 use service::reconcile::{Pending, PendingRow};
 use store::PgConnection;
 use store::photos;
-
-/// The processing job of photo `id`, as the gateway enqueues it.
-pub fn photo_job(id: i64) -> NewJob {
-    jobs::new_job(&ProcessPhoto { photo_id: id }).unique_until_settled(photos::photo_job_key(id))
-}
 
 /// Photos not settled since before the threshold (`photo.reconcile`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -36,7 +31,7 @@ impl Pending for UnsettledPhotos {
         let rows = photos::unsettled_before(conn, before, after, limit).await?;
         Ok(rows
             .iter()
-            .map(|p| PendingRow::new(p.id, p.updated_at, photo_job(p.id)))
+            .map(|p| PendingRow::new(p.id, p.updated_at, jobs::rows::photo_job(p.id)))
             .collect())
     }
 }

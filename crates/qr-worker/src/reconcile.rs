@@ -1,23 +1,12 @@
 //! The QR workload's rows for the reconciler ([`service::reconcile`]): persons
-//! still `pending` past the threshold get their QR job again, with the row's key.
+//! still `pending` past the threshold get their QR job again: the one the
+//! gateway enqueues at registration (`jobs::rows::qr_job`), with the row's key.
 
 use chrono::{DateTime, Utc};
-use jobs::v1::{GenerateQr, ReconcileQr};
-use queue_core::NewJob;
+use jobs::v1::ReconcileQr;
 use service::reconcile::{Pending, PendingRow};
 use store::PgConnection;
-use store::persons::{self, Person};
-
-/// The job that makes sure `person`'s QR gets rendered: the one the gateway
-/// enqueues at registration, with the row-derived key unique until settled.
-pub fn qr_job(person: &Person) -> NewJob {
-    jobs::new_job(&GenerateQr {
-        person_id: person.id,
-        content: person.qr_content.clone(),
-        path: person.qr_path.clone(),
-    })
-    .unique_until_settled(persons::qr_job_key(person.id))
-}
+use store::persons;
 
 /// Persons whose QR is still pending (`qr.reconcile`, `qr-reconcile`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -38,7 +27,7 @@ impl Pending for PendingQrs {
         let rows = persons::pending_before(conn, before, after, limit).await?;
         Ok(rows
             .iter()
-            .map(|p| PendingRow::new(p.id, p.created_at, qr_job(p)))
+            .map(|p| PendingRow::new(p.id, p.created_at, jobs::rows::qr_job(p)))
             .collect())
     }
 }

@@ -76,12 +76,6 @@ pub async fn get(conn: &mut PgConnection, id: i64) -> Result<Option<Company>> {
     .await?)
 }
 
-/// The dedup key of a company's condensation job (unique until settled), used
-/// by the gateway and the reconciler alike.
-pub fn context_job_key(id: i64) -> String {
-    format!("context:company:{id}")
-}
-
 /// Companies still `pending` created before `created_before`, oldest first,
 /// after `after` (a row's `created_at` and id), at most `limit` (through the
 /// partial index on pending rows).

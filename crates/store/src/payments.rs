@@ -269,12 +269,6 @@ pub async fn lock(conn: &mut PgConnection, id: i64) -> Result<Option<Payment>> {
     .await?)
 }
 
-/// The dedup key of check number `check_number` of payment `id` (unique until
-/// settled), used by the gateway, the scheduler and the reconciler alike.
-pub fn check_job_key(id: i64, check_number: i32) -> String {
-    format!("payment:{id}:check:{check_number}")
-}
-
 /// The outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
 #[sqlx(type_name = "text", rename_all = "lowercase")]

@@ -83,13 +83,6 @@ pub async fn get(conn: &mut PgConnection, id: i64) -> Result<Option<Person>> {
     .await?)
 }
 
-/// The dedup key of a person's QR job, derived from the row: the gateway and
-/// the reconciler both enqueue with it (unique until settled), so saying "this
-/// person needs its QR" twice never makes two jobs.
-pub fn qr_job_key(id: i64) -> String {
-    format!("qr:person:{id}")
-}
-
 /// Persons still `pending` that were created before `created_before`, oldest
 /// first, after `after` (a row's `created_at` and id: the reconciler's pages),
 /// at most `limit` (the reconciler's batch; the scan uses the partial index on

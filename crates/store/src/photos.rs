@@ -129,12 +129,6 @@ pub enum Start {
     Gone,
 }
 
-/// The dedup key of a photo's processing job (unique until settled), used by
-/// the gateway and the reconciler alike.
-pub fn photo_job_key(id: i64) -> String {
-    format!("photo:{id}")
-}
-
 /// Stores a batch and its photos, all `pending`, in the order given. Run it in
 /// a transaction so a batch is stored whole or not at all.
 pub async fn insert_batch(

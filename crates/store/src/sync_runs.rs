@@ -130,12 +130,6 @@ async fn conflict(conn: &mut PgConnection, e: StoreError) -> StartError {
     }
 }
 
-/// The dedup key of a run's job (unique until settled), used by the gateway
-/// and the reconciler alike.
-pub fn job_key(id: i64) -> String {
-    format!("wispro-sync:run:{id}")
-}
-
 /// The active run if it has not moved since `before` (its job may be lost).
 pub async fn active_since(
     conn: &mut PgConnection,

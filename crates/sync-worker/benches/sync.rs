@@ -120,8 +120,7 @@ async fn run_once(db: &TestDb, redis: &TestRedis, queue: &queue_core::Queue) -> 
     let job = jobs::new_job(&jobs::v1::WisproSyncRun {
         run_id: run.id,
         requested_by: "bench".into(),
-    })
-    .unique_until_settled(sync_runs::job_key(run.id));
+    });
     let started = Instant::now();
     redis.producer.enqueue(queue, job).await.expect("enqueue");
     loop {

@@ -1,25 +1,15 @@
 //! The sync workload's rows for the reconciler ([`service::reconcile`]): the
-//! active run, when it has not moved for a while, gets its job again with the
-//! run's own key. A run whose job still exists gets "duplicate", never a second
+//! active run, when it has not moved for a while, gets its job again, as the
+//! gateway enqueues it (`jobs::rows::sync_run_job`), with the run's own key. A run whose job still exists gets "duplicate", never a second
 //! job; one whose job was lost (a gateway killed after its commit, a Redis that
 //! lost its data) gets it back and resumes after its last page, instead of
 //! blocking new runs with 409.
 
 use chrono::{DateTime, Utc};
-use jobs::v1::{ReconcileSyncRuns, WisproSyncRun};
-use queue_core::NewJob;
+use jobs::v1::ReconcileSyncRuns;
 use service::reconcile::{Pending, PendingRow};
 use store::PgConnection;
-use store::sync_runs::{self, SyncRun};
-
-/// The job of `run`, as the gateway enqueues it.
-pub fn run_job(run: &SyncRun) -> NewJob {
-    jobs::new_job(&WisproSyncRun {
-        run_id: run.id,
-        requested_by: run.requested_by.clone(),
-    })
-    .unique_until_settled(sync_runs::job_key(run.id))
-}
+use store::sync_runs;
 
 /// The active run, if it has not moved since the threshold (`wispro.reconcile`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -44,7 +34,7 @@ impl Pending for StalledRuns {
         let run = sync_runs::active_since(conn, before).await?;
         Ok(run
             .iter()
-            .map(|r| PendingRow::new(r.id, r.updated_at, run_job(r)))
+            .map(|r| PendingRow::new(r.id, r.updated_at, jobs::rows::sync_run_job(r)))
             .collect())
     }
 }

@@ -11,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{self, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use jobs::v1::CondenseCompanyContext;
 use serde::{Deserialize, Serialize};
 use store::companies::{self, Company, ContextStatus};
 use tracing::{Instrument, info, warn};
@@ -231,11 +230,11 @@ async fn store_company(state: AppState, input: CreateCompany) -> Result<Company,
     // from the row is unique until settled, so if this enqueue fails or its reply
     // is lost (the job may exist), the context-worker's reconciler enqueues it
     // later with the same key, never a second one.
-    let job = jobs::new_job(&CondenseCompanyContext {
-        company_id: company.id,
-    })
-    .unique_until_settled(companies::context_job_key(company.id));
-    match state.enqueuer.enqueue(&state.context_queue, job).await {
+    match state
+        .enqueuer
+        .enqueue(jobs::rows::context_job(&company))
+        .await
+    {
         Ok(enqueued) => {
             info!(
                 company.id = company.id,

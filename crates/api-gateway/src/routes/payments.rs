@@ -10,19 +10,21 @@
 //! Amounts are decimal strings ("125.50"), never JSON numbers, stored as whole
 //! cents.
 
+use ::payments::{BankError, CreateError, CreateQr};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{self, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use payment_scheduler::{BankError, CreateError, CreateQr};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use store::payments::{
     self, CheckOutcome, CheckRecord, Currency, Movement, Payment, PaymentStatus,
 };
 use tracing::{Instrument, info, warn};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -90,41 +92,33 @@ impl From<Currency> for PaymentCurrency {
     }
 }
 
-/// Where a payment stands at the bank.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum PaymentQrStatus {
-    Pending,
-    Processing,
-    Active,
-    /// Paid: one movement is booked.
-    Completed,
-    Cancelled,
-    Expired,
-}
+/// The schema of a payment's status: store's [`PaymentStatus`] by the names it
+/// serializes to (`PaymentStatus::ALL`), so the API keeps no copy of the list.
+#[derive(Debug)]
+pub struct PaymentQrStatus;
 
-impl From<PaymentStatus> for PaymentQrStatus {
-    fn from(s: PaymentStatus) -> Self {
-        match s {
-            PaymentStatus::Pending => Self::Pending,
-            PaymentStatus::Processing => Self::Processing,
-            PaymentStatus::Active => Self::Active,
-            PaymentStatus::Completed => Self::Completed,
-            PaymentStatus::Cancelled => Self::Cancelled,
-            PaymentStatus::Expired => Self::Expired,
-        }
+impl utoipa::PartialSchema for PaymentQrStatus {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("Where a payment stands at the bank."))
+            .enum_values(Some(PaymentStatus::ALL.map(PaymentStatus::as_str)))
+            .into()
     }
 }
 
+impl utoipa::ToSchema for PaymentQrStatus {}
+
 /// One check of a payment at the bank.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PaymentCheckResponse {
     /// 1-based.
     pub check_number: i32,
     /// `ok`: the bank answered `status`; `failed`: every attempt failed (`error`).
     #[schema(example = "ok")]
     pub outcome: String,
-    pub status: Option<PaymentQrStatus>,
+    #[schema(value_type = Option<PaymentQrStatus>)]
+    pub status: Option<PaymentStatus>,
     /// Whether this check changed the payment's status.
     pub changed: bool,
     pub error: Option<String>,
@@ -142,7 +136,7 @@ impl From<CheckRecord> for PaymentCheckResponse {
                 CheckOutcome::Failed => "failed",
             }
             .to_owned(),
-            status: c.status.map(Into::into),
+            status: c.status,
             changed: c.changed,
             error: c.error,
             due_at: c.due_at,
@@ -178,7 +172,7 @@ impl From<Movement> for MovementResponse {
 }
 
 /// A payment QR, where it stands and how it was checked.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PaymentResponse {
     #[schema(example = 1)]
     pub id: i64,
@@ -190,8 +184,8 @@ pub struct PaymentResponse {
     pub amount: String,
     pub currency: PaymentCurrency,
     pub description: String,
-    #[schema(example = "pending")]
-    pub status: PaymentQrStatus,
+    #[schema(example = "pending", value_type = PaymentQrStatus)]
+    pub status: PaymentStatus,
     /// The QR image as a data URL (`data:image/png;base64,...`).
     pub qr_image: String,
     pub expires_at: DateTime<Utc>,
@@ -220,7 +214,7 @@ impl PaymentResponse {
             amount: payments::format_amount(p.amount_cents),
             currency: p.currency.into(),
             description: p.description,
-            status: p.status.into(),
+            status: p.status,
             qr_image: format!("data:image/png;base64,{}", p.qr_image_base64),
             expires_at: p.expires_at,
             checks_made: p.checks_made,
@@ -361,7 +355,7 @@ fn bank_error(e: BankError) -> ApiError {
 
 /// Asks the bank for the QR, stores the payment (booked in the same
 /// transaction when the bank reports it paid already), then enqueues its first
-/// check, due at once (`payment_scheduler::create_payment`).
+/// check, due at once (`payments::create_payment`).
 async fn create_payment(state: AppState, input: Valid) -> Result<Payment, ApiError> {
     let request = CreateQr {
         amount_cents: input.amount_cents,
@@ -369,7 +363,7 @@ async fn create_payment(state: AppState, input: Valid) -> Result<Payment, ApiErr
         description: input.description,
         expires_at: input.expires_at,
     };
-    let created = payment_scheduler::create_payment(&state.pool, state.bank.as_ref(), &request)
+    let created = ::payments::create_payment(&state.pool, state.bank.as_ref(), &request)
         .await
         .map_err(|e| match e {
             CreateError::Bank(e) => bank_error(e),
@@ -382,7 +376,7 @@ async fn create_payment(state: AppState, input: Valid) -> Result<Payment, ApiErr
     let Some(job) = created.first_check else {
         return Ok(payment);
     };
-    match state.enqueuer.enqueue(&state.payment_queue, job).await {
+    match state.enqueuer.enqueue(job).await {
         Ok(enqueued) => info!(
             payment.id = payment.id,
             payment.amount_cents = payment.amount_cents,

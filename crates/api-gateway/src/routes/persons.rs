@@ -6,10 +6,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{self, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use jobs::v1::GenerateQr;
 use serde::{Deserialize, Serialize};
 use store::persons::{self, NewPerson, Person, QrStatus};
 use tracing::{Instrument, info, warn};
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -37,17 +37,11 @@ pub struct CreatePerson {
         pattern = r"^[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[A-Za-z0-9.-]{4,32}[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
     )]
     pub document: String,
-    /// 1 to 100 characters, no control characters.
-    #[schema(
-        example = "Ana",
-        pattern = r"^[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]([^\u0000-\u001f\u007f-\u009f]{0,98}[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
-    )]
+    /// 1 to 100 characters, no control characters (`NAME_PATTERN`).
+    #[schema(schema_with = first_name_schema)]
     pub first_name: String,
-    /// 1 to 100 characters, no control characters.
-    #[schema(
-        example = "Pérez",
-        pattern = r"^[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]([^\u0000-\u001f\u007f-\u009f]{0,98}[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
-    )]
+    /// As `first_name`.
+    #[schema(schema_with = last_name_schema)]
     pub last_name: String,
     /// An address like `name@example.com`, at most 254 characters; blank or null
     /// means none.
@@ -56,6 +50,30 @@ pub struct CreatePerson {
         pattern = r"^[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*((?=[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]{1,254}[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$)[^@\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+@[^.\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*\.[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^.\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
     )]
     pub email: Option<String>,
+}
+
+/// The rule of a first or last name, trimmed (see [`CreatePerson`]): 1 to 100
+/// characters, no control characters.
+const NAME_PATTERN: &str = r"^[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]([^\u0000-\u001f\u007f-\u009f]{0,98}[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$";
+
+/// The schema of a name field, as the derive writes one with `example` and
+/// `pattern` (the document is the same), so that both names share one rule.
+#[allow(deprecated)] // `example`, not `examples`: the document keeps its keyword.
+fn name_schema(example: &str) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some("1 to 100 characters, no control characters."))
+        .example(Some(example.into()))
+        .pattern(Some(NAME_PATTERN))
+        .build()
+}
+
+fn first_name_schema() -> Object {
+    name_schema("Ana")
+}
+
+fn last_name_schema() -> Object {
+    name_schema("Pérez")
 }
 
 /// A stored person and the state of their QR code.
@@ -252,13 +270,7 @@ async fn register(state: AppState, input: CreatePerson) -> Result<Person, ApiErr
     // enqueued with a key derived from the row, unique until settled, so if this
     // enqueue fails or its reply is lost (the job may exist), the qr-worker's
     // reconciler enqueues it later with the same key, never a second one.
-    let job = jobs::new_job(&GenerateQr {
-        person_id: person.id,
-        content: person.qr_content.clone(),
-        path: person.qr_path.clone(),
-    })
-    .unique_until_settled(persons::qr_job_key(person.id));
-    match state.enqueuer.enqueue(&state.qr_queue, job).await {
+    match state.enqueuer.enqueue(jobs::rows::qr_job(&person)).await {
         Ok(enqueued) => {
             info!(person.id = person.id, job.id = enqueued.id(), qr.path = %person.qr_path, "person registered, QR job enqueued");
         }

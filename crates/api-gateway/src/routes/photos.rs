@@ -682,11 +682,8 @@ async fn store_batch(state: AppState, new: NewPhotos) -> Result<PhotosAccepted, 
         }
     };
     let ids: Vec<i64> = stored.iter().map(|p| p.id).collect();
-    let jobs = ids.iter().map(|&id| {
-        jobs::new_job(&jobs::v1::ProcessPhoto { photo_id: id })
-            .unique_until_settled(photos::photo_job_key(id))
-    });
-    match state.enqueuer.enqueue_many(&state.photo_queue, jobs).await {
+    let jobs = ids.iter().map(|&id| jobs::rows::photo_job(id)).collect();
+    match state.enqueuer.enqueue_many(jobs).await {
         Ok(_) => info!(
             photo.batch_id = batch.id,
             photo.count = ids.len(),

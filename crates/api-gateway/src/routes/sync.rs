@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{self, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use jobs::v1::WisproSyncRun;
 use serde::{Deserialize, Serialize};
 use store::sync_runs::{self, StartError, SyncRun, SyncStatus};
 use tracing::{Instrument, info, warn};
@@ -34,12 +33,6 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/users/sync-wispro-all", post(start))
         .route("/api/sync-runs/{id}", routing::get(get))
-}
-
-/// The dedup key of a run's job: one job per run until it settles (the
-/// sync-worker's reconciler enqueues with the same one).
-pub fn job_key(run_id: i64) -> String {
-    store::sync_runs::job_key(run_id)
 }
 
 /// Where a sync run stands.
@@ -196,12 +189,7 @@ async fn start_run(state: AppState) -> Result<SyncRun, ApiError> {
     drop(conn);
     // Committed: from here on the start succeeds. The key is unique until the
     // job settles, so a reconciler re-enqueueing this run adds no second job.
-    let job = jobs::new_job(&WisproSyncRun {
-        run_id: run.id,
-        requested_by: run.requested_by.clone(),
-    })
-    .unique_until_settled(job_key(run.id));
-    match state.enqueuer.enqueue(&state.wispro_queue, job).await {
+    match state.enqueuer.enqueue(jobs::rows::sync_run_job(&run)).await {
         Ok(enqueued) => info!(
             sync_run.id = run.id,
             sync_run.per_page = per_page,
@@ -297,6 +285,5 @@ mod tests {
                 name
             );
         }
-        assert_eq!(job_key(42), "wispro-sync:run:42");
     }
 }

@@ -58,7 +58,7 @@ async fn a_long_context_answers_201_pending_with_one_condensation_job_waiting() 
     let (envelope, payload) = &jobs[0];
     assert_eq!(envelope.kind, "context.condense");
     assert_eq!(payload.company_id, id);
-    assert_eq!(envelope.unique_key, companies::context_job_key(id));
+    assert_eq!(envelope.unique_key, format!("context:company:{id}"));
     assert_eq!(context_jobs_anywhere(&app).await, 1);
 
     let got = app.get(USER_TOKEN, &location).await;

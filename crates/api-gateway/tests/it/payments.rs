@@ -90,7 +90,7 @@ async fn a_payment_qr_is_created_at_the_bank_stored_pending_and_its_first_check_
     // The first check waits on its lane under its key, runnable at once.
     let queue = jobs::PAYMENT_CHECKS.open(&app.redis.broker).expect("queue");
     let id = body["id"].as_i64().expect("id");
-    let key = queue.keys().uniq(&store::payments::check_job_key(id, 1));
+    let key = queue.keys().uniq(&format!("payment:{id}:check:1"));
     let holder: Option<String> = app.redis.cmd(redis::cmd("GET").arg(&key)).await;
     assert!(holder.is_some(), "the check's key is held");
     let s = app.redis.stats(&queue).await;

@@ -76,7 +76,7 @@ impl TestApp {
     /// Enqueues its condensation as the gateway does (the row's key, unique
     /// until settled).
     pub async fn enqueue(&self, company: &Company) -> String {
-        let job = context_worker::reconcile::context_job(company);
+        let job = jobs::rows::context_job(company);
         match self
             .redis
             .producer

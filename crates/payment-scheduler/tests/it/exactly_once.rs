@@ -3,9 +3,10 @@
 //! completed without its movement. (A real process killed between the status
 //! update and the booking is in `binary.rs`.)
 
+use jobs::JobKind;
 use jobs::v1::PaymentStatusCheck;
-use queue_core::Priority;
 use queue_core::testing::eventually;
+use queue_core::{NewJob, Priority};
 use store::payments::{self, PaymentStatus};
 
 use crate::support::TestApp;
@@ -51,7 +52,11 @@ async fn two_deliveries_of_one_check_running_at_once_book_one_movement() {
         let job = app
             .redis
             .producer
-            .enqueue(&app.queue, jobs::new_job(&check).priority(Priority::High))
+            .enqueue(
+                &app.queue,
+                NewJob::message(<PaymentStatusCheck as JobKind>::KIND, &check)
+                    .priority(Priority::High),
+            )
             .await
             .expect("enqueue");
         jobs.push(job.id().to_owned());

@@ -93,7 +93,7 @@ impl TestApp {
     pub async fn enqueue(&self, photo_id: i64) -> String {
         self.redis
             .producer
-            .enqueue(&self.queue, photo_worker::reconcile::photo_job(photo_id))
+            .enqueue(&self.queue, jobs::rows::photo_job(photo_id))
             .await
             .expect("enqueue")
             .id()
@@ -107,7 +107,10 @@ impl TestApp {
             .producer
             .enqueue(
                 &self.queue,
-                jobs::new_job(&jobs::v1::ProcessPhoto { photo_id }),
+                queue_core::NewJob::message(
+                    <jobs::v1::ProcessPhoto as jobs::JobKind>::KIND,
+                    &jobs::v1::ProcessPhoto { photo_id },
+                ),
             )
             .await
             .expect("enqueue")

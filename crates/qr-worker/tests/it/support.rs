@@ -70,7 +70,7 @@ impl TestApp {
     pub async fn enqueue(&self, person: &Person) -> String {
         self.redis
             .producer
-            .enqueue(&self.queue, qr_worker::reconcile::qr_job(person))
+            .enqueue(&self.queue, jobs::rows::qr_job(person))
             .await
             .expect("enqueue")
             .id()

@@ -78,8 +78,7 @@ impl World {
         let job = jobs::new_job(&jobs::v1::WisproSyncRun {
             run_id: run.id,
             requested_by: "admin".into(),
-        })
-        .unique_until_settled(sync_runs::job_key(run.id));
+        });
         self.redis
             .producer
             .enqueue(&self.queue, job)
