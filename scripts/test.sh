@@ -15,6 +15,14 @@ ensure_redis_binaries
 ensure_ocr
 ensure_postgres
 
+# Builds take sqlx's checked queries from the committed .sqlx/ (as
+# .cargo/config.toml says; said again here so a SQLX_OFFLINE in the caller's
+# environment cannot make CI build against its database), and that data must
+# match the migrations and the queries: CI fails when it is stale.
+export SQLX_OFFLINE=true
+log "scripts/sqlx-prepare.sh --check"
+scripts/sqlx-prepare.sh --check
+
 # A clean CI checkout builds everything once: incremental compilation would only
 # add the cost of writing its caches.
 if [[ "${CI:-}" == "true" ]]; then
