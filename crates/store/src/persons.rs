@@ -175,6 +175,9 @@ pub async fn note_qr_error(conn: &mut PgConnection, id: i64, error: &str) -> Res
 
 #[cfg(test)]
 mod tests {
+    use sqlx::Postgres;
+    use sqlx::pool::PoolConnection;
+
     use super::*;
     use crate::testing::TestDb;
 
@@ -189,13 +192,25 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_person_is_stored_pending_and_a_second_with_the_same_document_is_a_duplicate() {
+    /// Stores the person of `document`, its QR at `qr/<document>.png`.
+    async fn stored(conn: &mut PgConnection, document: &str) -> Person {
+        let path = format!("qr/{document}.png");
+        insert(conn, &person(document, &path))
+            .await
+            .expect("insert")
+    }
+
+    /// A database of the test's own (to clean up) holding the person of `document`.
+    async fn with_person(document: &str) -> (TestDb, PoolConnection<Postgres>, Person) {
         let db = TestDb::new().await;
         let mut conn = db.pool.acquire().await.expect("conn");
-        let p = insert(&mut conn, &person("V-1", "qr/V-1.png"))
-            .await
-            .expect("insert");
+        let p = stored(&mut conn, document).await;
+        (db, conn, p)
+    }
+
+    #[tokio::test]
+    async fn a_person_is_stored_pending_and_a_second_with_the_same_document_is_a_duplicate() {
+        let (db, mut conn, p) = with_person("V-1").await;
         assert_eq!(p.qr_status, QrStatus::Pending);
         assert_eq!(p.qr_path, "qr/V-1.png");
         assert_eq!(get(&mut conn, p.id).await.expect("get"), Some(p.clone()));
@@ -213,38 +228,26 @@ mod tests {
         let mut conn = db.pool.acquire().await.expect("conn");
         let mut ids = Vec::new();
         for i in 0..4 {
-            let doc = format!("P-{i}");
-            let path = format!("qr/{doc}.png");
-            ids.push(
-                insert(&mut conn, &person(&doc, &path))
-                    .await
-                    .expect("insert")
-                    .id,
-            );
+            ids.push(stored(&mut conn, &format!("P-{i}")).await.id);
         }
         assert!(mark_qr_ready(&mut conn, ids[1]).await.expect("ready"));
         let cutoff = Utc::now() + chrono::Duration::seconds(1);
-        let found: Vec<i64> = pending_before(&mut conn, cutoff, None, 2)
-            .await
-            .expect("pending")
-            .iter()
-            .map(|p| p.id)
-            .collect();
-        assert_eq!(
-            found,
-            vec![ids[0], ids[2]],
-            "ready rows are skipped, the batch is bounded"
-        );
-        let first = get(&mut conn, ids[2]).await.expect("get").expect("row");
-        let next: Vec<i64> =
-            pending_before(&mut conn, cutoff, Some((first.created_at, first.id)), 10)
+        let page = async |conn: &mut PgConnection, after, limit| {
+            pending_before(conn, cutoff, after, limit)
                 .await
                 .expect("pending")
                 .iter()
                 .map(|p| p.id)
-                .collect();
+                .collect::<Vec<i64>>()
+        };
         assert_eq!(
-            next,
+            page(&mut conn, None, 2).await,
+            vec![ids[0], ids[2]],
+            "ready rows are skipped, the batch is bounded"
+        );
+        let first = get(&mut conn, ids[2]).await.expect("get").expect("row");
+        assert_eq!(
+            page(&mut conn, Some((first.created_at, first.id)), 10).await,
             vec![ids[3]],
             "the next page starts after the last row"
         );
@@ -261,11 +264,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_reopened_qr_is_pending_again_with_its_error_in_the_history() {
-        let db = TestDb::new().await;
-        let mut conn = db.pool.acquire().await.expect("conn");
-        let p = insert(&mut conn, &person("V-9", "qr/V-9.png"))
-            .await
-            .expect("insert");
+        let (db, mut conn, p) = with_person("V-9").await;
         assert!(!reopen_failed_qr(&mut conn, p.id).await.expect("pending"));
         assert!(
             mark_qr_failed(&mut conn, p.id, "disk full")
@@ -288,11 +287,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_late_failure_never_overrides_a_ready_qr() {
-        let db = TestDb::new().await;
-        let mut conn = db.pool.acquire().await.expect("conn");
-        let p = insert(&mut conn, &person("V-2", "qr/V-2.png"))
-            .await
-            .expect("insert");
+        let (db, mut conn, p) = with_person("V-2").await;
         note_qr_error(&mut conn, p.id, "disk full")
             .await
             .expect("note");
