@@ -15,6 +15,12 @@ ensure_redis_binaries
 ensure_ocr
 ensure_postgres
 
+# A clean CI checkout builds everything once: incremental compilation would only
+# add the cost of writing its caches.
+if [[ "${CI:-}" == "true" ]]; then
+  export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+fi
+
 # Builds take sqlx's checked queries from the committed .sqlx/ (as
 # .cargo/config.toml says; said again here so a SQLX_OFFLINE in the caller's
 # environment cannot make CI build against its database), and that data must
@@ -22,12 +28,6 @@ ensure_postgres
 export SQLX_OFFLINE=true
 log "scripts/sqlx-prepare.sh --check"
 scripts/sqlx-prepare.sh --check
-
-# A clean CI checkout builds everything once: incremental compilation would only
-# add the cost of writing its caches.
-if [[ "${CI:-}" == "true" ]]; then
-  export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
-fi
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
