@@ -21,6 +21,14 @@ if [[ "${CI:-}" == "true" ]]; then
   export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 fi
 
+# Builds take sqlx's checked queries from the committed .sqlx/ (as
+# .cargo/config.toml says; said again here so a SQLX_OFFLINE in the caller's
+# environment cannot make CI build against its database), and that data must
+# match the migrations and the queries: CI fails when it is stale.
+export SQLX_OFFLINE=true
+log "scripts/sqlx-prepare.sh --check"
+scripts/sqlx-prepare.sh --check
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"

@@ -38,10 +38,21 @@ pub struct Company {
     pub updated_at: DateTime<Utc>,
 }
 
-macro_rules! columns {
-    () => {
-        "id, name, context, context_original, context_status, context_error, \
-         context_error_history, created_at, updated_at"
+/// `sqlx::query_as!` of [`Company`] rows: `$head` (`SELECT ` or
+/// `... RETURNING `), the columns with their Rust types, then `$tail` (the
+/// checked macros take only literal SQL).
+macro_rules! query_companies {
+    ($head:literal, $tail:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            Company,
+            $head
+                + r#"id, name, context, context_original,
+                     context_status AS "context_status: ContextStatus", context_error,
+                     context_error_history AS "context_error_history: Json<Vec<PastError>>",
+                     created_at, updated_at"#
+                + $tail
+            $(, $arg)*
+        )
     };
 }
 
@@ -53,27 +64,24 @@ pub async fn insert(
     context: &str,
     status: ContextStatus,
 ) -> Result<Company> {
-    Ok(sqlx::query_as::<_, Company>(concat!(
+    Ok(query_companies!(
         "INSERT INTO companies (name, context, context_original, context_status)
          VALUES ($1, $2, $2, $3) RETURNING ",
-        columns!()
-    ))
-    .bind(name)
-    .bind(context)
-    .bind(status)
+        "",
+        name,
+        context,
+        status as _,
+    )
     .fetch_one(conn)
     .await?)
 }
 
 pub async fn get(conn: &mut PgConnection, id: i64) -> Result<Option<Company>> {
-    Ok(sqlx::query_as::<_, Company>(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM companies WHERE id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await?)
+    Ok(
+        query_companies!("SELECT ", " FROM companies WHERE id = $1", id)
+            .fetch_optional(conn)
+            .await?,
+    )
 }
 
 /// Companies still `pending` created before `created_before`, oldest first,
@@ -85,85 +93,78 @@ pub async fn pending_before(
     after: Option<(DateTime<Utc>, i64)>,
     limit: i64,
 ) -> Result<Vec<Company>> {
-    Ok(sqlx::query_as::<_, Company>(concat!(
+    Ok(query_companies!(
         "SELECT ",
-        columns!(),
         " FROM companies WHERE context_status = 'pending' AND created_at < $1
-           AND (created_at, id) > (COALESCE($2, '-infinity'::timestamptz), COALESCE($3, 0))
-         ORDER BY created_at, id LIMIT $4"
-    ))
-    .bind(created_before)
-    .bind(after.map(|(at, _)| at))
-    .bind(after.map(|(_, id)| id))
-    .bind(limit)
+           AND (created_at, id) > (COALESCE($2, '-infinity'::timestamptz), COALESCE($3::bigint, 0))
+         ORDER BY created_at, id LIMIT $4",
+        created_before,
+        after.map(|(at, _)| at),
+        after.map(|(_, id)| id),
+        limit,
+    )
     .fetch_all(conn)
     .await?)
 }
 
 /// Removes a company (a pending job of its then completes as a no-op).
 pub async fn delete(conn: &mut PgConnection, id: i64) -> Result<bool> {
-    let r = sqlx::query("DELETE FROM companies WHERE id = $1")
-        .bind(id)
-        .execute(conn)
-        .await?;
-    Ok(r.rows_affected() == 1)
+    crate::changed_one(
+        conn,
+        sqlx::query!("DELETE FROM companies WHERE id = $1", id),
+    )
+    .await
 }
 
 /// Puts the condensed text in use. Only a pending company moves: a duplicate
 /// delivery finds it processed and changes nothing. False when nothing moved.
 pub async fn mark_processed(conn: &mut PgConnection, id: i64, condensed: &str) -> Result<bool> {
-    let r = sqlx::query(
+    let query = sqlx::query!(
         "UPDATE companies SET context = $2, context_status = 'processed',
                 context_error = NULL, updated_at = now()
          WHERE id = $1 AND context_status = 'pending'",
-    )
-    .bind(id)
-    .bind(condensed)
-    .execute(conn)
-    .await?;
-    Ok(r.rows_affected() == 1)
+        id,
+        condensed
+    );
+    crate::changed_one(conn, query).await
 }
 
 /// After the last attempt: the original stays in use and the error is kept. A
 /// company already processed stays processed.
 pub async fn mark_failed(conn: &mut PgConnection, id: i64, error: &str) -> Result<bool> {
-    let r = sqlx::query(
+    let query = sqlx::query!(
         "UPDATE companies SET context = context_original, context_status = 'failed',
                 context_error = $2, updated_at = now()
          WHERE id = $1 AND context_status = 'pending'",
-    )
-    .bind(id)
-    .bind(error)
-    .execute(conn)
-    .await?;
-    Ok(r.rows_affected() == 1)
+        id,
+        error
+    );
+    crate::changed_one(conn, query).await
 }
 
 /// Puts a `failed` context back to `pending` for an operator's retry of its
-/// dead letter, its error moved to `context_error_history` (the original stays
-/// in use). False when the company is not failed.
+/// dead letter, its error moved to `context_error_history` (a [`PastError`];
+/// the original stays in use). False when the company is not failed.
 pub async fn reopen_failed(conn: &mut PgConnection, id: i64) -> Result<bool> {
-    let r = sqlx::query(concat!(
-        "UPDATE companies SET context_status = 'pending', context_error = NULL, updated_at = now(), ",
-        crate::append_history!("context_error_history", "context_error"),
-        " WHERE id = $1 AND context_status = 'failed'"
-    ))
-    .bind(id)
-    .execute(conn)
-    .await?;
-    Ok(r.rows_affected() == 1)
+    let query = sqlx::query!(
+        "UPDATE companies SET context_status = 'pending', context_error = NULL, updated_at = now(),
+                context_error_history = context_error_history || jsonb_build_array(
+                    jsonb_build_object('error', context_error, 'reopened_at', now()))
+         WHERE id = $1 AND context_status = 'failed'",
+        id
+    );
+    crate::changed_one(conn, query).await
 }
 
 /// Records the error of an attempt that will be retried, keeping the status.
 pub async fn note_error(conn: &mut PgConnection, id: i64, error: &str) -> Result<()> {
-    sqlx::query(
+    let query = sqlx::query!(
         "UPDATE companies SET context_error = $2, updated_at = now()
          WHERE id = $1 AND context_status = 'pending'",
-    )
-    .bind(id)
-    .bind(error)
-    .execute(conn)
-    .await?;
+        id,
+        error
+    );
+    crate::execute(conn, query).await?;
     Ok(())
 }
 

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgArguments, PgPoolOptions};
+use sqlx::query::Query;
 pub use sqlx::types::Json;
 pub use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
@@ -69,22 +70,6 @@ pub struct PastError {
     pub reopened_at: DateTime<Utc>,
 }
 
-/// The SQL that appends `column`'s error to `history` (JSONB arrays of
-/// [`PastError`]), for the reopening UPDATEs.
-macro_rules! append_history {
-    ($history:literal, $column:literal) => {
-        concat!(
-            $history,
-            " = ",
-            $history,
-            " || jsonb_build_array(jsonb_build_object('error', ",
-            $column,
-            ", 'reopened_at', now()))"
-        )
-    };
-}
-pub(crate) use append_history;
-
 /// The laptop default: the local PostgreSQL without TLS (a local server's
 /// snakeoil certificate would cost a handshake per connection for nothing).
 pub const DEFAULT_DATABASE_URL: &str =
@@ -131,8 +116,25 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
 
 /// Answers whether PostgreSQL responds (for readiness probes).
 pub async fn ping(pool: &PgPool) -> Result<()> {
-    sqlx::query("SELECT 1").execute(pool).await?;
+    sqlx::query_scalar!("SELECT 1").fetch_one(pool).await?;
     Ok(())
+}
+
+/// Runs a checked statement (`sqlx::query!`); how many rows it changed.
+pub(crate) async fn execute(
+    conn: &mut PgConnection,
+    query: Query<'_, Postgres, PgArguments>,
+) -> Result<u64> {
+    Ok(query.execute(conn).await?.rows_affected())
+}
+
+/// Runs a checked statement; whether it changed exactly one row, which is how
+/// a guarded status move or an `ON CONFLICT DO NOTHING` insert says it happened.
+pub(crate) async fn changed_one(
+    conn: &mut PgConnection,
+    query: Query<'_, Postgres, PgArguments>,
+) -> Result<bool> {
+    Ok(execute(conn, query).await? == 1)
 }
 
 #[cfg(test)]

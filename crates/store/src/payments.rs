@@ -186,11 +186,23 @@ pub struct Payment {
     pub checks_base: i32,
 }
 
-macro_rules! columns {
-    () => {
-        "id, qr_id, amount_cents, currency, description, status, qr_image_base64, \
-         expires_at, checks_made, next_check_at, needs_operator, operator_reason, \
-         paid_at, created_at, updated_at, operator_history, checks_base"
+/// `sqlx::query_as!` of [`Payment`] rows: `$head` (`SELECT ` or
+/// `... RETURNING `), the columns with their Rust types, then `$tail` (the
+/// checked macros take only literal SQL).
+macro_rules! query_payments {
+    ($head:literal, $tail:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            Payment,
+            $head
+                + r#"id, qr_id, amount_cents, currency AS "currency: Currency", description,
+                     status AS "status: PaymentStatus", qr_image_base64, expires_at,
+                     checks_made, next_check_at, needs_operator, operator_reason, paid_at,
+                     created_at, updated_at,
+                     operator_history AS "operator_history: Json<Vec<PastError>>",
+                     checks_base"#
+                + $tail
+            $(, $arg)*
+        )
     };
 }
 
@@ -212,61 +224,52 @@ pub struct NewPayment<'a> {
 /// created it `completed` (the caller books its movement in the same
 /// transaction, [`book_movement`]).
 pub async fn insert(conn: &mut PgConnection, p: &NewPayment<'_>) -> Result<Payment> {
-    sqlx::query_as::<_, Payment>(concat!(
+    query_payments!(
         "INSERT INTO payments (qr_id, amount_cents, currency, description, status,
                                qr_image_base64, expires_at, next_check_at, paid_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8,
                  CASE WHEN $5 = 'completed' THEN now() END) RETURNING ",
-        columns!()
-    ))
-    .bind(p.qr_id)
-    .bind(p.amount_cents)
-    .bind(p.currency)
-    .bind(p.description)
-    .bind(p.status)
-    .bind(p.qr_image_base64)
-    .bind(p.expires_at)
-    .bind(p.next_check_at)
+        "",
+        p.qr_id,
+        p.amount_cents,
+        p.currency as _,
+        p.description,
+        p.status as _,
+        p.qr_image_base64,
+        p.expires_at,
+        p.next_check_at,
+    )
     .fetch_one(conn)
     .await
     .map_err(crate::StoreError::from_sqlx)
 }
 
 pub async fn get(conn: &mut PgConnection, id: i64) -> Result<Option<Payment>> {
-    Ok(sqlx::query_as::<_, Payment>(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM payments WHERE id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await?)
+    Ok(
+        query_payments!("SELECT ", " FROM payments WHERE id = $1", id)
+            .fetch_optional(conn)
+            .await?,
+    )
 }
 
 /// The payment of the bank's QR `qr_id`.
 pub async fn get_by_qr_id(conn: &mut PgConnection, qr_id: &str) -> Result<Option<Payment>> {
-    Ok(sqlx::query_as::<_, Payment>(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM payments WHERE qr_id = $1"
-    ))
-    .bind(qr_id)
-    .fetch_optional(conn)
-    .await?)
+    Ok(
+        query_payments!("SELECT ", " FROM payments WHERE qr_id = $1", qr_id)
+            .fetch_optional(conn)
+            .await?,
+    )
 }
 
 /// The payment, locked until the end of the caller's transaction: two
 /// deliveries of one check apply one after the other, the second seeing the
 /// first's result.
 pub async fn lock(conn: &mut PgConnection, id: i64) -> Result<Option<Payment>> {
-    Ok(sqlx::query_as::<_, Payment>(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM payments WHERE id = $1 FOR UPDATE"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await?)
+    Ok(
+        query_payments!("SELECT ", " FROM payments WHERE id = $1 FOR UPDATE", id)
+            .fetch_optional(conn)
+            .await?,
+    )
 }
 
 /// The outcome of one check.
@@ -308,31 +311,31 @@ pub struct NewCheck<'a> {
 
 /// Records a check of a payment; false when it was recorded already (a redelivery).
 pub async fn record_check(conn: &mut PgConnection, c: &NewCheck<'_>) -> Result<bool> {
-    let r = sqlx::query(
+    let query = sqlx::query!(
         "INSERT INTO payment_checks
                 (payment_id, check_number, outcome, status, changed, error, due_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (payment_id, check_number) DO NOTHING",
-    )
-    .bind(c.payment_id)
-    .bind(c.check_number)
-    .bind(c.outcome)
-    .bind(c.status)
-    .bind(c.changed)
-    .bind(c.error)
-    .bind(c.due_at)
-    .execute(conn)
-    .await?;
-    Ok(r.rows_affected() == 1)
+        c.payment_id,
+        c.check_number,
+        c.outcome as _,
+        c.status as _,
+        c.changed,
+        c.error,
+        c.due_at,
+    );
+    crate::changed_one(conn, query).await
 }
 
 /// A payment's checks, first first.
 pub async fn checks(conn: &mut PgConnection, payment_id: i64) -> Result<Vec<CheckRecord>> {
-    Ok(sqlx::query_as::<_, CheckRecord>(
-        "SELECT check_number, outcome, status, changed, error, due_at, checked_at
-         FROM payment_checks WHERE payment_id = $1 ORDER BY check_number",
+    Ok(sqlx::query_as!(
+        CheckRecord,
+        r#"SELECT check_number, outcome AS "outcome: CheckOutcome",
+                  status AS "status: PaymentStatus", changed, error, due_at, checked_at
+           FROM payment_checks WHERE payment_id = $1 ORDER BY check_number"#,
+        payment_id
     )
-    .bind(payment_id)
     .fetch_all(conn)
     .await?)
 }
@@ -356,20 +359,20 @@ pub async fn apply_check(
     id: i64,
     applied: &CheckApplied,
 ) -> Result<Payment> {
-    Ok(sqlx::query_as::<_, Payment>(concat!(
+    Ok(query_payments!(
         "UPDATE payments SET checks_made = $2, status = $3, next_check_at = $4,
                 needs_operator = needs_operator OR $5::text IS NOT NULL,
                 operator_reason = COALESCE($5::text, operator_reason),
                 paid_at = CASE WHEN $3 = 'completed' THEN COALESCE(paid_at, now()) ELSE paid_at END,
                 updated_at = now()
          WHERE id = $1 RETURNING ",
-        columns!()
-    ))
-    .bind(id)
-    .bind(applied.checks_made)
-    .bind(applied.status)
-    .bind(applied.next_check_at)
-    .bind(applied.operator_reason.as_deref())
+        "",
+        id,
+        applied.checks_made,
+        applied.status as _,
+        applied.next_check_at,
+        applied.operator_reason.as_deref(),
+    )
     .fetch_one(conn)
     .await?)
 }
@@ -380,15 +383,16 @@ pub async fn apply_check(
 /// `checks_base`). A payment with a final status is never reopened. The caller
 /// holds the row's lock; None when nothing was reopened.
 pub async fn reopen_flagged(conn: &mut PgConnection, id: i64) -> Result<Option<Payment>> {
-    Ok(sqlx::query_as::<_, Payment>(concat!(
+    Ok(query_payments!(
         "UPDATE payments SET needs_operator = false, operator_reason = NULL,
-                checks_base = checks_made, next_check_at = now(), updated_at = now(), ",
-        crate::append_history!("operator_history", "operator_reason"),
-        " WHERE id = $1 AND needs_operator
+                checks_base = checks_made, next_check_at = now(), updated_at = now(),
+                operator_history = operator_history || jsonb_build_array(
+                    jsonb_build_object('error', operator_reason, 'reopened_at', now()))
+         WHERE id = $1 AND needs_operator
             AND status NOT IN ('completed', 'cancelled', 'expired') RETURNING ",
-        columns!()
-    ))
-    .bind(id)
+        "",
+        id
+    )
     .fetch_optional(conn)
     .await?)
 }
@@ -407,27 +411,27 @@ pub struct Movement {
 
 /// Books the movement of a paid payment; false when it was booked already.
 pub async fn book_movement(conn: &mut PgConnection, payment: &Payment) -> Result<bool> {
-    let r = sqlx::query(
+    let query = sqlx::query!(
         "INSERT INTO account_movements (payment_id, amount_cents, currency, description)
          VALUES ($1, $2, $3, $4)
          ON CONFLICT (payment_id) DO NOTHING",
-    )
-    .bind(payment.id)
-    .bind(payment.amount_cents)
-    .bind(payment.currency)
-    .bind(&payment.description)
-    .execute(conn)
-    .await?;
-    Ok(r.rows_affected() == 1)
+        payment.id,
+        payment.amount_cents,
+        payment.currency as _,
+        &payment.description,
+    );
+    crate::changed_one(conn, query).await
 }
 
 /// The movements booked for a payment (at most one).
 pub async fn movements(conn: &mut PgConnection, payment_id: i64) -> Result<Vec<Movement>> {
-    Ok(sqlx::query_as::<_, Movement>(
-        "SELECT id, payment_id, kind, amount_cents, currency, description, booked_at
-         FROM account_movements WHERE payment_id = $1 ORDER BY id",
+    Ok(sqlx::query_as!(
+        Movement,
+        r#"SELECT id, payment_id, kind, amount_cents, currency AS "currency: Currency",
+                  description, booked_at
+           FROM account_movements WHERE payment_id = $1 ORDER BY id"#,
+        payment_id
     )
-    .bind(payment_id)
     .fetch_all(conn)
     .await?)
 }
@@ -441,17 +445,16 @@ pub async fn overdue(
     after: Option<(DateTime<Utc>, i64)>,
     limit: i64,
 ) -> Result<Vec<Payment>> {
-    Ok(sqlx::query_as::<_, Payment>(concat!(
+    Ok(query_payments!(
         "SELECT ",
-        columns!(),
         " FROM payments WHERE next_check_at IS NOT NULL AND next_check_at < $1
-           AND (next_check_at, id) > (COALESCE($2, '-infinity'::timestamptz), COALESCE($3, 0))
-         ORDER BY next_check_at, id LIMIT $4"
-    ))
-    .bind(due_before)
-    .bind(after.map(|(at, _)| at))
-    .bind(after.map(|(_, id)| id))
-    .bind(limit)
+           AND (next_check_at, id) > (COALESCE($2, '-infinity'::timestamptz), COALESCE($3::bigint, 0))
+         ORDER BY next_check_at, id LIMIT $4",
+        due_before,
+        after.map(|(at, _)| at),
+        after.map(|(_, id)| id),
+        limit,
+    )
     .fetch_all(conn)
     .await?)
 }
@@ -466,13 +469,12 @@ pub async fn completed_without_movement(
     conn: &mut PgConnection,
     limit: i64,
 ) -> Result<Vec<Payment>> {
-    Ok(sqlx::query_as::<_, Payment>(concat!(
+    Ok(query_payments!(
         "SELECT ",
-        columns!(),
         " FROM payments WHERE status = 'completed' AND paid_at IS NULL
-         ORDER BY id LIMIT $1"
-    ))
-    .bind(limit)
+         ORDER BY id LIMIT $1",
+        limit
+    )
     .fetch_all(conn)
     .await?)
 }
@@ -484,24 +486,20 @@ pub async fn book_completed(conn: &mut PgConnection, payment: &Payment) -> Resul
     use sqlx::Connection;
     let mut tx = conn.begin().await?;
     let booked = book_movement(&mut tx, payment).await?;
-    sqlx::query(
+    let query = sqlx::query!(
         "UPDATE payments SET paid_at = COALESCE(paid_at, now()), updated_at = now()
          WHERE id = $1 AND status = 'completed'",
-    )
-    .bind(payment.id)
-    .execute(&mut *tx)
-    .await?;
+        payment.id
+    );
+    crate::execute(&mut tx, query).await?;
     tx.commit().await?;
     Ok(booked)
 }
 
 /// Deletes check history recorded before `before`; how many rows went.
 pub async fn delete_checks_before(conn: &mut PgConnection, before: DateTime<Utc>) -> Result<u64> {
-    let r = sqlx::query("DELETE FROM payment_checks WHERE checked_at < $1")
-        .bind(before)
-        .execute(conn)
-        .await?;
-    Ok(r.rows_affected())
+    let query = sqlx::query!("DELETE FROM payment_checks WHERE checked_at < $1", before);
+    crate::execute(conn, query).await
 }
 
 /// A run of the payment cleanup.
@@ -519,23 +517,23 @@ pub async fn record_cleanup(
     checks_deleted: u64,
     dead_letters_deleted: u64,
 ) -> Result<()> {
-    sqlx::query(
+    let query = sqlx::query!(
         "INSERT INTO payment_cleanup_runs (period, checks_deleted, dead_letters_deleted)
          VALUES ($1, $2, $3)",
-    )
-    .bind(period)
-    .bind(i64::try_from(checks_deleted).unwrap_or(i64::MAX))
-    .bind(i64::try_from(dead_letters_deleted).unwrap_or(i64::MAX))
-    .execute(conn)
-    .await?;
+        period,
+        i64::try_from(checks_deleted).unwrap_or(i64::MAX),
+        i64::try_from(dead_letters_deleted).unwrap_or(i64::MAX),
+    );
+    crate::execute(conn, query).await?;
     Ok(())
 }
 
 /// Every cleanup run, oldest first.
 pub async fn cleanup_runs(conn: &mut PgConnection) -> Result<Vec<CleanupRun>> {
-    Ok(sqlx::query_as::<_, CleanupRun>(
+    Ok(sqlx::query_as!(
+        CleanupRun,
         "SELECT period, checks_deleted, dead_letters_deleted, ran_at
-         FROM payment_cleanup_runs ORDER BY id",
+         FROM payment_cleanup_runs ORDER BY id"
     )
     .fetch_all(conn)
     .await?)

@@ -45,42 +45,47 @@ pub struct NewPerson<'a> {
     pub qr_path: &'a str,
 }
 
-/// The columns of [`Person`], for `concat!` into static SQL.
-macro_rules! columns {
-    () => {
-        "id, document, first_name, last_name, email, qr_content, qr_path, \
-         qr_status, qr_error, qr_error_history, created_at, updated_at"
+/// `sqlx::query_as!` of [`Person`] rows: `$head` (`SELECT ` or
+/// `... RETURNING `), the columns with their Rust types, then `$tail`. The
+/// checked macros take only literal SQL, so the list is spliced in here.
+macro_rules! query_persons {
+    ($head:literal, $tail:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            Person,
+            $head
+                + r#"id, document, first_name, last_name, email, qr_content, qr_path,
+                     qr_status AS "qr_status: QrStatus", qr_error,
+                     qr_error_history AS "qr_error_history: Json<Vec<PastError>>",
+                     created_at, updated_at"#
+                + $tail
+            $(, $arg)*
+        )
     };
 }
 
 /// Inserts a person with `qr_status = pending`; a known document is
 /// [`StoreError::Duplicate`].
 pub async fn insert(conn: &mut PgConnection, p: &NewPerson<'_>) -> Result<Person> {
-    sqlx::query_as::<_, Person>(concat!(
+    query_persons!(
         "INSERT INTO persons (document, first_name, last_name, email, qr_content, qr_path)
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
-        columns!()
-    ))
-    .bind(p.document)
-    .bind(p.first_name)
-    .bind(p.last_name)
-    .bind(p.email)
-    .bind(p.qr_content)
-    .bind(p.qr_path)
+        "",
+        p.document,
+        p.first_name,
+        p.last_name,
+        p.email,
+        p.qr_content,
+        p.qr_path,
+    )
     .fetch_one(conn)
     .await
     .map_err(StoreError::from_sqlx)
 }
 
 pub async fn get(conn: &mut PgConnection, id: i64) -> Result<Option<Person>> {
-    Ok(sqlx::query_as::<_, Person>(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM persons WHERE id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await?)
+    Ok(query_persons!("SELECT ", " FROM persons WHERE id = $1", id)
+        .fetch_optional(conn)
+        .await?)
 }
 
 /// Persons still `pending` that were created before `created_before`, oldest
@@ -93,86 +98,79 @@ pub async fn pending_before(
     after: Option<(DateTime<Utc>, i64)>,
     limit: i64,
 ) -> Result<Vec<Person>> {
-    Ok(sqlx::query_as::<_, Person>(concat!(
+    Ok(query_persons!(
         "SELECT ",
-        columns!(),
         " FROM persons WHERE qr_status = 'pending' AND created_at < $1
-           AND (created_at, id) > (COALESCE($2, '-infinity'::timestamptz), COALESCE($3, 0))
-         ORDER BY created_at, id LIMIT $4"
-    ))
-    .bind(created_before)
-    .bind(after.map(|(at, _)| at))
-    .bind(after.map(|(_, id)| id))
-    .bind(limit)
+           AND (created_at, id) > (COALESCE($2, '-infinity'::timestamptz), COALESCE($3::bigint, 0))
+         ORDER BY created_at, id LIMIT $4",
+        created_before,
+        after.map(|(at, _)| at),
+        after.map(|(_, id)| id),
+        limit,
+    )
     .fetch_all(conn)
     .await?)
 }
 
 /// Removes a person (a pending QR job of theirs then completes as a no-op).
 pub async fn delete(conn: &mut PgConnection, id: i64) -> Result<bool> {
-    let r = sqlx::query("DELETE FROM persons WHERE id = $1")
-        .bind(id)
-        .execute(conn)
-        .await?;
-    Ok(r.rows_affected() == 1)
+    crate::changed_one(conn, sqlx::query!("DELETE FROM persons WHERE id = $1", id)).await
 }
 
 /// Marks the QR rendered. Idempotent; false when the person does not exist.
 pub async fn mark_qr_ready(conn: &mut PgConnection, id: i64) -> Result<bool> {
-    let r = sqlx::query(
+    let query = sqlx::query!(
         "UPDATE persons SET qr_status = 'ready', qr_error = NULL, updated_at = now()
          WHERE id = $1",
-    )
-    .bind(id)
-    .execute(conn)
-    .await?;
-    Ok(r.rows_affected() == 1)
+        id
+    );
+    crate::changed_one(conn, query).await
 }
 
 /// Records the last error of a failed rendering. A QR already `ready` stays ready:
 /// a late failure of a duplicate delivery must not hide a good file.
 pub async fn mark_qr_failed(conn: &mut PgConnection, id: i64, error: &str) -> Result<bool> {
-    let r = sqlx::query(
+    let query = sqlx::query!(
         "UPDATE persons SET qr_status = 'failed', qr_error = $2, updated_at = now()
          WHERE id = $1 AND qr_status <> 'ready'",
-    )
-    .bind(id)
-    .bind(error)
-    .execute(conn)
-    .await?;
-    Ok(r.rows_affected() == 1)
+        id,
+        error
+    );
+    crate::changed_one(conn, query).await
 }
 
 /// Puts a `failed` QR back to `pending` for an operator's retry of its dead
-/// letter, its error moved to `qr_error_history`. False when the person is not
-/// failed (already reopened by an earlier attempt, ready, or gone).
+/// letter, its error moved to `qr_error_history` (a [`PastError`]). False when
+/// the person is not failed (already reopened by an earlier attempt, ready, or
+/// gone).
 pub async fn reopen_failed_qr(conn: &mut PgConnection, id: i64) -> Result<bool> {
-    let r = sqlx::query(concat!(
-        "UPDATE persons SET qr_status = 'pending', qr_error = NULL, updated_at = now(), ",
-        crate::append_history!("qr_error_history", "qr_error"),
-        " WHERE id = $1 AND qr_status = 'failed'"
-    ))
-    .bind(id)
-    .execute(conn)
-    .await?;
-    Ok(r.rows_affected() == 1)
+    let query = sqlx::query!(
+        "UPDATE persons SET qr_status = 'pending', qr_error = NULL, updated_at = now(),
+                qr_error_history = qr_error_history || jsonb_build_array(
+                    jsonb_build_object('error', qr_error, 'reopened_at', now()))
+         WHERE id = $1 AND qr_status = 'failed'",
+        id
+    );
+    crate::changed_one(conn, query).await
 }
 
 /// Records the error of an attempt that will be retried, keeping the status.
 pub async fn note_qr_error(conn: &mut PgConnection, id: i64, error: &str) -> Result<()> {
-    sqlx::query(
+    let query = sqlx::query!(
         "UPDATE persons SET qr_error = $2, updated_at = now()
          WHERE id = $1 AND qr_status = 'pending'",
-    )
-    .bind(id)
-    .bind(error)
-    .execute(conn)
-    .await?;
+        id,
+        error
+    );
+    crate::execute(conn, query).await?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use sqlx::Postgres;
+    use sqlx::pool::PoolConnection;
+
     use super::*;
     use crate::testing::TestDb;
 
@@ -187,13 +185,25 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_person_is_stored_pending_and_a_second_with_the_same_document_is_a_duplicate() {
+    /// Stores the person of `document`, its QR at `qr/<document>.png`.
+    async fn stored(conn: &mut PgConnection, document: &str) -> Person {
+        let path = format!("qr/{document}.png");
+        insert(conn, &person(document, &path))
+            .await
+            .expect("insert")
+    }
+
+    /// A database of the test's own (to clean up) holding the person of `document`.
+    async fn with_person(document: &str) -> (TestDb, PoolConnection<Postgres>, Person) {
         let db = TestDb::new().await;
         let mut conn = db.pool.acquire().await.expect("conn");
-        let p = insert(&mut conn, &person("V-1", "qr/V-1.png"))
-            .await
-            .expect("insert");
+        let p = stored(&mut conn, document).await;
+        (db, conn, p)
+    }
+
+    #[tokio::test]
+    async fn a_person_is_stored_pending_and_a_second_with_the_same_document_is_a_duplicate() {
+        let (db, mut conn, p) = with_person("V-1").await;
         assert_eq!(p.qr_status, QrStatus::Pending);
         assert_eq!(p.qr_path, "qr/V-1.png");
         assert_eq!(get(&mut conn, p.id).await.expect("get"), Some(p.clone()));
@@ -211,38 +221,26 @@ mod tests {
         let mut conn = db.pool.acquire().await.expect("conn");
         let mut ids = Vec::new();
         for i in 0..4 {
-            let doc = format!("P-{i}");
-            let path = format!("qr/{doc}.png");
-            ids.push(
-                insert(&mut conn, &person(&doc, &path))
-                    .await
-                    .expect("insert")
-                    .id,
-            );
+            ids.push(stored(&mut conn, &format!("P-{i}")).await.id);
         }
         assert!(mark_qr_ready(&mut conn, ids[1]).await.expect("ready"));
         let cutoff = Utc::now() + chrono::Duration::seconds(1);
-        let found: Vec<i64> = pending_before(&mut conn, cutoff, None, 2)
-            .await
-            .expect("pending")
-            .iter()
-            .map(|p| p.id)
-            .collect();
-        assert_eq!(
-            found,
-            vec![ids[0], ids[2]],
-            "ready rows are skipped, the batch is bounded"
-        );
-        let first = get(&mut conn, ids[2]).await.expect("get").expect("row");
-        let next: Vec<i64> =
-            pending_before(&mut conn, cutoff, Some((first.created_at, first.id)), 10)
+        let page = async |conn: &mut PgConnection, after, limit| {
+            pending_before(conn, cutoff, after, limit)
                 .await
                 .expect("pending")
                 .iter()
                 .map(|p| p.id)
-                .collect();
+                .collect::<Vec<i64>>()
+        };
         assert_eq!(
-            next,
+            page(&mut conn, None, 2).await,
+            vec![ids[0], ids[2]],
+            "ready rows are skipped, the batch is bounded"
+        );
+        let first = get(&mut conn, ids[2]).await.expect("get").expect("row");
+        assert_eq!(
+            page(&mut conn, Some((first.created_at, first.id)), 10).await,
             vec![ids[3]],
             "the next page starts after the last row"
         );
@@ -259,11 +257,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_reopened_qr_is_pending_again_with_its_error_in_the_history() {
-        let db = TestDb::new().await;
-        let mut conn = db.pool.acquire().await.expect("conn");
-        let p = insert(&mut conn, &person("V-9", "qr/V-9.png"))
-            .await
-            .expect("insert");
+        let (db, mut conn, p) = with_person("V-9").await;
         assert!(!reopen_failed_qr(&mut conn, p.id).await.expect("pending"));
         assert!(
             mark_qr_failed(&mut conn, p.id, "disk full")
@@ -286,11 +280,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_late_failure_never_overrides_a_ready_qr() {
-        let db = TestDb::new().await;
-        let mut conn = db.pool.acquire().await.expect("conn");
-        let p = insert(&mut conn, &person("V-2", "qr/V-2.png"))
-            .await
-            .expect("insert");
+        let (db, mut conn, p) = with_person("V-2").await;
         note_qr_error(&mut conn, p.id, "disk full")
             .await
             .expect("note");

@@ -58,11 +58,22 @@ pub struct Photo {
     pub updated_at: DateTime<Utc>,
 }
 
-macro_rules! columns {
-    () => {
-        "id, batch_id, original_name, content_type, storage_path, source_url, \
-         thumbnail_path, width, height, size_bytes, processing_status, processing_error, \
-         error_history, attempts, processed_at, created_at, updated_at"
+/// `sqlx::query_as!` of [`Photo`] rows: `$head` (`SELECT ` or
+/// `... RETURNING `), the columns with their Rust types, then `$tail` (the
+/// checked macros take only literal SQL).
+macro_rules! query_photos {
+    ($head:literal, $tail:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            Photo,
+            $head
+                + r#"id, batch_id, original_name, content_type, storage_path, source_url,
+                     thumbnail_path, width, height, size_bytes,
+                     processing_status AS "processing_status: ProcessingStatus",
+                     processing_error, error_history, attempts, processed_at, created_at,
+                     updated_at"#
+                + $tail
+            $(, $arg)*
+        )
     };
 }
 
@@ -135,26 +146,27 @@ pub async fn insert_batch(
     conn: &mut PgConnection,
     photos: &[NewPhoto<'_>],
 ) -> Result<(Batch, Vec<Photo>)> {
-    let batch = sqlx::query_as::<_, Batch>(
-        "INSERT INTO photo_batches DEFAULT VALUES RETURNING id, created_at",
+    let batch = sqlx::query_as!(
+        Batch,
+        "INSERT INTO photo_batches DEFAULT VALUES RETURNING id, created_at"
     )
     .fetch_one(&mut *conn)
     .await?;
     let mut stored = Vec::with_capacity(photos.len());
     for photo in photos {
         stored.push(
-            sqlx::query_as::<_, Photo>(concat!(
+            query_photos!(
                 "INSERT INTO photos (batch_id, original_name, content_type, storage_path,
                                      source_url, size_bytes)
                  VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
-                columns!()
-            ))
-            .bind(batch.id)
-            .bind(photo.original_name)
-            .bind(photo.content_type)
-            .bind(photo.storage_path)
-            .bind(photo.source_url)
-            .bind(photo.size_bytes)
+                "",
+                batch.id,
+                photo.original_name,
+                photo.content_type,
+                photo.storage_path,
+                photo.source_url,
+                photo.size_bytes,
+            )
             .fetch_one(&mut *conn)
             .await?,
         );
@@ -163,12 +175,9 @@ pub async fn insert_batch(
 }
 
 pub async fn get(conn: &mut PgConnection, id: i64) -> Result<Option<Photo>> {
-    Ok(
-        sqlx::query_as::<_, Photo>(concat!("SELECT ", columns!(), " FROM photos WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(conn)
-            .await?,
-    )
+    Ok(query_photos!("SELECT ", " FROM photos WHERE id = $1", id)
+        .fetch_optional(conn)
+        .await?)
 }
 
 /// Moves the photo to `processing` and counts the attempt: from `pending`,
@@ -180,15 +189,15 @@ pub async fn start_processing(
     id: i64,
     reopen_failed: bool,
 ) -> Result<Start> {
-    let started = sqlx::query_as::<_, Photo>(concat!(
+    let started = query_photos!(
         "UPDATE photos SET processing_status = 'processing', attempts = attempts + 1,
                 processed_at = NULL, updated_at = now()
          WHERE id = $1 AND (processing_status IN ('pending', 'processing')
                             OR (processing_status = 'failed' AND $2)) RETURNING ",
-        columns!()
-    ))
-    .bind(id)
-    .bind(reopen_failed)
+        "",
+        id,
+        reopen_failed,
+    )
     .fetch_optional(&mut *conn)
     .await?;
     if let Some(photo) = started {
@@ -209,18 +218,16 @@ pub async fn set_original(
     content_type: &str,
     size_bytes: i64,
 ) -> Result<bool> {
-    let r = sqlx::query(
+    let query = sqlx::query!(
         "UPDATE photos SET storage_path = $2, content_type = $3, size_bytes = $4,
                 updated_at = now()
          WHERE id = $1 AND processing_status = 'processing'",
-    )
-    .bind(id)
-    .bind(storage_path)
-    .bind(content_type)
-    .bind(size_bytes)
-    .execute(conn)
-    .await?;
-    Ok(r.rows_affected() == 1)
+        id,
+        storage_path,
+        content_type,
+        size_bytes,
+    );
+    crate::changed_one(conn, query).await
 }
 
 /// What a finished run stores on a photo.
@@ -237,45 +244,38 @@ pub struct Completed<'a> {
 /// nothing written, when the photo is not `processing` (settled meanwhile, or gone).
 pub async fn complete(conn: &mut PgConnection, id: i64, done: &Completed<'_>) -> Result<bool> {
     let mut tx = conn.begin().await?;
-    let moved = sqlx::query(
+    let moved = sqlx::query!(
         "UPDATE photos SET processing_status = 'completed', processing_error = NULL,
                 thumbnail_path = $2, width = $3, height = $4,
                 processed_at = now(), updated_at = now()
          WHERE id = $1 AND processing_status = 'processing'",
-    )
-    .bind(id)
-    .bind(done.thumbnail_path)
-    .bind(done.width)
-    .bind(done.height)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        == 1;
-    if !moved {
+        id,
+        done.thumbnail_path,
+        done.width,
+        done.height,
+    );
+    if !crate::changed_one(&mut tx, moved).await? {
         tx.rollback().await?;
         return Ok(false);
     }
-    sqlx::query("DELETE FROM photo_detections WHERE photo_id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    let delete = sqlx::query!("DELETE FROM photo_detections WHERE photo_id = $1", id);
+    crate::execute(&mut tx, delete).await?;
     if !done.detections.is_empty() {
         let d = done.detections;
-        sqlx::query(
+        let insert = sqlx::query!(
             "INSERT INTO photo_detections
                  (photo_id, number, confidence, box_x, box_y, box_width, box_height)
              SELECT $1, * FROM UNNEST($2::text[], $3::real[], $4::int[], $5::int[],
                                       $6::int[], $7::int[])",
-        )
-        .bind(id)
-        .bind(d.iter().map(|d| d.number.clone()).collect::<Vec<_>>())
-        .bind(d.iter().map(|d| d.confidence).collect::<Vec<_>>())
-        .bind(d.iter().map(|d| d.box_x).collect::<Vec<_>>())
-        .bind(d.iter().map(|d| d.box_y).collect::<Vec<_>>())
-        .bind(d.iter().map(|d| d.box_width).collect::<Vec<_>>())
-        .bind(d.iter().map(|d| d.box_height).collect::<Vec<_>>())
-        .execute(&mut *tx)
-        .await?;
+            id,
+            &d.iter().map(|d| d.number.clone()).collect::<Vec<_>>(),
+            &d.iter().map(|d| d.confidence).collect::<Vec<_>>(),
+            &d.iter().map(|d| d.box_x).collect::<Vec<_>>(),
+            &d.iter().map(|d| d.box_y).collect::<Vec<_>>(),
+            &d.iter().map(|d| d.box_width).collect::<Vec<_>>(),
+            &d.iter().map(|d| d.box_height).collect::<Vec<_>>(),
+        );
+        crate::execute(&mut tx, insert).await?;
     }
     tx.commit().await?;
     Ok(true)
@@ -283,14 +283,13 @@ pub async fn complete(conn: &mut PgConnection, id: i64, done: &Completed<'_>) ->
 
 /// Records the error of an attempt that will be retried; the status stays.
 pub async fn note_error(conn: &mut PgConnection, id: i64, error: &str) -> Result<()> {
-    sqlx::query(
+    let query = sqlx::query!(
         "UPDATE photos SET processing_error = $2, updated_at = now()
          WHERE id = $1 AND processing_status IN ('pending', 'processing')",
-    )
-    .bind(id)
-    .bind(error)
-    .execute(conn)
-    .await?;
+        id,
+        error
+    );
+    crate::execute(conn, query).await?;
     Ok(())
 }
 
@@ -298,17 +297,15 @@ pub async fn note_error(conn: &mut PgConnection, id: i64, error: &str) -> Result
 /// reason, also added to `error_history`. A settled photo stays as it is.
 /// False when nothing moved.
 pub async fn mark_failed(conn: &mut PgConnection, id: i64, error: &str) -> Result<bool> {
-    let r = sqlx::query(
+    let query = sqlx::query!(
         "UPDATE photos SET processing_status = 'failed', processing_error = $2,
                 error_history = array_append(error_history, $2::text),
                 processed_at = now(), updated_at = now()
          WHERE id = $1 AND processing_status IN ('pending', 'processing')",
-    )
-    .bind(id)
-    .bind(error)
-    .execute(conn)
-    .await?;
-    Ok(r.rows_affected() == 1)
+        id,
+        error
+    );
+    crate::changed_one(conn, query).await
 }
 
 /// Photos not settled whose status last moved before `moved_before`, least
@@ -321,28 +318,28 @@ pub async fn unsettled_before(
     after: Option<(DateTime<Utc>, i64)>,
     limit: i64,
 ) -> Result<Vec<Photo>> {
-    Ok(sqlx::query_as::<_, Photo>(concat!(
+    Ok(query_photos!(
         "SELECT ",
-        columns!(),
         " FROM photos WHERE processing_status IN ('pending', 'processing') AND updated_at < $1
-           AND (updated_at, id) > (COALESCE($2, '-infinity'::timestamptz), COALESCE($3, 0))
-         ORDER BY updated_at, id LIMIT $4"
-    ))
-    .bind(moved_before)
-    .bind(after.map(|(at, _)| at))
-    .bind(after.map(|(_, id)| id))
-    .bind(limit)
+           AND (updated_at, id) > (COALESCE($2, '-infinity'::timestamptz), COALESCE($3::bigint, 0))
+         ORDER BY updated_at, id LIMIT $4",
+        moved_before,
+        after.map(|(at, _)| at),
+        after.map(|(_, id)| id),
+        limit,
+    )
     .fetch_all(conn)
     .await?)
 }
 
 /// The bibs found on a photo, most confident first.
 pub async fn detections(conn: &mut PgConnection, photo_id: i64) -> Result<Vec<Detection>> {
-    Ok(sqlx::query_as::<_, Detection>(
+    Ok(sqlx::query_as!(
+        Detection,
         "SELECT number, confidence, box_x, box_y, box_width, box_height
          FROM photo_detections WHERE photo_id = $1 ORDER BY confidence DESC, id",
+        photo_id
     )
-    .bind(photo_id)
     .fetch_all(conn)
     .await?)
 }
@@ -350,45 +347,46 @@ pub async fn detections(conn: &mut PgConnection, photo_id: i64) -> Result<Vec<De
 /// The completed photos on which `number` was detected, most confident first
 /// (then newest), at most `limit`.
 pub async fn by_bib(conn: &mut PgConnection, number: &str, limit: i64) -> Result<Vec<BibMatch>> {
-    Ok(sqlx::query_as::<_, BibMatch>(
-        "SELECT p.id AS photo_id, p.thumbnail_path, max(d.confidence) AS confidence,
-                p.processed_at
-         FROM photo_detections d JOIN photos p ON p.id = d.photo_id
-         WHERE d.number = $1 AND p.processing_status = 'completed'
-         GROUP BY p.id
-         ORDER BY confidence DESC, p.id DESC
-         LIMIT $2",
+    // `!`: the maximum of a group, which has at least one detection. (The
+    // alias carries the override, so ORDER BY names the expression.)
+    Ok(sqlx::query_as!(
+        BibMatch,
+        r#"SELECT p.id AS photo_id, p.thumbnail_path, max(d.confidence) AS "confidence!",
+                  p.processed_at
+           FROM photo_detections d JOIN photos p ON p.id = d.photo_id
+           WHERE d.number = $1 AND p.processing_status = 'completed'
+           GROUP BY p.id
+           ORDER BY max(d.confidence) DESC, p.id DESC
+           LIMIT $2"#,
+        number,
+        limit
     )
-    .bind(number)
-    .bind(limit)
     .fetch_all(conn)
     .await?)
 }
 
 /// How many photos of a batch stand where; None when there is no such batch.
 pub async fn batch_progress(conn: &mut PgConnection, id: i64) -> Result<Option<BatchProgress>> {
-    Ok(sqlx::query_as::<_, BatchProgress>(
-        "SELECT b.id, b.created_at, count(p.id) AS total,
-                count(p.id) FILTER (WHERE p.processing_status = 'pending') AS pending,
-                count(p.id) FILTER (WHERE p.processing_status = 'processing') AS processing,
-                count(p.id) FILTER (WHERE p.processing_status = 'completed') AS completed,
-                count(p.id) FILTER (WHERE p.processing_status = 'failed') AS failed
-         FROM photo_batches b LEFT JOIN photos p ON p.batch_id = b.id
-         WHERE b.id = $1
-         GROUP BY b.id",
+    // `!`: a count is never NULL.
+    Ok(sqlx::query_as!(
+        BatchProgress,
+        r#"SELECT b.id, b.created_at, count(p.id) AS "total!",
+                  count(p.id) FILTER (WHERE p.processing_status = 'pending') AS "pending!",
+                  count(p.id) FILTER (WHERE p.processing_status = 'processing') AS "processing!",
+                  count(p.id) FILTER (WHERE p.processing_status = 'completed') AS "completed!",
+                  count(p.id) FILTER (WHERE p.processing_status = 'failed') AS "failed!"
+           FROM photo_batches b LEFT JOIN photos p ON p.batch_id = b.id
+           WHERE b.id = $1
+           GROUP BY b.id"#,
+        id
     )
-    .bind(id)
     .fetch_optional(conn)
     .await?)
 }
 
 /// Removes a photo and its detections (a pending job of it then completes as a no-op).
 pub async fn delete(conn: &mut PgConnection, id: i64) -> Result<bool> {
-    let r = sqlx::query("DELETE FROM photos WHERE id = $1")
-        .bind(id)
-        .execute(conn)
-        .await?;
-    Ok(r.rows_affected() == 1)
+    crate::changed_one(conn, sqlx::query!("DELETE FROM photos WHERE id = $1", id)).await
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgConnection;
 
-use crate::{Result, StoreError};
+use crate::{Json, Result, StoreError};
 
 /// How many error reasons a run keeps (its counters count them all).
 pub const MAX_ERROR_SAMPLES: i32 = 20;
@@ -34,7 +34,7 @@ pub struct SyncRun {
     pub updated: i32,
     pub skipped: i32,
     pub errors: i32,
-    pub error_samples: sqlx::types::Json<Vec<String>>,
+    pub error_samples: Json<Vec<String>>,
     pub failure: Option<String>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -87,10 +87,21 @@ pub enum StartError {
     Store(#[from] StoreError),
 }
 
-macro_rules! columns {
-    () => {
-        "id, status, requested_by, per_page, total_pages, pages_done, created, updated, \
-         skipped, errors, error_samples, failure, started_at, finished_at, created_at, updated_at"
+/// `sqlx::query_as!` of [`SyncRun`] rows: `$head` (`SELECT ` or
+/// `... RETURNING `), the columns with their Rust types, then `$tail` (the
+/// checked macros take only literal SQL).
+macro_rules! query_runs {
+    ($head:literal, $tail:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            SyncRun,
+            $head
+                + r#"id, status AS "status: SyncStatus", requested_by, per_page, total_pages,
+                     pages_done, created, updated, skipped, errors,
+                     error_samples AS "error_samples: Json<Vec<String>>", failure,
+                     started_at, finished_at, created_at, updated_at"#
+                + $tail
+            $(, $arg)*
+        )
     };
 }
 
@@ -100,12 +111,12 @@ pub async fn start(
     requested_by: &str,
     per_page: i32,
 ) -> Result<SyncRun, StartError> {
-    let inserted = sqlx::query_as::<_, SyncRun>(concat!(
+    let inserted = query_runs!(
         "INSERT INTO sync_runs (requested_by, per_page) VALUES ($1, $2) RETURNING ",
-        columns!()
-    ))
-    .bind(requested_by)
-    .bind(per_page)
+        "",
+        requested_by,
+        per_page,
+    )
     .fetch_one(&mut *conn)
     .await
     .map_err(StoreError::from_sqlx);
@@ -135,34 +146,27 @@ pub async fn active_since(
     conn: &mut PgConnection,
     before: DateTime<Utc>,
 ) -> Result<Option<SyncRun>> {
-    Ok(sqlx::query_as::<_, SyncRun>(concat!(
+    Ok(query_runs!(
         "SELECT ",
-        columns!(),
-        " FROM sync_runs WHERE status IN ('queued', 'running') AND updated_at < $1"
-    ))
-    .bind(before)
+        " FROM sync_runs WHERE status IN ('queued', 'running') AND updated_at < $1",
+        before
+    )
     .fetch_optional(conn)
     .await?)
 }
 
 pub async fn get(conn: &mut PgConnection, id: i64) -> Result<Option<SyncRun>> {
-    Ok(sqlx::query_as::<_, SyncRun>(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM sync_runs WHERE id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await?)
+    Ok(query_runs!("SELECT ", " FROM sync_runs WHERE id = $1", id)
+        .fetch_optional(conn)
+        .await?)
 }
 
 /// The queued or running run, if any.
 pub async fn active(conn: &mut PgConnection) -> Result<Option<SyncRun>> {
-    Ok(sqlx::query_as::<_, SyncRun>(concat!(
+    Ok(query_runs!(
         "SELECT ",
-        columns!(),
         " FROM sync_runs WHERE status IN ('queued', 'running')"
-    ))
+    )
     .fetch_optional(conn)
     .await?)
 }
@@ -170,25 +174,24 @@ pub async fn active(conn: &mut PgConnection) -> Result<Option<SyncRun>> {
 /// Marks the run running with its page count (again after a resume; the first
 /// start time is kept). False when it is no longer active.
 pub async fn mark_running(conn: &mut PgConnection, id: i64, total_pages: i32) -> Result<bool> {
-    let r = sqlx::query(
+    let query = sqlx::query!(
         "UPDATE sync_runs SET status = 'running', total_pages = $2,
                 started_at = COALESCE(started_at, now()), updated_at = now()
          WHERE id = $1 AND status IN ('queued', 'running')",
-    )
-    .bind(id)
-    .bind(total_pages)
-    .execute(conn)
-    .await?;
-    Ok(r.rows_affected() == 1)
+        id,
+        total_pages
+    );
+    crate::changed_one(conn, query).await
 }
 
 /// The run's pass state (`None` when the run is gone).
 pub async fn pass_state(conn: &mut PgConnection, id: i64) -> Result<Option<PassState>> {
-    Ok(sqlx::query_as::<_, PassState>(
+    Ok(sqlx::query_as!(
+        PassState,
         "SELECT pass, pass_total_records AS total_records, pass_changed AS changed
          FROM sync_runs WHERE id = $1",
+        id
     )
-    .bind(id)
     .fetch_optional(conn)
     .await?)
 }
@@ -204,7 +207,7 @@ pub async fn record_page(
     page: i32,
     counts: &PageCounts,
 ) -> Result<bool> {
-    let r = sqlx::query(
+    let query = sqlx::query!(
         "UPDATE sync_runs SET pages_done = $2,
                 created = created + $3, updated = updated + $4,
                 skipped = skipped + $5, errors = errors + $6,
@@ -216,50 +219,45 @@ pub async fn record_page(
                 pass_total_records = $10, pass_changed = $11,
                 updated_at = now()
          WHERE id = $1 AND status = 'running' AND pass = $9 AND pages_done = $2 - 1",
-    )
-    .bind(id)
-    .bind(page)
-    .bind(counts.created)
-    .bind(counts.updated)
-    .bind(counts.skipped)
-    .bind(counts.errors)
-    .bind(sqlx::types::Json(&counts.samples))
-    .bind(MAX_ERROR_SAMPLES)
-    .bind(state.pass)
-    .bind(state.total_records)
-    .bind(state.changed)
-    .execute(conn)
-    .await?;
-    Ok(r.rows_affected() == 1)
+        id,
+        page,
+        counts.created,
+        counts.updated,
+        counts.skipped,
+        counts.errors,
+        Json(&counts.samples) as _,
+        MAX_ERROR_SAMPLES,
+        state.pass,
+        state.total_records,
+        state.changed,
+    );
+    crate::changed_one(conn, query).await
 }
 
 /// Ends pass `pass` and starts the next from page 1. False when the run is no
 /// longer running in that pass.
 pub async fn next_pass(conn: &mut PgConnection, id: i64, pass: i32) -> Result<bool> {
-    let r = sqlx::query(
+    let query = sqlx::query!(
         "UPDATE sync_runs SET pass = pass + 1, pages_done = 0, pass_total_records = NULL,
                 pass_changed = false, updated_at = now()
          WHERE id = $1 AND status = 'running' AND pass = $2",
-    )
-    .bind(id)
-    .bind(pass)
-    .execute(conn)
-    .await?;
-    Ok(r.rows_affected() == 1)
+        id,
+        pass
+    );
+    crate::changed_one(conn, query).await
 }
 
 /// Adds `note` to the run's samples, room or not (what the run itself says:
 /// an earlier failure, passes that ran out).
 pub async fn add_note(conn: &mut PgConnection, id: i64, note: &str) -> Result<()> {
-    sqlx::query(
+    let query = sqlx::query!(
         "UPDATE sync_runs SET error_samples = error_samples || jsonb_build_array($2::text),
                 updated_at = now()
          WHERE id = $1",
-    )
-    .bind(id)
-    .bind(note)
-    .execute(conn)
-    .await?;
+        id,
+        note
+    );
+    crate::execute(conn, query).await?;
     Ok(())
 }
 
@@ -268,14 +266,14 @@ pub async fn add_note(conn: &mut PgConnection, id: i64, note: &str) -> Result<()
 /// letter retried by an operator does. False when the run was not `failed`;
 /// [`StartError::Active`] when another run is active (one at a time).
 pub async fn reopen(conn: &mut PgConnection, id: i64, note: &str) -> Result<bool, StartError> {
-    let reopened = sqlx::query(
+    let reopened = sqlx::query!(
         "UPDATE sync_runs SET status = 'running', failure = NULL, finished_at = NULL,
                 error_samples = error_samples || jsonb_build_array($2::text),
                 updated_at = now()
          WHERE id = $1 AND status = 'failed'",
+        id,
+        note
     )
-    .bind(id)
-    .bind(note)
     .execute(&mut *conn)
     .await
     .map_err(StoreError::from_sqlx);
@@ -292,16 +290,14 @@ pub async fn finish(conn: &mut PgConnection, id: i64, failure: Option<&str>) -> 
     } else {
         SyncStatus::Completed
     };
-    let r = sqlx::query(
+    let query = sqlx::query!(
         "UPDATE sync_runs SET status = $2, failure = $3, finished_at = now(), updated_at = now()
          WHERE id = $1 AND status IN ('queued', 'running')",
-    )
-    .bind(id)
-    .bind(status)
-    .bind(failure)
-    .execute(conn)
-    .await?;
-    Ok(r.rows_affected() == 1)
+        id,
+        status as _,
+        failure
+    );
+    crate::changed_one(conn, query).await
 }
 
 #[cfg(test)]

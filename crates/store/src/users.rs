@@ -48,32 +48,58 @@ pub struct CustomerData<'a> {
     pub state: Option<&'a str>,
 }
 
-macro_rules! columns {
-    () => {
-        "id, name, email, id_number, id_number_key, id_wispro, zone, phone, phone_mobile, address, city, \
-         state, password, created_at, updated_at"
+/// `sqlx::query_as!` of [`User`] rows: `$head` (`SELECT ` or
+/// `... RETURNING `), the columns, then `$tail` (the checked macros take only
+/// literal SQL).
+macro_rules! query_users {
+    ($head:literal, $tail:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            User,
+            $head
+                + "id, name, email, id_number, id_number_key, id_wispro, zone, phone,
+                   phone_mobile, address, city, state, password, created_at, updated_at"
+                + $tail
+            $(, $arg)*
+        )
+    };
+}
+
+/// Calls the checked macro `$m` with its leading arguments `$head`, then the
+/// ten columns of customer `$data` (`$1` to `$10` in the SQL, in
+/// [`CustomerData`]'s order) and `$last` (`$11`): an insert and an update
+/// write the same columns.
+macro_rules! with_customer {
+    ($($m:ident)::+ !($($head:tt)*), $data:ident, $last:expr) => {
+        $($m)::+!(
+            $($head)*,
+            $data.name,
+            $data.email,
+            $data.id_number,
+            $data.id_wispro,
+            $data.zone,
+            $data.phone,
+            $data.phone_mobile,
+            $data.address,
+            $data.city,
+            $data.state,
+            $last
+        )
     };
 }
 
 pub async fn get(conn: &mut PgConnection, id: i64) -> Result<Option<User>> {
-    Ok(
-        sqlx::query_as::<_, User>(concat!("SELECT ", columns!(), " FROM users WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(conn)
-            .await?,
-    )
+    Ok(query_users!("SELECT ", " FROM users WHERE id = $1", id)
+        .fetch_optional(conn)
+        .await?)
 }
 
 /// The user already linked to Wispro client `id_wispro`.
 pub async fn by_wispro_id(conn: &mut PgConnection, id_wispro: &str) -> Result<Option<User>> {
-    Ok(sqlx::query_as::<_, User>(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM users WHERE id_wispro = $1"
-    ))
-    .bind(id_wispro)
-    .fetch_optional(conn)
-    .await?)
+    Ok(
+        query_users!("SELECT ", " FROM users WHERE id_wispro = $1", id_wispro)
+            .fetch_optional(conn)
+            .await?,
+    )
 }
 
 /// Users whose identity number has one of `keys` (`id_number_key`: the letter
@@ -84,13 +110,12 @@ pub async fn by_id_number_keys(
     keys: &[String],
     limit: i64,
 ) -> Result<Vec<User>> {
-    Ok(sqlx::query_as::<_, User>(concat!(
+    Ok(query_users!(
         "SELECT ",
-        columns!(),
-        " FROM users WHERE id_number_key = ANY($1) ORDER BY id LIMIT $2"
-    ))
-    .bind(keys)
-    .bind(limit)
+        " FROM users WHERE id_number_key = ANY($1) ORDER BY id LIMIT $2",
+        keys,
+        limit,
+    )
     .fetch_all(conn)
     .await?)
 }
@@ -98,10 +123,22 @@ pub async fn by_id_number_keys(
 /// The key the database gives `raw` (what `users.id_number_key` holds for a
 /// user whose `id_number` is `raw`).
 pub async fn id_number_key(conn: &mut PgConnection, raw: &str) -> Result<Option<String>> {
-    Ok(sqlx::query_scalar("SELECT identity_number_key($1)")
-        .bind(raw)
+    Ok(sqlx::query_scalar!("SELECT identity_number_key($1)", raw)
         .fetch_one(conn)
         .await?)
+}
+
+/// Takes the lock of the identity number whose digits are `digits` until the
+/// caller's transaction ends: two writers creating a user for one number
+/// take turns, the second finding the first's user. (An advisory lock: no row
+/// exists yet to lock.)
+pub async fn lock_id_number(conn: &mut PgConnection, digits: &str) -> Result<()> {
+    let query = sqlx::query!(
+        "SELECT pg_advisory_xact_lock(hashtext($1))",
+        format!("wispro-sync:{digits}")
+    );
+    crate::execute(conn, query).await?;
+    Ok(())
 }
 
 /// Creates the user of a Wispro customer with `password_hash`; a Wispro id
@@ -111,23 +148,16 @@ pub async fn insert(
     data: &CustomerData<'_>,
     password_hash: &str,
 ) -> Result<User> {
-    sqlx::query_as::<_, User>(concat!(
-        "INSERT INTO users (name, email, id_number, id_wispro, zone, phone, phone_mobile,
-                            address, city, state, password)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING ",
-        columns!()
-    ))
-    .bind(data.name)
-    .bind(data.email)
-    .bind(data.id_number)
-    .bind(data.id_wispro)
-    .bind(data.zone)
-    .bind(data.phone)
-    .bind(data.phone_mobile)
-    .bind(data.address)
-    .bind(data.city)
-    .bind(data.state)
-    .bind(password_hash)
+    with_customer!(
+        query_users!(
+            "INSERT INTO users (name, email, id_number, id_wispro, zone, phone, phone_mobile,
+                                address, city, state, password)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING ",
+            ""
+        ),
+        data,
+        password_hash
+    )
     .fetch_one(conn)
     .await
     .map_err(StoreError::from_sqlx)
@@ -142,25 +172,18 @@ pub async fn update_from_customer(
     id: i64,
     data: &CustomerData<'_>,
 ) -> Result<bool> {
-    let r = sqlx::query(
-        "UPDATE users SET name = $2, email = $3,
-                id_number = CASE WHEN id_number_key IS NULL THEN COALESCE($4, id_number)
-                                 ELSE id_number END,
-                id_wispro = $5, zone = $6, phone = $7, phone_mobile = $8, address = $9,
-                city = $10, state = $11, updated_at = now()
-         WHERE id = $1",
+    let r = with_customer!(
+        sqlx::query!(
+            "UPDATE users SET name = $1, email = $2,
+                    id_number = CASE WHEN id_number_key IS NULL THEN COALESCE($3, id_number)
+                                     ELSE id_number END,
+                    id_wispro = $4, zone = $5, phone = $6, phone_mobile = $7, address = $8,
+                    city = $9, state = $10, updated_at = now()
+             WHERE id = $11"
+        ),
+        data,
+        id
     )
-    .bind(id)
-    .bind(data.name)
-    .bind(data.email)
-    .bind(data.id_number)
-    .bind(data.id_wispro)
-    .bind(data.zone)
-    .bind(data.phone)
-    .bind(data.phone_mobile)
-    .bind(data.address)
-    .bind(data.city)
-    .bind(data.state)
     .execute(conn)
     .await
     .map_err(StoreError::from_sqlx)?;

@@ -80,9 +80,7 @@ pub async fn sync(pool: &PgPool, client: &Client, bcrypt_cost: u32) -> anyhow::R
     // Two customers with one number, handled at once, must not both create a
     // user: the second waits for the first's commit and finds it. By digits,
     // so that `12345678` and `V-12345678` take the same lock.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-        .bind(format!("wispro-sync:{}", id.digits))
-        .execute(&mut *tx)
+    users::lock_id_number(&mut tx, &id.digits)
         .await
         .context("locking the id number")?;
     let mut found = users::by_id_number_keys(&mut tx, &id.matching_keys(), SHOWN_AMBIGUOUS)
