@@ -9,7 +9,7 @@ use std::time::Duration;
 use photo_worker::{FetchError, FetchPolicy, Fetcher};
 use store::photos::ProcessingStatus;
 
-use crate::support::{SERVED_BIB, TestApp, photo_server};
+use crate::support::{PhotoWorld, SERVED_BIB, TestApp, photo_server};
 
 fn fetcher(allowed: &str, allow_loopback: bool) -> Fetcher {
     Fetcher::new(FetchPolicy {
@@ -173,16 +173,12 @@ async fn a_photo_given_by_url_is_fetched_stored_and_its_bib_found() {
         .by_url(&format!("http://localhost:{}/bib.png", server.port()))
         .await;
     app.enqueue(photo.id).await;
-    let done = app
-        .photo_until(photo.id, "the photo is completed", |p| {
-            p.processing_status == ProcessingStatus::Completed
-        })
-        .await;
+    let done = app.photo_until(photo.id, ProcessingStatus::Completed).await;
     assert_eq!(app.bibs(photo.id).await, vec![SERVED_BIB]);
     let original = done.storage_path.expect("the fetched original is kept");
     assert_eq!(original, format!("photos/url-{}.png", photo.id));
     assert_eq!(done.content_type.as_deref(), Some("image/png"));
-    assert!(app.storage.path().join(original).is_file());
+    assert!(app.storage_path(&original).is_file());
     worker.stop().await;
     app.finish().await;
 }
@@ -207,11 +203,7 @@ async fn a_refused_url_fails_the_photo_at_once_with_the_reason() {
     app.enqueue(to_loopback.id).await;
     app.enqueue(to_metadata.id).await;
     for (id, reason) in [(to_loopback.id, "loopback"), (to_metadata.id, "loopback")] {
-        let failed = app
-            .photo_until(id, "the photo is failed", |p| {
-                p.processing_status == ProcessingStatus::Failed
-            })
-            .await;
+        let failed = app.photo_until(id, ProcessingStatus::Failed).await;
         let error = failed.processing_error.expect("a reason");
         assert!(
             error.starts_with("refused to fetch http://localhost:"),

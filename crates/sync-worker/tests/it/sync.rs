@@ -15,7 +15,9 @@ use store::sync_runs::{self, SyncStatus};
 use store::users;
 use upstream_sim::wispro::{Cedula, Client, Kind, dotted};
 
-use crate::world::{CLIENTS, PER_PAGE, World, errors_and_skips, expect_every_customer_once};
+use crate::world::{
+    CLIENTS, PER_PAGE, SyncWorld, World, errors_and_skips, expect_every_customer_once,
+};
 
 fn digits(c: &Client) -> String {
     cedula(c).number.to_string()
@@ -110,7 +112,7 @@ async fn a_sync_counts_exactly_creates_verifiable_users_and_never_touches_a_pass
         expected.seeded_users.len() as i64 + i64::from(expected.created)
     );
     // Seeded users keep their password; a created one's is bcrypt of its digits.
-    let mut conn = world.db.pool.acquire().await.expect("conn");
+    let mut conn = world.conn().await;
     for id in &expected.seeded_users {
         let u = users::get(&mut conn, *id).await.expect("get").expect("row");
         assert!(u.password.starts_with("$2y$10$seeded"), "{}", u.password);
@@ -174,12 +176,9 @@ async fn a_run_whose_worker_stopped_mid_run_resumes_after_its_last_page_with_no_
     config.worker.grace_period = Duration::ZERO;
     let first = world.spawn(config.clone()).await;
     let id = world.start_run().await;
-    eventually("two pages are done", async || {
-        let mut conn = world.db.pool.acquire().await.ok()?;
-        let run = sync_runs::get(&mut conn, id).await.ok()??;
-        (run.pages_done >= 2).then_some(())
-    })
-    .await;
+    world
+        .run_until(id, "two pages are done", |run| run.pages_done >= 2)
+        .await;
     first.stop().await;
     world.sim.wispro().set_latency(Duration::ZERO);
     let second = world.spawn(config).await;
@@ -224,12 +223,11 @@ async fn a_run_whose_worker_process_is_killed_mid_run_resumes_in_another_with_no
         &vars,
     );
     let id = world.start_run().await;
-    eventually("the process has finished two pages", async || {
-        let mut conn = world.db.pool.acquire().await.ok()?;
-        let run = sync_runs::get(&mut conn, id).await.ok()??;
-        (run.pages_done >= 2).then_some(())
-    })
-    .await;
+    world
+        .run_until(id, "the process has finished two pages", |run| {
+            run.pages_done >= 2
+        })
+        .await;
     killed.kill().await;
     assert!(!killed.panicked(), "{}", killed.output());
 
@@ -237,12 +235,7 @@ async fn a_run_whose_worker_process_is_killed_mid_run_resumes_in_another_with_no
     let left = world.run(id).await;
     assert_eq!(left.status, SyncStatus::Running, "{:?}", left.failure);
     assert!(left.pages_done < 5, "killed before the end");
-    let stats = world
-        .redis
-        .admin
-        .stats(&world.queue)
-        .await
-        .expect("queue stats");
+    let stats = world.stats().await;
     assert!(stats.active >= 1, "{stats:?}");
 
     // Another replica reclaims the job after the visibility timeout and
@@ -316,7 +309,7 @@ async fn a_run_whose_job_was_lost_is_picked_up_by_the_reconciler() {
         .await;
     // Stored, never enqueued: a gateway killed between its commit and the enqueue.
     let id = {
-        let mut conn = world.db.pool.acquire().await.expect("conn");
+        let mut conn = world.conn().await;
         sync_runs::start(&mut conn, "admin", PER_PAGE)
             .await
             .expect("a run")
