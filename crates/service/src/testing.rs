@@ -19,7 +19,7 @@ use queue_core::{CancellationToken, WorkerConfig};
 
 use crate::{BaseConfig, SecretUrl, Started};
 
-pub use self::world::{TestWorld, assert_one_past_error};
+pub use self::world::{TableLock, TestWorld, assert_one_past_error};
 
 /// Settings pointing at the test's Redis key prefix and database (`REDIS_URL`
 /// or `redis://127.0.0.1:6379`), health port picked by the system.

@@ -5,6 +5,7 @@
 use std::process::{Command, Stdio};
 
 use queue_core::testing::eventually;
+use service::testing::TableLock;
 use service::testing::process::assert_config_refused;
 use sqlx::{Connection, PgConnection};
 use store::payments::PaymentStatus;
@@ -53,15 +54,7 @@ async fn a_scheduler_killed_between_the_status_update_and_the_booking_loses_noth
 
     // Hold the booking back: the check's transaction updates the status, then
     // waits on this lock at its INSERT into account_movements.
-    let mut blocker = PgConnection::connect(&app.db.url).await.expect("connect");
-    sqlx::query("BEGIN")
-        .execute(&mut blocker)
-        .await
-        .expect("begin");
-    sqlx::query("LOCK TABLE account_movements IN EXCLUSIVE MODE")
-        .execute(&mut blocker)
-        .await
-        .expect("lock");
+    let lock = TableLock::new(&app.db.url, "account_movements").await;
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_payment-scheduler"))
         .env_clear()
@@ -88,10 +81,7 @@ async fn a_scheduler_killed_between_the_status_update_and_the_booking_loses_noth
 
     child.kill().expect("SIGKILL the scheduler");
     child.wait().expect("reap it");
-    sqlx::query("COMMIT")
-        .execute(&mut blocker)
-        .await
-        .expect("release");
+    lock.release().await;
     eventually("the killed scheduler's transaction is gone", async || {
         (backends(&mut probe, false).await == 0).then_some(())
     })

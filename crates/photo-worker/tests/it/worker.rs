@@ -3,7 +3,7 @@
 
 use photo_worker::testing::{bib_photo, bib_photo_jpeg, bib_photo_png};
 use queue_core::testing::eventually;
-use sqlx::Connection;
+use service::testing::TableLock;
 use store::photos::ProcessingStatus;
 
 use crate::support::{PhotoWorld, TestApp};
@@ -18,21 +18,14 @@ async fn an_uploaded_photo_moves_pending_processing_completed_with_its_bibs_and_
 
     // Hold the detections table: the worker can start the photo but not
     // complete it, so `processing` is seen for sure, not by luck of timing.
-    let mut blocker = sqlx::PgConnection::connect(&app.db.url)
-        .await
-        .expect("a connection of the test's own");
-    let mut lock = blocker.begin().await.expect("begin");
-    sqlx::query("LOCK TABLE photo_detections IN EXCLUSIVE MODE")
-        .execute(&mut *lock)
-        .await
-        .expect("lock");
+    let lock = TableLock::new(&app.db.url, "photo_detections").await;
     let worker = app.spawn_worker().await;
     let processing = app
         .photo_until(photo.id, ProcessingStatus::Processing)
         .await;
     assert_eq!(processing.attempts, 1);
     assert_eq!(processing.processed_at, None);
-    lock.rollback().await.expect("release the lock");
+    lock.release().await;
 
     let done = app.photo_until(photo.id, ProcessingStatus::Completed).await;
     assert_eq!(app.bibs(photo.id).await, vec!["1234", "507"]);

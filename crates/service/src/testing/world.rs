@@ -7,8 +7,8 @@
 
 use std::path::PathBuf;
 
-use sqlx::Postgres;
 use sqlx::pool::PoolConnection;
+use sqlx::{Connection, Executor, PgConnection, Postgres};
 
 use jobs::QueueSpec;
 use queue_core::admin::DeadLetter;
@@ -173,4 +173,35 @@ pub fn assert_one_past_error(history: &[PastError], what: &str) {
         errors[0].contains(what),
         "the earlier error is kept: {errors:?}"
     );
+}
+
+/// A table held in `EXCLUSIVE` mode by a connection of the test's own: its
+/// readers go on, its writers wait until [`TableLock::release`], so a test sees
+/// for sure a state that would otherwise pass in a moment.
+pub struct TableLock {
+    conn: PgConnection,
+}
+
+impl TableLock {
+    /// Locks `table` of the database at `database_url`.
+    pub async fn new(database_url: &str, table: &str) -> Self {
+        let mut conn = PgConnection::connect(database_url)
+            .await
+            .expect("a connection of the test's own");
+        conn.execute("BEGIN").await.expect("begin");
+        conn.execute(sqlx::AssertSqlSafe(format!(
+            "LOCK TABLE {table} IN EXCLUSIVE MODE"
+        )))
+        .await
+        .expect("lock the table");
+        Self { conn }
+    }
+
+    /// Ends the transaction, and with it the lock.
+    pub async fn release(mut self) {
+        self.conn
+            .execute("ROLLBACK")
+            .await
+            .expect("release the lock");
+    }
 }

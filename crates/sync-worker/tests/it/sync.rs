@@ -166,12 +166,33 @@ async fn a_token_refused_in_the_body_of_an_http_200_fails_the_run_with_the_reaso
     world.finish().await;
 }
 
+/// A world whose pages take 300 ms: a run is still under way when its first
+/// worker goes.
+async fn slow_world() -> World {
+    let world = World::new().await;
+    world.sim.wispro().set_latency(Duration::from_millis(300));
+    world
+}
+
+/// Waits until run `id`, whose first worker went mid-run, ends: it completed
+/// its five pages, and a page redone after the stop counts its customers as
+/// updated, so together the counts still cover every customer once and no
+/// user exists twice. That number of customers.
+async fn resumed_with_no_duplicate(world: &World, id: i64) -> i32 {
+    let run = world.run_until_done(id).await;
+    assert_eq!(run.status, SyncStatus::Completed, "{:?}", run.failure);
+    assert_eq!(run.pages_done, 5);
+    let expected = expect_every_customer_once(world);
+    assert_eq!(run.created + run.updated, expected, "{run:?}");
+    assert_eq!(world.user_count().await, i64::from(expected));
+    expected
+}
+
 #[tokio::test]
 async fn a_run_whose_worker_stopped_mid_run_resumes_after_its_last_page_with_no_duplicate() {
-    let world = World::new().await;
-    // Slow pages: the first worker is stopped while the run is under way, with
-    // no grace period, so its job is abandoned as a killed worker's would be.
-    world.sim.wispro().set_latency(Duration::from_millis(300));
+    // The first worker is stopped while the run is under way, with no grace
+    // period, so its job is abandoned as a killed worker's would be.
+    let world = slow_world().await;
     let mut config = world.config(upstream_sim::wispro::DEFAULT_TOKEN);
     config.worker.grace_period = Duration::ZERO;
     let first = world.spawn(config.clone()).await;
@@ -183,14 +204,7 @@ async fn a_run_whose_worker_stopped_mid_run_resumes_after_its_last_page_with_no_
     world.sim.wispro().set_latency(Duration::ZERO);
     let second = world.spawn(config).await;
 
-    let run = world.run_until_done(id).await;
-    assert_eq!(run.status, SyncStatus::Completed, "{:?}", run.failure);
-    assert_eq!(run.pages_done, 5);
-    // A page redone after the stop counts its customers as updated: together
-    // the counts still cover every customer once, and no user exists twice.
-    let expected = expect_every_customer_once(&world);
-    assert_eq!(run.created + run.updated, expected);
-    assert_eq!(world.user_count().await, i64::from(expected));
+    resumed_with_no_duplicate(&world, id).await;
     let pages: Vec<i32> = sqlx::query_scalar("SELECT pages_done FROM sync_runs WHERE id = $1")
         .bind(id)
         .fetch_all(&world.db.pool)
@@ -203,8 +217,7 @@ async fn a_run_whose_worker_stopped_mid_run_resumes_after_its_last_page_with_no_
 
 #[tokio::test]
 async fn a_run_whose_worker_process_is_killed_mid_run_resumes_in_another_with_no_duplicate() {
-    let world = World::new().await;
-    world.sim.wispro().set_latency(Duration::from_millis(300));
+    let world = slow_world().await;
     let redis_url = queue_core::testing::redis_url();
     let sim_url = world.sim.url();
     let vars = [
@@ -245,12 +258,7 @@ async fn a_run_whose_worker_process_is_killed_mid_run_resumes_in_another_with_no
     let survivor = world
         .spawn(world.config(upstream_sim::wispro::DEFAULT_TOKEN))
         .await;
-    let run = world.run_until_done(id).await;
-    assert_eq!(run.status, SyncStatus::Completed, "{:?}", run.failure);
-    assert_eq!(run.pages_done, 5);
-    let expected = expect_every_customer_once(&world);
-    assert_eq!(run.created + run.updated, expected, "{run:?}");
-    assert_eq!(world.user_count().await, i64::from(expected));
+    let expected = resumed_with_no_duplicate(&world, id).await;
     let distinct: i64 = sqlx::query_scalar("SELECT count(DISTINCT id_wispro) FROM users")
         .fetch_one(&world.db.pool)
         .await
