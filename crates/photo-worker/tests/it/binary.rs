@@ -10,7 +10,7 @@ fn a_bad_value_exits_64_with_one_line_naming_the_variable_and_the_rule() {
         ("PHOTO_MAX_PIXELS", "lots", "whole number"),
         (
             "PHOTO_FETCH_ALLOWED_HOSTS",
-            "https://cdn.example",
+            "https://photos.example.com",
             "host name",
         ),
         ("PHOTO_FETCH_ALLOW_LOOPBACK", "perhaps", "true or false"),
