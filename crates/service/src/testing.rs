@@ -1,9 +1,12 @@
-//! Test support (feature `testing`): a service running in the test's runtime on
-//! port 0, the settings that point it at a test's own Redis prefix and
-//! database, worker settings in milliseconds, and a plain HTTP GET for the
-//! health port; a binary run as a process of its own ([`process::Process`]).
+//! Test support (feature `testing`): one test's world for a worker's tests
+//! ([`TestWorld`]), a service running in the test's runtime on port 0, the
+//! settings that point it at a test's own Redis prefix and database, worker
+//! settings in milliseconds, and a plain HTTP GET for the health port; a binary
+//! run as a process of its own ([`process::Process`]) and a binary's refusal of
+//! a bad configuration ([`process::assert_config_refused`]).
 
 pub mod process;
+mod world;
 
 use std::net::SocketAddr;
 
@@ -15,6 +18,8 @@ use queue_core::testing::PATIENCE;
 use queue_core::{CancellationToken, WorkerConfig};
 
 use crate::{BaseConfig, SecretUrl, Started};
+
+pub use self::world::{TableLock, TestWorld, assert_one_past_error};
 
 /// Settings pointing at the test's Redis key prefix and database (`REDIS_URL`
 /// or `redis://127.0.0.1:6379`), health port picked by the system.

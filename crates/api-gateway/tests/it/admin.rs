@@ -4,7 +4,7 @@ use qr_worker::testing::decode_qr_png;
 use queue_core::testing::eventually;
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_TOKEN, TestApp, USER_TOKEN};
+use crate::helpers::{ADMIN_TOKEN, TestApp, USER_TOKEN, assert_error};
 
 #[tokio::test]
 async fn an_unwritable_storage_fails_the_qr_after_retries_and_the_admin_api_retries_it_once_fixed()
@@ -23,16 +23,7 @@ async fn an_unwritable_storage_fails_the_qr_after_retries_and_the_admin_api_retr
     let id = res.json::<Value>().await.expect("json")["id"].clone();
     let person_url = format!("/api/persons/{id}");
 
-    let failed = eventually("status failed", async || {
-        let p: Value = app
-            .get(USER_TOKEN, &person_url)
-            .await
-            .json()
-            .await
-            .expect("json");
-        (p["qr_status"] == "failed").then_some(p)
-    })
-    .await;
+    let failed = app.person_until(&person_url, "failed").await;
     assert!(
         failed["qr_error"]
             .as_str()
@@ -54,12 +45,7 @@ async fn an_unwritable_storage_fails_the_qr_after_retries_and_the_admin_api_retr
         "three attempts, then the DLQ"
     );
 
-    let page: Value = app
-        .get(ADMIN_TOKEN, "/api/queues/qr/failed")
-        .await
-        .json()
-        .await
-        .expect("json");
+    let page = app.get_json(ADMIN_TOKEN, "/api/queues/qr/failed").await;
     let items = page["items"].as_array().expect("items");
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["kind"], "qr.generate");
@@ -77,16 +63,7 @@ async fn an_unwritable_storage_fails_the_qr_after_retries_and_the_admin_api_retr
     })
     .await;
     assert_eq!(decode_qr_png(&png), "PERSON:V-22222222");
-    eventually("status ready", async || {
-        let p: Value = app
-            .get(USER_TOKEN, &person_url)
-            .await
-            .json()
-            .await
-            .expect("json");
-        (p["qr_status"] == "ready").then_some(())
-    })
-    .await;
+    app.person_until(&person_url, "ready").await;
     assert_eq!(app.qr_stats().await.failed, 0);
     let again = app
         .admin_post(&format!("/api/queues/qr/failed/{dead_id}/retry"))
@@ -107,18 +84,7 @@ async fn admins_list_pause_resume_and_flush_queues() {
         .status(),
         201
     );
-    let queues: Value = app
-        .get(ADMIN_TOKEN, "/api/queues")
-        .await
-        .json()
-        .await
-        .expect("json");
-    let qr = queues
-        .as_array()
-        .expect("array")
-        .iter()
-        .find(|q| q["name"] == "qr")
-        .expect("qr queue listed");
+    let qr = app.queue_listed("qr").await;
     assert_eq!(qr["waiting"], 1);
     assert_eq!(qr["paused"], false);
 
@@ -138,11 +104,7 @@ async fn admins_list_pause_resume_and_flush_queues() {
     assert_eq!(flushed.json::<Value>().await.expect("json")["count"], 0);
 
     let unknown = app.admin_post("/api/queues/nope/pause").await;
-    assert_eq!(unknown.status(), 404);
-    assert_eq!(
-        unknown.json::<Value>().await.expect("json")["error"],
-        "not_found"
-    );
+    assert_error(unknown, 404, "not_found").await;
     let bad_limit = app.get(ADMIN_TOKEN, "/api/queues/qr/failed?limit=0").await;
     assert_eq!(bad_limit.status(), 422);
     assert_eq!(
@@ -152,9 +114,7 @@ async fn admins_list_pause_resume_and_flush_queues() {
     let not_a_number = app
         .get(ADMIN_TOKEN, "/api/queues/qr/failed?limit=ten")
         .await;
-    assert_eq!(not_a_number.status(), 400);
-    let body: Value = not_a_number.json().await.expect("json");
-    assert_eq!(body["error"], "invalid_parameter");
+    let body = assert_error(not_a_number, 400, "invalid_parameter").await;
     assert!(
         body["message"]
             .as_str()

@@ -11,14 +11,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use queue_core::testing::{PrivateRedis, eventually, eventually_within};
+use queue_core::testing::{PrivateRedis, eventually_within};
 use queue_core::{Admin, Broker, BrokerConfig};
 use serde_json::json;
 use store::persons::{self, QrStatus};
 use store::testing::TestDb;
 
-use crate::helpers::{ADMIN_TOKEN, USER_TOKEN};
-use crate::processes::{Process, start_qr_worker};
+use crate::helpers::USER_TOKEN;
+use crate::processes::{listening_addr, start_gateway, start_qr_worker};
 
 const REGISTRATIONS: usize = 1_500;
 const CLIENTS: usize = 8;
@@ -137,20 +137,7 @@ async fn registrations_survive_killed_workers_and_a_killed_redis_and_all_become_
         ("LOG_FORMAT", "json"),
         ("RUST_LOG", "info"),
     ];
-    let gateway = Process::start(
-        "api-gateway",
-        Path::new(env!("CARGO_BIN_EXE_api-gateway")),
-        &[
-            &common[..],
-            &[
-                ("API_ADDR", "127.0.0.1:0"),
-                ("HEALTH_ADDR", "127.0.0.1:0"),
-                ("API_ADMIN_TOKEN", ADMIN_TOKEN),
-                ("API_USER_TOKEN", USER_TOKEN),
-            ],
-        ]
-        .concat(),
-    );
+    let gateway = start_gateway(&common);
     let worker_vars = [
         &common[..],
         &[
@@ -172,11 +159,7 @@ async fn registrations_survive_killed_workers_and_a_killed_redis_and_all_become_
     ]
     .concat();
     let mut workers = [start_qr_worker(&worker_vars), start_qr_worker(&worker_vars)];
-    let addr = eventually("the gateway says where it listens", async || {
-        let line = gateway.line("api-gateway listening")?;
-        line["addr"].as_str().map(str::to_owned)
-    })
-    .await;
+    let addr = listening_addr(&gateway).await;
 
     let load = tokio::spawn(register_all(addr));
     // The chaos, at its cadence while the registrations arrive: Redis dies at

@@ -7,7 +7,7 @@ use qr_worker::testing::decode_qr_png;
 use queue_core::testing::{PATIENCE, PrivateCluster, TestRedis};
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_TOKEN, TestApp, USER_TOKEN};
+use crate::helpers::{TestApp, USER_TOKEN};
 
 const PEOPLE: usize = 30;
 
@@ -42,18 +42,7 @@ async fn registrations_through_the_gateway_become_qr_files_on_a_redis_cluster() 
     }
 
     // The admin API reads the queue's stats from the master that holds it.
-    let queues: Value = app
-        .get(ADMIN_TOKEN, "/api/queues")
-        .await
-        .json()
-        .await
-        .expect("json");
-    let qr = queues
-        .as_array()
-        .expect("a list")
-        .iter()
-        .find(|q| q["name"] == "qr")
-        .unwrap_or_else(|| panic!("the qr queue is listed: {queues}"));
+    let qr = app.queue_listed("qr").await;
     assert!(
         qr["completed"].as_u64().expect("a count") >= PEOPLE as u64,
         "{qr}"

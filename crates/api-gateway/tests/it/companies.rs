@@ -3,11 +3,13 @@
 //! job waiting; one of that length or shorter is `skipped` with none.
 
 use jobs::v1::CondenseCompanyContext;
-use queue_core::testing::PrivateRedis;
 use serde_json::{Value, json};
 use store::companies::{self, ContextStatus};
 
-use crate::helpers::{ADMIN_TOKEN, Logs, TestApp, USER_TOKEN};
+use crate::helpers::{
+    ADMIN_TOKEN, Logs, TestApp, USER_TOKEN, WRONG_TOKEN, assert_created, assert_error,
+    assert_unauthorized,
+};
 
 /// A context of exactly `chars` characters (two bytes each in UTF-8).
 fn context_of(chars: usize) -> String {
@@ -219,18 +221,16 @@ async fn invalid_input_is_a_4xx_json_naming_the_field() {
     // valid company can take).
     let escaped = r"\ud83d\ude00";
     let res = app
-        .client
-        .post(app.url("/api/companies"))
-        .bearer_auth(USER_TOKEN)
-        .header("content-type", "application/json")
-        .body(format!(
-            r#"{{"name":"{}","context":"{}"}}"#,
-            escaped.repeat(200),
-            escaped.repeat(100_000)
-        ))
-        .send()
-        .await
-        .expect("request");
+        .post_raw(
+            "/api/companies",
+            "application/json",
+            format!(
+                r#"{{"name":"{}","context":"{}"}}"#,
+                escaped.repeat(200),
+                escaped.repeat(100_000)
+            ),
+        )
+        .await;
     assert_eq!(res.status(), 201);
     let body: Value = res.json().await.expect("json");
     assert_eq!(body["context_status"], "pending");
@@ -240,22 +240,16 @@ async fn invalid_input_is_a_4xx_json_naming_the_field() {
     );
 
     let too_big = app
-        .client
-        .post(app.url("/api/companies"))
-        .bearer_auth(USER_TOKEN)
-        .header("content-type", "application/json")
-        .body(format!(
-            r#"{{"name":"Acme","context":"{}"}}"#,
-            "x".repeat(api_gateway::config::DEFAULT_BODY_LIMIT_BYTES)
-        ))
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(too_big.status(), 413);
-    assert_eq!(
-        too_big.json::<Value>().await.expect("json")["error"],
-        "payload_too_large"
-    );
+        .post_raw(
+            "/api/companies",
+            "application/json",
+            format!(
+                r#"{{"name":"Acme","context":"{}"}}"#,
+                "x".repeat(api_gateway::config::DEFAULT_BODY_LIMIT_BYTES)
+            ),
+        )
+        .await;
+    assert_error(too_big, 413, "payload_too_large").await;
     app.cleanup().await;
 }
 
@@ -263,51 +257,23 @@ async fn invalid_input_is_a_4xx_json_naming_the_field() {
 async fn an_unknown_company_is_404_and_requests_without_a_valid_token_are_401() {
     let app = TestApp::spawn().await;
     let res = app.get(USER_TOKEN, "/api/companies/999999").await;
-    assert_eq!(res.status(), 404);
-    let body: Value = res.json().await.expect("json");
-    assert_eq!(body["error"], "not_found", "{body}");
+    let body = assert_error(res, 404, "not_found").await;
     assert!(body["message"].is_string(), "{body}");
     let not_a_number = app.get(USER_TOKEN, "/api/companies/abc").await;
-    assert_eq!(not_a_number.status(), 400);
-    assert_eq!(
-        not_a_number.json::<Value>().await.expect("json")["error"],
-        "invalid_parameter"
-    );
+    assert_error(not_a_number, 400, "invalid_parameter").await;
 
     let company = json!({"name": "Acme", "context": "c"});
-    let res = app.post_company(None, company.clone()).await;
-    assert_eq!(res.status(), 401);
-    assert_eq!(res.headers()["www-authenticate"], "Bearer");
-    assert_eq!(
-        res.json::<Value>().await.expect("json")["error"],
-        "unauthorized"
-    );
-    assert_eq!(
-        app.post_company(Some("wrong-token-0123456789"), company)
-            .await
-            .status(),
-        401
-    );
-    let unauthenticated = app
-        .client
-        .get(app.url("/api/companies/1"))
-        .send()
-        .await
-        .expect("request");
+    assert_unauthorized(app.post_company(None, company.clone()).await).await;
+    let wrong = app.post_company(Some(WRONG_TOKEN), company).await;
+    assert_eq!(wrong.status(), 401);
+    let unauthenticated = app.get_anonymous("/api/companies/1").await;
     assert_eq!(unauthenticated.status(), 401);
     app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_company_stored_while_redis_fails_answers_201_and_stays_pending() {
-    let mut redis = PrivateRedis::start().await;
-    let url = redis.url();
-    let app = TestApp::spawn_with(|c| {
-        c.redis_url = api_gateway::SecretUrl::new(url);
-        c.context_min_length = 10;
-    })
-    .await;
-    redis.kill().await;
+    let (app, _redis) = TestApp::spawn_with_redis_down(|c| c.context_min_length = 10).await;
 
     let logs = Logs::default();
     let capture = logs.capture();
@@ -317,12 +283,7 @@ async fn a_company_stored_while_redis_fails_answers_201_and_stays_pending() {
             json!({"name": "Acme", "context": context_of(50)}),
         )
         .await;
-    assert_eq!(
-        res.status(),
-        201,
-        "a create never answers 503 while PostgreSQL is up"
-    );
-    let body: Value = res.json().await.expect("json");
+    let body = assert_created(res).await;
     drop(capture);
     assert_eq!(body["context_status"], "pending");
     let id = id_of(&body);

@@ -2,11 +2,11 @@
 //! succeeds while Redis fails, and the qr-worker's reconciler renders every
 //! person left pending without a job.
 
-use queue_core::testing::{PrivateRedis, eventually};
+use queue_core::testing::eventually;
 use serde_json::{Value, json};
 use store::persons::{self, QrStatus};
 
-use crate::helpers::{Logs, TestApp, USER_TOKEN};
+use crate::helpers::{Logs, TestApp, USER_TOKEN, assert_created};
 
 async fn person(app: &TestApp, id: i64) -> persons::Person {
     let mut conn = app.db().pool.acquire().await.expect("conn");
@@ -18,12 +18,7 @@ async fn person(app: &TestApp, id: i64) -> persons::Person {
 
 #[tokio::test]
 async fn a_registration_while_redis_fails_answers_201_and_the_reconciler_renders_it_later() {
-    let mut redis = PrivateRedis::start().await;
-    let url = redis.url();
-    // The gateway's Redis dies after it connected; the worker's (the test's
-    // prefix on the shared Redis) stays up, as after a failover.
-    let mut app = TestApp::spawn_with(|c| c.redis_url = api_gateway::SecretUrl::new(url)).await;
-    redis.kill().await;
+    let (mut app, _redis) = TestApp::spawn_with_redis_down(|_| {}).await;
 
     let logs = Logs::default();
     let capture = logs.capture();
@@ -33,12 +28,7 @@ async fn a_registration_while_redis_fails_answers_201_and_the_reconciler_renders
             json!({"document": "R-1001", "first_name": "Ana", "last_name": "Rey"}),
         )
         .await;
-    assert_eq!(
-        res.status(),
-        201,
-        "a create never answers 503 while PostgreSQL is up"
-    );
-    let body: Value = res.json().await.expect("json");
+    let body = assert_created(res).await;
     assert_eq!(body["qr_status"], "pending");
     let id = body["id"].as_i64().expect("id");
     assert_eq!(

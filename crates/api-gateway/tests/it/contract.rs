@@ -102,15 +102,7 @@ async fn the_qr_of_an_unknown_person_is_a_404_in_the_error_schema() {
 /// Every operation of the served document, its path filled with the examples
 /// (with `%FF`, not UTF-8, for the last path parameter when `garbled`).
 async fn operations(app: &TestApp, garbled: bool) -> (Value, Vec<(Method, String, Value)>) {
-    let doc: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
+    let doc = app.openapi().await;
     let mut out = Vec::new();
     for (template, item) in doc["paths"].as_object().expect("paths") {
         for (method, op) in item.as_object().expect("item") {

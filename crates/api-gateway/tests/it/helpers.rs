@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use api_gateway::{Config, QrFormat, Secret, SecretUrl};
 use queue_core::CancellationToken;
-use queue_core::testing::{PATIENCE, TestRedis, eventually_within, redis_url};
+use queue_core::testing::{
+    PATIENCE, PrivateRedis, TestRedis, eventually, eventually_within, redis_url,
+};
 use service::testing::Running;
 use store::testing::TestDb;
 
@@ -108,6 +110,22 @@ impl TestApp {
         }
     }
 
+    /// Like `spawn_with`, on a Redis of its own that dies once the gateway
+    /// has connected; the test's prefix on the shared Redis, where a worker
+    /// connects, stays up, as after a failover. The dead server goes with the
+    /// test.
+    pub async fn spawn_with_redis_down(tweak: impl FnOnce(&mut Config)) -> (Self, PrivateRedis) {
+        let mut redis = PrivateRedis::start().await;
+        let url = redis.url();
+        let app = Self::spawn_with(|c| {
+            c.redis_url = SecretUrl::new(url);
+            tweak(c);
+        })
+        .await;
+        redis.kill().await;
+        (app, redis)
+    }
+
     /// Starts a qr-worker, exactly as its `main` runs it, on the same Redis
     /// prefix, database and storage, with millisecond intervals.
     pub async fn start_qr_worker(&mut self) {
@@ -187,6 +205,68 @@ impl TestApp {
             .expect("request")
     }
 
+    /// GET `path` with `token`, its body as JSON.
+    pub async fn get_json(&self, token: &str, path: &str) -> serde_json::Value {
+        self.get(token, path).await.json().await.expect("json")
+    }
+
+    /// GET `path` without a token.
+    pub async fn get_anonymous(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// The served OpenAPI document (no token needed).
+    pub async fn openapi(&self) -> serde_json::Value {
+        self.get_anonymous("/openapi.json")
+            .await
+            .json()
+            .await
+            .expect("json")
+    }
+
+    /// POST `body` as `content_type` to `path` with the user's token.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(USER_TOKEN)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// The entry of queue `name` in the admin API's list of queues.
+    pub async fn queue_listed(&self, name: &str) -> serde_json::Value {
+        let queues = self.get_json(ADMIN_TOKEN, "/api/queues").await;
+        queues
+            .as_array()
+            .expect("a list")
+            .iter()
+            .find(|q| q["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("the {name} queue is listed: {queues}"))
+    }
+
+    /// Polls the person at `person_url` until its `qr_status` is `status`; the
+    /// person as the API shows it.
+    pub async fn person_until(&self, person_url: &str, status: &str) -> serde_json::Value {
+        eventually(&format!("status {status}"), async || {
+            let p = self.get_json(USER_TOKEN, person_url).await;
+            (p["qr_status"] == status).then_some(p)
+        })
+        .await
+    }
+
     pub async fn admin_post(&self, path: &str) -> reqwest::Response {
         self.client
             .post(self.url(path))
@@ -250,6 +330,35 @@ impl Drop for TestApp {
         self.shutdown.cancel();
     }
 }
+
+/// Checks that `res` is an error with `status` and the error code `error`; its body.
+pub async fn assert_error(res: reqwest::Response, status: u16, error: &str) -> serde_json::Value {
+    assert_eq!(res.status(), status);
+    let body: serde_json::Value = res.json().await.expect("json");
+    assert_eq!(body["error"], error, "{body}");
+    body
+}
+
+/// Checks that `res` is the answer to a request without a valid token: 401,
+/// `WWW-Authenticate: Bearer` and the error code `unauthorized`.
+pub async fn assert_unauthorized(res: reqwest::Response) {
+    assert_eq!(res.headers()["www-authenticate"], "Bearer");
+    assert_error(res, 401, "unauthorized").await;
+}
+
+/// Checks that a create answered 201, as it does whenever PostgreSQL is up;
+/// its body.
+pub async fn assert_created(res: reqwest::Response) -> serde_json::Value {
+    assert_eq!(
+        res.status(),
+        201,
+        "a create never answers 503 while PostgreSQL is up"
+    );
+    res.json().await.expect("json")
+}
+
+/// A token no one was given.
+pub const WRONG_TOKEN: &str = "wrong-token-0123456789";
 
 /// Log lines written while it is the thread's default subscriber.
 #[derive(Clone, Default)]

@@ -4,7 +4,9 @@ use qr_worker::testing::decode_qr_png;
 use queue_core::testing::eventually;
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_TOKEN, TestApp, USER_TOKEN};
+use crate::helpers::{
+    ADMIN_TOKEN, TestApp, USER_TOKEN, WRONG_TOKEN, assert_error, assert_unauthorized,
+};
 
 fn ana(document: &str) -> Value {
     json!({"document": document, "first_name": "Ana", "last_name": "Pérez", "email": "ana@example.com"})
@@ -137,28 +139,16 @@ async fn invalid_input_is_a_4xx_json_naming_the_field() {
         );
     }
     let not_json = app
-        .client
-        .post(app.url("/api/persons"))
-        .bearer_auth(USER_TOKEN)
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(not_json.status(), 400);
-    assert_eq!(
-        not_json.json::<Value>().await.expect("json")["error"],
-        "invalid_json"
-    );
+        .post_raw("/api/persons", "application/json", "{not json")
+        .await;
+    assert_error(not_json, 400, "invalid_json").await;
     let too_big = app
-        .client
-        .post(app.url("/api/persons"))
-        .bearer_auth(USER_TOKEN)
-        .header("content-type", "application/json")
-        .body(format!(r#"{{"document":"{}"}}"#, "x".repeat(64 * 1024)))
-        .send()
-        .await
-        .expect("request");
+        .post_raw(
+            "/api/persons",
+            "application/json",
+            format!(r#"{{"document":"{}"}}"#, "x".repeat(64 * 1024)),
+        )
+        .await;
     assert_eq!(too_big.status(), 413);
     assert_eq!(
         app.qr_stats().await.waiting,
@@ -171,19 +161,9 @@ async fn invalid_input_is_a_4xx_json_naming_the_field() {
 #[tokio::test]
 async fn requests_without_a_valid_token_are_401_and_the_wrong_role_is_403() {
     let app = TestApp::spawn().await;
-    let res = app.post_person(None, ana("V-11111111")).await;
-    assert_eq!(res.status(), 401);
-    assert_eq!(res.headers()["www-authenticate"], "Bearer");
-    assert_eq!(
-        res.json::<Value>().await.expect("json")["error"],
-        "unauthorized"
-    );
-    assert_eq!(
-        app.post_person(Some("wrong-token-0123456789"), ana("V-11111111"))
-            .await
-            .status(),
-        401
-    );
+    assert_unauthorized(app.post_person(None, ana("V-11111111")).await).await;
+    let wrong = app.post_person(Some(WRONG_TOKEN), ana("V-11111111")).await;
+    assert_eq!(wrong.status(), 401);
     assert_eq!(app.get(USER_TOKEN, "/api/queues").await.status(), 403);
     assert_eq!(app.get(ADMIN_TOKEN, "/api/queues").await.status(), 200);
     // An admin may do what a user may.
@@ -198,26 +178,14 @@ async fn requests_without_a_valid_token_are_401_and_the_wrong_role_is_403() {
         404
     );
     let not_a_number = app.get(USER_TOKEN, "/api/persons/abc").await;
-    assert_eq!(not_a_number.status(), 400);
-    assert_eq!(
-        not_a_number.json::<Value>().await.expect("json")["error"],
-        "invalid_parameter"
-    );
+    assert_error(not_a_number, 400, "invalid_parameter").await;
     app.cleanup().await;
 }
 
 #[tokio::test]
 async fn the_openapi_document_describes_the_endpoints() {
     let app = TestApp::spawn().await;
-    let doc: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
+    let doc = app.openapi().await;
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
     for path in [
         "/api/persons",

@@ -6,8 +6,7 @@ use photo_worker::testing::{bib_photo_jpeg, bib_photo_png};
 use queue_core::testing::eventually;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use service::testing::Running;
-use sqlx::Connection;
+use service::testing::{Running, TableLock};
 
 use crate::helpers::{TestApp, USER_TOKEN};
 
@@ -31,14 +30,7 @@ fn multipart(parts: &[(&str, &str, &[u8])]) -> (String, Vec<u8>) {
 
 async fn upload(app: &TestApp, parts: &[(&str, &str, &[u8])]) -> reqwest::Response {
     let (content_type, body) = multipart(parts);
-    app.client
-        .post(app.url("/api/photos"))
-        .bearer_auth(USER_TOKEN)
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .expect("request")
+    app.post_raw("/api/photos", &content_type, body).await
 }
 
 async fn post_urls(app: &TestApp, urls: Value) -> reqwest::Response {
@@ -47,14 +39,7 @@ async fn post_urls(app: &TestApp, urls: Value) -> reqwest::Response {
 
 /// POSTs `body` to `/api/photos` as JSON, exactly as written.
 async fn post_json(app: &TestApp, body: impl Into<reqwest::Body>) -> reqwest::Response {
-    app.client
-        .post(app.url("/api/photos"))
-        .bearer_auth(USER_TOKEN)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("request")
+    app.post_raw("/api/photos", "application/json", body).await
 }
 
 /// Asserts that an error body's message names `needle` (a limit, a file).
@@ -160,14 +145,7 @@ async fn uploaded_photos_are_accepted_at_once_then_move_pending_processing_compl
     );
 
     // Hold the detections table so `processing` is seen for sure, not by luck.
-    let mut blocker = sqlx::PgConnection::connect(&app.db().url)
-        .await
-        .expect("a connection of the test's own");
-    let mut lock = blocker.begin().await.expect("begin");
-    sqlx::query("LOCK TABLE photo_detections IN EXCLUSIVE MODE")
-        .execute(&mut *lock)
-        .await
-        .expect("lock");
+    let lock = TableLock::new(&app.db().url, "photo_detections").await;
     let worker = start_photo_worker(&app, |_| {}).await;
     status_until(&app, ids[0], "processing").await;
     let batch = eventually("the batch shows both photos processing", async || {
@@ -176,7 +154,7 @@ async fn uploaded_photos_are_accepted_at_once_then_move_pending_processing_compl
     })
     .await;
     assert_eq!(batch["pending"], 0);
-    lock.rollback().await.expect("release the lock");
+    lock.release().await;
 
     for id in &ids {
         let done = status_until(&app, *id, "completed").await;
@@ -365,14 +343,8 @@ async fn a_file_that_is_not_jpeg_or_png_and_a_body_of_another_type_are_415() {
     );
 
     let res = app
-        .client
-        .post(app.url("/api/photos"))
-        .bearer_auth(USER_TOKEN)
-        .header("content-type", "image/jpeg")
-        .body(bib_photo_jpeg(&["1"]))
-        .send()
-        .await
-        .expect("request");
+        .post_raw("/api/photos", "image/jpeg", bib_photo_jpeg(&["1"]))
+        .await;
     assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
     let res = upload(&app, &[("photo", "a.png", &good)]).await;

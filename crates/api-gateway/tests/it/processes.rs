@@ -3,9 +3,13 @@
 //! ([`service::testing::process::Process`]), and `qr-worker`'s `main` (see
 //! [`qr_worker_process`]).
 
+use std::path::Path;
 use std::process::ExitCode;
 
+use queue_core::testing::eventually;
 pub use service::testing::process::Process;
+
+use crate::helpers::{ADMIN_TOKEN, USER_TOKEN};
 
 /// Set in the environment of this test binary when it runs as the qr-worker.
 const AS_QR_WORKER: &str = "RSQ_IT_AS_QR_WORKER";
@@ -47,4 +51,29 @@ pub fn start_qr_worker(vars: &[(&str, &str)]) -> Process {
         &args,
         &[vars, &[(AS_QR_WORKER, "1")]].concat(),
     )
+}
+
+/// Starts the real `api-gateway` binary with `vars`, the ports picked by the
+/// system and the tests' tokens.
+pub fn start_gateway(vars: &[(&str, &str)]) -> Process {
+    let own = [
+        ("API_ADDR", "127.0.0.1:0"),
+        ("HEALTH_ADDR", "127.0.0.1:0"),
+        ("API_ADMIN_TOKEN", ADMIN_TOKEN),
+        ("API_USER_TOKEN", USER_TOKEN),
+    ];
+    Process::start(
+        "api-gateway",
+        Path::new(env!("CARGO_BIN_EXE_api-gateway")),
+        &[vars, &own].concat(),
+    )
+}
+
+/// The API address `gateway` listens on, once its log says so.
+pub async fn listening_addr(gateway: &Process) -> String {
+    eventually("the gateway says where it listens", async || {
+        let line = gateway.line("api-gateway listening")?;
+        line["addr"].as_str().map(str::to_owned)
+    })
+    .await
 }

@@ -9,7 +9,6 @@
 //! guards against lived in the export thread of exactly that setup.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -26,8 +25,8 @@ use queue_core::testing::{TestRedis, eventually, redis_url};
 use serde_json::json;
 use store::testing::TestDb;
 
-use crate::helpers::{ADMIN_TOKEN, USER_TOKEN};
-use crate::processes::{Process, start_qr_worker};
+use crate::helpers::USER_TOKEN;
+use crate::processes::{listening_addr, start_gateway, start_qr_worker};
 
 /// One span as the receiver got it; ids in lowercase hex, as in `traceparent`.
 #[derive(Debug, Clone)]
@@ -175,26 +174,9 @@ async fn a_registration_exports_one_trace_from_the_gateway_request_to_the_qr_job
         // Export within 100 ms rather than the default 5 s.
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
     ];
-    let gateway = Process::start(
-        "api-gateway",
-        Path::new(env!("CARGO_BIN_EXE_api-gateway")),
-        &[
-            &common[..],
-            &[
-                ("API_ADDR", "127.0.0.1:0"),
-                ("HEALTH_ADDR", "127.0.0.1:0"),
-                ("API_ADMIN_TOKEN", ADMIN_TOKEN),
-                ("API_USER_TOKEN", USER_TOKEN),
-            ],
-        ]
-        .concat(),
-    );
+    let gateway = start_gateway(&common);
     let worker = start_qr_worker(&[&common[..], &[("HEALTH_ADDR", "127.0.0.1:0")]].concat());
-    let addr = eventually("the gateway says where it listens", async || {
-        let line = gateway.line("api-gateway listening")?;
-        line["addr"].as_str().map(str::to_owned)
-    })
-    .await;
+    let addr = listening_addr(&gateway).await;
 
     // The caller's own trace context: everything below must continue it.
     let trace_id = format!("{:032x}", rand_u128());

@@ -9,7 +9,7 @@ use queue_core::testing::{eventually, ms};
 use store::companies::{Company, ContextStatus};
 use upstream_sim::AnswerMode;
 
-use crate::support::{TestApp, long_context};
+use crate::support::{ContextWorld, TestApp, long_context};
 
 /// Waits until the company is no longer pending.
 async fn settled(app: &TestApp, id: i64) -> Company {
@@ -87,7 +87,7 @@ async fn a_429_with_a_retry_after_that_fits_the_job_is_waited_out_within_the_att
         started.elapsed()
     );
     assert_eq!(app.sim.llm().stats().total.requests, 2);
-    let s = app.redis.stats(&app.queue).await;
+    let s = app.stats().await;
     assert_eq!(s.retried, 0, "no attempt spent on the wait: {s:#?}");
     worker.stop().await;
     app.finish().await;
@@ -121,7 +121,7 @@ async fn a_503_with_a_retry_after_longer_than_the_job_fails_the_attempt_and_the_
         started.elapsed() < Duration::from_secs(30),
         "the 30 s were not waited"
     );
-    assert_eq!(app.redis.stats(&app.queue).await.retried, 1);
+    assert_eq!(app.stats().await.retried, 1);
     worker.stop().await;
     app.finish().await;
 }

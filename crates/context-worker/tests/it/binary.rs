@@ -1,7 +1,7 @@
 //! The real `context-worker` binary with a cleared environment: configuration
 //! is checked before anything else, and a bad value exits 64 naming it.
 
-use std::process::Command;
+use service::testing::process::assert_config_refused;
 
 #[test]
 fn a_bad_value_exits_64_with_one_line_naming_the_variable_and_the_rule() {
@@ -13,20 +13,7 @@ fn a_bad_value_exits_64_with_one_line_naming_the_variable_and_the_rule() {
         ("CONTEXT_RATE_LIMIT", "often", "10/1s"),
         ("REDIS_URL", "http://:secretpw@h", "redis://"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_context-worker"))
-            .env_clear()
-            .env(var, value)
-            .env("HEALTH_ADDR", "127.0.0.1:0")
-            .output()
-            .expect("run context-worker");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(64), "{var}: {stderr}");
-        assert_eq!(stderr.lines().count(), 1, "{stderr}");
-        assert!(
-            stderr.starts_with(&format!("context-worker: invalid configuration: {var}: "))
-                && stderr.contains(rule),
-            "{stderr}"
-        );
-        assert!(!stderr.contains("secretpw"), "{stderr}");
+        let program = env!("CARGO_BIN_EXE_context-worker");
+        assert_config_refused(program, &[(var, value)], var, rule, "secretpw");
     }
 }

@@ -8,7 +8,7 @@ use context_worker::llm::{instruction, requested_length};
 use queue_core::testing::{eventually, holds_for, ms};
 use store::companies::ContextStatus;
 
-use crate::support::{TestApp, long_context};
+use crate::support::{ContextWorld, TestApp, long_context};
 
 #[tokio::test]
 async fn a_long_context_is_condensed_in_the_openai_form_and_the_original_kept() {
@@ -67,12 +67,7 @@ async fn an_llm_that_is_down_is_tried_three_times_then_the_original_stays_with_t
     let error = failed.context_error.expect("the error is recorded");
     assert!(error.contains("HTTP 5"), "{error}");
     assert_eq!(app.sim.llm().stats().total.requests, 3, "three attempts");
-    let letter = app
-        .redis
-        .admin
-        .dead_letter(&app.queue, &job_id)
-        .await
-        .expect("dead-lettered");
+    let letter = app.dead_letter(&job_id).await;
     assert_eq!(letter.attempts, Some(3));
     worker.stop().await;
     app.finish().await;
@@ -154,21 +149,17 @@ async fn a_job_for_a_company_not_pending_or_gone_calls_no_llm_and_completes() {
     let gone = app
         .add_company(&long_context(1_600, 7), ContextStatus::Pending)
         .await;
-    {
-        let mut conn = app.db.pool.acquire().await.expect("conn");
-        assert!(
-            store::companies::delete(&mut conn, gone.id)
-                .await
-                .expect("delete")
-        );
-    }
+    assert!(
+        store::companies::delete(&mut *app.conn().await, gone.id)
+            .await
+            .expect("delete")
+    );
     app.enqueue(&skipped).await;
     app.enqueue(&gone).await;
 
-    app.redis
-        .stats_until(&app.queue, "both jobs completed", |s| s.completed >= 2)
+    app.stats_until("both jobs completed", |s| s.completed >= 2)
         .await;
-    let s = app.redis.stats(&app.queue).await;
+    let s = app.stats().await;
     assert_eq!((s.dead_lettered, s.retried), (0, 0), "{s:#?}");
     assert_eq!(app.sim.llm().stats().total.requests, 0);
     assert_eq!(

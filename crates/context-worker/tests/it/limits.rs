@@ -4,7 +4,7 @@ use context_worker::LlmApi;
 use queue_core::testing::eventually;
 use store::companies::ContextStatus;
 
-use crate::support::{TestApp, long_context};
+use crate::support::{ContextWorld, TestApp, long_context};
 
 #[tokio::test]
 async fn three_replicas_at_concurrency_ten_with_a_global_concurrency_of_two_keep_two_calls_in_flight()
@@ -40,7 +40,7 @@ async fn three_replicas_at_concurrency_ten_with_a_global_concurrency_of_two_keep
         "one call each, no attempt lost to waiting"
     );
     let s = eventually("the queue is settled", async || {
-        let s = app.redis.stats(&app.queue).await;
+        let s = app.stats().await;
         (s.active == 0).then_some(s)
     })
     .await;

@@ -2,25 +2,17 @@
 //! company failed by it runs again and is condensed, its error kept.
 
 use context_worker::LlmApi;
+use service::testing::assert_one_past_error;
 use store::companies::{Company, ContextStatus};
 
-use crate::support::{TestApp, long_context};
+use crate::support::{ContextWorld, TestApp, long_context};
 
 /// What a retried company must look like once condensed.
 fn condensed_after_a_retry(done: &Company, original: &str) {
     assert_eq!(done.context, upstream_sim::condense(original).trim());
     assert_eq!(done.context_original, original);
     assert_eq!(done.context_error, None);
-    let history: Vec<&str> = done
-        .context_error_history
-        .iter()
-        .filter_map(|e| e.error.as_deref())
-        .collect();
-    assert_eq!(history.len(), 1, "{history:?}");
-    assert!(
-        history[0].contains("HTTP 5"),
-        "the earlier error is kept: {history:?}"
-    );
+    assert_one_past_error(&done.context_error_history, "HTTP 5");
 }
 
 #[tokio::test]
@@ -35,19 +27,12 @@ async fn retrying_a_dead_lettered_condensation_reopens_the_company_and_condenses
     app.enqueue(&all).await;
     app.company_until(one.id, ContextStatus::Failed).await;
     app.company_until(all.id, ContextStatus::Failed).await;
-    app.redis
-        .stats_until(&app.queue, "both jobs are dead letters", |s| {
-            s.dead_lettered == 2
-        })
+    app.stats_until("both jobs are dead letters", |s| s.dead_lettered == 2)
         .await;
     app.sim.llm().set_error_rate(0.0);
 
     // One dead letter, by its job id.
-    app.redis
-        .admin
-        .retry_dead(&app.queue, &job)
-        .await
-        .expect("retry one");
+    app.retry_dead(&job).await;
     let done = app.company_until(one.id, ContextStatus::Processed).await;
     condensed_after_a_retry(&done, &first);
     assert_eq!(
@@ -57,14 +42,7 @@ async fn retrying_a_dead_lettered_condensation_reopens_the_company_and_condenses
     );
 
     // Every dead letter.
-    assert_eq!(
-        app.redis
-            .admin
-            .retry_all_dead(&app.queue)
-            .await
-            .expect("retry all"),
-        1
-    );
+    assert_eq!(app.retry_all_dead().await, 1);
     let done = app.company_until(all.id, ContextStatus::Processed).await;
     condensed_after_a_retry(&done, &second);
     worker.stop().await;

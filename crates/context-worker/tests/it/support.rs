@@ -1,45 +1,62 @@
-//! One test's world: its Redis prefix, its database and an LLM simulator, and
-//! companies stored the way the gateway stores them.
+//! What the context tests add to the owners' test support
+//! (`service::testing`'s world with an LLM simulator): the worker's config
+//! for the world, and companies stored the way the gateway stores them.
 
 use std::time::Duration;
 
 use context_worker::{Config, LlmApi, LlmConfig};
-use queue_core::testing::{TestRedis, eventually};
-use queue_core::{Enqueued, Queue};
+use queue_core::Enqueued;
+use queue_core::testing::eventually;
 use service::config::ReconcileConfig;
-use service::testing::Running;
+use service::testing::{Running, TestWorld};
 use store::companies::{self, Company, ContextStatus};
-use store::testing::TestDb;
 use upstream_sim::{Sim, SimConfig};
 
-pub struct TestApp {
-    pub redis: TestRedis,
-    pub db: TestDb,
-    pub queue: Queue,
-    pub sim: Sim,
-}
+/// One context test's world, its simulator serving the LLM.
+pub type TestApp = TestWorld<Sim>;
 
-impl TestApp {
-    pub async fn new() -> Self {
-        Self::with_sim(SimConfig::default()).await
-    }
+/// What the context tests add to their world.
+pub trait ContextWorld: Sized {
+    /// A world on the `context` queue with a default simulator.
+    async fn new() -> Self;
 
-    pub async fn with_sim(sim: SimConfig) -> Self {
-        let redis = TestRedis::new().await;
-        Self {
-            queue: redis.queue(jobs::CONTEXT.name),
-            db: TestDb::new().await,
-            sim: Sim::start(sim).await.expect("the simulator starts"),
-            redis,
-        }
-    }
+    /// A world on the `context` queue with the simulator `sim`.
+    async fn with_sim(sim: SimConfig) -> Self;
 
     /// The config `main` would build, pointed at this test's Redis prefix,
     /// database and simulator, with fast settings and a 2 s LLM timeout.
-    pub fn config(&self, api: LlmApi) -> Config {
+    fn config(&self, api: LlmApi) -> Config;
+
+    /// Starts a worker with `config`.
+    async fn spawn(&self, config: Config) -> Running;
+
+    /// Stores a company as the gateway does.
+    async fn add_company(&self, context: &str, status: ContextStatus) -> Company;
+
+    /// Enqueues its condensation as the gateway does (the row's key, unique
+    /// until settled); the new job's id.
+    async fn enqueue(&self, company: &Company) -> String;
+
+    async fn company(&self, id: i64) -> Company;
+
+    /// Polls the company until its status is `status`.
+    async fn company_until(&self, id: i64, status: ContextStatus) -> Company;
+}
+
+impl ContextWorld for TestApp {
+    async fn new() -> Self {
+        Self::with_sim(SimConfig::default()).await
+    }
+
+    async fn with_sim(sim: SimConfig) -> Self {
+        let sim = Sim::start(sim).await.expect("the simulator starts");
+        TestWorld::for_queue_with_sim(&jobs::CONTEXT, sim).await
+    }
+
+    fn config(&self, api: LlmApi) -> Config {
         Config {
-            base: service::testing::base_config(&self.redis.prefix, &self.db.url),
-            worker: service::testing::fast_worker_config(&jobs::CONTEXT),
+            base: self.base_config(),
+            worker: self.worker_config(),
             llm: LlmConfig {
                 url: self.sim.url(),
                 api,
@@ -57,7 +74,7 @@ impl TestApp {
         }
     }
 
-    pub async fn spawn(&self, config: Config) -> Running {
+    async fn spawn(&self, config: Config) -> Running {
         Running::spawn(
             context_worker::start(config)
                 .await
@@ -65,17 +82,13 @@ impl TestApp {
         )
     }
 
-    /// Stores a company as the gateway does.
-    pub async fn add_company(&self, context: &str, status: ContextStatus) -> Company {
-        let mut conn = self.db.pool.acquire().await.expect("db connection");
-        companies::insert(&mut conn, "Acme", context, status)
+    async fn add_company(&self, context: &str, status: ContextStatus) -> Company {
+        companies::insert(&mut *self.conn().await, "Acme", context, status)
             .await
             .expect("insert company")
     }
 
-    /// Enqueues its condensation as the gateway does (the row's key, unique
-    /// until settled).
-    pub async fn enqueue(&self, company: &Company) -> String {
+    async fn enqueue(&self, company: &Company) -> String {
         let job = jobs::rows::context_job(company);
         match self
             .redis
@@ -89,26 +102,18 @@ impl TestApp {
         }
     }
 
-    pub async fn company(&self, id: i64) -> Company {
-        let mut conn = self.db.pool.acquire().await.expect("db connection");
-        companies::get(&mut conn, id)
+    async fn company(&self, id: i64) -> Company {
+        companies::get(&mut *self.conn().await, id)
             .await
             .expect("get company")
             .expect("the company exists")
     }
 
-    /// Polls the company until its status is `status`.
-    pub async fn company_until(&self, id: i64, status: ContextStatus) -> Company {
+    async fn company_until(&self, id: i64, status: ContextStatus) -> Company {
         eventually(&format!("company {id} is {status:?}"), async || {
             Some(self.company(id).await).filter(|c| c.context_status == status)
         })
         .await
-    }
-
-    pub async fn finish(self) {
-        self.sim.stop().await;
-        self.redis.finish().await;
-        self.db.cleanup().await;
     }
 }
 

@@ -5,10 +5,12 @@
 use std::process::{Command, Stdio};
 
 use queue_core::testing::eventually;
+use service::testing::TableLock;
+use service::testing::process::assert_config_refused;
 use sqlx::{Connection, PgConnection};
 use store::payments::PaymentStatus;
 
-use crate::support::TestApp;
+use crate::support::{PaymentWorld, TestApp};
 
 #[test]
 fn a_bad_value_exits_64_with_one_line_naming_the_variable_and_the_rule() {
@@ -21,22 +23,8 @@ fn a_bad_value_exits_64_with_one_line_naming_the_variable_and_the_rule() {
         ("PAYMENT_CHECKS_RATE_LIMIT", "often", "10/1s"),
         ("REDIS_URL", "http://:secretpw@h", "redis://"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_payment-scheduler"))
-            .env_clear()
-            .env(var, value)
-            .env("HEALTH_ADDR", "127.0.0.1:0")
-            .output()
-            .expect("run payment-scheduler");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(64), "{var}: {stderr}");
-        assert_eq!(stderr.lines().count(), 1, "{stderr}");
-        assert!(
-            stderr.starts_with(&format!(
-                "payment-scheduler: invalid configuration: {var}: "
-            )) && stderr.contains(rule),
-            "{stderr}"
-        );
-        assert!(!stderr.contains("secretpw"), "{stderr}");
+        let program = env!("CARGO_BIN_EXE_payment-scheduler");
+        assert_config_refused(program, &[(var, value)], var, rule, "secretpw");
     }
 }
 
@@ -66,15 +54,7 @@ async fn a_scheduler_killed_between_the_status_update_and_the_booking_loses_noth
 
     // Hold the booking back: the check's transaction updates the status, then
     // waits on this lock at its INSERT into account_movements.
-    let mut blocker = PgConnection::connect(&app.db.url).await.expect("connect");
-    sqlx::query("BEGIN")
-        .execute(&mut blocker)
-        .await
-        .expect("begin");
-    sqlx::query("LOCK TABLE account_movements IN EXCLUSIVE MODE")
-        .execute(&mut blocker)
-        .await
-        .expect("lock");
+    let lock = TableLock::new(&app.db.url, "account_movements").await;
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_payment-scheduler"))
         .env_clear()
@@ -101,10 +81,7 @@ async fn a_scheduler_killed_between_the_status_update_and_the_booking_loses_noth
 
     child.kill().expect("SIGKILL the scheduler");
     child.wait().expect("reap it");
-    sqlx::query("COMMIT")
-        .execute(&mut blocker)
-        .await
-        .expect("release");
+    lock.release().await;
     eventually("the killed scheduler's transaction is gone", async || {
         (backends(&mut probe, false).await == 0).then_some(())
     })

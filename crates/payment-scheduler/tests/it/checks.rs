@@ -3,7 +3,7 @@
 
 use store::payments::{CheckOutcome, Currency, PaymentStatus};
 
-use crate::support::{TestApp, statuses};
+use crate::support::{PaymentWorld, TestApp, statuses};
 
 use PaymentStatus::*;
 
@@ -88,7 +88,7 @@ async fn every_status_path_ends_where_the_bank_says_and_only_a_payment_books_a_m
             "{script}: no read after the final status"
         );
     }
-    let s = app.redis.stats(&app.queue).await;
+    let s = app.stats().await;
     assert_eq!((s.dead_lettered, s.retried), (0, 0), "{s:#?}");
     worker.stop().await;
     app.finish().await;

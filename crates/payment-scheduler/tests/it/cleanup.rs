@@ -7,7 +7,7 @@ use queue_core::Every;
 use queue_core::testing::eventually;
 use store::payments;
 
-use crate::support::TestApp;
+use crate::support::{PaymentWorld, TestApp};
 
 #[tokio::test]
 async fn two_replicas_run_the_cleanup_once_per_period() {
@@ -17,7 +17,7 @@ async fn two_replicas_run_the_cleanup_once_per_period() {
     config.cleanup.every = Every::interval(Duration::from_secs(1)).expect("valid");
     let replicas = [app.spawn(config.clone()).await, app.spawn(config).await];
     let runs = eventually("three periods were cleaned", async || {
-        let mut conn = app.db.pool.acquire().await.expect("conn");
+        let mut conn = app.conn().await;
         let runs = payments::cleanup_runs(&mut conn).await.expect("runs");
         (runs.len() >= 4).then_some(runs)
     })
@@ -39,7 +39,7 @@ async fn a_cleanup_removes_history_and_dead_letters_older_than_the_retention_onl
     let p = app.add_payment("completed").await;
     let dlq = app.queue.keys().dlq();
     {
-        let mut conn = app.db.pool.acquire().await.expect("conn");
+        let mut conn = app.conn().await;
         for (n, age) in [(1, "40 days"), (2, "31 days"), (3, "1 day")] {
             sqlx::query(
                 "INSERT INTO payment_checks (payment_id, check_number, outcome, status, checked_at)

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use queue_core::testing::{eventually, holds_for};
+use queue_core::testing::holds_for;
 use store::payments::PaymentStatus;
 
-use crate::support::TestApp;
+use crate::support::{PaymentWorld, TestApp};
 
 #[tokio::test]
 async fn a_qr_the_bank_reports_completed_at_creation_is_stored_with_its_movement_and_paid_at() {
@@ -26,7 +26,7 @@ async fn a_qr_the_bank_reports_completed_at_creation_is_stored_with_its_movement
         "booked with the payment, not by a repair"
     );
     assert_eq!(movements[0].amount_cents, 12_550);
-    let s = app.redis.stats(&app.queue).await;
+    let s = app.stats().await;
     assert_eq!((s.waiting, s.delayed), (0, 0), "nothing to check: {s:#?}");
     assert_eq!(app.sim.bank().status_reads(&p.qr_id), 0);
     app.finish().await;
@@ -44,10 +44,9 @@ async fn the_first_check_runs_right_after_creation_and_the_status_delays_apply_f
     let due = p.next_check_at.expect("a first check");
     assert!(due <= chrono::Utc::now(), "due at creation: {due}");
 
-    let checked = eventually("the first check ran", async || {
-        Some(app.payment(p.id).await).filter(|p| p.checks_made == 1)
-    })
-    .await;
+    let checked = app
+        .payment_until(p.id, "the first check ran", |p| p.checks_made == 1)
+        .await;
     let history = app.history(p.id).await;
     assert_eq!(history[0].status, Some(PaymentStatus::Pending));
     // From the second check on, the delay of the status the bank answered.

@@ -9,7 +9,7 @@ use queue_core::testing::eventually;
 use queue_core::{NewJob, Priority};
 use store::payments::{self, PaymentStatus};
 
-use crate::support::TestApp;
+use crate::support::{PaymentWorld, TestApp};
 
 #[tokio::test]
 async fn the_same_check_delivered_again_after_it_completed_books_nothing_and_reads_nothing() {
@@ -49,17 +49,10 @@ async fn two_deliveries_of_one_check_running_at_once_book_one_movement() {
     let check = PaymentStatusCheck::new(p.id, 1);
     let mut jobs = Vec::new();
     for _ in 0..2 {
-        let job = app
-            .redis
-            .producer
-            .enqueue(
-                &app.queue,
-                NewJob::message(<PaymentStatusCheck as JobKind>::KIND, &check)
-                    .priority(Priority::High),
-            )
-            .await
-            .expect("enqueue");
-        jobs.push(job.id().to_owned());
+        // Without the check's key: the second delivery is the point.
+        let job =
+            NewJob::message(<PaymentStatusCheck as JobKind>::KIND, &check).priority(Priority::High);
+        jobs.push(app.enqueue_job(job).await);
     }
     let worker = app.spawn(app.config()).await;
     // By their ids: the queue's `completed` also counts the repeating jobs.
@@ -84,7 +77,7 @@ async fn a_check_reclaimed_from_a_worker_that_died_holding_it_books_one_movement
     let mut p = app.add_payment("completed").await;
     // A processing payment's check waits on the normal lane, the one `read_as` takes.
     {
-        let mut conn = app.db.pool.acquire().await.expect("conn");
+        let mut conn = app.conn().await;
         sqlx::query("UPDATE payments SET status = 'processing' WHERE id = $1")
             .bind(p.id)
             .execute(&mut *conn)
@@ -100,7 +93,7 @@ async fn a_check_reclaimed_from_a_worker_that_died_holding_it_books_one_movement
             .promote_due(&app.queue)
             .await
             .expect("promote");
-        (app.redis.stats(&app.queue).await.waiting == 1).then_some(())
+        (app.stats().await.waiting == 1).then_some(())
     })
     .await;
     app.redis.read_as(&app.queue, "died-holding-it", 1).await;
@@ -128,7 +121,7 @@ async fn a_payment_left_completed_without_its_movement_gets_exactly_one_from_the
     // The state a crash between the status update and the booking would leave
     // if they were not one transaction (or a row completed by hand).
     {
-        let mut conn = app.db.pool.acquire().await.expect("conn");
+        let mut conn = app.conn().await;
         sqlx::query(
             "UPDATE payments SET status = 'completed', checks_made = 1, next_check_at = NULL,
                     paid_at = now() WHERE id = $1",

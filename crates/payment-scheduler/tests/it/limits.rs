@@ -7,7 +7,7 @@ use std::time::Duration;
 use queue_core::testing::holds_for;
 use store::payments::{CheckOutcome, PaymentStatus};
 
-use crate::support::TestApp;
+use crate::support::{PaymentWorld, TestApp};
 
 #[tokio::test]
 async fn after_the_last_allowed_check_the_payment_is_flagged_for_an_operator_and_no_longer_checked()
@@ -33,7 +33,7 @@ async fn after_the_last_allowed_check_the_payment_is_flagged_for_an_operator_and
     .await;
     assert_eq!(app.history(p.id).await.len(), 20);
     assert!(app.movements(p.id).await.is_empty());
-    let s = app.redis.stats(&app.queue).await;
+    let s = app.stats().await;
     assert_eq!((s.waiting, s.delayed, s.dead_lettered), (0, 0, 0), "{s:#?}");
     worker.stop().await;
     app.finish().await;
@@ -67,7 +67,7 @@ async fn a_bank_failing_every_attempt_makes_a_failed_check_and_the_next_check_st
     assert_eq!(history[1].status, Some(PaymentStatus::Completed));
     assert_eq!(app.movements(p.id).await.len(), 1);
     assert_eq!(app.sim.bank().stats().errors, 4);
-    let s = app.redis.stats(&app.queue).await;
+    let s = app.stats().await;
     assert_eq!((s.retried, s.dead_lettered), (3, 0), "{s:#?}");
     worker.stop().await;
     app.finish().await;
@@ -85,10 +85,9 @@ async fn a_check_dead_lettered_by_a_timeout_counts_as_failed_and_the_next_check_
     config.schedule.delay_pending = Duration::from_secs(1);
     app.sim.bank().set_hang(true);
     let worker = app.spawn(config).await;
-    let failed = queue_core::testing::eventually("check 1 is recorded failed", async || {
-        Some(app.payment(p.id).await).filter(|p| p.checks_made == 1)
-    })
-    .await;
+    let failed = app
+        .payment_until(p.id, "check 1 is recorded failed", |p| p.checks_made == 1)
+        .await;
     app.sim.bank().set_hang(false);
     assert!(
         failed.next_check_at.is_some(),
@@ -101,7 +100,7 @@ async fn a_check_dead_lettered_by_a_timeout_counts_as_failed_and_the_next_check_
     );
     let history = app.history(p.id).await;
     assert_eq!(history[0].outcome, CheckOutcome::Failed);
-    assert_eq!(app.redis.stats(&app.queue).await.dead_lettered, 1);
+    assert_eq!(app.stats().await.dead_lettered, 1);
     worker.stop().await;
     app.finish().await;
 }
@@ -130,11 +129,7 @@ async fn the_global_rate_limit_keeps_every_check_under_the_banks_limit() {
     let due = chrono::Utc::now() + chrono::Duration::milliseconds(1100);
     for p in &ids {
         let job = payment_scheduler::schedule::check_job(p.id, 1, PaymentStatus::Pending, due);
-        app.redis
-            .producer
-            .enqueue(&app.queue, job)
-            .await
-            .expect("enqueue");
+        app.enqueue_job(job).await;
     }
     for p in &ids {
         let done = app.settled(p.id).await;

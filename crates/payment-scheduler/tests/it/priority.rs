@@ -7,7 +7,7 @@ use store::payments::PaymentStatus;
 
 use queue_core::testing::eventually;
 
-use crate::support::TestApp;
+use crate::support::{PaymentWorld, TestApp};
 
 #[tokio::test]
 async fn a_high_lane_check_is_taken_before_low_lane_checks_that_were_due_with_it() {
@@ -19,20 +19,12 @@ async fn a_high_lane_check_is_taken_before_low_lane_checks_that_were_due_with_it
     for _ in 0..3 {
         let p = app.add_payment("completed").await;
         let job = schedule::check_job(p.id, 1, PaymentStatus::Active, due);
-        app.redis
-            .producer
-            .enqueue(&app.queue, job)
-            .await
-            .expect("enqueue");
+        app.enqueue_job(job).await;
         low.push(p.id);
     }
     let high = app.add_payment("completed").await;
     let job = schedule::check_job(high.id, 1, PaymentStatus::Pending, due);
-    app.redis
-        .producer
-        .enqueue(&app.queue, job)
-        .await
-        .expect("enqueue");
+    app.enqueue_job(job).await;
     assert!(Utc::now() < due, "enqueued before they were due");
     // One promotion moves all four into their lanes at once. The worker starts
     // only then: a read that ran while the promotion happened could find the
@@ -58,7 +50,7 @@ async fn a_high_lane_check_is_taken_before_low_lane_checks_that_were_due_with_it
         app.settled(*id).await;
     }
     let order: Vec<i64> = {
-        let mut conn = app.db.pool.acquire().await.expect("conn");
+        let mut conn = app.conn().await;
         sqlx::query_scalar("SELECT payment_id FROM payment_checks ORDER BY id")
             .fetch_all(&mut *conn)
             .await

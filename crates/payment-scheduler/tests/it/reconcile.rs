@@ -8,7 +8,7 @@ use payment_scheduler::reconcile::OverdueChecks;
 use service::config::ReconcileConfig;
 use store::payments::PaymentStatus;
 
-use crate::support::TestApp;
+use crate::support::{PaymentWorld, TestApp};
 
 #[tokio::test]
 async fn a_payment_whose_check_job_was_lost_in_a_flushed_redis_is_checked_again() {
@@ -20,7 +20,7 @@ async fn a_payment_whose_check_job_was_lost_in_a_flushed_redis_is_checked_again(
         .destroy(&app.queue)
         .await
         .expect("flush the queue");
-    assert_eq!(app.redis.stats(&app.queue).await.delayed, 0);
+    assert_eq!(app.stats().await.delayed, 0);
 
     let mut config = app.config();
     config.reconcile = ReconcileConfig {
@@ -46,7 +46,7 @@ async fn a_run_enqueues_only_missing_checks_and_books_missing_movements() {
     let lost = app.add_payment("completed").await; // never enqueued
     let paid = app.add_payment("completed").await;
     {
-        let mut conn = app.db.pool.acquire().await.expect("conn");
+        let mut conn = app.conn().await;
         sqlx::query(
             "UPDATE payments SET next_check_at = now() - interval '1 hour' WHERE id IN ($1, $2)",
         )
@@ -84,7 +84,7 @@ async fn a_run_enqueues_only_missing_checks_and_books_missing_movements() {
     );
     assert_eq!(app.movements(paid.id).await.len(), 1);
     // Overdue: on their lanes at once, not delayed.
-    let s = app.redis.stats(&app.queue).await;
+    let s = app.stats().await;
     assert_eq!((s.waiting, s.delayed), (2, 0), "{s:#?}");
     app.finish().await;
 }

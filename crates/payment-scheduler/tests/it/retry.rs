@@ -4,25 +4,23 @@
 
 use std::time::Duration;
 
-use queue_core::testing::eventually;
 use store::payments::{CheckOutcome, Payment, PaymentStatus};
 
-use crate::support::TestApp;
+use crate::support::{PaymentWorld, TestApp};
 
 /// Waits until the payment is flagged for an operator.
 async fn flagged(app: &TestApp, id: i64) -> Payment {
-    eventually(&format!("payment {id} is flagged"), async || {
-        Some(app.payment(id).await).filter(|p| p.needs_operator)
-    })
-    .await
+    app.payment_until(id, "the payment is flagged", |p| p.needs_operator)
+        .await
 }
 
 /// Waits until the payment is completed, and checks what the retry left.
 async fn completed_after_a_retry(app: &TestApp, id: i64, reason: &str) {
-    let done = eventually(&format!("payment {id} is completed"), async || {
-        Some(app.payment(id).await).filter(|p| p.status == PaymentStatus::Completed)
-    })
-    .await;
+    let done = app
+        .payment_until(id, "the payment is completed", |p| {
+            p.status == PaymentStatus::Completed
+        })
+        .await;
     assert!(
         !done.needs_operator && done.operator_reason.is_none(),
         "{done:?}"
@@ -66,19 +64,12 @@ async fn retrying_a_dead_lettered_check_reopens_the_flagged_payment_and_checks_i
         .expect("a reason");
     assert!(reason.contains("after 1 checks"), "{reason}");
     flagged(&app, all.id).await;
-    app.redis
-        .stats_until(&app.queue, "both checks are dead letters", |s| {
-            s.dead_lettered == 2
-        })
+    app.stats_until("both checks are dead letters", |s| s.dead_lettered == 2)
         .await;
     app.sim.bank().set_hang(false);
 
     // One dead letter, by its job id.
-    app.redis
-        .admin
-        .retry_dead(&app.queue, &job)
-        .await
-        .expect("retry one");
+    app.retry_dead(&job).await;
     completed_after_a_retry(&app, one.id, &reason).await;
     assert!(
         app.payment(all.id).await.needs_operator,
@@ -86,14 +77,7 @@ async fn retrying_a_dead_lettered_check_reopens_the_flagged_payment_and_checks_i
     );
 
     // Every dead letter.
-    assert_eq!(
-        app.redis
-            .admin
-            .retry_all_dead(&app.queue)
-            .await
-            .expect("retry all"),
-        1
-    );
+    assert_eq!(app.retry_all_dead().await, 1);
     completed_after_a_retry(&app, all.id, &reason).await;
     worker.stop().await;
     app.finish().await;
@@ -111,22 +95,18 @@ async fn retrying_a_dead_lettered_check_of_a_payment_still_checked_runs_its_next
     app.sim.bank().set_hang(true);
     let worker = app.spawn(config).await;
     let job = app.enqueue_check(&p).await;
-    let waiting = eventually("check 1 is recorded failed", async || {
-        Some(app.payment(p.id).await).filter(|p| p.checks_made == 1)
-    })
-    .await;
+    let waiting = app
+        .payment_until(p.id, "check 1 is recorded failed", |p| p.checks_made == 1)
+        .await;
     assert!(!waiting.needs_operator && waiting.next_check_at.is_some());
     app.sim.bank().set_hang(false);
 
-    app.redis
-        .admin
-        .retry_dead(&app.queue, &job)
-        .await
-        .expect("retry");
-    let done = eventually("the payment is completed", async || {
-        Some(app.payment(p.id).await).filter(|p| p.status == PaymentStatus::Completed)
-    })
-    .await;
+    app.retry_dead(&job).await;
+    let done = app
+        .payment_until(p.id, "the payment is completed", |p| {
+            p.status == PaymentStatus::Completed
+        })
+        .await;
     assert_eq!((done.checks_made, done.checks_base), (2, 0));
     assert!(done.operator_history.is_empty(), "it was never flagged");
     assert_eq!(app.movements(p.id).await.len(), 1);

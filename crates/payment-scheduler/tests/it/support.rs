@@ -1,40 +1,74 @@
-//! One test's world: its Redis prefix, its database and a bank simulator, and
-//! payments created the way the gateway creates them.
+//! What the payment tests add to the owners' test support
+//! (`service::testing`'s world with a bank simulator): the scheduler's config
+//! for the world, and payments created the way the gateway creates them.
 
 use std::time::Duration;
 
 use chrono::Utc;
 use payment_scheduler::config::{BankConfig, CleanupConfig, Config, ScheduleConfig};
 use payment_scheduler::{Bank, CreateQr, QrBank, schedule};
-use queue_core::testing::{TestRedis, eventually};
-use queue_core::{Every, Queue};
+use queue_core::Every;
+use queue_core::testing::eventually;
 use service::config::ReconcileConfig;
-use service::testing::Running;
+use service::testing::{Running, TestWorld};
 use store::payments::{self, CheckRecord, Currency, Movement, NewPayment, Payment, PaymentStatus};
-use store::testing::TestDb;
 use upstream_sim::{Sim, SimConfig};
 
-pub struct TestApp {
-    pub redis: TestRedis,
-    pub db: TestDb,
-    pub queue: Queue,
-    pub sim: Sim,
+/// One payment test's world, its simulator serving the bank.
+pub type TestApp = TestWorld<Sim>;
+
+/// What the payment tests add to their world.
+pub trait PaymentWorld: Sized {
+    /// A world on the `payment-checks` queue (with its lanes) and a bank simulator.
+    async fn new() -> Self;
+
+    fn bank_config(&self) -> BankConfig;
+
+    /// The config `main` would build, pointed at this test's Redis prefix,
+    /// database and simulator, with every delay in milliseconds.
+    fn config(&self) -> Config;
+
+    /// Starts a scheduler with `config`.
+    async fn spawn(&self, config: Config) -> Running;
+
+    /// Creates a QR at the bank that follows `script` (`pending,completed`) and
+    /// stores its payment, `pending` and due at once, without enqueueing its
+    /// check. (The simulator answers a creation with the script's first step;
+    /// a new QR is unpaid whatever the script.)
+    async fn add_payment(&self, script: &str) -> Payment;
+
+    /// Creates a payment as the gateway's `POST /api/payments/qr` does, for a
+    /// QR that follows `script` (its first step is the status at creation).
+    async fn create_as_the_gateway(&self, script: &str) -> Payment;
+
+    /// Enqueues the payment's next check as the gateway does; the job's id.
+    async fn enqueue_check(&self, payment: &Payment) -> String;
+
+    /// `add_payment` then `enqueue_check`.
+    async fn create(&self, script: &str) -> Payment;
+
+    async fn payment(&self, id: i64) -> Payment;
+
+    /// Polls the payment until `done` holds.
+    async fn payment_until(&self, id: i64, what: &str, done: impl Fn(&Payment) -> bool) -> Payment;
+
+    async fn history(&self, id: i64) -> Vec<CheckRecord>;
+
+    async fn movements(&self, id: i64) -> Vec<Movement>;
+
+    /// Polls until the payment's checks ended (final status or flagged).
+    async fn settled(&self, id: i64) -> Payment;
 }
 
-impl TestApp {
-    pub async fn new() -> Self {
-        let redis = TestRedis::new().await;
-        Self {
-            queue: redis.priority_queue(jobs::PAYMENT_CHECKS.name),
-            db: TestDb::new().await,
-            sim: Sim::start(SimConfig::default())
-                .await
-                .expect("the simulator starts"),
-            redis,
-        }
+impl PaymentWorld for TestApp {
+    async fn new() -> Self {
+        let sim = Sim::start(SimConfig::default())
+            .await
+            .expect("the simulator starts");
+        TestWorld::for_queue_with_sim(&jobs::PAYMENT_CHECKS, sim).await
     }
 
-    pub fn bank_config(&self) -> BankConfig {
+    fn bank_config(&self) -> BankConfig {
         BankConfig {
             url: self.sim.url(),
             api_key: None,
@@ -42,13 +76,11 @@ impl TestApp {
         }
     }
 
-    /// The config `main` would build, pointed at this test's Redis prefix,
-    /// database and simulator, with every delay in milliseconds.
-    pub fn config(&self) -> Config {
-        let mut worker = service::testing::fast_worker_config(&jobs::PAYMENT_CHECKS);
+    fn config(&self) -> Config {
+        let mut worker = self.worker_config();
         worker.max_attempts = payment_scheduler::config::DEFAULT_MAX_ATTEMPTS;
         Config {
-            base: service::testing::base_config(&self.redis.prefix, &self.db.url),
+            base: self.base_config(),
             worker,
             bank: self.bank_config(),
             schedule: ScheduleConfig {
@@ -70,7 +102,7 @@ impl TestApp {
         }
     }
 
-    pub async fn spawn(&self, config: Config) -> Running {
+    async fn spawn(&self, config: Config) -> Running {
         Running::spawn(
             payment_scheduler::start(config)
                 .await
@@ -78,11 +110,7 @@ impl TestApp {
         )
     }
 
-    /// Creates a QR at the bank that follows `script` (`pending,completed`) and
-    /// stores its payment, `pending` and due at once, without enqueueing its
-    /// check. (The simulator answers a creation with the script's first step;
-    /// a new QR is unpaid whatever the script.)
-    pub async fn add_payment(&self, script: &str) -> Payment {
+    async fn add_payment(&self, script: &str) -> Payment {
         let bank = QrBank::new(self.bank_config()).expect("bank client");
         let created = bank
             .create_qr(&CreateQr {
@@ -93,9 +121,8 @@ impl TestApp {
             })
             .await
             .expect("the bank creates the QR");
-        let mut conn = self.db.pool.acquire().await.expect("db connection");
         payments::insert(
-            &mut conn,
+            &mut *self.conn().await,
             &NewPayment {
                 qr_id: &created.qr_id,
                 amount_cents: 12_550,
@@ -111,9 +138,7 @@ impl TestApp {
         .expect("insert payment")
     }
 
-    /// Creates a payment as the gateway's `POST /api/payments/qr` does, for a
-    /// QR that follows `script` (its first step is the status at creation).
-    pub async fn create_as_the_gateway(&self, script: &str) -> Payment {
+    async fn create_as_the_gateway(&self, script: &str) -> Payment {
         let bank = QrBank::new(self.bank_config()).expect("bank client");
         let created = payment_scheduler::create_payment(
             &self.db.pool,
@@ -128,69 +153,50 @@ impl TestApp {
         .await
         .expect("the payment is created");
         if let Some(job) = created.first_check {
-            self.redis
-                .producer
-                .enqueue(&self.queue, job)
-                .await
-                .expect("first check enqueued");
+            self.enqueue_job(job).await;
         }
         created.payment
     }
 
-    /// Enqueues the payment's next check as the gateway does; the job's id.
-    pub async fn enqueue_check(&self, payment: &Payment) -> String {
+    async fn enqueue_check(&self, payment: &Payment) -> String {
         let job = schedule::next_check_job(payment).expect("a payment still checked");
-        self.redis
-            .producer
-            .enqueue(&self.queue, job)
-            .await
-            .expect("enqueue")
-            .id()
-            .to_owned()
+        self.enqueue_job(job).await
     }
 
-    /// Waits until the job `job_id` has a completion record.
-    pub async fn completed_until(&self, job_id: &str) {
-        self.redis.completed_until(&self.queue, job_id).await
-    }
-
-    /// `add_payment` then `enqueue_check`.
-    pub async fn create(&self, script: &str) -> Payment {
+    async fn create(&self, script: &str) -> Payment {
         let p = self.add_payment(script).await;
         self.enqueue_check(&p).await;
         p
     }
 
-    pub async fn payment(&self, id: i64) -> Payment {
-        let mut conn = self.db.pool.acquire().await.expect("db connection");
-        payments::get(&mut conn, id)
+    async fn payment(&self, id: i64) -> Payment {
+        payments::get(&mut *self.conn().await, id)
             .await
             .expect("get payment")
             .expect("the payment exists")
     }
 
-    pub async fn history(&self, id: i64) -> Vec<CheckRecord> {
-        let mut conn = self.db.pool.acquire().await.expect("db connection");
-        payments::checks(&mut conn, id).await.expect("history")
+    async fn payment_until(&self, id: i64, what: &str, done: impl Fn(&Payment) -> bool) -> Payment {
+        eventually(what, async || Some(self.payment(id).await).filter(&done)).await
     }
 
-    pub async fn movements(&self, id: i64) -> Vec<Movement> {
-        let mut conn = self.db.pool.acquire().await.expect("db connection");
-        payments::movements(&mut conn, id).await.expect("movements")
+    async fn history(&self, id: i64) -> Vec<CheckRecord> {
+        payments::checks(&mut *self.conn().await, id)
+            .await
+            .expect("history")
     }
 
-    /// Polls until the payment's checks ended (final status or flagged).
-    pub async fn settled(&self, id: i64) -> Payment {
-        eventually(&format!("payment {id} is no longer checked"), async || {
-            Some(self.payment(id).await).filter(|p| p.next_check_at.is_none())
+    async fn movements(&self, id: i64) -> Vec<Movement> {
+        payments::movements(&mut *self.conn().await, id)
+            .await
+            .expect("movements")
+    }
+
+    async fn settled(&self, id: i64) -> Payment {
+        self.payment_until(id, "the payment is no longer checked", |p| {
+            p.next_check_at.is_none()
         })
         .await
-    }
-
-    pub async fn finish(self) {
-        self.sim.stop().await;
-        self.redis.finish().await;
-        self.db.cleanup().await;
     }
 }
 

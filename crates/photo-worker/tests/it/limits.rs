@@ -9,7 +9,7 @@ use photo_worker::imaging;
 use photo_worker::testing::{bib_photo_png, peak_blocking_runs};
 use store::photos::ProcessingStatus;
 
-use crate::support::TestApp;
+use crate::support::{PhotoWorld, TestApp};
 
 /// How long a test waits for photos that take seconds each, one at a time.
 const SLOW: Duration = Duration::from_secs(60);
@@ -32,11 +32,7 @@ async fn a_photo_that_needs_more_memory_than_the_whole_budget_fails_at_once_with
     let worker = app.spawn_worker_with(|c| c.memory_budget = 1 << 20).await;
     let photo = app.upload(&bib_photo_png(&["1234"])).await;
     app.enqueue(photo.id).await;
-    let failed = app
-        .photo_until(photo.id, "the photo is failed", |p| {
-            p.processing_status == ProcessingStatus::Failed
-        })
-        .await;
+    let failed = app.photo_until(photo.id, ProcessingStatus::Failed).await;
     let error = failed.processing_error.expect("a reason");
     assert!(
         error.contains("800x600") && error.contains("PHOTO_MEMORY_BUDGET (1 MiB)"),
@@ -69,9 +65,7 @@ async fn photos_that_together_exceed_the_memory_budget_are_processed_one_at_a_ti
     }
     for id in ids {
         let done = app
-            .photo_until_within(id, "the photo is completed", SLOW, |p| {
-                p.processing_status == ProcessingStatus::Completed
-            })
+            .photo_until_within(id, ProcessingStatus::Completed, SLOW)
             .await;
         assert_eq!(app.bibs(done.id).await.len(), 6, "{done:?}");
     }
@@ -103,9 +97,7 @@ async fn a_timed_out_job_keeps_its_slot_until_its_detection_ends_so_no_more_than
     }
     for id in ids {
         let failed = app
-            .photo_until_within(id, "the photo is failed", SLOW, |p| {
-                p.processing_status == ProcessingStatus::Failed
-            })
+            .photo_until_within(id, ProcessingStatus::Failed, SLOW)
             .await;
         let error = failed.processing_error.expect("a reason");
         assert!(error.contains("timed out"), "{error}");

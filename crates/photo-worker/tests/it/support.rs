@@ -1,9 +1,10 @@
-//! What the photo tests add to the owners' test support (`queue_core::testing`,
-//! `store::testing`, `photo_worker::testing`): one test's world with its
-//! storage directory, photos stored the way the gateway stores them, and a
-//! photo server on loopback for URLs.
+//! What the photo tests add to the owners' test support (`service::testing`'s
+//! world, `photo_worker::testing`): the worker's config for the world, photos
+//! stored the way the gateway stores them, and a photo server on loopback for
+//! URLs.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -12,141 +13,156 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use photo_worker::Config;
-use queue_core::testing::{PATIENCE, TestRedis, eventually_within};
-use queue_core::{Queue, QueueStats};
-use service::testing::Running;
+use queue_core::testing::{PATIENCE, eventually_within};
+use service::testing::{Running, TestWorld};
 use storage::Storage;
-use store::photos::{self, Detection, NewPhoto, Photo};
-use store::testing::TestDb;
+use store::photos::{self, Detection, NewPhoto, Photo, ProcessingStatus};
 
-/// One test's world.
-pub struct TestApp {
-    pub redis: TestRedis,
-    pub db: TestDb,
-    pub queue: Queue,
-    pub storage: tempfile::TempDir,
-}
+/// One photo test's world.
+pub type TestApp = TestWorld;
 
-impl TestApp {
-    pub async fn new() -> Self {
-        let redis = TestRedis::new().await;
-        Self {
-            queue: redis.queue(jobs::PHOTOS.name),
-            db: TestDb::new().await,
-            storage: tempfile::tempdir().expect("a temporary storage directory"),
-            redis,
-        }
-    }
+/// What the photo tests add to their world.
+pub trait PhotoWorld: Sized {
+    /// A world on the `photos` queue.
+    async fn new() -> Self;
 
     /// The config `main` would build, pointed at this test's Redis prefix,
     /// database and storage, with fast settings.
-    pub fn config(&self) -> Config {
+    fn config(&self) -> Config;
+
+    /// Starts the worker with [`PhotoWorld::config`].
+    async fn spawn_worker(&self) -> Running;
+
+    /// Starts the worker with [`PhotoWorld::config`] after `tweak`.
+    async fn spawn_worker_with(&self, tweak: impl FnOnce(&mut Config)) -> Running;
+
+    /// Stores an uploaded file and its `pending` row the way the gateway does.
+    async fn upload(&self, bytes: &[u8]) -> Photo;
+
+    /// Stores a `pending` photo to be fetched from `url`.
+    async fn by_url(&self, url: &str) -> Photo;
+
+    /// Where the photo's original is stored.
+    fn original_path(&self, photo: &Photo) -> PathBuf;
+
+    /// Enqueues the photo's job as the gateway does (its key, unique until
+    /// settled); returns the job id.
+    async fn enqueue(&self, photo_id: i64) -> String;
+
+    /// Enqueues the photo's job without its key, as a late duplicate (a
+    /// crash before an acknowledgement); returns the job id.
+    async fn enqueue_duplicate(&self, photo_id: i64) -> String;
+
+    async fn photo(&self, id: i64) -> Photo;
+
+    /// Polls the photo row until it is `status`.
+    async fn photo_until(&self, id: i64, status: ProcessingStatus) -> Photo;
+
+    /// [`photo_until`](PhotoWorld::photo_until) for slow photos: up to `within`.
+    async fn photo_until_within(
+        &self,
+        id: i64,
+        status: ProcessingStatus,
+        within: Duration,
+    ) -> Photo;
+
+    /// The bib numbers stored for a photo, sorted.
+    async fn bibs(&self, id: i64) -> Vec<String>;
+
+    async fn detections(&self, id: i64) -> Vec<Detection>;
+}
+
+impl PhotoWorld for TestApp {
+    async fn new() -> Self {
+        TestWorld::for_queue(&jobs::PHOTOS).await
+    }
+
+    fn config(&self) -> Config {
         photo_worker::testing::config(&self.redis.prefix, &self.db.url, self.storage.path())
     }
 
-    pub async fn spawn_worker(&self) -> Running {
-        photo_worker::testing::spawn(self.config()).await
+    async fn spawn_worker(&self) -> Running {
+        self.spawn_worker_with(|_| {}).await
     }
 
-    pub async fn spawn_worker_with(&self, tweak: impl FnOnce(&mut Config)) -> Running {
+    async fn spawn_worker_with(&self, tweak: impl FnOnce(&mut Config)) -> Running {
         let mut config = self.config();
         tweak(&mut config);
         photo_worker::testing::spawn(config).await
     }
 
-    /// Stores an uploaded file and its `pending` row the way the gateway does.
-    pub async fn upload(&self, bytes: &[u8]) -> Photo {
+    async fn upload(&self, bytes: &[u8]) -> Photo {
         static N: AtomicU64 = AtomicU64::new(0);
         let path = format!("photos/test-{}.img", N.fetch_add(1, Ordering::Relaxed));
         Storage::local(self.storage.path())
             .put(&path, bytes)
             .await
             .expect("storing the upload");
-        self.insert(NewPhoto {
-            original_name: Some("finish-line.jpg"),
-            storage_path: Some(&path),
-            size_bytes: Some(bytes.len() as i64),
-            ..NewPhoto::default()
-        })
+        insert(
+            self,
+            NewPhoto {
+                original_name: Some("finish-line.jpg"),
+                storage_path: Some(&path),
+                size_bytes: Some(bytes.len() as i64),
+                ..NewPhoto::default()
+            },
+        )
         .await
     }
 
-    /// Stores a `pending` photo to be fetched from `url`.
-    pub async fn by_url(&self, url: &str) -> Photo {
-        self.insert(NewPhoto {
-            source_url: Some(url),
-            ..NewPhoto::default()
-        })
+    async fn by_url(&self, url: &str) -> Photo {
+        insert(
+            self,
+            NewPhoto {
+                source_url: Some(url),
+                ..NewPhoto::default()
+            },
+        )
         .await
     }
 
-    async fn insert(&self, photo: NewPhoto<'_>) -> Photo {
-        let mut conn = self.db.pool.acquire().await.expect("db connection");
-        let (_, mut stored) = photos::insert_batch(&mut conn, &[photo])
-            .await
-            .expect("insert photo");
-        stored.pop().expect("one photo")
+    fn original_path(&self, photo: &Photo) -> PathBuf {
+        self.storage_path(photo.storage_path.as_deref().expect("a stored original"))
     }
 
-    /// Enqueues the photo's job as the gateway does (its key, unique until
-    /// settled); returns the job id.
-    pub async fn enqueue(&self, photo_id: i64) -> String {
-        self.redis
-            .producer
-            .enqueue(&self.queue, jobs::rows::photo_job(photo_id))
-            .await
-            .expect("enqueue")
-            .id()
-            .to_owned()
+    async fn enqueue(&self, photo_id: i64) -> String {
+        self.enqueue_job(jobs::rows::photo_job(photo_id)).await
     }
 
-    /// Enqueues the photo's job without its key, as a late duplicate (a
-    /// crash before an acknowledgement); returns the job id.
-    pub async fn enqueue_duplicate(&self, photo_id: i64) -> String {
-        self.redis
-            .producer
-            .enqueue(
-                &self.queue,
-                queue_core::NewJob::message(
-                    <jobs::v1::ProcessPhoto as jobs::JobKind>::KIND,
-                    &jobs::v1::ProcessPhoto { photo_id },
-                ),
-            )
-            .await
-            .expect("enqueue")
-            .id()
-            .to_owned()
+    async fn enqueue_duplicate(&self, photo_id: i64) -> String {
+        // Without the photo's key: a late duplicate is the point.
+        self.enqueue_job(queue_core::NewJob::message(
+            <jobs::v1::ProcessPhoto as jobs::JobKind>::KIND,
+            &jobs::v1::ProcessPhoto { photo_id },
+        ))
+        .await
     }
 
-    pub async fn photo(&self, id: i64) -> Photo {
-        let mut conn = self.db.pool.acquire().await.expect("db connection");
-        photos::get(&mut conn, id)
+    async fn photo(&self, id: i64) -> Photo {
+        photos::get(&mut *self.conn().await, id)
             .await
             .expect("get photo")
             .expect("the photo exists")
     }
 
-    /// Polls the photo row until `done` holds.
-    pub async fn photo_until(&self, id: i64, what: &str, done: impl Fn(&Photo) -> bool) -> Photo {
-        self.photo_until_within(id, what, PATIENCE, done).await
+    async fn photo_until(&self, id: i64, status: ProcessingStatus) -> Photo {
+        self.photo_until_within(id, status, PATIENCE).await
     }
 
-    /// [`photo_until`](Self::photo_until) for slow photos: up to `within`.
-    pub async fn photo_until_within(
+    async fn photo_until_within(
         &self,
         id: i64,
-        what: &str,
+        status: ProcessingStatus,
         within: Duration,
-        done: impl Fn(&Photo) -> bool,
     ) -> Photo {
-        eventually_within(what, within, async || {
-            Some(self.photo(id).await).filter(&done)
+        let what = format!("photo {id} is {status:?}");
+        eventually_within(&what, within, async || {
+            Some(self.photo(id).await).filter(|p| p.processing_status == status)
         })
         .await
     }
 
-    /// The bib numbers stored for a photo, sorted.
-    pub async fn bibs(&self, id: i64) -> Vec<String> {
+    async fn bibs(&self, id: i64) -> Vec<String> {
         let mut numbers: Vec<String> = self
             .detections(id)
             .await
@@ -157,25 +173,18 @@ impl TestApp {
         numbers
     }
 
-    pub async fn detections(&self, id: i64) -> Vec<Detection> {
-        let mut conn = self.db.pool.acquire().await.expect("db connection");
-        photos::detections(&mut conn, id).await.expect("detections")
+    async fn detections(&self, id: i64) -> Vec<Detection> {
+        photos::detections(&mut *self.conn().await, id)
+            .await
+            .expect("detections")
     }
+}
 
-    /// Waits until the job `job_id` has a completion record.
-    pub async fn completed_until(&self, job_id: &str) {
-        self.redis.completed_until(&self.queue, job_id).await
-    }
-
-    pub async fn stats_until(&self, what: &str, done: impl Fn(&QueueStats) -> bool) -> QueueStats {
-        self.redis.stats_until(&self.queue, what, done).await
-    }
-
-    /// Deletes the queue's keys and drops the database. Stop workers first.
-    pub async fn finish(self) {
-        self.redis.finish().await;
-        self.db.cleanup().await;
-    }
+async fn insert(app: &TestApp, photo: NewPhoto<'_>) -> Photo {
+    let (_, mut stored) = photos::insert_batch(&mut *app.conn().await, &[photo])
+        .await
+        .expect("insert photo");
+    stored.pop().expect("one photo")
 }
 
 /// The bib on the photo server's `/bib.png`.

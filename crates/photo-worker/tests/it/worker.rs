@@ -3,10 +3,10 @@
 
 use photo_worker::testing::{bib_photo, bib_photo_jpeg, bib_photo_png};
 use queue_core::testing::eventually;
-use sqlx::Connection;
+use service::testing::TableLock;
 use store::photos::ProcessingStatus;
 
-use crate::support::TestApp;
+use crate::support::{PhotoWorld, TestApp};
 
 #[tokio::test]
 async fn an_uploaded_photo_moves_pending_processing_completed_with_its_bibs_and_a_thumbnail() {
@@ -18,29 +18,16 @@ async fn an_uploaded_photo_moves_pending_processing_completed_with_its_bibs_and_
 
     // Hold the detections table: the worker can start the photo but not
     // complete it, so `processing` is seen for sure, not by luck of timing.
-    let mut blocker = sqlx::PgConnection::connect(&app.db.url)
-        .await
-        .expect("a connection of the test's own");
-    let mut lock = blocker.begin().await.expect("begin");
-    sqlx::query("LOCK TABLE photo_detections IN EXCLUSIVE MODE")
-        .execute(&mut *lock)
-        .await
-        .expect("lock");
+    let lock = TableLock::new(&app.db.url, "photo_detections").await;
     let worker = app.spawn_worker().await;
     let processing = app
-        .photo_until(photo.id, "the photo is processing", |p| {
-            p.processing_status == ProcessingStatus::Processing
-        })
+        .photo_until(photo.id, ProcessingStatus::Processing)
         .await;
     assert_eq!(processing.attempts, 1);
     assert_eq!(processing.processed_at, None);
-    lock.rollback().await.expect("release the lock");
+    lock.release().await;
 
-    let done = app
-        .photo_until(photo.id, "the photo is completed", |p| {
-            p.processing_status == ProcessingStatus::Completed
-        })
-        .await;
+    let done = app.photo_until(photo.id, ProcessingStatus::Completed).await;
     assert_eq!(app.bibs(photo.id).await, vec!["1234", "507"]);
     assert_eq!((done.attempts, done.processing_error), (1, None));
     assert!(done.processed_at.is_some());
@@ -54,7 +41,7 @@ async fn an_uploaded_photo_moves_pending_processing_completed_with_its_bibs_and_
     }
     let thumb_path = done.thumbnail_path.expect("a thumbnail");
     assert_eq!(thumb_path, format!("thumbs/{}.jpg", photo.id));
-    let thumb = image::open(app.storage.path().join(&thumb_path)).expect("the thumbnail decodes");
+    let thumb = image::open(app.storage_path(&thumb_path)).expect("the thumbnail decodes");
     assert_eq!(thumb.width().max(thumb.height()), 320, "the longest side");
 
     worker.stop().await;
@@ -72,19 +59,13 @@ async fn a_corrupt_file_ends_failed_with_a_readable_error_at_once_and_the_worker
     app.enqueue(broken.id).await;
     app.enqueue(not_an_image.id).await;
 
-    let failed = app
-        .photo_until(broken.id, "the corrupt photo is failed", |p| {
-            p.processing_status == ProcessingStatus::Failed
-        })
-        .await;
+    let failed = app.photo_until(broken.id, ProcessingStatus::Failed).await;
     let error = failed.processing_error.expect("the reason is recorded");
     assert!(error.starts_with("not a decodable image: "), "{error}");
     assert_eq!(failed.attempts, 1, "a corrupt file is not retried");
     assert!(failed.processed_at.is_some());
     let other = app
-        .photo_until(not_an_image.id, "the GIF is failed", |p| {
-            p.processing_status == ProcessingStatus::Failed
-        })
+        .photo_until(not_an_image.id, ProcessingStatus::Failed)
         .await;
     assert!(
         other
@@ -99,10 +80,7 @@ async fn a_corrupt_file_ends_failed_with_a_readable_error_at_once_and_the_worker
     assert!(worker.is_running());
     let fine = app.upload(&bib_photo_png(&["90817"])).await;
     app.enqueue(fine.id).await;
-    app.photo_until(fine.id, "the next photo is completed", |p| {
-        p.processing_status == ProcessingStatus::Completed
-    })
-    .await;
+    app.photo_until(fine.id, ProcessingStatus::Completed).await;
     assert_eq!(app.bibs(fine.id).await, vec!["90817"]);
     let stats = app
         .stats_until("both failures are dead letters", |s| s.dead_lettered == 2)
@@ -121,11 +99,7 @@ async fn an_image_over_the_pixel_limit_is_failed_without_being_decoded() {
         .await;
     let big = app.upload(&bib_photo_png(&["1234"])).await;
     app.enqueue(big.id).await;
-    let failed = app
-        .photo_until(big.id, "the photo is failed", |p| {
-            p.processing_status == ProcessingStatus::Failed
-        })
-        .await;
+    let failed = app.photo_until(big.id, ProcessingStatus::Failed).await;
     let error = failed.processing_error.expect("a reason");
     assert!(
         error.contains("800x600 pixels") && error.contains("PHOTO_MAX_PIXELS (100000)"),
@@ -141,20 +115,13 @@ async fn an_unreadable_original_is_retried_the_last_attempt_leaves_it_failed_and
     let app = TestApp::new().await;
     let photo = app.upload(&bib_photo_png(&["1234"])).await;
     // A directory where the file should be: reading it fails, as a broken disk would.
-    let path = app
-        .storage
-        .path()
-        .join(photo.storage_path.as_deref().expect("a path"));
+    let path = app.original_path(&photo);
     std::fs::remove_file(&path).expect("remove");
     std::fs::create_dir(&path).expect("a directory instead");
     let worker = app.spawn_worker().await;
     let job_id = app.enqueue(photo.id).await;
 
-    let failed = app
-        .photo_until(photo.id, "the photo is failed", |p| {
-            p.processing_status == ProcessingStatus::Failed
-        })
-        .await;
+    let failed = app.photo_until(photo.id, ProcessingStatus::Failed).await;
     assert_eq!(failed.attempts, 3);
     let error = failed.processing_error.expect("a reason");
     assert!(error.starts_with("reading photos/"), "{error}");
@@ -164,27 +131,14 @@ async fn an_unreadable_original_is_retried_the_last_attempt_leaves_it_failed_and
         })
         .await;
     assert_eq!(stats.retried, 2, "{stats:#?}");
-    let dead = app
-        .redis
-        .admin
-        .dead_letter(&app.queue, &job_id)
-        .await
-        .expect("the dead letter");
+    let dead = app.dead_letter(&job_id).await;
     assert_eq!(dead.attempts, Some(3));
 
     // The disk is mended and an operator retries the dead letter: processed.
     std::fs::remove_dir(&path).expect("remove the directory");
     std::fs::write(&path, bib_photo_png(&["1234"])).expect("the file again");
-    app.redis
-        .admin
-        .retry_dead(&app.queue, &job_id)
-        .await
-        .expect("retry");
-    let done = app
-        .photo_until(photo.id, "the retried photo is completed", |p| {
-            p.processing_status == ProcessingStatus::Completed
-        })
-        .await;
+    app.retry_dead(&job_id).await;
+    let done = app.photo_until(photo.id, ProcessingStatus::Completed).await;
     assert_eq!((done.attempts, done.processing_error), (4, None));
     assert_eq!(app.bibs(photo.id).await, vec!["1234"]);
     worker.stop().await;
@@ -196,12 +150,9 @@ async fn a_job_whose_photo_is_gone_completes_as_a_no_op_and_a_completed_photo_is
     let app = TestApp::new().await;
     let worker = app.spawn_worker().await;
     let photo = app.upload(&bib_photo_png(&["4521"])).await;
-    {
-        let mut conn = app.db.pool.acquire().await.expect("conn");
-        store::photos::delete(&mut conn, photo.id)
-            .await
-            .expect("delete");
-    }
+    store::photos::delete(&mut *app.conn().await, photo.id)
+        .await
+        .expect("delete");
     let dropped = app.enqueue(photo.id).await;
     app.completed_until(&dropped).await;
 
@@ -231,20 +182,11 @@ async fn a_photo_left_pending_without_a_job_is_processed_through_the_reconciler(
     // Stored, never enqueued: a gateway killed between its commit and its enqueue.
     let photo = app.upload(&bib_photo_png(&["386"])).await;
     let worker = app.spawn_worker().await;
-    app.photo_until(photo.id, "the reconciler's job completes the photo", |p| {
-        p.processing_status == ProcessingStatus::Completed
-    })
-    .await;
+    app.photo_until(photo.id, ProcessingStatus::Completed).await;
     assert_eq!(app.bibs(photo.id).await, vec!["386"]);
     // Exactly one processing job ran for it.
     let runs = eventually("the job's completion is recorded", async || {
-        let done = app
-            .redis
-            .admin
-            .completions(&app.queue, 1000)
-            .await
-            .expect("completions");
-        let n = done.iter().filter(|c| c.kind == "photo.process").count();
+        let n = app.completions_of("photo.process").await;
         (n > 0).then_some(n)
     })
     .await;
@@ -265,22 +207,13 @@ async fn a_job_whose_last_attempt_times_out_leaves_its_photo_failed_through_the_
         .await;
     let photo = app.upload(&bib_photo_png(&["1234"])).await;
     let job_id = app.enqueue(photo.id).await;
-    let failed = app
-        .photo_until(photo.id, "the photo is failed", |p| {
-            p.processing_status == ProcessingStatus::Failed
-        })
-        .await;
+    let failed = app.photo_until(photo.id, ProcessingStatus::Failed).await;
     let error = failed.processing_error.expect("the reason");
     assert!(
         error.contains("timed out") || error.contains("timeout"),
         "{error}"
     );
-    let dead = app
-        .redis
-        .admin
-        .dead_letter(&app.queue, &job_id)
-        .await
-        .expect("the dead letter");
+    let dead = app.dead_letter(&job_id).await;
     assert_eq!(dead.attempts, Some(2));
     worker.stop().await;
     app.finish().await;
@@ -300,10 +233,7 @@ async fn healthz_readyz_and_the_stage_metrics_answer_on_the_health_port() {
     }
     let photo = app.upload(&bib_photo_png(&["507"])).await;
     app.enqueue(photo.id).await;
-    app.photo_until(photo.id, "the photo is completed", |p| {
-        p.processing_status == ProcessingStatus::Completed
-    })
-    .await;
+    app.photo_until(photo.id, ProcessingStatus::Completed).await;
     let (status, metrics) = service::testing::http_get(addr, "/metrics").await;
     assert_eq!(status, 200);
     for stage in ["decode", "thumbnail", "candidates", "ocr"] {
@@ -327,32 +257,17 @@ async fn failed_photos_retried_from_their_dead_letters_one_or_all_run_again_and_
     let one_job = app.enqueue(one.id).await;
     app.enqueue(other.id).await;
     for id in [one.id, other.id] {
-        app.photo_until(id, "the photo is failed", |p| {
-            p.processing_status == ProcessingStatus::Failed
-        })
-        .await;
+        app.photo_until(id, ProcessingStatus::Failed).await;
     }
     app.stats_until("both are dead letters", |s| s.dead_lettered == 2)
         .await;
 
     // The uploads are mended, then an operator retries one dead letter, then all.
     for photo in [&one, &other] {
-        let path = app
-            .storage
-            .path()
-            .join(photo.storage_path.as_deref().expect("a path"));
-        std::fs::write(&path, bib_photo_png(&["1234"])).expect("the whole file");
+        std::fs::write(app.original_path(photo), bib_photo_png(&["1234"])).expect("the whole file");
     }
-    app.redis
-        .admin
-        .retry_dead(&app.queue, &one_job)
-        .await
-        .expect("retry one");
-    let done = app
-        .photo_until(one.id, "the retried photo is completed", |p| {
-            p.processing_status == ProcessingStatus::Completed
-        })
-        .await;
+    app.retry_dead(&one_job).await;
+    let done = app.photo_until(one.id, ProcessingStatus::Completed).await;
     assert_eq!(app.bibs(one.id).await, vec!["1234"]);
     assert_eq!((done.attempts, done.processing_error.as_deref()), (2, None));
     assert_eq!(done.error_history.len(), 1, "{done:?}");
@@ -365,18 +280,9 @@ async fn failed_photos_retried_from_their_dead_letters_one_or_all_run_again_and_
         ProcessingStatus::Failed,
         "only the retried one runs"
     );
-    let retried = app
-        .redis
-        .admin
-        .retry_all_dead(&app.queue)
-        .await
-        .expect("retry all");
+    let retried = app.retry_all_dead().await;
     assert_eq!(retried, 1);
-    let done = app
-        .photo_until(other.id, "the other photo is completed", |p| {
-            p.processing_status == ProcessingStatus::Completed
-        })
-        .await;
+    let done = app.photo_until(other.id, ProcessingStatus::Completed).await;
     assert_eq!(app.bibs(other.id).await, vec!["1234"]);
     assert_eq!(done.error_history.len(), 1, "{done:?}");
     worker.stop().await;
@@ -389,11 +295,7 @@ async fn a_stale_duplicate_job_of_a_failed_photo_leaves_it_failed() {
     let worker = app.spawn_worker().await;
     let photo = app.upload(b"GIF89a this is not a photo").await;
     app.enqueue(photo.id).await;
-    let failed = app
-        .photo_until(photo.id, "the photo is failed", |p| {
-            p.processing_status == ProcessingStatus::Failed
-        })
-        .await;
+    let failed = app.photo_until(photo.id, ProcessingStatus::Failed).await;
     // The same job again without its key, as a late duplicate: only a retry
     // of the dead letter runs a failed photo again.
     let again = app.enqueue_duplicate(photo.id).await;

@@ -1,15 +1,9 @@
 //! The real `qr-worker` binary with a cleared environment: configuration is
 //! checked before anything else, and a bad value exits 64 naming it.
 
-use std::process::{Command, Output};
+use service::testing::process::{assert_config_refused, run};
 
-fn qr_worker(vars: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qr-worker"))
-        .env_clear()
-        .envs(vars.iter().copied())
-        .output()
-        .expect("run qr-worker")
-}
+const QR_WORKER: &str = env!("CARGO_BIN_EXE_qr-worker");
 
 #[test]
 fn a_bad_value_exits_64_with_one_line_naming_the_variable_and_the_rule() {
@@ -21,29 +15,23 @@ fn a_bad_value_exits_64_with_one_line_naming_the_variable_and_the_rule() {
         ("LOG_FORMAT", "xml", "auto, json or pretty"),
         ("STORAGE_TEMP_MAX_AGE", "10s", "longer than QR_JOB_TIMEOUT"),
     ] {
-        let out = qr_worker(&[(var, value), ("HEALTH_ADDR", "127.0.0.1:0")]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(64), "{var}: {stderr}");
-        assert_eq!(stderr.lines().count(), 1, "{stderr}");
-        assert!(
-            stderr.starts_with(&format!("qr-worker: invalid configuration: {var}: "))
-                && stderr.contains(rule),
-            "{stderr}"
-        );
-        assert!(!stderr.contains("secretpw"), "{stderr}");
+        assert_config_refused(QR_WORKER, &[(var, value)], var, rule, "secretpw");
     }
 }
 
 #[test]
 fn a_database_that_cannot_be_reached_exits_1_naming_it_without_the_password() {
-    let out = qr_worker(&[
-        (
-            "DATABASE_URL",
-            "postgres://postgres:secretpw@127.0.0.1:5432/no_such_database",
-        ),
-        ("HEALTH_ADDR", "127.0.0.1:0"),
-        ("LOG_FORMAT", "json"),
-    ]);
+    let out = run(
+        QR_WORKER,
+        &[
+            (
+                "DATABASE_URL",
+                "postgres://postgres:secretpw@127.0.0.1:5432/no_such_database",
+            ),
+            ("HEALTH_ADDR", "127.0.0.1:0"),
+            ("LOG_FORMAT", "json"),
+        ],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(

@@ -9,7 +9,7 @@ use qr_worker::reconcile::PendingQrs;
 use service::config::ReconcileConfig;
 use store::persons::QrStatus;
 
-use crate::support::{TestApp, decode_png};
+use crate::support::{QrWorld, TestApp, decode_png};
 
 #[tokio::test]
 async fn a_person_stored_without_a_job_is_reconciled_and_becomes_ready() {
@@ -20,10 +20,7 @@ async fn a_person_stored_without_a_job_is_reconciled_and_becomes_ready() {
         .await;
     let worker = app.spawn_worker().await;
 
-    app.person_until(person.id, "the reconciled QR is ready", |p| {
-        p.qr_status == QrStatus::Ready
-    })
-    .await;
+    app.person_until(person.id, QrStatus::Ready).await;
     assert_eq!(
         decode_png(&app.storage_path("qr/K-1001.png")),
         "PERSON:K-1001"
@@ -46,7 +43,7 @@ async fn a_job_whose_person_is_gone_completes_without_a_dead_letter() {
         .await;
 
     app.completed_until(&job_id).await;
-    let stats = app.redis.stats(&app.queue).await;
+    let stats = app.stats().await;
     assert_eq!((stats.dead_lettered, stats.failed), (0, 0), "{stats:#?}");
     assert!(
         !app.storage_path("qr/V-9.png").exists(),
@@ -93,11 +90,7 @@ async fn reconciling_again_never_makes_a_second_job_for_a_row_and_batches_are_bo
     );
     let again = reconciler(500).run_once().await.expect("second run");
     assert_eq!((again.pending, again.enqueued), (3, 0));
-    assert_eq!(
-        app.redis.stats(&app.queue).await.waiting,
-        3,
-        "one job per row"
-    );
+    assert_eq!(app.stats().await.waiting, 3, "one job per row");
 
     app.finish().await;
 }

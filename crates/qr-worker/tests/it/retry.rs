@@ -3,27 +3,14 @@
 
 use store::persons::{Person, QrStatus};
 
-use crate::support::{TestApp, decode_png};
+use service::testing::assert_one_past_error;
 
-/// Waits until the person is `failed`.
-async fn failed(app: &TestApp, id: i64) {
-    app.person_until(id, "the QR is failed", |p| p.qr_status == QrStatus::Failed)
-        .await;
-}
+use crate::support::{QrWorld, TestApp, decode_png};
 
 /// What a retried person must look like once ready.
 fn ready_after_a_retry(app: &TestApp, done: &Person) {
     assert_eq!(done.qr_error, None);
-    let history: Vec<&str> = done
-        .qr_error_history
-        .iter()
-        .filter_map(|e| e.error.as_deref())
-        .collect();
-    assert_eq!(history.len(), 1, "{history:?}");
-    assert!(
-        history[0].contains("create directory"),
-        "the earlier error is kept: {history:?}"
-    );
+    assert_one_past_error(&done.qr_error_history, "create directory");
     assert_eq!(
         decode_png(&app.storage_path(&done.qr_path)),
         done.qr_content
@@ -40,40 +27,21 @@ async fn retrying_a_dead_lettered_qr_job_puts_the_person_back_to_pending_and_ren
     let all = app.add_person("V-2", "PERSON:V-2", "qr/V-2.png").await;
     let job = app.enqueue(&one).await;
     app.enqueue(&all).await;
-    failed(&app, one.id).await;
-    failed(&app, all.id).await;
+    app.person_until(one.id, QrStatus::Failed).await;
+    app.person_until(all.id, QrStatus::Failed).await;
     app.stats_until("both jobs are dead letters", |s| s.dead_lettered == 2)
         .await;
     std::fs::remove_file(app.storage_path("qr")).expect("unblock the directory");
 
     // One dead letter, by its job id.
-    app.redis
-        .admin
-        .retry_dead(&app.queue, &job)
-        .await
-        .expect("retry one");
-    let done = app
-        .person_until(one.id, "the retried QR is ready", |p| {
-            p.qr_status == QrStatus::Ready
-        })
-        .await;
+    app.retry_dead(&job).await;
+    let done = app.person_until(one.id, QrStatus::Ready).await;
     ready_after_a_retry(&app, &done);
     assert_eq!(app.person(all.id).await.qr_status, QrStatus::Failed);
 
     // Every dead letter.
-    assert_eq!(
-        app.redis
-            .admin
-            .retry_all_dead(&app.queue)
-            .await
-            .expect("retry all"),
-        1
-    );
-    let done = app
-        .person_until(all.id, "the second QR is ready", |p| {
-            p.qr_status == QrStatus::Ready
-        })
-        .await;
+    assert_eq!(app.retry_all_dead().await, 1);
+    let done = app.person_until(all.id, QrStatus::Ready).await;
     ready_after_a_retry(&app, &done);
     worker.stop().await;
     app.finish().await;

@@ -1,57 +1,67 @@
-//! What the QR tests add to the owners' test support (`queue_core::testing`,
-//! `store::testing`, `qr_worker::testing`): one test's world with its storage
-//! directory, and persons stored the way the gateway stores them.
+//! What the QR tests add to the owners' test support (`service::testing`'s
+//! world, `qr_worker::testing`): the worker's config for the world, persons
+//! stored the way the gateway stores them, and files read back.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use jobs::v1::GenerateQr;
 use qr_worker::Config;
-use queue_core::testing::{TestRedis, eventually};
-use queue_core::{Queue, QueueStats};
-use service::testing::Running;
-use store::persons::{self, NewPerson, Person};
-use store::testing::TestDb;
+use queue_core::testing::eventually;
+use service::testing::{Running, TestWorld};
+use store::persons::{self, NewPerson, Person, QrStatus};
 
-/// One test's world.
-pub struct TestApp {
-    pub redis: TestRedis,
-    pub db: TestDb,
-    pub queue: Queue,
-    pub storage: tempfile::TempDir,
-}
+/// One QR test's world.
+pub type TestApp = TestWorld;
 
-impl TestApp {
-    pub async fn new() -> Self {
-        let redis = TestRedis::new().await;
-        Self {
-            queue: redis.queue(jobs::QR.name),
-            db: TestDb::new().await,
-            storage: tempfile::tempdir().expect("a temporary storage directory"),
-            redis,
-        }
-    }
+/// What the QR tests add to their world.
+pub trait QrWorld: Sized {
+    /// A world on the `qr` queue.
+    async fn new() -> Self;
 
     /// The config `main` would build, pointed at this test's Redis prefix,
     /// database and storage, with fast settings and the health port picked by
     /// the system.
-    pub fn config(&self) -> Config {
+    fn config(&self) -> Config;
+
+    /// Starts the worker with [`QrWorld::config`].
+    async fn spawn_worker(&self) -> Running;
+
+    /// Stores a person the way the gateway does: at once, `pending`, QR path predefined.
+    async fn add_person(&self, document: &str, qr_content: &str, qr_path: &str) -> Person;
+
+    /// Enqueues the QR job of `person` as the gateway does (with the row's key,
+    /// unique until settled); returns the job id.
+    async fn enqueue(&self, person: &Person) -> String;
+
+    /// Enqueues `job` as it is, without a key; returns the job id.
+    async fn enqueue_raw(&self, job: GenerateQr) -> String;
+
+    async fn person(&self, id: i64) -> Person;
+
+    /// Polls the person row until its QR is `status`.
+    async fn person_until(&self, id: i64, status: QrStatus) -> Person;
+
+    /// How many `qr.generate` jobs completed (the reconciler's own runs are
+    /// completions too, so `QueueStats::completed` counts more than renderings).
+    async fn renderings(&self) -> usize;
+}
+
+impl QrWorld for TestApp {
+    async fn new() -> Self {
+        TestWorld::for_queue(&jobs::QR).await
+    }
+
+    fn config(&self) -> Config {
         qr_worker::testing::config(&self.redis.prefix, &self.db.url, self.storage.path())
     }
 
-    /// Starts the worker with [`TestApp::config`].
-    pub async fn spawn_worker(&self) -> Running {
+    async fn spawn_worker(&self) -> Running {
         qr_worker::testing::spawn(self.config()).await
     }
 
-    pub fn storage_path(&self, path: &str) -> PathBuf {
-        self.storage.path().join(path)
-    }
-
-    /// Stores a person the way the gateway does: at once, `pending`, QR path predefined.
-    pub async fn add_person(&self, document: &str, qr_content: &str, qr_path: &str) -> Person {
-        let mut conn = self.db.pool.acquire().await.expect("db connection");
+    async fn add_person(&self, document: &str, qr_content: &str, qr_path: &str) -> Person {
         persons::insert(
-            &mut conn,
+            &mut *self.conn().await,
             &NewPerson {
                 document,
                 first_name: "Ana",
@@ -65,73 +75,30 @@ impl TestApp {
         .expect("insert person")
     }
 
-    /// Enqueues the QR job of `person` as the gateway does (with the row's key,
-    /// unique until settled); returns the job id.
-    pub async fn enqueue(&self, person: &Person) -> String {
-        self.redis
-            .producer
-            .enqueue(&self.queue, jobs::rows::qr_job(person))
-            .await
-            .expect("enqueue")
-            .id()
-            .to_owned()
+    async fn enqueue(&self, person: &Person) -> String {
+        self.enqueue_job(jobs::rows::qr_job(person)).await
     }
 
-    pub async fn enqueue_raw(&self, job: GenerateQr) -> String {
-        self.redis
-            .producer
-            .enqueue(&self.queue, jobs::new_job(&job))
-            .await
-            .expect("enqueue")
-            .id()
-            .to_owned()
+    async fn enqueue_raw(&self, job: GenerateQr) -> String {
+        self.enqueue_job(jobs::new_job(&job)).await
     }
 
-    pub async fn person(&self, id: i64) -> Person {
-        let mut conn = self.db.pool.acquire().await.expect("db connection");
-        persons::get(&mut conn, id)
+    async fn person(&self, id: i64) -> Person {
+        persons::get(&mut *self.conn().await, id)
             .await
             .expect("get person")
             .expect("the person exists")
     }
 
-    /// Polls the person row until `done` holds.
-    pub async fn person_until(
-        &self,
-        id: i64,
-        what: &str,
-        done: impl Fn(&Person) -> bool,
-    ) -> Person {
-        eventually(what, async || Some(self.person(id).await).filter(&done)).await
+    async fn person_until(&self, id: i64, status: QrStatus) -> Person {
+        eventually(&format!("person {id}'s QR is {status:?}"), async || {
+            Some(self.person(id).await).filter(|p| p.qr_status == status)
+        })
+        .await
     }
 
-    /// Waits until the job `job_id` has a completion record.
-    pub async fn completed_until(&self, job_id: &str) {
-        self.redis.completed_until(&self.queue, job_id).await
-    }
-
-    /// How many `qr.generate` jobs completed (the reconciler's own runs are
-    /// completions too, so `QueueStats::completed` counts more than renderings).
-    pub async fn renderings(&self) -> usize {
-        self.redis
-            .admin
-            .completions(&self.queue, 1000)
-            .await
-            .expect("completions")
-            .iter()
-            .filter(|c| c.kind == "qr.generate")
-            .count()
-    }
-
-    pub async fn stats_until(&self, what: &str, done: impl Fn(&QueueStats) -> bool) -> QueueStats {
-        self.redis.stats_until(&self.queue, what, done).await
-    }
-
-    /// Deletes the queue's keys (checking none is left) and drops the database.
-    /// Stop workers first.
-    pub async fn finish(self) {
-        self.redis.finish().await;
-        self.db.cleanup().await;
+    async fn renderings(&self) -> usize {
+        self.completions_of("qr.generate").await
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use queue_core::testing::eventually;
 
-use crate::support::{TestApp, list_dir};
+use crate::support::{QrWorld, TestApp, list_dir};
 
 const HOUR: Duration = Duration::from_secs(3600);
 

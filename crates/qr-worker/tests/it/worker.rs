@@ -3,11 +3,10 @@
 use std::os::unix::fs::MetadataExt;
 
 use jobs::v1::GenerateQr;
-use queue_core::testing::eventually;
 use service::testing::http_get;
 use store::persons::QrStatus;
 
-use crate::support::{TestApp, decode_png, list_dir};
+use crate::support::{QrWorld, TestApp, decode_png, list_dir};
 
 #[tokio::test]
 async fn a_registered_person_gets_a_png_at_the_predefined_path_that_decodes_to_the_content() {
@@ -21,11 +20,7 @@ async fn a_registered_person_gets_a_png_at_the_predefined_path_that_decodes_to_t
 
     let job_id = app.enqueue(&person).await;
 
-    let ready = app
-        .person_until(person.id, "the QR is ready", |p| {
-            p.qr_status == QrStatus::Ready
-        })
-        .await;
+    let ready = app.person_until(person.id, QrStatus::Ready).await;
     assert_eq!(ready.qr_error, None);
     assert_eq!(ready.qr_path, "qr/V-12345678.png");
     assert_eq!(
@@ -55,11 +50,7 @@ async fn an_unwritable_storage_directory_fails_the_person_after_retries_and_the_
 
     let job_id = app.enqueue(&doomed).await;
 
-    let failed = app
-        .person_until(doomed.id, "the QR is failed", |p| {
-            p.qr_status == QrStatus::Failed
-        })
-        .await;
+    let failed = app.person_until(doomed.id, QrStatus::Failed).await;
     let error = failed.qr_error.expect("the error is recorded");
     assert!(
         error.contains("writing qr/V-1.png") && error.contains("create directory"),
@@ -76,12 +67,7 @@ async fn an_unwritable_storage_directory_fails_the_person_after_retries_and_the_
         .await;
     assert_eq!((stats.retried, stats.dead_lettered), (2, 1), "{stats:#?}");
     assert_eq!(app.renderings().await, 0);
-    let dead = app
-        .redis
-        .admin
-        .dead_letter(&app.queue, &job_id)
-        .await
-        .expect("the dead letter");
+    let dead = app.dead_letter(&job_id).await;
     assert_eq!(dead.attempts, Some(3));
     assert!(dead.error.contains("create directory"), "{}", dead.error);
 
@@ -89,10 +75,7 @@ async fn an_unwritable_storage_directory_fails_the_person_after_retries_and_the_
     assert!(worker.is_running());
     let fine = app.add_person("V-2", "PERSON:V-2", "ok/V-2.png").await;
     app.enqueue(&fine).await;
-    app.person_until(fine.id, "the second QR is ready", |p| {
-        p.qr_status == QrStatus::Ready
-    })
-    .await;
+    app.person_until(fine.id, QrStatus::Ready).await;
     assert_eq!(decode_png(&app.storage_path("ok/V-2.png")), "PERSON:V-2");
     assert_eq!(app.person(doomed.id).await.qr_status, QrStatus::Failed);
 
@@ -152,10 +135,7 @@ async fn an_svg_path_gets_an_svg_file() {
     let worker = app.spawn_worker().await;
     let person = app.add_person("V-3", "PERSON:V-3", "qr/V-3.svg").await;
     app.enqueue(&person).await;
-    app.person_until(person.id, "the QR is ready", |p| {
-        p.qr_status == QrStatus::Ready
-    })
-    .await;
+    app.person_until(person.id, QrStatus::Ready).await;
     let svg = std::fs::read_to_string(app.storage_path("qr/V-3.svg")).expect("the SVG");
     assert!(svg.starts_with("<?xml") && svg.contains("<svg") && svg.trim_end().ends_with("</svg>"));
     assert!(svg.contains(r#"width="512" height="512""#), "{svg}");
@@ -181,20 +161,11 @@ async fn a_job_for_another_path_than_its_row_is_dead_lettered_and_the_row_gets_i
         .stats_until("the outdated job is dead-lettered", |s| s.failed == 1)
         .await;
     assert_eq!(stats.retried, 0, "permanent errors are not retried");
-    let dead = app
-        .redis
-        .admin
-        .dead_letter(&app.queue, &outdated)
-        .await
-        .expect("dead letter");
+    let dead = app.dead_letter(&outdated).await;
     assert!(dead.error.contains("outdated"), "{}", dead.error);
     // The outdated job leaves the row alone; the row, still pending, gets its
     // own job from the reconciler.
-    let row = app
-        .person_until(person.id, "the row's own QR is ready", |p| {
-            p.qr_status == QrStatus::Ready
-        })
-        .await;
+    let row = app.person_until(person.id, QrStatus::Ready).await;
     assert_eq!(row.qr_error, None);
     assert_eq!(list_dir(&app.storage_path("qr")), vec!["V-4.png"]);
 
@@ -242,17 +213,10 @@ async fn a_job_whose_last_attempt_times_out_leaves_its_person_failed_not_pending
     let person = app.add_person("V-2", "PERSON:V-2", "qr/V-2.png").await;
     let job_id = app.enqueue(&person).await;
 
-    let letter = eventually("the job is dead-lettered", async || {
-        app.redis.admin.dead_letter(&app.queue, &job_id).await.ok()
-    })
-    .await;
+    let letter = app.dead_letter_until(&job_id).await;
     assert!(letter.error.contains("timed out"), "{}", letter.error);
     assert_eq!(letter.attempts, Some(2));
-    let failed = app
-        .person_until(person.id, "the person is failed", |p| {
-            p.qr_status == QrStatus::Failed
-        })
-        .await;
+    let failed = app.person_until(person.id, QrStatus::Failed).await;
     let error = failed.qr_error.expect("the reason is recorded");
     assert!(error.contains("timed out"), "{error}");
     worker.stop().await;

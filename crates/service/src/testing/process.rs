@@ -1,8 +1,9 @@
 //! A binary run as a process of its own, so that a test can stop it with
-//! SIGTERM or kill it with SIGKILL as a machine or an orchestrator would.
+//! SIGTERM or kill it with SIGKILL as a machine or an orchestrator would, or
+//! see it refuse a bad configuration as [`crate::main`] promises.
 
 use std::path::Path;
-use std::process::{ExitStatus, Stdio};
+use std::process::{ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
@@ -10,6 +11,51 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use queue_core::testing::{PATIENCE, eventually};
+
+use crate::EXIT_BAD_CONFIG;
+
+/// Runs `program` with exactly `vars` as its environment until it exits.
+pub fn run(program: &str, vars: &[(&str, &str)]) -> Output {
+    std::process::Command::new(program)
+        .env_clear()
+        .envs(vars.iter().copied())
+        .output()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"))
+}
+
+/// Runs the binary `program` (`env!("CARGO_BIN_EXE_<name>")`) with exactly
+/// `vars` and a health port the system picks, and checks that it refuses its
+/// configuration as [`crate::main`] does: status 64 and one line on stderr,
+/// `<name>: invalid configuration: <var>: ...` containing `rule` and not
+/// `secret`.
+pub fn assert_config_refused(
+    program: &str,
+    vars: &[(&str, &str)],
+    var: &str,
+    rule: &str,
+    secret: &str,
+) {
+    let name = Path::new(program)
+        .file_name()
+        .expect("a binary's path")
+        .to_string_lossy();
+    let mut env = vars.to_vec();
+    env.push(("HEALTH_ADDR", "127.0.0.1:0"));
+    let out = run(program, &env);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(i32::from(EXIT_BAD_CONFIG)),
+        "{var}: {stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("{name}: invalid configuration: {var}: "))
+            && stderr.contains(rule),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(secret), "{stderr}");
+}
 
 /// A binary running with exactly the given environment; its stdout (JSON log
 /// lines) and stderr are collected line by line. Killed if dropped running.

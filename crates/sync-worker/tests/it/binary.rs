@@ -1,7 +1,7 @@
 //! The real `sync-worker` binary with a cleared environment: a bad or missing
 //! value exits 64 naming it, and the token never prints.
 
-use std::process::Command;
+use service::testing::process::assert_config_refused;
 
 #[test]
 fn a_bad_value_exits_64_with_one_line_naming_the_variable() {
@@ -18,20 +18,7 @@ fn a_bad_value_exits_64_with_one_line_naming_the_variable() {
             "http://",
         ),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_sync-worker"))
-            .env_clear()
-            .envs(vars)
-            .env("HEALTH_ADDR", "127.0.0.1:0")
-            .output()
-            .expect("run sync-worker");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(64), "{var}: {stderr}");
-        assert_eq!(stderr.lines().count(), 1, "{stderr}");
-        assert!(
-            stderr.starts_with(&format!("sync-worker: invalid configuration: {var}: "))
-                && stderr.contains(rule),
-            "{stderr}"
-        );
-        assert!(!stderr.contains("tok-secret"), "{stderr}");
+        let program = env!("CARGO_BIN_EXE_sync-worker");
+        assert_config_refused(program, &vars, var, rule, "tok-secret");
     }
 }

@@ -7,7 +7,7 @@
 use sync_worker::idnumber::{self, IdNumber};
 use upstream_sim::wispro::{Client, dataset};
 
-use crate::world::{SEED, SEEDED_PASSWORD, World};
+use crate::world::{SEED, SEEDED_PASSWORD, SyncWorld, World};
 
 /// What the run must do with a customer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +104,7 @@ async fn legacy_users_are_found_by_their_number_in_any_form_and_never_merged_wit
 
     for ((seeded, number, want), (client, ids)) in CASES.iter().zip(clients.iter().zip(&legacy)) {
         let case = format!("{seeded:?} and customer {number}");
-        let mut conn = world.db.pool.acquire().await.expect("conn");
+        let mut conn = world.conn().await;
         let user = store::users::by_wispro_id(&mut conn, &client.id)
             .await
             .expect("by Wispro id");

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use store::sync_runs::SyncStatus;
 use upstream_sim::wispro::DEFAULT_TOKEN;
 
-use crate::world::{World, expect_every_customer_once};
+use crate::world::{SyncWorld, World, expect_every_customer_once};
 
 #[tokio::test]
 async fn three_scattered_wispro_errors_are_retried_in_their_pages_and_the_run_completes() {
@@ -29,7 +29,7 @@ async fn three_scattered_wispro_errors_are_retried_in_their_pages_and_the_run_co
         BTreeMap::from([(1, 2), (2, 1), (3, 2), (4, 1), (5, 2)]),
         "each failed page is read again, and only it"
     );
-    let stats = world.redis.admin.stats(&world.queue).await.expect("stats");
+    let stats = world.stats().await;
     assert_eq!(stats.retried, 0, "the job itself never failed: {stats:?}");
     worker.stop().await;
     world.finish().await;

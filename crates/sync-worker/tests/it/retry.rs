@@ -9,7 +9,7 @@ use queue_core::testing::eventually;
 use store::sync_runs::SyncStatus;
 use upstream_sim::wispro::DEFAULT_TOKEN;
 
-use crate::world::World;
+use crate::world::{SyncWorld, World};
 
 async fn a_dead_lettered_run_runs_again_when_retried(all: bool) {
     let world = World::new().await;
@@ -38,31 +38,20 @@ async fn a_dead_lettered_run_runs_again_when_retried(all: bool) {
     wispro.update_knobs(|k| k.fail_pages.clear());
     wispro.set_latency(Duration::from_millis(200));
     if all {
-        let retried = world
-            .redis
-            .admin
-            .retry_all_dead(&world.queue)
-            .await
-            .expect("retry all");
-        assert_eq!(retried, 1);
+        assert_eq!(world.retry_all_dead().await, 1);
     } else {
-        world
-            .redis
-            .admin
-            .retry_dead(&world.queue, &dead.id)
-            .await
-            .expect("retry");
+        world.retry_dead(&dead.id).await;
     }
-    eventually("the run is running again", async || {
-        let run = world.run(id).await;
-        (run.status == SyncStatus::Running).then_some(())
-    })
-    .await;
-    let run = eventually("the run completed", async || {
-        let run = world.run(id).await;
-        (run.status != SyncStatus::Running).then_some(run)
-    })
-    .await;
+    world
+        .run_until(id, "the run is running again", |run| {
+            run.status == SyncStatus::Running
+        })
+        .await;
+    let run = world
+        .run_until(id, "the run completed", |run| {
+            run.status != SyncStatus::Running
+        })
+        .await;
     assert_eq!(run.status, SyncStatus::Completed, "{:?}", run.failure);
     assert_eq!(run.pages_done, 5);
     assert_eq!(run.failure, None);

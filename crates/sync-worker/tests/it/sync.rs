@@ -15,7 +15,9 @@ use store::sync_runs::{self, SyncStatus};
 use store::users;
 use upstream_sim::wispro::{Cedula, Client, Kind, dotted};
 
-use crate::world::{CLIENTS, PER_PAGE, World, errors_and_skips, expect_every_customer_once};
+use crate::world::{
+    CLIENTS, PER_PAGE, SyncWorld, World, errors_and_skips, expect_every_customer_once,
+};
 
 fn digits(c: &Client) -> String {
     cedula(c).number.to_string()
@@ -110,7 +112,7 @@ async fn a_sync_counts_exactly_creates_verifiable_users_and_never_touches_a_pass
         expected.seeded_users.len() as i64 + i64::from(expected.created)
     );
     // Seeded users keep their password; a created one's is bcrypt of its digits.
-    let mut conn = world.db.pool.acquire().await.expect("conn");
+    let mut conn = world.conn().await;
     for id in &expected.seeded_users {
         let u = users::get(&mut conn, *id).await.expect("get").expect("row");
         assert!(u.password.starts_with("$2y$10$seeded"), "{}", u.password);
@@ -164,34 +166,45 @@ async fn a_token_refused_in_the_body_of_an_http_200_fails_the_run_with_the_reaso
     world.finish().await;
 }
 
+/// A world whose pages take 300 ms: a run is still under way when its first
+/// worker goes.
+async fn slow_world() -> World {
+    let world = World::new().await;
+    world.sim.wispro().set_latency(Duration::from_millis(300));
+    world
+}
+
+/// Waits until run `id`, whose first worker went mid-run, ends: it completed
+/// its five pages, and a page redone after the stop counts its customers as
+/// updated, so together the counts still cover every customer once and no
+/// user exists twice. That number of customers.
+async fn resumed_with_no_duplicate(world: &World, id: i64) -> i32 {
+    let run = world.run_until_done(id).await;
+    assert_eq!(run.status, SyncStatus::Completed, "{:?}", run.failure);
+    assert_eq!(run.pages_done, 5);
+    let expected = expect_every_customer_once(world);
+    assert_eq!(run.created + run.updated, expected, "{run:?}");
+    assert_eq!(world.user_count().await, i64::from(expected));
+    expected
+}
+
 #[tokio::test]
 async fn a_run_whose_worker_stopped_mid_run_resumes_after_its_last_page_with_no_duplicate() {
-    let world = World::new().await;
-    // Slow pages: the first worker is stopped while the run is under way, with
-    // no grace period, so its job is abandoned as a killed worker's would be.
-    world.sim.wispro().set_latency(Duration::from_millis(300));
+    // The first worker is stopped while the run is under way, with no grace
+    // period, so its job is abandoned as a killed worker's would be.
+    let world = slow_world().await;
     let mut config = world.config(upstream_sim::wispro::DEFAULT_TOKEN);
     config.worker.grace_period = Duration::ZERO;
     let first = world.spawn(config.clone()).await;
     let id = world.start_run().await;
-    eventually("two pages are done", async || {
-        let mut conn = world.db.pool.acquire().await.ok()?;
-        let run = sync_runs::get(&mut conn, id).await.ok()??;
-        (run.pages_done >= 2).then_some(())
-    })
-    .await;
+    world
+        .run_until(id, "two pages are done", |run| run.pages_done >= 2)
+        .await;
     first.stop().await;
     world.sim.wispro().set_latency(Duration::ZERO);
     let second = world.spawn(config).await;
 
-    let run = world.run_until_done(id).await;
-    assert_eq!(run.status, SyncStatus::Completed, "{:?}", run.failure);
-    assert_eq!(run.pages_done, 5);
-    // A page redone after the stop counts its customers as updated: together
-    // the counts still cover every customer once, and no user exists twice.
-    let expected = expect_every_customer_once(&world);
-    assert_eq!(run.created + run.updated, expected);
-    assert_eq!(world.user_count().await, i64::from(expected));
+    resumed_with_no_duplicate(&world, id).await;
     let pages: Vec<i32> = sqlx::query_scalar("SELECT pages_done FROM sync_runs WHERE id = $1")
         .bind(id)
         .fetch_all(&world.db.pool)
@@ -204,8 +217,7 @@ async fn a_run_whose_worker_stopped_mid_run_resumes_after_its_last_page_with_no_
 
 #[tokio::test]
 async fn a_run_whose_worker_process_is_killed_mid_run_resumes_in_another_with_no_duplicate() {
-    let world = World::new().await;
-    world.sim.wispro().set_latency(Duration::from_millis(300));
+    let world = slow_world().await;
     let redis_url = queue_core::testing::redis_url();
     let sim_url = world.sim.url();
     let vars = [
@@ -224,12 +236,11 @@ async fn a_run_whose_worker_process_is_killed_mid_run_resumes_in_another_with_no
         &vars,
     );
     let id = world.start_run().await;
-    eventually("the process has finished two pages", async || {
-        let mut conn = world.db.pool.acquire().await.ok()?;
-        let run = sync_runs::get(&mut conn, id).await.ok()??;
-        (run.pages_done >= 2).then_some(())
-    })
-    .await;
+    world
+        .run_until(id, "the process has finished two pages", |run| {
+            run.pages_done >= 2
+        })
+        .await;
     killed.kill().await;
     assert!(!killed.panicked(), "{}", killed.output());
 
@@ -237,12 +248,7 @@ async fn a_run_whose_worker_process_is_killed_mid_run_resumes_in_another_with_no
     let left = world.run(id).await;
     assert_eq!(left.status, SyncStatus::Running, "{:?}", left.failure);
     assert!(left.pages_done < 5, "killed before the end");
-    let stats = world
-        .redis
-        .admin
-        .stats(&world.queue)
-        .await
-        .expect("queue stats");
+    let stats = world.stats().await;
     assert!(stats.active >= 1, "{stats:?}");
 
     // Another replica reclaims the job after the visibility timeout and
@@ -252,12 +258,7 @@ async fn a_run_whose_worker_process_is_killed_mid_run_resumes_in_another_with_no
     let survivor = world
         .spawn(world.config(upstream_sim::wispro::DEFAULT_TOKEN))
         .await;
-    let run = world.run_until_done(id).await;
-    assert_eq!(run.status, SyncStatus::Completed, "{:?}", run.failure);
-    assert_eq!(run.pages_done, 5);
-    let expected = expect_every_customer_once(&world);
-    assert_eq!(run.created + run.updated, expected, "{run:?}");
-    assert_eq!(world.user_count().await, i64::from(expected));
+    let expected = resumed_with_no_duplicate(&world, id).await;
     let distinct: i64 = sqlx::query_scalar("SELECT count(DISTINCT id_wispro) FROM users")
         .fetch_one(&world.db.pool)
         .await
@@ -316,7 +317,7 @@ async fn a_run_whose_job_was_lost_is_picked_up_by_the_reconciler() {
         .await;
     // Stored, never enqueued: a gateway killed between its commit and the enqueue.
     let id = {
-        let mut conn = world.db.pool.acquire().await.expect("conn");
+        let mut conn = world.conn().await;
         sync_runs::start(&mut conn, "admin", PER_PAGE)
             .await
             .expect("a run")

@@ -1,13 +1,13 @@
-//! The world of a sync test: a key prefix in Redis, a database, the Wispro
-//! simulator on port 0, and the worker's configuration for them.
+//! The world of a sync test (`service::testing`'s world with the Wispro
+//! simulator on port 0), the worker's configuration for it, and users and runs
+//! stored the way a legacy system and the gateway store them.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use queue_core::testing::{TestRedis, eventually};
-use service::testing::Running;
+use queue_core::testing::eventually;
+use service::testing::{Running, TestWorld};
 use store::sync_runs::{self, SyncRun, SyncStatus};
-use store::testing::TestDb;
 use store::users::{self, User};
 use sync_worker::{Config, WisproConfig};
 use upstream_sim::wispro::{Client, Kind};
@@ -19,31 +19,59 @@ pub const PER_PAGE: i32 = 100;
 /// The hash of every seeded user: a sync that touched a password would show.
 pub const SEEDED_PASSWORD: &str = "$2y$10$seededpasswordhashseededpasswordhashseededpasswor";
 
-pub struct World {
-    pub redis: TestRedis,
-    pub queue: queue_core::Queue,
-    pub db: TestDb,
-    pub sim: Sim,
+/// One sync test's world, its simulator serving Wispro's [`CLIENTS`] clients.
+pub type World = TestWorld<Sim>;
+
+/// What the sync tests add to their world.
+pub trait SyncWorld: Sized {
+    /// A world on the `wispro-sync` queue and a simulator of [`CLIENTS`] clients.
+    async fn new() -> Self;
+
+    /// The config `main` would build for this world, with `token` for Wispro.
+    fn config(&self, token: &str) -> Config;
+
+    /// Starts a worker with `config`.
+    async fn spawn(&self, config: Config) -> Running;
+
+    /// Starts a run as the gateway does and enqueues its job.
+    async fn start_run(&self) -> i64;
+
+    /// Polls the run until `done` holds.
+    async fn run_until(&self, id: i64, what: &str, done: impl Fn(&SyncRun) -> bool) -> SyncRun;
+
+    /// Polls the run until it completed or failed.
+    async fn run_until_done(&self, id: i64) -> SyncRun;
+
+    async fn user_count(&self) -> i64;
+
+    /// A user as a legacy system leaves it: written by plain SQL, with its
+    /// number in whatever form it was typed, linked to no Wispro client unless
+    /// `id_wispro` says so, and a password no sync may touch.
+    async fn seed_user(&self, id_number: &str, id_wispro: Option<&str>) -> i64;
+
+    async fn user(&self, id: i64) -> User;
+
+    async fn run(&self, id: i64) -> SyncRun;
+
+    /// Fails the test unless every client now served that a run must write
+    /// (a name, a valid email, a usable number not held by an earlier client)
+    /// has exactly one user, linked to it.
+    async fn assert_every_customer_has_its_user(&self);
 }
 
-impl World {
-    pub async fn new() -> Self {
+impl SyncWorld for World {
+    async fn new() -> Self {
         let mut sim = SimConfig::default();
         sim.wispro.clients = CLIENTS;
         sim.wispro.seed = SEED;
-        let redis = TestRedis::new().await;
-        Self {
-            queue: redis.queue(jobs::WISPRO_SYNC.name),
-            redis,
-            db: TestDb::new().await,
-            sim: Sim::start(sim).await.expect("the simulator starts"),
-        }
+        let sim = Sim::start(sim).await.expect("the simulator starts");
+        TestWorld::for_queue_with_sim(&jobs::WISPRO_SYNC, sim).await
     }
 
-    pub fn config(&self, token: &str) -> Config {
+    fn config(&self, token: &str) -> Config {
         Config {
-            base: service::testing::base_config(&self.redis.prefix, &self.db.url),
-            worker: service::testing::fast_worker_config(&jobs::WISPRO_SYNC),
+            base: self.base_config(),
+            worker: self.worker_config(),
             wispro: WisproConfig {
                 url: self.sim.url(),
                 token: service::Secret::new(token),
@@ -65,48 +93,46 @@ impl World {
         }
     }
 
-    pub async fn spawn(&self, config: Config) -> Running {
+    async fn spawn(&self, config: Config) -> Running {
         Running::spawn(sync_worker::start(config).await.expect("the worker starts"))
     }
 
-    /// Starts a run as the gateway does and enqueues its job.
-    pub async fn start_run(&self) -> i64 {
-        let mut conn = self.db.pool.acquire().await.expect("conn");
-        let run = sync_runs::start(&mut conn, "admin", PER_PAGE)
+    async fn start_run(&self) -> i64 {
+        let run = sync_runs::start(&mut *self.conn().await, "admin", PER_PAGE)
             .await
             .expect("a run");
         let job = jobs::new_job(&jobs::v1::WisproSyncRun {
             run_id: run.id,
             requested_by: "admin".into(),
         });
-        self.redis
-            .producer
-            .enqueue(&self.queue, job)
-            .await
-            .expect("enqueue");
+        self.enqueue_job(job).await;
         run.id
     }
 
-    pub async fn run_until_done(&self, id: i64) -> SyncRun {
-        eventually(&format!("sync run {id} ends"), async || {
+    async fn run_until(&self, id: i64, what: &str, done: impl Fn(&SyncRun) -> bool) -> SyncRun {
+        eventually(what, async || {
             let mut conn = self.db.pool.acquire().await.ok()?;
             let run = sync_runs::get(&mut conn, id).await.ok()??;
-            matches!(run.status, SyncStatus::Completed | SyncStatus::Failed).then_some(run)
+            done(&run).then_some(run)
         })
         .await
     }
 
-    pub async fn user_count(&self) -> i64 {
+    async fn run_until_done(&self, id: i64) -> SyncRun {
+        self.run_until(id, &format!("sync run {id} ends"), |run| {
+            matches!(run.status, SyncStatus::Completed | SyncStatus::Failed)
+        })
+        .await
+    }
+
+    async fn user_count(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM users")
             .fetch_one(&self.db.pool)
             .await
             .expect("count")
     }
 
-    /// A user as a legacy system leaves it: written by plain SQL, with its
-    /// number in whatever form it was typed, linked to no Wispro client unless
-    /// `id_wispro` says so, and a password no sync may touch.
-    pub async fn seed_user(&self, id_number: &str, id_wispro: Option<&str>) -> i64 {
+    async fn seed_user(&self, id_number: &str, id_wispro: Option<&str>) -> i64 {
         sqlx::query_scalar(
             "INSERT INTO users (name, id_number, id_wispro, password)
              VALUES ('Seeded User', $1, $2, $3) RETURNING id",
@@ -119,26 +145,21 @@ impl World {
         .expect("seed a user")
     }
 
-    pub async fn user(&self, id: i64) -> User {
-        let mut conn = self.db.pool.acquire().await.expect("conn");
-        users::get(&mut conn, id)
+    async fn user(&self, id: i64) -> User {
+        users::get(&mut *self.conn().await, id)
             .await
             .expect("get")
             .expect("the user")
     }
 
-    pub async fn run(&self, id: i64) -> SyncRun {
-        let mut conn = self.db.pool.acquire().await.expect("conn");
-        sync_runs::get(&mut conn, id)
+    async fn run(&self, id: i64) -> SyncRun {
+        sync_runs::get(&mut *self.conn().await, id)
             .await
             .expect("get")
             .expect("the run")
     }
 
-    /// Fails the test unless every client now served that a run must write
-    /// (a name, a valid email, a usable number not held by an earlier client)
-    /// has exactly one user, linked to it.
-    pub async fn assert_every_customer_has_its_user(&self) {
+    async fn assert_every_customer_has_its_user(&self) {
         let linked: Vec<String> =
             sqlx::query_scalar("SELECT id_wispro FROM users WHERE id_wispro IS NOT NULL")
                 .fetch_all(&self.db.pool)
@@ -158,12 +179,6 @@ impl World {
             .map(|c| c.public_id)
             .collect();
         assert!(missing.is_empty(), "customers never synced: {missing:?}");
-    }
-
-    pub async fn finish(self) {
-        self.sim.stop().await;
-        self.redis.finish().await;
-        self.db.cleanup().await;
     }
 }
 
