@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::config::{AnswerRules, LlmApi, LlmConfig};
+use service::upstream::excerpt;
 
 /// What the model is asked to do with the text, asking for about
 /// `target_chars` characters.
@@ -33,9 +34,6 @@ pub fn instruction(target_chars: usize) -> String {
 pub fn requested_length(original: &str, share: f64) -> usize {
     ((original.chars().count() as f64 * share).round() as usize).max(1)
 }
-
-/// Longest part of an error body kept in an error message.
-const MAX_BODY_IN_ERROR: usize = 300;
 
 /// How many `Retry-After` waits one attempt honours at most.
 const MAX_WAITS: u32 = 3;
@@ -290,16 +288,6 @@ pub fn accept(original: &str, answer: &Answer, rules: &AnswerRules) -> Result<St
     Ok(condensed.to_owned())
 }
 
-/// The start of an error body, on one line.
-fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match line.char_indices().nth(MAX_BODY_IN_ERROR) {
-        Some((end, _)) => format!("{}…", &line[..end]),
-        None => line,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,14 +397,5 @@ mod tests {
         assert!(!LlmError::Timeout(Duration::from_secs(1)).is_permanent());
         assert!(!LlmError::BadAnswer("x".into()).is_permanent());
         assert!(!LlmError::Refused("x".into()).is_permanent());
-    }
-
-    #[test]
-    fn error_bodies_are_cut_to_one_short_line() {
-        assert_eq!(excerpt(b"{\"error\":\n  \"bad\"}"), "{\"error\": \"bad\"}");
-        assert_eq!(
-            excerpt("x".repeat(1000).as_bytes()).chars().count(),
-            MAX_BODY_IN_ERROR + 1
-        );
     }
 }

@@ -17,9 +17,7 @@ use serde_json::json;
 use store::payments::{Currency, PaymentStatus};
 
 use crate::config::BankConfig;
-
-/// Longest part of an error body kept in an error message.
-const MAX_BODY_IN_ERROR: usize = 300;
+use service::upstream::excerpt;
 
 /// A QR to create.
 #[derive(Debug, Clone)]
@@ -222,16 +220,6 @@ impl Bank for QrBank {
 
     fn qr_status<'a>(&'a self, qr_id: &'a str) -> BankFuture<'a, PaymentStatus> {
         Box::pin(self.do_status(qr_id))
-    }
-}
-
-/// The start of an error body, on one line.
-fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match line.char_indices().nth(MAX_BODY_IN_ERROR) {
-        Some((end, _)) => format!("{}…", &line[..end]),
-        None => line,
     }
 }
 

@@ -5,6 +5,7 @@ pub mod reconcile;
 pub mod rows;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod upstream;
 pub mod worker;
 
 use std::future::Future;
