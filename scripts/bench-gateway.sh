@@ -16,8 +16,9 @@ ensure_postgres
 command -v wrk >/dev/null 2>&1 || apt_install wrk
 command -v psql >/dev/null 2>&1 || apt_install postgresql-client
 
-echo "# building api-gateway, qr-worker, qr-bench, queuectl (release)" >&2
+echo "# building api-gateway, qr-worker, queuectl (release) and qr-worker's bench qr" >&2
 cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p api-gateway -p qr-worker -p queuectl >&2
+cargo bench --no-run --quiet --manifest-path "$root/Cargo.toml" -p qr-worker --bench qr >&2
 bin="${CARGO_TARGET_DIR:-$root/target}/release"
 
 free_port() {
@@ -167,4 +168,4 @@ qr_lag steady "Bc$run_id"
 echo "persons_registered=$(psql "$db_url" -Atc "SELECT count(*) FROM persons")"
 echo "qr_ready=$(psql "$db_url" -Atc "SELECT count(*) FROM persons WHERE qr_status = 'ready'")"
 echo "qr_files_written=$(find "$work/storage/qr" -name '*.png' 2>/dev/null | wc -l)"
-"$bin/qr-bench"
+cargo bench --quiet --manifest-path "$root/Cargo.toml" -p qr-worker --bench qr

@@ -4,6 +4,9 @@
 #
 #   scripts/bench.sh queue-core [suite options]   e.g. --only drain,latency --jobs 50000
 #
+# Every benchmark is a `benches/NAME.rs` target (`harness = false`) of the crate
+# it measures, run by `cargo bench -p CRATE --bench NAME`.
+#
 # Uses REDIS_URL when set; otherwise starts a private redis-server on a free
 # loopback port (no persistence) and stops it on exit.
 set -euo pipefail
@@ -16,7 +19,8 @@ targets:
   queue-core   Redis Streams engine: enqueue, drain (c100, c1000), end to end,
                latency at a steady rate, worker memory and CPU, crash recovery,
                and the bare XREADGROUP/XACK ceiling on the same Redis.
-               Options go to `queue-bench suite` (see `--help`).
+               Options go to the suite, `cargo bench -p queue-bench --bench
+               queue_core -- [options]` (see `--help`).
   sync         a 10,000-customer Wispro sync against the simulator: customers/s
                creating (bcrypt cost 10) and updating, beside this machine's
                bcrypt bound (SYNC_BENCH_CLIENTS, SYNC_BCRYPT_COST).
@@ -32,6 +36,10 @@ targets:
   gateway      POST /api/persons under load from wrk (req/s, p50, p99), how
                long the QR files take to follow, qr_per_s_per_core
                (scripts/bench-gateway.sh; BENCH_SECONDS, BENCH_CONNECTIONS).
+  qr           QR codes rendered and PNG-encoded per second on one thread
+               (qr_per_s_per_core, qr_png_bytes); option: SECONDS (default 5).
+  bib-detect   the bib detector alone on its committed photo set, one photo at a
+               time: ms per stage, precision and recall.
 
 REDIS_URL    use this Redis instead of starting one (its keys are left alone:
              the suite works under a fresh key prefix and deletes it)
@@ -58,6 +66,14 @@ case "$target" in
         shift
         ensure_rust; ensure_redis; ensure_postgres
         exec cargo bench --quiet -p payment-scheduler --bench checks --manifest-path "$root/Cargo.toml" ;;
+    qr)
+        shift
+        ensure_rust
+        exec cargo bench --quiet -p qr-worker --bench qr --manifest-path "$root/Cargo.toml" -- "$@" ;;
+    bib-detect)
+        shift
+        ensure_rust; ensure_ocr
+        exec cargo bench --quiet -p bib-detect --bench photos --manifest-path "$root/Cargo.toml" ;;
     -h | --help | help) usage; exit 0 ;;
     "") usage; exit 64 ;;
     *) echo "bench.sh: unknown target '$target'" >&2; usage; exit 64 ;;
@@ -95,9 +111,8 @@ else
     export REDIS_URL="$given_redis_url"
 fi
 
-echo "# building queue-bench (release)" >&2
-cargo build --release --quiet -p queue-bench --manifest-path "$root/Cargo.toml" >&2
-target_dir="${CARGO_TARGET_DIR:-$root/target}"
+echo "# building queue-bench and its bench queue_core (release)" >&2
+cargo bench --no-run --quiet -p queue-bench --bench queue_core --manifest-path "$root/Cargo.toml" >&2
 echo "# machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1)" >&2
 # Producer, workers and Redis share the cores: anything else running skews the
 # figures (the suite also notes, per stage, how much CPU other processes took).
@@ -114,4 +129,4 @@ if (( busy > 20 )); then
     echo "# warning: the machine was ${busy}% busy before the run: figures will be noisy" >&2
 fi
 
-"$target_dir/release/queue-bench" suite "$@"
+cargo bench --quiet -p queue-bench --bench queue_core --manifest-path "$root/Cargo.toml" -- "$@"

@@ -1,18 +1,9 @@
-#![doc = include_str!("../README.md")]
-
-//! Load generator and stand-alone worker for queue-core.
-//!
-//! - `worker`: a worker process with a configurable synthetic handler (sleep,
-//!   random failures, run counting). Tests kill it with SIGKILL; benchmarks
-//!   measure its memory and CPU.
-//! - `enqueue`: puts N synthetic jobs on a queue (used by `scripts/run.sh`).
-//! - `suite`: the benchmark suite behind `scripts/bench.sh queue-core`.
-
-mod measure;
-mod suite;
-mod worker;
+//! `queue-bench worker|enqueue`: the stand-alone test worker and the synthetic
+//! producer of [`queue_bench::worker`]. The benchmark suite is the bench target
+//! `queue_core` (`cargo bench -p queue-bench --bench queue_core`).
 
 use clap::{Parser, Subcommand};
+use queue_bench::worker;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -30,8 +21,6 @@ enum Command {
     Worker(worker::WorkerArgs),
     /// Enqueue synthetic jobs.
     Enqueue(worker::EnqueueArgs),
-    /// Run the benchmark suite and print one `key=value` line per figure.
-    Suite(suite::SuiteArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,7 +36,6 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Worker(args) => worker::run(args).await,
             Command::Enqueue(args) => worker::enqueue(args).await,
-            Command::Suite(args) => suite::run(args).await,
         }
     })
 }

@@ -1,4 +1,5 @@
-//! The benchmark suite behind `scripts/bench.sh queue-core`.
+//! The benchmark suite behind `scripts/bench.sh queue-core` (the bench target
+//! `benches/queue_core.rs`).
 //!
 //! Prints one `key=value` line per figure on stdout; progress and the Redis
 //! per-command breakdown (`# ...` lines) go to stderr. Every stage uses its own
@@ -55,7 +56,13 @@ const ALL_STAGES: [Stage; 7] = [
     Stage::Bare,
 ];
 
-#[derive(clap::Args, Debug)]
+/// The suite's options, parsed by `benches/queue_core.rs`.
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "scripts/bench.sh queue-core",
+    bin_name = "scripts/bench.sh queue-core",
+    about = "The queue-core benchmark suite: one `key=value` line per figure"
+)]
 pub struct SuiteArgs {
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
@@ -107,7 +114,9 @@ const NOOP_PAYLOAD: &[u8] = b"xxxxxxxxxxxxxxxx";
 /// Longest any stage may take before the suite gives up on it.
 const STAGE_DEADLINE: Duration = Duration::from_secs(180);
 
-pub async fn run(args: SuiteArgs) -> anyhow::Result<()> {
+/// Runs the stages `args` selects; `worker_exe` is the `queue-bench` binary
+/// whose `worker` subcommand runs the measured workers.
+pub async fn run(args: SuiteArgs, worker_exe: PathBuf) -> anyhow::Result<()> {
     if args.jobs == 0 || args.latency_rate == 0 || args.latency_secs == 0 {
         bail!("--jobs, --latency-rate and --latency-secs must be greater than zero");
     }
@@ -116,7 +125,7 @@ pub async fn run(args: SuiteArgs) -> anyhow::Result<()> {
         .await
         .context("connecting to redis")?;
     let bench = Bench {
-        exe: std::env::current_exe().context("locating the queue-bench binary")?,
+        exe: worker_exe,
         admin: Admin::new(broker.clone()),
         broker,
         clk_tck: measure::clock_ticks_per_s(),

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use redis::FromRedisValue;
 use tokio::task::JoinHandle;
 
+use crate::admin::{ConsumerInfo, DeadLetter};
 use crate::{
     Admin, Backoff, Broker, BrokerConfig, CancellationToken, Enqueued, Handler, Job, JobError,
     NewJob, Producer, Queue, QueueStats, Worker, WorkerConfig,
@@ -56,6 +57,14 @@ pub fn fast_worker_config() -> WorkerConfig {
         concurrency: 4.try_into().expect("nonzero"),
         ..WorkerConfig::default()
     })
+}
+
+/// [`fast_worker_config`] allowing each job `max_attempts` attempts.
+pub fn fast_worker_config_attempts(max_attempts: u32) -> WorkerConfig {
+    WorkerConfig {
+        max_attempts,
+        ..fast_worker_config()
+    }
 }
 
 /// `config` with its intervals in milliseconds, so crash recovery, retries and
@@ -187,13 +196,38 @@ impl TestRedis {
         }
     }
 
+    /// Enqueues `job` with the test's producer; an error fails the test.
+    pub async fn enqueue(&self, q: &Queue, job: NewJob) -> Enqueued {
+        self.producer.enqueue(q, job).await.expect("enqueue")
+    }
+
     /// Enqueues `job`, which must be added (not a duplicate); its stream entry id,
     /// for a test that then plays a consumer by hand.
     pub async fn enqueue_entry(&self, q: &Queue, job: NewJob) -> String {
-        match self.producer.enqueue(q, job).await.expect("enqueue") {
+        match self.enqueue(q, job).await {
             Enqueued::Added { entry_id, .. } => entry_id,
             other => panic!("expected the job added now, got {other:?}"),
         }
+    }
+
+    /// The consumers of `q`'s group, over all lanes.
+    pub async fn consumers(&self, q: &Queue) -> Vec<ConsumerInfo> {
+        self.admin.consumers(q).await.expect("consumers")
+    }
+
+    /// The names of [`TestRedis::consumers`].
+    pub async fn consumer_names(&self, q: &Queue) -> Vec<String> {
+        self.consumers(q)
+            .await
+            .into_iter()
+            .map(|c| c.name)
+            .collect()
+    }
+
+    /// The newest dead letters of `q` (up to 1000, more than any test makes).
+    pub async fn dead_letters(&self, q: &Queue) -> Vec<DeadLetter> {
+        let page = self.admin.dead_letters(q, None, 1000).await;
+        page.expect("dead letters").items
     }
 
     /// Waits until job `job_id` of `q` has a completion record: a test waiting
@@ -295,7 +329,7 @@ impl TestRedis {
     pub async fn until_blocked(&self, q: &Queue, consumer: &str) {
         let lanes = q.streams().len();
         eventually("the worker waits in its blocking read", async || {
-            let consumers = self.admin.consumers(q).await.expect("consumers");
+            let consumers = self.consumers(q).await;
             let quiet = consumers
                 .iter()
                 .filter(|c| c.name == consumer && c.idle_ms >= 100)
@@ -509,10 +543,22 @@ impl Runs {
     pub fn recorder(
         &self,
     ) -> impl Fn(Job) -> std::future::Ready<Result<(), JobError>> + Clone + use<> {
+        self.answering(|_run: &Run| Ok(()))
+    }
+
+    /// A handler that records each run, then answers what `outcome` makes of
+    /// it: a test states only how its jobs fail.
+    pub fn answering<F>(
+        &self,
+        outcome: F,
+    ) -> impl Fn(Job) -> std::future::Ready<Result<(), JobError>> + Clone + use<F>
+    where
+        F: Fn(&Run) -> Result<(), JobError> + Clone,
+    {
         let runs = self.clone();
         move |job: Job| {
-            runs.record(&job);
-            std::future::ready(Ok(()))
+            let run = runs.record(&job);
+            std::future::ready(outcome(&run))
         }
     }
 
@@ -661,21 +707,33 @@ impl PrivateRedis {
                 .map(str::to_owned),
             );
         }
-        let child = tokio::process::Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", ""])
-            .args(persistence)
-            .args(&tls_args)
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server starts (scripts/test.sh installs it)");
-        self.child = Some(child);
+        let args = persistence
+            .iter()
+            .copied()
+            .chain(tls_args.iter().map(String::as_str));
+        self.child = Some(redis_server(self.port, self.dir.path(), args));
         answers(&self.url()).await;
     }
+}
+
+/// A redis-server on loopback `port` that saves no snapshot, keeps its files in
+/// `dir`, and is killed when the returned child drops; `args` say the rest.
+fn redis_server<'a>(
+    port: u16,
+    dir: &std::path::Path,
+    args: impl IntoIterator<Item = &'a str>,
+) -> tokio::process::Child {
+    tokio::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", ""])
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("redis-server starts (scripts/test.sh installs it)")
 }
 
 fn free_port() -> u16 {
@@ -874,29 +932,16 @@ impl ClusterNode {
     }
 
     fn start(&mut self) {
-        let child = tokio::process::Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server starts (scripts/test.sh installs it)");
-        self.child = Some(child);
+        let args = ["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"];
+        let args = args.into_iter().chain(["--appendonly", "no"]);
+        self.child = Some(redis_server(self.port, self.dir.path(), args));
     }
 }
 
 /// A free port whose cluster bus port (port + 10000) fits too.
 fn free_cluster_port() -> u16 {
     loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("a free port")
-            .local_addr()
-            .expect("its address")
-            .port();
+        let port = free_port();
         if port <= 55_535 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
             return port;
         }

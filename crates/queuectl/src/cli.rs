@@ -160,23 +160,15 @@ pub enum Command {
     },
 }
 
-/// A Redis URL that never shows its password in `Debug` output.
+/// A Redis URL that never shows its password in `Debug` output or an error
+/// (masked by queue-core's `redact_url`, as the workers' `service::config` does).
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisUrl(String);
 
 impl RedisUrl {
-    pub fn new(url: impl Into<String>) -> Self {
-        Self(url.into())
-    }
-
     /// The URL as given, password included: only for connecting.
     pub fn expose(&self) -> &str {
         &self.0
-    }
-
-    /// The URL with its password masked.
-    pub fn redacted(&self) -> String {
-        redact_url(&self.0)
     }
 
     /// Checks the scheme before any I/O. Not done by clap: its error would echo
@@ -197,7 +189,7 @@ impl RedisUrl {
         } else {
             Err(format!(
                 "invalid --redis-url {:?}: expected redis://[user:password@]host[:port][/db] or rediss://...",
-                self.redacted()
+                redact_url(&self.0)
             ))
         }
     }
@@ -205,7 +197,9 @@ impl RedisUrl {
 
 impl std::fmt::Debug for RedisUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("RedisUrl").field(&self.redacted()).finish()
+        f.debug_tuple("RedisUrl")
+            .field(&redact_url(&self.0))
+            .finish()
     }
 }
 
@@ -263,11 +257,11 @@ mod tests {
 
     #[test]
     fn a_redis_url_hides_its_password_when_debug_printed() {
-        let url = RedisUrl::new("redis://user:hunter2@host:6379");
+        let url = RedisUrl("redis://user:hunter2@host:6379".into());
         let shown = format!("{url:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(url.validate().is_ok());
-        let bad = RedisUrl::new("http://user:hunter2@host").validate();
+        let bad = RedisUrl("http://user:hunter2@host".into()).validate();
         let err = bad.expect_err("http is not redis");
         assert!(
             !err.contains("hunter2") && err.contains("--redis-url"),

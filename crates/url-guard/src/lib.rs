@@ -244,6 +244,27 @@ pub fn host_of(url: &Url) -> Option<String> {
     }
 }
 
+/// Test support for the crates that wrap [`check_url`] (feature `testing`).
+#[cfg(any(test, feature = "testing"))]
+pub mod testing {
+    /// URLs [`check_url`](super::check_url) refuses when `photos.example.com`
+    /// is allowed, each with a word its reason contains.
+    pub const REFUSED_URLS: [(&str, &str); 6] = [
+        ("ftp://photos.example.com/a.jpg", "scheme"),
+        ("file:///etc/passwd", "scheme"),
+        ("https://user:pw@photos.example.com/a.jpg", "credentials"),
+        (
+            "https://other.example.com/a.jpg",
+            "PHOTO_FETCH_ALLOWED_HOSTS",
+        ),
+        (
+            "http://169.254.169.254/latest/meta-data/",
+            "PHOTO_FETCH_ALLOWED_HOSTS",
+        ),
+        ("not a url", "not a URL"),
+    ];
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,20 +421,7 @@ mod tests {
     fn a_url_is_checked_for_scheme_credentials_and_host_before_any_lookup() {
         let allowed: AllowedHosts = "photos.example.com, 127.0.0.1".parse().expect("valid");
         assert!(check_url(&allowed, "https://photos.example.com/a.jpg").is_ok());
-        for (bad, why) in [
-            ("ftp://photos.example.com/a.jpg", "scheme"),
-            ("file:///etc/passwd", "scheme"),
-            ("https://user:pw@photos.example.com/a.jpg", "credentials"),
-            (
-                "https://other.example.com/a.jpg",
-                "PHOTO_FETCH_ALLOWED_HOSTS",
-            ),
-            (
-                "http://169.254.169.254/latest/meta-data/",
-                "PHOTO_FETCH_ALLOWED_HOSTS",
-            ),
-            ("not a url", "not a URL"),
-        ] {
+        for (bad, why) in testing::REFUSED_URLS {
             let err = check_url(&allowed, bad).expect_err(bad);
             assert!(err.contains(why), "{bad}: {err}");
         }

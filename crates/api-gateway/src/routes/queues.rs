@@ -121,18 +121,18 @@ pub struct QueuePath {
     pub queue: String,
 }
 
-/// A dead letter of a queue.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Path)]
+/// A dead letter of a queue: the path of a route on one dead letter, declared
+/// as `params(QueuePath, DeadLetterId)`.
+#[derive(Debug, Deserialize)]
 pub struct DeadLetterPath {
-    /// Queue name: 1 to 100 characters of A-Z a-z 0-9 . _ -
-    #[param(
-        pattern = r"^[A-Za-z0-9._-]{1,100}$",
-        min_length = 1,
-        max_length = 100,
-        example = "qr"
-    )]
     pub queue: String,
+    pub id: String,
+}
+
+/// The dead letter of a route; its queue is a [`QueuePath`].
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct DeadLetterId {
     /// Dead-letter id (`ms-seq`, as listed) or job id.
     #[param(example = "1700000000000-0")]
     pub id: String,
@@ -227,9 +227,34 @@ pub struct Paused {
     pub paused: bool,
 }
 
+/// 403 of every route here: they all need the admin token.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 403, description = "Not the admin token (`forbidden`)")]
+pub struct Forbidden(pub ErrorBody);
+
+/// What an operation on a named queue may answer besides 403.
+#[derive(utoipa::IntoResponses)]
+pub enum QueueErrors {
+    #[response(status = 404, description = "No such queue (`not_found`)")]
+    NotFound(ErrorBody),
+    #[response(status = 422, description = "Invalid queue name (`validation_failed`)")]
+    InvalidName(ErrorBody),
+}
+
+/// What an operation on one dead letter may answer besides 403 (and 409 for a retry).
+#[derive(utoipa::IntoResponses)]
+pub enum DeadLetterErrors {
+    #[response(
+        status = 404,
+        description = "No such queue or dead letter (`not_found`)"
+    )]
+    NotFound(ErrorBody),
+    #[response(status = 422, description = "Invalid queue name (`validation_failed`)")]
+    InvalidName(ErrorBody),
+}
+
 #[utoipa::path(get, path = "/api/queues", tag = "queues",
-    responses((status = 200, description = "Stats of every queue", body = [QueueStatsResponse]),
-        (status = 403, description = "Not the admin token (`forbidden`)", body = ErrorBody)),
+    responses((status = 200, description = "Stats of every queue", body = [QueueStatsResponse]), Forbidden),
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -242,7 +267,7 @@ pub async fn list(
 #[utoipa::path(get, path = "/api/queues/{queue}/failed", tag = "queues",
     params(QueuePath, PageQuery),
     responses((status = 200, description = "A page of dead letters, newest first (`items` is empty when there are none)", body = DeadLetterPage),
-        (status = 403, description = "Not the admin token (`forbidden`)", body = ErrorBody),
+        Forbidden,
         (status = 404, description = "No such queue (`not_found`)", body = ErrorBody),
         (status = 422, description = "Invalid queue name, `limit` out of range or `before` not a dead-letter id (`validation_failed`)", body = ErrorBody)),
     security(("bearer" = [])))]
@@ -272,12 +297,10 @@ pub async fn failed(
 }
 
 #[utoipa::path(post, path = "/api/queues/{queue}/failed/{id}/retry", tag = "queues",
-    params(DeadLetterPath),
+    params(QueuePath, DeadLetterId),
     responses((status = 200, description = "Back on its lane as attempt 1", body = Retried),
-        (status = 403, description = "Not the admin token (`forbidden`)", body = ErrorBody),
-        (status = 404, description = "No such queue or dead letter (`not_found`)", body = ErrorBody),
         (status = 409, description = "The dead letter cannot be decoded, so it cannot be retried (`conflict`)", body = ErrorBody),
-        (status = 422, description = "Invalid queue name (`validation_failed`)", body = ErrorBody)),
+        Forbidden, DeadLetterErrors),
     security(("bearer" = [])))]
 pub async fn retry(
     State(state): State<AppState>,
@@ -293,9 +316,7 @@ pub async fn retry(
 #[utoipa::path(post, path = "/api/queues/{queue}/failed/retry-all", tag = "queues",
     params(QueuePath),
     responses((status = 200, description = "How many dead letters went back on their lanes", body = Count),
-        (status = 403, description = "Not the admin token (`forbidden`)", body = ErrorBody),
-        (status = 404, description = "No such queue (`not_found`)", body = ErrorBody),
-        (status = 422, description = "Invalid queue name (`validation_failed`)", body = ErrorBody)),
+        Forbidden, QueueErrors),
     security(("bearer" = [])))]
 pub async fn retry_all(
     State(state): State<AppState>,
@@ -311,9 +332,7 @@ pub async fn retry_all(
 #[utoipa::path(delete, path = "/api/queues/{queue}/failed", tag = "queues",
     params(QueuePath),
     responses((status = 200, description = "Dead letters deleted; the list stays, empty", body = Count),
-        (status = 403, description = "Not the admin token (`forbidden`)", body = ErrorBody),
-        (status = 404, description = "No such queue (`not_found`)", body = ErrorBody),
-        (status = 422, description = "Invalid queue name (`validation_failed`)", body = ErrorBody)),
+        Forbidden, QueueErrors),
     security(("bearer" = [])))]
 pub async fn flush(
     State(state): State<AppState>,
@@ -327,11 +346,8 @@ pub async fn flush(
 }
 
 #[utoipa::path(delete, path = "/api/queues/{queue}/failed/{id}", tag = "queues",
-    params(DeadLetterPath),
-    responses((status = 204, description = "Deleted"),
-        (status = 403, description = "Not the admin token (`forbidden`)", body = ErrorBody),
-        (status = 404, description = "No such queue or dead letter (`not_found`)", body = ErrorBody),
-        (status = 422, description = "Invalid queue name (`validation_failed`)", body = ErrorBody)),
+    params(QueuePath, DeadLetterId),
+    responses((status = 204, description = "Deleted"), Forbidden, DeadLetterErrors),
     security(("bearer" = [])))]
 pub async fn delete(
     State(state): State<AppState>,
@@ -346,9 +362,7 @@ pub async fn delete(
 #[utoipa::path(post, path = "/api/queues/{queue}/pause", tag = "queues",
     params(QueuePath),
     responses((status = 200, description = "No job starts from now on", body = Paused),
-        (status = 403, description = "Not the admin token (`forbidden`)", body = ErrorBody),
-        (status = 404, description = "No such queue (`not_found`)", body = ErrorBody),
-        (status = 422, description = "Invalid queue name (`validation_failed`)", body = ErrorBody)),
+        Forbidden, QueueErrors),
     security(("bearer" = [])))]
 pub async fn pause(
     State(state): State<AppState>,
@@ -364,9 +378,7 @@ pub async fn pause(
 #[utoipa::path(post, path = "/api/queues/{queue}/resume", tag = "queues",
     params(QueuePath),
     responses((status = 200, description = "Jobs start again", body = Paused),
-        (status = 403, description = "Not the admin token (`forbidden`)", body = ErrorBody),
-        (status = 404, description = "No such queue (`not_found`)", body = ErrorBody),
-        (status = 422, description = "Invalid queue name (`validation_failed`)", body = ErrorBody)),
+        Forbidden, QueueErrors),
     security(("bearer" = [])))]
 pub async fn resume(
     State(state): State<AppState>,

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use queue_core::admin::PurgeReport;
-use queue_core::testing::{Runs, TestRedis, eventually, fast_worker_config};
+use queue_core::testing::{
+    Run, Runs, TestRedis, eventually, fast_worker_config, fast_worker_config_attempts,
+};
 use queue_core::{Error, Job, JobError, NewJob, WorkerConfig};
 use tokio::sync::Notify;
 
@@ -11,24 +13,21 @@ use tokio::sync::Notify;
 async fn dead_letters_run_again_when_retried_by_entry_id_by_job_id_or_all_at_once() {
     let env = TestRedis::new().await;
     let q = env.queue("redo");
-    let config = WorkerConfig {
-        max_attempts: 2,
-        ..fast_worker_config()
-    };
+    let config = fast_worker_config_attempts(2);
     // Fails both attempts of its first life, succeeds once retried from the DLQ.
     let runs = Runs::default();
     let r = runs.clone();
-    let worker = env.spawn_worker(&q, config, move |job: Job| {
-        let r = r.clone();
-        async move {
-            r.record(&job);
-            let n = r.of(job.id()).len();
+    let worker = env.spawn_worker(
+        &q,
+        config,
+        runs.answering(move |run: &Run| {
+            let n = r.of(&run.job_id).len();
             if n <= 2 {
                 return Err(JobError::retry(anyhow::anyhow!("failed run {n}")));
             }
             Ok(())
-        }
-    });
+        }),
+    );
     let ids: Vec<String> = env
         .producer
         .enqueue_many(&q, (0..3).map(|i| NewJob::new("t.redo", format!("{i}"))))
@@ -111,11 +110,7 @@ async fn purge_deletes_waiting_and_delayed_jobs_but_never_a_running_one() {
             Ok(())
         }
     });
-    let running = env
-        .producer
-        .enqueue(&q, NewJob::new("t.running", "x"))
-        .await
-        .expect("enqueue");
+    let running = env.enqueue(&q, NewJob::new("t.running", "x")).await;
     eventually("the first job runs", async || {
         (runs.len() == 1).then_some(())
     })
@@ -189,12 +184,8 @@ async fn dead_letters_can_be_deleted_one_by_one_or_flushed() {
         .delete_dead(&q, &ids[1])
         .await
         .expect("delete by job id");
-    let left = env
-        .admin
-        .dead_letters(&q, None, 10)
-        .await
-        .expect("dead letters");
-    let left: Vec<&str> = left.items.iter().map(|d| d.job_id.as_str()).collect();
+    let left = env.dead_letters(&q).await;
+    let left: Vec<&str> = left.iter().map(|d| d.job_id.as_str()).collect();
     assert_eq!(left, [ids[2].as_str()]);
     assert!(matches!(
         env.admin.delete_dead(&q, &ids[1]).await,
@@ -205,14 +196,7 @@ async fn dead_letters_can_be_deleted_one_by_one_or_flushed() {
     let s = env.stats(&q).await;
     assert_eq!(s.failed, 0);
     assert_eq!(s.dead_lettered, 3, "the counter keeps the history");
-    assert!(
-        env.admin
-            .dead_letters(&q, None, 10)
-            .await
-            .expect("dead letters")
-            .items
-            .is_empty()
-    );
+    assert!(env.dead_letters(&q).await.is_empty());
     worker.stop().await;
     env.finish().await;
 }
@@ -236,10 +220,8 @@ async fn the_done_stream_keeps_the_configured_number_of_completions_whatever_the
     let mut last = Vec::new();
     for n in 0..20u64 {
         let id = env
-            .producer
             .enqueue(&q, NewJob::new("t.single", "x"))
             .await
-            .expect("enqueue")
             .id()
             .to_owned();
         env.stats_until(&q, "the single job is done", |s| s.completed == 601 + n)

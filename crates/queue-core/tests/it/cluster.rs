@@ -6,7 +6,9 @@
 
 use std::collections::BTreeSet;
 
-use queue_core::testing::{PrivateCluster, TestRedis, fast_worker_config, ms};
+use queue_core::testing::{
+    PrivateCluster, TestRedis, fast_worker_config, fast_worker_config_attempts, ms,
+};
 use queue_core::{Job, JobError, NewJob, Priority, Queue, WorkerConfig};
 
 /// Queue names whose hash tags land on three different masters.
@@ -41,16 +43,11 @@ async fn jobs_run_retry_wait_dead_letter_and_are_reclaimed_on_every_master_of_a_
 
     // A consumer that read each queue's first job and died with it.
     for q in &queues {
-        env.producer
-            .enqueue(q, NewJob::new("t.orphan", "held by the dead"))
-            .await
-            .expect("enqueue");
+        env.enqueue(q, NewJob::new("t.orphan", "held by the dead"))
+            .await;
         env.read_as(q, "dead-consumer", 1).await;
     }
-    let config = WorkerConfig {
-        max_attempts: 3,
-        ..fast_worker_config()
-    };
+    let config = fast_worker_config_attempts(3);
     let workers: Vec<_> = queues
         .iter()
         .map(|q| env.spawn_worker(q, config.clone(), handler))
@@ -99,7 +96,7 @@ async fn jobs_run_retry_wait_dead_letter_and_are_reclaimed_on_every_master_of_a_
         let purged = NewJob::new("t.purged", "x")
             .delay(ms(3_600_000))
             .unique_until_settled("purged");
-        env.producer.enqueue(q, purged).await.expect("enqueue");
+        env.enqueue(q, purged).await;
         assert_eq!(env.admin.purge(q).await.expect("purge").delayed, 1);
         let holder = env.admin.unique_holder(q, "purged").await.expect("get");
         assert_eq!(holder, None, "{}: released by the purge", q.name());

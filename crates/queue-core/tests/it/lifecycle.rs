@@ -4,9 +4,11 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use queue_core::testing::{Runs, TestRedis, fast_worker_config, ms};
+use queue_core::testing::{
+    Run, Runs, TestRedis, fast_worker_config, fast_worker_config_attempts, ms,
+};
 use queue_core::{
-    Backoff, Broker, BrokerConfig, Enqueued, Error, Job, JobError, NewJob, Priority, WorkerConfig,
+    Backoff, Broker, BrokerConfig, Enqueued, Error, JobError, NewJob, Priority, WorkerConfig,
 };
 
 #[tokio::test]
@@ -16,12 +18,7 @@ async fn an_acknowledged_job_leaves_the_pending_list_and_the_stream() {
     let runs = Runs::default();
     let worker = env.spawn_worker(&q, fast_worker_config(), runs.recorder());
 
-    let Enqueued::Added { id, .. } = env
-        .producer
-        .enqueue(&q, NewJob::new("t.ack", "hello"))
-        .await
-        .expect("enqueue")
-    else {
+    let Enqueued::Added { id, .. } = env.enqueue(&q, NewJob::new("t.ack", "hello")).await else {
         panic!("a plain job is added to the stream");
     };
 
@@ -67,11 +64,10 @@ async fn a_retryable_error_is_retried_with_growing_backoff_and_the_previous_erro
         ..fast_worker_config()
     };
     let runs = Runs::default();
-    let r = runs.clone();
-    let worker = env.spawn_worker(&q, config, move |job: Job| {
-        let r = r.clone();
-        async move {
-            let run = r.record(&job);
+    let worker = env.spawn_worker(
+        &q,
+        config,
+        runs.answering(|run: &Run| {
             if run.attempt < 4 {
                 return Err(JobError::retry(anyhow::anyhow!(
                     "boom on attempt {}",
@@ -79,12 +75,9 @@ async fn a_retryable_error_is_retried_with_growing_backoff_and_the_previous_erro
                 )));
             }
             Ok(())
-        }
-    });
-    env.producer
-        .enqueue(&q, NewJob::new("t.flaky", "x"))
-        .await
-        .expect("enqueue");
+        }),
+    );
+    env.enqueue(&q, NewJob::new("t.flaky", "x")).await;
 
     let s = env
         .stats_until(&q, "the fourth attempt succeeded", |s| s.completed == 1)
@@ -134,26 +127,18 @@ async fn a_permanent_error_dead_letters_the_job_at_once() {
     let env = TestRedis::new().await;
     let q = env.queue("permanent");
     // Plenty of attempts left: only the kind of error may stop the retries.
-    let config = WorkerConfig {
-        max_attempts: 5,
-        ..fast_worker_config()
-    };
+    let config = fast_worker_config_attempts(5);
     let runs = Runs::default();
-    let r = runs.clone();
-    let worker = env.spawn_worker(&q, config, move |job: Job| {
-        let r = r.clone();
-        async move {
-            r.record(&job);
+    let worker = env.spawn_worker(
+        &q,
+        config,
+        runs.answering(|_run: &Run| {
             Err(JobError::permanent(
                 anyhow::anyhow!("card declined").context("charging customer 42"),
             ))
-        }
-    });
-    let Enqueued::Added { id, entry_id } = env
-        .producer
-        .enqueue(&q, NewJob::new("t.charge", "42"))
-        .await
-        .expect("enqueue")
+        }),
+    );
+    let Enqueued::Added { id, entry_id } = env.enqueue(&q, NewJob::new("t.charge", "42")).await
     else {
         panic!("a plain job is added to the stream");
     };
@@ -169,13 +154,9 @@ async fn a_permanent_error_dead_letters_the_job_at_once() {
     env.assert_drained(&q).await;
     assert_eq!(runs.len(), 1, "a permanent error is never retried");
 
-    let page = env
-        .admin
-        .dead_letters(&q, None, 10)
-        .await
-        .expect("dead letters");
-    assert_eq!(page.items.len(), 1);
-    let dead = &page.items[0];
+    let letters = env.dead_letters(&q).await;
+    assert_eq!(letters.len(), 1);
+    let dead = &letters[0];
     assert_eq!(dead.job_id, id);
     assert_eq!(dead.kind, "t.charge");
     assert_eq!(dead.error, "charging customer 42: card declined");
@@ -193,24 +174,18 @@ async fn exhausted_attempts_move_the_job_to_the_dead_letter_stream_with_the_last
     let env = TestRedis::new().await;
     let q = env.queue("exhausted");
     // The job's own limit (3) wins over the worker's default (10).
-    let config = WorkerConfig {
-        max_attempts: 10,
-        ..fast_worker_config()
-    };
+    let config = fast_worker_config_attempts(10);
     let runs = Runs::default();
-    let r = runs.clone();
-    let worker = env.spawn_worker(&q, config, move |job: Job| {
-        let r = r.clone();
-        async move {
-            let run = r.record(&job);
+    let worker = env.spawn_worker(
+        &q,
+        config,
+        runs.answering(|run: &Run| {
             Err(JobError::retry(anyhow::anyhow!("failure {}", run.attempt)))
-        }
-    });
+        }),
+    );
     let id = env
-        .producer
         .enqueue(&q, NewJob::new("t.doomed", "x").max_attempts(3))
         .await
-        .expect("enqueue")
         .id()
         .to_owned();
 
@@ -241,18 +216,15 @@ async fn stats_count_exactly_what_happened_in_a_mixed_run() {
     let q = env.queue("mixed");
     let (ok, bad, flaky) = (10, 3, 4);
     let runs = Runs::default();
-    let r = runs.clone();
-    let worker = env.spawn_worker(&q, fast_worker_config(), move |job: Job| {
-        let r = r.clone();
-        async move {
-            let run = r.record(&job);
-            match run.kind.as_str() {
-                "t.bad" => Err(JobError::permanent(anyhow::anyhow!("bad input"))),
-                "t.flaky" if run.attempt == 1 => Err(JobError::retry(anyhow::anyhow!("blip"))),
-                _ => Ok(()),
-            }
-        }
-    });
+    let worker = env.spawn_worker(
+        &q,
+        fast_worker_config(),
+        runs.answering(|run: &Run| match run.kind.as_str() {
+            "t.bad" => Err(JobError::permanent(anyhow::anyhow!("bad input"))),
+            "t.flaky" if run.attempt == 1 => Err(JobError::retry(anyhow::anyhow!("blip"))),
+            _ => Ok(()),
+        }),
+    );
     let jobs = (0..ok)
         .map(|_| NewJob::new("t.ok", "x"))
         .chain((0..bad).map(|_| NewJob::new("t.bad", "x")))
@@ -278,7 +250,7 @@ async fn stats_count_exactly_what_happened_in_a_mixed_run() {
     assert_eq!(s.consumers, 1);
     assert_eq!(runs.len() as u64, ok + bad + 2 * flaky);
 
-    let consumers = env.admin.consumers(&q).await.expect("consumers");
+    let consumers = env.consumers(&q).await;
     assert_eq!(consumers.len(), 1, "{consumers:?}");
     assert_eq!(consumers[0].name, worker.consumer);
     assert_eq!(
@@ -290,12 +262,8 @@ async fn stats_count_exactly_what_happened_in_a_mixed_run() {
     assert_eq!(done.len() as u64, ok + flaky);
     assert_eq!(done.iter().filter(|c| c.attempt == 2).count() as u64, flaky);
     assert!(done.iter().all(|c| c.kind == "t.ok" || c.kind == "t.flaky"));
-    let dead = env
-        .admin
-        .dead_letters(&q, None, 100)
-        .await
-        .expect("dead letters");
-    assert!(dead.items.iter().all(|d| d.kind == "t.bad"));
+    let dead = env.dead_letters(&q).await;
+    assert!(dead.iter().all(|d| d.kind == "t.bad"));
 
     // The queue is listed and opens by name with its stats.
     let listed = env.admin.queues().await.expect("queues");

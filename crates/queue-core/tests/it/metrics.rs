@@ -4,8 +4,8 @@ use std::sync::OnceLock;
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use metrics_util::{CompositeKey, MetricKind};
-use queue_core::testing::{Runs, TestRedis, fast_worker_config};
-use queue_core::{Job, JobError, NewJob};
+use queue_core::testing::{Run, Runs, TestRedis, fast_worker_config};
+use queue_core::{JobError, NewJob};
 
 /// The process-wide recorder, installed before any worker of this binary records.
 fn recorder() -> &'static Snapshotter {
@@ -34,17 +34,16 @@ async fn job_metrics_count_outcomes_and_record_run_and_wait_times() {
     // The queue name is the metric label; unique within this binary.
     let q = env.queue("metered");
     let runs = Runs::default();
-    let r = runs.clone();
-    let worker = env.spawn_worker(&q, fast_worker_config(), move |job: Job| {
-        let r = r.clone();
-        async move {
-            r.record(&job);
-            if job.kind() == "t.bad" {
+    let worker = env.spawn_worker(
+        &q,
+        fast_worker_config(),
+        runs.answering(|run: &Run| {
+            if run.kind == "t.bad" {
                 return Err(JobError::permanent(anyhow::anyhow!("bad")));
             }
             Ok(())
-        }
-    });
+        }),
+    );
     env.producer
         .enqueue_many(
             &q,

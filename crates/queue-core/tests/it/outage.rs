@@ -86,10 +86,7 @@ async fn a_worker_waits_out_a_redis_outage_with_one_warning_few_calls_and_resume
     let status = worker.redis_status();
     let running = env.spawn(worker);
     // A job runs through the outage: its claim is kept alive by the heartbeat.
-    env.producer
-        .enqueue(&q, NewJob::new("t.long", "x"))
-        .await
-        .expect("enqueue");
+    env.enqueue(&q, NewJob::new("t.long", "x")).await;
     eventually("the long job runs", async || {
         (runs.len() == 1).then_some(())
     })
@@ -123,11 +120,7 @@ async fn a_worker_waits_out_a_redis_outage_with_one_warning_few_calls_and_resume
     })
     .await;
     release.notify_one();
-    let after = env
-        .producer
-        .enqueue(&q, NewJob::new("t.after", "y"))
-        .await
-        .expect("enqueue");
+    let after = env.enqueue(&q, NewJob::new("t.after", "y")).await;
     eventually("a job enqueued after the outage runs", async || {
         (!runs.of(after.id()).is_empty()).then_some(())
     })

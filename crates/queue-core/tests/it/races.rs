@@ -64,10 +64,8 @@ async fn entries_arriving_on_several_lanes_during_a_blocking_read_never_exceed_t
         .collect();
     // Redis creates a consumer on its first delivery: one job per lane first.
     for priority in [Priority::High, Priority::Normal, Priority::Low] {
-        env.producer
-            .enqueue(&q, NewJob::new("t.warmup", "x").priority(priority))
-            .await
-            .expect("enqueue");
+        env.enqueue(&q, NewJob::new("t.warmup", "x").priority(priority))
+            .await;
     }
     eventually("the warm-up jobs ran", async || {
         (gauge.done.load(Ordering::SeqCst) == 3).then_some(())
@@ -140,10 +138,8 @@ async fn an_entry_whose_task_died_is_no_longer_claimed_and_another_delivery_fini
     let env = TestRedis::new().await;
     let q = env.queue("task-died");
     let id = env
-        .producer
         .enqueue(&q, NewJob::new("t.dies", "x"))
         .await
-        .expect("enqueue")
         .id()
         .to_owned();
     let runs = Runs::default();
@@ -190,10 +186,7 @@ async fn a_pause_that_begins_during_a_blocking_read_also_holds_reclaimed_jobs() 
     };
     let worker = env.spawn_worker(&q, config, runs.recorder());
     // Redis creates a consumer on its first delivery: one job first.
-    env.producer
-        .enqueue(&q, NewJob::new("t.warmup", "x"))
-        .await
-        .expect("enqueue");
+    env.enqueue(&q, NewJob::new("t.warmup", "x")).await;
     env.stats_until(&q, "the warm-up job ran", |s| s.completed == 1)
         .await;
     env.until_blocked(&q, &worker.consumer).await;

@@ -16,19 +16,13 @@ async fn an_entry_delivered_more_than_max_deliveries_times_is_dead_lettered_inst
     let Enqueued::Added {
         id: poison_id,
         entry_id: poison_entry,
-    } = env
-        .producer
-        .enqueue(&q, NewJob::new("t.poison", "p"))
-        .await
-        .expect("enqueue")
+    } = env.enqueue(&q, NewJob::new("t.poison", "p")).await
     else {
         panic!("added");
     };
     let survivor = env
-        .producer
         .enqueue(&q, NewJob::new("t.survivor", "s"))
         .await
-        .expect("enqueue")
         .id()
         .to_owned();
 
@@ -125,16 +119,12 @@ async fn undecodable_entries_are_dead_lettered_and_the_worker_keeps_going() {
     assert_eq!(ran, expected, "only the good jobs reached the handler");
     env.assert_drained(&q).await;
 
-    let page = env
-        .admin
-        .dead_letters(&q, None, 10)
-        .await
-        .expect("dead letters");
+    let letters = env.dead_letters(&q).await;
     let by_origin = |origin: &str| {
-        page.items
+        letters
             .iter()
             .find(|d| d.origin == origin)
-            .unwrap_or_else(|| panic!("no dead letter from {origin}: {:?}", page.items))
+            .unwrap_or_else(|| panic!("no dead letter from {origin}: {letters:?}"))
     };
     let bad = by_origin(&garbage_entry);
     assert!(bad.error.contains("does not decode"), "{}", bad.error);
@@ -179,10 +169,7 @@ async fn a_heartbeat_keeps_a_long_job_from_being_reclaimed() {
     // Two workers: whichever does not get the job looks for idle entries every 50 ms.
     let a = env.spawn_worker(&q, config.clone(), handler.clone());
     let b = env.spawn_worker(&q, config, handler);
-    env.producer
-        .enqueue(&q, NewJob::new("t.long", "x"))
-        .await
-        .expect("enqueue");
+    env.enqueue(&q, NewJob::new("t.long", "x")).await;
 
     let s = env
         .stats_until(&q, "the long job completed", |s| s.completed == 1)
@@ -214,10 +201,7 @@ async fn shutdown_lets_a_running_job_finish_and_acknowledges_it() {
             Ok(())
         }
     });
-    env.producer
-        .enqueue(&q, NewJob::new("t.slow", "x"))
-        .await
-        .expect("enqueue");
+    env.enqueue(&q, NewJob::new("t.slow", "x")).await;
     eventually("the job started", async || (runs.len() == 1).then_some(())).await;
 
     worker.stop().await;
@@ -247,10 +231,7 @@ async fn a_job_outliving_the_grace_period_stays_pending_until_another_worker_fin
             Ok(())
         }
     });
-    env.producer
-        .enqueue(&q, NewJob::new("t.stuck", "x"))
-        .await
-        .expect("enqueue");
+    env.enqueue(&q, NewJob::new("t.stuck", "x")).await;
     eventually("the job started", async || (runs.len() == 1).then_some(())).await;
     let stuck_consumer = stuck.consumer.clone();
     stuck.stop().await;
@@ -265,7 +246,7 @@ async fn a_job_outliving_the_grace_period_stays_pending_until_another_worker_fin
     let pending = env.pending_entries(&q).await;
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].1, HEIR_CONSUMER);
-    let consumers = env.admin.consumers(&q).await.expect("consumers");
+    let consumers = env.consumers(&q).await;
     assert!(!consumers.iter().any(|c| c.name == stuck_consumer));
 
     let rescuer = env.spawn_worker(&q, fast_worker_config(), runs.recorder());
@@ -288,16 +269,14 @@ async fn removing_an_idle_consumer_keeps_its_pending_job_for_a_live_worker() {
     let env = TestRedis::new().await;
     let q = env.queue("evict");
     let id = env
-        .producer
         .enqueue(&q, NewJob::new("t.orphan", "x"))
         .await
-        .expect("enqueue")
         .id()
         .to_owned();
     // A consumer that read the job and vanished.
     env.read_as(&q, "ghost", 1).await;
     eventually("the ghost has been idle for 100 ms", async || {
-        let consumers = env.admin.consumers(&q).await.expect("consumers");
+        let consumers = env.consumers(&q).await;
         consumers
             .iter()
             .any(|c| c.name == "ghost" && c.idle_ms >= 100)
@@ -312,7 +291,7 @@ async fn removing_an_idle_consumer_keeps_its_pending_job_for_a_live_worker() {
         .expect("remove dead consumers");
     assert_eq!(removed.len(), 1, "{removed:?}");
     assert_eq!((removed[0].name.as_str(), removed[0].moved), ("ghost", 1));
-    let consumers = env.admin.consumers(&q).await.expect("consumers");
+    let consumers = env.consumers(&q).await;
     assert!(consumers.iter().all(|c| c.name != "ghost"), "{consumers:?}");
     let pending = env.pending_entries(&q).await;
     assert_eq!(pending.len(), 1, "the entry is still pending");
@@ -346,14 +325,11 @@ async fn a_consumer_that_resumes_before_its_eviction_keeps_the_entries_it_holds(
     let env = TestRedis::new().await;
     let q = env.queue("evict-resumed");
     for n in 0..2 {
-        env.producer
-            .enqueue(&q, NewJob::new("t.held", format!("{n}")))
-            .await
-            .expect("enqueue");
+        env.enqueue(&q, NewJob::new("t.held", format!("{n}"))).await;
     }
     env.read_as(&q, "sleeper", 1).await;
     let lane = eventually("the sleeper is idle for 200 ms", async || {
-        let consumers = env.admin.consumers(&q).await.expect("consumers");
+        let consumers = env.consumers(&q).await;
         consumers
             .into_iter()
             .find(|c| c.name == "sleeper" && c.idle_ms >= 200)
@@ -389,30 +365,15 @@ async fn a_cleanly_stopped_worker_leaves_no_consumer_behind() {
     let runs = Runs::default();
     let worker = env.spawn_worker(&q, fast_worker_config(), runs.recorder());
     let consumer = worker.consumer.clone();
-    env.producer
-        .enqueue(&q, NewJob::new("t.once", "x"))
-        .await
-        .expect("enqueue");
+    env.enqueue(&q, NewJob::new("t.once", "x")).await;
     env.stats_until(&q, "the job ran", |s| s.completed == 1)
         .await;
     assert!(
-        env.admin
-            .consumers(&q)
-            .await
-            .expect("consumers")
-            .iter()
-            .any(|c| c.name == consumer),
+        env.consumers(&q).await.iter().any(|c| c.name == consumer),
         "the running worker is a consumer"
     );
     worker.stop().await;
-    let left: Vec<String> = env
-        .admin
-        .consumers(&q)
-        .await
-        .expect("consumers")
-        .into_iter()
-        .map(|c| c.name)
-        .collect();
+    let left: Vec<String> = env.consumer_names(&q).await;
     assert!(!left.contains(&consumer), "{consumer} is still in {left:?}");
     env.finish().await;
 }
@@ -434,18 +395,11 @@ async fn a_consumer_idle_far_past_the_visibility_timeout_with_nothing_pending_is
         .await;
     let worker = env.spawn_worker(&q, fast_worker_config(), Runs::default().recorder());
     eventually("the idle consumer is removed", async || {
-        let consumers = env.admin.consumers(&q).await.expect("consumers");
+        let consumers = env.consumers(&q).await;
         (!consumers.iter().any(|c| c.name == "gone")).then_some(())
     })
     .await;
-    let names: Vec<String> = env
-        .admin
-        .consumers(&q)
-        .await
-        .expect("consumers")
-        .into_iter()
-        .map(|c| c.name)
-        .collect();
+    let names: Vec<String> = env.consumer_names(&q).await;
     assert!(
         names.is_empty() || names == [worker.consumer.clone()],
         "{names:?}"
@@ -478,10 +432,7 @@ async fn a_queue_is_listed_again_and_runs_jobs_after_redis_lost_its_data() {
         env.admin.open(q.name()).await.ok()
     })
     .await;
-    env.producer
-        .enqueue(&q, NewJob::new("t.after", "x"))
-        .await
-        .expect("enqueue");
+    env.enqueue(&q, NewJob::new("t.after", "x")).await;
     env.stats_until(&q, "a new job runs", |s| s.completed == 1)
         .await;
     worker.stop().await;
@@ -527,10 +478,7 @@ async fn a_group_that_cannot_be_recreated_is_retried_with_backoff_not_in_a_busy_
     let consumer = worker.consumer_name().to_owned();
     let stop = queue_core::CancellationToken::new();
     let running = tokio::spawn(worker.run(stop.clone()));
-    env.producer
-        .enqueue(&q, NewJob::new("t.first", "x"))
-        .await
-        .expect("enqueue");
+    env.enqueue(&q, NewJob::new("t.first", "x")).await;
     env.stats_until(&q, "the worker runs", |s| s.completed == 1)
         .await;
     assert!(!consumer.is_empty());

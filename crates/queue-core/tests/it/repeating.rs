@@ -4,8 +4,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use queue_core::testing::{Runs, TestRedis, eventually, fast_worker_config, holds_for, ms};
-use queue_core::{Every, NewJob, RepeatingJob, Worker};
+use queue_core::testing::{
+    RunningWorker, Runs, TestRedis, eventually, fast_worker_config, holds_for, ms,
+};
+use queue_core::{Every, NewJob, Queue, RepeatingJob, Worker};
 
 fn tick(every: Every) -> RepeatingJob {
     RepeatingJob::new("tick", every, |start: SystemTime| {
@@ -18,6 +20,20 @@ fn tick(every: Every) -> RepeatingJob {
     .expect("valid repeating job")
 }
 
+/// A replica: a worker of `q` recording its runs in `runs` that declares `tick(every)`.
+fn spawn_ticking(env: &TestRedis, q: &Queue, runs: &Runs, every: Every) -> RunningWorker {
+    let worker = Worker::new(
+        env.broker.clone(),
+        q.clone(),
+        fast_worker_config(),
+        runs.recorder(),
+    )
+    .expect("valid worker")
+    .repeat(tick(every))
+    .expect("declared once");
+    env.spawn(worker)
+}
+
 #[tokio::test]
 async fn two_replicas_enqueue_one_job_per_period() {
     let env = TestRedis::new().await;
@@ -26,16 +42,7 @@ async fn two_replicas_enqueue_one_job_per_period() {
     let every = Every::interval(Duration::from_secs(1)).expect("valid");
     let mut replicas = Vec::new();
     for _ in 0..2 {
-        let worker = Worker::new(
-            env.broker.clone(),
-            q.clone(),
-            fast_worker_config(),
-            runs.recorder(),
-        )
-        .expect("valid worker")
-        .repeat(tick(every))
-        .expect("declared once");
-        replicas.push(env.spawn(worker));
+        replicas.push(spawn_ticking(&env, &q, &runs, every));
     }
     // Three period boundaries pass while both replicas run.
     let periods = eventually("jobs of three periods ran", async || {
@@ -87,18 +94,7 @@ async fn a_restarted_worker_does_not_repeat_the_period_and_stats_show_the_last_r
     let runs = Runs::default();
     // Daily at midnight UTC: the current period began today at 00:00 and lasts all day.
     let every = Every::daily_at(0, 0).expect("valid");
-    let start_worker = || {
-        let worker = Worker::new(
-            env.broker.clone(),
-            q.clone(),
-            fast_worker_config(),
-            runs.recorder(),
-        )
-        .expect("valid worker")
-        .repeat(tick(every))
-        .expect("declared once");
-        env.spawn(worker)
-    };
+    let start_worker = || spawn_ticking(&env, &q, &runs, every);
 
     let first = start_worker();
     env.stats_until(&q, "today's job ran", |s| s.completed == 1)

@@ -16,10 +16,8 @@ async fn a_delayed_job_is_invisible_until_due_and_runs_after() {
     let worker = env.spawn_worker(&q, fast_worker_config(), runs.recorder());
 
     let Enqueued::Scheduled { id, due_ms } = env
-        .producer
         .enqueue(&q, NewJob::new("t.later", "x").delay(ms(600)))
         .await
-        .expect("enqueue")
     else {
         panic!("a delayed job is scheduled");
     };
@@ -50,11 +48,7 @@ async fn a_job_scheduled_at_a_wall_clock_time_runs_at_or_after_it() {
     let worker = env.spawn_worker(&q, fast_worker_config(), runs.recorder());
 
     let at = SystemTime::now() + ms(500);
-    let scheduled = env
-        .producer
-        .enqueue(&q, NewJob::new("t.at", "x").run_at(at))
-        .await
-        .expect("enqueue");
+    let scheduled = env.enqueue(&q, NewJob::new("t.at", "x").run_at(at)).await;
     assert!(
         matches!(scheduled, Enqueued::Scheduled { due_ms, .. } if due_ms == unix_ms(at)),
         "{scheduled:?}"
@@ -64,13 +58,11 @@ async fn a_job_scheduled_at_a_wall_clock_time_runs_at_or_after_it() {
 
     // A time in the past means "now".
     let past = env
-        .producer
         .enqueue(
             &q,
             NewJob::new("t.past", "x").run_at(SystemTime::now() - ms(60_000)),
         )
-        .await
-        .expect("enqueue");
+        .await;
 
     env.stats_until(&q, "both jobs completed", |s| s.completed == 2)
         .await;
@@ -92,9 +84,9 @@ async fn a_dedup_key_suppresses_the_duplicate_and_works_again_after_its_ttl() {
     let ttl = ms(1000);
     let job = |payload: &str| NewJob::new("t.once", payload.to_owned()).dedup_key("order-7", ttl);
 
-    let first = env.producer.enqueue(&q, job("1")).await.expect("enqueue");
+    let first = env.enqueue(&q, job("1")).await;
     assert!(matches!(first, Enqueued::Added { .. }), "{first:?}");
-    let second = env.producer.enqueue(&q, job("2")).await.expect("enqueue");
+    let second = env.enqueue(&q, job("2")).await;
     assert_eq!(
         second,
         Enqueued::Duplicate {
@@ -110,7 +102,7 @@ async fn a_dedup_key_suppresses_the_duplicate_and_works_again_after_its_ttl() {
         (!exists).then_some(())
     })
     .await;
-    let third = env.producer.enqueue(&q, job("3")).await.expect("enqueue");
+    let third = env.enqueue(&q, job("3")).await;
     assert!(matches!(third, Enqueued::Added { .. }), "{third:?}");
     assert_ne!(third.id(), first.id());
 
@@ -173,15 +165,12 @@ async fn a_worker_blocked_in_a_read_when_the_queue_is_paused_starts_nothing_unti
     };
     let runs = Runs::default();
     let worker = env.spawn_worker(&q, config, runs.recorder());
-    env.producer
-        .enqueue(&q, NewJob::new("t.warmup", "x"))
-        .await
-        .expect("enqueue");
+    env.enqueue(&q, NewJob::new("t.warmup", "x")).await;
     env.stats_until(&q, "the warm-up job completed", |s| s.completed == 1)
         .await;
     // Only a blocked XREADGROUP leaves the consumer untouched this long.
     eventually("the worker is blocked in XREADGROUP", async || {
-        let consumers = env.admin.consumers(&q).await.expect("consumers");
+        let consumers = env.consumers(&q).await;
         consumers
             .iter()
             .any(|c| c.name == worker.consumer && c.idle_ms >= 200)

@@ -16,20 +16,12 @@ fn ensure(key: &str) -> NewJob {
 async fn a_second_ensure_while_the_job_waits_runs_or_retries_creates_nothing() {
     let env = TestRedis::new().await;
     let q = env.queue("unique");
-    let first = env
-        .producer
-        .enqueue(&q, ensure("person:42"))
-        .await
-        .expect("enqueue");
+    let first = env.enqueue(&q, ensure("person:42")).await;
     assert!(matches!(first, Enqueued::Added { .. }), "{first:?}");
     let id = first.id().to_owned();
 
     // Waiting: nothing new.
-    let again = env
-        .producer
-        .enqueue(&q, ensure("person:42"))
-        .await
-        .expect("enqueue");
+    let again = env.enqueue(&q, ensure("person:42")).await;
     assert_eq!(again, Enqueued::Duplicate { id: id.clone() });
 
     // Attempt 1 blocks until released, then fails; attempt 2 succeeds.
@@ -63,11 +55,7 @@ async fn a_second_ensure_while_the_job_waits_runs_or_retries_creates_nothing() {
 
     // Running: nothing new.
     eventually("the job runs", async || (runs.len() == 1).then_some(())).await;
-    let again = env
-        .producer
-        .enqueue(&q, ensure("person:42"))
-        .await
-        .expect("enqueue");
+    let again = env.enqueue(&q, ensure("person:42")).await;
     assert_eq!(again, Enqueued::Duplicate { id: id.clone() });
 
     // Retrying (in the delayed set): nothing new.
@@ -76,21 +64,13 @@ async fn a_second_ensure_while_the_job_waits_runs_or_retries_creates_nothing() {
         s.retried == 1 && s.delayed == 1
     })
     .await;
-    let again = env
-        .producer
-        .enqueue(&q, ensure("person:42"))
-        .await
-        .expect("enqueue");
+    let again = env.enqueue(&q, ensure("person:42")).await;
     assert_eq!(again, Enqueued::Duplicate { id: id.clone() });
 
     // Settled: the key is free, and the next ensure creates a new job.
     env.stats_until(&q, "the retry completes", |s| s.completed == 1)
         .await;
-    let next = env
-        .producer
-        .enqueue(&q, ensure("person:42"))
-        .await
-        .expect("enqueue");
+    let next = env.enqueue(&q, ensure("person:42")).await;
     assert!(matches!(next, Enqueued::Added { .. }), "{next:?}");
     assert_ne!(next.id(), id);
     env.stats_until(&q, "the new job completes", |s| s.completed == 2)
@@ -105,17 +85,9 @@ async fn a_second_ensure_while_the_job_waits_runs_or_retries_creates_nothing() {
 async fn a_dead_lettered_job_releases_its_unique_key() {
     let env = TestRedis::new().await;
     let q = env.queue("unique-dead");
-    let first = env
-        .producer
-        .enqueue(&q, ensure("company:7").delay(ms(50)))
-        .await
-        .expect("enqueue");
+    let first = env.enqueue(&q, ensure("company:7").delay(ms(50))).await;
     assert!(matches!(first, Enqueued::Scheduled { .. }), "{first:?}");
-    let again = env
-        .producer
-        .enqueue(&q, ensure("company:7"))
-        .await
-        .expect("enqueue");
+    let again = env.enqueue(&q, ensure("company:7")).await;
     assert_eq!(
         again,
         Enqueued::Duplicate {
@@ -130,21 +102,12 @@ async fn a_dead_lettered_job_releases_its_unique_key() {
     env.stats_until(&q, "the job is dead-lettered", |s| s.dead_lettered == 1)
         .await;
     worker.stop().await;
-    let next = env
-        .producer
-        .enqueue(&q, ensure("company:7"))
-        .await
-        .expect("enqueue");
+    let next = env.enqueue(&q, ensure("company:7")).await;
     assert!(matches!(next, Enqueued::Added { .. }), "{next:?}");
 
     // Retrying the dead letter takes the key again only if it is free: here the
     // new job holds it, and keeps it.
-    let letters = env
-        .admin
-        .dead_letters(&q, None, 10)
-        .await
-        .expect("dlq")
-        .items;
+    let letters = env.dead_letters(&q).await;
     env.admin
         .retry_dead(&q, &letters[0].id)
         .await
@@ -159,16 +122,12 @@ async fn purging_a_queue_releases_the_unique_keys_of_the_purged_jobs() {
     let env = TestRedis::new().await;
     let q = env.queue("unique-purge");
     for job in [ensure("a"), ensure("b").delay(ms(60_000))] {
-        env.producer.enqueue(&q, job).await.expect("enqueue");
+        env.enqueue(&q, job).await;
     }
     let report = env.admin.purge(&q).await.expect("purge");
     assert_eq!((report.waiting, report.delayed), (1, 1));
     for key in ["a", "b"] {
-        let next = env
-            .producer
-            .enqueue(&q, ensure(key))
-            .await
-            .expect("enqueue");
+        let next = env.enqueue(&q, ensure(key)).await;
         assert!(matches!(next, Enqueued::Added { .. }), "{key}: {next:?}");
     }
     env.finish().await;
@@ -195,12 +154,7 @@ async fn a_poison_entry_dead_lettered_by_reclaim_releases_its_unique_key() {
     .await;
     assert!(runs.is_empty(), "the poison entry never ran");
     let next = eventually("the unique key is released", async || {
-        match env
-            .producer
-            .enqueue(&q, ensure("poison"))
-            .await
-            .expect("enqueue")
-        {
+        match env.enqueue(&q, ensure("poison")).await {
             Enqueued::Duplicate { .. } => None,
             added => Some(added),
         }
@@ -218,11 +172,7 @@ async fn a_job_removed_by_hand_gives_its_unique_key_to_the_next_enqueue() {
     let env = TestRedis::new().await;
     let q = env.queue("unique-removed");
     // Delayed, then removed from the delayed set (ZREM of its member).
-    let delayed = env
-        .producer
-        .enqueue(&q, ensure("d").delay(ms(3_600_000)))
-        .await
-        .expect("enqueue");
+    let delayed = env.enqueue(&q, ensure("d").delay(ms(3_600_000))).await;
     assert!(matches!(delayed, Enqueued::Scheduled { .. }), "{delayed:?}");
     let members: Vec<Vec<u8>> = env
         .cmd(redis::cmd("ZRANGE").arg(q.keys().delayed()).arg(0).arg(-1))
@@ -239,19 +189,11 @@ async fn a_job_removed_by_hand_gives_its_unique_key_to_the_next_enqueue() {
     assert_eq!(deleted, 1);
 
     for (key, old) in [("d", delayed.id().to_owned()), ("w", String::new())] {
-        let next = env
-            .producer
-            .enqueue(&q, ensure(key))
-            .await
-            .expect("enqueue");
+        let next = env.enqueue(&q, ensure(key)).await;
         assert!(matches!(next, Enqueued::Added { .. }), "{key}: {next:?}");
         assert_ne!(next.id(), old);
         // The new job holds the key now: a third ensure is a duplicate of it.
-        let again = env
-            .producer
-            .enqueue(&q, ensure(key))
-            .await
-            .expect("enqueue");
+        let again = env.enqueue(&q, ensure(key)).await;
         assert_eq!(
             again,
             Enqueued::Duplicate {
@@ -269,11 +211,7 @@ async fn a_job_that_moves_between_the_stream_and_the_delayed_set_keeps_its_key()
     let q = env.queue("unique-moves");
     // Delayed, promoted, run and failed, delayed for its retry, promoted again:
     // at every step a second ensure is a duplicate of the one job.
-    let first = env
-        .producer
-        .enqueue(&q, ensure("m").delay(ms(30)))
-        .await
-        .expect("enqueue");
+    let first = env.enqueue(&q, ensure("m").delay(ms(30))).await;
     let id = first.id().to_owned();
     let attempts = Arc::new(AtomicU32::new(0));
     let release = Arc::new(Notify::new());
@@ -305,11 +243,7 @@ async fn a_job_that_moves_between_the_stream_and_the_delayed_set_keeps_its_key()
             (attempts.load(Ordering::SeqCst) == attempt).then_some(())
         })
         .await;
-        let again = env
-            .producer
-            .enqueue(&q, ensure("m"))
-            .await
-            .expect("enqueue");
+        let again = env.enqueue(&q, ensure("m")).await;
         assert_eq!(
             again,
             Enqueued::Duplicate { id: id.clone() },
@@ -329,10 +263,7 @@ async fn a_job_that_moves_between_the_stream_and_the_delayed_set_keeps_its_key()
 async fn a_retried_dead_letter_takes_its_key_back_from_a_holder_removed_by_hand() {
     let env = TestRedis::new().await;
     let q = env.queue("unique-dlq-takeover");
-    env.producer
-        .enqueue(&q, ensure("k"))
-        .await
-        .expect("enqueue");
+    env.enqueue(&q, ensure("k")).await;
     let worker = env.spawn_worker(&q, fast_worker_config(), |_job: Job| async {
         Err::<(), _>(JobError::permanent(anyhow::anyhow!("no way")))
     });
@@ -346,23 +277,14 @@ async fn a_retried_dead_letter_takes_its_key_back_from_a_holder_removed_by_hand(
         .await;
     assert_eq!(deleted, 1);
 
-    let letters = env
-        .admin
-        .dead_letters(&q, None, 10)
-        .await
-        .expect("dlq")
-        .items;
+    let letters = env.dead_letters(&q).await;
     env.admin
         .retry_dead(&q, &letters[0].id)
         .await
         .expect("retry");
     let holder = env.admin.unique_holder(&q, "k").await.expect("get");
     assert_eq!(holder.as_deref(), Some(letters[0].job_id.as_str()));
-    let again = env
-        .producer
-        .enqueue(&q, ensure("k"))
-        .await
-        .expect("enqueue");
+    let again = env.enqueue(&q, ensure("k")).await;
     assert_eq!(
         again,
         Enqueued::Duplicate {

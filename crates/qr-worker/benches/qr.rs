@@ -1,6 +1,8 @@
-//! `qr-bench [SECONDS]`: renders and PNG-encodes QR codes of typical content on
-//! one thread for SECONDS (default 5) with the default options, then prints
-//! `qr_per_s_per_core=N` and `qr_png_bytes=N` on stdout (details on stderr as `# ...`).
+//! `cargo bench -p qr-worker --bench qr [-- SECONDS]`: renders and PNG-encodes QR
+//! codes of typical content on one thread for SECONDS (default 5) with the
+//! default options, then prints `qr_per_s_per_core=N` and `qr_png_bytes=N` on
+//! stdout (details on stderr as `# ...`). `scripts/bench.sh gateway` runs it
+//! after its load phases.
 
 use std::hint::black_box;
 use std::process::ExitCode;
@@ -9,11 +11,18 @@ use std::time::{Duration, Instant};
 use qr_worker::render::{self, RenderOptions};
 
 fn main() -> ExitCode {
-    let seconds = match std::env::args().nth(1).map(|s| s.parse::<f64>()) {
+    // `cargo bench` passes `--bench` to every benchmark; it is no SECONDS.
+    let seconds = match std::env::args()
+        .skip(1)
+        .find(|a| a != "--bench")
+        .map(|s| s.parse::<f64>())
+    {
         None => 5.0,
         Some(Ok(s)) if s > 0.0 && s.is_finite() => s,
         Some(_) => {
-            eprintln!("usage: qr-bench [SECONDS]   (a positive number, default 5)");
+            eprintln!(
+                "usage: cargo bench -p qr-worker --bench qr [-- SECONDS]   (a positive number, default 5)"
+            );
             return ExitCode::from(64);
         }
     };
