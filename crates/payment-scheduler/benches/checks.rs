@@ -19,49 +19,21 @@ use payment_scheduler::{Bank, CreateQr, QrBank, schedule};
 use queue_core::Every;
 use queue_core::testing::TestRedis;
 use service::config::ReconcileConfig;
-use service::testing::Running;
+use service::testing::{Running, bench};
 use store::payments::{Currency, PaymentStatus};
 use store::testing::TestDb;
 use upstream_sim::{QrStatus, Sim, SimConfig};
 
-fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn duration_knob(name: &str, default: Duration) -> Duration {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| humantime_parse(&v))
-        .unwrap_or(default)
-}
-
-fn humantime_parse(v: &str) -> Option<Duration> {
-    let v = v.trim();
-    if let Some(ms) = v.strip_suffix("ms") {
-        return ms.parse().ok().map(Duration::from_millis);
-    }
-    v.strip_suffix('s')?
-        .parse::<f64>()
-        .ok()
-        .map(Duration::from_secs_f64)
-}
-
 fn main() -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(bench())
+    bench::run(bench())
 }
 
 async fn bench() -> anyhow::Result<()> {
-    let n: usize = knob("BENCH_PAYMENTS", 50_000);
-    let spread = duration_knob("BENCH_SPREAD", Duration::from_secs(10));
-    let delay = duration_knob("BENCH_DELAY", Duration::from_secs(1));
-    let concurrency: usize = knob("BENCH_CONCURRENCY", 64);
-    let replicas: usize = knob("BENCH_REPLICAS", 1);
+    let n: usize = bench::knob("BENCH_PAYMENTS", 50_000);
+    let spread = bench::duration_knob("BENCH_SPREAD", Duration::from_secs(10));
+    let delay = bench::duration_knob("BENCH_DELAY", Duration::from_secs(1));
+    let concurrency: usize = bench::knob("BENCH_CONCURRENCY", 64);
+    let replicas: usize = bench::knob("BENCH_REPLICAS", 1);
 
     let sim = Sim::start(SimConfig::default()).await?;
     sim.bank()

@@ -24,7 +24,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use queue_core::testing::TestRedis;
-use service::testing::Running;
+use service::testing::{Running, bench};
 use storage::Storage;
 use store::photos::{self, NewPhoto, ProcessingStatus};
 use store::testing::TestDb;
@@ -38,18 +38,7 @@ struct Labelled {
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing else is read from the arguments.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(bench());
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    bench::run(bench());
 }
 
 async fn bench() {
@@ -58,7 +47,7 @@ async fn bench() {
     let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bib-detect/testdata");
     let set = match std::env::var("PHOTO_BENCH_DIR") {
         Ok(dir) if dir.trim() == "generated" => generated(
-            env_or("PHOTO_BENCH_PHOTOS", 30),
+            bench::knob("PHOTO_BENCH_PHOTOS", 30),
             std::env::var("PHOTO_BENCH_SIZE").ok().and_then(|s| {
                 let (w, h) = s.trim().split_once('x')?;
                 Some((w.parse().ok()?, h.parse().ok()?))
@@ -68,7 +57,7 @@ async fn bench() {
         _ => from_dir(&committed),
     };
     assert!(!set.is_empty(), "no photo to run on");
-    let concurrency: usize = env_or("PHOTOS_CONCURRENCY", jobs::PHOTOS.concurrency);
+    let concurrency: usize = bench::knob("PHOTOS_CONCURRENCY", jobs::PHOTOS.concurrency);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     eprintln!(
         "# {} photos, concurrency {concurrency}, {cores} cores",

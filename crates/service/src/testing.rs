@@ -5,6 +5,7 @@
 //! run as a process of its own ([`process::Process`]) and a binary's refusal of
 //! a bad configuration ([`process::assert_config_refused`]).
 
+pub mod bench;
 pub mod process;
 mod world;
 

@@ -8,31 +8,20 @@
 use std::time::{Duration, Instant};
 
 use queue_core::testing::TestRedis;
-use service::testing::Running;
+use service::testing::{Running, bench};
 use store::sync_runs::{self, SyncStatus};
 use store::testing::TestDb;
 use sync_worker::{Config, WisproConfig};
 use upstream_sim::{Sim, SimConfig};
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
     // `cargo bench` passes `--bench`; nothing else is read from the arguments.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(bench());
+    bench::run(bench());
 }
 
 async fn bench() {
-    let clients: usize = env_or("SYNC_BENCH_CLIENTS", 10_000);
-    let cost: u32 = env_or("SYNC_BCRYPT_COST", 10);
+    let clients: usize = bench::knob("SYNC_BENCH_CLIENTS", 10_000);
+    let cost: u32 = bench::knob("SYNC_BCRYPT_COST", 10);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     eprintln!("# {clients} customers, bcrypt cost {cost}, {cores} cores");
 
