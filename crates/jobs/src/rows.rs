@@ -5,11 +5,17 @@
 //! and "make sure this row has its job" never makes two (docs/design.md, "A row
 //! and its job never disagree for long").
 //!
-//! A payment's check depends on its schedule (lane, due time) and is built by
-//! the `payments` crate, on the same key rule.
+//! A payment's check is the job of a payment row too: its lane follows the
+//! status ([`lane`], the one mapping of statuses to checks), it runs at the
+//! payment's `next_check_at`, and its key names the check ([`check_job`]); the
+//! `payments` crate gives each lane its delay.
 
-use queue_core::NewJob;
+use std::time::SystemTime;
+
+use chrono::{DateTime, Utc};
+use queue_core::{NewJob, Priority};
 use store::companies::Company;
+use store::payments::{Payment, PaymentStatus};
 use store::persons::Person;
 use store::sync_runs::SyncRun;
 
@@ -43,4 +49,86 @@ pub fn sync_run_job(run: &SyncRun) -> NewJob {
 /// the id alone, so the gateway enqueues it from the ids of a stored batch.
 pub fn photo_job(photo_id: i64) -> NewJob {
     new_job(&v1::ProcessPhoto { photo_id })
+}
+
+/// The lane of the checks of a payment in `status`: pending on the high lane,
+/// processing on the normal one, active on the low one; None for a final
+/// status (completed, cancelled, expired), whose checks end. The one mapping of
+/// statuses to checks: the check job runs on this lane, and the `payments`
+/// crate's `ScheduleConfig::next_check` gives each lane its delay.
+pub fn lane(status: PaymentStatus) -> Option<Priority> {
+    match status {
+        PaymentStatus::Pending => Some(Priority::High),
+        PaymentStatus::Processing => Some(Priority::Normal),
+        PaymentStatus::Active => Some(Priority::Low),
+        PaymentStatus::Completed | PaymentStatus::Cancelled | PaymentStatus::Expired => None,
+    }
+}
+
+/// Check number `check_number` of payment `payment_id` (`payment.check`), due
+/// at `due`, on the lane of `status`.
+pub fn check_job(
+    payment_id: i64,
+    check_number: i32,
+    status: PaymentStatus,
+    due: DateTime<Utc>,
+) -> NewJob {
+    let job = new_job(&v1::PaymentStatusCheck::new(
+        payment_id,
+        u32::try_from(check_number).unwrap_or(0),
+    ))
+    // A final status has no lane: a check due anyway (a row changed by hand)
+    // runs on the high lane, as a first check does.
+    .priority(lane(status).unwrap_or(Priority::High));
+    // A check due now (the first, an overdue one) goes straight to its lane,
+    // not through the delayed set and the next promotion.
+    if due > Utc::now() {
+        job.run_at(SystemTime::from(due))
+    } else {
+        job
+    }
+}
+
+/// The next check a stored payment is waiting for, if it is still checked.
+pub fn next_check_job(payment: &Payment) -> Option<NewJob> {
+    let due = payment.next_check_at?;
+    Some(check_job(
+        payment.id,
+        payment.checks_made + 1,
+        payment.status,
+        due,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_live_status_has_its_lane_and_a_final_one_ends_the_checks() {
+        assert_eq!(lane(PaymentStatus::Pending), Some(Priority::High));
+        assert_eq!(lane(PaymentStatus::Processing), Some(Priority::Normal));
+        assert_eq!(lane(PaymentStatus::Active), Some(Priority::Low));
+        for end in [
+            PaymentStatus::Completed,
+            PaymentStatus::Cancelled,
+            PaymentStatus::Expired,
+        ] {
+            assert_eq!(lane(end), None);
+        }
+    }
+
+    #[test]
+    fn a_check_runs_on_the_lane_of_its_status_under_the_key_of_its_number() {
+        let job = format!("{:?}", check_job(42, 3, PaymentStatus::Active, Utc::now()));
+        assert!(job.contains("payment:42:check:3"), "{job}");
+        assert!(job.contains("priority: Low"), "{job}");
+        assert!(job.contains("schedule: Now"), "{job}");
+        let later = Utc::now() + chrono::Duration::minutes(5);
+        let job = format!("{:?}", check_job(42, 4, PaymentStatus::Pending, later));
+        assert!(
+            job.contains("priority: High") && job.contains("At("),
+            "{job}"
+        );
+    }
 }
