@@ -3,7 +3,8 @@
 //! row is still pending, so both enqueue the same payload under the same key
 //! (unique until settled, from [`JobKind::dedup_key`](crate::JobKind::dedup_key))
 //! and "make sure this row has its job" never makes two (docs/design.md, "A row
-//! and its job never disagree for long").
+//! and its job never disagree for long"). [`JobOfRow`] gives the reconciler a
+//! row's job with the row's place in its reading order.
 //!
 //! A payment's check is the job of a payment row too: its lane follows the
 //! status ([`lane`], the one mapping of statuses to checks), it runs at the
@@ -14,12 +15,67 @@ use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
 use queue_core::{NewJob, Priority};
+use store::Position;
 use store::companies::Company;
 use store::payments::{Payment, PaymentStatus};
 use store::persons::Person;
+use store::photos::Photo;
 use store::sync_runs::SyncRun;
 
 use crate::{new_job, v1};
+
+/// A row a job settles, as the reconciler sees it.
+pub trait JobOfRow {
+    /// What a row is, in log lines (`person`).
+    const ROW: &'static str;
+
+    /// The row's place in the reading order (the time its pending rows are
+    /// read by, and its id) and the job that settles it; None when no job is
+    /// due.
+    fn job(&self) -> Option<(Position, NewJob)>;
+}
+
+impl JobOfRow for Person {
+    const ROW: &'static str = "person";
+
+    fn job(&self) -> Option<(Position, NewJob)> {
+        Some(((self.created_at, self.id), qr_job(self)))
+    }
+}
+
+impl JobOfRow for Company {
+    const ROW: &'static str = "company";
+
+    fn job(&self) -> Option<(Position, NewJob)> {
+        Some(((self.created_at, self.id), context_job(self)))
+    }
+}
+
+impl JobOfRow for SyncRun {
+    const ROW: &'static str = "sync run";
+
+    fn job(&self) -> Option<(Position, NewJob)> {
+        Some(((self.updated_at, self.id), sync_run_job(self)))
+    }
+}
+
+impl JobOfRow for Photo {
+    const ROW: &'static str = "photo";
+
+    fn job(&self) -> Option<(Position, NewJob)> {
+        Some(((self.updated_at, self.id), photo_job(self.id)))
+    }
+}
+
+impl JobOfRow for Payment {
+    const ROW: &'static str = "payment";
+
+    /// The next check, by `next_check_at`; None once checks ended.
+    fn job(&self) -> Option<(Position, NewJob)> {
+        let due = self.next_check_at?;
+        Some(((due, self.id), next_check_job(self)?))
+    }
+}
 
 /// The job that renders `person`'s QR into its stored path (`qr.generate`).
 pub fn qr_job(person: &Person) -> NewJob {
