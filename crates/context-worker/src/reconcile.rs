@@ -3,11 +3,10 @@
 //! again, as the gateway enqueues it (`jobs::rows::context_job`), with the
 //! company's key.
 
-use chrono::{DateTime, Utc};
 use jobs::v1::ReconcileContexts;
-use service::reconcile::{Pending, PendingRow};
-use store::PgConnection;
-use store::companies;
+use service::reconcile::Pending;
+use store::companies::{self, Company};
+use store::{Page, PgConnection};
 
 /// Companies whose context is still pending (`context.reconcile`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -15,21 +14,10 @@ pub struct PendingContexts;
 
 impl Pending for PendingContexts {
     type Message = ReconcileContexts;
-    const NAME: &'static str = "context-reconcile";
-    const ROW: &'static str = "company";
+    type Row = Company;
 
-    async fn pending(
-        &self,
-        conn: &mut PgConnection,
-        before: DateTime<Utc>,
-        after: Option<(DateTime<Utc>, i64)>,
-        limit: i64,
-    ) -> anyhow::Result<Vec<PendingRow>> {
-        let rows = companies::pending_before(conn, before, after, limit).await?;
-        Ok(rows
-            .iter()
-            .map(|c| PendingRow::new(c.id, c.created_at, jobs::rows::context_job(c)))
-            .collect())
+    async fn pending(&self, conn: &mut PgConnection, page: Page) -> store::Result<Vec<Company>> {
+        companies::pending_before(conn, page).await
     }
 }
 

@@ -3,15 +3,15 @@
 //! check again, with the check's own key, on the lane of its status, runnable
 //! at once; and a completed payment never booked (no `paid_at`: completed by
 //! hand or by an older version) gets its movement and `paid_at` (the repair
-//! step, read through a partial index that holds only such rows). A check whose job still exists gets "duplicate", never a
-//! second job; one whose job was lost (a gateway killed after its commit, a
-//! Redis that lost its data) gets it back.
+//! step, read through a partial index that holds only such rows). A check
+//! whose job still exists gets "duplicate", never a second job; one whose job
+//! was lost (a gateway killed after its commit, a Redis that lost its data)
+//! gets it back. The check is the job of a payment row (`jobs::rows`).
 
-use chrono::{DateTime, Utc};
 use jobs::v1::ReconcilePayments;
-use service::reconcile::{Pending, PendingRow};
-use store::PgConnection;
-use store::payments;
+use service::reconcile::Pending;
+use store::payments::{self, Payment};
+use store::{Page, PgConnection};
 use tracing::warn;
 
 /// Payments whose next check is overdue (`payment.reconcile`).
@@ -20,24 +20,10 @@ pub struct OverdueChecks;
 
 impl Pending for OverdueChecks {
     type Message = ReconcilePayments;
-    const NAME: &'static str = "payment-reconcile";
-    const ROW: &'static str = "payment";
+    type Row = Payment;
 
-    async fn pending(
-        &self,
-        conn: &mut PgConnection,
-        before: DateTime<Utc>,
-        after: Option<(DateTime<Utc>, i64)>,
-        limit: i64,
-    ) -> anyhow::Result<Vec<PendingRow>> {
-        let rows = payments::overdue(conn, before, after, limit).await?;
-        Ok(rows
-            .iter()
-            .filter_map(|p| {
-                let due = p.next_check_at?;
-                ::payments::next_check_job(p).map(|job| PendingRow::new(p.id, due, job))
-            })
-            .collect())
+    async fn pending(&self, conn: &mut PgConnection, page: Page) -> store::Result<Vec<Payment>> {
+        payments::overdue(conn, page).await
     }
 
     async fn repair(&self, conn: &mut PgConnection, limit: i64) -> anyhow::Result<usize> {

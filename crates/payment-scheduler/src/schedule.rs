@@ -1,4 +1,4 @@
-//! The check job of a payment, shared with the gateway: it lives in the
-//! `payments` crate.
+//! The check job of a payment, shared with the gateway: the `payments` crate's
+//! schedule (the job itself is the job of a payment row, in `jobs::rows`).
 
 pub use payments::schedule::*;

@@ -9,6 +9,8 @@ use service::Secret;
 use service::config::{self, ConfigError, Vars};
 use store::payments::PaymentStatus;
 
+use crate::schedule::lane;
+
 /// The simulator of the demo stack.
 pub const DEFAULT_BANK_URL: &str = "http://127.0.0.1:9200";
 pub const DEFAULT_BANK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,20 +46,6 @@ impl BankConfig {
             api_key: config::secret(vars, "BANK_API_KEY"),
             timeout,
         })
-    }
-}
-
-/// The lane of the checks of a payment in `status`: pending on the high lane,
-/// processing on the normal one, active on the low one; None for a final
-/// status (completed, cancelled, expired), whose checks end. The one mapping of
-/// statuses to checks: the check job runs on this lane, and
-/// [`ScheduleConfig::next_check`] gives each lane its delay.
-pub fn lane(status: PaymentStatus) -> Option<Priority> {
-    match status {
-        PaymentStatus::Pending => Some(Priority::High),
-        PaymentStatus::Processing => Some(Priority::Normal),
-        PaymentStatus::Active => Some(Priority::Low),
-        PaymentStatus::Completed | PaymentStatus::Cancelled | PaymentStatus::Expired => None,
     }
 }
 

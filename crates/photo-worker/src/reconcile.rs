@@ -6,11 +6,10 @@
 //! never a second job; one whose job was lost (a gateway killed after its
 //! commit, a Redis that lost its data) gets it back.
 
-use chrono::{DateTime, Utc};
 use jobs::v1::ReconcilePhotos;
-use service::reconcile::{Pending, PendingRow};
-use store::PgConnection;
-use store::photos;
+use service::reconcile::Pending;
+use store::photos::{self, Photo};
+use store::{Page, PgConnection};
 
 /// Photos not settled since before the threshold (`photo.reconcile`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -18,21 +17,10 @@ pub struct UnsettledPhotos;
 
 impl Pending for UnsettledPhotos {
     type Message = ReconcilePhotos;
-    const NAME: &'static str = "photo-reconcile";
-    const ROW: &'static str = "photo";
+    type Row = Photo;
 
-    async fn pending(
-        &self,
-        conn: &mut PgConnection,
-        before: DateTime<Utc>,
-        after: Option<(DateTime<Utc>, i64)>,
-        limit: i64,
-    ) -> anyhow::Result<Vec<PendingRow>> {
-        let rows = photos::unsettled_before(conn, before, after, limit).await?;
-        Ok(rows
-            .iter()
-            .map(|p| PendingRow::new(p.id, p.updated_at, jobs::rows::photo_job(p.id)))
-            .collect())
+    async fn pending(&self, conn: &mut PgConnection, page: Page) -> store::Result<Vec<Photo>> {
+        photos::unsettled_before(conn, page).await
     }
 }
 

@@ -12,46 +12,46 @@
 //! pipelined enqueue per page), so old rows whose jobs exist never hide newer
 //! rows without one; a run reads at most [`MAX_PAGES`] pages, and the next run
 //! of this process continues where it stopped. A workload says only which rows
-//! are pending and what their job is ([`Pending`]); the reading, enqueueing,
-//! logging and scheduling are here, and a worker registers it with one call,
-//! [`WorkerService::reconciler`].
+//! are pending ([`Pending`]); a row's job is the row's own
+//! ([`JobOfRow`], in `jobs::rows`, which the gateway's builders share); the
+//! reading, enqueueing, logging and scheduling are here, and a worker
+//! registers it with one call, [`WorkerService::reconciler`].
 
 use std::future::Future;
 use std::ops::DerefMut;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use tracing::info;
 
+use jobs::rows::JobOfRow;
 use jobs::{JobHandler, JobKind};
 use queue_core::{Enqueued, Every, Job, JobError, NewJob, Producer, Queue, RepeatingJob};
-use store::{PgConnection, PgPool};
+use store::{Page, PgConnection, PgPool, Position};
 
 use crate::WorkerService;
 use crate::config::ReconcileConfig;
 
-/// What a workload tells the reconciler: its rows left pending and their jobs.
+/// What a workload tells the reconciler: which of its rows are left pending.
+/// Their jobs, and what a row is called in log lines, are the rows' own
+/// ([`JobOfRow`], in `jobs::rows`).
 pub trait Pending: Send + Sync + 'static {
     /// The payload of the reconcile job (`ReconcileQr`, ...), a kind of the
-    /// workload's own queue.
+    /// workload's own queue; the repeating job is named after it
+    /// (`qr.reconcile` runs as `qr-reconcile`, [`Reconciler::name`]).
     type Message: JobKind;
-    /// The repeating job's name, as `queuectl stats` shows it (`qr-reconcile`).
-    const NAME: &'static str;
-    /// What a row is, in log lines (`person`, `company`).
-    const ROW: &'static str;
+    /// A row the workload's job settles (`Person`, `Company`, ...).
+    type Row: JobOfRow + Send + Sync;
 
-    /// The rows pending since before `before`, oldest first, at most `limit`,
-    /// and only those after `after` in that order (a row's time and id, as
-    /// [`PendingRow`] gives them; None: from the first): each row with the job
-    /// that settles it, with the row's dedup key.
+    /// One [`Page`] of the rows pending since before `page.before`, in the
+    /// order of their [`JobOfRow::job`] position (a row with no job due is
+    /// passed over).
     fn pending(
         &self,
         conn: &mut PgConnection,
-        before: DateTime<Utc>,
-        after: Option<Position>,
-        limit: i64,
-    ) -> impl Future<Output = anyhow::Result<Vec<PendingRow>>> + Send;
+        page: Page,
+    ) -> impl Future<Output = store::Result<Vec<Self::Row>>> + Send;
 
     /// Mends, before the jobs are enqueued, what a workload can repair in
     /// PostgreSQL alone (at most `limit` rows), and says how many it mended.
@@ -63,26 +63,6 @@ pub trait Pending: Send + Sync + 'static {
     ) -> impl Future<Output = anyhow::Result<usize>> + Send {
         let _ = (conn, limit);
         std::future::ready(Ok(0))
-    }
-}
-
-/// A row's place in the order the rows are read in: its time and id.
-pub type Position = (DateTime<Utc>, i64);
-
-/// A row left pending, as [`Pending::pending`] reads it.
-#[derive(Debug, Clone)]
-pub struct PendingRow {
-    /// The row's id, in log lines and in the order after its time.
-    pub id: i64,
-    /// The time the rows are ordered by (with the id): created, last moved, due.
-    pub at: DateTime<Utc>,
-    /// The job that settles the row, with the row's dedup key.
-    pub job: NewJob,
-}
-
-impl PendingRow {
-    pub fn new(id: i64, at: DateTime<Utc>, job: NewJob) -> Self {
-        Self { id, at, job }
     }
 }
 
@@ -143,10 +123,16 @@ impl<P: Pending> Reconciler<P> {
         )
     }
 
+    /// The repeating job's name, as `queuectl stats` shows it: the reconcile
+    /// kind with `-` for `.` (`qr.reconcile` runs as `qr-reconcile`).
+    pub fn name() -> String {
+        repeating_name(P::Message::KIND)
+    }
+
     /// The repeating job that runs it every `config.interval`, which
     /// [`WorkerService::reconciler`] declares on the worker.
     pub fn repeating_job(&self) -> queue_core::Result<RepeatingJob> {
-        RepeatingJob::new(P::NAME, Every::interval(self.config.interval)?, |_| {
+        RepeatingJob::new(Self::name(), Every::interval(self.config.interval)?, |_| {
             jobs::new_job(&P::Message::default())
         })
     }
@@ -162,7 +148,7 @@ impl<P: Pending> Reconciler<P> {
             .rows
             .repair(&mut *self.connection().await?, limit)
             .await
-            .with_context(|| format!("repairing {} rows", P::ROW))?;
+            .with_context(|| format!("repairing {} rows", P::Row::ROW))?;
         let mut done = Reconciled {
             pending: 0,
             enqueued: 0,
@@ -171,15 +157,23 @@ impl<P: Pending> Reconciler<P> {
         let mut cursor = self.resume.lock().expect("resume lock").take();
         for _ in 0..MAX_PAGES {
             // The connection goes back to the pool before the enqueue.
-            let rows = self
+            let page = Page {
+                before,
+                after: cursor,
+                limit,
+            };
+            let rows: Vec<(Position, NewJob)> = self
                 .rows
-                .pending(&mut *self.connection().await?, before, cursor, limit)
+                .pending(&mut *self.connection().await?, page)
                 .await
-                .with_context(|| format!("reading the pending {} rows", P::ROW))?;
-            let Some(last) = rows.last() else {
+                .with_context(|| format!("reading the pending {} rows", P::Row::ROW))?
+                .iter()
+                .filter_map(JobOfRow::job)
+                .collect();
+            let Some(&(last, _)) = rows.last() else {
                 return Ok(done);
             };
-            cursor = Some((last.at, last.id));
+            cursor = Some(last);
             let full = rows.len() as i64 >= limit;
             done.pending += rows.len();
             done.enqueued += self.enqueue(rows).await?;
@@ -200,18 +194,21 @@ impl<P: Pending> Reconciler<P> {
 
     /// Enqueues one page's jobs in one pipelined round trip; returns how many
     /// rows had none.
-    async fn enqueue(&self, rows: Vec<PendingRow>) -> anyhow::Result<usize> {
-        let (ids, jobs): (Vec<i64>, Vec<NewJob>) = rows.into_iter().map(|r| (r.id, r.job)).unzip();
+    async fn enqueue(&self, rows: Vec<(Position, NewJob)>) -> anyhow::Result<usize> {
+        let (ids, jobs): (Vec<i64>, Vec<NewJob>) =
+            rows.into_iter().map(|((_, id), job)| (id, job)).unzip();
         let enqueued = self
             .producer
             .enqueue_many(&self.queue, jobs)
             .await
-            .with_context(|| format!("enqueueing the jobs of {} {} rows", ids.len(), P::ROW))?;
+            .with_context(|| {
+                format!("enqueueing the jobs of {} {} rows", ids.len(), P::Row::ROW)
+            })?;
         let mut added = 0;
         for (id, job) in ids.iter().zip(&enqueued) {
             if !matches!(job, Enqueued::Duplicate { .. }) {
                 info!(
-                    reconcile.row = P::ROW,
+                    reconcile.row = P::Row::ROW,
                     reconcile.row_id = id,
                     job.id = job.id(),
                     "reconciler enqueued a missing job"
@@ -230,12 +227,46 @@ impl<P: Pending> JobHandler<P::Message> for Reconciler<P> {
         let done = self.run_once().await.map_err(JobError::Retry)?;
         info!(
             job.id = job.id(),
-            reconcile.name = P::NAME,
+            reconcile.name = Self::name(),
             reconcile.pending = done.pending,
             reconcile.enqueued = done.enqueued,
             reconcile.repaired = done.repaired,
             "reconciliation done"
         );
         Ok(())
+    }
+}
+
+/// A repeating job's name from its kind, spelled as the schedules a live Redis
+/// already holds (`qr-reconcile`): a renamed one would run beside the old.
+fn repeating_name(kind: &str) -> String {
+    kind.replace('.', "-")
+}
+
+#[cfg(test)]
+mod tests {
+    use jobs::v1;
+
+    use super::*;
+
+    #[test]
+    fn each_reconciler_keeps_the_name_of_its_repeating_job() {
+        let names = [
+            repeating_name(v1::ReconcileQr::KIND),
+            repeating_name(v1::ReconcileContexts::KIND),
+            repeating_name(v1::ReconcileSyncRuns::KIND),
+            repeating_name(v1::ReconcilePayments::KIND),
+            repeating_name(v1::ReconcilePhotos::KIND),
+        ];
+        assert_eq!(
+            names,
+            [
+                "qr-reconcile",
+                "context-reconcile",
+                "wispro-reconcile",
+                "payment-reconcile",
+                "photo-reconcile"
+            ]
+        );
     }
 }

@@ -168,7 +168,7 @@ impl WorkerService {
         self.repeating.push(
             reconciler
                 .repeating_job()
-                .with_context(|| format!("the {} interval", P::NAME)),
+                .with_context(|| format!("the {} interval", Reconciler::<P>::name())),
         );
         reconciler
     }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgConnection;
 
-use crate::{Json, PastError, Result};
+use crate::{Json, Page, PastError, Result};
 
 /// Where a company's context condensation stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
@@ -84,27 +84,17 @@ pub async fn get(conn: &mut PgConnection, id: i64) -> Result<Option<Company>> {
     )
 }
 
-/// Companies still `pending` created before `created_before`, oldest first,
-/// after `after` (a row's `created_at` and id), at most `limit` (through the
-/// partial index on pending rows).
-pub async fn pending_before(
-    conn: &mut PgConnection,
-    created_before: DateTime<Utc>,
-    after: Option<(DateTime<Utc>, i64)>,
-    limit: i64,
-) -> Result<Vec<Company>> {
-    Ok(query_companies!(
-        "SELECT ",
+/// A page of companies still `pending`, by `created_at` (through the partial
+/// index on pending rows).
+pub async fn pending_before(conn: &mut PgConnection, page: Page) -> Result<Vec<Company>> {
+    Ok(crate::fetch_page!(
+        query_companies,
         " FROM companies WHERE context_status = 'pending' AND created_at < $1
            AND (created_at, id) > (COALESCE($2, '-infinity'::timestamptz), COALESCE($3::bigint, 0))
          ORDER BY created_at, id LIMIT $4",
-        created_before,
-        after.map(|(at, _)| at),
-        after.map(|(_, id)| id),
-        limit,
-    )
-    .fetch_all(conn)
-    .await?)
+        page,
+        conn
+    )?)
 }
 
 /// Removes a company (a pending job of its then completes as a no-op).
@@ -247,10 +237,17 @@ mod tests {
             .expect("insert");
         let cutoff = Utc::now() + chrono::Duration::seconds(1);
         assert!(
-            pending_before(&mut conn, cutoff, None, 10)
-                .await
-                .expect("pending")
-                .is_empty()
+            pending_before(
+                &mut conn,
+                Page {
+                    before: cutoff,
+                    after: None,
+                    limit: 10
+                }
+            )
+            .await
+            .expect("pending")
+            .is_empty()
         );
         assert!(
             !mark_processed(&mut conn, skipped.id, "x")

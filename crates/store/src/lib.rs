@@ -45,6 +45,41 @@ impl StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// A row's place in the order pending rows are read in: its time (created,
+/// last moved, due) and its id.
+pub type Position = (DateTime<Utc>, i64);
+
+/// A page of rows pending since before `before`, oldest first: those after
+/// `after` in (time, id) order (None: from the first), at most `limit`. The
+/// reconciler's keyset pages over a partial index on pending rows.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub before: DateTime<Utc>,
+    pub after: Option<Position>,
+    pub limit: i64,
+}
+
+/// The rows of `$page` through a module's query macro (`query_persons`):
+/// `$from` is the rest of the query after the columns, with `$1` the page's
+/// `before`, `$2` and `$3` the time and id of its `after` (NULL from the
+/// first), `$4` its `limit`. The one binding of a [`Page`] to its query.
+macro_rules! fetch_page {
+    ($query:ident, $from:literal, $page:expr, $conn:expr) => {{
+        let page: $crate::Page = $page;
+        $query!(
+            "SELECT ",
+            $from,
+            page.before,
+            page.after.map(|(at, _)| at),
+            page.after.map(|(_, id)| id),
+            page.limit,
+        )
+        .fetch_all($conn)
+        .await
+    }};
+}
+pub(crate) use fetch_page;
+
 /// Longest text kept in an error column (`qr_error`, `context_error`, ...).
 pub const MAX_ERROR_LEN: usize = 1000;
 

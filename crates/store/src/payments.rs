@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgConnection;
 
-use crate::{Json, PastError, Result};
+use crate::{Json, Page, PastError, Result};
 
 /// Where a payment stands at the bank.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
@@ -436,27 +436,17 @@ pub async fn movements(conn: &mut PgConnection, payment_id: i64) -> Result<Vec<M
     .await?)
 }
 
-/// Payments still checked whose next check was due before `due_before`,
-/// most overdue first, after `after` (a row's `next_check_at` and id), at most
-/// `limit` (through the partial index).
-pub async fn overdue(
-    conn: &mut PgConnection,
-    due_before: DateTime<Utc>,
-    after: Option<(DateTime<Utc>, i64)>,
-    limit: i64,
-) -> Result<Vec<Payment>> {
-    Ok(query_payments!(
-        "SELECT ",
+/// A page of payments still checked whose next check is overdue, by
+/// `next_check_at`: most overdue first (through the partial index).
+pub async fn overdue(conn: &mut PgConnection, page: Page) -> Result<Vec<Payment>> {
+    Ok(crate::fetch_page!(
+        query_payments,
         " FROM payments WHERE next_check_at IS NOT NULL AND next_check_at < $1
            AND (next_check_at, id) > (COALESCE($2, '-infinity'::timestamptz), COALESCE($3::bigint, 0))
          ORDER BY next_check_at, id LIMIT $4",
-        due_before,
-        after.map(|(at, _)| at),
-        after.map(|(_, id)| id),
-        limit,
-    )
-    .fetch_all(conn)
-    .await?)
+        page,
+        conn
+    )?)
 }
 
 /// Completed payments never booked, at most `limit`: a state the creating
@@ -714,10 +704,17 @@ mod tests {
                 .is_some()
         );
         assert!(
-            overdue(&mut conn, Utc::now() + chrono::Duration::days(1), None, 10)
-                .await
-                .expect("scan")
-                .is_empty()
+            overdue(
+                &mut conn,
+                Page {
+                    before: Utc::now() + chrono::Duration::days(1),
+                    after: None,
+                    limit: 10
+                }
+            )
+            .await
+            .expect("scan")
+            .is_empty()
         );
         let history = checks(&mut conn, p.id).await.expect("history");
         assert_eq!(history.len(), 1);

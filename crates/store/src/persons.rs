@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgConnection;
 
-use crate::{Json, PastError, Result, StoreError};
+use crate::{Json, Page, PastError, Result, StoreError};
 
 /// Where a person's QR code is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
@@ -88,28 +88,17 @@ pub async fn get(conn: &mut PgConnection, id: i64) -> Result<Option<Person>> {
         .await?)
 }
 
-/// Persons still `pending` that were created before `created_before`, oldest
-/// first, after `after` (a row's `created_at` and id: the reconciler's pages),
-/// at most `limit` (the reconciler's batch; the scan uses the partial index on
-/// pending rows).
-pub async fn pending_before(
-    conn: &mut PgConnection,
-    created_before: DateTime<Utc>,
-    after: Option<(DateTime<Utc>, i64)>,
-    limit: i64,
-) -> Result<Vec<Person>> {
-    Ok(query_persons!(
-        "SELECT ",
+/// A page of persons still `pending`, by `created_at` (the reconciler's
+/// pages of its batch; the scan uses the partial index on pending rows).
+pub async fn pending_before(conn: &mut PgConnection, page: Page) -> Result<Vec<Person>> {
+    Ok(crate::fetch_page!(
+        query_persons,
         " FROM persons WHERE qr_status = 'pending' AND created_at < $1
            AND (created_at, id) > (COALESCE($2, '-infinity'::timestamptz), COALESCE($3::bigint, 0))
          ORDER BY created_at, id LIMIT $4",
-        created_before,
-        after.map(|(at, _)| at),
-        after.map(|(_, id)| id),
-        limit,
-    )
-    .fetch_all(conn)
-    .await?)
+        page,
+        conn
+    )?)
 }
 
 /// Removes a person (a pending QR job of theirs then completes as a no-op).
@@ -226,7 +215,12 @@ mod tests {
         assert!(mark_qr_ready(&mut conn, ids[1]).await.expect("ready"));
         let cutoff = Utc::now() + chrono::Duration::seconds(1);
         let page = async |conn: &mut PgConnection, after, limit| {
-            pending_before(conn, cutoff, after, limit)
+            let page = Page {
+                before: cutoff,
+                after,
+                limit,
+            };
+            pending_before(conn, page)
                 .await
                 .expect("pending")
                 .iter()
@@ -246,10 +240,17 @@ mod tests {
         );
         let past = Utc::now() - chrono::Duration::hours(1);
         assert!(
-            pending_before(&mut conn, past, None, 10)
-                .await
-                .expect("pending")
-                .is_empty()
+            pending_before(
+                &mut conn,
+                Page {
+                    before: past,
+                    after: None,
+                    limit: 10
+                }
+            )
+            .await
+            .expect("pending")
+            .is_empty()
         );
         drop(conn);
         db.cleanup().await;

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{Connection, PgConnection};
 
-use crate::Result;
+use crate::{Page, Result};
 
 /// Where a photo's processing stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
@@ -308,28 +308,18 @@ pub async fn mark_failed(conn: &mut PgConnection, id: i64, error: &str) -> Resul
     crate::changed_one(conn, query).await
 }
 
-/// Photos not settled whose status last moved before `moved_before`, least
-/// recently moved first, after `after` (a row's `updated_at` and id), at most
-/// `limit` (through the partial index on
-/// unsettled rows): what the reconciler re-enqueues.
-pub async fn unsettled_before(
-    conn: &mut PgConnection,
-    moved_before: DateTime<Utc>,
-    after: Option<(DateTime<Utc>, i64)>,
-    limit: i64,
-) -> Result<Vec<Photo>> {
-    Ok(query_photos!(
-        "SELECT ",
+/// A page of photos not settled, by `updated_at`: least recently moved first
+/// (through the partial index on unsettled rows), what the reconciler
+/// re-enqueues.
+pub async fn unsettled_before(conn: &mut PgConnection, page: Page) -> Result<Vec<Photo>> {
+    Ok(crate::fetch_page!(
+        query_photos,
         " FROM photos WHERE processing_status IN ('pending', 'processing') AND updated_at < $1
            AND (updated_at, id) > (COALESCE($2, '-infinity'::timestamptz), COALESCE($3::bigint, 0))
          ORDER BY updated_at, id LIMIT $4",
-        moved_before,
-        after.map(|(at, _)| at),
-        after.map(|(_, id)| id),
-        limit,
-    )
-    .fetch_all(conn)
-    .await?)
+        page,
+        conn
+    )?)
 }
 
 /// The bibs found on a photo, most confident first.
@@ -668,12 +658,19 @@ mod tests {
         );
 
         let cutoff = Utc::now() + chrono::Duration::seconds(1);
-        let unsettled: Vec<i64> = unsettled_before(&mut conn, cutoff, None, 10)
-            .await
-            .expect("unsettled")
-            .iter()
-            .map(|p| p.id)
-            .collect();
+        let unsettled: Vec<i64> = unsettled_before(
+            &mut conn,
+            Page {
+                before: cutoff,
+                after: None,
+                limit: 10,
+            },
+        )
+        .await
+        .expect("unsettled")
+        .iter()
+        .map(|p| p.id)
+        .collect();
         assert_eq!(unsettled.len(), 2);
         assert!(unsettled.contains(&photos[0].id) && unsettled.contains(&photos[3].id));
         assert!(delete(&mut conn, photos[3].id).await.expect("delete"));

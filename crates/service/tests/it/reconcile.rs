@@ -1,17 +1,18 @@
 //! The generic reconciler against the real Redis and PostgreSQL, with a test
-//! `Pending` whose rows live in memory (the reconciler only needs their ids
-//! and jobs).
+//! `Pending` whose rows live in memory (the reconciler only needs their
+//! positions and jobs).
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use jobs::rows::JobOfRow;
 use queue_core::testing::TestRedis;
 use queue_core::{Enqueued, NewJob, Queue};
 use service::config::ReconcileConfig;
-use service::reconcile::{Pending, PendingRow, Reconciler};
+use service::reconcile::{Pending, Reconciler};
 use service::testing::Running;
-use store::PgConnection;
 use store::testing::TestDb;
+use store::{Page, PgConnection, Position};
 
 use crate::worker::connect;
 
@@ -19,33 +20,34 @@ use crate::worker::connect;
 #[derive(Debug, Clone)]
 struct Rows(Vec<i64>);
 
-fn epoch() -> DateTime<Utc> {
-    DateTime::UNIX_EPOCH
-}
+/// A row of [`Rows`]: its id.
+#[derive(Debug, Clone, Copy)]
+struct Row(i64);
 
 fn row_job(id: i64) -> NewJob {
     NewJob::new("t.row", id.to_string()).unique_until_settled(format!("row:{id}"))
 }
 
-impl Pending for Rows {
-    type Message = jobs::v1::ReconcileQr;
-    const NAME: &'static str = "rows-reconcile";
+impl JobOfRow for Row {
     const ROW: &'static str = "row";
 
-    async fn pending(
-        &self,
-        _conn: &mut PgConnection,
-        _before: DateTime<Utc>,
-        after: Option<(DateTime<Utc>, i64)>,
-        limit: i64,
-    ) -> anyhow::Result<Vec<PendingRow>> {
-        let after = after.map_or(i64::MIN, |(_, id)| id);
+    fn job(&self) -> Option<(Position, NewJob)> {
+        Some(((DateTime::<Utc>::UNIX_EPOCH, self.0), row_job(self.0)))
+    }
+}
+
+impl Pending for Rows {
+    type Message = jobs::v1::ReconcileQr;
+    type Row = Row;
+
+    async fn pending(&self, _conn: &mut PgConnection, page: Page) -> store::Result<Vec<Row>> {
+        let after = page.after.map_or(i64::MIN, |(_, id)| id);
         Ok(self
             .0
             .iter()
             .filter(|&&id| id > after)
-            .take(limit as usize)
-            .map(|&id| PendingRow::new(id, epoch(), row_job(id)))
+            .take(page.limit as usize)
+            .map(|&id| Row(id))
             .collect())
     }
 }
@@ -190,7 +192,8 @@ async fn a_reconciler_is_registered_with_one_call_and_one_out_of_range_fails_the
         .stats_until(&queue, "the reconciler ran", |s| s.completed >= 1)
         .await;
     assert_eq!(stats.repeating.len(), 1, "{stats:?}");
-    assert_eq!(stats.repeating[0].name, "rows-reconcile");
+    // Named after its kind, `qr.reconcile`.
+    assert_eq!(stats.repeating[0].name, "qr-reconcile");
     running.stop().await;
 
     // Built by hand, not read by `reconcile_config`, which refuses it.
@@ -200,7 +203,7 @@ async fn a_reconciler_is_registered_with_one_call_and_one_out_of_range_fails_the
         .on(svc.reconciler(config(Duration::from_millis(10)), Rows(Vec::new())));
     let err = svc.start(handlers).expect_err("an interval under 1s");
     assert!(
-        format!("{err:#}").contains("rows-reconcile interval"),
+        format!("{err:#}").contains("qr-reconcile interval"),
         "{err:#}"
     );
     db.cleanup().await;

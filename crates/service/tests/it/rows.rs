@@ -5,9 +5,10 @@
 use std::sync::{Arc, Mutex};
 
 use anyhow::anyhow;
+use jobs::JobKind;
 use jobs::v1::GenerateQr;
 use queue_core::testing::{TestRedis, eventually, fast_worker_config};
-use queue_core::{Job, Queue};
+use queue_core::{Job, NewJob, Queue};
 use service::rows::{Failure, RowHandler, RowJob, Settled};
 use store::testing::TestDb;
 use store::{PgConnection, PgPool};
@@ -103,7 +104,10 @@ async fn enqueue(redis: &TestRedis, q: &Queue, path: &str, content: &str) {
         content: content.to_owned(),
         path: path.to_owned(),
     };
-    redis.enqueue_entry(q, jobs::new_job(&msg)).await;
+    // Without the row's key: the tests enqueue several jobs of person 1, which
+    // the key would make one.
+    let job = NewJob::message(GenerateQr::KIND, &msg);
+    redis.enqueue_entry(q, job).await;
 }
 
 /// Runs one job of `path` (and `content`) with two attempts until the row
