@@ -125,7 +125,7 @@ impl CheckHandler {
         .await
         .context("recording the check")?;
         let limit = i32::try_from(self.schedule.max_checks).unwrap_or(i32::MAX);
-        let (next_check_at, operator_reason) = match self.schedule.next_check(status) {
+        let (next_check_at, operator_reason) = match self.schedule.next_delay(status) {
             None => (None, None),
             Some(_) if check_number - payment.checks_base >= limit => (
                 None,
@@ -134,7 +134,7 @@ impl CheckHandler {
                     check_number - payment.checks_base
                 )),
             ),
-            Some((delay, _)) => (
+            Some(delay) => (
                 Some(Utc::now() + chrono::Duration::from_std(delay).context("the check delay")?),
                 None,
             ),

@@ -105,16 +105,15 @@ impl ScheduleConfig {
         })
     }
 
-    /// The delay and lane of the check after one that saw `status`; None for a
-    /// final status (checks end).
-    pub fn next_check(&self, status: PaymentStatus) -> Option<(Duration, Priority)> {
-        let lane = lane(status)?;
-        let delay = match lane {
+    /// The delay of the check after one that saw `status`; None for a final
+    /// status (checks end). Each lane has its delay; the lane itself is the
+    /// job's, applied where the check job is built (`jobs::rows::check_job`).
+    pub fn next_delay(&self, status: PaymentStatus) -> Option<Duration> {
+        Some(match lane(status)? {
             Priority::High => self.delay_pending,
             Priority::Normal => self.delay_processing,
             Priority::Low => self.delay_active,
-        };
-        Some((delay, lane))
+        })
     }
 }
 
@@ -123,26 +122,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_status_has_its_delay_and_lane_and_a_final_one_ends_the_checks() {
+    fn each_status_has_the_delay_of_its_lane_and_a_final_one_ends_the_checks() {
         let s = ScheduleConfig::default();
         assert_eq!(
-            s.next_check(PaymentStatus::Pending),
-            Some((Duration::from_secs(120), Priority::High))
+            s.next_delay(PaymentStatus::Pending),
+            Some(Duration::from_secs(120))
         );
         assert_eq!(
-            s.next_check(PaymentStatus::Processing),
-            Some((Duration::from_secs(300), Priority::Normal))
+            s.next_delay(PaymentStatus::Processing),
+            Some(Duration::from_secs(300))
         );
         assert_eq!(
-            s.next_check(PaymentStatus::Active),
-            Some((Duration::from_secs(900), Priority::Low))
+            s.next_delay(PaymentStatus::Active),
+            Some(Duration::from_secs(900))
         );
         for end in [
             PaymentStatus::Completed,
             PaymentStatus::Cancelled,
             PaymentStatus::Expired,
         ] {
-            assert_eq!(s.next_check(end), None);
+            assert_eq!(s.next_delay(end), None);
             assert_eq!(lane(end), None);
         }
         assert_eq!(s.max_checks, 20);
