@@ -20,7 +20,7 @@ use crate::queue::{Lanes, Queue};
 use crate::{Error, Result};
 
 /// How to reach Redis.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BrokerConfig {
     /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS (the
     /// server's certificate is checked against the system's CAs, plus those of
@@ -36,6 +36,21 @@ pub struct BrokerConfig {
     /// Reply timeout for ordinary commands (blocking reads get their own).
     pub response_timeout: Duration,
     pub connect_timeout: Duration,
+}
+
+/// The URL's password is masked: a config shows up in `{:?}` of whatever
+/// holds it (a broker, a service's state) and in panics.
+impl std::fmt::Debug for BrokerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerConfig")
+            .field("url", &redact_url(&self.url))
+            .field("cluster", &self.cluster)
+            .field("prefix", &self.prefix)
+            .field("pool_size", &self.pool_size)
+            .field("response_timeout", &self.response_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
 }
 
 impl BrokerConfig {
@@ -442,6 +457,14 @@ mod tests {
             redact_url("redis://:pw@a:7000, redis://:pw@b:7001"),
             "redis://:***@a:7000, redis://:***@b:7001"
         );
+    }
+
+    #[test]
+    fn a_config_in_a_debug_line_shows_no_password() {
+        let config = BrokerConfig::new("redis://:s3cret@host:6379, redis://:s3cret@b:7001");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("redis://:***@host:6379"), "{shown}");
     }
 
     #[test]
