@@ -2,7 +2,7 @@
 # The `gateway` benchmark (run through `scripts/bench.sh gateway`): POST /api/persons
 # throughput and latency under load from a separate process (wrk), how long the
 # QR files take to follow, and qr_per_s_per_core for the worker. Prints key=value.
-#   BENCH_SECONDS (10), BENCH_CONNECTIONS (64), BENCH_THREADS (2)
+#   BENCH_SECONDS (10), BENCH_CONNECTIONS (32), BENCH_THREADS (2)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 . "$root/scripts/lib.sh"

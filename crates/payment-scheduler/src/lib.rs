@@ -53,7 +53,9 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         .on(checks)
         .on(cleanup)
         .on(svc.reconciler(config.reconcile, reconcile::OverdueChecks));
+    // The period was checked where it was read (PAYMENT_CLEANUP_AT or
+    // PAYMENT_CLEANUP_INTERVAL); naming one variable here could name the wrong one.
     let cleanup_every =
-        cleanup::repeating_job(config.cleanup.every).context("PAYMENT_CLEANUP_AT")?;
+        cleanup::repeating_job(config.cleanup.every).context("declaring the daily cleanup")?;
     svc.repeat(cleanup_every).start(handlers)
 }
