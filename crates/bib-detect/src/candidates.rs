@@ -417,13 +417,22 @@ fn bib_surround(
     if !pale {
         let paper_colour = colours.clone().map(|mut channel| median(&mut channel));
         // One colour, not just one lightness: a pale patch's luma test lets white
-        // beside red pass, a card's must not.
-        let same_colour = (0..colours[0].len())
-            .filter(|&i| like_colour([colours[0][i], colours[1][i], colours[2][i]], paper_colour))
+        // beside red pass, a card's must not. Only the paper's light samples count
+        // (those beside the strokes are blurred into them).
+        let light: Vec<[u8; 3]> = (0..colours[0].len())
+            .map(|i| [colours[0][i], colours[1][i], colours[2][i]])
+            .filter(|&[r, g, b]| {
+                let luma = (u32::from(r) * 77 + u32::from(g) * 150 + u32::from(b) * 29) >> 8;
+                luma as f32 > f32::from(paper_level) * 0.85
+            })
+            .collect();
+        let same_colour = light
+            .iter()
+            .filter(|&&p| like_colour(p, paper_colour))
             .count();
-        let card = same_colour as f32 >= 0.6 * colours[0].len() as f32
-            && u16::from(paper_level) >= 2 * u16::from(ink_level)
-            && paper_level >= ink_level.saturating_add(35)
+        let card = same_colour as f32 >= 0.6 * light.len().max(1) as f32
+            && u16::from(ink_level) * 5 <= u16::from(paper_level) * 3
+            && paper_level >= ink_level.saturating_add(45)
             && card_edge_near(rgb, &at, c, paper_colour);
         if !card {
             return None;
@@ -485,20 +494,30 @@ fn card_edge_near(
     c: &Candidate,
     paper: [u8; 3],
 ) -> bool {
+    // A long number's height is set by the card's width, not its height, so its
+    // margins above and below are wider: look a little further out too. (One or
+    // two digits, a shirt's number, keep to the near band.)
+    let bands: &[[f32; 2]] = if c.length >= 3.0 * c.height {
+        &[[1.5, 1.65], [1.9, 2.2]]
+    } else {
+        &[[1.5, 1.65]]
+    };
     [-1.0f32, 1.0].into_iter().any(|side| {
-        let (mut same, mut total) = (0, 0);
-        for i in 0..=16 {
-            let along = -c.length / 2.0 + c.length * i as f32 / 16.0;
-            for k in [1.5f32, 1.65] {
-                if let Some((x, y)) = at(along, side * c.height * k) {
-                    total += 1;
-                    if like_colour(rgb.get_pixel(x, y).0, paper) {
-                        same += 1;
+        bands.iter().any(|band| {
+            let (mut same, mut total) = (0, 0);
+            for i in 0..=16 {
+                let along = -c.length / 2.0 + c.length * i as f32 / 16.0;
+                for k in band {
+                    if let Some((x, y)) = at(along, side * c.height * k) {
+                        total += 1;
+                        if like_colour(rgb.get_pixel(x, y).0, paper) {
+                            same += 1;
+                        }
                     }
                 }
             }
-        }
-        total > 0 && (same as f32) < 0.5 * total as f32
+            total > 0 && (same as f32) < 0.5 * total as f32
+        })
     })
 }
 
