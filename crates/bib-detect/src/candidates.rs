@@ -414,6 +414,11 @@ fn bib_surround(
     // A coloured card (red, blue, green, orange in shade) or any card in deep shade:
     // not pale, but its ink is far darker than it, and the card ends close to the
     // digits. A banner or a wall goes on well past its number.
+    // Fewer than three digits on a coloured card are never reported (see `read`),
+    // and a line shorter than 1.6 heights cannot hold three: not worth reading.
+    if !pale && c.length < 1.6 * c.height {
+        return None;
+    }
     if !pale {
         let paper_colour = colours.clone().map(|mut channel| median(&mut channel));
         // One colour, not just one lightness: a pale patch's luma test lets white
