@@ -30,6 +30,9 @@ pub struct Candidate {
     /// uniformly paper-coloured (0.7 to 1). When a photo holds more candidates
     /// than OCR may read, the highest scores are read.
     pub score: f32,
+    /// Its paper is a coloured (or deeply shaded) card rather than pale paper:
+    /// fewer than three digits on it are not taken for a bib (see `read`).
+    pub coloured: bool,
 }
 
 /// A connected blob of dark pixels.
@@ -57,8 +60,31 @@ impl Blob {
     }
 }
 
+/// Why a digit line did not become a candidate (for [`find_traced`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    /// More blobs than a bib's digits, or a lone blob under 15 px.
+    Shape,
+    /// A blob touches the photo's border.
+    Border,
+    /// The surround is not a bib's paper (no trim of the line passed).
+    Surround,
+}
+
 /// Finds candidate digit lines in `rgb` (with `gray` its luma).
+#[cfg(test)]
 pub fn find(rgb: &RgbImage, gray: &GrayImage, max_blobs: usize) -> Vec<Candidate> {
+    find_traced(rgb, gray, max_blobs, None)
+}
+
+/// [`find`], also noting in `rejected` the box (x0, y0, x1, y1) of every digit line
+/// that did not become a candidate, and why: where a missed bib was lost.
+pub fn find_traced(
+    rgb: &RgbImage,
+    gray: &GrayImage,
+    max_blobs: usize,
+    mut rejected: Option<&mut Vec<([f32; 4], Rejected)>>,
+) -> Vec<Candidate> {
     let (w, h) = gray.dimensions();
     let integral = Integral::new(gray);
     let short = w.min(h);
@@ -69,7 +95,14 @@ pub fn find(rgb: &RgbImage, gray: &GrayImage, max_blobs: usize) -> Vec<Candidate
         let digit_like: Vec<Blob> = blobs.into_iter().filter(|b| digit_shaped(b, h)).collect();
         for line in lines(&digit_like) {
             // A lone blob must be big enough to be read as a digit with any certainty.
+            let members: Vec<Blob> = line.iter().map(|&i| digit_like[i]).collect();
+            let mut reject = |why: Rejected| {
+                if let Some(sink) = rejected.as_deref_mut() {
+                    sink.push((candidate(&members).bbox, why));
+                }
+            };
             if line.len() > max_blobs || (line.len() == 1 && digit_like[line[0]].h() < 15) {
+                reject(Rejected::Shape);
                 continue;
             }
             // A number cut by the frame cannot be read whole.
@@ -77,9 +110,9 @@ pub fn find(rgb: &RgbImage, gray: &GrayImage, max_blobs: usize) -> Vec<Candidate
                 let b = digit_like[i];
                 b.x0 == 0 || b.y0 == 0 || b.x1 >= w || b.y1 >= h
             }) {
+                reject(Rejected::Border);
                 continue;
             }
-            let members: Vec<Blob> = line.iter().map(|&i| digit_like[i]).collect();
             // A line can pick up a stray blob at an end (the shirt's edge beside the bib,
             // a pin): when the whole line fails, try it without its ends.
             let n = members.len();
@@ -95,10 +128,15 @@ pub fn find(rgb: &RgbImage, gray: &GrayImage, max_blobs: usize) -> Vec<Candidate
                 .iter()
                 .filter_map(|&(from, to)| {
                     let c = candidate(&members[from..to]);
-                    bib_surround(rgb, gray, &dark, &c).map(|score| Candidate { score, ..c })
+                    bib_surround(rgb, gray, &dark, &c).map(|(score, coloured)| Candidate {
+                        score,
+                        coloured,
+                        ..c
+                    })
                 })
                 .max_by(|a, b| a.blobs.cmp(&b.blobs).then(a.score.total_cmp(&b.score)))
             else {
+                reject(Rejected::Surround);
                 continue;
             };
             // The two window sizes often find the same line: keep the first.
@@ -300,12 +338,19 @@ fn candidate(members: &[Blob]) -> Candidate {
         bbox: [x0, y0, x1, y1],
         blobs: members.len(),
         score: 0.0,
+        coloured: false,
     }
 }
 
 /// Is the line's surround a pale, unsaturated patch that ends above and below it?
-/// Returns the share of the patch that is uniformly paper-coloured if so.
-fn bib_surround(rgb: &RgbImage, gray: &GrayImage, dark: &[bool], c: &Candidate) -> Option<f32> {
+/// Returns the share of the patch that is uniformly paper-coloured if so, and
+/// whether the patch is a coloured card rather than pale paper.
+fn bib_surround(
+    rgb: &RgbImage,
+    gray: &GrayImage,
+    dark: &[bool],
+    c: &Candidate,
+) -> Option<(f32, bool)> {
     let (w, h) = gray.dimensions();
     let (s, co) = c.angle.sin_cos();
     let at = |along: f32, across: f32| -> Option<(u32, u32)> {
@@ -322,6 +367,7 @@ fn bib_surround(rgb: &RgbImage, gray: &GrayImage, dark: &[bool], c: &Candidate) 
     let mut paper = Vec::new();
     let mut ink = Vec::new();
     let mut saturations = Vec::new();
+    let mut colours: [Vec<u8>; 3] = Default::default();
     let steps = 24;
     for i in 0..=steps {
         for j in 0..=steps {
@@ -336,6 +382,9 @@ fn bib_surround(rgb: &RgbImage, gray: &GrayImage, dark: &[bool], c: &Candidate) 
             } else {
                 paper.push(v);
                 let [r, g, b] = rgb.get_pixel(x, y).0;
+                for (channel, v) in colours.iter_mut().zip([r, g, b]) {
+                    channel.push(v);
+                }
                 let (max, min) = (r.max(g).max(b), r.min(g).min(b));
                 saturations.push(
                     u8::try_from(u16::from(max - min) * 255 / u16::from(max.max(1))).unwrap_or(255),
@@ -356,12 +405,43 @@ fn bib_surround(rgb: &RgbImage, gray: &GrayImage, dark: &[bool], c: &Candidate) 
         .filter(|&&v| f32::from(v) > f32::from(paper_level) * 0.75)
         .count() as f32
         / paper.len() as f32;
-    if paper_level < 85
-        || paper_level < ink_level.saturating_add(45)
-        || (saturation > 0.5 && paper_level < 165)
-        || uniform < 0.7
-    {
+    if uniform < 0.7 {
         return None;
+    }
+    let pale = paper_level >= 85
+        && paper_level >= ink_level.saturating_add(45)
+        && (saturation <= 0.5 || paper_level >= 165);
+    // A coloured card (red, blue, green, orange in shade) or any card in deep shade:
+    // not pale, but its ink is far darker than it, and the card ends close to the
+    // digits. A banner or a wall goes on well past its number.
+    // Fewer than three digits on a coloured card are never reported (see `read`),
+    // and a line shorter than 1.6 heights cannot hold three: not worth reading.
+    if !pale && c.length < 1.6 * c.height {
+        return None;
+    }
+    if !pale {
+        let paper_colour = colours.clone().map(|mut channel| median(&mut channel));
+        // One colour, not just one lightness: a pale patch's luma test lets white
+        // beside red pass, a card's must not. Only the paper's light samples count
+        // (those beside the strokes are blurred into them).
+        let light: Vec<[u8; 3]> = (0..colours[0].len())
+            .map(|i| [colours[0][i], colours[1][i], colours[2][i]])
+            .filter(|&[r, g, b]| {
+                let luma = (u32::from(r) * 77 + u32::from(g) * 150 + u32::from(b) * 29) >> 8;
+                luma as f32 > f32::from(paper_level) * 0.85
+            })
+            .collect();
+        let same_colour = light
+            .iter()
+            .filter(|&&p| like_colour(p, paper_colour))
+            .count();
+        let card = same_colour as f32 >= 0.6 * light.len().max(1) as f32
+            && u16::from(ink_level) * 5 <= u16::from(paper_level) * 3
+            && paper_level >= ink_level.saturating_add(45)
+            && card_edge_near(rgb, &at, c, paper_colour);
+        if !card {
+            return None;
+        }
     }
     let like_paper = |v: u8| f32::from(v) > f32::from(paper_level) * 0.85;
     // A lone digit sits in the middle of its bib, with paper well to either side of it;
@@ -407,7 +487,50 @@ fn bib_surround(rgb: &RgbImage, gray: &GrayImage, dark: &[bool], c: &Candidate) 
             bounded_sides += 1;
         }
     }
-    (bounded_sides >= 1).then_some(uniform)
+    (bounded_sides >= 1).then_some((uniform, !pale))
+}
+
+/// Does the paper colour around a line stop within about a digit height of its
+/// digits, above or below? A bib card's margins are narrower than that (a sponsor
+/// band or the card's edge comes first); a banner or a wall carries on.
+fn card_edge_near(
+    rgb: &RgbImage,
+    at: &impl Fn(f32, f32) -> Option<(u32, u32)>,
+    c: &Candidate,
+    paper: [u8; 3],
+) -> bool {
+    // A long number's height is set by the card's width, not its height, so its
+    // margins above and below are wider: look a little further out too. (One or
+    // two digits, a shirt's number, keep to the near band.)
+    let bands: &[[f32; 2]] = if c.length >= 3.0 * c.height {
+        &[[1.5, 1.65], [1.9, 2.2]]
+    } else {
+        &[[1.5, 1.65]]
+    };
+    [-1.0f32, 1.0].into_iter().any(|side| {
+        bands.iter().any(|band| {
+            let (mut same, mut total) = (0, 0);
+            for i in 0..=16 {
+                let along = -c.length / 2.0 + c.length * i as f32 / 16.0;
+                for k in band {
+                    if let Some((x, y)) = at(along, side * c.height * k) {
+                        total += 1;
+                        if like_colour(rgb.get_pixel(x, y).0, paper) {
+                            same += 1;
+                        }
+                    }
+                }
+            }
+            total > 0 && (same as f32) < 0.5 * total as f32
+        })
+    })
+}
+
+/// Within 30 levels of `paper` in each channel.
+fn like_colour(p: [u8; 3], paper: [u8; 3]) -> bool {
+    p.iter()
+        .zip(paper)
+        .all(|(&v, q)| (i16::from(v) - i16::from(q)).abs() <= 30)
 }
 
 fn median(values: &mut [u8]) -> u8 {
@@ -480,7 +603,21 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn the_same_bars_on_a_saturated_shirt_are_no_candidate() {
+    fn the_same_bars_printed_on_a_saturated_shirt_are_no_candidate() {
+        // The shirt goes on past the digits: no card edge near them.
+        let (mut rgb, _) = bib_like();
+        for p in rgb.pixels_mut() {
+            if p.0 != [20, 20, 20] {
+                *p = Rgb([240, 120, 20]);
+            }
+        }
+        let gray = image::DynamicImage::ImageRgb8(rgb.clone()).to_luma8();
+        assert!(find(&rgb, &gray, 8).is_empty());
+    }
+
+    #[test]
+    fn the_same_bars_on_a_coloured_card_are_a_coloured_candidate() {
+        // An orange card (too dark and saturated for pale paper) on a red shirt.
         let (mut rgb, _) = bib_like();
         for p in rgb.pixels_mut() {
             if p.0 == [245, 245, 245] {
@@ -488,7 +625,11 @@ pub(crate) mod tests {
             }
         }
         let gray = image::DynamicImage::ImageRgb8(rgb.clone()).to_luma8();
-        assert!(find(&rgb, &gray, 8).is_empty());
+        let found = find(&rgb, &gray, 8);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].coloured);
+        let (white, white_gray) = bib_like();
+        assert!(!find(&white, &white_gray, 8)[0].coloured);
     }
 
     #[test]

@@ -423,6 +423,7 @@ mod tests {
             bbox: [60.0, 85.0, 140.0, 115.0],
             blobs: 1,
             score: 1.0,
+            coloured: false,
         };
         let out = straighten(&gray, &c, 1.0, 0.35);
         let (w, h) = out.dimensions();

@@ -11,7 +11,75 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Detection, Detector, Error};
+use crate::{Detection, Detector, Error, Fate, TracedLine};
+
+/// The stage where a missed bib was lost, from first to last: the furthest any
+/// digit line over the bib got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stage {
+    /// No digit line over the bib at all: its strokes were not found or not chained.
+    Search,
+    /// A line too long, a lone blob too small, or a line touching the border.
+    Shape,
+    /// A line, rejected by the surround (paper) test.
+    Surround,
+    /// A candidate beyond the cap of candidates read.
+    Cap,
+    /// The wide reading found words, a colon or a plate.
+    Words,
+    /// The digits-only readings did not agree.
+    Vote,
+    /// Read, but as another number.
+    Misread,
+    /// Read right, then dropped by de-duplication.
+    Dedup,
+}
+
+impl Stage {
+    /// Every stage, in pipeline order.
+    pub const ALL: [Stage; 8] = [
+        Stage::Search,
+        Stage::Shape,
+        Stage::Surround,
+        Stage::Cap,
+        Stage::Words,
+        Stage::Vote,
+        Stage::Misread,
+        Stage::Dedup,
+    ];
+
+    /// The stage's name in `eval`'s output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Search => "search",
+            Stage::Shape => "shape",
+            Stage::Surround => "surround",
+            Stage::Cap => "cap",
+            Stage::Words => "words",
+            Stage::Vote => "vote",
+            Stage::Misread => "misread",
+            Stage::Dedup => "dedup",
+        }
+    }
+}
+
+/// Where a missed bib was lost: the furthest stage any traced line over its box reached.
+pub fn lost_at(truth: &TruthBib, lines: &[TracedLine]) -> Stage {
+    lines
+        .iter()
+        .filter(|l| overlaps(truth.bbox, &l.bbox))
+        .map(|l| match &l.fate {
+            Fate::Shape | Fate::Border => Stage::Shape,
+            Fate::Surround => Stage::Surround,
+            Fate::NotRead => Stage::Cap,
+            Fate::Words(_) => Stage::Words,
+            Fate::Vote(_) => Stage::Vote,
+            Fate::Read(n) if *n == truth.number => Stage::Dedup,
+            Fate::Read(_) => Stage::Misread,
+        })
+        .max()
+        .unwrap_or(Stage::Search)
+}
 
 /// One true bib of a photo.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +152,8 @@ pub struct ImageScore {
     pub wrong: Vec<String>,
     /// Every detection's confidence and whether it was right.
     pub confidences: Vec<(f32, bool)>,
+    /// Each missed bib's number and the stage where it was lost (when traced).
+    pub lost: Vec<(String, Stage)>,
 }
 
 /// Compares the detections of one photo with its truth.
@@ -124,7 +194,27 @@ pub fn score_image(label: &Label, detections: &[Detection]) -> ImageScore {
         missed,
         wrong,
         confidences,
+        lost: Vec::new(),
     }
+}
+
+/// [`score_image`], with each missed bib's stage found in the detector's trace.
+pub fn score_traced(label: &Label, detections: &[Detection], lines: &[TracedLine]) -> ImageScore {
+    let mut score = score_image(label, detections);
+    let mut missed = score.missed.clone();
+    for truth in &label.bibs {
+        if let Some(i) = missed.iter().position(|m| *m == truth.number)
+            && !detections
+                .iter()
+                .any(|d| d.number == truth.number && overlaps(truth.bbox, &d.bbox))
+        {
+            missed.remove(i);
+            score
+                .lost
+                .push((truth.number.clone(), lost_at(truth, lines)));
+        }
+    }
+    score
 }
 
 fn overlaps(truth: [u32; 4], found: &crate::BoundingBox) -> bool {
@@ -143,6 +233,8 @@ pub struct Summary {
     pub ocr: Duration,
     /// Every detection's confidence and whether it was right.
     pub confidences: Vec<(f32, bool)>,
+    /// Missed bibs by the stage where they were lost.
+    pub lost: Vec<Stage>,
 }
 
 impl Summary {
@@ -155,6 +247,26 @@ impl Summary {
         self.candidates += timings.candidates;
         self.ocr += timings.ocr;
         self.confidences.extend_from_slice(&score.confidences);
+        self.lost.extend(score.lost.iter().map(|(_, stage)| *stage));
+    }
+
+    /// `lost search=… shape=… … dedup=… candidates_recall=…`: missed bibs by the
+    /// stage where they were lost, and the share of true bibs that became a
+    /// candidate (reached the cap or later, or were found).
+    pub fn stage_line(&self) -> String {
+        let mut line = String::from("lost");
+        for stage in Stage::ALL {
+            let n = self.lost.iter().filter(|s| **s == stage).count();
+            line.push_str(&format!(" {}={n}", stage.name()));
+        }
+        let before = self.lost.iter().filter(|s| **s < Stage::Cap).count();
+        let recall = if self.truth == 0 {
+            1.0
+        } else {
+            (self.truth - before.min(self.truth)) as f64 / self.truth as f64
+        };
+        line.push_str(&format!(" candidates_recall={recall:.3}"));
+        line
     }
 
     /// Share of detections that are right (1.0 when nothing was found).
@@ -288,8 +400,8 @@ fn detect_one(
 ) -> Result<(ImageScore, crate::Timings), EvalError> {
     let path = dir.join(&label.file);
     let image = image::open(&path).map_err(|source| EvalError::Decode { path, source })?;
-    let found = detector.detect(&image)?;
-    Ok((score_image(label, &found.bibs), found.timings))
+    let (found, lines) = detector.trace(&image)?;
+    Ok((score_traced(label, &found.bibs, &lines), found.timings))
 }
 
 #[cfg(test)]
@@ -333,6 +445,55 @@ mod tests {
             vec!["12@8,10,20,10".to_owned(), "7@500,10,20,10".to_owned()]
         );
         assert_eq!(score.missed, vec!["7".to_owned()]);
+    }
+
+    fn line(x: u32, fate: Fate) -> TracedLine {
+        TracedLine {
+            bbox: BoundingBox {
+                x,
+                y: 10,
+                width: 20,
+                height: 10,
+            },
+            fate,
+        }
+    }
+
+    #[test]
+    fn a_missed_bib_is_lost_at_the_furthest_stage_a_line_over_it_reached() {
+        let truth = TruthBib {
+            number: "123".into(),
+            bbox: [0, 10, 30, 10],
+        };
+        assert_eq!(lost_at(&truth, &[]), Stage::Search);
+        let lines = [
+            line(0, Fate::Surround),
+            line(5, Fate::Vote(vec!["123".into(), "128".into()])),
+            line(500, Fate::Read("999".into())),
+        ];
+        assert_eq!(
+            lost_at(&truth, &lines),
+            Stage::Vote,
+            "the far line is elsewhere"
+        );
+        let read_wrong = [line(0, Fate::Surround), line(2, Fate::Read("128".into()))];
+        assert_eq!(lost_at(&truth, &read_wrong), Stage::Misread);
+        let read_right = [line(2, Fate::Read("123".into()))];
+        assert_eq!(lost_at(&truth, &read_right), Stage::Dedup);
+    }
+
+    #[test]
+    fn the_stage_line_counts_misses_by_stage() {
+        let summary = Summary {
+            truth: 4,
+            lost: vec![Stage::Surround, Stage::Vote],
+            ..Summary::default()
+        };
+        assert_eq!(
+            summary.stage_line(),
+            "lost search=0 shape=0 surround=1 cap=0 words=0 vote=1 misread=0 dedup=0 \
+             candidates_recall=0.750"
+        );
     }
 
     #[test]

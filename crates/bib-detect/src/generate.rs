@@ -41,15 +41,25 @@ pub enum FontChoice {
     /// Roboto, Open Sans, Lato, Cantarell.
     HeldOut,
     All,
+    /// For the `race` style, which draws bibs in serif, monospace and condensed
+    /// faces too: DejaVu, Liberation and FreeFont (each with a serif, a monospace
+    /// and a sans; DejaVu also condensed).
+    WideTuning,
+    /// Held out from `WideTuning`: Croscore (Arimo, Tinos serif, Cousine monospace),
+    /// Roboto (with Roboto Condensed), Open Sans (with its condensed bold), Lato,
+    /// Cantarell.
+    WideHeldOut,
 }
 
 impl FontChoice {
-    /// Parses `tuning`, `held-out` or `all`.
+    /// Parses `tuning`, `held-out`, `all`, `wide-tuning` or `wide-held-out`.
     pub fn parse(text: &str) -> Option<Self> {
         match text {
             "tuning" => Some(Self::Tuning),
             "held-out" => Some(Self::HeldOut),
             "all" => Some(Self::All),
+            "wide-tuning" => Some(Self::WideTuning),
+            "wide-held-out" => Some(Self::WideHeldOut),
             _ => None,
         }
     }
@@ -58,10 +68,13 @@ impl FontChoice {
         const HELD_OUT: [&str; 4] = ["roboto", "open-sans", "lato", "cantarell"];
         let text = path.to_string_lossy().to_ascii_lowercase();
         let held_out = HELD_OUT.iter().any(|family| text.contains(family));
+        let wide_held_out = held_out || text.contains("croscore");
         match self {
             Self::Tuning => !held_out,
             Self::HeldOut => held_out,
             Self::All => true,
+            Self::WideTuning => !wide_held_out,
+            Self::WideHeldOut => wide_held_out,
         }
     }
 }
@@ -76,16 +89,23 @@ pub enum Style {
     LowRes,
     /// Bibs printed on vivid paper (saturated yellow, orange, light green, sky blue).
     Vivid,
+    /// A race scene as another generator might draw it: 2 to 4 runners side by
+    /// side in a larger photo, bib cards 120 to 260 px wide, half of them coloured
+    /// (orange, red, green, blue, yellow, pink), digits in any upright face of the
+    /// font set (regular and bold; serif, monospace and condensed where the set
+    /// has them), stronger lighting gradients, and more numbered jerseys.
+    Race,
 }
 
 impl Style {
-    /// Parses `standard`, `two-tone`, `low-res` or `vivid`.
+    /// Parses `standard`, `two-tone`, `low-res`, `vivid` or `race`.
     pub fn parse(text: &str) -> Option<Self> {
         match text {
             "standard" => Some(Self::Standard),
             "two-tone" => Some(Self::TwoTone),
             "low-res" => Some(Self::LowRes),
             "vivid" => Some(Self::Vivid),
+            "race" => Some(Self::Race),
             _ => None,
         }
     }
@@ -95,9 +115,11 @@ struct NamedFont {
     font: FontVec,
 }
 
-/// The fonts of one [`FontChoice`]: bold faces for bib numbers, any face for other text.
+/// The fonts of one [`FontChoice`]: bold faces for bib numbers, upright faces of
+/// any weight for the `race` style's numbers, any face for other text.
 pub struct FontSet {
     bold: Vec<NamedFont>,
+    upright: Vec<NamedFont>,
     any: Vec<NamedFont>,
 }
 
@@ -117,6 +139,7 @@ impl FontSet {
         collect_fonts(Path::new("/usr/share/fonts"), &mut paths)?;
         paths.sort();
         let mut bold = Vec::new();
+        let mut upright_faces = Vec::new();
         let mut any = Vec::new();
         for path in paths {
             let name = path
@@ -141,6 +164,12 @@ impl FontSet {
             let heavy = ["bold", "black", "heavy", "semibold"]
                 .iter()
                 .any(|w| name.contains(w));
+            if upright
+                && !name.contains("medium")
+                && let Ok(copy) = FontVec::try_from_vec(bytes.clone())
+            {
+                upright_faces.push(NamedFont { font: copy });
+            }
             if heavy
                 && upright
                 && let Ok(copy) = FontVec::try_from_vec(bytes)
@@ -154,9 +183,15 @@ impl FontSet {
                 FontChoice::Tuning => "tuning",
                 FontChoice::HeldOut => "held-out",
                 FontChoice::All => "any",
+                FontChoice::WideTuning => "wide-tuning",
+                FontChoice::WideHeldOut => "wide-held-out",
             }));
         }
-        Ok(Self { bold, any })
+        Ok(Self {
+            bold,
+            upright: upright_faces,
+            any,
+        })
     }
 }
 
@@ -200,7 +235,11 @@ impl Scene {
 pub fn scene(seed: u64, index: u32, fonts: &FontSet, style: Style) -> Scene {
     let mut rng =
         ChaCha8Rng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(index.into()));
-    let sizes = [(960, 640), (1024, 683), (900, 675), (1080, 720)];
+    let sizes = if style == Style::Race {
+        [(1500, 1000), (1600, 1067), (1440, 1080), (1620, 1080)]
+    } else {
+        [(960, 640), (1024, 683), (900, 675), (1080, 720)]
+    };
     let (w, h) = sizes[rng.random_range(0..sizes.len())];
     let mut canvas = Canvas::new(w, h);
     background(&mut canvas, &mut rng);
@@ -211,14 +250,19 @@ pub fn scene(seed: u64, index: u32, fonts: &FontSet, style: Style) -> Scene {
     }
 
     // Sometimes, behind the runners, a spectator in a numbered jersey without a bib.
-    if rng.random_bool(0.35) {
+    if rng.random_bool(if style == Style::Race { 0.6 } else { 0.35 }) {
         let cx = rng.random_range(0.1..0.9) * w as f32;
         jersey(&mut canvas, &mut rng, fonts, cx);
     }
 
     // Runners from back to front: smaller (farther) first, so nearer ones may overlap them.
-    let runners = rng.random_range(1..=5);
-    let mut scales: Vec<f32> = (0..runners).map(|_| rng.random_range(0.25..1.0)).collect();
+    let runners = if style == Style::Race {
+        rng.random_range(2..=4)
+    } else {
+        rng.random_range(1..=5)
+    };
+    let near = if style == Style::Race { 0.45 } else { 0.25 };
+    let mut scales: Vec<f32> = (0..runners).map(|_| rng.random_range(near..1.0)).collect();
     scales.sort_by(f32::total_cmp);
     let mut bibs = Vec::new();
     let slot = w as f32 / runners as f32;
@@ -228,7 +272,7 @@ pub fn scene(seed: u64, index: u32, fonts: &FontSet, style: Style) -> Scene {
             bibs.push(bib);
         }
     }
-    lighting(&mut canvas, &mut rng);
+    lighting(&mut canvas, &mut rng, style);
     let sigma = rng.random_range(0.0..1.3f32);
     canvas.blur(sigma);
     let noise = rng.random_range(1.0..7.0f32);
@@ -683,6 +727,19 @@ const VIVID_PAPER: [[f32; 3]; 4] = [
     [170.0, 235.0, 120.0],
     [140.0, 210.0, 250.0],
 ];
+/// Coloured cards of the `race` style: the vivid papers and deeper orange, red,
+/// green, blue and pink.
+const RACE_CARDS: [[f32; 3]; 9] = [
+    [255.0, 225.0, 30.0],
+    [255.0, 170.0, 60.0],
+    [170.0, 235.0, 120.0],
+    [140.0, 210.0, 250.0],
+    [245.0, 130.0, 35.0],
+    [235.0, 90.0, 80.0],
+    [90.0, 190.0, 110.0],
+    [100.0, 160.0, 235.0],
+    [245.0, 150.0, 190.0],
+];
 const INKS: [[f32; 3]; 4] = [
     [15.0, 15.0, 15.0],
     [10.0, 20.0, 90.0],
@@ -893,7 +950,13 @@ fn runner(
 ) -> Option<TruthBib> {
     let h = canvas.h as f32;
     // Runners keep to their slot so that no bib is hidden behind a neighbour.
-    let torso_w = (scale * h * rng.random_range(0.3..0.42)).min(max_width);
+    // A race scene chooses the bib card's width first (120 to 260 px) and fits the
+    // runner around it; the torso is narrowed to the slot, the card with it.
+    let race_bib = (style == Style::Race).then(|| rng.random_range(120.0..260.0f32));
+    let torso_w = match race_bib {
+        Some(card) => (card / rng.random_range(0.7..0.85)).min(max_width),
+        None => (scale * h * rng.random_range(0.3..0.42)).min(max_width),
+    };
     let torso_h = torso_w * rng.random_range(1.2..1.45);
     let cy = h * rng.random_range(0.5..0.68) + scale * h * 0.05;
     let lean = rng.random_range(-0.12..0.12f32);
@@ -995,11 +1058,16 @@ fn runner(
         number.push(char::from(b'0' + d as u8));
     }
     // At least ~11 px per digit: smaller numbers are unreadable and would not be labelled by a person.
-    let bib_w = (torso_w * rng.random_range(0.62..0.82))
-        .max(digits as f32 * 11.0 + 12.0)
-        .round();
+    let bib_w = match race_bib {
+        Some(card) => card.min(torso_w * 0.9),
+        None => torso_w * rng.random_range(0.62..0.82),
+    }
+    .max(digits as f32 * 11.0 + 12.0)
+    .round();
     let bib_h = (bib_w * rng.random_range(0.62..0.8)).round().max(14.0);
-    let paper = if style == Style::Vivid {
+    let paper = if style == Style::Race && rng.random_bool(0.5) {
+        jitter_pick(rng, &RACE_CARDS, 5.0)
+    } else if style == Style::Vivid {
         jitter_pick(rng, &VIVID_PAPER, 5.0)
     } else {
         jitter_pick(rng, &BIB_PAPER, 5.0)
@@ -1037,7 +1105,11 @@ fn runner(
             bottom = y - px * 0.3;
         }
     }
-    let font = &pick(rng, &fonts.bold).font;
+    let font = if style == Style::Race {
+        &pick(rng, &fonts.upright).font
+    } else {
+        &pick(rng, &fonts.bold).font
+    };
     let space = bottom - top;
     let mut digit_px = space * rng.random_range(0.5..0.68);
     let tracking = rng.random_range(0.0..0.12);
@@ -1153,11 +1225,12 @@ fn thick_line(canvas: &mut Canvas, a: [f32; 2], b: [f32; 2], width: f32, colour:
 }
 
 /// Uneven light: a smooth gradient across the frame and a few soft shadows.
-fn lighting(canvas: &mut Canvas, rng: &mut ChaCha8Rng) {
+fn lighting(canvas: &mut Canvas, rng: &mut ChaCha8Rng, style: Style) {
     let (w, h) = (canvas.w as f32, canvas.h as f32);
     let angle = rng.random_range(0.0..std::f32::consts::TAU);
     let (gx, gy) = (angle.cos(), angle.sin());
-    let strength = rng.random_range(0.0..0.35f32);
+    let strongest = if style == Style::Race { 0.6 } else { 0.35 };
+    let strength = rng.random_range(0.0..strongest);
     let shadows: Vec<(f32, f32, f32, f32)> = (0..rng.random_range(0..4))
         .map(|_| {
             (
@@ -1226,6 +1299,30 @@ mod tests {
                 assert!(bib.number.bytes().all(|b| b.is_ascii_digit()));
             }
         }
+    }
+
+    #[test]
+    fn a_race_scene_has_two_to_four_bibs_on_cards_at_most_260_px_wide() {
+        let fonts =
+            FontSet::load(FontChoice::WideTuning).expect("fonts installed by scripts/lib.sh");
+        for index in 0..2 {
+            let s = scene(3, index, &fonts, Style::Race);
+            assert!((2..=4).contains(&s.bibs.len()), "{:?}", s.bibs);
+            for bib in &s.bibs {
+                // The digits' box: the card's width, rotated a little, bounds it.
+                assert!(bib.bbox[2] <= 275, "{bib:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn wide_held_out_fonts_are_not_wide_tuning_fonts() {
+        let tinos = Path::new("/usr/share/fonts/truetype/croscore/Tinos-Bold.ttf");
+        let dejavu = Path::new("/usr/share/fonts/truetype/dejavu/DejaVuSerif-Bold.ttf");
+        assert!(FontChoice::WideHeldOut.admits(tinos));
+        assert!(!FontChoice::WideTuning.admits(tinos));
+        assert!(FontChoice::WideTuning.admits(dejavu));
+        assert!(!FontChoice::WideHeldOut.admits(dejavu));
     }
 
     #[test]

@@ -61,6 +61,33 @@ pub struct Detections {
     pub candidates_read: usize,
 }
 
+/// What became of one digit line the candidate search saw: the trace of a
+/// detection, for finding the stage where a missed bib was lost.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fate {
+    /// Too many blobs for a bib, or a lone blob too small to read.
+    Shape,
+    /// Touches the photo's border.
+    Border,
+    /// Its surround is not a bib's paper.
+    Surround,
+    /// A candidate, but beyond [`Limits::max_candidates`].
+    NotRead,
+    /// Read with letters allowed: words, a colon or a plate (the reading).
+    Words(String),
+    /// The digits-only readings did not agree well enough (each reading).
+    Vote(Vec<String>),
+    /// Read as this number (before de-duplication).
+    Read(String),
+}
+
+/// One digit line of a traced detection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracedLine {
+    pub bbox: BoundingBox,
+    pub fate: Fate,
+}
+
 /// [`Limits::max_candidates`] unless set: a race photo rarely shows more than a
 /// dozen bibs, and each candidate costs two to four Tesseract calls.
 pub const DEFAULT_MAX_CANDIDATES: usize = 32;
@@ -156,6 +183,23 @@ impl Detector {
     /// Finds the bib numbers in `image`, reading at most `limits.max_candidates`
     /// candidates and stopping when `limits.deadline` passes.
     pub fn detect_with(&self, image: &DynamicImage, limits: &Limits) -> Result<Detections, Error> {
+        self.run(image, limits, None)
+    }
+
+    /// [`detect`](Self::detect), also saying what became of every digit line the
+    /// search saw (evaluation: where each missed bib was lost).
+    pub fn trace(&self, image: &DynamicImage) -> Result<(Detections, Vec<TracedLine>), Error> {
+        let mut lines = Vec::new();
+        let found = self.run(image, &Limits::default(), Some(&mut lines))?;
+        Ok((found, lines))
+    }
+
+    fn run(
+        &self,
+        image: &DynamicImage,
+        limits: &Limits,
+        mut trace: Option<&mut Vec<TracedLine>>,
+    ) -> Result<Detections, Error> {
         let started = Instant::now();
         let gray = image.to_luma8();
         let (w, h) = gray.dimensions();
@@ -170,9 +214,46 @@ impl Detector {
         } else {
             (image.to_rgb8(), gray.clone(), 1.0)
         };
-        let found = candidates::find(&search_rgb, &search_gray, self.config.max_digits + 3);
+        let mut rejected = Vec::new();
+        let found = candidates::find_traced(
+            &search_rgb,
+            &search_gray,
+            self.config.max_digits + 3,
+            trace.is_some().then_some(&mut rejected),
+        );
         let candidates_time = started.elapsed();
         let candidates_found = found.len();
+        let to_box = |b: [f32; 4]| {
+            let b = b.map(|v| v * scale);
+            BoundingBox {
+                x: b[0].max(0.0) as u32,
+                y: b[1].max(0.0) as u32,
+                width: (b[2] - b[0]).max(1.0) as u32,
+                height: (b[3] - b[1]).max(1.0) as u32,
+            }
+        };
+        if let Some(lines) = trace.as_deref_mut() {
+            for (bbox, why) in rejected {
+                let fate = match why {
+                    candidates::Rejected::Shape => Fate::Shape,
+                    candidates::Rejected::Border => Fate::Border,
+                    candidates::Rejected::Surround => Fate::Surround,
+                };
+                lines.push(TracedLine {
+                    bbox: to_box(bbox),
+                    fate,
+                });
+            }
+            if found.len() > limits.max_candidates {
+                let kept = best(found.clone(), limits.max_candidates);
+                for c in found.iter().filter(|c| !kept.contains(c)) {
+                    lines.push(TracedLine {
+                        bbox: to_box(c.bbox),
+                        fate: Fate::NotRead,
+                    });
+                }
+            }
+        }
         let read = best(found, limits.max_candidates);
 
         let ocr_started = Instant::now();
@@ -184,15 +265,18 @@ impl Detector {
                     candidates: read.len(),
                 });
             }
-            let Some(reading) = read::read_candidate(&gray, c, scale, &self.config)? else {
+            let outcome = read::read_traced(&gray, c, scale, &self.config)?;
+            let bbox = to_box(c.bbox);
+            if let Some(lines) = trace.as_deref_mut() {
+                let fate = match &outcome {
+                    Ok(reading) => Fate::Read(reading.text.clone()),
+                    Err(read::NotABib::Words(text)) => Fate::Words(text.clone()),
+                    Err(read::NotABib::Vote(texts)) => Fate::Vote(texts.clone()),
+                };
+                lines.push(TracedLine { bbox, fate });
+            }
+            let Ok(reading) = outcome else {
                 continue;
-            };
-            let b = c.bbox.map(|v| v * scale);
-            let bbox = BoundingBox {
-                x: b[0].max(0.0) as u32,
-                y: b[1].max(0.0) as u32,
-                width: (b[2] - b[0]).max(1.0) as u32,
-                height: (b[3] - b[1]).max(1.0) as u32,
             };
             bibs.push(Detection {
                 number: reading.text,
@@ -331,6 +415,7 @@ mod tests {
             bbox: [0.0; 4],
             blobs: 2,
             score,
+            coloured: false,
         };
         let found = vec![at(0.8, 1.0), at(0.95, 2.0), at(0.7, 3.0), at(0.9, 4.0)];
         let kept: Vec<f32> = best(found.clone(), 2).iter().map(|c| c.cx).collect();

@@ -1,4 +1,4 @@
-//! `bib-detect generate --seed N --count M --out DIR [--fonts held-out|tuning|all] [--style standard|two-tone|low-res|vivid]`
+//! `bib-detect generate --seed N --count M --out DIR [--fonts held-out|tuning|all|wide-tuning|wide-held-out] [--style standard|two-tone|low-res|vivid|race]`
 //! `bib-detect eval DIR [--threads N]`
 
 use std::io::Write as _;
@@ -10,7 +10,7 @@ use bib_detect::generate::{self, FontChoice, FontSet, Style};
 use bib_detect::{Detector, DetectorConfig};
 
 const USAGE: &str = "usage:
-  bib-detect generate --seed N --count M --out DIR [--fonts held-out|tuning|all] [--style standard|two-tone|low-res|vivid]
+  bib-detect generate --seed N --count M --out DIR [--fonts held-out|tuning|all|wide-tuning|wide-held-out] [--style standard|two-tone|low-res|vivid|race]
   bib-detect eval DIR [--threads N]";
 
 fn main() -> ExitCode {
@@ -126,13 +126,23 @@ fn run_eval(dir: PathBuf, threads: usize) -> Result<(), Failure> {
         .iter()
         .filter(|s| !s.missed.is_empty() || !s.wrong.is_empty())
     {
-        writeln!(out, "{}: missed {:?} wrong {:?}", s.file, s.missed, s.wrong)
-            .map_err(|e| run(&e))?;
+        let lost: Vec<String> = s
+            .lost
+            .iter()
+            .map(|(n, stage)| format!("{n}:{}", stage.name()))
+            .collect();
+        writeln!(
+            out,
+            "{}: missed {:?} wrong {:?} lost {:?}",
+            s.file, s.missed, s.wrong, lost
+        )
+        .map_err(|e| run(&e))?;
     }
     // What a stricter `min_confidence` would trade, for choosing one.
     for threshold in [0.6, 0.7, 0.8, 0.9] {
         writeln!(out, "# {}", summary.at_confidence(threshold)).map_err(|e| run(&e))?;
     }
+    writeln!(out, "# {}", summary.stage_line()).map_err(|e| run(&e))?;
     writeln!(out, "{}", summary.score_line()).map_err(|e| run(&e))?;
     writeln!(out, "{}", summary.timing_line()).map_err(|e| run(&e))?;
     Ok(())

@@ -14,20 +14,30 @@ use crate::{DetectorConfig, Error, crop};
 /// Margin of the wide crop, in digit heights, on either end of the line.
 const WIDE_MARGIN: f32 = 1.6;
 
-/// Reads the candidate's number, or `None` when it is not a bib.
-pub fn read_candidate(
+/// Why a read candidate was not taken for a bib (for the detector's trace).
+#[derive(Debug, Clone, PartialEq)]
+pub enum NotABib {
+    /// The wide reading, letters allowed, held words, a colon or a plate.
+    Words(String),
+    /// The digits-only readings did not agree (or the winner was too short, long
+    /// or unsure): every reading's text.
+    Vote(Vec<String>),
+}
+
+/// Reads the candidate's number, or says why it is not a bib.
+pub fn read_traced(
     gray: &GrayImage,
     c: &Candidate,
     scale: f32,
     config: &DetectorConfig,
-) -> Result<Option<Reading>, Error> {
+) -> Result<Result<Reading, NotABib>, Error> {
     // The line with room on both sides: a number that continues into words, a colon
     // or a plate's letters shows it there, though the digits alone look like a bib.
     let wide_gray = crop::flatten(&crop::straighten(gray, c, scale, WIDE_MARGIN));
     let wide = crop::binarise(&wide_gray, crop::otsu(&wide_gray), true);
     let words = ocr::read(&wide, ocr::ALPHANUMERIC, false)?;
     let Some(as_digits) = digits_of_words(&words.text) else {
-        return Ok(None);
+        return Ok(Err(NotABib::Words(words.text)));
     };
 
     // The tight crop: the digit line as the wide crop shows it, plus a third of a digit.
@@ -71,7 +81,16 @@ pub fn read_candidate(
         let thinner = crop::binarise(&straight, (f32::from(threshold) * 0.7) as u8, false);
         readings.push(digits(ocr::read(&thinner, ocr::DIGITS, true)?));
     }
-    Ok(vote(&readings, config))
+    // A coloured card is told from other coloured patches by its edge close to the
+    // digits; a number printed on a shirt (a player's one or two digits) can have
+    // that too, so a coloured card's number needs three digits or more.
+    let short_on_colour = |text: &str| c.coloured && text.len() < 3;
+    match vote(&readings, config) {
+        Some(won) if !short_on_colour(&won.text) => Ok(Ok(won)),
+        _ => Ok(Err(NotABib::Vote(
+            readings.iter().map(|r| r.text.clone()).collect(),
+        ))),
+    }
 }
 
 /// The reading's digits with spaces removed.
