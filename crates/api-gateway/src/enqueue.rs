@@ -111,10 +111,8 @@ impl Enqueuer {
             return Ok(Vec::new());
         };
         let queue = self.queue_of(first)?;
-        if let Some(other) = jobs
-            .iter()
-            .find(|job| jobs::queue_of(job.kind()) != jobs::queue_of(first.kind()))
-        {
+        let spec = jobs::queue_of(first.kind());
+        if let Some(other) = jobs.iter().find(|job| jobs::queue_of(job.kind()) != spec) {
             return Err(EnqueueError::Unroutable(format!(
                 "one enqueue takes the jobs of one queue, not {:?} with {:?}",
                 first.kind(),

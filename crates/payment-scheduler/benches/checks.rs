@@ -11,11 +11,11 @@
 
 use std::time::{Duration, Instant};
 
+use ::payments::{Bank, CreateQr, QrBank, schedule};
 use anyhow::Context;
 use chrono::Utc;
 use futures::StreamExt;
 use payment_scheduler::config::{BankConfig, CleanupConfig, Config, ScheduleConfig};
-use payment_scheduler::{Bank, CreateQr, QrBank, schedule};
 use queue_core::Every;
 use queue_core::testing::TestRedis;
 use service::config::ReconcileConfig;

@@ -33,9 +33,8 @@ use store::PgPool;
 use store::payments::{self, CheckApplied, CheckOutcome, NewCheck, Payment, PaymentStatus};
 use tracing::{info, warn};
 
-use crate::bank::Bank;
 use crate::config::ScheduleConfig;
-use crate::schedule;
+use ::payments::{Bank, schedule};
 
 /// What a check found.
 #[derive(Debug, Clone)]

@@ -1,22 +1,18 @@
 #![doc = include_str!("../README.md")]
 
-pub mod bank;
 pub mod cleanup;
 pub mod config;
-pub mod create;
 pub mod handler;
 pub mod reconcile;
-pub mod schedule;
 
 use std::sync::Arc;
 
+use ::payments::{Bank, QrBank};
 use anyhow::Context;
 use queue_core::{CancellationToken, Producer};
 use service::{Started, WorkerService};
 
-pub use crate::bank::{Bank, BankError, CreateQr, CreatedQr, QrBank};
 pub use crate::config::{BankConfig, CleanupConfig, Config, ScheduleConfig};
-pub use crate::create::{CreateError, Created, create_payment};
 pub use crate::handler::CheckHandler;
 pub use crate::reconcile::Reconciler;
 

@@ -128,7 +128,7 @@ async fn the_global_rate_limit_keeps_every_check_under_the_banks_limit() {
     // Due after the simulator's one-second window of the creations has passed.
     let due = chrono::Utc::now() + chrono::Duration::milliseconds(1100);
     for p in &ids {
-        let job = payment_scheduler::schedule::check_job(p.id, 1, PaymentStatus::Pending, due);
+        let job = ::payments::check_job(p.id, 1, PaymentStatus::Pending, due);
         app.enqueue_job(job).await;
     }
     for p in &ids {

@@ -1,8 +1,8 @@
 //! Priority lanes: a check of a pending payment (high lane) is taken before
 //! checks of active payments (low lane) that became due with it.
 
+use ::payments::schedule;
 use chrono::Utc;
-use payment_scheduler::schedule;
 use store::payments::PaymentStatus;
 
 use queue_core::testing::eventually;

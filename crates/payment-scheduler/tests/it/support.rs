@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
+use ::payments::{Bank, CreateQr, QrBank, schedule};
 use chrono::Utc;
 use payment_scheduler::config::{BankConfig, CleanupConfig, Config, ScheduleConfig};
-use payment_scheduler::{Bank, CreateQr, QrBank, schedule};
 use queue_core::Every;
 use queue_core::testing::eventually;
 use service::config::ReconcileConfig;
@@ -140,7 +140,7 @@ impl PaymentWorld for TestApp {
 
     async fn create_as_the_gateway(&self, script: &str) -> Payment {
         let bank = QrBank::new(self.bank_config()).expect("bank client");
-        let created = payment_scheduler::create_payment(
+        let created = ::payments::create_payment(
             &self.db.pool,
             &bank,
             &CreateQr {

@@ -1,3 +1,0 @@
-//! The bank adapter, shared with the gateway: it lives in the `payments` crate.
-
-pub use payments::bank::*;
