@@ -224,7 +224,7 @@ pub struct Config {
     /// `API_MAX_CONCURRENT_REQUESTS`, default 32: requests handled at once; the
     /// next ones wait their turn (within `API_REQUEST_TIMEOUT`) before their
     /// body is read, so memory is bounded by this times the body limit
-    /// whatever the number of clients (deploy/k8s/api-gateway.yaml's limit
+    /// whatever the number of clients (deploy/k8s/base/api-gateway.yaml's limit
     /// follows from it).
     pub max_concurrent_requests: NonZeroUsize,
     /// `API_ENQUEUE_TIMEOUT`, `API_ENQUEUE_BREAKER_FAILURES`,
