@@ -193,6 +193,8 @@ def rule_errors(objs, overlay):
         c = next(c for c in pod["containers"] if c["name"] == name)
         env = env_of(c)
         where = f"Deployment/{name}"
+        if d["spec"]["template"]["metadata"].get("labels", {}).get("app.kubernetes.io/part-of") != "rsq":
+            errors.append(f"{where}: pods lack app.kubernetes.io/part-of=rsq, which the metrics policy selects")
         if c.get("image", "").split("/")[-1].split(":")[0] != f"rsq-{name}":
             errors.append(f"{where}: image {c.get('image')!r} is not rsq-{name}")
         if c.get("command", [None])[0] != name:
@@ -245,26 +247,35 @@ def rule_errors(objs, overlay):
         queue = WORKER_QUEUE[target]
         lanes = [":high", "", ":low"] if QUEUES[queue] else [""]
         expected = {f"{PREFIX}:{{{queue}}}:stream{lane}" for lane in lanes}
-        seen = {"lagCount": set(), "pendingEntriesCount": set()}
+        # Per stream, the target of each kind of trigger: lag (waiting),
+        # pending (in flight) and length (both; KEDA reads it only without a
+        # group, and it must ask no more than the others: lag + pending).
+        targets = {k: {} for k in ("lagCount", "pendingEntriesCount", "streamLength")}
         for t in so["spec"]["triggers"]:
             m = t.get("metadata", {})
             if t["type"] in ("redis-streams", "redis-cluster-streams"):
                 if m.get("stream") not in expected:
                     errors.append(f"{where}: stream {m.get('stream')!r} is not one of {sorted(expected)}")
-                if m.get("consumerGroup") != GROUP:
-                    errors.append(f"{where}: consumerGroup {m.get('consumerGroup')!r} is not {GROUP!r}")
-                for k in seen:
+                group = None if "streamLength" in m else GROUP
+                if m.get("consumerGroup") != group:
+                    errors.append(f"{where}: consumerGroup {m.get('consumerGroup')!r} is not {group!r} for {sorted(m)}")
+                for k in targets:
                     if k in m:
-                        seen[k].add(m.get("stream"))
+                        targets[k][m.get("stream")] = int(m[k])
                 auth = t.get("authenticationRef", {}).get("name")
                 if auth not in by_kind.get("TriggerAuthentication", {}):
                     errors.append(f"{where}: TriggerAuthentication {auth!r} is not in the overlay")
             elif t["type"] == "prometheus" and DUE_METRIC not in m.get("query", ""):
                 errors.append(f"{where}: the prometheus trigger does not read {DUE_METRIC}")
-        for k, streams in seen.items():
-            if streams != expected:
+        for k, streams in targets.items():
+            if set(streams) != expected:
                 errors.append(f"{where}: {k} triggers read {sorted(streams)}, not every lane {sorted(expected)}")
-        if target == "payment-scheduler":
+        for stream, length in targets["streamLength"].items():
+            both = targets["lagCount"].get(stream, 0) + targets["pendingEntriesCount"].get(stream, 0)
+            if length != both:
+                errors.append(f"{where}: streamLength {length} of {stream} is not lagCount + pendingEntriesCount ({both})")
+        # The dev overlay has no Prometheus; elsewhere the due checks need it.
+        if target == "payment-scheduler" and overlay != "dev":
             if not any(t["type"] == "prometheus" for t in so["spec"]["triggers"]):
                 errors.append(f"{where}: checks in the delayed set need the {DUE_METRIC} trigger")
         if so["spec"].get("minReplicaCount", 0) < 1 and (overlay != "dev" or target in ("payment-scheduler", "sync-worker")):
@@ -353,6 +364,10 @@ broken(lambda by: by["ScaledObject/qr-worker"]["spec"]["triggers"][0]["metadata"
        "stream 'rsq:qr:stream' is not one of")
 broken(lambda by: by["ScaledObject/payment-scheduler"]["spec"]["triggers"].pop(0),
        f"need the {DUE_METRIC} trigger")
+broken(lambda by: by["ScaledObject/photo-worker"]["spec"]["triggers"].pop(2),
+       "streamLength triggers read [], not every lane")
+broken(lambda by: by["ScaledObject/photo-worker"]["spec"]["triggers"][2]["metadata"].update(consumerGroup=GROUP),
+       "consumerGroup 'workers' is not None")
 broken(lambda by: by["ScaledObject/payment-scheduler"]["spec"].update(minReplicaCount=0),
        "minReplicaCount 0 leaves")
 broken(lambda by: by["Ingress/api-gateway"]["spec"]["rules"][0]["http"]["paths"].append(
@@ -361,6 +376,8 @@ broken(lambda by: by["Ingress/api-gateway"]["spec"]["rules"][0]["http"]["paths"]
        "/api/queues would publish")
 broken(lambda by: container(by, "context-worker").pop("readinessProbe"),
        "readinessProbe is not on the health port")
+broken(lambda by: by["Deployment/sync-worker"]["spec"]["template"]["metadata"]["labels"].pop("app.kubernetes.io/part-of"),
+       "pods lack app.kubernetes.io/part-of=rsq")
 
 for f in failures:
     print(f"FAIL {f}", file=sys.stderr)
