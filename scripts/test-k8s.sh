@@ -221,6 +221,9 @@ def rule_errors(objs, overlay):
             what = var
         if grace < drain + 10:
             errors.append(f"{where}: terminationGracePeriodSeconds {grace} is not {what} ({drain:g} s) + 10 s")
+        scaled_by = [h["spec"]["scaleTargetRef"]["name"] for h in list(hpas.values()) + list(scaled.values())]
+        if name in scaled_by and "replicas" in d["spec"]:
+            errors.append(f"{where}: sets replicas, which every apply would reset under its autoscaler")
         if not any(p["spec"]["selector"]["matchLabels"] == d["spec"]["selector"]["matchLabels"] for p in pdbs.values()):
             errors.append(f"{where}: no PodDisruptionBudget")
         for ref in c.get("envFrom", []):
@@ -374,6 +377,8 @@ broken(lambda by: by["Ingress/api-gateway"]["spec"]["rules"][0]["http"]["paths"]
     {"path": "/api/queues", "pathType": "Prefix",
      "backend": {"service": {"name": "api-gateway", "port": {"name": "http"}}}}),
        "/api/queues would publish")
+broken(lambda by: by["Deployment/qr-worker"]["spec"].update(replicas=3),
+       "sets replicas, which every apply would reset")
 broken(lambda by: container(by, "context-worker").pop("readinessProbe"),
        "readinessProbe is not on the health port")
 broken(lambda by: by["Deployment/sync-worker"]["spec"]["template"]["metadata"]["labels"].pop("app.kubernetes.io/part-of"),
