@@ -151,7 +151,8 @@ WORKER_QUEUE = {
 }
 OURS = set(WORKER_QUEUE) | {"api-gateway"}
 ADMIN_PATHS = ("/api/queues", "/dashboard", "/api/admin", "/api/users/sync-wispro-all", "/api/sync-runs")
-MEMORY_BASELINE = 512 << 20  # photo-worker's MEMORY_BASELINE
+_baseline = re.search(r"const MEMORY_BASELINE: u64 = (\d+) << (\d+);", read("crates/photo-worker/src/config.rs"))
+MEMORY_BASELINE = int(_baseline.group(1)) << int(_baseline.group(2))
 UNITS = {"": 1, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "k": 10**3, "M": 10**6, "G": 10**9}
 
 
@@ -237,7 +238,7 @@ def rule_errors(objs, overlay):
         budget = quantity(env_of(c)["PHOTO_MEMORY_BUDGET"])
         limit = quantity(c["resources"]["limits"]["memory"])
         if limit != budget + MEMORY_BASELINE:
-            errors.append(f"Deployment/photo-worker: memory limit {limit} is not PHOTO_MEMORY_BUDGET + 512Mi")
+            errors.append(f"Deployment/photo-worker: memory limit {limit} is not PHOTO_MEMORY_BUDGET + MEMORY_BASELINE")
 
     for so in scaled.values():
         where = name_of(so)
@@ -362,7 +363,7 @@ broken(lambda by: by["Deployment/qr-worker"]["spec"]["template"]["spec"].update(
 broken(lambda by: set_env(by, "payment-scheduler", "PAYMENT_CHECKS_GRACE_PERIOD", "1m"),
        "is not PAYMENT_CHECKS_GRACE_PERIOD (60 s) + 10 s")
 broken(lambda by: set_env(by, "photo-worker", "PHOTO_MEMORY_BUDGET", "2048Mi"),
-       "is not PHOTO_MEMORY_BUDGET + 512Mi")
+       "is not PHOTO_MEMORY_BUDGET + MEMORY_BASELINE")
 broken(lambda by: by["ScaledObject/qr-worker"]["spec"]["triggers"][0]["metadata"].update(stream="rsq:qr:stream"),
        "stream 'rsq:qr:stream' is not one of")
 broken(lambda by: by["ScaledObject/payment-scheduler"]["spec"]["triggers"].pop(0),
