@@ -19,6 +19,8 @@ pub mod action {
     pub const QUEUE_FLUSH: &str = "queue.flush";
     pub const QUEUE_PAUSE: &str = "queue.pause";
     pub const QUEUE_RESUME: &str = "queue.resume";
+    pub const QUEUE_PROMOTE: &str = "queue.promote";
+    pub const QUEUE_DELETE_JOB: &str = "queue.delete_job";
     pub const KEY_CREATE: &str = "key.create";
     pub const KEY_REVOKE: &str = "key.revoke";
 }
@@ -40,6 +42,8 @@ pub enum Error {
     Store(#[from] store::StoreError),
     #[error("no API key {0}")]
     NoSuchKey(i64),
+    #[error("no job {id:?} in queue {queue:?}")]
+    NoSuchJob { queue: String, id: String },
 }
 
 /// Who acts, and the audit log their actions go to.

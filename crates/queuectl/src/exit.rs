@@ -56,7 +56,9 @@ pub fn code(err: &anyhow::Error) -> u8 {
         if cause.is::<crate::db::DatabaseUnavailable>() || cause.is::<ops::AuditUnavailable>() {
             return UNAVAILABLE;
         }
-        if let Some(ops::Error::NoSuchKey(_)) = cause.downcast_ref::<ops::Error>() {
+        if let Some(ops::Error::NoSuchKey(_) | ops::Error::NoSuchJob { .. }) =
+            cause.downcast_ref::<ops::Error>()
+        {
             return NO_INPUT;
         }
         if let Some(e) = cause.downcast_ref::<Error>() {
