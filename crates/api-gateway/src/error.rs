@@ -109,7 +109,8 @@ impl From<queue_core::Error> for ApiError {
         match e {
             E::NoSuchQueue(_) | E::NoSuchDeadLetter { .. } => ApiError::NotFound(e.to_string()),
             E::InvalidQueueName(_) => ApiError::validation("queue", e.to_string()),
-            E::Undecodable { .. } => ApiError::Conflict {
+            E::InvalidCursor(_) => ApiError::validation("after", e.to_string()),
+            E::Undecodable { .. } | E::JobState { .. } => ApiError::Conflict {
                 field: "id".into(),
                 message: e.to_string(),
             },

@@ -56,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::persons::router())
         .merge(routes::companies::router())
         .merge(routes::queues::router())
+        .merge(routes::jobs::router())
         .merge(routes::keys::router())
         .merge(routes::sync::router())
         .merge(routes::photos::router(&state.config))

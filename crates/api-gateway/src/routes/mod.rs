@@ -2,6 +2,7 @@
 
 pub mod companies;
 pub mod docs;
+pub mod jobs;
 pub mod keys;
 pub mod payments;
 pub mod persons;

@@ -11,6 +11,7 @@ mod contract;
 mod errors;
 mod health;
 mod helpers;
+mod jobs;
 mod keys;
 mod outage;
 mod payments;
