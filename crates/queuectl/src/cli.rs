@@ -10,7 +10,8 @@ use clap::{Parser, Subcommand};
 use queue_core::broker::redact_url;
 use queue_core::{JobState, keys};
 
-/// Operate rsq queues: stats, monitor, dead letters, pause/resume, purge, consumers.
+/// Operate rsq queues: stats, monitor, dead letters, jobs, history, pause/resume,
+/// purge, consumers.
 #[derive(Debug, Parser)]
 #[command(name = "queuectl", version, propagate_version = true)]
 pub struct Cli {

@@ -37,17 +37,8 @@ async fn workers_count_completions_failed_runs_dead_letters_and_waits_per_minute
         available_at_ms: now_ms - 5000,
         ..Envelope::default()
     };
-    for raw in [waited.encode_to_vec(), vec![0x0f, 0xff]] {
-        let _: String = env
-            .cmd(
-                redis::cmd("XADD")
-                    .arg(q.keys().stream(None))
-                    .arg("*")
-                    .arg("e")
-                    .arg(raw),
-            )
-            .await;
-    }
+    env.add_raw(&q, waited.encode_to_vec()).await;
+    env.add_raw(&q, [0x0f, 0xff]).await;
     env.producer
         .enqueue_many(
             &q,
