@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 
+pub mod audit;
 pub mod companies;
+pub mod keys;
 pub mod payments;
 pub mod persons;
 pub mod photos;

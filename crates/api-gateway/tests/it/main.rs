@@ -11,6 +11,7 @@ mod contract;
 mod errors;
 mod health;
 mod helpers;
+mod keys;
 mod outage;
 mod payments;
 mod persons;
