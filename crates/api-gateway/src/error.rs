@@ -110,6 +110,8 @@ impl From<queue_core::Error> for ApiError {
             E::NoSuchQueue(_) | E::NoSuchDeadLetter { .. } => ApiError::NotFound(e.to_string()),
             E::InvalidQueueName(_) => ApiError::validation("queue", e.to_string()),
             E::InvalidCursor(_) => ApiError::validation("after", e.to_string()),
+            // A job not in a state the action applies to (promote a waiting
+            // one, delete a running one).
             E::Undecodable { .. } | E::JobState { .. } => ApiError::Conflict {
                 field: "id".into(),
                 message: e.to_string(),
@@ -201,7 +203,7 @@ impl ApiError {
             ApiError::TooManyFailures { retry_after } => {
                 let message = format!(
                     "too many wrong keys from this address; try again in {}s",
-                    retry_after.as_secs().max(1)
+                    seconds_up(*retry_after)
                 );
                 (
                     StatusCode::TOO_MANY_REQUESTS,
@@ -290,6 +292,12 @@ impl ApiError {
     }
 }
 
+/// Whole seconds, rounded up and at least 1: a client that waits a
+/// `Retry-After` is not refused again for the fraction cut off.
+fn seconds_up(d: Duration) -> u64 {
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, body, detail) = self.parts();
@@ -306,10 +314,8 @@ impl IntoResponse for ApiError {
             _ => None,
         };
         if let Some(after) = retry_after {
-            res.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(after.as_secs().max(1)),
-            );
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds_up(after)));
         }
         if status == StatusCode::UNAUTHORIZED {
             res.headers_mut()
@@ -373,6 +379,22 @@ mod tests {
             "{body}"
         );
         assert!(body.get("field").is_none(), "{body}");
+    }
+
+    #[tokio::test]
+    async fn too_many_wrong_keys_is_a_429_json_body_with_retry_after() {
+        let err = ApiError::TooManyFailures {
+            retry_after: Duration::from_millis(41_500),
+        };
+        assert_eq!(
+            err.to_string(),
+            "429 too_many_failures: too many wrong keys from this address; try again in 42s"
+        );
+        let res = err.into_response();
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "42");
+        let body: serde_json::Value = serde_json::from_str(&body_of(res).await).expect("json");
+        assert_eq!(body["error"], "too_many_failures");
     }
 
     #[tokio::test]

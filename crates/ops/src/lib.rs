@@ -21,6 +21,8 @@ pub mod action {
     pub const QUEUE_RESUME: &str = "queue.resume";
     pub const QUEUE_PROMOTE: &str = "queue.promote";
     pub const QUEUE_DELETE_JOB: &str = "queue.delete_job";
+    pub const QUEUE_PURGE: &str = "queue.purge";
+    pub const QUEUE_REMOVE_CONSUMERS: &str = "queue.remove_consumers";
     pub const KEY_CREATE: &str = "key.create";
     pub const KEY_REVOKE: &str = "key.revoke";
 }

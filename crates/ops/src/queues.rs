@@ -1,7 +1,10 @@
 //! The queue actions that change state, through `queue_core::Admin`, each
 //! recorded by an [`Auditor`]. A target is `QUEUE` or `QUEUE/ID`.
 
+use std::time::Duration;
+
 use queue_core::Admin;
+use queue_core::admin::{PurgeReport, RemovedConsumer};
 
 use crate::{Auditor, Error, action};
 
@@ -77,6 +80,36 @@ impl<'a> QueueActions<'a> {
             let q = self.admin.open(queue).await?;
             Ok(self.admin.resume(&q).await?)
         }))
+        .await
+    }
+
+    /// Deletes every waiting and delayed job of `queue` (running jobs and
+    /// dead letters stay); how many of each.
+    pub async fn purge(&self, queue: &str) -> Result<PurgeReport, Error> {
+        Box::pin(self.auditor.run(action::QUEUE_PURGE, queue, None, async {
+            let q = self.admin.open(queue).await?;
+            Ok(self.admin.purge(&q).await?)
+        }))
+        .await
+    }
+
+    /// Removes the consumers of `queue` idle `min_idle` or longer, handing
+    /// their pending entries over for live workers to reclaim.
+    pub async fn remove_idle_consumers(
+        &self,
+        queue: &str,
+        min_idle: Duration,
+    ) -> Result<Vec<RemovedConsumer>, Error> {
+        let detail = format!("idle {} or longer", humantime::format_duration(min_idle));
+        Box::pin(self.auditor.run(
+            action::QUEUE_REMOVE_CONSUMERS,
+            queue,
+            Some(&detail),
+            async {
+                let q = self.admin.open(queue).await?;
+                Ok(self.admin.remove_dead_consumers(&q, min_idle).await?)
+            },
+        ))
         .await
     }
 

@@ -515,7 +515,7 @@ async fn purge(ctx: &mut Ctx<'_, '_>, name: &str, yes: bool) -> anyhow::Result<(
         ))
         .into());
     }
-    let report = ctx.admin.purge(&queue).await?;
+    let report = ctx.actions().purge(name).await.map_err(op_error)?;
     writeln!(
         ctx.out(),
         "purged queue {name:?}: deleted {} and {}",
@@ -541,9 +541,10 @@ async fn consumers(
         return Ok(());
     };
     let removed = ctx
-        .admin
-        .remove_dead_consumers(&queue, min_idle)
+        .actions()
+        .remove_idle_consumers(name, min_idle)
         .await
+        .map_err(op_error)
         .context("removing idle consumers")?;
     if json {
         return ctx.json(&removed);

@@ -98,9 +98,12 @@ impl SyncHandler {
 
     async fn complete(&self, run_id: i64) -> anyhow::Result<()> {
         let mut conn = self.conn().await?;
-        sync_runs::finish(&mut conn, run_id, None)
+        let finished = sync_runs::finish(&mut conn, run_id, None)
             .await
             .context("finishing the run")?;
+        if finished {
+            count_finished("completed");
+        }
         Ok(())
     }
 
@@ -409,6 +412,17 @@ impl RowJob for SyncHandler {
         msg: &WisproSyncRun,
         error: &str,
     ) -> anyhow::Result<bool> {
-        Ok(sync_runs::finish(conn, msg.run_id, Some(error)).await?)
+        let finished = sync_runs::finish(conn, msg.run_id, Some(error)).await?;
+        if finished {
+            count_finished("failed");
+        }
+        Ok(finished)
     }
+}
+
+/// `sync_runs_finished_total{status}`: runs that ended, counted once each (a
+/// row already ended is not counted again), so an alert can watch `failed`
+/// (docs/operations.md, "Alerts").
+fn count_finished(status: &'static str) {
+    metrics::counter!("sync_runs_finished_total", "status" => status).increment(1);
 }

@@ -40,7 +40,7 @@ pub struct CreateKey {
     /// When the key stops working, in the future: an RFC 3339 time
     /// (`2027-01-31T00:00:00Z`) or a duration from now (`30d`, `12h`, `90m`).
     /// Absent or null: it works until revoked.
-    #[schema(example = "30d", nullable = false)]
+    #[schema(example = "30d")]
     pub expires: Option<String>,
 }
 

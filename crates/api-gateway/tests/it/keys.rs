@@ -263,7 +263,8 @@ async fn an_expired_key_gets_401_and_a_revoked_one_stops_on_another_replica_with
 async fn repeated_wrong_keys_from_one_address_are_answered_429_until_the_window_ends() {
     let app = TestApp::spawn_with(|c| {
         c.auth.max_failures = 3.try_into().expect("nonzero");
-        c.auth.failure_window = Duration::from_secs(2);
+        // Long enough that a loaded machine does not end it mid-test.
+        c.auth.failure_window = Duration::from_secs(5);
     })
     .await;
     // No key at all is not a guess: not counted.
@@ -281,7 +282,7 @@ async fn repeated_wrong_keys_from_one_address_are_answered_429_until_the_window_
             .expect("ascii")
             .parse()
             .expect("seconds");
-        assert!((1..=2).contains(&retry_after), "{retry_after}");
+        assert!((1..=5).contains(&retry_after), "{retry_after}");
         assert_error(res, 429, "too_many_failures").await;
     }
     eventually("the window ends", async || {

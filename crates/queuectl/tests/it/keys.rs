@@ -89,6 +89,7 @@ fn queue_actions_are_in_the_audit_log_when_there_is_a_database() {
     t.dead_letter_all("broken", 2);
     t.queuectl_db(&db, &["retry", "broken", "all"]).ok();
     t.queuectl_db(&db, &["pause", "broken"]).ok();
+    t.queuectl_db(&db, &["purge", "broken", "--yes"]).ok();
     let missing = t.queuectl_db(&db, &["flush", "nope"]);
     assert_eq!(missing.code, 66, "{missing:#?}");
     // Without a database the action is done, and recorded nowhere.
@@ -97,7 +98,7 @@ fn queue_actions_are_in_the_audit_log_when_there_is_a_database() {
 
     let table = t.queuectl_db(&db, &["audit"]).ok().to_owned();
     let lines: Vec<&str> = table.lines().skip(1).collect();
-    assert_eq!(lines.len(), 3, "{table}");
+    assert_eq!(lines.len(), 4, "{table}");
     let newest = lines[0];
     assert!(
         newest.contains("queue.flush")
@@ -106,11 +107,15 @@ fn queue_actions_are_in_the_audit_log_when_there_is_a_database() {
         "{table}"
     );
     assert!(
-        lines[1].contains("queue.pause") && lines[1].contains(" ok"),
+        lines[1].contains("queue.purge") && lines[1].contains(" ok"),
         "{table}"
     );
     assert!(
-        lines[2].contains("queue.retry_all") && lines[2].contains("queuectl:tester"),
+        lines[2].contains("queue.pause") && lines[2].contains(" ok"),
+        "{table}"
+    );
+    assert!(
+        lines[3].contains("queue.retry_all") && lines[3].contains("queuectl:tester"),
         "{table}"
     );
     let page = t

@@ -11,7 +11,20 @@ use upstream_sim::wispro::DEFAULT_TOKEN;
 
 use crate::world::{SyncWorld, World};
 
+/// `sync_runs_finished_total{status}` as `/metrics` shows it (the process-wide
+/// recorder; `cargo test` runs every test of this binary in one process, so
+/// counts are compared before and after).
+fn runs_finished(status: &str) -> u64 {
+    let wanted = format!("sync_runs_finished_total{{status=\"{status}\"}} ");
+    telemetry::metrics_handle()
+        .render()
+        .lines()
+        .find_map(|line| line.strip_prefix(&wanted))
+        .map_or(0, |n| n.trim().parse().expect("a count"))
+}
+
 async fn a_dead_lettered_run_runs_again_when_retried(all: bool) {
+    let (failed_before, completed_before) = (runs_finished("failed"), runs_finished("completed"));
     let world = World::new().await;
     let wispro = world.sim.wispro();
     wispro.fail_page(3, None);
@@ -55,6 +68,13 @@ async fn a_dead_lettered_run_runs_again_when_retried(all: bool) {
     assert_eq!(run.status, SyncStatus::Completed, "{:?}", run.failure);
     assert_eq!(run.pages_done, 5);
     assert_eq!(run.failure, None);
+    // Counted just after the row's update that the test saw; other tests of
+    // this process may end runs too: at least ours counted.
+    eventually("the failed and the completed run counted", async || {
+        (runs_finished("failed") > failed_before && runs_finished("completed") > completed_before)
+            .then_some(())
+    })
+    .await;
     assert!(
         run.error_samples.0.iter().any(|s| s.contains(&earlier)),
         "the earlier failure is kept: {:#?}",
