@@ -2,7 +2,8 @@
 # Runs every test of the workspace against real Redis and PostgreSQL, starting them
 # (and installing their Debian packages) when they are not reachable, then
 # Schemathesis against a running gateway (scripts/schemathesis.sh), then the quick
-# start interrupted twice and run again (scripts/test-run-again.sh).
+# start interrupted twice and run again (scripts/test-run-again.sh), then the
+# images built and the compose stack run under podman (scripts/test-compose.sh).
 #   REDIS_URL     default redis://127.0.0.1:6379
 #   DATABASE_URL  default postgres://postgres:postgres@127.0.0.1:5432/test
 set -euo pipefail
@@ -46,3 +47,5 @@ log "schemathesis against the gateway's /openapi.json"
 scripts/schemathesis.sh
 log "the quick start run again after Ctrl-C and kill -9 (scripts/test-run-again.sh)"
 scripts/test-run-again.sh
+log "the images and the compose stack, under podman (scripts/test-compose.sh)"
+scripts/test-compose.sh
