@@ -31,6 +31,7 @@ cache="${RSQ_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/rsq}"
 project="rsqtest$$$RANDOM"
 tag="test-$profile"
 work=$(mktemp -d "${TMPDIR:-/tmp}/rsq-compose.XXXXXX")
+trap 'rm -rf "$work"' EXIT
 costs=()
 step_started=$(date +%s)
 # Ends the current step: its cost joins the summary.
@@ -77,7 +78,9 @@ if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
   toolchain_mounts+=(--volume /etc/ssl/certs/ca-certificates.crt:/usr/local/share/rsq-host-ca.crt:ro
                      --volume "$work/cargo-config.toml:/usr/local/cargo/config.toml:ro")
 fi
-for target in api-gateway qr-worker context-worker sync-worker payment-scheduler photo-worker upstream-sim; do
+# The builder stage first, tagged: the service targets then reuse its layers,
+# and a later run's prune keeps them.
+for target in build api-gateway qr-worker context-worker sync-worker payment-scheduler photo-worker upstream-sim; do
   log "podman build --target $target (PROFILE=$profile)"
   # Docker's image format keeps HEALTHCHECK (OCI's has no field for it).
   if ! podman build --format docker -f deploy/Dockerfile --target "$target" \
@@ -86,8 +89,11 @@ for target in api-gateway qr-worker context-worker sync-worker payment-scheduler
     tail -n 40 "$work/build-$target.log" >&2
     die "building the $target image failed (log above)"
   fi
+  [ "$target" = build ] && step_done "image build: builder stage ($profile)"
 done
-step_done "image build ($profile)"
+# The images the tags above replaced: a gigabyte or so per source change.
+podman image prune -f >/dev/null
+step_done "image build: service images"
 
 # ---------------------------------------------------------------------------
 # The stack
