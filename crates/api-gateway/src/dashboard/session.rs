@@ -96,6 +96,8 @@ pub(super) const SIGN_IN: &str = "/dashboard/sign-in";
 /// Requests that read data for a page already shown (the live stream, list
 /// refreshes) send this header, so they leave the flash message to the page.
 pub(super) const FRAGMENT_HEADER: &str = "x-dashboard-fragment";
+/// Marks a flash message that reports a refusal or failure.
+pub(super) const FLASH_ERROR: &str = "error:";
 
 /// A signed-in operator or admin. As an extractor: a browser without a session
 /// is sent to the sign-in page, a `user` key gets a 403 page.
