@@ -19,7 +19,7 @@ use axum::Router;
 use axum::routing::{get, post};
 
 pub use layout::page;
-pub use session::{CsrfForm, Principal, Role, Session, csrf_field};
+pub use session::{CsrfForm, Session, csrf_field};
 
 use crate::AppState;
 

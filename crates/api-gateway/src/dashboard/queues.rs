@@ -13,8 +13,8 @@ use super::format;
 use super::live::QueueLive;
 use super::overview::live_cell;
 use super::session::{CsrfForm, FRAGMENT_HEADER, Session, csrf_field, error_response, urlencode};
-use crate::AppState;
 use crate::error::ApiError;
+use crate::{AppState, actions};
 
 /// Jobs per page of a listing.
 const PAGE_SIZE: usize = 25;
@@ -621,7 +621,7 @@ pub(super) async fn promote(
     Path((queue, id)): Path<(String, String)>,
     CsrfForm(form): CsrfForm<ActionForm>,
 ) -> Response {
-    let outcome = match actions::promote(&state, &session.principal, &queue, &id).await {
+    let outcome = match Box::pin(one_job::promote(&state, &session.principal, &queue, &id)).await {
         Ok(true) => Ok(format!("Job {id} runs now: it is waiting for a worker.")),
         Ok(false) => Err(format!("No job {id} in queue {queue} any more.")),
         Err(e) => refusal(e),
@@ -643,7 +643,7 @@ pub(super) async fn delete(
     Path((queue, id)): Path<(String, String)>,
     CsrfForm(form): CsrfForm<ActionForm>,
 ) -> Response {
-    let outcome = match actions::delete_job(&state, &session.principal, &queue, &id).await {
+    let outcome = match Box::pin(one_job::delete(&state, &session.principal, &queue, &id)).await {
         Ok(true) => Ok(format!("Deleted job {id}.")),
         Ok(false) => Err(format!("No job {id} in queue {queue} any more.")),
         Err(e) => refusal(e),
@@ -657,71 +657,55 @@ pub(super) async fn delete(
     done(&state, &session, &back, outcome).await
 }
 
-/// The queue actions, until the keys branch's audited `crate::actions`.
-mod actions {
+/// The two actions on one job that `crate::actions` has no function for,
+/// audited alike.
+mod one_job {
     use super::{AppState, job_state_refusal};
-    use crate::dashboard::Principal;
+    use crate::actions::audited;
+    use crate::auth::Principal;
     use crate::error::ApiError;
-
-    pub async fn pause(state: &AppState, _who: &Principal, queue: &str) -> Result<(), ApiError> {
-        let q = state.admin.open(queue).await?;
-        Ok(state.admin.pause(&q).await?)
-    }
-
-    pub async fn resume(state: &AppState, _who: &Principal, queue: &str) -> Result<(), ApiError> {
-        let q = state.admin.open(queue).await?;
-        Ok(state.admin.resume(&q).await?)
-    }
-
-    pub async fn retry_all_failed(
-        state: &AppState,
-        _who: &Principal,
-        queue: &str,
-    ) -> Result<u64, ApiError> {
-        let q = state.admin.open(queue).await?;
-        Ok(state.admin.retry_all_dead(&q).await?)
-    }
-
-    pub async fn flush_failed(
-        state: &AppState,
-        _who: &Principal,
-        queue: &str,
-    ) -> Result<u64, ApiError> {
-        let q = state.admin.open(queue).await?;
-        Ok(state.admin.flush_dead(&q).await?)
-    }
-
-    pub async fn retry_failed(
-        state: &AppState,
-        _who: &Principal,
-        queue: &str,
-        id: &str,
-    ) -> Result<String, ApiError> {
-        let q = state.admin.open(queue).await?;
-        Ok(state.admin.retry_dead(&q, id).await?)
-    }
 
     pub async fn promote(
         state: &AppState,
-        _who: &Principal,
+        who: &Principal,
         queue: &str,
         id: &str,
     ) -> Result<bool, ApiError> {
-        let q = state.admin.open(queue).await?;
-        state.admin.promote(&q, id).await.map_err(job_state_refusal)
+        Box::pin(audited(
+            state,
+            who,
+            "queue.promote",
+            &format!("{queue}/{id}"),
+            async {
+                let q = state.admin.open(queue).await?;
+                // Boxed: a lookup's future is large (it scans for the job).
+                Box::pin(state.admin.promote(&q, id))
+                    .await
+                    .map_err(job_state_refusal)
+            },
+        ))
+        .await
     }
 
-    pub async fn delete_job(
+    /// A waiting, delayed or failed job.
+    pub async fn delete(
         state: &AppState,
-        _who: &Principal,
+        who: &Principal,
         queue: &str,
         id: &str,
     ) -> Result<bool, ApiError> {
-        let q = state.admin.open(queue).await?;
-        state
-            .admin
-            .delete_job(&q, id)
-            .await
-            .map_err(job_state_refusal)
+        Box::pin(audited(
+            state,
+            who,
+            ops::action::QUEUE_DELETE,
+            &format!("{queue}/{id}"),
+            async {
+                let q = state.admin.open(queue).await?;
+                Box::pin(state.admin.delete_job(&q, id))
+                    .await
+                    .map_err(job_state_refusal)
+            },
+        ))
+        .await
     }
 }

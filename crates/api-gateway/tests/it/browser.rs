@@ -7,12 +7,13 @@ use std::path::PathBuf;
 use queue_core::testing::{PATIENCE, eventually_within};
 use serde_json::{Value, json};
 
+use crate::dashboard::create_key;
 use crate::helpers::{TestApp, USER_TOKEN};
 use crate::webdriver::Chrome;
 
 /// A key of the `operator` role, made with the admin token.
-async fn operator_key(_app: &TestApp) -> String {
-    crate::helpers::ADMIN_TOKEN.to_owned()
+async fn operator_key(app: &TestApp) -> String {
+    create_key(app, "ops-carol", "operator").await.0
 }
 
 fn screenshot_dir() -> Option<PathBuf> {
@@ -114,6 +115,16 @@ async fn an_operator_retries_a_failed_job_with_a_click_and_the_audit_log_names_t
         (!chrome.find_all(&row).await.is_empty()).then_some(())
     })
     .await;
+
+    // The audit log says who retried it.
+    chrome
+        .click(&chrome.find(r#"nav a[href="/dashboard/audit"]"#).await)
+        .await;
+    let entry = chrome.text_of("table.audit tbody tr").await;
+    assert!(entry.contains("ops-carol (rsq_"), "{entry}");
+    assert!(entry.contains("queue.retry"), "{entry}");
+    assert!(entry.contains(&format!("qr/{job_id}")), "{entry}");
+    assert!(entry.contains("ok"), "{entry}");
     chrome.quit().await;
     app.cleanup().await;
 }
@@ -121,8 +132,9 @@ async fn an_operator_retries_a_failed_job_with_a_click_and_the_audit_log_names_t
 #[tokio::test]
 async fn a_user_key_cannot_open_the_dashboard() {
     let app = TestApp::spawn().await;
+    let (user_key, _) = create_key(&app, "app-frontend", "user").await;
     let chrome = Chrome::start().await;
-    sign_in(&chrome, &app, USER_TOKEN).await;
+    sign_in(&chrome, &app, &user_key).await;
     chrome
         .until_text("may use the API but not the dashboard")
         .await;
