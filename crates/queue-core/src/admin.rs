@@ -1,4 +1,5 @@
-//! Operations on queues: statistics, dead letters, pause, purge, consumers.
+//! Operations on queues: statistics, dead letters, pause, purge, consumers; jobs
+//! by state and by id (`browse`), the per-minute history (`history`).
 //!
 //! The same API backs `queuectl`, the gateway's admin endpoints and the dashboard.
 
@@ -15,7 +16,12 @@ use crate::queue::{Lanes, Queue};
 use crate::repeat::RepeatingStatus;
 use crate::{Broker, Error, Result, keys, scripts};
 
+mod browse;
+mod history;
+
 pub use crate::keys::HEIR_CONSUMER;
+pub use browse::{FIND_SCAN_LIMIT, JobDetail, JobPage, JobState, JobSummary, MAX_PAGE};
+pub use history::{HISTORY_MAX_MINUTES, MinuteStats};
 
 /// A snapshot of one queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -23,6 +23,15 @@ pub enum Error {
     NoSuchDeadLetter { queue: String, id: String },
     #[error("dead letter {id:?} cannot be retried: its envelope does not decode ({reason})")]
     Undecodable { id: String, reason: String },
+    #[error("job {id:?} of queue {queue:?} is {state}, so it cannot be {action}")]
+    JobState {
+        queue: String,
+        id: String,
+        state: crate::JobState,
+        action: &'static str,
+    },
+    #[error("invalid cursor {0:?}: pass the `next` of the previous page as it was")]
+    InvalidCursor(String),
     #[error("invalid worker config: {0}")]
     InvalidConfig(String),
     #[error("unexpected reply from redis: {0}")]

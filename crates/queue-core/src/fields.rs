@@ -47,9 +47,27 @@ pub mod stats {
     pub const DONE_KEPT: &str = "done_kept";
 }
 
-/// The names the Lua scripts refer to as `F.name` (entry and dead-letter fields)
-/// and `S.name` (stats counters), with their values.
-const LUA_NAMES: [(&str, &str); 15] = [
+/// Fields of a minute's history hash (`keys::QueueKeys::history`), written by the
+/// workers' settling scripts (`lua/history.lua`), read by `Admin::history`.
+pub mod history {
+    /// Jobs completed in the minute.
+    pub const COMPLETED: &str = "completed";
+    /// Runs that failed (each retry and each dead letter counts one).
+    pub const FAILED: &str = "failed";
+    /// Jobs moved to the dead-letter stream.
+    pub const DEAD_LETTERED: &str = "dead_lettered";
+    /// Sum of the waits (ms from ready to started) of the runs settled in the minute.
+    pub const WAIT_MS: &str = "wait_ms";
+    /// Runs whose wait is in [`WAIT_MS`].
+    pub const WAITED: &str = "waited";
+    /// Minutes a minute's hash is kept after it ends: a day and an hour, so the
+    /// last day is always whole. `lua/history.lua` sets the expiry.
+    pub const KEEP_MINUTES: u64 = 25 * 60;
+}
+
+/// The names the Lua scripts refer to as `F.name` (entry and dead-letter fields),
+/// `S.name` (stats counters) and `H.name` (history fields), with their values.
+const LUA_NAMES: [(&str, &str); 20] = [
     ("F.envelope", ENVELOPE),
     ("F.error", dead_letter::ERROR),
     ("F.attempts", dead_letter::ATTEMPTS),
@@ -65,6 +83,11 @@ const LUA_NAMES: [(&str, &str); 15] = [
     ("S.reclaimed", stats::RECLAIMED),
     ("S.dead_lettered", stats::DEAD_LETTERED),
     ("S.done_kept", stats::DONE_KEPT),
+    ("H.completed", history::COMPLETED),
+    ("H.failed", history::FAILED),
+    ("H.dead_lettered", history::DEAD_LETTERED),
+    ("H.wait_ms", history::WAIT_MS),
+    ("H.waited", history::WAITED),
 ];
 
 /// A script's source with every `F.name` / `S.name` replaced by the quoted

@@ -114,6 +114,19 @@ impl QueueKeys {
         format!("{}:limit:starts", self.base)
     }
 
+    /// Hash of the queue's counters for one unix minute (`fields::history`),
+    /// written by the settling scripts, expiring `fields::history::KEEP_MINUTES`
+    /// after the minute ends.
+    pub fn history(&self, minute: u64) -> String {
+        format!("{}{minute}", self.history_prefix())
+    }
+
+    /// What every minute's history key starts with: the scripts name the
+    /// current minute's key by the server's clock (`lua/history.lua`).
+    pub(crate) fn history_prefix(&self) -> String {
+        format!("{}:history:", self.base)
+    }
+
     pub fn uniq(&self, dedup_key: &str) -> String {
         format!("{}{dedup_key}", self.uniq_prefix())
     }
@@ -157,6 +170,7 @@ mod tests {
             k.done_index(),
             k.limit_running(),
             k.limit_starts(),
+            k.history(29_000_000),
         ] {
             assert!(key.starts_with("rsq:{qr}:"), "{key}");
         }

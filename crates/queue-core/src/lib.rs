@@ -16,7 +16,7 @@ pub mod testing;
 mod trace;
 pub mod worker;
 
-pub use admin::{Admin, QueueStats};
+pub use admin::{Admin, JobDetail, JobPage, JobState, JobSummary, MinuteStats, QueueStats};
 pub use backoff::Backoff;
 pub use broker::{Broker, BrokerConfig};
 pub use envelope::Envelope;

@@ -21,35 +21,41 @@ use crate::fields;
 /// adds, moves or removes a job, so each keeps its job's key true in its own step.
 const UNIQUE_LIB: &str = include_str!("lua/unique.lua");
 
+/// The per-minute history library (`lua/history.lua`), prepended to the scripts
+/// that settle runs, so the counters cost no round trip of their own.
+const HISTORY_LIB: &str = include_str!("lua/history.lua");
+
 macro_rules! script {
-    ($name:ident, $file:literal) => {
+    ($name:ident, $file:literal $(, $lib:ident)*) => {
         pub(crate) static $name: LazyLock<Script> = LazyLock::new(|| {
-            Script::new(&fields::expand_lua(include_str!(concat!("lua/", $file))))
-        });
-    };
-    ($name:ident, $file:literal, unique) => {
-        pub(crate) static $name: LazyLock<Script> = LazyLock::new(|| {
+            let libs: &[&str] = &[$($lib),*];
             Script::new(&fields::expand_lua(&format!(
-                "{UNIQUE_LIB}{}",
+                "{}{}",
+                libs.concat(),
                 include_str!(concat!("lua/", $file))
             )))
         });
     };
 }
 
-script!(ENQUEUE, "enqueue.lua", unique);
-script!(PROMOTE, "promote.lua", unique);
-script!(COMPLETE, "complete.lua", unique);
-script!(RETRY, "retry.lua", unique);
-script!(DEAD_LETTER, "dead_letter.lua", unique);
-script!(RECLAIM, "reclaim.lua", unique);
+script!(ENQUEUE, "enqueue.lua", UNIQUE_LIB);
+script!(PROMOTE, "promote.lua", UNIQUE_LIB);
+script!(COMPLETE, "complete.lua", UNIQUE_LIB, HISTORY_LIB);
+script!(RETRY, "retry.lua", UNIQUE_LIB, HISTORY_LIB);
+script!(DEAD_LETTER, "dead_letter.lua", UNIQUE_LIB, HISTORY_LIB);
+script!(RECLAIM, "reclaim.lua", UNIQUE_LIB, HISTORY_LIB);
 script!(HEARTBEAT, "heartbeat.lua");
-script!(DLQ_RETRY, "dlq_retry.lua", unique);
+script!(DLQ_RETRY, "dlq_retry.lua", UNIQUE_LIB);
 script!(STATS, "stats.lua");
-script!(PURGE, "purge.lua", unique);
+script!(PURGE, "purge.lua", UNIQUE_LIB);
 script!(EVICT_CONSUMER, "evict_consumer.lua");
 script!(LIMIT_ADMIT, "limit_admit.lua");
 script!(LIMIT_REFRESH, "limit_refresh.lua");
+script!(HISTORY, "history_read.lua");
+script!(BROWSE, "browse.lua");
+script!(FIND, "find.lua");
+script!(PROMOTE_JOB, "promote_job.lua", UNIQUE_LIB);
+script!(DELETE_JOB, "delete_job.lua", UNIQUE_LIB);
 
 #[cfg(test)]
 mod tests {
@@ -72,9 +78,15 @@ mod tests {
             ("unique", include_str!("lua/unique.lua")),
             ("limit_admit", include_str!("lua/limit_admit.lua")),
             ("limit_refresh", include_str!("lua/limit_refresh.lua")),
+            ("history", include_str!("lua/history.lua")),
+            ("history_read", include_str!("lua/history_read.lua")),
+            ("browse", include_str!("lua/browse.lua")),
+            ("find", include_str!("lua/find.lua")),
+            ("promote_job", include_str!("lua/promote_job.lua")),
+            ("delete_job", include_str!("lua/delete_job.lua")),
         ] {
             let lua = fields::expand_lua(source);
-            for marker in ["F.", "S."] {
+            for marker in ["F.", "S.", "H."] {
                 assert!(
                     !lua.contains(marker),
                     "{file}.lua names an unknown field or counter: {}",
@@ -82,6 +94,16 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_history_expiry_in_lua_is_the_rust_constant() {
+        let seconds = fields::history::KEEP_MINUTES * 60;
+        assert!(
+            include_str!("lua/history.lua")
+                .contains(&format!("local HISTORY_KEEP_S = {seconds}\n")),
+            "lua/history.lua must keep minutes for fields::history::KEEP_MINUTES"
+        );
     }
 
     /// A job that leaves the queue takes its unique key with it in the same
@@ -149,7 +171,8 @@ mod tests {
                 .arg(1)
                 .arg(0)
                 .arg("normal")
-                .arg(q.keys().uniq_prefix());
+                .arg(q.keys().uniq_prefix())
+                .arg(q.keys().history_prefix());
             let _: redis::Value = inv.invoke_async(&mut conn).await.expect("reclaim");
             assert_eq!(env.xlen(&keys.dlq()).await, 1, "dead-lettered");
             assert!(

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod companies;
+pub mod dashboard_sessions;
 pub mod payments;
 pub mod persons;
 pub mod photos;

@@ -77,6 +77,7 @@ impl TestApp {
             wispro_per_page: api_gateway::config::DEFAULT_WISPRO_PER_PAGE,
             photos: api_gateway::config::PhotoConfig::default(),
             payments: api_gateway::config::PaymentsConfig::default(),
+            dashboard: api_gateway::config::DashboardConfig::default(),
         };
         tweak(&mut config);
         let state = api_gateway::connect(config.clone()).await.expect("connect");

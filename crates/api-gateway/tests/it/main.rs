@@ -8,6 +8,7 @@ mod cluster;
 mod companies;
 mod consistency;
 mod contract;
+mod dashboard;
 mod errors;
 mod health;
 mod helpers;

@@ -9,19 +9,23 @@
 -- holds a unique-until-settled key releases it here, if the key is still its own.
 -- KEYS[1] done stream, KEYS[2] stats hash, KEYS[3] lane stream, KEYS[4] done index
 -- (a list of "record id, jobs in it", oldest first), KEYS[5..] unique keys
+-- The batch is counted in the current minute's history (history.lua) with the
+-- waits of its runs.
 -- ARGV[1] group, ARGV[2] completions the done stream keeps (0 keeps none),
--- ARGV[3] n, then n pairs: entry id, "job id \31 kind \31 attempt \31 duration ms",
+-- ARGV[3] the queue's history prefix, ARGV[4] the runs' waits in ms, summed,
+-- ARGV[5] runs in that sum,
+-- ARGV[6] n, then n pairs: entry id, "job id \31 kind \31 attempt \31 duration ms",
 -- then pairs for the jobs holding a unique key: pair number (1..n), index in KEYS
 -- Returns the number of entries acknowledged by this call.
-local n = tonumber(ARGV[3])
+local n = tonumber(ARGV[6])
 local unique = {}
-for i = 4 + 2 * n, #ARGV, 2 do
+for i = 7 + 2 * n, #ARGV, 2 do
   unique[tonumber(ARGV[i])] = tonumber(ARGV[i + 1])
 end
 local acked = {}
 local record = {}
 for p = 1, n do
-  local i = 2 + 2 * p
+  local i = 5 + 2 * p
   if redis.call('XACK', KEYS[3], ARGV[1], ARGV[i]) == 1 then
     acked[#acked + 1] = ARGV[i]
     record[#record + 1] = F.done_job
@@ -35,6 +39,7 @@ end
 if #acked > 0 then
   redis.call('XDEL', KEYS[3], unpack(acked))
   redis.call('HINCRBY', KEYS[2], S.completed, #acked)
+  history_add(ARGV[3], #acked, 0, 0, tonumber(ARGV[4]), tonumber(ARGV[5]))
   local keep = tonumber(ARGV[2])
   if keep > 0 then
     local id = redis.call('XADD', KEYS[1], '*', unpack(record))

@@ -3,7 +3,9 @@
 -- unique-until-settled key of the job, released if it is still the job's own
 -- ARGV[1] group, ARGV[2] consumer ("" skips the ownership check), ARGV[3] entry id,
 -- ARGV[4] dlq max length (0 = unbounded), ARGV[5] envelope bytes, ARGV[6] error,
--- ARGV[7] attempts, ARGV[8] lane, ARGV[9] job id, ARGV[10] kind
+-- ARGV[7] attempts, ARGV[8] lane, ARGV[9] job id, ARGV[10] kind,
+-- ARGV[11] the queue's history prefix, ARGV[12] the run's wait in ms, -1 when
+-- no run started (an undecodable entry) (history.lua)
 -- Returns 1 when dead-lettered, 0 when the entry is no longer ours.
 if ARGV[2] ~= '' then
   local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
@@ -32,4 +34,5 @@ if KEYS[4] then
 end
 redis.call('HINCRBY', KEYS[3], S.failed, 1)
 redis.call('HINCRBY', KEYS[3], S.dead_lettered, 1)
+history_add(ARGV[11], 0, 1, 1, tonumber(ARGV[12]), 1)
 return 1

@@ -4,7 +4,7 @@
 -- KEYS[1] lane stream, KEYS[2] dlq stream, KEYS[3] stats hash
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] min idle ms, ARGV[4] cursor, ARGV[5] count,
 -- ARGV[6] max deliveries, ARGV[7] dlq max length, ARGV[8] lane, ARGV[9] the queue's
--- uniq key prefix
+-- uniq key prefix, ARGV[10] its history prefix (history.lua)
 -- Returns {next cursor, {id, fields, deliveries, ...}, {envelope of each dead-lettered
 -- entry}} (for the dead-letter hook).
 local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'COUNT', ARGV[5])
@@ -54,5 +54,6 @@ end
 if #poisoned > 0 then
   redis.call('HINCRBY', KEYS[3], S.dead_lettered, #poisoned)
   redis.call('HINCRBY', KEYS[3], S.failed, #poisoned)
+  history_add(ARGV[10], 0, #poisoned, #poisoned, -1, 0)
 end
 return {r[1], out, poisoned}

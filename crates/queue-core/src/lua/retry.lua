@@ -5,7 +5,8 @@
 -- KEYS[1] lane stream, KEYS[2] delayed set, KEYS[3] stats hash, KEYS[4] optional
 -- unique key of the job
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] entry id, ARGV[4] backoff ms,
--- ARGV[5] delayed member (lane digit + envelope with attempt + 1), ARGV[6] job id
+-- ARGV[5] delayed member (lane digit + envelope with attempt + 1), ARGV[6] job id,
+-- ARGV[7] the queue's history prefix, ARGV[8] the run's wait in ms (history.lua)
 -- Returns 1 when scheduled, 0 when the entry is no longer ours.
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
 if #p == 0 or p[1][2] ~= ARGV[2] then
@@ -21,4 +22,5 @@ if KEYS[4] then
 end
 redis.call('HINCRBY', KEYS[3], S.failed, 1)
 redis.call('HINCRBY', KEYS[3], S.retried, 1)
+history_add(ARGV[7], 0, 1, 0, tonumber(ARGV[8]), 1)
 return 1

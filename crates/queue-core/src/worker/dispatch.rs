@@ -85,6 +85,7 @@ pub(super) fn dispatch<H: Handler>(
                     lane: d.lane,
                     entry_id,
                     result: RunResult::Malformed { raw, error },
+                    wait_ms: None,
                 }));
                 drop(permit);
             }
@@ -205,6 +206,7 @@ async fn run_job<H: Handler>(
         lane,
         entry_id,
         result,
+        wait_ms: Some(wait_ms as u64),
     }));
     drop(permit);
 }

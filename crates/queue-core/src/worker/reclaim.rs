@@ -87,7 +87,8 @@ async fn reclaim(
         .arg(ctx.cfg.max_deliveries)
         .arg(ctx.cfg.dlq_retention)
         .arg(ctx.queue.lane_name(lane))
-        .arg(keys.uniq_prefix());
+        .arg(keys.uniq_prefix())
+        .arg(keys.history_prefix());
     let (next, entries, poisoned): (String, Vec<Value>, Vec<Vec<u8>>) =
         inv.invoke_async(&mut conn).await?;
     for raw in &poisoned {

@@ -62,6 +62,9 @@ pub(super) struct Outcome {
     pub(super) lane: usize,
     pub(super) entry_id: Arc<str>,
     pub(super) result: RunResult,
+    /// Ms from when the job became ready to when this run started, for the
+    /// history (`lua/history.lua`); None when no run started (malformed entry).
+    pub(super) wait_ms: Option<u64>,
 }
 
 pub(super) enum RunResult {

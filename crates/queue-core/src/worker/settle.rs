@@ -125,8 +125,12 @@ async fn complete(ctx: &Ctx, lane: usize, outcomes: &[&Outcome]) -> Result<u64> 
             _ => None,
         })
         .collect();
+    let waits: Vec<u64> = outcomes.iter().filter_map(|o| o.wait_ms).collect();
     inv.arg(&ctx.cfg.group)
         .arg(ctx.cfg.done_retention)
+        .arg(keys.history_prefix())
+        .arg(waits.iter().sum::<u64>())
+        .arg(waits.len())
         .arg(completed.len());
     let sep = fields::done::SEPARATOR;
     for (entry_id, envelope, duration_ms) in &completed {
@@ -214,7 +218,9 @@ async fn settle_failure(ctx: &Ctx, o: &Outcome) -> Result<()> {
                     .arg(&*o.entry_id)
                     .arg(delay.as_millis() as u64)
                     .arg(member)
-                    .arg(&envelope.id);
+                    .arg(&envelope.id)
+                    .arg(keys.history_prefix())
+                    .arg(o.wait_ms.unwrap_or(0));
                 let scheduled: i64 = inv.invoke_async(&mut conn).await?;
                 if scheduled == 1 {
                     ctx.metrics.retried.increment(1);
@@ -275,7 +281,9 @@ async fn dead_letter(
         .arg(letter.attempts)
         .arg(ctx.queue.lane_name(o.lane))
         .arg(letter.job_id)
-        .arg(letter.kind);
+        .arg(letter.kind)
+        .arg(keys.history_prefix())
+        .arg(o.wait_ms.map_or(-1, |ms| ms as i64));
     let moved: i64 = inv.invoke_async(conn).await?;
     if moved == 1 {
         ctx.metrics.dead_lettered.increment(1);

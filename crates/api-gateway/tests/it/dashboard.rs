@@ -1,0 +1,307 @@
+//! The dashboard over HTTP, as a browser without JavaScript sees it: sign-in,
+//! the session cookie, sign-out, CSRF and origin checks, roles. The browser
+//! scenarios are in `browser.rs`.
+
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+
+use crate::helpers::{ADMIN_TOKEN, TestApp, USER_TOKEN, WRONG_TOKEN};
+
+/// A browser without JavaScript: keeps the session cookie, follows nothing.
+pub struct Browser {
+    client: reqwest::Client,
+    base: String,
+    pub cookie: Option<String>,
+}
+
+impl Browser {
+    pub fn new(app: &TestApp) -> Self {
+        Self {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            base: app.url(""),
+            cookie: None,
+        }
+    }
+
+    fn remember(&mut self, headers: &HeaderMap) {
+        for v in headers.get_all(SET_COOKIE) {
+            let v = v.to_str().expect("ascii");
+            let pair = v.split(';').next().expect("a pair");
+            self.cookie = match pair.split_once('=') {
+                Some((_, "")) => None,
+                _ => Some(pair.to_owned()),
+            };
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> reqwest::Response {
+        let mut req = self.client.get(format!("{}{path}", self.base));
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", c);
+        }
+        let res = req.send().await.expect("request");
+        self.remember(res.headers());
+        res
+    }
+
+    /// The page's HTML, after checking it answered 200.
+    pub async fn page(&mut self, path: &str) -> String {
+        let res = self.get(path).await;
+        assert_eq!(res.status(), StatusCode::OK, "GET {path}");
+        res.text().await.expect("html")
+    }
+
+    pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.post_with(path, form, &[]).await
+    }
+
+    pub async fn post_with(
+        &mut self,
+        path: &str,
+        form: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_body(form));
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", c);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res = req.send().await.expect("request");
+        self.remember(res.headers());
+        res
+    }
+
+    pub async fn sign_in(&mut self, key: &str) -> reqwest::Response {
+        self.post("/dashboard/sign-in", &[("key", key)]).await
+    }
+}
+
+/// `application/x-www-form-urlencoded`, as a browser encodes a form.
+pub fn form_body(form: &[(&str, &str)]) -> String {
+    let encode = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                    (b as char).to_string()
+                }
+                b' ' => "+".to_owned(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    form.iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn location(res: &reqwest::Response) -> &str {
+    res.headers()
+        .get(LOCATION)
+        .expect("a Location")
+        .to_str()
+        .expect("ascii")
+}
+
+#[tokio::test]
+async fn signed_out_pages_send_the_browser_to_sign_in_and_come_back_after() {
+    let app = TestApp::spawn().await;
+    let mut browser = Browser::new(&app);
+
+    let res = browser.get("/dashboard").await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/dashboard/sign-in");
+    let res = browser.get("/dashboard/audit?before=5").await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        location(&res),
+        "/dashboard/sign-in?next=/dashboard/audit%3Fbefore%3D5"
+    );
+    let form = browser
+        .page("/dashboard/sign-in?next=/dashboard/audit")
+        .await;
+    assert!(form.contains(r#"type="password""#), "{form}");
+    assert!(
+        form.contains(r#"name="next" value="/dashboard/audit""#),
+        "{form}"
+    );
+    // Elsewhere than the dashboard is no place to come back to.
+    let form = browser
+        .page("/dashboard/sign-in?next=//evil.example/")
+        .await;
+    assert!(form.contains(r#"name="next" value="/dashboard""#), "{form}");
+
+    let res = browser
+        .post(
+            "/dashboard/sign-in",
+            &[("key", ADMIN_TOKEN), ("next", "/dashboard/audit")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/dashboard/audit");
+    // The live stream and scripts get a status, not a page.
+    let mut signed_out = Browser::new(&app);
+    let res = signed_out.get("/dashboard/live").await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_session_cookie_is_http_only_strict_and_scoped_to_the_dashboard_and_ends_at_sign_out() {
+    let app = TestApp::spawn().await;
+    let mut browser = Browser::new(&app);
+
+    let res = browser.sign_in(ADMIN_TOKEN).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/dashboard");
+    let cookie = res.headers()[SET_COOKIE]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    for attribute in [
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/dashboard",
+        "Max-Age=28800",
+    ] {
+        assert!(cookie.contains(attribute), "{attribute} in {cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
+    assert!(
+        !cookie.contains(ADMIN_TOKEN),
+        "the cookie is a session, not the key"
+    );
+
+    let overview = browser.page("/dashboard").await;
+    assert!(overview.contains("<h1>Queues</h1>"), "{overview}");
+    assert!(
+        overview.contains("admin token"),
+        "who is signed in: {overview}"
+    );
+    let old = browser.cookie.clone();
+
+    let res = browser.post("/dashboard/sign-out", &[]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/dashboard/sign-in");
+    assert!(
+        res.headers()[SET_COOKIE]
+            .to_str()
+            .expect("ascii")
+            .contains("Max-Age=0")
+    );
+    assert_eq!(browser.cookie, None);
+    // The old cookie, replayed, is no session any more.
+    browser.cookie = old;
+    let res = browser.get("/dashboard").await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+
+    // Behind a TLS proxy the cookie is Secure.
+    let res = Browser::new(&app)
+        .post_with(
+            "/dashboard/sign-in",
+            &[("key", ADMIN_TOKEN)],
+            &[("x-forwarded-proto", "https")],
+        )
+        .await;
+    let cookie = res.headers()[SET_COOKIE].to_str().expect("ascii");
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_wrong_key_is_a_401_sign_in_page_and_a_user_key_a_403_page() {
+    let app = TestApp::spawn().await;
+    let mut browser = Browser::new(&app);
+
+    let res = browser.sign_in(WRONG_TOKEN).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(res.headers().get(SET_COOKIE).is_none());
+    let html = res.text().await.expect("html");
+    assert!(html.contains("wrong, expired or revoked"), "{html}");
+    assert!(
+        html.contains(r#"type="password""#),
+        "the form again: {html}"
+    );
+
+    let res = browser.sign_in(USER_TOKEN).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(res.headers().get(SET_COOKIE).is_none());
+    let html = res.text().await.expect("html");
+    assert!(html.contains("not the dashboard"), "{html}");
+    let res = browser.get("/dashboard").await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_form_from_another_site_is_refused() {
+    let app = TestApp::spawn().await;
+    let mut browser = Browser::new(&app);
+
+    let res = browser
+        .post_with(
+            "/dashboard/sign-in",
+            &[("key", ADMIN_TOKEN)],
+            &[("origin", "https://evil.example")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = browser
+        .post_with(
+            "/dashboard/sign-in",
+            &[("key", ADMIN_TOKEN)],
+            &[("sec-fetch-site", "cross-site")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(browser.cookie, None);
+    let origin = format!("http://{}", app.addr);
+    let res = browser
+        .post_with(
+            "/dashboard/sign-in",
+            &[("key", ADMIN_TOKEN)],
+            &[("origin", &origin), ("sec-fetch-site", "same-origin")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(browser.cookie.is_some());
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_assets_are_served_from_the_binary_and_cached() {
+    let app = TestApp::spawn().await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(ADMIN_TOKEN).await;
+    let html = browser.page("/dashboard").await;
+    let css = html
+        .split('"')
+        .find(|s| s.starts_with("/dashboard/assets/dashboard.css?v="))
+        .expect("the stylesheet is linked")
+        .to_owned();
+    // Assets need no session: the sign-in page uses them.
+    let res = Browser::new(&app).get(&css).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "text/css; charset=utf-8");
+    assert!(
+        res.headers()["cache-control"]
+            .to_str()
+            .expect("ascii")
+            .contains("immutable")
+    );
+    let res = Browser::new(&app)
+        .get("/dashboard/assets/dashboard.js")
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.text().await.expect("js").contains("EventSource"));
+    app.cleanup().await;
+}
