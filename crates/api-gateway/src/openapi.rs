@@ -19,6 +19,7 @@ use crate::routes::{companies, payments, persons, photos, queues, sync};
         persons::qr,
         companies::create,
         companies::get,
+        companies::retry_context,
         queues::list,
         queues::failed,
         queues::retry,
@@ -37,6 +38,7 @@ use crate::routes::{companies, payments, persons, photos, queues, sync};
         photos::batch,
         payments::create,
         payments::get,
+        payments::resume,
     ),
     components(schemas(
         ErrorBody,
@@ -46,6 +48,7 @@ use crate::routes::{companies, payments, persons, photos, queues, sync};
         companies::CreateCompany,
         companies::CompanyResponse,
         companies::CompanyContextStatus,
+        companies::ContextRetryResponse,
         queues::QueueStatsResponse,
         queues::DeadLetterResponse,
         queues::DeadLetterPage,
@@ -73,6 +76,8 @@ use crate::routes::{companies, payments, persons, photos, queues, sync};
         payments::PaymentQrStatus,
         payments::PaymentCheckResponse,
         payments::MovementResponse,
+        payments::ResumeResponse,
+        crate::routes::RerunBy,
     )),
     modifiers(&BearerAuth, &CommonResponses),
     tags(
