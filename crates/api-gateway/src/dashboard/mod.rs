@@ -13,6 +13,7 @@ mod layout;
 mod live;
 mod overview;
 mod session;
+mod workloads;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -36,6 +37,6 @@ pub fn router() -> Router<AppState> {
         .route("/dashboard/assets/dashboard.js", get(layout::js))
         .route("/dashboard/audit", get(audit::page))
         .route(live::PATH, get(live::stream))
-        // .merge(workloads::router())
+        .merge(workloads::router())
         .layer(axum::Extension(live::Live::default()))
 }
