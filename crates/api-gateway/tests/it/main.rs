@@ -19,3 +19,4 @@ mod photos;
 mod processes;
 mod sync;
 mod traces;
+mod workloads;
