@@ -13,9 +13,9 @@
 //! visible, and stops once they settle.
 
 use axum::Router;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::header;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
@@ -123,28 +123,41 @@ fn title_is_section(title: &str, label: &str) -> bool {
     title == label
 }
 
-/// A path id, or the 400 page naming it.
-fn id_of(path: Result<Path<i64>, PathRejection>) -> Result<i64, Response> {
-    path.map(|Path(id)| id).map_err(|e| {
-        error_response(ApiError::InvalidParameter(format!(
-            "the id in the path must be a number: {e}"
-        )))
-    })
+/// The id in a page's path; a 400 page naming it when it is not a number.
+struct Id(i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for Id {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        match Path::<i64>::from_request_parts(parts, state).await {
+            Ok(Path(id)) => Ok(Id(id)),
+            Err(e) => Err(error_response(ApiError::InvalidParameter(format!(
+                "the id in the path must be a number: {e}"
+            )))),
+        }
+    }
 }
 
-/// `?before=ID` (older rows) or `?after=ID` (later photos of a batch).
+/// `?before=ID` (older rows) or `?after=ID` (later photos of a batch); a 400
+/// page naming them when they are not numbers.
 #[derive(Debug, Default, Deserialize)]
 struct Paging {
     before: Option<i64>,
     after: Option<i64>,
 }
 
-fn paging_of(query: Result<Query<Paging>, QueryRejection>) -> Result<Paging, Response> {
-    query.map(|Query(p)| p).map_err(|e| {
-        error_response(ApiError::InvalidParameter(format!(
-            "`before` and `after` must be numbers: {e}"
-        )))
-    })
+impl<S: Send + Sync> FromRequestParts<S> for Paging {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        match Query::<Paging>::from_request_parts(parts, state).await {
+            Ok(Query(paging)) => Ok(paging),
+            Err(e) => Err(error_response(ApiError::InvalidParameter(format!(
+                "`before` and `after` must be numbers: {e}"
+            )))),
+        }
+    }
 }
 
 async fn conn(
@@ -283,15 +296,7 @@ fn runs_table(runs: &[SyncRun]) -> Markup {
     }
 }
 
-async fn sync_runs(
-    session: Session,
-    State(state): State<AppState>,
-    query: Result<Query<Paging>, QueryRejection>,
-) -> Response {
-    let paging = match paging_of(query) {
-        Ok(p) => p,
-        Err(res) => return res,
-    };
+async fn sync_runs(session: Session, State(state): State<AppState>, paging: Paging) -> Response {
     let runs = async {
         Ok::<_, ApiError>(
             store::sync_runs::recent(&mut *conn(&state).await?, paging.before, PAGE).await?,
@@ -347,15 +352,7 @@ fn run_facts(run: &SyncRun) -> Markup {
     }
 }
 
-async fn sync_run(
-    session: Session,
-    State(state): State<AppState>,
-    path: Result<Path<i64>, PathRejection>,
-) -> Response {
-    let id = match id_of(path) {
-        Ok(id) => id,
-        Err(res) => return res,
-    };
+async fn sync_run(session: Session, State(state): State<AppState>, Id(id): Id) -> Response {
     let run = async {
         store::sync_runs::get(&mut *conn(&state).await?, id)
             .await?
@@ -418,12 +415,8 @@ fn payments_table(payments: &[Payment]) -> Markup {
 async fn flagged_payments(
     session: Session,
     State(state): State<AppState>,
-    query: Result<Query<Paging>, QueryRejection>,
+    paging: Paging,
 ) -> Response {
-    let paging = match paging_of(query) {
-        Ok(p) => p,
-        Err(res) => return res,
-    };
     let payments = async {
         Ok::<_, ApiError>(
             store::payments::flagged(&mut *conn(&state).await?, paging.before, PAGE).await?,
@@ -447,15 +440,7 @@ fn resumable(p: &Payment) -> bool {
     p.needs_operator && !p.status.is_final()
 }
 
-async fn payment(
-    session: Session,
-    State(state): State<AppState>,
-    path: Result<Path<i64>, PathRejection>,
-) -> Response {
-    let id = match id_of(path) {
-        Ok(id) => id,
-        Err(res) => return res,
-    };
+async fn payment(session: Session, State(state): State<AppState>, Id(id): Id) -> Response {
     let loaded = async {
         let mut conn = conn(&state).await?;
         let payment = store::payments::get(&mut conn, id)
@@ -532,15 +517,7 @@ async fn payment(
     page(&title, &session, body)
 }
 
-async fn confirm_resume(
-    session: Session,
-    State(state): State<AppState>,
-    path: Result<Path<i64>, PathRejection>,
-) -> Response {
-    let id = match id_of(path) {
-        Ok(id) => id,
-        Err(res) => return res,
-    };
+async fn confirm_resume(session: Session, State(state): State<AppState>, Id(id): Id) -> Response {
     let p = async {
         store::payments::get(&mut *conn(&state).await?, id)
             .await?
@@ -610,13 +587,9 @@ async fn done(
 async fn resume(
     session: Session,
     State(state): State<AppState>,
-    path: Result<Path<i64>, PathRejection>,
+    Id(id): Id,
     CsrfForm(ActionForm {}): CsrfForm<ActionForm>,
 ) -> Response {
-    let id = match id_of(path) {
-        Ok(id) => id,
-        Err(res) => return res,
-    };
     let outcome = crate::routes::payments::resume_checks(&state, id)
         .await
         .map(|r| {
@@ -682,15 +655,7 @@ fn unsettled(b: &BatchProgress) -> bool {
     b.pending + b.processing > 0
 }
 
-async fn batches(
-    session: Session,
-    State(state): State<AppState>,
-    query: Result<Query<Paging>, QueryRejection>,
-) -> Response {
-    let paging = match paging_of(query) {
-        Ok(p) => p,
-        Err(res) => return res,
-    };
+async fn batches(session: Session, State(state): State<AppState>, paging: Paging) -> Response {
     let batches = async {
         Ok::<_, ApiError>(
             store::photos::recent_batches(&mut *conn(&state).await?, paging.before, PAGE).await?,
@@ -789,17 +754,9 @@ fn batch_body(progress: &BatchProgress, photos: &[Photo], detections: &[PhotoDet
 async fn batch(
     session: Session,
     State(state): State<AppState>,
-    path: Result<Path<i64>, PathRejection>,
-    query: Result<Query<Paging>, QueryRejection>,
+    Id(id): Id,
+    paging: Paging,
 ) -> Response {
-    let id = match id_of(path) {
-        Ok(id) => id,
-        Err(res) => return res,
-    };
-    let paging = match paging_of(query) {
-        Ok(p) => p,
-        Err(res) => return res,
-    };
     let loaded = async {
         let mut conn = conn(&state).await?;
         let progress = store::photos::batch_progress(&mut conn, id)
@@ -826,15 +783,7 @@ async fn batch(
     page(&title, &session, body)
 }
 
-async fn thumbnail(
-    _session: Session,
-    State(state): State<AppState>,
-    path: Result<Path<i64>, PathRejection>,
-) -> Response {
-    let id = match id_of(path) {
-        Ok(id) => id,
-        Err(res) => return res,
-    };
+async fn thumbnail(_session: Session, State(state): State<AppState>, Id(id): Id) -> Response {
     match crate::routes::photos::thumbnail_jpeg(&state, id).await {
         Ok(res) => res,
         Err(e) => error_response(e),
@@ -875,12 +824,8 @@ fn companies_table(companies: &[Company]) -> Markup {
 async fn failed_companies(
     session: Session,
     State(state): State<AppState>,
-    query: Result<Query<Paging>, QueryRejection>,
+    paging: Paging,
 ) -> Response {
-    let paging = match paging_of(query) {
-        Ok(p) => p,
-        Err(res) => return res,
-    };
     let companies = async {
         Ok::<_, ApiError>(
             store::companies::context_failed(&mut *conn(&state).await?, paging.before, PAGE)
@@ -901,15 +846,7 @@ async fn failed_companies(
     page("Failed contexts", &session, body)
 }
 
-async fn confirm_retry(
-    session: Session,
-    State(state): State<AppState>,
-    path: Result<Path<i64>, PathRejection>,
-) -> Response {
-    let id = match id_of(path) {
-        Ok(id) => id,
-        Err(res) => return res,
-    };
+async fn confirm_retry(session: Session, State(state): State<AppState>, Id(id): Id) -> Response {
     let c = async {
         store::companies::get(&mut *conn(&state).await?, id)
             .await?
@@ -944,13 +881,9 @@ async fn confirm_retry(
 async fn retry(
     session: Session,
     State(state): State<AppState>,
-    path: Result<Path<i64>, PathRejection>,
+    Id(id): Id,
     CsrfForm(ActionForm {}): CsrfForm<ActionForm>,
 ) -> Response {
-    let id = match id_of(path) {
-        Ok(id) => id,
-        Err(res) => return res,
-    };
     let outcome = crate::routes::companies::retry_failed_context(&state, id)
         .await
         .map(|r| {

@@ -56,8 +56,9 @@ where
     R: Future<Output = Result<Option<NewJob>, ApiError>>,
 {
     let queue = J::QUEUE.open(&state.broker)?;
-    if let Some(dead) = newest_dead_letter(state, &queue, &of_row).await? {
-        match state.admin.retry_dead(&queue, &dead.id).await {
+    // Boxed: Redis futures are large, and these run inside request handlers.
+    if let Some(dead) = Box::pin(newest_dead_letter(state, &queue, &of_row)).await? {
+        match Box::pin(state.admin.retry_dead(&queue, &dead.id)).await {
             Ok(_) => {
                 return Ok(Rerun {
                     by: RerunBy::DeadLetterRetried,
@@ -75,7 +76,7 @@ where
             message: "there is nothing to run again: its work is not stopped (any more)".into(),
         });
     };
-    let job_id = match state.enqueuer.enqueue(job).await {
+    let job_id = match Box::pin(state.enqueuer.enqueue(job)).await {
         Ok(enqueued) => Some(enqueued.id().to_owned()),
         Err(e) => {
             // docs/design.md, "A row and its job never disagree for long".
