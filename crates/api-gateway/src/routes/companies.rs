@@ -349,14 +349,11 @@ pub async fn retry_failed_context(
     let rerun = super::rerun(
         state,
         |m: &CondenseCompanyContext| m.company_id == company_id,
-        "id",
         reopen,
+        // Reopened meanwhile by another operator or its worker.
+        || not_failed(ContextStatus::Pending),
     )
-    .await
-    .map_err(|e| match e {
-        ApiError::Conflict { .. } => not_failed(ContextStatus::Pending),
-        e => e,
-    })?;
+    .await?;
     info!(
         company.id = company_id,
         retried_by = ?rerun.by,

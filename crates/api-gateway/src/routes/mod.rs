@@ -43,13 +43,14 @@ pub struct Rerun {
 
 /// Gets a row's work going again: retries the newest dead letter of kind `J`
 /// that `of_row` says is the row's, else runs `reopen` (which moves the row
-/// back to the state that runs and answers its job; None when the row was not
-/// in a state to reopen, a 409 `conflict` on `field`) and enqueues the job.
+/// back to the state that runs and answers its job) and enqueues the job.
+/// When `reopen` finds the row not stopped (any more) it answers None, and
+/// the error is `not_stopped`'s.
 pub(crate) async fn rerun<J, R>(
     state: &AppState,
     of_row: impl Fn(&J) -> bool,
-    field: &str,
     reopen: R,
+    not_stopped: impl FnOnce() -> ApiError,
 ) -> Result<Rerun, ApiError>
 where
     J: JobKind,
@@ -71,10 +72,7 @@ where
         }
     }
     let Some(job) = reopen.await? else {
-        return Err(ApiError::Conflict {
-            field: field.to_owned(),
-            message: "there is nothing to run again: its work is not stopped (any more)".into(),
-        });
+        return Err(not_stopped());
     };
     let job_id = match Box::pin(state.enqueuer.enqueue(job)).await {
         Ok(enqueued) => Some(enqueued.id().to_owned()),

@@ -494,14 +494,11 @@ pub async fn resume_checks(state: &AppState, payment_id: i64) -> Result<ResumeRe
     let rerun = super::rerun(
         state,
         |check: &PaymentStatusCheck| check.payment() == payment_id,
-        "qr_id",
         reopen,
+        // Reopened meanwhile by another operator or the scheduler.
+        || not_flagged(&payment),
     )
-    .await
-    .map_err(|e| match e {
-        ApiError::Conflict { .. } => not_flagged(&payment),
-        e => e,
-    })?;
+    .await?;
     info!(
         payment.id = payment_id,
         resumed_by = ?rerun.by,
