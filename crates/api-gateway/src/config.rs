@@ -287,6 +287,63 @@ pub struct Config {
     pub payments: PaymentsConfig,
     /// `DASHBOARD_SESSION_TTL`, `DASHBOARD_SECURE_COOKIE`.
     pub dashboard: DashboardConfig,
+    /// `API_KEY_CACHE_TTL`, `API_AUTH_MAX_FAILURES`, `API_AUTH_FAILURE_WINDOW`,
+    /// `API_TRUST_FORWARDED_FOR`.
+    pub auth: AuthConfig,
+}
+
+/// How keys are checked: the cache of verified keys and the slow-down of
+/// repeated failures.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// `API_KEY_CACHE_TTL`, default 15s: how long a verified key is trusted
+    /// without asking PostgreSQL again, so also the longest a revoked or
+    /// expired key keeps working on another replica.
+    pub key_cache_ttl: Duration,
+    /// `API_AUTH_MAX_FAILURES`, default 10: wrong keys from one client address
+    /// within `API_AUTH_FAILURE_WINDOW`; then it is answered 429 until the
+    /// window ends.
+    pub max_failures: NonZeroU32,
+    /// `API_AUTH_FAILURE_WINDOW`, default 60s.
+    pub failure_window: Duration,
+    /// `API_TRUST_FORWARDED_FOR`, default false: take the client address from
+    /// the last `X-Forwarded-For` entry (the one our proxy added); only behind
+    /// a proxy that sets it, or any client could pick its address.
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            key_cache_ttl: Duration::from_secs(15),
+            max_failures: NonZeroU32::new(10).expect("10 > 0"),
+            failure_window: Duration::from_secs(60),
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+impl AuthConfig {
+    pub fn from_vars(vars: &dyn Vars) -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let failure_window = config::duration(vars, "API_AUTH_FAILURE_WINDOW", d.failure_window)?;
+        if failure_window.is_zero() {
+            return Err(ConfigError::new(
+                "API_AUTH_FAILURE_WINDOW",
+                "must be greater than zero",
+            ));
+        }
+        Ok(Self {
+            key_cache_ttl: config::duration(vars, "API_KEY_CACHE_TTL", d.key_cache_ttl)?,
+            max_failures: config::nonzero(vars, "API_AUTH_MAX_FAILURES", d.max_failures)?,
+            failure_window,
+            trust_forwarded_for: config::boolean(
+                vars,
+                "API_TRUST_FORWARDED_FOR",
+                d.trust_forwarded_for,
+            )?,
+        })
+    }
 }
 
 /// What the payment routes need: the bank, and when a new payment's first check runs.
@@ -374,6 +431,7 @@ impl Config {
             photos: PhotoConfig::from_vars(vars)?,
             payments: PaymentsConfig::from_vars(vars)?,
             dashboard: DashboardConfig::from_vars(vars)?,
+            auth: AuthConfig::from_vars(vars)?,
         })
     }
 }

@@ -15,7 +15,7 @@ use serde::Serialize;
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// Machine-readable code: `validation_failed`, `invalid_json`,
-    /// `invalid_parameter`, `unauthorized`, `forbidden`, `not_found`, `qr_failed`,
+    /// `invalid_parameter`, `unauthorized`, `forbidden`, `too_many_failures`, `not_found`, `qr_failed`,
     /// `conflict`, `payload_too_large`, `unsupported_media_type`, `unavailable`,
     /// `busy`, `timeout`, `internal`.
     pub error: &'static str,
@@ -57,6 +57,9 @@ pub enum ApiError {
     Unauthorized,
     /// 403
     Forbidden,
+    /// 429 `too_many_failures` with `Retry-After`: this client address sent
+    /// `API_AUTH_MAX_FAILURES` wrong keys within `API_AUTH_FAILURE_WINDOW`.
+    TooManyFailures { retry_after: Duration },
     /// 404
     NotFound(String),
     /// 404: the person exists but generating their QR code failed.
@@ -115,194 +118,196 @@ impl From<queue_core::Error> for ApiError {
     }
 }
 
+impl From<ops::AuditUnavailable> for ApiError {
+    fn from(e: ops::AuditUnavailable) -> Self {
+        ApiError::Unavailable {
+            what: "the audit log".into(),
+            source: e.into(),
+        }
+    }
+}
+
+impl From<ops::Error> for ApiError {
+    fn from(e: ops::Error) -> Self {
+        match e {
+            ops::Error::Queue(e) => e.into(),
+            ops::Error::Audit(e) => e.into(),
+            ops::Error::Store(e) => e.into(),
+            ops::Error::NoSuchKey(id) => ApiError::NotFound(format!("no API key {id}")),
+        }
+    }
+}
+
+/// How an error ends an action in the audit log: its code and message, as
+/// the client sees them (a 5xx's detail stays in the log).
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (status, body, _) = self.parts();
+        write!(f, "{} {}: {}", status.as_u16(), body.error, body.message)
+    }
+}
+
 impl From<store::StoreError> for ApiError {
     fn from(e: store::StoreError) -> Self {
         ApiError::Internal(e.into())
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, body, detail) = match self {
-            ApiError::Validation { field, message } => {
-                let detail = format!("{field}: {message}");
-                (
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    ErrorBody {
-                        error: "validation_failed",
-                        message,
-                        field: Some(field),
-                    },
-                    detail,
-                )
-            }
-            ApiError::InvalidJson { field, message } => {
-                let detail = match &field {
+impl ApiError {
+    /// The status, the body the client sees and the detail for the log.
+    fn parts(&self) -> (StatusCode, ErrorBody, String) {
+        let body = |error: &'static str, message: &str, field: Option<&String>| ErrorBody {
+            error,
+            message: message.to_owned(),
+            field: field.cloned(),
+        };
+        match self {
+            ApiError::Validation { field, message } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                body("validation_failed", message, Some(field)),
+                format!("{field}: {message}"),
+            ),
+            ApiError::InvalidJson { field, message } => (
+                StatusCode::BAD_REQUEST,
+                body("invalid_json", message, field.as_ref()),
+                match field {
                     Some(f) => format!("{f}: {message}"),
                     None => message.clone(),
-                };
-                (
-                    StatusCode::BAD_REQUEST,
-                    ErrorBody {
-                        error: "invalid_json",
-                        message,
-                        field,
-                    },
-                    detail,
-                )
-            }
+                },
+            ),
             ApiError::InvalidParameter(message) => (
                 StatusCode::BAD_REQUEST,
-                ErrorBody {
-                    error: "invalid_parameter",
-                    message: message.clone(),
-                    field: None,
-                },
-                message,
+                body("invalid_parameter", message, None),
+                message.clone(),
             ),
             ApiError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
-                ErrorBody {
-                    error: "unauthorized",
-                    message: "send Authorization: Bearer <token>".into(),
-                    field: None,
-                },
-                "no valid bearer token".into(),
+                body(
+                    "unauthorized",
+                    "send Authorization: Bearer <key>: a valid API key or token \
+                     (not expired, not revoked)",
+                    None,
+                ),
+                "no valid bearer key".into(),
             ),
             ApiError::Forbidden => (
                 StatusCode::FORBIDDEN,
-                ErrorBody {
-                    error: "forbidden",
-                    message: "this token's role may not do this".into(),
-                    field: None,
-                },
-                "the token's role may not do this".into(),
+                body("forbidden", "this key's role may not do this", None),
+                "the key's role may not do this".into(),
             ),
+            ApiError::TooManyFailures { retry_after } => {
+                let message = format!(
+                    "too many wrong keys from this address; try again in {}s",
+                    retry_after.as_secs().max(1)
+                );
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    body("too_many_failures", &message, None),
+                    message,
+                )
+            }
             ApiError::NotFound(message) => (
                 StatusCode::NOT_FOUND,
-                ErrorBody {
-                    error: "not_found",
-                    message: message.clone(),
-                    field: None,
-                },
-                message,
+                body("not_found", message, None),
+                message.clone(),
             ),
             ApiError::QrFailed(message) => (
                 StatusCode::NOT_FOUND,
-                ErrorBody {
-                    error: "qr_failed",
-                    message: message.clone(),
-                    field: None,
-                },
-                message,
+                body("qr_failed", message, None),
+                message.clone(),
             ),
-            ApiError::Conflict { field, message } => {
-                let detail = format!("{field}: {message}");
-                (
-                    StatusCode::CONFLICT,
-                    ErrorBody {
-                        error: "conflict",
-                        message,
-                        field: Some(field),
-                    },
-                    detail,
-                )
-            }
+            ApiError::Conflict { field, message } => (
+                StatusCode::CONFLICT,
+                body("conflict", message, Some(field)),
+                format!("{field}: {message}"),
+            ),
             ApiError::SyncActive(run_id) => {
                 let message = format!(
                     "sync run {run_id} is already queued or running; follow it at /api/sync-runs/{run_id}"
                 );
-                let body = SyncConflict {
-                    body: ErrorBody {
-                        error: "conflict",
-                        message: message.clone(),
-                        field: None,
-                    },
-                    run_id,
-                };
-                let mut res = (StatusCode::CONFLICT, Json(body)).into_response();
-                res.extensions_mut().insert(ErrorDetail(message));
-                return res;
+                (
+                    StatusCode::CONFLICT,
+                    body("conflict", &message, None),
+                    message,
+                )
             }
-            ApiError::PayloadTooLarge => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                ErrorBody {
-                    error: "payload_too_large",
-                    message: "the request body is larger than the limit".into(),
-                    field: None,
-                },
-                "the request body is larger than the limit".into(),
-            ),
+            ApiError::PayloadTooLarge => {
+                let message = "the request body is larger than the limit";
+                (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    body("payload_too_large", message, None),
+                    message.into(),
+                )
+            }
             ApiError::TooLarge(message) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
-                ErrorBody {
-                    error: "payload_too_large",
-                    message: message.clone(),
-                    field: None,
-                },
-                message,
+                body("payload_too_large", message, None),
+                message.clone(),
             ),
             ApiError::UnsupportedMediaType(message) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                ErrorBody {
-                    error: "unsupported_media_type",
-                    message: message.clone(),
-                    field: None,
-                },
-                message,
+                body("unsupported_media_type", message, None),
+                message.clone(),
             ),
             ApiError::Unavailable { what, source } => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                ErrorBody {
-                    error: "unavailable",
-                    message: format!("{what} is unavailable; nothing was stored, try again"),
-                    field: None,
-                },
+                body(
+                    "unavailable",
+                    &format!("{what} is unavailable; nothing was stored, try again"),
+                    None,
+                ),
                 format!("{source:#}"),
             ),
-            ApiError::Busy {
-                message,
-                retry_after,
-            } => {
-                let body = ErrorBody {
-                    error: "busy",
-                    message: message.clone(),
-                    field: None,
-                };
-                let mut res = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
-                res.headers_mut().insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from(retry_after.as_secs().max(1)),
-                );
-                res.extensions_mut().insert(ErrorDetail(message));
-                return res;
-            }
+            ApiError::Busy { message, .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                body("busy", message, None),
+                message.clone(),
+            ),
             ApiError::Timeout(limit) => {
-                let limit = humantime::format_duration(limit);
+                let limit = humantime::format_duration(*limit);
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
-                    ErrorBody {
-                        error: "timeout",
-                        message: format!(
+                    body(
+                        "timeout",
+                        &format!(
                             "the request did not finish within {limit}; it may still take effect, \
                              so check before repeating it"
                         ),
-                        field: None,
-                    },
+                        None,
+                    ),
                     format!("the request did not finish within {limit} (API_REQUEST_TIMEOUT)"),
                 )
             }
             ApiError::Internal(e) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
-                ErrorBody {
-                    error: "internal",
-                    message: "internal error".into(),
-                    field: None,
-                },
+                body("internal", "internal error", None),
                 format!("{e:#}"),
             ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body, detail) = self.parts();
+        let mut res = match self {
+            ApiError::SyncActive(run_id) => {
+                (status, Json(SyncConflict { body, run_id })).into_response()
+            }
+            _ => (status, Json(body)).into_response(),
         };
-        let mut res = (status, Json(body)).into_response();
+        let retry_after = match self {
+            ApiError::Busy { retry_after, .. } | ApiError::TooManyFailures { retry_after } => {
+                Some(retry_after)
+            }
+            _ => None,
+        };
+        if let Some(after) = retry_after {
+            res.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(after.as_secs().max(1)),
+            );
+        }
         if status == StatusCode::UNAUTHORIZED {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

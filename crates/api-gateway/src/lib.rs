@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
 
+pub mod actions;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod dashboard;
@@ -42,6 +44,8 @@ pub struct AppState {
     /// The bank that creates payment QRs.
     pub bank: Arc<dyn payments::Bank>,
     pub storage: Storage,
+    /// Verified keys (cached briefly), `last_used_at` writes, failures per address.
+    pub keyring: Arc<auth::Keyring>,
 }
 
 /// The API: every route group merged, with the body limit, the request timeout
@@ -53,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::persons::router())
         .merge(routes::companies::router())
         .merge(routes::queues::router())
+        .merge(routes::keys::router())
         .merge(routes::sync::router())
         .merge(routes::photos::router(&state.config))
         .merge(routes::payments::router())
@@ -158,6 +163,7 @@ pub async fn connect(config: Config) -> anyhow::Result<AppState> {
         broker,
         bank: Arc::new(bank),
         storage: Storage::local(&config.storage_dir),
+        keyring: Arc::new(auth::Keyring::new(config.auth.clone())),
         config: Arc::new(config),
     })
 }

@@ -4,8 +4,9 @@ use utoipa::Modify;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 
+use crate::auth::Role;
 use crate::error::{ErrorBody, SyncConflict};
-use crate::routes::{companies, payments, persons, photos, queues, sync};
+use crate::routes::{companies, keys, payments, persons, photos, queues, sync};
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -39,6 +40,10 @@ use crate::routes::{companies, payments, persons, photos, queues, sync};
         payments::create,
         payments::get,
         payments::resume,
+        keys::create,
+        keys::list,
+        keys::revoke,
+        keys::audit_log,
     ),
     components(schemas(
         ErrorBody,
@@ -78,15 +83,22 @@ use crate::routes::{companies, payments, persons, photos, queues, sync};
         payments::MovementResponse,
         payments::ResumeResponse,
         crate::routes::RerunBy,
+        Role,
+        keys::CreateKey,
+        keys::KeyResponse,
+        keys::CreatedKeyResponse,
+        keys::AuditEntryResponse,
+        keys::AuditPageResponse,
     )),
     modifiers(&BearerAuth, &CommonResponses),
     tags(
-        (name = "persons", description = "Registration and QR codes (user or admin token)"),
-        (name = "companies", description = "Companies and their business context, condensed in the background when long (user or admin token)"),
-        (name = "queues", description = "Queue operations (admin token)"),
-        (name = "sync", description = "The Wispro customer sync: start a run, follow it (admin token)"),
-        (name = "photos", description = "Race photos: bulk upload, processing status, batches, search by bib (user or admin token)"),
-        (name = "payments", description = "Payment QRs created at the bank and checked in the background until paid (user or admin token)"),
+        (name = "persons", description = "Registration and QR codes (any role)"),
+        (name = "companies", description = "Companies and their business context, condensed in the background when long (any role)"),
+        (name = "queues", description = "Queue operations; those that change state are recorded in the audit log (operator or admin)"),
+        (name = "sync", description = "The Wispro customer sync: start a run, follow it (admin)"),
+        (name = "photos", description = "Race photos: bulk upload, processing status, batches, search by bib (any role)"),
+        (name = "payments", description = "Payment QRs created at the bank and checked in the background until paid (any role)"),
+        (name = "admin", description = "API keys (created, listed, revoked) and the audit log (admin)"),
     )
 )]
 pub struct ApiDoc;
@@ -98,14 +110,29 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API key (`rsq_ab12cd34_...`, created by an admin with \
+                         `POST /api/admin/keys` or `queuectl keys create`) or a bootstrap \
+                         token (`API_ADMIN_TOKEN`: admin, `API_USER_TOKEN`: user). Roles: \
+                         `user` the domain API (persons, companies, photos, payments); \
+                         `operator` also the queues; `admin` everything, the sync, keys \
+                         and the audit log included. A wrong, expired or revoked key is \
+                         401; a role too low 403; `API_AUTH_MAX_FAILURES` wrong keys \
+                         from one address within `API_AUTH_FAILURE_WINDOW` are answered \
+                         429 with `Retry-After` until the window ends.",
+                    ))
+                    .build(),
+            ),
         );
     }
 }
 
 /// The answers any operation may give, declared once under `components.responses`
 /// and referenced by every operation that does not declare the status itself: 400
-/// wherever a path or query parameter may not parse, 401 wherever a token is
+/// wherever a path or query parameter may not parse, 401 and 429 wherever a key is
 /// required, 500, and 503 `timeout` (`API_REQUEST_TIMEOUT`). All carry the one
 /// error schema, `ErrorBody`.
 struct CommonResponses;
@@ -119,7 +146,7 @@ enum When {
 }
 
 impl CommonResponses {
-    const RESPONSES: [(&'static str, &'static str, When, &'static str); 4] = [
+    const RESPONSES: [(&'static str, &'static str, When, &'static str); 5] = [
         (
             "400",
             "InvalidParameter",
@@ -131,8 +158,16 @@ impl CommonResponses {
             "401",
             "Unauthorized",
             When::Secured,
-            "No token, or not a known one (`unauthorized`); the answer carries \
-             `WWW-Authenticate: Bearer`.",
+            "No key, or not a valid one: unknown, expired or revoked (`unauthorized`); \
+             the answer carries `WWW-Authenticate: Bearer`.",
+        ),
+        (
+            "429",
+            "TooManyFailures",
+            When::Secured,
+            "Too many wrong keys from this client address (`API_AUTH_MAX_FAILURES` within \
+             `API_AUTH_FAILURE_WINDOW`; `too_many_failures`): refused, right key or not, \
+             until the window ends; `Retry-After` says in how many seconds.",
         ),
         (
             "500",
@@ -206,11 +241,12 @@ mod tests {
 
     use super::ApiDoc;
 
-    /// Where every operation needs the admin token.
-    const ADMIN_ONLY: [&str; 3] = [
+    /// Where every operation needs more than a user key.
+    const ROLE_LIMITED: [&str; 4] = [
         "/api/queues",
         "/api/users/sync-wispro-all",
         "/api/sync-runs",
+        "/api/admin",
     ];
 
     #[test]
@@ -236,8 +272,8 @@ mod tests {
         for (path, item) in paths {
             for (method, op) in item.as_object().expect("path item") {
                 let responses = op["responses"].as_object().expect("responses");
-                let mut required = vec!["401", "500", "503"];
-                if ADMIN_ONLY.iter().any(|p| path.starts_with(p)) {
+                let mut required = vec!["401", "429", "500", "503"];
+                if ROLE_LIMITED.iter().any(|p| path.starts_with(p)) {
                     required.push("403");
                 }
                 if path.contains('{') {

@@ -50,13 +50,18 @@ pub async fn create(conn: &mut PgConnection, s: NewSession<'_>) -> Result<()> {
     Ok(())
 }
 
-/// The session of `token_hash` while it has not expired.
+/// The session of `token_hash` while it has not expired and its key (if any)
+/// is neither revoked nor expired: asked of the database on every request, so
+/// revoking a key ends its sessions at once, on every replica.
 pub async fn find(conn: &mut PgConnection, token_hash: &[u8]) -> Result<Option<SessionRow>> {
     Ok(sqlx::query_as!(
         SessionRow,
-        "SELECT key_id, name, prefix, role, csrf, flash, expires_at
-           FROM dashboard_sessions
-          WHERE token_hash = $1 AND expires_at > now()",
+        "SELECT s.key_id, s.name, s.prefix, s.role, s.csrf, s.flash, s.expires_at
+           FROM dashboard_sessions s
+           LEFT JOIN api_keys k ON k.id = s.key_id
+          WHERE s.token_hash = $1 AND s.expires_at > now()
+            AND (s.key_id IS NULL
+                 OR (k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())))",
         token_hash,
     )
     .fetch_optional(conn)

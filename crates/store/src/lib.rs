@@ -1,7 +1,9 @@
 #![doc = include_str!("../README.md")]
 
+pub mod audit;
 pub mod companies;
 pub mod dashboard_sessions;
+pub mod keys;
 pub mod payments;
 pub mod persons;
 pub mod photos;

@@ -351,10 +351,15 @@ pub async fn serve_on(
     router: Router,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-        .context("http server")
+    // The peer's address rides on each request (`ConnectInfo`): the gateway
+    // counts wrong keys per client address.
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
+    .context("http server")
 }
 
 struct HeaderExtractor<'a>(&'a axum::http::HeaderMap);

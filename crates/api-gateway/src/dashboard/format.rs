@@ -1,5 +1,7 @@
 //! How the pages write numbers and times.
 
+use chrono::{DateTime, TimeZone, Utc};
+
 /// `850ms`, `42s`, `3m 5s`, `2h 10m`, `3d 4h`.
 pub(super) fn age_ms(ms: u64) -> String {
     let s = ms / 1000;
@@ -10,6 +12,18 @@ pub(super) fn age_ms(ms: u64) -> String {
         3600..86400 => format!("{}h {}m", s / 3600, (s % 3600) / 60),
         _ => format!("{}d {}h", s / 86400, (s % 86400) / 3600),
     }
+}
+
+/// A time in UTC, to the second: `2026-12-05 20:31:07 UTC`.
+pub(super) fn time(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// A time given in Unix milliseconds.
+pub(super) fn time_ms(ms: i64) -> String {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .map_or_else(|| ms.to_string(), time)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
 
-use super::session::{Session, csrf_field};
+use super::session::{FLASH_ERROR, Session, csrf_field, role_name};
 
 const CSS: &str = include_str!("assets/dashboard.css");
 const JS: &str = include_str!("assets/dashboard.js");
@@ -83,14 +83,18 @@ pub fn page(title: &str, who: &Session, body: Markup) -> Markup {
                         }
                     }
                     form.who method="post" action="/dashboard/sign-out" {
-                        span { (who.principal.actor()) " · " (who.principal.role.as_str()) }
+                        span { (who.principal.actor()) " · " (role_name(who.principal.role)) }
                         (csrf_field(who))
                         button.link type="submit" { "Sign out" }
                     }
                 }
                 main #main tabindex="-1" {
                     @if let Some(flash) = &who.flash {
-                        p.flash role="status" { (flash) }
+                        @if let Some(error) = flash.strip_prefix(FLASH_ERROR) {
+                            p.flash.error role="alert" { (error) }
+                        } @else {
+                            p.flash role="status" { (flash) }
+                        }
                     }
                     (body)
                 }

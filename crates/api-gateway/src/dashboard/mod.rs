@@ -12,6 +12,7 @@ mod format;
 mod layout;
 mod live;
 mod overview;
+mod queues;
 mod session;
 mod workloads;
 
@@ -19,7 +20,7 @@ use axum::Router;
 use axum::routing::{get, post};
 
 pub use layout::page;
-pub use session::{CsrfForm, Principal, Role, Session, csrf_field};
+pub use session::{CsrfForm, Session, csrf_field};
 
 use crate::AppState;
 
@@ -35,6 +36,31 @@ pub fn router() -> Router<AppState> {
         .route("/dashboard/sign-out", post(session::sign_out))
         .route("/dashboard/assets/dashboard.css", get(layout::css))
         .route("/dashboard/assets/dashboard.js", get(layout::js))
+        .route("/dashboard/queues/{queue}", get(queues::page))
+        .route("/dashboard/queues/{queue}/confirm", get(queues::confirm))
+        .route("/dashboard/queues/{queue}/pause", post(queues::pause))
+        .route("/dashboard/queues/{queue}/resume", post(queues::resume))
+        .route(
+            "/dashboard/queues/{queue}/failed/retry-all",
+            post(queues::retry_all),
+        )
+        .route(
+            "/dashboard/queues/{queue}/failed/flush",
+            post(queues::flush),
+        )
+        .route("/dashboard/queues/{queue}/jobs/{id}", get(queues::job_page))
+        .route(
+            "/dashboard/queues/{queue}/jobs/{id}/retry",
+            post(queues::retry),
+        )
+        .route(
+            "/dashboard/queues/{queue}/jobs/{id}/promote",
+            post(queues::promote),
+        )
+        .route(
+            "/dashboard/queues/{queue}/jobs/{id}/delete",
+            post(queues::delete),
+        )
         .route("/dashboard/audit", get(audit::page))
         .route(live::PATH, get(live::stream))
         .merge(workloads::router())

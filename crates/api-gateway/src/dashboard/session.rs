@@ -8,84 +8,24 @@
 //! `Origin` / `Sec-Fetch-Site` headers as a second line (`SameSite=Strict`
 //! already keeps the cookie off cross-site requests).
 
-use std::net::{IpAddr, SocketAddr};
-
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Form, FromRequest, FromRequestParts, Query, Request, State};
+use axum::extract::{Form, FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::layout::{bare_page, error_page};
 use crate::AppState;
+use crate::auth::{ClientAddr, Principal, Role, authenticate};
 use crate::error::ApiError;
 
-/// The agreed `auth::Principal` and `Role`, until the keys branch brings them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Role {
-    User,
-    Operator,
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::User => "user",
-            Role::Operator => "operator",
-            Role::Admin => "admin",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        match s {
-            "user" => Some(Role::User),
-            "operator" => Some(Role::Operator),
-            "admin" => Some(Role::Admin),
-            _ => None,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Principal {
-    pub key_id: Option<i64>,
-    pub name: String,
-    pub prefix: String,
-    pub role: Role,
-}
-
-impl Principal {
-    pub fn actor(&self) -> String {
-        format!("{} ({})", self.name, self.prefix)
-    }
-}
-
-/// The bootstrap tokens only, until the keys branch's `auth::authenticate`.
-async fn authenticate(
-    state: &AppState,
-    presented: &str,
-    _peer: Option<IpAddr>,
-) -> Result<Principal, ApiError> {
-    let matches = |expected: &str| bool::from(presented.as_bytes().ct_eq(expected.as_bytes()));
-    let admin = matches(state.config.admin_token.expose());
-    let user = matches(state.config.user_token.expose());
-    let (name, role) = match (admin, user) {
-        (true, _) => ("admin token", Role::Admin),
-        (false, true) => ("user token", Role::User),
-        _ => return Err(ApiError::Unauthorized),
-    };
-    Ok(Principal {
-        key_id: None,
-        name: name.into(),
-        prefix: presented.chars().take(6).collect(),
-        role,
-    })
+/// `user`, `operator`, `admin`.
+pub fn role_name(role: Role) -> &'static str {
+    store::keys::Role::from(role).as_str()
 }
 
 /// The session cookie's name.
@@ -96,6 +36,8 @@ pub(super) const SIGN_IN: &str = "/dashboard/sign-in";
 /// Requests that read data for a page already shown (the live stream, list
 /// refreshes) send this header, so they leave the flash message to the page.
 pub(super) const FRAGMENT_HEADER: &str = "x-dashboard-fragment";
+/// Marks a flash message that reports a refusal or failure.
+pub(super) const FLASH_ERROR: &str = "error:";
 
 /// A signed-in operator or admin. As an extractor: a browser without a session
 /// is sent to the sign-in page, a `user` key gets a 403 page.
@@ -127,8 +69,9 @@ pub fn csrf_field(s: &Session) -> Markup {
     html! { input type="hidden" name="csrf" value=(s.csrf); }
 }
 
+/// Sessions are stored by the SHA-256 of their token, as keys are.
 fn sha256(token: &str) -> Vec<u8> {
-    Sha256::digest(token.as_bytes()).to_vec()
+    store::keys::hash(token).to_vec()
 }
 
 fn random_token() -> String {
@@ -191,7 +134,7 @@ fn forbidden_page(principal: &Principal) -> Response {
         "Not allowed",
         html! {
             p { "You are signed in as " strong { (principal.actor()) } " with the role "
-                strong { (principal.role.as_str()) } ". The dashboard needs an "
+                strong { (role_name(principal.role)) } ". The dashboard needs an "
                 strong { "operator" } " or " strong { "admin" } " key." }
             form method="post" action="/dashboard/sign-out" {
                 button type="submit" { "Sign in with another key" }
@@ -224,14 +167,14 @@ impl FromRequestParts<AppState> for Session {
         let Some(row) = row else {
             return Err(sign_in_redirect(parts));
         };
-        let Some(role) = Role::parse(&row.role) else {
+        let Ok(role) = row.role.parse::<store::keys::Role>() else {
             return Err(sign_in_redirect(parts));
         };
         let principal = Principal {
             key_id: row.key_id,
             name: row.name,
             prefix: row.prefix,
-            role,
+            role: role.into(),
         };
         if principal.role < Role::Operator {
             return Err(forbidden_page(&principal));
@@ -398,13 +341,6 @@ pub(super) struct SignInForm {
     next: Option<String>,
 }
 
-fn peer_of(parts: &Parts) -> Option<IpAddr> {
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip())
-}
-
 /// Whether the browser reached us over TLS (directly or through a proxy).
 fn over_tls(state: &AppState, headers: &HeaderMap) -> bool {
     state.config.dashboard.secure_cookie
@@ -423,7 +359,8 @@ fn session_cookie(value: &str, max_age_secs: u64, secure: bool) -> HeaderValue {
 }
 
 pub(super) async fn sign_in(State(state): State<AppState>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let Ok(ClientAddr(peer)) = ClientAddr::from_request_parts(&mut parts, &state).await;
     if !same_origin(&parts.headers) {
         return cross_site_page();
     }
@@ -439,7 +376,7 @@ pub(super) async fn sign_in(State(state): State<AppState>, req: Request) -> Resp
         *res.status_mut() = status;
         res
     };
-    let principal = match authenticate(&state, form.key.trim(), peer_of(&parts)).await {
+    let principal = match authenticate(&state, form.key.trim(), peer).await {
         Ok(p) => p,
         Err(ApiError::Unauthorized) => {
             return refused(
@@ -482,7 +419,7 @@ pub(super) async fn sign_in(State(state): State<AppState>, req: Request) -> Resp
                 key_id: principal.key_id,
                 name: &principal.name,
                 prefix: &principal.prefix,
-                role: principal.role.as_str(),
+                role: role_name(principal.role),
                 csrf: &random_token(),
                 expires_at: chrono::Utc::now()
                     + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(8)),

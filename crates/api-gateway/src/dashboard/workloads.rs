@@ -590,7 +590,7 @@ async fn resume(
     Id(id): Id,
     CsrfForm(ActionForm {}): CsrfForm<ActionForm>,
 ) -> Response {
-    let outcome = crate::routes::payments::resume_checks(&state, id)
+    let outcome = crate::routes::payments::resume_checks(&state, &session.principal, id)
         .await
         .map(|r| {
             format!(
@@ -884,7 +884,7 @@ async fn retry(
     Id(id): Id,
     CsrfForm(ActionForm {}): CsrfForm<ActionForm>,
 ) -> Response {
-    let outcome = crate::routes::companies::retry_failed_context(&state, id)
+    let outcome = crate::routes::companies::retry_failed_context(&state, &session.principal, id)
         .await
         .map(|r| {
             format!(

@@ -17,7 +17,7 @@ use store::companies::{self, Company, ContextStatus};
 use tracing::{Instrument, info, warn};
 
 use crate::AppState;
-use crate::auth::{AdminCaller, Caller};
+use crate::auth::{Caller, OperatorCaller, Principal};
 use crate::error::{ApiError, ErrorBody};
 use crate::json::ApiJson;
 use crate::params::ApiPath;
@@ -310,7 +310,24 @@ pub struct ContextRetryResponse {
 /// is retried instead (the worker reopens the company as it runs it), so no
 /// second condensation runs beside it. 404 when there is no such company,
 /// 409 when its context has not failed.
+/// Audited as `company.context_retry` of `company/ID`, for `who`.
 pub async fn retry_failed_context(
+    state: &AppState,
+    who: &Principal,
+    company_id: i64,
+) -> Result<ContextRetryResponse, ApiError> {
+    let target = format!("company/{company_id}");
+    crate::actions::audited(
+        state,
+        who,
+        ops::action::CONTEXT_RETRY,
+        &target,
+        Box::pin(retry_unaudited(state, company_id)),
+    )
+    .await
+}
+
+async fn retry_unaudited(
     state: &AppState,
     company_id: i64,
 ) -> Result<ContextRetryResponse, ApiError> {
@@ -386,10 +403,10 @@ pub async fn retry_failed_context(
 )]
 pub async fn retry_context(
     State(state): State<AppState>,
-    _caller: AdminCaller,
+    OperatorCaller(who): OperatorCaller,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<(StatusCode, Json<ContextRetryResponse>), ApiError> {
-    let retried = retry_failed_context(&state, id).await?;
+    let retried = retry_failed_context(&state, &who, id).await?;
     Ok((StatusCode::ACCEPTED, Json(retried)))
 }
 

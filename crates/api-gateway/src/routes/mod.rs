@@ -2,6 +2,7 @@
 
 pub mod companies;
 pub mod docs;
+pub mod keys;
 pub mod payments;
 pub mod persons;
 pub mod photos;

@@ -28,7 +28,7 @@ use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 
 use crate::AppState;
-use crate::auth::{AdminCaller, Caller};
+use crate::auth::{Caller, OperatorCaller, Principal};
 use crate::error::{ApiError, ErrorBody};
 use crate::json::ApiJson;
 use crate::params::ApiPath;
@@ -461,7 +461,24 @@ pub struct ResumeResponse {
 /// letter is retried instead (the scheduler reopens the payment as it runs it),
 /// so no second check runs beside it. 404 when there is no such payment, 409
 /// when it is not flagged (or has a final status).
-pub async fn resume_checks(state: &AppState, payment_id: i64) -> Result<ResumeResponse, ApiError> {
+/// Audited as `payment.resume` of `payment/ID`, for `who`.
+pub async fn resume_checks(
+    state: &AppState,
+    who: &Principal,
+    payment_id: i64,
+) -> Result<ResumeResponse, ApiError> {
+    let target = format!("payment/{payment_id}");
+    crate::actions::audited(
+        state,
+        who,
+        ops::action::PAYMENT_RESUME,
+        &target,
+        Box::pin(resume_unaudited(state, payment_id)),
+    )
+    .await
+}
+
+async fn resume_unaudited(state: &AppState, payment_id: i64) -> Result<ResumeResponse, ApiError> {
     let not_flagged = |p: &Payment| ApiError::Conflict {
         field: "qr_id".into(),
         message: format!(
@@ -532,7 +549,7 @@ pub async fn resume_checks(state: &AppState, payment_id: i64) -> Result<ResumeRe
 )]
 pub async fn resume(
     State(state): State<AppState>,
-    _caller: AdminCaller,
+    OperatorCaller(who): OperatorCaller,
     ApiPath(qr_id): ApiPath<String>,
 ) -> Result<(StatusCode, Json<ResumeResponse>), ApiError> {
     let payment = {
@@ -543,7 +560,7 @@ pub async fn resume(
             .map_err(store::StoreError::from)?;
         by_qr_id(&mut conn, &qr_id).await?
     };
-    let resumed = resume_checks(&state, payment.id).await?;
+    let resumed = resume_checks(&state, &who, payment.id).await?;
     Ok((StatusCode::ACCEPTED, Json(resumed)))
 }
 

@@ -1,4 +1,6 @@
-//! Admin operations on queues, over the same `queue_core::Admin` as `queuectl`.
+//! Operations on queues, over the same `queue_core::Admin` as `queuectl`; those
+//! that change state go through `crate::actions`, which records them in the
+//! audit log.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -7,11 +9,12 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
-use crate::auth::AdminCaller;
+use crate::actions;
+use crate::auth::OperatorCaller;
 use crate::error::{ApiError, ErrorBody};
 use crate::params::{ApiPath, ApiQuery};
 
-/// The admin queue API under `/api/queues`; every route needs the admin token.
+/// The queue API under `/api/queues`; every route needs an operator or admin key.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/queues", get(list))
@@ -227,9 +230,12 @@ pub struct Paused {
     pub paused: bool,
 }
 
-/// 403 of every route here: they all need the admin token.
+/// 403 of every route here: they all need an operator or admin key.
 #[derive(utoipa::IntoResponses)]
-#[response(status = 403, description = "Not the admin token (`forbidden`)")]
+#[response(
+    status = 403,
+    description = "A user key: queues need an operator or admin key (`forbidden`)"
+)]
 pub struct Forbidden(pub ErrorBody);
 
 /// What an operation on a named queue may answer besides 403.
@@ -258,7 +264,7 @@ pub enum DeadLetterErrors {
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
-    _admin: AdminCaller,
+    _operator: OperatorCaller,
 ) -> Result<Json<Vec<QueueStatsResponse>>, ApiError> {
     let stats = state.admin.stats_all().await?;
     Ok(Json(stats.into_iter().map(Into::into).collect()))
@@ -273,7 +279,7 @@ pub async fn list(
     security(("bearer" = [])))]
 pub async fn failed(
     State(state): State<AppState>,
-    _admin: AdminCaller,
+    _operator: OperatorCaller,
     ApiPath(path): ApiPath<QueuePath>,
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<DeadLetterPage>, ApiError> {
@@ -304,11 +310,10 @@ pub async fn failed(
     security(("bearer" = [])))]
 pub async fn retry(
     State(state): State<AppState>,
-    _admin: AdminCaller,
+    OperatorCaller(who): OperatorCaller,
     ApiPath(path): ApiPath<DeadLetterPath>,
 ) -> Result<Json<Retried>, ApiError> {
-    let q = state.admin.open(&path.queue).await?;
-    let entry_id = state.admin.retry_dead(&q, path.id()?).await?;
+    let entry_id = actions::retry_failed(&state, &who, &path.queue, path.id()?).await?;
     tracing::info!(queue.name = %path.queue, dead_letter.id = %path.id, "dead letter retried");
     Ok(Json(Retried { entry_id }))
 }
@@ -320,11 +325,10 @@ pub async fn retry(
     security(("bearer" = [])))]
 pub async fn retry_all(
     State(state): State<AppState>,
-    _admin: AdminCaller,
+    OperatorCaller(who): OperatorCaller,
     ApiPath(path): ApiPath<QueuePath>,
 ) -> Result<Json<Count>, ApiError> {
-    let q = state.admin.open(&path.queue).await?;
-    let count = state.admin.retry_all_dead(&q).await?;
+    let count = actions::retry_all_failed(&state, &who, &path.queue).await?;
     tracing::info!(queue.name = %path.queue, count, "all dead letters retried");
     Ok(Json(Count { count }))
 }
@@ -336,11 +340,10 @@ pub async fn retry_all(
     security(("bearer" = [])))]
 pub async fn flush(
     State(state): State<AppState>,
-    _admin: AdminCaller,
+    OperatorCaller(who): OperatorCaller,
     ApiPath(path): ApiPath<QueuePath>,
 ) -> Result<Json<Count>, ApiError> {
-    let q = state.admin.open(&path.queue).await?;
-    let count = state.admin.flush_dead(&q).await?;
+    let count = actions::flush_failed(&state, &who, &path.queue).await?;
     tracing::info!(queue.name = %path.queue, count, "dead letters flushed");
     Ok(Json(Count { count }))
 }
@@ -351,11 +354,10 @@ pub async fn flush(
     security(("bearer" = [])))]
 pub async fn delete(
     State(state): State<AppState>,
-    _admin: AdminCaller,
+    OperatorCaller(who): OperatorCaller,
     ApiPath(path): ApiPath<DeadLetterPath>,
 ) -> Result<StatusCode, ApiError> {
-    let q = state.admin.open(&path.queue).await?;
-    state.admin.delete_dead(&q, path.id()?).await?;
+    actions::delete_failed(&state, &who, &path.queue, path.id()?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -366,11 +368,10 @@ pub async fn delete(
     security(("bearer" = [])))]
 pub async fn pause(
     State(state): State<AppState>,
-    _admin: AdminCaller,
+    OperatorCaller(who): OperatorCaller,
     ApiPath(path): ApiPath<QueuePath>,
 ) -> Result<Json<Paused>, ApiError> {
-    let q = state.admin.open(&path.queue).await?;
-    state.admin.pause(&q).await?;
+    actions::pause(&state, &who, &path.queue).await?;
     tracing::info!(queue.name = %path.queue, "queue paused");
     Ok(Json(Paused { paused: true }))
 }
@@ -382,11 +383,10 @@ pub async fn pause(
     security(("bearer" = [])))]
 pub async fn resume(
     State(state): State<AppState>,
-    _admin: AdminCaller,
+    OperatorCaller(who): OperatorCaller,
     ApiPath(path): ApiPath<QueuePath>,
 ) -> Result<Json<Paused>, ApiError> {
-    let q = state.admin.open(&path.queue).await?;
-    state.admin.resume(&q).await?;
+    actions::resume(&state, &who, &path.queue).await?;
     tracing::info!(queue.name = %path.queue, "queue resumed");
     Ok(Json(Paused { paused: false }))
 }

@@ -83,6 +83,12 @@ impl Browser {
     pub async fn sign_in(&mut self, key: &str) -> reqwest::Response {
         self.post("/dashboard/sign-in", &[("key", key)]).await
     }
+
+    /// The CSRF token of the forms of `html`.
+    pub fn csrf(html: &str) -> String {
+        let at = html.find(r#"name="csrf" value=""#).expect("a CSRF field") + 19;
+        html[at..].split('"').next().expect("a value").to_owned()
+    }
 }
 
 /// `application/x-www-form-urlencoded`, as a browser encodes a form.
@@ -102,6 +108,24 @@ pub fn form_body(form: &[(&str, &str)]) -> String {
         .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
         .collect::<Vec<_>>()
         .join("&")
+}
+
+/// A new API key of `role` made through the admin API: (the key, its id).
+pub async fn create_key(app: &TestApp, name: &str, role: &str) -> (String, i64) {
+    let res = app
+        .client
+        .post(app.url("/api/admin/keys"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({"name": name, "role": role}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let body: serde_json::Value = res.json().await.expect("json");
+    (
+        body["key"].as_str().expect("the key").to_owned(),
+        body["id"].as_i64().expect("its id"),
+    )
 }
 
 fn location(res: &reqwest::Response) -> &str {
@@ -184,7 +208,7 @@ async fn a_session_cookie_is_http_only_strict_and_scoped_to_the_dashboard_and_en
     let overview = browser.page("/dashboard").await;
     assert!(overview.contains("<h1>Queues</h1>"), "{overview}");
     assert!(
-        overview.contains("admin token"),
+        overview.contains("bootstrap-admin (API_ADMIN_TOKEN)"),
         "who is signed in: {overview}"
     );
     let old = browser.cookie.clone();
@@ -303,5 +327,95 @@ async fn the_assets_are_served_from_the_binary_and_cached() {
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.text().await.expect("js").contains("EventSource"));
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_operator_key_signs_in_and_revoking_it_ends_its_session_at_once() {
+    let app = TestApp::spawn().await;
+    let (key, id) = create_key(&app, "ops-alice", "operator").await;
+    let mut browser = Browser::new(&app);
+    let res = browser.sign_in(&key).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let overview = browser.page("/dashboard").await;
+    assert!(overview.contains("ops-alice (rsq_"), "{overview}");
+    assert!(overview.contains("operator"), "{overview}");
+
+    let res = app
+        .client
+        .delete(app.url(&format!("/api/admin/keys/{id}")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("request");
+    assert!(res.status().is_success(), "{}", res.status());
+    let res = browser.get("/dashboard").await;
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "the session ended with its key"
+    );
+    let res = browser.sign_in(&key).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_action_without_the_sessions_csrf_token_is_refused_and_with_it_is_audited() {
+    let app = TestApp::spawn().await;
+    // The qr queue exists once a person was registered.
+    let res = app
+        .post_person(
+            Some(USER_TOKEN),
+            serde_json::json!({"document": "V-27182818", "first_name": "Ana", "last_name": "Mora"}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let (key, _) = create_key(&app, "ops-bob", "operator").await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(&key).await;
+    let html = browser.page("/dashboard/queues/qr").await;
+    let csrf = Browser::csrf(&html);
+
+    let back = ("back", "/dashboard/queues/qr");
+    let res = browser.post("/dashboard/queues/qr/pause", &[back]).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "no token");
+    let res = browser
+        .post("/dashboard/queues/qr/pause", &[back, ("csrf", "0123")])
+        .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "a wrong token");
+    // Another session's token is no good either.
+    let mut other = Browser::new(&app);
+    other.sign_in(ADMIN_TOKEN).await;
+    let theirs = Browser::csrf(&other.page("/dashboard/queues/qr").await);
+    assert_ne!(theirs, csrf);
+    let res = browser
+        .post("/dashboard/queues/qr/pause", &[back, ("csrf", &theirs)])
+        .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(
+        !app.queue_listed("qr").await["paused"]
+            .as_bool()
+            .expect("bool")
+    );
+
+    let res = browser
+        .post("/dashboard/queues/qr/pause", &[back, ("csrf", &csrf)])
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/dashboard/queues/qr");
+    assert!(
+        app.queue_listed("qr").await["paused"]
+            .as_bool()
+            .expect("bool")
+    );
+    // The outcome shows once, on the next page.
+    let html = browser.page("/dashboard/queues/qr").await;
+    assert!(html.contains("Paused queue qr"), "{html}");
+    let html = browser.page("/dashboard/queues/qr").await;
+    assert!(!html.contains("Paused queue qr"), "{html}");
+    let audit = browser.page("/dashboard/audit").await;
+    assert!(audit.contains("ops-bob (rsq_"), "{audit}");
+    assert!(audit.contains("queue.pause"), "{audit}");
     app.cleanup().await;
 }

@@ -78,6 +78,7 @@ impl TestApp {
             photos: api_gateway::config::PhotoConfig::default(),
             payments: api_gateway::config::PaymentsConfig::default(),
             dashboard: api_gateway::config::DashboardConfig::default(),
+            auth: api_gateway::config::AuthConfig::default(),
         };
         tweak(&mut config);
         let state = api_gateway::connect(config.clone()).await.expect("connect");

@@ -2,6 +2,7 @@
 //! real Redis and PostgreSQL (a key prefix and a database per test).
 
 mod admin;
+mod browser;
 mod chaos;
 mod cli;
 mod cluster;
@@ -19,4 +20,5 @@ mod photos;
 mod processes;
 mod sync;
 mod traces;
+mod webdriver;
 mod workloads;

@@ -17,7 +17,7 @@ use store::payments::{
 use store::photos::{self, Detection};
 use store::sync_runs::{self, PageCounts};
 
-use crate::dashboard::Browser;
+use crate::dashboard::{Browser, create_key};
 use crate::helpers::{ADMIN_TOKEN, TestApp, USER_TOKEN, assert_error};
 
 const LLM_ERROR: &str = "3 attempts: the LLM server timed out";
@@ -129,6 +129,15 @@ async fn post_as(app: &TestApp, token: &str, path: &str) -> reqwest::Response {
         .expect("request")
 }
 
+/// The newest entry of the audit log.
+async fn last_audited(app: &TestApp) -> store::audit::AuditEntry {
+    let mut conn = app.db().pool.acquire().await.expect("conn");
+    let mut entries = store::audit::list(&mut conn, None, 1)
+        .await
+        .expect("audit log");
+    entries.pop().expect("an entry")
+}
+
 async fn accepted(res: reqwest::Response) -> Value {
     assert_eq!(res.status(), StatusCode::ACCEPTED);
     res.json().await.expect("json")
@@ -143,8 +152,16 @@ async fn a_failed_context_is_retried_through_its_dead_letter_if_kept_else_reopen
     let dead = dead_letter(&app, &jobs::CONTEXT, jobs::rows::context_job(&c)).await;
     let path = format!("/api/companies/{}/context/retry", c.id);
     assert_error(post_as(&app, USER_TOKEN, &path).await, 403, "forbidden").await;
-    let body = accepted(app.admin_post(&path).await).await;
+    let (operator, _) = create_key(&app, "ops-carol", "operator").await;
+    let body = accepted(post_as(&app, &operator, &path).await).await;
     assert_eq!(body["company_id"], c.id);
+    let audited = last_audited(&app).await;
+    assert_eq!(
+        (audited.action.as_str(), audited.outcome.as_str()),
+        ("company.context_retry", "ok")
+    );
+    assert_eq!(audited.target, format!("company/{}", c.id));
+    assert!(audited.actor.starts_with("ops-carol"), "{}", audited.actor);
     assert_eq!(body["retried_by"], "dead_letter_retried");
     assert_eq!(body["job_id"], dead.job_id.as_str());
     let q = jobs::CONTEXT.open(&app.redis.broker).expect("queue");
@@ -185,9 +202,16 @@ async fn a_failed_context_is_retried_through_its_dead_letter_if_kept_else_reopen
         reopened.context_error_history[0].error.as_deref(),
         Some(LLM_ERROR)
     );
-    // Pending now: a second retry has nothing to do.
+    // Pending now: a second retry has nothing to do, and the log says so.
     let conflict = assert_error(app.admin_post(&path).await, 409, "conflict").await;
     assert_eq!(conflict["field"], "id");
+    let refused = last_audited(&app).await;
+    assert_eq!(refused.action, "company.context_retry");
+    assert!(
+        refused.outcome.contains("has not failed"),
+        "{}",
+        refused.outcome
+    );
     assert_error(
         app.admin_post("/api/companies/999999/context/retry").await,
         404,
@@ -211,7 +235,15 @@ async fn a_flagged_payment_resumes_through_its_dead_letter_if_kept_else_with_its
     .await;
     let path = "/api/payments/qr-flagged-1/resume";
     assert_error(post_as(&app, USER_TOKEN, path).await, 403, "forbidden").await;
-    let body = accepted(app.admin_post(path).await).await;
+    let (operator, _) = create_key(&app, "ops-dave", "operator").await;
+    let body = accepted(post_as(&app, &operator, path).await).await;
+    let audited = last_audited(&app).await;
+    assert_eq!(
+        (audited.action.as_str(), audited.outcome.as_str()),
+        ("payment.resume", "ok")
+    );
+    assert_eq!(audited.target, format!("payment/{}", p.id));
+    assert!(audited.actor.starts_with("ops-dave"), "{}", audited.actor);
     assert_eq!(body["payment_id"], p.id);
     assert_eq!(body["qr_id"], "qr-flagged-1");
     assert_eq!(body["resumed_by"], "dead_letter_retried");
@@ -504,7 +536,12 @@ async fn resume_and_retry_from_the_dashboard_are_confirmed_then_show_their_outco
     let app = TestApp::spawn().await;
     let p = flagged_payment(&app, "qr-dashboard").await;
     let c = failed_company(&app, "Umbrella").await;
-    let mut browser = signed_in(&app).await;
+    let (operator, _) = create_key(&app, "ops-erin", "operator").await;
+    let mut browser = Browser::new(&app);
+    assert_eq!(
+        browser.sign_in(&operator).await.status(),
+        StatusCode::SEE_OTHER
+    );
 
     // The confirmation page changes nothing; its form does.
     let resume = format!("/dashboard/workloads/payments/{}/resume", p.id);
@@ -530,6 +567,12 @@ async fn resume_and_retry_from_the_dashboard_are_confirmed_then_show_their_outco
     );
     assert!(!payment(&app, p.id).await.needs_operator);
     assert_eq!(app.waiting_jobs::<PaymentStatusCheck>().await.len(), 1);
+    let audited = last_audited(&app).await;
+    assert_eq!(
+        (audited.action.as_str(), audited.outcome.as_str()),
+        ("payment.resume", "ok")
+    );
+    assert!(audited.actor.starts_with("ops-erin"), "{}", audited.actor);
     // Again, from a stale page: refused, and said so.
     let res = browser.post(&resume, &[("csrf", &csrf_of(&confirm))]).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
