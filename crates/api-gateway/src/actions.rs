@@ -66,6 +66,34 @@ pub async fn resume(state: &AppState, who: &Principal, queue: &str) -> Result<()
     Ok(queue_actions(state, &auditor).resume(queue).await?)
 }
 
+/// Moves the delayed job `job_id` of `queue` into its lane now; 404 when there
+/// is no such job.
+pub async fn promote(
+    state: &AppState,
+    who: &Principal,
+    queue: &str,
+    job_id: &str,
+) -> Result<(), ApiError> {
+    let auditor = who.auditor(state);
+    Ok(queue_actions(state, &auditor)
+        .promote(queue, job_id)
+        .await?)
+}
+
+/// Deletes the waiting, delayed or failed job `job_id` of `queue`; 404 when
+/// there is no such job.
+pub async fn delete_job(
+    state: &AppState,
+    who: &Principal,
+    queue: &str,
+    job_id: &str,
+) -> Result<(), ApiError> {
+    let auditor = who.auditor(state);
+    Ok(queue_actions(state, &auditor)
+        .delete_job(queue, job_id)
+        .await?)
+}
+
 /// Runs `f`, an action of `who` named `action` (`payment.resume`) on `target`
 /// (`payment/42`), recorded in the audit log with its outcome: for actions
 /// other than the queue's. Fails closed: when the entry cannot be written

@@ -133,7 +133,9 @@ impl From<ops::Error> for ApiError {
             ops::Error::Queue(e) => e.into(),
             ops::Error::Audit(e) => e.into(),
             ops::Error::Store(e) => e.into(),
-            ops::Error::NoSuchKey(id) => ApiError::NotFound(format!("no API key {id}")),
+            e @ (ops::Error::NoSuchKey(_) | ops::Error::NoSuchJob { .. }) => {
+                ApiError::NotFound(e.to_string())
+            }
         }
     }
 }

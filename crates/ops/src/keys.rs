@@ -48,19 +48,41 @@ pub async fn create(
 
 /// Revokes the key `id` (a revoked one stays revoked since its first time).
 pub async fn revoke(auditor: &Auditor, pool: &store::PgPool, id: i64) -> Result<ApiKey, Error> {
-    let mut conn = pool.acquire().await.map_err(store::StoreError::from)?;
     // Named by prefix and name in the log, when the key exists.
-    let target = match store::keys::get(&mut conn, id).await? {
+    let known = {
+        let mut conn = pool.acquire().await.map_err(store::StoreError::from)?;
+        store::keys::get(&mut conn, id).await?
+    };
+    let target = match known {
         Some(k) => target(&k.prefix, &k.name),
         None => format!("key {id}"),
     };
     auditor
         .run(action::KEY_REVOKE, &target, None, async {
+            let mut conn = pool.acquire().await.map_err(store::StoreError::from)?;
             store::keys::revoke(&mut conn, id)
                 .await?
                 .ok_or(Error::NoSuchKey(id))
         })
         .await
+}
+
+/// Longest key name.
+pub const MAX_NAME_LEN: usize = 100;
+
+/// A key's name: 1 to [`MAX_NAME_LEN`] characters of A-Z a-z 0-9 . _ @ -,
+/// starting with a letter or digit (the API declares it as a pattern).
+pub fn check_name(name: &str) -> Result<(), &'static str> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name.bytes().enumerate().all(|(i, b)| {
+            b.is_ascii_alphanumeric() || (i > 0 && matches!(b, b'.' | b'_' | b'@' | b'-'))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err("must be 1 to 100 characters of A-Z a-z 0-9 . _ @ -, starting with a letter or digit")
+    }
 }
 
 /// When a key given `expires` at `now` expires: an RFC 3339 time
@@ -96,6 +118,10 @@ mod tests {
             Ok("2027-01-31T00:00:00+00:00")
         );
         assert!(at("soon").is_err());
+        assert!(check_name("ops-alice@example.com").is_ok());
+        for bad in ["", "-x", "a b", "é", &"a".repeat(101)] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
         assert!(at("").is_err());
     }
 }

@@ -19,6 +19,8 @@ pub mod action {
     pub const QUEUE_FLUSH: &str = "queue.flush";
     pub const QUEUE_PAUSE: &str = "queue.pause";
     pub const QUEUE_RESUME: &str = "queue.resume";
+    pub const QUEUE_PROMOTE: &str = "queue.promote";
+    pub const QUEUE_DELETE_JOB: &str = "queue.delete_job";
     pub const KEY_CREATE: &str = "key.create";
     pub const KEY_REVOKE: &str = "key.revoke";
     /// The gateway's workload actions; their target is `payment/ID`, `company/ID`.
@@ -43,6 +45,8 @@ pub enum Error {
     Store(#[from] store::StoreError),
     #[error("no API key {0}")]
     NoSuchKey(i64),
+    #[error("no job {id:?} in queue {queue:?}")]
+    NoSuchJob { queue: String, id: String },
 }
 
 /// Who acts, and the audit log their actions go to.
@@ -124,5 +128,85 @@ impl Auditor {
                 audit.outcome = %outcome, error = %e, "could not record the outcome of an action; its audit entry stays pending");
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use store::testing::TestDb;
+
+    use super::*;
+
+    #[derive(Debug)]
+    struct Failed(String);
+
+    impl Display for Failed {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(&self.0)
+        }
+    }
+
+    impl From<AuditUnavailable> for Failed {
+        fn from(e: AuditUnavailable) -> Self {
+            Failed(e.to_string())
+        }
+    }
+
+    async fn entries(pool: &PgPool) -> Vec<store::audit::AuditEntry> {
+        let mut conn = pool.acquire().await.expect("conn");
+        store::audit::list(&mut conn, None, 10).await.expect("list")
+    }
+
+    #[tokio::test]
+    async fn an_action_is_recorded_with_its_outcome_and_not_done_when_it_cannot_be() {
+        let db = TestDb::new().await;
+        let auditor = Auditor::new(db.pool.clone(), "ops-alice (rsq_ab12cd34)");
+        let ok: Result<u32, Failed> = auditor
+            .run("thing.do", "thing/1", Some("why"), async { Ok(7) })
+            .await;
+        assert_eq!(ok.expect("ok"), 7);
+        let failed: Result<(), Failed> = auditor
+            .run("thing.do", "thing/2", None, async {
+                Err(Failed("thing 2 is stuck".into()))
+            })
+            .await;
+        assert_eq!(failed.expect_err("failed").0, "thing 2 is stuck");
+        let e = entries(&db.pool).await;
+        assert_eq!(
+            e.iter()
+                .map(|e| (e.target.as_str(), e.outcome.as_str()))
+                .collect::<Vec<_>>(),
+            [("thing/2", "thing 2 is stuck"), ("thing/1", "ok")]
+        );
+        assert_eq!(e[1].detail.as_deref(), Some("why"));
+        assert_eq!(e[1].actor, "ops-alice (rsq_ab12cd34)");
+
+        // Fail closed: no entry, no action.
+        db.pool.close().await;
+        let ran = AtomicBool::new(false);
+        let refused: Result<(), Failed> = auditor
+            .run("thing.do", "thing/3", None, async {
+                ran.store(true, Ordering::SeqCst);
+                Ok(())
+            })
+            .await;
+        assert!(
+            refused
+                .expect_err("refused")
+                .0
+                .contains("audit log is unavailable")
+        );
+        assert!(!ran.load(Ordering::SeqCst), "the action did not run");
+        db.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn without_a_database_actions_run_unrecorded() {
+        let auditor = Auditor::unaudited("queuectl:root");
+        let r: Result<u8, Failed> = auditor.run("thing.do", "x", None, async { Ok(1) }).await;
+        assert_eq!(r.expect("ok"), 1);
+        assert!(auditor.pool().is_none());
     }
 }

@@ -41,6 +41,12 @@ pub struct Cli {
     )]
     pub prefix: String,
 
+    /// PostgreSQL, for `keys` and `audit`; when given, the queue actions (retry,
+    /// delete, flush, pause, resume) are recorded in its audit log too, as
+    /// `queuectl:$USER`.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    pub database_url: Option<DatabaseUrl>,
+
     /// Consumer group the workers use.
     #[arg(long, default_value = "workers", global = true)]
     pub group: String,
@@ -145,6 +151,23 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// API keys of the gateway: create, list, revoke (needs --database-url).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// The audit log, newest first (needs --database-url).
+    Audit {
+        /// Entries per page (1 to 500).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=500))]
+        limit: i64,
+        /// Only entries older than this id (the next page).
+        #[arg(long, value_name = "ID", value_parser = clap::value_parser!(i64).range(1..))]
+        before: Option<i64>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the consumers of a queue's group; optionally remove idle ones.
     Consumers {
         /// Queue name.
@@ -158,6 +181,71 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// What `keys` does.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; the whole key is printed this once.
+    Create {
+        /// Who or what holds it: 1 to 100 characters of A-Z a-z 0-9 . _ @ -.
+        #[arg(value_parser = parse_key_name)]
+        name: String,
+        /// user (the domain API), operator (also the dashboard and queue
+        /// actions) or admin (everything, keys included).
+        #[arg(long)]
+        role: store::keys::Role,
+        /// When it stops working: an RFC 3339 time or a duration from now
+        /// (30d, 12h); default never.
+        #[arg(long, value_name = "TIME|DURATION")]
+        expires: Option<String>,
+        /// Print JSON (with the key) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List every key (never their secret part), newest first.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key; the gateways refuse it within API_KEY_CACHE_TTL.
+    Revoke {
+        /// Key id (as listed).
+        id: i64,
+    },
+}
+
+/// A PostgreSQL URL that never shows its password in `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The URL as given, password included: only for connecting.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("DatabaseUrl")
+            .field(&redact_url(&self.0))
+            .finish()
+    }
+}
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+fn parse_key_name(s: &str) -> Result<String, String> {
+    ops::keys::check_name(s)
+        .map(|()| s.to_owned())
+        .map_err(str::to_owned)
 }
 
 /// A Redis URL that never shows its password in `Debug` output or an error

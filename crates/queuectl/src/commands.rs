@@ -24,6 +24,8 @@ pub(crate) struct Ctx<'a, 'c> {
     pub admin: &'a Admin,
     pub console: &'a mut Console<'c>,
     pub shutdown: &'a CancellationToken,
+    /// Records the queue actions (when queuectl has a database).
+    pub auditor: &'a ops::Auditor,
 }
 
 pub(crate) async fn dispatch(mut ctx: Ctx<'_, '_>, command: Command) -> anyhow::Result<()> {
@@ -59,12 +61,20 @@ pub(crate) async fn dispatch(mut ctx: Ctx<'_, '_>, command: Command) -> anyhow::
             remove_idle,
             json,
         } => consumers(&mut ctx, &queue, remove_idle, json).await,
+        Command::Keys { .. } | Command::Audit { .. } => {
+            unreachable!("run() handles the database commands")
+        }
     }?;
     ctx.console.out.flush()?;
     Ok(())
 }
 
 impl Ctx<'_, '_> {
+    /// The queue actions, recorded by the auditor.
+    fn actions(&self) -> ops::QueueActions<'_> {
+        ops::QueueActions::new(self.admin, self.auditor)
+    }
+
     fn out(&mut self) -> &mut dyn Write {
         &mut *self.console.out
     }
@@ -238,7 +248,7 @@ async fn monitor(
             Err(e) if refreshes == 0 => return Err(e),
             Err(e) => {
                 previous = None;
-                format!("error: {}\n", exit::message(&e, ""))
+                format!("error: {}\n", exit::message(&e, &[]))
             }
         };
         let header = format!(
@@ -376,10 +386,24 @@ fn describe(queue: &str, d: &DeadLetter, now: SystemTime) -> String {
     out
 }
 
+/// An action's error with its cause in the chain (`exit::code` looks for
+/// queue-core's and the audit log's errors there).
+pub(crate) fn op_error(e: ops::Error) -> anyhow::Error {
+    match e {
+        ops::Error::Queue(e) => e.into(),
+        ops::Error::Audit(e) => e.into(),
+        other => other.into(),
+    }
+}
+
 async fn retry(ctx: &mut Ctx<'_, '_>, name: &str, target: &str) -> anyhow::Result<()> {
     let queue = ctx.open(name).await?;
     if target == "all" {
-        let retried = ctx.admin.retry_all_dead(&queue).await?;
+        let retried = ctx
+            .actions()
+            .retry_all_failed(name)
+            .await
+            .map_err(op_error)?;
         let line = format!(
             "re-enqueued {} of queue {name:?}",
             count(retried, "dead letter", "dead letters")
@@ -396,7 +420,11 @@ async fn retry(ctx: &mut Ctx<'_, '_>, name: &str, target: &str) -> anyhow::Resul
         return Ok(());
     }
     let dead = ctx.admin.dead_letter(&queue, target).await?;
-    let entry = ctx.admin.retry_dead(&queue, &dead.id).await?;
+    let entry = ctx
+        .actions()
+        .retry_failed(name, &dead.id)
+        .await
+        .map_err(op_error)?;
     writeln!(
         ctx.out(),
         "re-enqueued dead letter {} (job {}, {}) of queue {name:?} as entry {entry}",
@@ -410,7 +438,10 @@ async fn retry(ctx: &mut Ctx<'_, '_>, name: &str, target: &str) -> anyhow::Resul
 async fn delete(ctx: &mut Ctx<'_, '_>, name: &str, id: &str) -> anyhow::Result<()> {
     let queue = ctx.open(name).await?;
     let dead = ctx.admin.dead_letter(&queue, id).await?;
-    ctx.admin.delete_dead(&queue, &dead.id).await?;
+    ctx.actions()
+        .delete_failed(name, &dead.id)
+        .await
+        .map_err(op_error)?;
     writeln!(
         ctx.out(),
         "deleted dead letter {} (job {}, {}) of queue {name:?}",
@@ -422,8 +453,7 @@ async fn delete(ctx: &mut Ctx<'_, '_>, name: &str, id: &str) -> anyhow::Result<(
 }
 
 async fn flush(ctx: &mut Ctx<'_, '_>, name: &str) -> anyhow::Result<()> {
-    let queue = ctx.open(name).await?;
-    let n = ctx.admin.flush_dead(&queue).await?;
+    let n = ctx.actions().flush_failed(name).await.map_err(op_error)?;
     let line = format!(
         "deleted {} of queue {name:?}",
         count(n, "dead letter", "dead letters")
@@ -433,15 +463,14 @@ async fn flush(ctx: &mut Ctx<'_, '_>, name: &str) -> anyhow::Result<()> {
 }
 
 async fn pause(ctx: &mut Ctx<'_, '_>, name: &str, paused: bool) -> anyhow::Result<()> {
-    let queue = ctx.open(name).await?;
     if paused {
-        ctx.admin.pause(&queue).await?;
+        ctx.actions().pause(name).await.map_err(op_error)?;
         writeln!(
             ctx.out(),
             "paused queue {name:?}: workers start no new jobs (running ones finish)"
         )?;
     } else {
-        ctx.admin.resume(&queue).await?;
+        ctx.actions().resume(name).await.map_err(op_error)?;
         writeln!(ctx.out(), "resumed queue {name:?}")?;
     }
     Ok(())

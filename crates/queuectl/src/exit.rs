@@ -11,9 +11,10 @@ pub const FAILURE: u8 = 1;
 pub const USAGE: u8 = 64;
 /// A dead letter whose envelope does not decode cannot be retried.
 pub const DATA_ERR: u8 = 65;
-/// The queue or dead letter named does not exist.
+/// The queue, dead letter or API key named does not exist.
 pub const NO_INPUT: u8 = 66;
-/// Redis cannot be reached.
+/// Redis or PostgreSQL cannot be reached (or the audit log cannot be written
+/// before an action, which is then not done).
 pub const UNAVAILABLE: u8 = 69;
 
 /// Interrupted by Ctrl-C (128 + SIGINT, as shells report it).
@@ -52,6 +53,14 @@ pub fn code(err: &anyhow::Error) -> u8 {
         if cause.is::<Interrupted>() {
             return INTERRUPTED;
         }
+        if cause.is::<crate::db::DatabaseUnavailable>() || cause.is::<ops::AuditUnavailable>() {
+            return UNAVAILABLE;
+        }
+        if let Some(ops::Error::NoSuchKey(_) | ops::Error::NoSuchJob { .. }) =
+            cause.downcast_ref::<ops::Error>()
+        {
+            return NO_INPUT;
+        }
         if let Some(e) = cause.downcast_ref::<Error>() {
             return match e {
                 Error::NoSuchQueue(_) | Error::NoSuchDeadLetter { .. } => NO_INPUT,
@@ -85,8 +94,8 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 
 /// The error as one line: its causes joined by `: `, skipping a cause whose text
 /// the line already holds (queue-core errors include their source), and with the
-/// password of `redis_url` masked wherever it appears.
-pub fn message(err: &anyhow::Error, redis_url: &str) -> String {
+/// password of each of `urls` (Redis, PostgreSQL) masked wherever it appears.
+pub fn message(err: &anyhow::Error, urls: &[&str]) -> String {
     let mut line = String::new();
     for cause in err.chain() {
         let text = cause.to_string();
@@ -98,15 +107,15 @@ pub fn message(err: &anyhow::Error, redis_url: &str) -> String {
         }
         line.push_str(&text);
     }
-    if redis_url.is_empty() {
-        return line;
+    for url in urls.iter().filter(|u| !u.is_empty()) {
+        line = line.replace(url, &queue_core::broker::redact_url(url));
+        match password(url) {
+            // Very short passwords would mask ordinary words; the URL itself is masked above.
+            Some(pw) if pw.len() >= 4 => line = line.replace(pw, "***"),
+            _ => {}
+        }
     }
-    let line = line.replace(redis_url, &queue_core::broker::redact_url(redis_url));
-    match password(redis_url) {
-        // Very short passwords would mask ordinary words; the URL itself is masked above.
-        Some(pw) if pw.len() >= 4 => line.replace(pw, "***"),
-        _ => line,
-    }
+    line
 }
 
 /// The password (or lone token) in the userinfo part of a URL.
@@ -125,7 +134,7 @@ mod tests {
     fn error_lines_never_show_the_redis_password() {
         let url = "redis://app:hunter22@cache:6379/0";
         let err = anyhow::anyhow!("failed with hunter22 for {url}");
-        let line = message(&err, url);
+        let line = message(&err, &[url]);
         assert!(!line.contains("hunter22"), "{line}");
         assert!(line.contains("redis://app:***@cache:6379/0"), "{line}");
         assert_eq!(password("redis://tok3n@h"), Some("tok3n"));
@@ -136,7 +145,7 @@ mod tests {
     fn causes_already_in_the_message_are_not_repeated() {
         let err = anyhow::Error::new(Error::NoSuchQueue("foo".into())).context("opening queue");
         assert_eq!(
-            message(&err, "redis://h"),
+            message(&err, &["redis://h"]),
             "opening queue: queue \"foo\" does not exist (no producer or worker has used it)"
         );
         assert_eq!(code(&err), NO_INPUT);

@@ -2,6 +2,7 @@
 
 pub mod cli;
 mod commands;
+mod db;
 pub mod exit;
 pub mod render;
 
@@ -10,7 +11,7 @@ use std::io::Write;
 use anyhow::anyhow;
 use queue_core::{Admin, Broker, BrokerConfig, CancellationToken};
 
-pub use cli::{Cli, Command, RedisUrl};
+pub use cli::{Cli, Command, DatabaseUrl, KeysCommand, RedisUrl};
 
 /// Where a command writes its output.
 pub struct Console<'a> {
@@ -30,6 +31,25 @@ pub async fn run(
     cli.redis_url.validate().map_err(exit::Usage)?;
     let is_monitor = matches!(cli.command, Command::Monitor { .. });
     let work = async {
+        let pool = match &cli.database_url {
+            Some(url) => Some(db::connect(url).await?),
+            None => None,
+        };
+        let auditor = match &pool {
+            Some(pool) => ops::Auditor::new(pool.clone(), db::actor()),
+            None => ops::Auditor::unaudited(db::actor()),
+        };
+        let command = match cli.command {
+            Command::Keys { command } => {
+                return db::keys(console, db::require(pool)?, &auditor, command).await;
+            }
+            Command::Audit {
+                limit,
+                before,
+                json,
+            } => return db::audit(console, db::require(pool)?, limit, before, json).await,
+            other => other,
+        };
         let broker = Broker::connect(BrokerConfig {
             pool_size: 1,
             ..BrokerConfig::new(cli.redis_url.expose())
@@ -43,8 +63,9 @@ pub async fn run(
             admin: &admin,
             console,
             shutdown: &shutdown,
+            auditor: &auditor,
         };
-        commands::dispatch(ctx, cli.command).await
+        commands::dispatch(ctx, command).await
     };
     tokio::select! {
         result = work => result,

@@ -8,6 +8,11 @@ use queuectl::{Cli, Console, exit};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let redis_url = cli.redis_url.expose().to_owned();
+    let database_url = cli
+        .database_url
+        .as_ref()
+        .map(|u| u.expose().to_owned())
+        .unwrap_or_default();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -35,7 +40,10 @@ fn main() -> ExitCode {
         Err(e) if exit::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             let _ = out.flush();
-            eprintln!("queuectl: {}", exit::message(&e, &redis_url));
+            eprintln!(
+                "queuectl: {}",
+                exit::message(&e, &[&redis_url, &database_url])
+            );
             ExitCode::from(exit::code(&e))
         }
     }

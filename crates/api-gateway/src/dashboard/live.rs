@@ -13,10 +13,12 @@ use axum::Extension;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
+use queue_core::admin::HISTORY_MAX_MINUTES;
 use queue_core::{Admin, QueueStats};
 use serde::Serialize;
 use tokio::sync::watch;
 
+use super::charts::{self, Metric, Range};
 use super::session::Session;
 use crate::AppState;
 
@@ -24,6 +26,9 @@ pub(super) const PATH: &str = "/dashboard/live";
 
 /// How often the sampler reads Redis while someone listens.
 const INTERVAL: Duration = Duration::from_secs(1);
+/// How often it reads the queues' histories and draws their charts again:
+/// their bars are minutes.
+const CHARTS_EVERY: u32 = 15;
 /// A stream ends after this, and the browser reconnects with its cookie: a
 /// session that expired or whose key was revoked stops getting updates.
 const STREAM_LIFETIME: Duration = Duration::from_secs(300);
@@ -60,10 +65,12 @@ impl From<&QueueStats> for QueueLive {
     }
 }
 
-/// What every listener receives, serialized once.
+/// What every listener receives, serialized once: the counts, and the charts
+/// (refreshed less often; a listener gets them again only when they change).
 #[derive(Debug)]
 pub(super) struct Snapshot {
-    pub json: String,
+    pub counts: Arc<String>,
+    pub charts: Option<Arc<String>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -108,7 +115,8 @@ impl Live {
 async fn sample(inner: Arc<Inner>, admin: Admin) {
     let mut tick = tokio::time::interval(INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+    let mut charts: Option<Arc<String>> = None;
+    for round in 0u32.. {
         tick.tick().await;
         if inner.latest.receiver_count() == 0 {
             inner.running.store(false, Ordering::SeqCst);
@@ -117,32 +125,75 @@ async fn sample(inner: Arc<Inner>, admin: Admin) {
                 return;
             }
         }
-        let body = match admin.stats_all().await {
-            Ok(stats) => SnapshotBody {
-                queues: stats
-                    .iter()
-                    .map(|s| (s.name.clone(), QueueLive::from(s)))
-                    .collect(),
-                error: None,
-            },
-            Err(e) => {
-                tracing::warn!(error = %e, "dashboard sampler could not read the queues");
-                SnapshotBody {
-                    queues: BTreeMap::new(),
-                    error: Some("Redis is unreachable; the counts shown may be stale".into()),
+        let counts = Arc::new(counts_json(&admin).await);
+        if round % CHARTS_EVERY == 0 {
+            match charts_json(&admin).await {
+                Ok(json) if charts.as_deref() != Some(&json) => charts = Some(Arc::new(json)),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "dashboard sampler could not read the histories")
                 }
             }
-        };
-        let json = serde_json::to_string(&body).expect("a snapshot serializes");
+        }
         inner.latest.send_if_modified(|latest| {
-            // Unchanged counts are not sent again.
-            if latest.as_ref().is_some_and(|s| s.json == json) {
+            // Unchanged counts keep their Arc, so listeners are not sent them again.
+            let counts = match latest {
+                Some(s) if *s.counts == *counts => s.counts.clone(),
+                _ => counts,
+            };
+            let same_charts = |s: &Snapshot| {
+                s.charts.as_ref().map(Arc::as_ptr) == charts.as_ref().map(Arc::as_ptr)
+            };
+            if latest
+                .as_ref()
+                .is_some_and(|s| Arc::ptr_eq(&s.counts, &counts) && same_charts(s))
+            {
                 return false;
             }
-            *latest = Some(Arc::new(Snapshot { json }));
+            *latest = Some(Arc::new(Snapshot {
+                counts,
+                charts: charts.clone(),
+            }));
             true
         });
     }
+}
+
+async fn counts_json(admin: &Admin) -> String {
+    let body = match admin.stats_all().await {
+        Ok(stats) => SnapshotBody {
+            queues: stats
+                .iter()
+                .map(|s| (s.name.clone(), QueueLive::from(s)))
+                .collect(),
+            error: None,
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "dashboard sampler could not read the queues");
+            SnapshotBody {
+                queues: BTreeMap::new(),
+                error: Some("Redis is unreachable; the counts shown may be stale".into()),
+            }
+        }
+    };
+    serde_json::to_string(&body).expect("a snapshot serializes")
+}
+
+/// Every queue's charts, by `charts::key`.
+async fn charts_json(admin: &Admin) -> queue_core::Result<String> {
+    let mut all = BTreeMap::new();
+    for queue in admin.queues().await? {
+        let history = admin.history(&queue, HISTORY_MAX_MINUTES).await?;
+        for range in Range::ALL {
+            for metric in Metric::ALL {
+                all.insert(
+                    charts::key(queue.name(), range, metric),
+                    charts::svg(&history, range, metric).into_string(),
+                );
+            }
+        }
+    }
+    Ok(serde_json::to_string(&all).expect("strings serialize"))
 }
 
 /// `GET /dashboard/live`: `stats` events, each the whole snapshot as JSON.
@@ -151,22 +202,45 @@ pub(super) async fn stream(
     State(state): State<AppState>,
     Extension(live): Extension<Live>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let mut rx = live.subscribe(&state.admin);
-    rx.mark_changed();
+    let rx = live.subscribe(&state.admin);
     let deadline = tokio::time::Instant::now() + STREAM_LIFETIME;
-    let events = futures::stream::unfold(rx, move |mut rx| async move {
+    // What this listener was sent last, so it gets only what changed.
+    let sent: (Option<Arc<String>>, Option<Arc<String>>) = (None, None);
+    let events = futures::stream::unfold((rx, sent), move |(mut rx, mut sent)| async move {
         loop {
+            let latest = rx.borrow_and_update().clone();
+            if let Some(event) = pending_event(&mut sent, latest.as_deref()) {
+                return Some((Ok(event), (rx, sent)));
+            }
             match tokio::time::timeout_at(deadline, rx.changed()).await {
                 Ok(Ok(())) => {}
                 // Lifetime over, or the sampler is gone with the router.
                 Ok(Err(_)) | Err(_) => return None,
             }
-            let latest = rx.borrow_and_update().clone();
-            if let Some(snapshot) = latest {
-                let event = Event::default().event("stats").data(&snapshot.json);
-                return Some((Ok(event), rx));
-            }
         }
     });
     Sse::new(events).keep_alive(KeepAlive::default())
+}
+
+/// The next event for a listener that was sent `sent`: the counts, then the
+/// charts, whichever changed since.
+fn pending_event(
+    sent: &mut (Option<Arc<String>>, Option<Arc<String>>),
+    latest: Option<&Snapshot>,
+) -> Option<Event> {
+    let latest = latest?;
+    let same = |a: &Option<Arc<String>>, b: Option<&Arc<String>>| {
+        a.as_ref().map(Arc::as_ptr) == b.map(Arc::as_ptr)
+    };
+    if !same(&sent.0, Some(&latest.counts)) {
+        sent.0 = Some(latest.counts.clone());
+        return Some(Event::default().event("stats").data(latest.counts.as_str()));
+    }
+    if let Some(charts) = &latest.charts
+        && !same(&sent.1, Some(charts))
+    {
+        sent.1 = Some(charts.clone());
+        return Some(Event::default().event("charts").data(charts.as_str()));
+    }
+    None
 }

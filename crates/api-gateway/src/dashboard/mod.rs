@@ -8,6 +8,7 @@
 //! process (`live`), whatever the number of open browsers.
 
 mod audit;
+mod charts;
 mod format;
 mod layout;
 mod live;

@@ -1,9 +1,13 @@
 //! `GET /dashboard`: every queue's counts, live, and its charts.
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 
+use queue_core::admin::HISTORY_MAX_MINUTES;
+use serde::Deserialize;
+
+use super::charts::{self, Range};
 use super::live::QueueLive;
 use super::session::{Session, error_response};
 use crate::AppState;
@@ -14,11 +18,32 @@ pub(super) fn live_cell(queue: &str, field: &str, value: impl std::fmt::Display)
     html! { span data-queue=(queue) data-field=(field) { (value) } }
 }
 
-pub(super) async fn page(session: Session, State(state): State<AppState>) -> Response {
+#[derive(Debug, Deserialize)]
+pub(super) struct OverviewQuery {
+    #[serde(default)]
+    range: Range,
+}
+
+pub(super) async fn page(
+    session: Session,
+    State(state): State<AppState>,
+    Query(q): Query<OverviewQuery>,
+) -> Response {
     let stats = match state.admin.stats_all().await {
         Ok(stats) => stats,
         Err(e) => return error_response(ApiError::from(e)),
     };
+    let mut histories = Vec::with_capacity(stats.len());
+    for s in &stats {
+        let history = async {
+            let queue = state.admin.open(&s.name).await?;
+            state.admin.history(&queue, HISTORY_MAX_MINUTES).await
+        };
+        match history.await {
+            Ok(h) => histories.push((s.name.as_str(), h)),
+            Err(e) => return error_response(ApiError::from(e)),
+        }
+    }
     let body = html! {
         h1 { "Queues" }
         @if stats.is_empty() {
@@ -60,6 +85,19 @@ pub(super) async fn page(session: Session, State(state): State<AppState>) -> Res
                 }
             }
             p.live-status data-live-status aria-live="polite" {}
+            h2 #charts { "Throughput, failures and wait" }
+            nav.tabs aria-label="Chart range" {
+                ul { @for r in Range::ALL {
+                    li { a href={ "/dashboard?range=" (r.as_str()) "#charts" }
+                        aria-current=[(r == q.range).then_some("page")] { (r.label()) } }
+                } }
+            }
+            @for (queue, history) in &histories {
+                section.queue-charts aria-labelledby={ "charts-" (queue) } {
+                    h3 id={ "charts-" (queue) } { a href={ "/dashboard/queues/" (queue) } { (queue) } }
+                    div.charts { (charts::figures(queue, history, q.range)) }
+                }
+            }
         }
     };
     super::page("Overview", &session, body).into_response()

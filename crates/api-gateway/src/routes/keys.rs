@@ -23,9 +23,6 @@ pub fn router() -> Router<AppState> {
         .route("/api/admin/audit", get(audit_log))
 }
 
-/// Longest key name.
-const MAX_NAME: usize = 100;
-
 /// A new API key.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -50,17 +47,7 @@ pub struct CreateKey {
 impl CreateKey {
     /// The expiry, or 422 naming the field.
     fn validate(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, ApiError> {
-        let name_ok = self.name.len() <= MAX_NAME
-            && self.name.bytes().enumerate().all(|(i, b)| {
-                b.is_ascii_alphanumeric() || (i > 0 && matches!(b, b'.' | b'_' | b'@' | b'-'))
-            })
-            && !self.name.is_empty();
-        if !name_ok {
-            return Err(ApiError::validation(
-                "name",
-                "must be 1 to 100 characters of A-Z a-z 0-9 . _ @ -, starting with a letter or digit",
-            ));
-        }
+        ops::keys::check_name(&self.name).map_err(|e| ApiError::validation("name", e))?;
         let Some(expires) = &self.expires else {
             return Ok(None);
         };

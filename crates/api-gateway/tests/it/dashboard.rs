@@ -419,3 +419,50 @@ async fn an_action_without_the_sessions_csrf_token_is_refused_and_with_it_is_aud
     assert!(audit.contains("queue.pause"), "{audit}");
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn the_overview_charts_the_jobs_the_workers_completed() {
+    let mut app = TestApp::spawn().await;
+    app.start_qr_worker().await;
+    for document in ["V-11111111", "V-22222222"] {
+        let res = app
+            .post_person(
+                Some(USER_TOKEN),
+                serde_json::json!({"document": document, "first_name": "Ana", "last_name": "Mora"}),
+            )
+            .await;
+        assert_eq!(res.status(), 201);
+        let id = res.json::<serde_json::Value>().await.expect("json")["id"].clone();
+        app.person_until(&format!("/api/persons/{id}"), "ready")
+            .await;
+    }
+    let mut browser = Browser::new(&app);
+    browser.sign_in(ADMIN_TOKEN).await;
+    // The completions in the completed chart's label: both persons' QRs, and
+    // whatever the worker's repeating jobs did meanwhile.
+    let charted = |html: &str, range: &str| -> u64 {
+        let chart = html
+            .find(&format!(r#"data-chart="qr:{range}:completed""#))
+            .expect("the completed chart");
+        let label = &html[chart..];
+        let at = label.find(r#"aria-label=""#).expect("a label") + 12;
+        label[at..]
+            .split(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("a count first")
+    };
+    // The settling step counts a completion, so the history may trail the row
+    // by a moment.
+    let html = queue_core::testing::eventually("both completions are charted", async || {
+        let html = browser.page("/dashboard").await;
+        (charted(&html, "hour") >= 2).then_some(html)
+    })
+    .await;
+    assert!(html.contains(r#"data-chart="qr:hour:failed""#), "{html}");
+    assert!(html.contains("mean wait"), "{html}");
+    let day = browser.page("/dashboard?range=day").await;
+    assert!(charted(&day, "day") >= 2, "{day}");
+    assert!(day.contains("per 30 minutes"), "{day}");
+    app.cleanup().await;
+}

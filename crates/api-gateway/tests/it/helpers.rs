@@ -81,6 +81,24 @@ impl TestApp {
             auth: api_gateway::config::AuthConfig::default(),
         };
         tweak(&mut config);
+        Self::start(config, Some(db), redis, url, storage).await
+    }
+
+    /// A second replica of `first`'s gateway: its configuration, so its
+    /// database (which stays `first`'s) and Redis prefix.
+    pub async fn spawn_replica_of(first: &TestApp) -> Self {
+        let storage = tempfile::tempdir().expect("tempdir");
+        let redis = TestRedis::new().await;
+        Self::start(first.config.clone(), None, redis, &first.redis_url, storage).await
+    }
+
+    async fn start(
+        config: Config,
+        db: Option<TestDb>,
+        redis: TestRedis,
+        url: &str,
+        storage: tempfile::TempDir,
+    ) -> Self {
         let state = api_gateway::connect(config.clone()).await.expect("connect");
         let listener = tokio::net::TcpListener::bind(config.api_addr)
             .await
@@ -102,7 +120,7 @@ impl TestApp {
             health_addr,
             config,
             client: reqwest::Client::new(),
-            db: Some(db),
+            db,
             redis_url: url.to_owned(),
             redis,
             storage,

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 
 use queue_core::testing::{RunningWorker, TestRedis, eventually, fast_worker_config, redis_url};
 use queue_core::{Handler, Job, JobError, NewJob, Queue, QueueStats, Worker, WorkerConfig};
+use store::testing::TestDb;
 use tokio::runtime::Runtime;
 
 /// One test's world: its own key prefix on the real Redis (`redis`), and a
@@ -72,6 +73,26 @@ impl TestEnv {
     pub fn queuectl(&self, args: &[&str]) -> Run {
         run_queuectl(
             &["--redis-url", &redis_url(), "--prefix", &self.redis.prefix],
+            args,
+        )
+    }
+
+    /// A database of this test's own, dropped with it.
+    pub fn database(&self) -> TestDb {
+        self.block_on(TestDb::new())
+    }
+
+    /// Runs `queuectl` against this test's Redis and prefix and `db`.
+    pub fn queuectl_db(&self, db: &TestDb, args: &[&str]) -> Run {
+        run_queuectl(
+            &[
+                "--redis-url",
+                &redis_url(),
+                "--prefix",
+                &self.redis.prefix,
+                "--database-url",
+                &db.url,
+            ],
             args,
         )
     }
@@ -156,6 +177,9 @@ pub fn run_queuectl(global: &[&str], args: &[&str]) -> Run {
         .args(args)
         .env_remove("REDIS_URL")
         .env_remove("RSQ_PREFIX")
+        // A test that wants PostgreSQL names its own database.
+        .env_remove("DATABASE_URL")
+        .env("USER", "tester")
         .output()
         .expect("run queuectl");
     Run {

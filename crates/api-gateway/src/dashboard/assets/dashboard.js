@@ -45,12 +45,15 @@
         changed = true;
       }
     }
-    for (const chart of charts) {
-      const svg = (snapshot.charts || {})[chart.dataset.chart];
-      if (svg && chart.innerHTML !== svg) chart.innerHTML = svg;
-    }
     if (changed && lists.length > 0) refreshLists();
     if (status) status.textContent = snapshot.error || "Live";
+  });
+  source.addEventListener("charts", (event) => {
+    const all = JSON.parse(event.data);
+    for (const chart of charts) {
+      const svg = all[chart.dataset.chart];
+      if (svg !== undefined && chart.innerHTML !== svg) chart.innerHTML = svg;
+    }
   });
   source.addEventListener("error", () => {
     // The browser reconnects by itself; a closed source means we were signed out.
