@@ -15,7 +15,7 @@ const JS: &str = include_str!("assets/dashboard.js");
 /// The navigation, in order: (label, path). A section adds its line here.
 const NAV: &[(&str, &str)] = &[
     ("Overview", "/dashboard"),
-    // ("Workloads", "/dashboard/workloads"),
+    ("Workloads", "/dashboard/workloads"),
     ("Audit log", "/dashboard/audit"),
 ];
 

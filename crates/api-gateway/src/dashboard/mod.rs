@@ -15,6 +15,7 @@ mod live;
 mod overview;
 mod queues;
 mod session;
+mod workloads;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -63,6 +64,6 @@ pub fn router() -> Router<AppState> {
         )
         .route("/dashboard/audit", get(audit::page))
         .route(live::PATH, get(live::stream))
-        // .merge(workloads::router())
+        .merge(workloads::router())
         .layer(axum::Extension(live::Live::default()))
 }

@@ -22,3 +22,4 @@ mod processes;
 mod sync;
 mod traces;
 mod webdriver;
+mod workloads;
