@@ -82,6 +82,9 @@ async fn an_operator_retries_a_failed_job_with_a_click_and_the_audit_log_names_t
     assert_eq!(chrome.text_of("[data-job-state]").await, "failed");
     let page = chrome.body_text().await;
     assert!(page.contains("qr.generate"), "{page}");
+    // The payload, decoded from protobuf.
+    let payload = chrome.text_of("pre.payload").await;
+    assert!(payload.contains(r#""person_id": 1"#), "{payload}");
     if let Some(dir) = screenshot_dir() {
         chrome.screenshot(&dir.join("dashboard-job.png")).await;
     }
