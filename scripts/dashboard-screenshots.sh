@@ -38,7 +38,7 @@ caps=$(python3 -c 'import json, sys; print(json.dumps({"capabilities": {"alwaysM
   "goog:chromeOptions": {"binary": "/usr/lib/chromium/chromium", "args": [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync",
-    "--window-size=1280,900", "--user-data-dir=" + sys.argv[1]]}}}}))' "$profile")
+    "--window-size=1280,1000", "--user-data-dir=" + sys.argv[1]]}}}}))' "$profile")
 session=$(call POST /session "$caps" | json_get 'd["value"]["sessionId"]')
 s="/session/$session"
 go() { call POST "$s/url" "{\"url\": \"$1\"}" >/dev/null; }
