@@ -39,28 +39,14 @@ pub fn router() -> Router<AppState> {
         .route("/dashboard/assets/dashboard.js", get(layout::js))
         .route("/dashboard/queues/{queue}", get(queues::page))
         .route("/dashboard/queues/{queue}/confirm", get(queues::confirm))
-        .route("/dashboard/queues/{queue}/pause", post(queues::pause))
-        .route("/dashboard/queues/{queue}/resume", post(queues::resume))
         .route(
-            "/dashboard/queues/{queue}/failed/retry-all",
-            post(queues::retry_all),
-        )
-        .route(
-            "/dashboard/queues/{queue}/failed/flush",
-            post(queues::flush),
+            "/dashboard/queues/{queue}/{action}",
+            post(queues::queue_action),
         )
         .route("/dashboard/queues/{queue}/jobs/{id}", get(queues::job_page))
         .route(
-            "/dashboard/queues/{queue}/jobs/{id}/retry",
-            post(queues::retry),
-        )
-        .route(
-            "/dashboard/queues/{queue}/jobs/{id}/promote",
-            post(queues::promote),
-        )
-        .route(
-            "/dashboard/queues/{queue}/jobs/{id}/delete",
-            post(queues::delete),
+            "/dashboard/queues/{queue}/jobs/{id}/{action}",
+            post(queues::job_action),
         )
         .route("/dashboard/audit", get(audit::page))
         .route(live::PATH, get(live::stream))

@@ -431,14 +431,14 @@ pub(super) async fn confirm(
                 format!("Flush the failed jobs of {queue_name}?"),
                 html! { p { "This deletes all " strong { (failed) } " failed jobs of queue "
                 strong { (queue_name) } " for good; they cannot be retried afterwards." } },
-                format!("{}/failed/flush", queue_path(&queue_name)),
+                format!("{}/flush", queue_path(&queue_name)),
             )
         }
         ("retry-all", _) => (
             format!("Retry every failed job of {queue_name}?"),
             html! { p { "Every failed job of queue " strong { (queue_name) }
             " runs again from its first attempt." } },
-            format!("{}/failed/retry-all", queue_path(&queue_name)),
+            format!("{}/retry-all", queue_path(&queue_name)),
         ),
         ("delete", Some(job)) => (
             format!("Delete job {job}?"),
@@ -520,138 +520,61 @@ fn refusal(e: ApiError) -> Result<String, String> {
     }
 }
 
-pub(super) async fn pause(
+/// `POST /dashboard/queues/{queue}/{action}`: `pause`, `resume`, `retry-all`
+/// (the failed jobs) or `flush` (them).
+pub(super) async fn queue_action(
     session: Session,
     State(state): State<AppState>,
-    Path(queue): Path<String>,
+    Path((queue, action)): Path<(String, String)>,
     CsrfForm(form): CsrfForm<ActionForm>,
 ) -> Response {
-    let outcome = match actions::pause(&state, &session.principal, &queue).await {
-        Ok(()) => Ok(format!("Paused queue {queue}: workers take no new jobs.")),
-        Err(e) => refusal(e),
+    let (who, q) = (&session.principal, queue.as_str());
+    let outcome = match action.as_str() {
+        "pause" => Box::pin(actions::pause(&state, who, q))
+            .await
+            .map(|()| format!("Paused queue {q}: workers take no new jobs.")),
+        "resume" => Box::pin(actions::resume(&state, who, q))
+            .await
+            .map(|()| format!("Resumed queue {q}.")),
+        "retry-all" => Box::pin(actions::retry_all_failed(&state, who, q))
+            .await
+            .map(|n| format!("Retried {n} failed jobs of {q}.")),
+        "flush" => Box::pin(actions::flush_failed(&state, who, q))
+            .await
+            .map(|n| format!("Deleted {n} failed jobs of {q}.")),
+        _ => return error_response(ApiError::NotFound(format!("no action {action}"))),
     };
-    done(
-        &state,
-        &session,
-        &safe_back(form.back.as_deref(), &queue),
-        outcome,
-    )
-    .await
+    let back = safe_back(form.back.as_deref(), q);
+    done(&state, &session, &back, outcome.or_else(refusal)).await
 }
 
-pub(super) async fn resume(
+/// `POST /dashboard/queues/{queue}/jobs/{id}/{action}`: `retry` (a failed
+/// job), `promote` (a delayed one: it runs now) or `delete` (a waiting,
+/// delayed or failed one; then back to the queue, the job's page is gone).
+pub(super) async fn job_action(
     session: Session,
     State(state): State<AppState>,
-    Path(queue): Path<String>,
+    Path((queue, id, action)): Path<(String, String, String)>,
     CsrfForm(form): CsrfForm<ActionForm>,
 ) -> Response {
-    let outcome = match actions::resume(&state, &session.principal, &queue).await {
-        Ok(()) => Ok(format!("Resumed queue {queue}.")),
-        Err(e) => refusal(e),
+    let (who, q) = (&session.principal, queue.as_str());
+    let mut back = safe_back(form.back.as_deref(), q);
+    let outcome = match action.as_str() {
+        "retry" => Box::pin(actions::retry_failed(&state, who, q, &id))
+            .await
+            .map(|entry| format!("Retried job {id}: waiting again (entry {entry}).")),
+        "promote" => Box::pin(actions::promote(&state, who, q, &id))
+            .await
+            .map(|()| format!("Job {id} runs now: it is waiting for a worker.")),
+        "delete" => {
+            if back.starts_with(&job_path(q, &id)) {
+                back = queue_path(q);
+            }
+            Box::pin(actions::delete_job(&state, who, q, &id))
+                .await
+                .map(|()| format!("Deleted job {id}."))
+        }
+        _ => return error_response(ApiError::NotFound(format!("no action {action}"))),
     };
-    done(
-        &state,
-        &session,
-        &safe_back(form.back.as_deref(), &queue),
-        outcome,
-    )
-    .await
-}
-
-pub(super) async fn retry_all(
-    session: Session,
-    State(state): State<AppState>,
-    Path(queue): Path<String>,
-    CsrfForm(form): CsrfForm<ActionForm>,
-) -> Response {
-    let outcome = match actions::retry_all_failed(&state, &session.principal, &queue).await {
-        Ok(n) => Ok(format!("Retried {n} failed jobs of {queue}.")),
-        Err(e) => refusal(e),
-    };
-    done(
-        &state,
-        &session,
-        &safe_back(form.back.as_deref(), &queue),
-        outcome,
-    )
-    .await
-}
-
-pub(super) async fn flush(
-    session: Session,
-    State(state): State<AppState>,
-    Path(queue): Path<String>,
-    CsrfForm(form): CsrfForm<ActionForm>,
-) -> Response {
-    let outcome = match actions::flush_failed(&state, &session.principal, &queue).await {
-        Ok(n) => Ok(format!("Deleted {n} failed jobs of {queue}.")),
-        Err(e) => refusal(e),
-    };
-    done(
-        &state,
-        &session,
-        &safe_back(form.back.as_deref(), &queue),
-        outcome,
-    )
-    .await
-}
-
-pub(super) async fn retry(
-    session: Session,
-    State(state): State<AppState>,
-    Path((queue, id)): Path<(String, String)>,
-    CsrfForm(form): CsrfForm<ActionForm>,
-) -> Response {
-    let outcome = match actions::retry_failed(&state, &session.principal, &queue, &id).await {
-        Ok(entry) => Ok(format!("Retried job {id}: waiting again (entry {entry}).")),
-        Err(e) => refusal(e),
-    };
-    done(
-        &state,
-        &session,
-        &safe_back(form.back.as_deref(), &queue),
-        outcome,
-    )
-    .await
-}
-
-pub(super) async fn promote(
-    session: Session,
-    State(state): State<AppState>,
-    Path((queue, id)): Path<(String, String)>,
-    CsrfForm(form): CsrfForm<ActionForm>,
-) -> Response {
-    let outcome = match Box::pin(actions::promote(&state, &session.principal, &queue, &id)).await {
-        Ok(()) => Ok(format!("Job {id} runs now: it is waiting for a worker.")),
-        Err(e) => refusal(e),
-    };
-    done(
-        &state,
-        &session,
-        &safe_back(form.back.as_deref(), &queue),
-        outcome,
-    )
-    .await
-}
-
-/// Deletes a failed job from the dead letters, a waiting or delayed one from
-/// its place; back to the queue (the job's page is gone with it).
-pub(super) async fn delete(
-    session: Session,
-    State(state): State<AppState>,
-    Path((queue, id)): Path<(String, String)>,
-    CsrfForm(form): CsrfForm<ActionForm>,
-) -> Response {
-    let outcome = match Box::pin(actions::delete_job(&state, &session.principal, &queue, &id)).await
-    {
-        Ok(()) => Ok(format!("Deleted job {id}.")),
-        Err(e) => refusal(e),
-    };
-    let back = safe_back(form.back.as_deref(), &queue);
-    let back = if back.starts_with(&job_path(&queue, &id)) {
-        queue_path(&queue)
-    } else {
-        back
-    };
-    done(&state, &session, &back, outcome).await
+    done(&state, &session, &back, outcome.or_else(refusal)).await
 }

@@ -27,9 +27,7 @@ async fn sign_in(chrome: &Chrome, app: &TestApp, key: &str) {
     chrome.goto(&app.url("/dashboard/sign-in")).await;
     let field = chrome.find("input#key").await;
     chrome.type_into(&field, key).await;
-    chrome
-        .click(&chrome.find("form.sign-in button").await)
-        .await;
+    chrome.click("form.sign-in button").await;
 }
 
 /// A person whose QR fails (its storage is blocked) until it is unblocked.
@@ -70,15 +68,11 @@ async fn an_operator_retries_a_failed_job_with_a_click_and_the_audit_log_names_t
     }
 
     // Open the queue: its failed jobs, this one among them.
-    chrome
-        .click(&chrome.find(r#"a[href="/dashboard/queues/qr"]"#).await)
-        .await;
+    chrome.click(r#"a[href="/dashboard/queues/qr"]"#).await;
     let row = format!(r#"tr[data-job="{job_id}"]"#);
     chrome.find(&row).await;
     // Its page: the error and the headers.
-    chrome
-        .click(&chrome.find(&format!("{row} a.mono")).await)
-        .await;
+    chrome.click(&format!("{row} a.mono")).await;
     assert_eq!(chrome.text_of("[data-job-state]").await, "failed");
     let page = chrome.body_text().await;
     assert!(page.contains("qr.generate"), "{page}");
@@ -91,18 +85,14 @@ async fn an_operator_retries_a_failed_job_with_a_click_and_the_audit_log_names_t
 
     // Fix the cause, click retry, confirm.
     std::fs::remove_file(app.storage.path().join("qr")).expect("unblock");
-    chrome
-        .click(&chrome.find(".actions a[href*='action=retry']").await)
-        .await;
+    chrome.click(".actions a[href*='action=retry']").await;
     assert!(
         chrome
             .body_text()
             .await
             .contains(&format!("Retry job {job_id}?"))
     );
-    chrome
-        .click(&chrome.find("main form button[type=submit]").await)
-        .await;
+    chrome.click("main form button[type=submit]").await;
     chrome.until_text(&format!("Retried job {job_id}")).await;
     // Back on the queue's failed jobs, without it.
     assert!(chrome.url().await.contains("/dashboard/queues/qr"));
@@ -120,9 +110,7 @@ async fn an_operator_retries_a_failed_job_with_a_click_and_the_audit_log_names_t
     .await;
 
     // The audit log says who retried it.
-    chrome
-        .click(&chrome.find(r#"nav a[href="/dashboard/audit"]"#).await)
-        .await;
+    chrome.click(r#"nav a[href="/dashboard/audit"]"#).await;
     let entry = chrome.text_of("table.audit tbody tr").await;
     assert!(entry.contains("ops-carol (rsq_"), "{entry}");
     assert!(entry.contains("queue.retry"), "{entry}");

@@ -113,7 +113,14 @@ impl Chrome {
         }
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    /// A command's value, or WebDriver's error (`stale element reference`
+    /// while a click's navigation replaces the page, ...).
+    async fn try_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
         let mut req = self
             .http
             .request(method.clone(), format!("{}{path}", self.session))
@@ -124,8 +131,17 @@ impl Chrome {
         let res = req.send().await.expect("a WebDriver request");
         let status = res.status();
         let body: Value = res.json().await.expect("json");
-        assert!(status.is_success(), "{method} {path}: {status} {body}");
-        body["value"].clone()
+        if status.is_success() {
+            Ok(body["value"].clone())
+        } else {
+            Err(format!("{method} {path}: {status} {body}"))
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.try_call(method, path, body)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     async fn post(&self, path: &str, body: Value) -> Value {
@@ -146,26 +162,50 @@ impl Chrome {
 
     /// The elements matching `css` now (maybe none).
     pub async fn find_all(&self, css: &str) -> Vec<Element> {
-        self.post("/elements", json!({"using": "css selector", "value": css}))
+        self.try_find_all(css)
             .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn try_find_all(&self, css: &str) -> Result<Vec<Element>, String> {
+        let found = self
+            .try_call(
+                reqwest::Method::POST,
+                "/elements",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await?;
+        Ok(found
             .as_array()
             .expect("a list")
             .iter()
             .map(|e| Element(e[ELEMENT].as_str().expect("an element").to_owned()))
-            .collect()
+            .collect())
     }
 
-    /// The first element matching `css`, waiting for it to appear.
+    /// The first element matching `css`, waiting for it to appear (also
+    /// while a navigation is under way).
     pub async fn find(&self, css: &str) -> Element {
         eventually_within(&format!("{css} is on the page"), PATIENCE, async || {
-            self.find_all(css).await.into_iter().next()
+            self.try_find_all(css).await.ok()?.into_iter().next()
         })
         .await
     }
 
-    pub async fn click(&self, e: &Element) {
-        self.post(&format!("/element/{}/click", e.0), json!({}))
-            .await;
+    /// Clicks the first element matching `css`, found again if the page
+    /// replaced it between finding and clicking (a live list refresh).
+    pub async fn click(&self, css: &str) {
+        eventually_within(&format!("a click on {css}"), PATIENCE, async || {
+            let e = self.try_find_all(css).await.ok()?.into_iter().next()?;
+            self.try_call(
+                reqwest::Method::POST,
+                &format!("/element/{}/click", e.0),
+                Some(json!({})),
+            )
+            .await
+            .ok()
+        })
+        .await;
     }
 
     pub async fn type_into(&self, e: &Element, text: &str) {
@@ -173,18 +213,22 @@ impl Chrome {
             .await;
     }
 
-    pub async fn text(&self, e: &Element) -> String {
-        self.get(&format!("/element/{}/text", e.0))
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    }
-
-    /// The text of the first element matching `css`, once it is there.
+    /// The text of the first element matching `css`, once it is there: found
+    /// again when a navigation replaced the one found first.
     pub async fn text_of(&self, css: &str) -> String {
-        let e = self.find(css).await;
-        self.text(&e).await
+        eventually_within(&format!("the text of {css}"), PATIENCE, async || {
+            let e = self.try_find_all(css).await.ok()?.into_iter().next()?;
+            let text = self
+                .try_call(
+                    reqwest::Method::GET,
+                    &format!("/element/{}/text", e.0),
+                    None,
+                )
+                .await
+                .ok()?;
+            Some(text.as_str().unwrap_or_default().to_owned())
+        })
+        .await
     }
 
     /// The page's whole visible text.
