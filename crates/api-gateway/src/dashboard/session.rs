@@ -384,7 +384,7 @@ pub(super) async fn sign_in(State(state): State<AppState>, req: Request) -> Resp
                 "This key is wrong, expired or revoked.",
             );
         }
-        Err(e @ ApiError::Busy { .. }) => {
+        Err(e @ ApiError::TooManyFailures { .. }) => {
             let mut res = refused(
                 StatusCode::TOO_MANY_REQUESTS,
                 "Too many failed sign-ins from this address; wait a little and try again.",

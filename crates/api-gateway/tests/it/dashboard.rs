@@ -550,3 +550,24 @@ async fn a_delayed_job_is_run_now_then_deleted_after_confirming_and_both_are_aud
     assert!(audit.contains(&format!("qr/{id}")), "{audit}");
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn repeated_wrong_keys_from_one_address_slow_the_sign_in_down() {
+    let app = TestApp::spawn_with(|c| {
+        c.auth.max_failures = 3.try_into().expect("nonzero");
+    })
+    .await;
+    let mut browser = Browser::new(&app);
+    for _ in 0..3 {
+        let res = browser.sign_in(WRONG_TOKEN).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    // Now even the right key waits out the window, told so on the sign-in page.
+    let res = browser.sign_in(ADMIN_TOKEN).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(res.headers().contains_key("retry-after"));
+    let html = res.text().await.expect("html");
+    assert!(html.contains("Too many failed sign-ins"), "{html}");
+    assert_eq!(browser.cookie, None);
+    app.cleanup().await;
+}
