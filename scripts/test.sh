@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace against real Redis and PostgreSQL, starting them
 # (and installing their Debian packages) when they are not reachable, the
-# dashboard's in a headless Chromium (installed when missing), then
+# dashboard's in a headless Chromium (installed when missing), after the
+# Kubernetes manifests' offline validation (scripts/test-k8s.sh), then
 # Schemathesis against a running gateway (scripts/schemathesis.sh), then the quick
 # start interrupted twice and run again (scripts/test-run-again.sh).
 #   REDIS_URL     default redis://127.0.0.1:6379
@@ -33,6 +34,8 @@ scripts/sqlx-prepare.sh --check
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
+log "deploy/k8s: every overlay rendered and validated (scripts/test-k8s.sh)"
+scripts/test-k8s.sh
 log "cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 log "doc tests"

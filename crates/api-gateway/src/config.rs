@@ -265,7 +265,7 @@ pub struct Config {
     /// `API_MAX_CONCURRENT_REQUESTS`, default 32: requests handled at once; the
     /// next ones wait their turn (within `API_REQUEST_TIMEOUT`) before their
     /// body is read, so memory is bounded by this times the body limit
-    /// whatever the number of clients (deploy/k8s/api-gateway.yaml's limit
+    /// whatever the number of clients (deploy/k8s/base/api-gateway.yaml's limit
     /// follows from it).
     pub max_concurrent_requests: NonZeroUsize,
     /// `API_ENQUEUE_TIMEOUT`, `API_ENQUEUE_BREAKER_FAILURES`,
@@ -464,18 +464,38 @@ fn token(vars: &dyn Vars, name: &str) -> Result<Secret, ConfigError> {
     Ok(token)
 }
 
-/// What `api-gateway migrate` reads: `DATABASE_URL` only, so an init container or
-/// a CI job needs no token and no Redis.
+/// What `api-gateway migrate` reads: `DATABASE_URL`, and Redis only when
+/// `REDIS_URL` is set, so an init container or a CI job needs no token.
 #[derive(Debug, Clone)]
 pub struct MigrateConfig {
     /// `DATABASE_URL`
     pub database_url: SecretUrl,
+    /// The Redis whose queues get their streams and consumer groups; None when
+    /// `REDIS_URL` is unset (migrations only).
+    pub redis: Option<MigrateRedis>,
+}
+
+/// `REDIS_URL`, `REDIS_CLUSTER` and `RSQ_PREFIX`, as the services read them.
+#[derive(Debug, Clone)]
+pub struct MigrateRedis {
+    pub url: SecretUrl,
+    pub cluster: bool,
+    pub prefix: String,
 }
 
 impl MigrateConfig {
     pub fn from_vars(vars: &dyn Vars) -> Result<Self, ConfigError> {
+        let redis = match config::optional(vars, "REDIS_URL") {
+            None => None,
+            Some(_) => Some(MigrateRedis {
+                url: config::redis_url(vars)?,
+                cluster: config::redis_cluster(vars)?,
+                prefix: config::redis_prefix(vars)?,
+            }),
+        };
         Ok(Self {
             database_url: config::database_url(vars)?,
+            redis,
         })
     }
 }
@@ -700,14 +720,40 @@ mod tests {
         let none: [(&str, &str); 0] = [];
         let m = MigrateConfig::from_vars(&none).expect("no token needed");
         assert_eq!(m.database_url.expose(), config::DEFAULT_DATABASE_URL);
+        assert!(m.redis.is_none(), "no REDIS_URL, no Redis");
         let vars = [
             ("DATABASE_URL", "postgres://db/app"),
             ("API_USER_TOKEN", "short"),
-            ("REDIS_URL", "http://not-read"),
+            ("API_REQUEST_TIMEOUT", "not read"),
         ];
         let m = MigrateConfig::from_vars(&vars).expect("other variables are not read");
         assert_eq!(m.database_url.expose(), "postgres://db/app");
         let err = MigrateConfig::from_vars(&[("DATABASE_URL", "mysql://db")]).expect_err("bad");
         assert_eq!(err.var, "DATABASE_URL");
+    }
+
+    #[test]
+    fn migrate_reads_redis_when_its_url_is_set() {
+        let m = MigrateConfig::from_vars(&[
+            ("REDIS_URL", "redis://:pw@redis:6379"),
+            ("REDIS_CLUSTER", "true"),
+            ("RSQ_PREFIX", "staging"),
+        ])
+        .expect("valid");
+        let redis = m.redis.expect("REDIS_URL is set");
+        assert_eq!(redis.url.expose(), "redis://:pw@redis:6379");
+        assert!(redis.cluster);
+        assert_eq!(redis.prefix, "staging");
+        for (var, value) in [
+            ("REDIS_URL", "http://redis"),
+            ("REDIS_CLUSTER", "maybe"),
+            ("RSQ_PREFIX", "no spaces"),
+        ] {
+            let mut vars = vec![("REDIS_URL", "redis://redis")];
+            vars.retain(|(k, _)| *k != var);
+            vars.push((var, value));
+            let err = MigrateConfig::from_vars(&vars.as_slice()).expect_err(var);
+            assert_eq!(err.var, var, "{err}");
+        }
     }
 }

@@ -25,7 +25,7 @@ use store::PgPool;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-pub use config::{Config, MigrateConfig, QrFormat, Secret, SecretUrl};
+pub use config::{Config, MigrateConfig, MigrateRedis, QrFormat, Secret, SecretUrl};
 pub use enqueue::Enqueuer;
 
 /// What every handler can reach. Cheap to clone.
@@ -57,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::persons::router())
         .merge(routes::companies::router())
         .merge(routes::queues::router())
+        .merge(routes::jobs::router())
         .merge(routes::keys::router())
         .merge(routes::sync::router())
         .merge(routes::photos::router(&state.config))
@@ -116,7 +117,10 @@ fn store_config(config: &Config) -> store::StoreConfig {
     }
 }
 
-/// `api-gateway migrate`: applies the database migrations that have not run yet.
+/// `api-gateway migrate`: applies the database migrations that have not run yet
+/// and, when `REDIS_URL` is set, creates every catalogue queue's streams and
+/// consumer group (idempotent), so an autoscaler reading a group's lag finds it
+/// before the queue's first worker starts (docs/operations.md, "Scale").
 pub async fn migrate(config: MigrateConfig, _shutdown: CancellationToken) -> anyhow::Result<()> {
     let store_config = store::StoreConfig {
         max_connections: 1,
@@ -130,6 +134,32 @@ pub async fn migrate(config: MigrateConfig, _shutdown: CancellationToken) -> any
     })?;
     pool.close().await;
     tracing::info!("migrations applied");
+    if let Some(redis) = &config.redis {
+        create_queue_groups(redis).await?;
+    }
+    Ok(())
+}
+
+async fn create_queue_groups(redis: &config::MigrateRedis) -> anyhow::Result<()> {
+    let broker = Broker::connect(service::config::broker_config(
+        &redis.url,
+        redis.cluster,
+        &redis.prefix,
+    ))
+    .await
+    .with_context(|| format!("connecting to Redis at {}", redis.url.redacted()))?;
+    let admin = Admin::new(broker.clone());
+    for spec in jobs::CATALOGUE {
+        let queue = spec.open(&broker)?;
+        admin
+            .create_groups(&queue)
+            .await
+            .with_context(|| format!("creating the consumer groups of queue {}", spec.name))?;
+    }
+    tracing::info!(
+        queues = jobs::CATALOGUE.len(),
+        "queue streams and consumer groups ready"
+    );
     Ok(())
 }
 

@@ -6,7 +6,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 
 use crate::auth::Role;
 use crate::error::{ErrorBody, SyncConflict};
-use crate::routes::{companies, keys, payments, persons, photos, queues, sync};
+use crate::routes::{companies, jobs, keys, payments, persons, photos, queues, sync};
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -29,6 +29,11 @@ use crate::routes::{companies, keys, payments, persons, photos, queues, sync};
         queues::delete,
         queues::pause,
         queues::resume,
+        jobs::list,
+        jobs::show,
+        jobs::promote,
+        jobs::delete,
+        jobs::history,
         sync::start,
         sync::get,
         photos::upload,
@@ -60,6 +65,12 @@ use crate::routes::{companies, keys, payments, persons, photos, queues, sync};
         queues::Retried,
         queues::Count,
         queues::Paused,
+        jobs::JobState,
+        jobs::JobSummary,
+        jobs::JobPage,
+        jobs::JobDetail,
+        jobs::MinuteStats,
+        jobs::History,
         SyncConflict,
         sync::SyncRunStarted,
         sync::SyncRunResponse,
@@ -356,6 +367,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(seen, 7);
+        assert_eq!(seen, 12);
     }
 }

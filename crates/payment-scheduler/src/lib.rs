@@ -2,6 +2,7 @@
 
 pub mod cleanup;
 pub mod config;
+pub mod due;
 pub mod handler;
 pub mod reconcile;
 
@@ -24,7 +25,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 /// Connects to Redis and PostgreSQL (running the migrations) and binds the
 /// health port; the returned service runs `payment.check` jobs once run, the
 /// cleanup (`payment.cleanup`) once per period and the reconciler
-/// (`payment.reconcile`).
+/// (`payment.reconcile`), and exports the checks due soon ([`due`]).
 pub async fn start(config: Config) -> anyhow::Result<Started> {
     let bank: Arc<dyn Bank> =
         Arc::new(QrBank::new(config.bank.clone()).context("building the bank client")?);
@@ -53,5 +54,16 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     // PAYMENT_CLEANUP_INTERVAL); naming one variable here could name the wrong one.
     let cleanup_every =
         cleanup::repeating_job(config.cleanup.every).context("declaring the daily cleanup")?;
-    svc.repeat(cleanup_every).start(handlers)
+    let (broker, queue) = (svc.broker().clone(), svc.queue().clone());
+    let started = svc.repeat(cleanup_every).start(handlers)?;
+    Ok(Started::new(started.addr(), move |shutdown| async move {
+        let stop = shutdown.child_token();
+        let run = async {
+            let result = started.run(shutdown).await;
+            stop.cancel();
+            result
+        };
+        let (result, ()) = tokio::join!(run, due::export(broker, queue, stop.clone()));
+        result
+    }))
 }

@@ -23,7 +23,7 @@ pub const DEFAULT_THUMBNAIL_SIZE: u32 = 320;
 pub const DEFAULT_MIN_CONFIDENCE: f32 = 0.5;
 /// `PHOTO_MEMORY_BUDGET` default: 1 GiB, the pixels of every photo in work at
 /// once. The Kubernetes limit is this plus the process's baseline
-/// (`deploy/k8s/photo-worker.yaml`).
+/// (`deploy/k8s/base/photo-worker.yaml`).
 pub const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
 /// What the process holds besides the photos' budget: the process at rest
 /// (49 MB measured), one Tesseract handle per blocking thread and the
@@ -316,7 +316,7 @@ mod tests {
     fn the_manifest_limit_is_the_memory_budget_plus_the_baseline() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../deploy/k8s/photo-worker.yaml"
+            "/../../deploy/k8s/base/photo-worker.yaml"
         );
         let manifest = std::fs::read_to_string(path).expect("the manifest");
         let value_of = |key: &str, end: &str| -> String {

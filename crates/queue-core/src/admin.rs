@@ -682,6 +682,31 @@ impl Admin {
             .await?;
         Ok(deleted)
     }
+
+    /// Creates the queue's lane streams with the consumer group on each (from id
+    /// 0, so jobs enqueued earlier are read too) and lists the queue in the
+    /// registry, as its first worker would; idempotent. A deployment runs it
+    /// before any worker starts, so an autoscaler reading the group's lag never
+    /// finds the group missing.
+    pub async fn create_groups(&self, queue: &Queue) -> Result<()> {
+        let mut conn = self.broker.conn().await?;
+        for stream in queue.streams() {
+            let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(stream)
+                .arg(&self.group)
+                .arg("0")
+                .arg("MKSTREAM")
+                .query_async(&mut conn)
+                .await;
+            match created {
+                Ok(()) => {}
+                Err(e) if e.code() == Some("BUSYGROUP") => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        queue.register_again(&mut conn).await
+    }
 }
 
 impl DeadLetter {

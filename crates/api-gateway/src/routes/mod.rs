@@ -2,6 +2,7 @@
 
 pub mod companies;
 pub mod docs;
+pub mod jobs;
 pub mod keys;
 pub mod payments;
 pub mod persons;
@@ -11,7 +12,7 @@ pub mod sync;
 
 use std::future::Future;
 
-use jobs::JobKind;
+use ::jobs::JobKind;
 use queue_core::NewJob;
 use serde::{Deserialize, Serialize};
 use tracing::warn;

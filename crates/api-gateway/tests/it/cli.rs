@@ -1,9 +1,12 @@
 //! The real binary, as scripts and init containers run it: `migrate` needs only
-//! `DATABASE_URL`; a bad value exits 64 naming the variable, before any I/O.
+//! `DATABASE_URL` (and creates the queues' consumer groups when `REDIS_URL` is
+//! set); a bad value exits 64 naming the variable, before any I/O.
 
+use std::collections::HashMap;
 use std::process::Output;
 
-use queue_core::testing::PATIENCE;
+use queue_core::testing::{PATIENCE, TestRedis, redis_url};
+use queue_core::{NewJob, WorkerConfig};
 use store::testing::TestDb;
 use tokio::process::Command;
 
@@ -60,6 +63,65 @@ async fn migrate_needs_only_the_database_url_and_applies_the_migrations() {
 }
 
 #[tokio::test]
+async fn migrate_with_a_redis_url_creates_every_catalogue_queues_group_once_and_again() {
+    let db = TestDb::new().await;
+    let env = TestRedis::new().await;
+    let queues: Vec<_> = jobs::CATALOGUE
+        .iter()
+        .map(|spec| match spec.priority_lanes {
+            true => env.priority_queue(spec.name),
+            false => env.queue(spec.name),
+        })
+        .collect();
+    // A job enqueued before the groups exist is waiting work all the same.
+    env.enqueue(&queues[0], NewJob::new("qr.generate", "early"))
+        .await;
+    let url = redis_url();
+    let vars = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("REDIS_URL", url.as_str()),
+        ("RSQ_PREFIX", env.prefix.as_str()),
+    ];
+    for round in ["first", "again"] {
+        let out = run(&["migrate"], &vars).await;
+        assert!(
+            out.status.success(),
+            "{round}: exit {:?}: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let group = WorkerConfig::default().group;
+    for q in &queues {
+        let lanes: &[Option<&str>] = match q.name() {
+            "payment-checks" => &[Some("high"), None, Some("low")],
+            _ => &[None],
+        };
+        for lane in lanes {
+            let groups: Vec<HashMap<String, redis::Value>> = env
+                .cmd(
+                    redis::cmd("XINFO")
+                        .arg("GROUPS")
+                        .arg(q.keys().stream(*lane)),
+                )
+                .await;
+            let names: Vec<String> = groups
+                .iter()
+                .map(|g| redis::from_redis_value(g["name"].clone()).expect("a name"))
+                .collect();
+            assert_eq!(names, [group.as_str()], "{} {lane:?}", q.name());
+        }
+        let stats = env.stats(q).await;
+        let expected = if q.name() == "qr" { 1 } else { 0 };
+        assert_eq!(stats.lag, Some(expected), "{}: {stats:?}", q.name());
+    }
+    let listed = env.admin.queues().await.expect("the registry");
+    assert_eq!(listed.len(), jobs::CATALOGUE.len(), "every queue is listed");
+    env.finish().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
 async fn a_bad_value_exits_64_naming_the_variable() {
     let tokens = [
         ("API_ADMIN_TOKEN", ADMIN_TOKEN),
@@ -70,6 +132,11 @@ async fn a_bad_value_exits_64_naming_the_variable() {
             vec!["migrate"],
             vec![("DATABASE_URL", "mysql://db/app")],
             "DATABASE_URL",
+        ),
+        (
+            vec!["migrate"],
+            vec![("REDIS_URL", "http://redis")],
+            "REDIS_URL",
         ),
         (
             vec![],

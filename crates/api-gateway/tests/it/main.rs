@@ -13,6 +13,7 @@ mod dashboard;
 mod errors;
 mod health;
 mod helpers;
+mod jobs;
 mod keys;
 mod outage;
 mod payments;

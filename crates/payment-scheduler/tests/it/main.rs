@@ -6,6 +6,7 @@ mod binary;
 mod checks;
 mod cleanup;
 mod create;
+mod due;
 mod exactly_once;
 mod limits;
 mod priority;

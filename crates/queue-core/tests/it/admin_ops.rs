@@ -1,5 +1,6 @@
 //! Operator actions: retrying, deleting and flushing dead letters, purging.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use queue_core::admin::PurgeReport;
@@ -37,15 +38,7 @@ async fn dead_letters_run_again_when_retried_by_entry_id_by_job_id_or_all_at_onc
         .map(|e| e.id().to_owned())
         .collect();
     // An undecodable entry, which "retry all" must leave where it is.
-    let _: String = env
-        .cmd(
-            redis::cmd("XADD")
-                .arg(q.keys().stream(None))
-                .arg("*")
-                .arg("e")
-                .arg(&[0x0f_u8, 0xff][..]),
-        )
-        .await;
+    env.add_raw(&q, [0x0f, 0xff]).await;
     env.stats_until(&q, "everything is dead-lettered", |s| s.dead_lettered == 4)
         .await;
 
@@ -248,5 +241,39 @@ async fn the_done_stream_keeps_the_configured_number_of_completions_whatever_the
         .map(String::as_str)
         .collect();
     assert_eq!(kept_ids, newest, "the newest completions are the ones kept");
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn create_groups_makes_every_lane_readable_before_any_worker_and_can_run_again() {
+    let env = TestRedis::new().await;
+    let q = env.priority_queue("pre");
+    // A job enqueued before the group exists is still read: the group starts at 0.
+    env.enqueue(&q, NewJob::new("t.pre", "early")).await;
+    let groups = async |lane| -> Vec<String> {
+        let groups: Vec<HashMap<String, redis::Value>> = env
+            .cmd(redis::cmd("XINFO").arg("GROUPS").arg(q.keys().stream(lane)))
+            .await;
+        groups
+            .iter()
+            .map(|g| redis::from_redis_value(g["name"].clone()).expect("a name"))
+            .collect()
+    };
+    assert!(groups(None).await.is_empty(), "no group before");
+
+    env.admin.create_groups(&q).await.expect("create");
+    env.admin.create_groups(&q).await.expect("again");
+    for lane in [Some("high"), None, Some("low")] {
+        assert_eq!(
+            groups(lane).await,
+            [WorkerConfig::default().group],
+            "{lane:?}"
+        );
+    }
+    let stats = env.stats(&q).await;
+    assert_eq!((stats.waiting, stats.lag), (1, Some(1)), "{stats:?}");
+    // Listed in the registry with its lanes, as a worker would list it.
+    let opened = env.admin.open("pre").await.expect("listed");
+    assert_eq!(opened.lanes(), q.lanes());
     env.finish().await;
 }
