@@ -212,3 +212,10 @@ ensure_docker_compose() {
   "$dir/bin/pip" install -q --no-build-isolation "pyyaml==5.4.1"
   "$dir/bin/pip" install -q "docker-compose==1.29.2" "docker<7" "requests<2.32" "urllib3<2"
 }
+
+# Debian's headless Chromium and its WebDriver, for the dashboard's browser
+# tests (crates/api-gateway/tests/it/browser.rs).
+ensure_chromium() {
+  command -v chromedriver >/dev/null 2>&1 && [ -x /usr/lib/chromium/chromium ] && return 0
+  apt_install chromium chromium-driver
+}

@@ -10,6 +10,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed={}", jobs.display());
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    // A job's payload as readable JSON with the proto's field names (`payload_json`,
+    // for the dashboard): prost keeps the names, serde writes them.
+    config.type_attribute(".jobs.v1", "#[derive(serde::Serialize)]");
     config.compile_protos(&[jobs], &[proto_dir])?;
     Ok(())
 }

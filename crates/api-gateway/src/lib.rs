@@ -4,6 +4,7 @@ pub mod actions;
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod dashboard;
 pub mod enqueue;
 pub mod error;
 pub mod json;
@@ -56,11 +57,13 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::persons::router())
         .merge(routes::companies::router())
         .merge(routes::queues::router())
+        .merge(routes::jobs::router())
         .merge(routes::keys::router())
         .merge(routes::sync::router())
         .merge(routes::photos::router(&state.config))
         .merge(routes::payments::router())
         .merge(routes::docs::router())
+        .merge(dashboard::router())
         .fallback(|| async { error::ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(

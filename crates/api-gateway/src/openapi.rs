@@ -6,7 +6,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 
 use crate::auth::Role;
 use crate::error::{ErrorBody, SyncConflict};
-use crate::routes::{companies, keys, payments, persons, photos, queues, sync};
+use crate::routes::{companies, jobs, keys, payments, persons, photos, queues, sync};
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -20,6 +20,7 @@ use crate::routes::{companies, keys, payments, persons, photos, queues, sync};
         persons::qr,
         companies::create,
         companies::get,
+        companies::retry_context,
         queues::list,
         queues::failed,
         queues::retry,
@@ -28,6 +29,11 @@ use crate::routes::{companies, keys, payments, persons, photos, queues, sync};
         queues::delete,
         queues::pause,
         queues::resume,
+        jobs::list,
+        jobs::show,
+        jobs::promote,
+        jobs::delete,
+        jobs::history,
         sync::start,
         sync::get,
         photos::upload,
@@ -38,6 +44,7 @@ use crate::routes::{companies, keys, payments, persons, photos, queues, sync};
         photos::batch,
         payments::create,
         payments::get,
+        payments::resume,
         keys::create,
         keys::list,
         keys::revoke,
@@ -51,12 +58,19 @@ use crate::routes::{companies, keys, payments, persons, photos, queues, sync};
         companies::CreateCompany,
         companies::CompanyResponse,
         companies::CompanyContextStatus,
+        companies::ContextRetryResponse,
         queues::QueueStatsResponse,
         queues::DeadLetterResponse,
         queues::DeadLetterPage,
         queues::Retried,
         queues::Count,
         queues::Paused,
+        jobs::JobState,
+        jobs::JobSummary,
+        jobs::JobPage,
+        jobs::JobDetail,
+        jobs::MinuteStats,
+        jobs::History,
         SyncConflict,
         sync::SyncRunStarted,
         sync::SyncRunResponse,
@@ -78,6 +92,8 @@ use crate::routes::{companies, keys, payments, persons, photos, queues, sync};
         payments::PaymentQrStatus,
         payments::PaymentCheckResponse,
         payments::MovementResponse,
+        payments::ResumeResponse,
+        crate::routes::RerunBy,
         Role,
         keys::CreateKey,
         keys::KeyResponse,
@@ -351,6 +367,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(seen, 7);
+        assert_eq!(seen, 12);
     }
 }

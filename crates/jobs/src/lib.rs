@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod handlers;
+mod json;
 pub mod rows;
 
 use std::time::Duration;
@@ -16,6 +17,7 @@ pub mod v1 {
 pub use queue_core::Envelope;
 
 pub use crate::handlers::{Handlers, JobHandler};
+pub use crate::json::DecodeError;
 
 /// A queue of the catalogue and its defaults (each one configurable by its binary).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +140,16 @@ macro_rules! kinds {
 
         /// Every job kind and its queue, as [`JobKind`] declares them.
         pub const KINDS: &[(&str, &QueueSpec)] = &[$(($kind, &$queue)),*];
+
+        /// A payload of `kind` as JSON with the proto's field names (`{"person_id": 42, ...}`),
+        /// every field written, defaults included; an error for a kind the catalogue
+        /// does not know or bytes that do not decode.
+        pub fn payload_json(kind: &str, payload: &[u8]) -> Result<serde_json::Value, DecodeError> {
+            match kind {
+                $($kind => json::message_json::<$ty>($kind, payload),)*
+                _ => Err(DecodeError::UnknownKind(kind.to_owned())),
+            }
+        }
     };
 }
 

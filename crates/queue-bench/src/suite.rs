@@ -44,9 +44,11 @@ pub enum Stage {
     Recovery,
     /// bare_xreadgroup_jobs_per_s, bare_redis_cpu_us_per_job, bare_xadd_*
     Bare,
+    /// find_job_*_ms (a job by id in a backlog of --jobs), jobs_page_ms, history_day_ms
+    Browse,
 }
 
-const ALL_STAGES: [Stage; 7] = [
+const ALL_STAGES: [Stage; 8] = [
     Stage::Idle,
     Stage::Drain,
     Stage::DrainC1000,
@@ -54,6 +56,7 @@ const ALL_STAGES: [Stage; 7] = [
     Stage::Latency,
     Stage::Recovery,
     Stage::Bare,
+    Stage::Browse,
 ];
 
 /// The suite's options, parsed by `benches/queue_core.rs`.
@@ -157,6 +160,7 @@ pub async fn run(args: SuiteArgs, worker_exe: PathBuf) -> anyhow::Result<()> {
             Stage::Latency => bench.latency().await,
             Stage::Recovery => bench.recovery().await,
             Stage::Bare => bench.bare().await,
+            Stage::Browse => bench.browse().await,
         }
         .with_context(|| format!("stage {stage:?}"));
         if result.is_err() {
@@ -594,6 +598,78 @@ impl Bench {
 
     /// The ceiling: plain XADD, then XREADGROUP COUNT 100 + XACK of the batch, one
     /// round trip each, no scripts and no XDEL.
+    /// The operator's reads of a queue with a backlog of `--jobs` waiting jobs
+    /// (no worker): a job found by id (the newest, by its UUIDv7 id and by an
+    /// id of the producer's own, which gives no hint where to look), a job that
+    /// is nowhere (every place read to its end), the first page of a listing,
+    /// and a day of history. Median of 5 of each, with Redis's CPU per lookup.
+    async fn browse(&self) -> anyhow::Result<()> {
+        let n = self.args.jobs;
+        let queue = self.queue("browse")?;
+        let producer = Producer::new(self.broker.clone());
+        producer.enqueue_many(&queue, noop_jobs(n)).await?;
+        let newest = producer
+            .enqueue(
+                &queue,
+                NewJob::new("bench.noop", Bytes::from_static(NOOP_PAYLOAD)),
+            )
+            .await?;
+        let custom = producer
+            .enqueue(
+                &queue,
+                NewJob::new("bench.noop", Bytes::from_static(NOOP_PAYLOAD)).id("order-42"),
+            )
+            .await?;
+        let missing = "no-such-job";
+        let cases = [
+            ("find_job_newest_ms", newest.id()),
+            ("find_job_own_id_ms", custom.id()),
+            ("find_job_missing_ms", missing),
+        ];
+        for (key, id) in cases {
+            let mut times = Vec::new();
+            let cpu0 = self.redis_cpu_s().await?;
+            for _ in 0..5 {
+                let started = Instant::now();
+                let found = self.admin.find_job(&queue, id).await?;
+                times.push(started.elapsed());
+                anyhow::ensure!(found.is_some() == (id != missing), "{key}: found {found:?}");
+            }
+            let cpu = (self.redis_cpu_s().await? - cpu0) / 5.0;
+            times.sort();
+            figure(key, format!("{:.1}", times[2].as_secs_f64() * 1000.0));
+            note(&format!(
+                "{key}: redis cpu {:.1} ms per lookup, backlog {n}",
+                cpu * 1000.0
+            ));
+        }
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let started = Instant::now();
+            self.admin
+                .jobs(&queue, queue_core::JobState::Waiting, None, 50)
+                .await?;
+            times.push(started.elapsed());
+        }
+        times.sort();
+        figure(
+            "jobs_page_ms",
+            format!("{:.2}", times[2].as_secs_f64() * 1000.0),
+        );
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let started = Instant::now();
+            self.admin.history(&queue, 24 * 60).await?;
+            times.push(started.elapsed());
+        }
+        times.sort();
+        figure(
+            "history_day_ms",
+            format!("{:.2}", times[2].as_secs_f64() * 1000.0),
+        );
+        Ok(())
+    }
+
     async fn bare(&self) -> anyhow::Result<()> {
         let n = self.args.jobs;
         let queue = self.queue("bare")?;

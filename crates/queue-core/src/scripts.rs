@@ -179,6 +179,33 @@ mod tests {
                 !held(&env, &q, "p").await,
                 "the key outlived the reclaim script"
             );
+            // Counted in the minute's history, as a failure without a run.
+            let history = env.admin.history(&q, 2).await.expect("history");
+            let counted = history.iter().fold((0, 0, 0), |(f, d, w), m| {
+                (f + m.failed, d + m.dead_lettered, w + m.waited)
+            });
+            assert_eq!(counted, (1, 1, 0), "{history:?}");
+            env.finish().await;
+        }
+
+        #[tokio::test]
+        async fn the_delete_script_leaves_an_entry_a_worker_read_since_it_was_found() {
+            let env = TestRedis::new().await;
+            let q = env.queue("delete-script");
+            let entry_id = env.enqueue_entry(&q, ensure("k")).await;
+            // Found waiting, then read by a worker before the delete runs.
+            env.read_as(&q, "worker-1", 1).await;
+            let mut conn = env.broker.connection().await.expect("connection");
+            let mut inv = scripts::DELETE_JOB.prepare_invoke();
+            inv.key(&q.streams()[0])
+                .arg("stream")
+                .arg(&entry_id)
+                .arg(fields::DEFAULT_GROUP)
+                .arg(q.keys().uniq_prefix());
+            let deleted: i64 = inv.invoke_async(&mut conn).await.expect("delete");
+            assert_eq!(deleted, -1, "a running entry is not deleted");
+            assert_eq!(env.xlen(&q.streams()[0]).await, 1);
+            assert!(held(&env, &q, "k").await, "its key stays with it");
             env.finish().await;
         }
     }

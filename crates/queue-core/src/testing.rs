@@ -210,6 +210,19 @@ impl TestRedis {
         }
     }
 
+    /// Adds an entry holding `envelope` (any bytes) to `q`'s only stream by
+    /// hand, as a producer in any language may; its entry id.
+    pub async fn add_raw(&self, q: &Queue, envelope: impl AsRef<[u8]>) -> String {
+        self.cmd(
+            redis::cmd("XADD")
+                .arg(q.keys().stream(None))
+                .arg("*")
+                .arg(crate::fields::ENVELOPE)
+                .arg(envelope.as_ref()),
+        )
+        .await
+    }
+
     /// The consumers of `q`'s group, over all lanes.
     pub async fn consumers(&self, q: &Queue) -> Vec<ConsumerInfo> {
         self.admin.consumers(q).await.expect("consumers")

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use queue_core::broker::redact_url;
-use queue_core::keys;
+use queue_core::{JobState, keys};
 
-/// Operate rsq queues: stats, monitor, dead letters, pause/resume, purge, consumers.
+/// Operate rsq queues: stats, monitor, dead letters, jobs, history, pause/resume,
+/// purge, consumers.
 #[derive(Debug, Parser)]
 #[command(name = "queuectl", version, propagate_version = true)]
 pub struct Cli {
@@ -181,6 +182,64 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List a queue's jobs in one state, a page at a time.
+    Jobs {
+        /// Queue name.
+        #[arg(value_parser = parse_queue_name)]
+        queue: String,
+        /// waiting, active, delayed, failed or completed.
+        #[arg(long, default_value = "waiting", value_parser = parse_job_state)]
+        state: JobState,
+        /// Jobs per page (1 to 1000).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        limit: u16,
+        /// Where the page starts: the cursor the previous page printed.
+        #[arg(long, value_name = "CURSOR")]
+        after: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one job, in whatever state it is: headers, attempts, times, error.
+    Job {
+        /// Queue name.
+        #[arg(value_parser = parse_queue_name)]
+        queue: String,
+        /// Job id, or an entry id as `jobs` lists it.
+        id: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a delayed job now: move it into its lane.
+    Promote {
+        /// Queue name.
+        #[arg(value_parser = parse_queue_name)]
+        queue: String,
+        /// Job id.
+        id: String,
+    },
+    /// Delete a waiting, delayed or failed job (a unique key it holds is released).
+    DeleteJob {
+        /// Queue name.
+        #[arg(value_parser = parse_queue_name)]
+        queue: String,
+        /// Job id.
+        id: String,
+    },
+    /// A queue's counts per minute, as its workers recorded them: completed,
+    /// failed runs, dead letters, mean wait.
+    History {
+        /// Queue name.
+        #[arg(value_parser = parse_queue_name)]
+        queue: String,
+        /// How many minutes back (1 to 1440).
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=1440))]
+        minutes: u32,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// What `keys` does.
@@ -302,6 +361,10 @@ fn parse_queue_name(s: &str) -> Result<String, String> {
     keys::validate_queue_name(s)
         .map(|()| s.to_owned())
         .map_err(|e| e.to_string())
+}
+
+fn parse_job_state(s: &str) -> Result<JobState, String> {
+    s.parse()
 }
 
 fn parse_prefix(s: &str) -> Result<String, String> {

@@ -13,6 +13,8 @@ use crate::exit;
 use crate::render::{self, Align, Table, count, one_line, short_duration};
 use crate::{Command, Console};
 
+mod jobs;
+
 /// Widest error shown in the dead-letter list; `show` prints the whole error.
 const ERROR_COLUMN: usize = 60;
 /// Moves the cursor home and clears the screen (ANSI), between `monitor` refreshes.
@@ -61,6 +63,31 @@ pub(crate) async fn dispatch(mut ctx: Ctx<'_, '_>, command: Command) -> anyhow::
             remove_idle,
             json,
         } => consumers(&mut ctx, &queue, remove_idle, json).await,
+        Command::Jobs {
+            queue,
+            state,
+            limit,
+            after,
+            json,
+        } => {
+            jobs::list(
+                &mut ctx,
+                &queue,
+                state,
+                limit.into(),
+                after.as_deref(),
+                json,
+            )
+            .await
+        }
+        Command::Job { queue, id, json } => jobs::show(&mut ctx, &queue, &id, json).await,
+        Command::Promote { queue, id } => jobs::promote(&mut ctx, &queue, &id).await,
+        Command::DeleteJob { queue, id } => jobs::delete(&mut ctx, &queue, &id).await,
+        Command::History {
+            queue,
+            minutes,
+            json,
+        } => jobs::history(&mut ctx, &queue, minutes, json).await,
         Command::Keys { .. } | Command::Audit { .. } => {
             unreachable!("run() handles the database commands")
         }

@@ -7,7 +7,8 @@ use queue_core::Error;
 pub const OK: u8 = 0;
 /// Any failure not listed below.
 pub const FAILURE: u8 = 1;
-/// Bad configuration or a refused operation (e.g. `purge` without `--yes`).
+/// Bad configuration or a refused operation (e.g. `purge` without `--yes`,
+/// promoting a job that is not delayed, a `--after` that is no cursor).
 pub const USAGE: u8 = 64;
 /// A dead letter whose envelope does not decode cannot be retried.
 pub const DATA_ERR: u8 = 65;
@@ -77,6 +78,7 @@ pub fn code(err: &anyhow::Error) -> u8 {
                     USAGE
                 }
                 Error::Undecodable { .. } => DATA_ERR,
+                Error::JobState { .. } | Error::InvalidCursor(_) => USAGE,
                 _ => FAILURE,
             };
         }

@@ -182,13 +182,7 @@ pub struct PageQuery {
 impl PageQuery {
     /// The page size, or 422 naming the parameter; `before` is checked too.
     fn validate(&self) -> Result<usize, ApiError> {
-        let limit = self.limit.unwrap_or(DEFAULT_PAGE);
-        if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(ApiError::validation(
-                "limit",
-                format!("must be between 1 and {MAX_PAGE}"),
-            ));
-        }
+        let limit = page_limit(self.limit)?;
         // Redis answers an error, not an empty page, for an id it cannot parse.
         if let Some(before) = &self.before
             && entry_id(before, 19).is_none()
@@ -198,8 +192,20 @@ impl PageQuery {
                 "must be a dead-letter id like 1700000000000-0 (as in `next`)",
             ));
         }
-        Ok(usize::try_from(limit).expect("a u32 fits in usize"))
+        Ok(limit)
     }
+}
+
+/// A page's `limit` parameter: 1 to 1000, 50 when not given; else 422 naming it.
+pub(crate) fn page_limit(limit: Option<u32>) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::validation(
+            "limit",
+            format!("must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    Ok(usize::try_from(limit).expect("a u32 fits in usize"))
 }
 
 /// A stream entry id `ms-seq`: each part at most `max_digits` digits and within

@@ -2,15 +2,18 @@
 //! real Redis and PostgreSQL (a key prefix and a database per test).
 
 mod admin;
+mod browser;
 mod chaos;
 mod cli;
 mod cluster;
 mod companies;
 mod consistency;
 mod contract;
+mod dashboard;
 mod errors;
 mod health;
 mod helpers;
+mod jobs;
 mod keys;
 mod outage;
 mod payments;
@@ -19,3 +22,5 @@ mod photos;
 mod processes;
 mod sync;
 mod traces;
+mod webdriver;
+mod workloads;

@@ -30,6 +30,24 @@ pub struct MinuteStats {
 }
 
 impl MinuteStats {
+    /// The minutes added up, as one (its `minute` the first's).
+    pub fn sum(minutes: &[MinuteStats]) -> MinuteStats {
+        minutes.iter().fold(
+            MinuteStats {
+                minute: minutes.first().map_or(0, |m| m.minute),
+                ..MinuteStats::default()
+            },
+            |t, m| MinuteStats {
+                completed: t.completed + m.completed,
+                failed: t.failed + m.failed,
+                dead_lettered: t.dead_lettered + m.dead_lettered,
+                wait_ms_total: t.wait_ms_total + m.wait_ms_total,
+                waited: t.waited + m.waited,
+                ..t
+            },
+        )
+    }
+
     /// The mean wait of the minute's runs, if any was settled.
     pub fn mean_wait_ms(&self) -> Option<u64> {
         (self.waited > 0).then(|| self.wait_ms_total / self.waited)

@@ -38,15 +38,7 @@ async fn dead_letters_run_again_when_retried_by_entry_id_by_job_id_or_all_at_onc
         .map(|e| e.id().to_owned())
         .collect();
     // An undecodable entry, which "retry all" must leave where it is.
-    let _: String = env
-        .cmd(
-            redis::cmd("XADD")
-                .arg(q.keys().stream(None))
-                .arg("*")
-                .arg("e")
-                .arg(&[0x0f_u8, 0xff][..]),
-        )
-        .await;
+    env.add_raw(&q, [0x0f, 0xff]).await;
     env.stats_until(&q, "everything is dead-lettered", |s| s.dead_lettered == 4)
         .await;
 

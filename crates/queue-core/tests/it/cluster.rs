@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use queue_core::testing::{
     PrivateCluster, TestRedis, fast_worker_config, fast_worker_config_attempts, ms,
 };
-use queue_core::{Job, JobError, NewJob, Priority, Queue, WorkerConfig};
+use queue_core::{Job, JobError, JobState, MinuteStats, NewJob, Priority, Queue, WorkerConfig};
 
 /// Queue names whose hash tags land on three different masters.
 async fn one_queue_per_master(cluster: &PrivateCluster) -> Vec<String> {
@@ -100,6 +100,39 @@ async fn jobs_run_retry_wait_dead_letter_and_are_reclaimed_on_every_master_of_a_
         assert_eq!(env.admin.purge(q).await.expect("purge").delayed, 1);
         let holder = env.admin.unique_holder(q, "purged").await.expect("get");
         assert_eq!(holder, None, "{}: released by the purge", q.name());
+
+        // The workers' history and the listings, on the queue's own master.
+        let history = env.admin.history(q, 10).await.expect("history");
+        let total = MinuteStats::sum(&history);
+        assert_eq!(
+            (total.completed, total.failed, total.dead_lettered),
+            (4, 2, 1),
+            "{}: {history:?}",
+            q.name()
+        );
+        let page = env.admin.jobs(q, JobState::Completed, None, 10).await;
+        assert_eq!(page.expect("completed").jobs.len(), 4);
+        let failed = env.admin.jobs(q, JobState::Failed, None, 10).await;
+        let doomed = failed.expect("failed").jobs.remove(0);
+        let found = env.admin.find_job(q, &doomed.id).await.expect("find");
+        assert_eq!(found.map(|j| j.summary.state), Some(JobState::Failed));
+        // A parked job promoted runs now, its key following it; another deleted.
+        let parked = |key: &str| {
+            NewJob::new("t.parked", "x")
+                .delay(ms(3_600_000))
+                .unique_until_settled(key)
+        };
+        let promoted = env.enqueue(q, parked("promoted")).await;
+        let deleted = env.enqueue(q, parked("deleted")).await;
+        let page = env.admin.jobs(q, JobState::Delayed, None, 10).await;
+        assert_eq!(page.expect("delayed").jobs.len(), 2);
+        assert!(env.admin.promote(q, promoted.id()).await.expect("promote"));
+        env.completed_until(q, promoted.id()).await;
+        assert!(env.admin.delete_job(q, deleted.id()).await.expect("delete"));
+        for key in ["promoted", "deleted"] {
+            let holder = env.admin.unique_holder(q, key).await.expect("get");
+            assert_eq!(holder, None, "{}: {key} released", q.name());
+        }
     }
 
     // Listing reads the registry, wherever its slot lives.

@@ -60,15 +60,7 @@ async fn every_path_to_the_dead_letter_stream_runs_the_hook_even_when_it_fails_a
             .await;
     }
     // An entry that is no envelope at all.
-    let _: String = env
-        .cmd(
-            redis::cmd("XADD")
-                .arg(q.keys().stream(None))
-                .arg("*")
-                .arg(queue_core::fields::ENVELOPE)
-                .arg("not protobuf \u{1}\u{2}"),
-        )
-        .await;
+    env.add_raw(&q, "not protobuf \u{1}\u{2}").await;
     let config = WorkerConfig {
         job_timeout: ms(100),
         ..fast_worker_config()

@@ -3,7 +3,9 @@
 //! (`queue_core::testing::TestRedis`).
 
 mod admin_ops;
+mod browse;
 mod cluster;
+mod history;
 mod hook;
 mod lifecycle;
 mod limits;

@@ -87,15 +87,7 @@ async fn undecodable_entries_are_dead_lettered_and_the_worker_keeps_going() {
     // bytes can never decode however the random tail looks.
     let mut garbage = vec![0x0f];
     garbage.extend((0..64).map(|_| rand::random::<u8>()));
-    let garbage_entry: String = env
-        .cmd(
-            redis::cmd("XADD")
-                .arg(&stream)
-                .arg("*")
-                .arg("e")
-                .arg(&garbage),
-        )
-        .await;
+    let garbage_entry = env.add_raw(&q, &garbage).await;
     let fieldless_entry: String = env
         .cmd(redis::cmd("XADD").arg(&stream).arg("*").arg("x").arg("y"))
         .await;

@@ -4,6 +4,7 @@
 
 mod dead_letters;
 mod errors;
+mod jobs;
 mod keys;
 mod operations;
 mod stats;
