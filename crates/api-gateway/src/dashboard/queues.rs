@@ -377,17 +377,25 @@ fn payload(job: &JobDetail) -> Markup {
     if job.payload.is_empty() {
         return html! { p { "Not kept for this state (" (job.payload_bytes) " bytes)." } };
     }
-    // Until the payloads' JSON decoding lands: the bytes, as hex.
-    let shown = &job.payload[..job.payload.len().min(1024)];
-    let hex: String = shown
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(" ");
-    html! {
-        p { (job.payload_bytes) " bytes of protobuf"
-            @if job.undecodable { " (the entry does not decode)" } ":" }
-        pre.mono { (hex) @if shown.len() < job.payload.len() { " …" } }
+    match jobs::payload_json(&job.summary.kind, &job.payload) {
+        Ok(json) => html! {
+            pre.mono.payload { (serde_json::to_string_pretty(&json).unwrap_or_default()) }
+        },
+        // An unknown kind or bytes that do not decode: why, and the bytes as hex.
+        Err(e) => {
+            let shown = &job.payload[..job.payload.len().min(1024)];
+            let hex: String = shown
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            html! {
+                p.error { "The payload cannot be shown as JSON: " (e) "." }
+                p { (job.payload_bytes) " bytes of protobuf"
+                    @if job.undecodable { " (the entry does not decode)" } ":" }
+                pre.mono { (hex) @if shown.len() < job.payload.len() { " …" } }
+            }
+        }
     }
 }
 

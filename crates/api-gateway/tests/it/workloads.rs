@@ -602,3 +602,41 @@ async fn resume_and_retry_from_the_dashboard_are_confirmed_then_show_their_outco
     );
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_job_page_shows_its_payload_as_json_with_the_proto_field_names() {
+    let app = TestApp::spawn().await;
+    let q = jobs::QR.open(&app.redis.broker).expect("queue");
+    let job = jobs::new_job(&jobs::v1::GenerateQr {
+        person_id: 42,
+        content: "PERSON:V-12345678".into(),
+        path: "qr/42.png".into(),
+    });
+    let id = app.redis.enqueue(&q, job).await.id().to_owned();
+    // A kind no catalogue knows: shown as why, and its bytes.
+    let stranger = NewJob::new("no.such.kind", vec![0x08, 0x01]);
+    let stranger = app.redis.enqueue(&q, stranger).await.id().to_owned();
+    let mut browser = signed_in(&app).await;
+
+    let page = browser
+        .page(&format!("/dashboard/queues/qr/jobs/{id}"))
+        .await;
+    for field in [
+        "&quot;person_id&quot;: 42",
+        "&quot;content&quot;: &quot;PERSON:V-12345678&quot;",
+        "&quot;path&quot;: &quot;qr/42.png&quot;",
+    ] {
+        assert!(page.contains(field), "{field} in {page}");
+    }
+    let page = browser
+        .page(&format!("/dashboard/queues/qr/jobs/{stranger}"))
+        .await;
+    assert!(
+        page.contains(
+            "The payload cannot be shown as JSON: unknown job kind &quot;no.such.kind&quot;"
+        ),
+        "{page}"
+    );
+    assert!(page.contains("08 01"), "the bytes as hex");
+    app.cleanup().await;
+}
