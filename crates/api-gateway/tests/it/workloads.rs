@@ -640,3 +640,86 @@ async fn a_job_page_shows_its_payload_as_json_with_the_proto_field_names() {
     assert!(page.contains("08 01"), "the bytes as hex");
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn with_a_scheduler_running_a_resumed_payment_is_checked_again_until_paid() {
+    // The bank answers pending, pending, then completed; one check is allowed
+    // before an operator is asked, so each pending answer flags the payment.
+    let sim = upstream_sim::Sim::start(upstream_sim::SimConfig::default())
+        .await
+        .expect("sim");
+    let url = sim.url();
+    let app = TestApp::spawn_with(move |c| {
+        c.payments.bank.url = url;
+        c.payments.schedule.delay_pending = std::time::Duration::from_millis(20);
+        c.payments.schedule.max_checks = 1;
+    })
+    .await;
+    let config = payment_scheduler::Config {
+        base: service::testing::base_config(&app.redis.prefix, &app.db().url),
+        worker: service::testing::fast_worker_config(&jobs::PAYMENT_CHECKS),
+        bank: app.config.payments.bank.clone(),
+        schedule: app.config.payments.schedule,
+        cleanup: payment_scheduler::CleanupConfig {
+            every: queue_core::Every::daily_at(3, 0).expect("valid"),
+            retention: std::time::Duration::from_secs(86_400),
+        },
+        reconcile: service::config::ReconcileConfig {
+            interval: std::time::Duration::from_secs(3600),
+            after: std::time::Duration::from_secs(3600),
+            batch: 500,
+        },
+    };
+    let scheduler = service::testing::Running::spawn(
+        payment_scheduler::start(config)
+            .await
+            .expect("the scheduler starts"),
+    );
+    let res = app
+        .client
+        .post(app.url("/api/payments/qr"))
+        .bearer_auth(USER_TOKEN)
+        .json(&serde_json::json!({"amount": "99.90", "currency": "BOB"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let created: Value = res.json().await.expect("json");
+    let id = created["id"].as_i64().expect("id");
+    let resume = format!(
+        "/api/payments/{}/resume",
+        created["qr_id"].as_str().expect("qr_id")
+    );
+    let flagged_after = async |checks: i32| {
+        eventually("the payment is flagged for an operator", async || {
+            let p = payment(&app, id).await;
+            (p.needs_operator && p.checks_made == checks).then_some(p)
+        })
+        .await
+    };
+
+    flagged_after(1).await;
+    accepted(app.admin_post(&resume).await).await;
+    let again = flagged_after(2).await;
+    assert_eq!(again.operator_history.len(), 1, "the first flag is kept");
+    accepted(app.admin_post(&resume).await).await;
+    let paid = eventually("the payment is completed", async || {
+        let p = payment(&app, id).await;
+        (p.status == PaymentStatus::Completed).then_some(p)
+    })
+    .await;
+    assert_eq!(paid.checks_made, 3);
+    assert!(!paid.needs_operator && paid.paid_at.is_some());
+    let mut conn = app.db().pool.acquire().await.expect("conn");
+    assert_eq!(
+        payments::movements(&mut conn, id)
+            .await
+            .expect("movements")
+            .len(),
+        1
+    );
+    drop(conn);
+    scheduler.stop().await;
+    app.cleanup().await;
+    sim.stop().await;
+}
