@@ -159,3 +159,10 @@ ensure_python_venv() {
     python3 -m venv "$dir"
   fi
 }
+
+# Debian's headless Chromium and its WebDriver, for the dashboard's browser
+# tests (crates/api-gateway/tests/it/browser.rs).
+ensure_chromium() {
+  command -v chromedriver >/dev/null 2>&1 && [ -x /usr/lib/chromium/chromium ] && return 0
+  apt_install chromium chromium-driver
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace against real Redis and PostgreSQL, starting them
-# (and installing their Debian packages) when they are not reachable, then
+# (and installing their Debian packages) when they are not reachable, the
+# dashboard's in a headless Chromium (installed when missing), then
 # Schemathesis against a running gateway (scripts/schemathesis.sh), then the quick
 # start interrupted twice and run again (scripts/test-run-again.sh).
 #   REDIS_URL     default redis://127.0.0.1:6379
@@ -14,6 +15,7 @@ ensure_redis
 ensure_redis_binaries
 ensure_ocr
 ensure_postgres
+ensure_chromium
 
 # A clean CI checkout builds everything once: incremental compilation would only
 # add the cost of writing its caches.

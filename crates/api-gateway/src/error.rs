@@ -109,7 +109,9 @@ impl From<queue_core::Error> for ApiError {
         match e {
             E::NoSuchQueue(_) | E::NoSuchDeadLetter { .. } => ApiError::NotFound(e.to_string()),
             E::InvalidQueueName(_) => ApiError::validation("queue", e.to_string()),
-            E::Undecodable { .. } => ApiError::Conflict {
+            // A job in a state the action does not apply to (promote an active
+            // job, delete a completed one): the operator's to see, not a fault.
+            E::Undecodable { .. } | E::JobState { .. } => ApiError::Conflict {
                 field: "id".into(),
                 message: e.to_string(),
             },

@@ -518,16 +518,6 @@ fn refusal(e: ApiError) -> Result<String, String> {
     }
 }
 
-fn job_state_refusal(e: queue_core::Error) -> ApiError {
-    match e {
-        e @ queue_core::Error::JobState { .. } => ApiError::Conflict {
-            field: "id".into(),
-            message: e.to_string(),
-        },
-        e => e.into(),
-    }
-}
-
 pub(super) async fn pause(
     session: Session,
     State(state): State<AppState>,
@@ -629,9 +619,8 @@ pub(super) async fn promote(
     Path((queue, id)): Path<(String, String)>,
     CsrfForm(form): CsrfForm<ActionForm>,
 ) -> Response {
-    let outcome = match Box::pin(one_job::promote(&state, &session.principal, &queue, &id)).await {
-        Ok(true) => Ok(format!("Job {id} runs now: it is waiting for a worker.")),
-        Ok(false) => Err(format!("No job {id} in queue {queue} any more.")),
+    let outcome = match Box::pin(actions::promote(&state, &session.principal, &queue, &id)).await {
+        Ok(()) => Ok(format!("Job {id} runs now: it is waiting for a worker.")),
         Err(e) => refusal(e),
     };
     done(
@@ -651,9 +640,9 @@ pub(super) async fn delete(
     Path((queue, id)): Path<(String, String)>,
     CsrfForm(form): CsrfForm<ActionForm>,
 ) -> Response {
-    let outcome = match Box::pin(one_job::delete(&state, &session.principal, &queue, &id)).await {
-        Ok(true) => Ok(format!("Deleted job {id}.")),
-        Ok(false) => Err(format!("No job {id} in queue {queue} any more.")),
+    let outcome = match Box::pin(actions::delete_job(&state, &session.principal, &queue, &id)).await
+    {
+        Ok(()) => Ok(format!("Deleted job {id}.")),
         Err(e) => refusal(e),
     };
     let back = safe_back(form.back.as_deref(), &queue);
@@ -663,57 +652,4 @@ pub(super) async fn delete(
         back
     };
     done(&state, &session, &back, outcome).await
-}
-
-/// The two actions on one job that `crate::actions` has no function for,
-/// audited alike.
-mod one_job {
-    use super::{AppState, job_state_refusal};
-    use crate::actions::audited;
-    use crate::auth::Principal;
-    use crate::error::ApiError;
-
-    pub async fn promote(
-        state: &AppState,
-        who: &Principal,
-        queue: &str,
-        id: &str,
-    ) -> Result<bool, ApiError> {
-        Box::pin(audited(
-            state,
-            who,
-            "queue.promote",
-            &format!("{queue}/{id}"),
-            async {
-                let q = state.admin.open(queue).await?;
-                // Boxed: a lookup's future is large (it scans for the job).
-                Box::pin(state.admin.promote(&q, id))
-                    .await
-                    .map_err(job_state_refusal)
-            },
-        ))
-        .await
-    }
-
-    /// A waiting, delayed or failed job.
-    pub async fn delete(
-        state: &AppState,
-        who: &Principal,
-        queue: &str,
-        id: &str,
-    ) -> Result<bool, ApiError> {
-        Box::pin(audited(
-            state,
-            who,
-            ops::action::QUEUE_DELETE,
-            &format!("{queue}/{id}"),
-            async {
-                let q = state.admin.open(queue).await?;
-                Box::pin(state.admin.delete_job(&q, id))
-                    .await
-                    .map_err(job_state_refusal)
-            },
-        ))
-        .await
-    }
 }

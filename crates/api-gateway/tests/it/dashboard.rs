@@ -466,3 +466,87 @@ async fn the_overview_charts_the_jobs_the_workers_completed() {
     assert!(day.contains("per 30 minutes"), "{day}");
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_delayed_job_is_run_now_then_deleted_after_confirming_and_both_are_audited() {
+    let app = TestApp::spawn().await;
+    let q = jobs::QR.open(&app.redis.broker).expect("queue");
+    let job = queue_core::NewJob::new("qr.generate", b"not protobuf".to_vec())
+        .delay(std::time::Duration::from_secs(3600));
+    let id = match app.redis.enqueue(&q, job).await {
+        queue_core::Enqueued::Scheduled { id, .. } => id,
+        other => panic!("a delayed job: {other:?}"),
+    };
+    let (key, _) = create_key(&app, "ops-dana", "operator").await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(&key).await;
+
+    let delayed = browser.page("/dashboard/queues/qr?state=delayed").await;
+    assert!(
+        delayed.contains(&format!(r#"data-job="{id}""#)),
+        "{delayed}"
+    );
+    let csrf = Browser::csrf(&delayed);
+    let res = browser
+        .post(
+            &format!("/dashboard/queues/qr/jobs/{id}/promote"),
+            &[
+                ("csrf", &csrf),
+                ("back", "/dashboard/queues/qr?state=delayed"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let delayed = browser.page("/dashboard/queues/qr?state=delayed").await;
+    assert!(delayed.contains(&format!("Job {id} runs now")), "{delayed}");
+    assert!(
+        !delayed.contains(&format!(r#"data-job="{id}""#)),
+        "{delayed}"
+    );
+    let waiting = browser.page("/dashboard/queues/qr?state=waiting").await;
+    assert!(
+        waiting.contains(&format!(r#"data-job="{id}""#)),
+        "{waiting}"
+    );
+
+    // Deleting asks first, on a page of its own.
+    let confirm_link = format!("/dashboard/queues/qr/confirm?action=delete&amp;job={id}");
+    assert!(waiting.contains(&confirm_link), "{waiting}");
+    let confirm = browser
+        .page(&format!(
+            "/dashboard/queues/qr/confirm?action=delete&job={id}"
+        ))
+        .await;
+    assert!(confirm.contains(&format!("Delete job {id}?")), "{confirm}");
+    assert!(confirm.contains("Yes, delete"), "{confirm}");
+    assert_eq!(app.redis.stats(&q).await.waiting, 1, "nothing deleted yet");
+    let res = browser
+        .post(
+            &format!("/dashboard/queues/qr/jobs/{id}/delete"),
+            &[
+                ("csrf", &csrf),
+                ("back", "/dashboard/queues/qr?state=waiting"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let waiting = browser.page("/dashboard/queues/qr?state=waiting").await;
+    assert!(waiting.contains(&format!("Deleted job {id}")), "{waiting}");
+    assert_eq!(app.redis.stats(&q).await.waiting, 0);
+    // Deleting it again says there is no such job.
+    browser
+        .post(
+            &format!("/dashboard/queues/qr/jobs/{id}/delete"),
+            &[("csrf", &csrf), ("back", "/dashboard/queues/qr")],
+        )
+        .await;
+    let html = browser.page("/dashboard/queues/qr").await;
+    assert!(html.contains(r#"class="flash error""#), "{html}");
+
+    let audit = browser.page("/dashboard/audit").await;
+    for action in ["queue.promote", "queue.delete"] {
+        assert!(audit.contains(action), "{action} in {audit}");
+    }
+    assert!(audit.contains(&format!("qr/{id}")), "{audit}");
+    app.cleanup().await;
+}
