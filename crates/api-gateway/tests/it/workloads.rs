@@ -655,26 +655,7 @@ async fn with_a_scheduler_running_a_resumed_payment_is_checked_again_until_paid(
         c.payments.schedule.max_checks = 1;
     })
     .await;
-    let config = payment_scheduler::Config {
-        base: service::testing::base_config(&app.redis.prefix, &app.db().url),
-        worker: service::testing::fast_worker_config(&jobs::PAYMENT_CHECKS),
-        bank: app.config.payments.bank.clone(),
-        schedule: app.config.payments.schedule,
-        cleanup: payment_scheduler::CleanupConfig {
-            every: queue_core::Every::daily_at(3, 0).expect("valid"),
-            retention: std::time::Duration::from_secs(86_400),
-        },
-        reconcile: service::config::ReconcileConfig {
-            interval: std::time::Duration::from_secs(3600),
-            after: std::time::Duration::from_secs(3600),
-            batch: 500,
-        },
-    };
-    let scheduler = service::testing::Running::spawn(
-        payment_scheduler::start(config)
-            .await
-            .expect("the scheduler starts"),
-    );
+    let scheduler = crate::payments::start_scheduler(&app).await;
     let res = app
         .client
         .post(app.url("/api/payments/qr"))
