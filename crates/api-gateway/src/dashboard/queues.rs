@@ -394,7 +394,9 @@ fn payload(job: &JobDetail) -> Markup {
                 .collect::<Vec<_>>()
                 .join(" ");
             html! {
-                p { (job.payload_bytes) " bytes that do not decode as JSON (" (e) "):" }
+                p.error { "The payload cannot be shown as JSON: " (e) "." }
+                p { (job.payload_bytes) " bytes of protobuf"
+                    @if job.undecodable { " (the entry does not decode)" } ":" }
                 pre.mono { (hex) @if shown.len() < job.payload.len() { " …" } }
             }
         }

@@ -101,7 +101,7 @@ fn page(title: &str, session: &Session, body: Markup) -> Response {
             nav.tabs aria-label="Workloads" {
                 ul {
                     @for (label, path) in SECTIONS {
-                        li { a href=(path) aria-current=[(title_is_section(title, label)).then_some("page")] { (label) } }
+                        li { a href=(path) aria-current=[(label == title).then_some("page")] { (label) } }
                     }
                 }
             }
@@ -118,10 +118,6 @@ const SECTIONS: [(&str, &str); 5] = [
     ("Photo batches", "/dashboard/workloads/photos"),
     ("Failed contexts", "/dashboard/workloads/companies"),
 ];
-
-fn title_is_section(title: &str, label: &str) -> bool {
-    title == label
-}
 
 /// The id in a page's path; a 400 page naming it when it is not a number.
 struct Id(i64);

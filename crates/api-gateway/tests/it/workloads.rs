@@ -602,3 +602,105 @@ async fn resume_and_retry_from_the_dashboard_are_confirmed_then_show_their_outco
     );
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_job_page_shows_its_payload_as_json_with_the_proto_field_names() {
+    let app = TestApp::spawn().await;
+    let q = jobs::QR.open(&app.redis.broker).expect("queue");
+    let job = jobs::new_job(&jobs::v1::GenerateQr {
+        person_id: 42,
+        content: "PERSON:V-12345678".into(),
+        path: "qr/42.png".into(),
+    });
+    let id = app.redis.enqueue(&q, job).await.id().to_owned();
+    // A kind no catalogue knows: shown as why, and its bytes.
+    let stranger = NewJob::new("no.such.kind", vec![0x08, 0x01]);
+    let stranger = app.redis.enqueue(&q, stranger).await.id().to_owned();
+    let mut browser = signed_in(&app).await;
+
+    let page = browser
+        .page(&format!("/dashboard/queues/qr/jobs/{id}"))
+        .await;
+    for field in [
+        "&quot;person_id&quot;: 42",
+        "&quot;content&quot;: &quot;PERSON:V-12345678&quot;",
+        "&quot;path&quot;: &quot;qr/42.png&quot;",
+    ] {
+        assert!(page.contains(field), "{field} in {page}");
+    }
+    let page = browser
+        .page(&format!("/dashboard/queues/qr/jobs/{stranger}"))
+        .await;
+    assert!(
+        page.contains(
+            "The payload cannot be shown as JSON: unknown job kind &quot;no.such.kind&quot;"
+        ),
+        "{page}"
+    );
+    assert!(page.contains("08 01"), "the bytes as hex");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn with_a_scheduler_running_a_resumed_payment_is_checked_again_until_paid() {
+    // The bank answers pending, pending, then completed; one check is allowed
+    // before an operator is asked, so each pending answer flags the payment.
+    let sim = upstream_sim::Sim::start(upstream_sim::SimConfig::default())
+        .await
+        .expect("sim");
+    let url = sim.url();
+    let app = TestApp::spawn_with(move |c| {
+        c.payments.bank.url = url;
+        c.payments.schedule.delay_pending = std::time::Duration::from_millis(20);
+        c.payments.schedule.max_checks = 1;
+    })
+    .await;
+    let scheduler = crate::payments::start_scheduler(&app).await;
+    let res = app
+        .client
+        .post(app.url("/api/payments/qr"))
+        .bearer_auth(USER_TOKEN)
+        .json(&serde_json::json!({"amount": "99.90", "currency": "BOB"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let created: Value = res.json().await.expect("json");
+    let id = created["id"].as_i64().expect("id");
+    let resume = format!(
+        "/api/payments/{}/resume",
+        created["qr_id"].as_str().expect("qr_id")
+    );
+    let flagged_after = async |checks: i32| {
+        eventually("the payment is flagged for an operator", async || {
+            let p = payment(&app, id).await;
+            (p.needs_operator && p.checks_made == checks).then_some(p)
+        })
+        .await
+    };
+
+    flagged_after(1).await;
+    accepted(app.admin_post(&resume).await).await;
+    let again = flagged_after(2).await;
+    assert_eq!(again.operator_history.len(), 1, "the first flag is kept");
+    accepted(app.admin_post(&resume).await).await;
+    let paid = eventually("the payment is completed", async || {
+        let p = payment(&app, id).await;
+        (p.status == PaymentStatus::Completed).then_some(p)
+    })
+    .await;
+    assert_eq!(paid.checks_made, 3);
+    assert!(!paid.needs_operator && paid.paid_at.is_some());
+    let mut conn = app.db().pool.acquire().await.expect("conn");
+    assert_eq!(
+        payments::movements(&mut conn, id)
+            .await
+            .expect("movements")
+            .len(),
+        1
+    );
+    drop(conn);
+    scheduler.stop().await;
+    app.cleanup().await;
+    sim.stop().await;
+}
