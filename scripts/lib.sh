@@ -159,3 +159,63 @@ ensure_python_venv() {
     python3 -m venv "$dir"
   fi
 }
+
+# ---------------------------------------------------------------------------
+# Containers (scripts/test-compose.sh): podman in place of a Docker engine, base
+# images made with debootstrap in place of a registry.
+
+# Podman, runc and debootstrap from Debian; podman then reads the project's
+# containers.conf (runc, limits a small machine allows) unless CONTAINERS_CONF
+# names another.
+ensure_podman() {
+  local missing=()
+  command -v podman >/dev/null 2>&1 || missing+=(podman)
+  command -v runc >/dev/null 2>&1 || missing+=(runc)
+  command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+  if ((${#missing[@]})); then
+    apt_install "${missing[@]}"
+  fi
+  export CONTAINERS_CONF="${CONTAINERS_CONF:-$PWD/deploy/podman/containers.conf}"
+}
+
+# A minimal Debian bookworm image made with debootstrap (no registry needed),
+# kept in podman's storage between runs, also tagged with each name in "$@".
+RSQ_DEBOOTSTRAP_IMAGE=localhost/rsq-debootstrap:bookworm
+ensure_debootstrap_image() {
+  if ! podman image exists "$RSQ_DEBOOTSTRAP_IMAGE"; then
+    local root
+    root=$(mktemp -d)
+    log "debootstrap --variant=minbase bookworm (about a minute)"
+    if ! as_root debootstrap --variant=minbase bookworm "$root/fs" http://deb.debian.org/debian >"$root/log" 2>&1; then
+      tail -n 20 "$root/log" >&2
+      as_root rm -rf "$root"
+      die "debootstrap failed (log above)"
+    fi
+    as_root tar -C "$root/fs" -c . | podman import - "$RSQ_DEBOOTSTRAP_IMAGE" >/dev/null
+    as_root rm -rf "$root"
+  fi
+  local tag
+  for tag in "$@"; do podman tag "$RSQ_DEBOOTSTRAP_IMAGE" "$tag"; done
+}
+
+# docker-compose 1.29 (PyPI) in a virtualenv at $1, kept between runs. It talks
+# to `podman system service` and, unlike Debian's podman-compose 1.0.3, fails
+# when a container fails, honours --scale and waits for depends_on conditions.
+# PyYAML 5.4 (its pin) builds only with Cython < 3; docker 7, requests 2.32 and
+# urllib3 2 broke its client.
+ensure_docker_compose() {
+  local dir=$1
+  "$dir/bin/docker-compose" version >/dev/null 2>&1 && return 0
+  log "installing docker-compose 1.29 into $dir"
+  ensure_python_venv "$dir"
+  "$dir/bin/pip" install -q "cython<3" wheel setuptools
+  "$dir/bin/pip" install -q --no-build-isolation "pyyaml==5.4.1"
+  "$dir/bin/pip" install -q "docker-compose==1.29.2" "docker<7" "requests<2.32" "urllib3<2"
+}
+
+# Debian's headless Chromium and its WebDriver, for the dashboard's browser
+# tests (crates/api-gateway/tests/it/browser.rs).
+ensure_chromium() {
+  command -v chromedriver >/dev/null 2>&1 && [ -x /usr/lib/chromium/chromium ] && return 0
+  apt_install chromium chromium-driver
+}

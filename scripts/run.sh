@@ -5,8 +5,9 @@
 # waits for their QR code, creates a demo company whose long context the LLM
 # condenses, syncs the simulated Wispro customers into users, creates a payment
 # QR and follows it until paid, uploads race photos and waits for their bib
-# numbers, then prints a working curl for each flow. Runs until Ctrl-C; `--once`
-# stops after the demo.
+# numbers, leaves one company context failed (the LLM made to fail) for the
+# dashboard to retry, then prints the dashboard's URL with an operator key and a
+# working curl for each flow. Runs until Ctrl-C; `--once` stops after the demo.
 #   API_ADDR         gateway address (default 127.0.0.1:8080)
 #   GATEWAY_HEALTH_ADDR  the gateway's /healthz, /readyz, /metrics (default 127.0.0.1:9100)
 #   API_ADMIN_TOKEN  admin bearer token (generated and printed when unset)
@@ -15,6 +16,7 @@
 #   WISPRO_URL, WISPRO_TOKEN  the Wispro API the sync-worker reads (default: the simulator)
 #   BANK_URL         the bank the gateway and payment-scheduler call (default: the simulator)
 #   PAYMENT_CHECK_DELAY_PENDING/_PROCESSING/_ACTIVE  the demo checks every 1s (production: 2m, 5m, 15m)
+#   CONTEXT_BACKOFF  the demo retries a context after 200ms
 #   REDIS_URL, DATABASE_URL, STORAGE_DIR (default ./storage), RUST_LOG
 #   RUN_PROFILE      cargo profile of the binaries: release (default) or dev
 # Safe to run again after Ctrl-C or a kill -9 of everything it started, with the
@@ -28,7 +30,7 @@ once=
 for arg in "$@"; do
   case "$arg" in
     --once) once=1 ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) die "unknown option $arg (use --once or --help)" ;;
   esac
 done
@@ -62,6 +64,8 @@ export PAYMENT_CHECK_DELAY_ACTIVE="${PAYMENT_CHECK_DELAY_ACTIVE:-1s}"
 export LLM_URL="${LLM_URL:-http://$sim_addr}"
 export WISPRO_URL="${WISPRO_URL:-http://$sim_addr}"
 export WISPRO_TOKEN="${WISPRO_TOKEN:-wispro-sim-token}"
+# The demo's failing context uses its three attempts within a second or two.
+export CONTEXT_BACKOFF="${CONTEXT_BACKOFF:-200ms}"
 
 for addr in "$API_ADDR" "$gateway_health" "$qr_health" "$context_health" "$sync_health" "$payment_health" "$photo_health" "$sim_addr"; do
   if tcp_open "${addr%:*}" "${addr##*:}"; then
@@ -220,6 +224,30 @@ for photo_id in $(echo "$batch" | json_get '" ".join(map(str, d["ids"]))'); do
   log "photo $photo_id: bibs ${bibs:-none}"
   [ -n "$bibs" ] && bib=${bibs%% *}
 done
+# A job for the dashboard to retry: the LLM fails every call while a second
+# company's context is condensed, so its job ends in the context queue's
+# failed jobs; then the LLM is back.
+log "a company whose context fails (the simulated LLM made to fail), for the dashboard to retry"
+curl -fsS -X POST "http://$sim_addr/_sim/llm/knobs" -H 'Content-Type: application/json' \
+  -d '{"fail_next": 1000}' >/dev/null
+failing=$(curl -fsS -X POST "$api/api/companies" \
+  -H "Authorization: Bearer $API_USER_TOKEN" -H 'Content-Type: application/json' \
+  -d "{\"name\": \"Andes Retry Demo\", \"context\": \"$context\"}")
+failing_id=$(echo "$failing" | json_get 'd["id"]')
+for _ in $(seq 1 300); do
+  failing_status=$(curl -fsS "$api/api/companies/$failing_id" -H "Authorization: Bearer $API_USER_TOKEN" \
+    | json_get 'd["context_status"]')
+  [ "$failing_status" != pending ] && break
+  sleep 0.2
+done
+curl -fsS -X POST "http://$sim_addr/_sim/llm/knobs" -H 'Content-Type: application/json' \
+  -d '{"fail_next": 0}' >/dev/null
+log "company $failing_id: context $failing_status; its job waits in the context queue's failed jobs (the LLM works again)"
+
+log "creating an operator API key for the dashboard"
+operator_key=$(curl -fsS -X POST "$api/api/admin/keys" \
+  -H "Authorization: Bearer $API_ADMIN_TOKEN" -H 'Content-Type: application/json' \
+  -d '{"name": "dashboard-demo", "role": "operator", "expires": "7d"}' | json_get 'd["key"]')
 echo
 "$bin/queuectl" stats
 
@@ -228,6 +256,11 @@ cat <<MSG
 The stack is up. Tokens:
   export API_USER_TOKEN=$API_USER_TOKEN
   export API_ADMIN_TOKEN=$API_ADMIN_TOKEN
+
+Dashboard: open $api/dashboard and sign in with this operator key (valid 7 days):
+  $operator_key
+The context queue has a failed job (company $failing_id): open the queue, Retry…, Yes, retry;
+it completes, and the Audit log shows that dashboard-demo retried it.
 
 Register a person (answers 201 at once; the QR follows in the background):
   curl -s -X POST $api/api/persons -H "Authorization: Bearer \$API_USER_TOKEN" \\
@@ -263,6 +296,8 @@ if [ -n "$once" ]; then
   [ "$context_status" = processed ] || die "the demo company's context is $context_status, expected processed (see .run/context-worker.log)"
   [ "$payment_status" = completed ] && [ "$movements" = 1 ] || die "the demo payment is $payment_status with $movements movements, expected completed with 1 (see .run/payment-scheduler.log)"
   [ "$photos_completed" = "${#photos[@]}" ] && [ -n "${bib:-}" ] || die "the demo photos: $progress, no bib read (see .run/photo-worker.log)"
+  [ "$failing_status" = failed ] || die "the demo's failing context is $failing_status, expected failed (see .run/context-worker.log)"
+  [ -n "$operator_key" ] || die "no operator key was created (see .run/api-gateway.log)"
   exit 0
 fi
 log "running; Ctrl-C to stop"

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace against real Redis and PostgreSQL, starting them
-# (and installing their Debian packages) when they are not reachable, after the
+# (and installing their Debian packages) when they are not reachable, the
+# dashboard's in a headless Chromium (installed when missing), after the
 # Kubernetes manifests' offline validation (scripts/test-k8s.sh), then
 # Schemathesis against a running gateway (scripts/schemathesis.sh), then the quick
-# start interrupted twice and run again (scripts/test-run-again.sh).
+# start interrupted twice and run again (scripts/test-run-again.sh), then the
+# images built and the compose stack run under podman (scripts/test-compose.sh).
 #   REDIS_URL     default redis://127.0.0.1:6379
 #   DATABASE_URL  default postgres://postgres:postgres@127.0.0.1:5432/test
 set -euo pipefail
@@ -15,6 +17,7 @@ ensure_redis
 ensure_redis_binaries
 ensure_ocr
 ensure_postgres
+ensure_chromium
 
 # A clean CI checkout builds everything once: incremental compilation would only
 # add the cost of writing its caches.
@@ -49,3 +52,5 @@ log "schemathesis against the gateway's /openapi.json"
 scripts/schemathesis.sh
 log "the quick start run again after Ctrl-C and kill -9 (scripts/test-run-again.sh)"
 scripts/test-run-again.sh
+log "the images and the compose stack, under podman (scripts/test-compose.sh)"
+scripts/test-compose.sh

@@ -188,6 +188,47 @@ impl PhotoConfig {
     }
 }
 
+/// `DASHBOARD_SESSION_TTL` default: a dashboard sign-in lasts a working day.
+pub const DEFAULT_DASHBOARD_SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
+
+/// The dashboard's sessions (`/dashboard`, [`crate::dashboard`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DashboardConfig {
+    /// `DASHBOARD_SESSION_TTL`, default 8h: a session ends this long after its
+    /// sign-in (sooner when its key is revoked or expires).
+    pub session_ttl: Duration,
+    /// `DASHBOARD_SECURE_COOKIE`, default false: mark the session cookie
+    /// `Secure` on every response. Without it, the cookie is `Secure` when the
+    /// request came over TLS (`X-Forwarded-Proto: https` from the proxy).
+    pub secure_cookie: bool,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        Self {
+            session_ttl: DEFAULT_DASHBOARD_SESSION_TTL,
+            secure_cookie: false,
+        }
+    }
+}
+
+impl DashboardConfig {
+    fn from_vars(vars: &dyn Vars) -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let session_ttl = config::duration(vars, "DASHBOARD_SESSION_TTL", d.session_ttl)?;
+        if session_ttl < Duration::from_secs(60) {
+            return Err(ConfigError::new(
+                "DASHBOARD_SESSION_TTL",
+                "must be at least 1m",
+            ));
+        }
+        Ok(Self {
+            session_ttl,
+            secure_cookie: config::boolean(vars, "DASHBOARD_SECURE_COOKIE", d.secure_cookie)?,
+        })
+    }
+}
+
 /// Everything the gateway reads. Tests build it directly.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -244,6 +285,8 @@ pub struct Config {
     /// (`PAYMENT_CHECK_DELAY_*`, `PAYMENT_MAX_CHECKS`), read as the
     /// payment-scheduler reads them (the `payments` crate).
     pub payments: PaymentsConfig,
+    /// `DASHBOARD_SESSION_TTL`, `DASHBOARD_SECURE_COOKIE`.
+    pub dashboard: DashboardConfig,
     /// `API_KEY_CACHE_TTL`, `API_AUTH_MAX_FAILURES`, `API_AUTH_FAILURE_WINDOW`,
     /// `API_TRUST_FORWARDED_FOR`.
     pub auth: AuthConfig,
@@ -387,6 +430,7 @@ impl Config {
             wispro_per_page: wispro_per_page(vars)?,
             photos: PhotoConfig::from_vars(vars)?,
             payments: PaymentsConfig::from_vars(vars)?,
+            dashboard: DashboardConfig::from_vars(vars)?,
             auth: AuthConfig::from_vars(vars)?,
         })
     }

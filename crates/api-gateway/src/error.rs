@@ -110,8 +110,8 @@ impl From<queue_core::Error> for ApiError {
             E::NoSuchQueue(_) | E::NoSuchDeadLetter { .. } => ApiError::NotFound(e.to_string()),
             E::InvalidQueueName(_) => ApiError::validation("queue", e.to_string()),
             E::InvalidCursor(_) => ApiError::validation("after", e.to_string()),
-            // A job not in a state the action applies to (promote a waiting
-            // one, delete a running one).
+            // A job in a state the action does not apply to (promote an active
+            // job, delete a completed one): the operator's to see, not a fault.
             E::Undecodable { .. } | E::JobState { .. } => ApiError::Conflict {
                 field: "id".into(),
                 message: e.to_string(),

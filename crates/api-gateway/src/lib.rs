@@ -4,6 +4,7 @@ pub mod actions;
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod dashboard;
 pub mod enqueue;
 pub mod error;
 pub mod json;
@@ -62,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::photos::router(&state.config))
         .merge(routes::payments::router())
         .merge(routes::docs::router())
+        .merge(dashboard::router())
         .fallback(|| async { error::ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(

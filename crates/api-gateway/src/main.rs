@@ -12,8 +12,16 @@ fn main() -> ExitCode {
             MigrateConfig::from_vars,
             api_gateway::migrate,
         ),
+        // A container's HEALTHCHECK: GETs /readyz on HEALTH_ADDR (see service::main).
+        Some(service::healthcheck::COMMAND) => service::healthcheck::run(
+            "api-gateway",
+            &service::Env,
+            std::env::args().nth(2).as_deref(),
+        ),
         Some(other) => {
-            eprintln!("api-gateway: unknown command {other:?}; usage: api-gateway [migrate]");
+            eprintln!(
+                "api-gateway: unknown command {other:?}; usage: api-gateway [migrate | healthcheck [IP:PORT[/PATH]]]"
+            );
             ExitCode::from(service::EXIT_BAD_CONFIG)
         }
     }

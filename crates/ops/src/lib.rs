@@ -25,6 +25,9 @@ pub mod action {
     pub const QUEUE_REMOVE_CONSUMERS: &str = "queue.remove_consumers";
     pub const KEY_CREATE: &str = "key.create";
     pub const KEY_REVOKE: &str = "key.revoke";
+    /// The gateway's workload actions; their target is `payment/ID`, `company/ID`.
+    pub const PAYMENT_RESUME: &str = "payment.resume";
+    pub const CONTEXT_RETRY: &str = "company.context_retry";
 }
 
 /// The audit log could not be written before an action, so the action was not

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod config;
+pub mod healthcheck;
 pub mod reconcile;
 pub mod rows;
 #[cfg(feature = "testing")]
@@ -27,6 +28,10 @@ pub const EXIT_BAD_CONFIG: u8 = 64;
 /// the runtime and telemetry, makes the shutdown token (SIGTERM/SIGINT) and runs
 /// `run(config, shutdown)`. An error is logged once and exits 1.
 ///
+/// `NAME healthcheck [IP:PORT[/PATH]]` probes the running service's health
+/// endpoint instead (`HEALTH_ADDR`'s `/readyz` by default) and exits 0 when it
+/// answers 200: a container's `HEALTHCHECK` without curl (see [`healthcheck`]).
+///
 /// ```no_run
 /// # mod qr_worker { pub struct Config; impl Config { pub fn from_vars(_: &dyn service::Vars) -> Result<Self, service::ConfigError> { Ok(Config) } }
 /// # pub async fn run(_: Config, _: queue_core::CancellationToken) -> anyhow::Result<()> { Ok(()) } }
@@ -42,6 +47,10 @@ pub fn main<C, Fut>(
 where
     Fut: Future<Output = anyhow::Result<()>>,
 {
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some(healthcheck::COMMAND) {
+        return healthcheck::run(name, &Env, args.next().as_deref());
+    }
     // Everything is validated before a runtime, a connection or a port exists.
     let (config, telemetry_config) = match config::telemetry(&Env, name)
         .and_then(|telemetry| Ok((from_vars(&Env)?, telemetry)))

@@ -97,6 +97,26 @@ pub async fn pending_before(conn: &mut PgConnection, page: Page) -> Result<Vec<C
     )?)
 }
 
+/// Companies whose context condensation failed, newest first: those older than
+/// company `before` (None: from the newest), at most `limit`. Read through the
+/// partial index on failed rows.
+pub async fn context_failed(
+    conn: &mut PgConnection,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<Company>> {
+    Ok(query_companies!(
+        "SELECT ",
+        " FROM companies WHERE context_status = 'failed'
+           AND id < COALESCE($1, 9223372036854775807)
+         ORDER BY id DESC LIMIT $2",
+        before,
+        limit
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
 /// Removes a company (a pending job of its then completes as a no-op).
 pub async fn delete(conn: &mut PgConnection, id: i64) -> Result<bool> {
     crate::changed_one(
@@ -254,6 +274,41 @@ mod tests {
                 .await
                 .expect("skipped stays")
         );
+        drop(conn);
+        db.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn only_failed_contexts_are_listed_newest_first_with_their_error() {
+        let db = TestDb::new().await;
+        let mut conn = db.pool.acquire().await.expect("conn");
+        let mut failed = Vec::new();
+        for name in ["A", "B", "C"] {
+            let c = insert(&mut conn, name, "a long story", ContextStatus::Pending)
+                .await
+                .expect("insert");
+            if name != "B" {
+                assert!(
+                    mark_failed(&mut conn, c.id, &format!("{name}: llm timeout"))
+                        .await
+                        .expect("fail")
+                );
+                failed.push(c.id);
+            }
+        }
+        let listed = context_failed(&mut conn, None, 10).await.expect("failed");
+        assert_eq!(
+            listed.iter().map(|c| c.id).collect::<Vec<_>>(),
+            [failed[1], failed[0]]
+        );
+        assert_eq!(listed[0].context_error.as_deref(), Some("C: llm timeout"));
+        let page = context_failed(&mut conn, Some(failed[1]), 10)
+            .await
+            .expect("page");
+        assert_eq!(page.iter().map(|c| c.id).collect::<Vec<_>>(), [failed[0]]);
+        assert!(reopen_failed(&mut conn, failed[1]).await.expect("reopen"));
+        let listed = context_failed(&mut conn, None, 10).await.expect("failed");
+        assert_eq!(listed.iter().map(|c| c.id).collect::<Vec<_>>(), [failed[0]]);
         drop(conn);
         db.cleanup().await;
     }

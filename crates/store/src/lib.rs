@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod companies;
+pub mod dashboard_sessions;
 pub mod keys;
 pub mod payments;
 pub mod persons;

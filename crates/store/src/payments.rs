@@ -397,6 +397,25 @@ pub async fn reopen_flagged(conn: &mut PgConnection, id: i64) -> Result<Option<P
     .await?)
 }
 
+/// Payments flagged for an operator (checks stopped without a final status),
+/// newest first: those older than payment `before` (None: from the newest), at
+/// most `limit`. Read through the partial index on flagged rows.
+pub async fn flagged(
+    conn: &mut PgConnection,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<Payment>> {
+    Ok(query_payments!(
+        "SELECT ",
+        " FROM payments WHERE needs_operator AND id < COALESCE($1, 9223372036854775807)
+         ORDER BY id DESC LIMIT $2",
+        before,
+        limit
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
 /// A movement booked to the shop's account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct Movement {
@@ -724,6 +743,56 @@ mod tests {
                 .expect("delete"),
             1
         );
+        drop(conn);
+        db.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn only_flagged_payments_are_listed_newest_first_until_reopened() {
+        let db = TestDb::new().await;
+        let mut conn = db.pool.acquire().await.expect("conn");
+        let flag = |reason: &str| CheckApplied {
+            checks_made: 20,
+            status: PaymentStatus::Pending,
+            next_check_at: None,
+            operator_reason: Some(reason.to_owned()),
+        };
+        let older = insert(&mut conn, &new_payment("qr-f1"))
+            .await
+            .expect("insert");
+        let checked = insert(&mut conn, &new_payment("qr-f2"))
+            .await
+            .expect("insert");
+        let newer = insert(&mut conn, &new_payment("qr-f3"))
+            .await
+            .expect("insert");
+        apply_check(&mut conn, older.id, &flag("20 checks, still pending"))
+            .await
+            .expect("flag");
+        apply_check(&mut conn, newer.id, &flag("20 checks, still pending"))
+            .await
+            .expect("flag");
+        let listed = flagged(&mut conn, None, 10).await.expect("flagged");
+        assert_eq!(
+            listed.iter().map(|p| p.id).collect::<Vec<_>>(),
+            [newer.id, older.id],
+            "{} is still checked",
+            checked.id
+        );
+        assert_eq!(
+            listed[0].operator_reason.as_deref(),
+            Some("20 checks, still pending")
+        );
+        let page = flagged(&mut conn, Some(newer.id), 1).await.expect("page");
+        assert_eq!(page.iter().map(|p| p.id).collect::<Vec<_>>(), [older.id]);
+        assert!(
+            reopen_flagged(&mut conn, newer.id)
+                .await
+                .expect("reopen")
+                .is_some()
+        );
+        let listed = flagged(&mut conn, None, 10).await.expect("flagged");
+        assert_eq!(listed.iter().map(|p| p.id).collect::<Vec<_>>(), [older.id]);
         drop(conn);
         db.cleanup().await;
     }

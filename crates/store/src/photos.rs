@@ -374,6 +374,90 @@ pub async fn batch_progress(conn: &mut PgConnection, id: i64) -> Result<Option<B
     .await?)
 }
 
+/// Batches newest first with their progress: those older than batch `before`
+/// (None: from the newest), at most `limit`.
+pub async fn recent_batches(
+    conn: &mut PgConnection,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<BatchProgress>> {
+    // The page of batches first, then their photos' counts (through
+    // photos_by_batch), so the cost follows the page, not every batch.
+    Ok(sqlx::query_as!(
+        BatchProgress,
+        r#"SELECT b.id, b.created_at, count(p.id) AS "total!",
+                  count(p.id) FILTER (WHERE p.processing_status = 'pending') AS "pending!",
+                  count(p.id) FILTER (WHERE p.processing_status = 'processing') AS "processing!",
+                  count(p.id) FILTER (WHERE p.processing_status = 'completed') AS "completed!",
+                  count(p.id) FILTER (WHERE p.processing_status = 'failed') AS "failed!"
+           FROM (SELECT id, created_at FROM photo_batches
+                 WHERE id < COALESCE($1, 9223372036854775807)
+                 ORDER BY id DESC LIMIT $2) b
+           LEFT JOIN photos p ON p.batch_id = b.id
+           GROUP BY b.id, b.created_at
+           ORDER BY b.id DESC"#,
+        before,
+        limit
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
+/// A batch's photos in upload order: those after photo `after` (None: from the
+/// first), at most `limit`.
+pub async fn batch_photos(
+    conn: &mut PgConnection,
+    batch_id: i64,
+    after: Option<i64>,
+    limit: i64,
+) -> Result<Vec<Photo>> {
+    Ok(query_photos!(
+        "SELECT ",
+        " FROM photos WHERE batch_id = $1 AND id > COALESCE($2::bigint, 0) ORDER BY id LIMIT $3",
+        batch_id,
+        after,
+        limit
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
+/// A bib found on one of several photos.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PhotoDetection {
+    pub photo_id: i64,
+    pub detection: Detection,
+}
+
+/// The bibs found on the photos `photo_ids`, by photo, most confident first.
+pub async fn detections_of(
+    conn: &mut PgConnection,
+    photo_ids: &[i64],
+) -> Result<Vec<PhotoDetection>> {
+    let rows = sqlx::query!(
+        "SELECT photo_id, number, confidence, box_x, box_y, box_width, box_height
+         FROM photo_detections WHERE photo_id = ANY($1)
+         ORDER BY photo_id, confidence DESC, id",
+        photo_ids
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| PhotoDetection {
+            photo_id: r.photo_id,
+            detection: Detection {
+                number: r.number,
+                confidence: r.confidence,
+                box_x: r.box_x,
+                box_y: r.box_y,
+                box_width: r.box_width,
+                box_height: r.box_height,
+            },
+        })
+        .collect())
+}
+
 /// Removes a photo and its detections (a pending job of it then completes as a no-op).
 pub async fn delete(conn: &mut PgConnection, id: i64) -> Result<bool> {
     crate::changed_one(conn, sqlx::query!("DELETE FROM photos WHERE id = $1", id)).await
@@ -680,6 +764,96 @@ mod tests {
                 .expect("gone"),
             Start::Gone
         );
+        drop(conn);
+        db.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn a_batch_lists_its_photos_in_order_with_their_detections_and_batches_their_progress() {
+        let db = TestDb::new().await;
+        let mut conn = db.pool.acquire().await.expect("conn");
+        let (first, _) = insert_batch(&mut conn, &[upload("photos/x.jpg")])
+            .await
+            .expect("batch 1");
+        let (batch, photos) = insert_batch(
+            &mut conn,
+            &[
+                upload("photos/a.jpg"),
+                upload("photos/b.jpg"),
+                upload("photos/c.jpg"),
+            ],
+        )
+        .await
+        .expect("batch 2");
+        let ids: Vec<i64> = photos.iter().map(|p| p.id).collect();
+        for id in &ids[..2] {
+            assert!(matches!(
+                start_processing(&mut conn, *id, false)
+                    .await
+                    .expect("start"),
+                Start::Started(_)
+            ));
+        }
+        let found = [detection("123", 0.9), detection("45", 0.5)];
+        assert!(
+            complete(
+                &mut conn,
+                ids[0],
+                &Completed {
+                    thumbnail_path: "thumbs/a.jpg",
+                    width: 640,
+                    height: 480,
+                    detections: &found,
+                },
+            )
+            .await
+            .expect("complete")
+        );
+        assert!(
+            mark_failed(&mut conn, ids[1], "not an image")
+                .await
+                .expect("fail")
+        );
+
+        let listed = batch_photos(&mut conn, batch.id, None, 2)
+            .await
+            .expect("photos");
+        assert_eq!(listed.iter().map(|p| p.id).collect::<Vec<_>>(), ids[..2]);
+        assert_eq!(listed[0].thumbnail_path.as_deref(), Some("thumbs/a.jpg"));
+        let rest = batch_photos(&mut conn, batch.id, Some(ids[1]), 2)
+            .await
+            .expect("photos");
+        assert_eq!(rest.iter().map(|p| p.id).collect::<Vec<_>>(), ids[2..]);
+
+        let boxes = detections_of(&mut conn, &ids).await.expect("detections");
+        assert_eq!(
+            boxes
+                .iter()
+                .map(|d| (d.photo_id, d.detection.number.as_str()))
+                .collect::<Vec<_>>(),
+            [(ids[0], "123"), (ids[0], "45")]
+        );
+        assert_eq!(boxes[0].detection, found[0]);
+
+        let batches = recent_batches(&mut conn, None, 10).await.expect("batches");
+        assert_eq!(
+            batches.iter().map(|b| b.id).collect::<Vec<_>>(),
+            [batch.id, first.id]
+        );
+        assert_eq!(
+            (
+                batches[0].total,
+                batches[0].pending,
+                batches[0].processing,
+                batches[0].completed,
+                batches[0].failed
+            ),
+            (3, 1, 0, 1, 1)
+        );
+        let older = recent_batches(&mut conn, Some(batch.id), 10)
+            .await
+            .expect("older");
+        assert_eq!(older.iter().map(|b| b.id).collect::<Vec<_>>(), [first.id]);
         drop(conn);
         db.cleanup().await;
     }

@@ -171,6 +171,24 @@ pub async fn active(conn: &mut PgConnection) -> Result<Option<SyncRun>> {
     .await?)
 }
 
+/// Runs newest first: those older than run `before` (None: from the newest),
+/// at most `limit` (the dashboard's list of runs).
+pub async fn recent(
+    conn: &mut PgConnection,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<SyncRun>> {
+    Ok(query_runs!(
+        "SELECT ",
+        " FROM sync_runs WHERE id < COALESCE($1, 9223372036854775807)
+         ORDER BY id DESC LIMIT $2",
+        before,
+        limit
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
 /// Marks the run running with its page count (again after a resume; the first
 /// start time is kept). False when it is no longer active.
 pub async fn mark_running(conn: &mut PgConnection, id: i64, total_pages: i32) -> Result<bool> {
@@ -544,6 +562,28 @@ mod tests {
                 .await
                 .expect("running already")
         );
+        drop(conn);
+        db.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn recent_runs_come_newest_first_a_page_at_a_time() {
+        let db = TestDb::new().await;
+        let mut conn = db.pool.acquire().await.expect("conn");
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let run = start(&mut conn, "admin", 100).await.expect("start");
+            assert!(finish(&mut conn, run.id, None).await.expect("finish"));
+            ids.push(run.id);
+        }
+        let first = recent(&mut conn, None, 2).await.expect("page 1");
+        assert_eq!(
+            first.iter().map(|r| r.id).collect::<Vec<_>>(),
+            [ids[2], ids[1]]
+        );
+        let next = recent(&mut conn, Some(ids[1]), 2).await.expect("page 2");
+        assert_eq!(next.iter().map(|r| r.id).collect::<Vec<_>>(), [ids[0]]);
+        assert_eq!(next[0].status, SyncStatus::Completed);
         drop(conn);
         db.cleanup().await;
     }

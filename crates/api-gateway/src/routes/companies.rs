@@ -11,26 +11,30 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{self, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
+use jobs::v1::CondenseCompanyContext;
 use serde::{Deserialize, Serialize};
 use store::companies::{self, Company, ContextStatus};
 use tracing::{Instrument, info, warn};
 
 use crate::AppState;
-use crate::auth::Caller;
+use crate::auth::{Caller, OperatorCaller, Principal};
 use crate::error::{ApiError, ErrorBody};
 use crate::json::ApiJson;
 use crate::params::ApiPath;
+use crate::routes::RerunBy;
 
 /// Longest company name, in characters, after trimming.
 pub const MAX_NAME_CHARS: usize = 200;
 /// Longest context accepted, in characters (Unicode scalar values).
 pub const MAX_CONTEXT_CHARS: usize = 100_000;
 
-/// `POST /api/companies`, `GET /api/companies/{id}`.
+/// `POST /api/companies`, `GET /api/companies/{id}`,
+/// `POST /api/companies/{id}/context/retry`.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/companies", post(create))
         .route("/api/companies/{id}", routing::get(get))
+        .route("/api/companies/{id}/context/retry", post(retry_context))
 }
 
 /// A company to store. `name` is trimmed of surrounding whitespace (Unicode
@@ -283,6 +287,127 @@ pub async fn get(
         .await?
         .map(|c| Json(c.into()))
         .ok_or_else(|| ApiError::NotFound(format!("no company with id {id}")))
+}
+
+/// What retrying a failed context condensation did.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ContextRetryResponse {
+    #[schema(example = 1)]
+    pub company_id: i64,
+    /// `dead_letter_retried`: the condensation's dead letter was retried, and
+    /// the context-worker reopens the company as it runs it; `job_enqueued`:
+    /// the company was put back to `pending` here and its condensation enqueued.
+    #[schema(example = "job_enqueued")]
+    pub retried_by: RerunBy,
+    /// The condensation job; null when its enqueue failed (the company is
+    /// pending, so the context-worker's reconciler enqueues it).
+    pub job_id: Option<String>,
+}
+
+/// Condenses a company whose context failed again: back to `pending`, its
+/// error kept in `context_error_history`, the original still in use meanwhile.
+/// When its condensation is still in the dead-letter stream, that dead letter
+/// is retried instead (the worker reopens the company as it runs it), so no
+/// second condensation runs beside it. 404 when there is no such company,
+/// 409 when its context has not failed.
+/// Audited as `company.context_retry` of `company/ID`, for `who`.
+pub async fn retry_failed_context(
+    state: &AppState,
+    who: &Principal,
+    company_id: i64,
+) -> Result<ContextRetryResponse, ApiError> {
+    let target = format!("company/{company_id}");
+    crate::actions::audited(
+        state,
+        who,
+        ops::action::CONTEXT_RETRY,
+        &target,
+        Box::pin(retry_unaudited(state, company_id)),
+    )
+    .await
+}
+
+async fn retry_unaudited(
+    state: &AppState,
+    company_id: i64,
+) -> Result<ContextRetryResponse, ApiError> {
+    let company = {
+        let mut conn = state
+            .pool
+            .acquire()
+            .await
+            .map_err(store::StoreError::from)?;
+        companies::get(&mut conn, company_id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no company with id {company_id}")))?
+    };
+    let not_failed = |status: ContextStatus| ApiError::Conflict {
+        field: "id".into(),
+        message: format!(
+            "the context of company {company_id} has not failed (it is {})",
+            serde_json::to_value(CompanyContextStatus::from(status))
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        ),
+    };
+    if company.context_status != ContextStatus::Failed {
+        return Err(not_failed(company.context_status));
+    }
+    let reopen = async {
+        let mut conn = state
+            .pool
+            .acquire()
+            .await
+            .map_err(store::StoreError::from)?;
+        let reopened = companies::reopen_failed(&mut conn, company_id).await?;
+        Ok(reopened.then(|| jobs::rows::context_job(&company)))
+    };
+    let rerun = super::rerun(
+        state,
+        |m: &CondenseCompanyContext| m.company_id == company_id,
+        reopen,
+        // Reopened meanwhile by another operator or its worker.
+        || not_failed(ContextStatus::Pending),
+    )
+    .await?;
+    info!(
+        company.id = company_id,
+        retried_by = ?rerun.by,
+        job.id = rerun.job_id.as_deref().unwrap_or(""),
+        "an operator retried a failed context condensation"
+    );
+    Ok(ContextRetryResponse {
+        company_id,
+        retried_by: rerun.by,
+        job_id: rerun.job_id,
+    })
+}
+
+/// Retries the condensation of a company whose context failed: see
+/// [`retry_failed_context`].
+#[utoipa::path(
+    post,
+    path = "/api/companies/{id}/context/retry",
+    operation_id = "retry_company_context",
+    tag = "companies",
+    params(("id" = i64, Path, description = "Company id", example = 1)),
+    responses(
+        (status = 202, description = "Condensing again: its dead letter retried, or the company back to `pending` and its condensation enqueued", body = ContextRetryResponse),
+        (status = 401, description = "No valid key (`unauthorized`)", body = ErrorBody),
+        (status = 403, description = "The key's role is below `operator` (`forbidden`)", body = ErrorBody),
+        (status = 404, description = "No such company (`not_found`)", body = ErrorBody),
+        (status = 409, description = "The company's context has not failed; `field` is `id` (`conflict`)", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn retry_context(
+    State(state): State<AppState>,
+    OperatorCaller(who): OperatorCaller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<(StatusCode, Json<ContextRetryResponse>), ApiError> {
+    let retried = retry_failed_context(&state, &who, id).await?;
+    Ok((StatusCode::ACCEPTED, Json(retried)))
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{self, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
+use jobs::v1::PaymentStatusCheck;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use store::payments::{
@@ -27,21 +28,24 @@ use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 
 use crate::AppState;
-use crate::auth::Caller;
+use crate::auth::{Caller, OperatorCaller, Principal};
 use crate::error::{ApiError, ErrorBody};
 use crate::json::ApiJson;
 use crate::params::ApiPath;
+use crate::routes::RerunBy;
 
 /// Longest description, in characters (the bank's gloss limit).
 pub const MAX_DESCRIPTION_CHARS: usize = 200;
 /// Longest bank QR id accepted in a path.
 pub const MAX_QR_ID_LEN: usize = 200;
 
-/// `POST /api/payments/qr`, `GET /api/payments/{qr_id}`.
+/// `POST /api/payments/qr`, `GET /api/payments/{qr_id}`,
+/// `POST /api/payments/{qr_id}/resume`.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/payments/qr", post(create))
         .route("/api/payments/{qr_id}", routing::get(get))
+        .route("/api/payments/{qr_id}/resume", post(resume))
 }
 
 /// A payment QR to create.
@@ -411,21 +415,153 @@ pub async fn get(
     _caller: Caller,
     ApiPath(qr_id): ApiPath<String>,
 ) -> Result<Json<PaymentResponse>, ApiError> {
-    let not_found = || ApiError::NotFound(format!("no payment with qr_id {qr_id:?}"));
-    if qr_id.len() > MAX_QR_ID_LEN || qr_id.contains('\0') {
-        return Err(not_found());
-    }
     let mut conn = state
         .pool
         .acquire()
         .await
         .map_err(store::StoreError::from)?;
-    let Some(payment) = payments::get_by_qr_id(&mut conn, &qr_id).await? else {
-        return Err(not_found());
-    };
+    let payment = by_qr_id(&mut conn, &qr_id).await?;
     let checks = payments::checks(&mut conn, payment.id).await?;
     let movements = payments::movements(&mut conn, payment.id).await?;
     Ok(Json(PaymentResponse::new(payment, checks, movements)))
+}
+
+/// The payment of the bank's QR `qr_id`, or a 404 naming it.
+async fn by_qr_id(conn: &mut store::PgConnection, qr_id: &str) -> Result<Payment, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no payment with qr_id {qr_id:?}"));
+    if qr_id.len() > MAX_QR_ID_LEN || qr_id.contains('\0') {
+        return Err(not_found());
+    }
+    payments::get_by_qr_id(conn, qr_id)
+        .await?
+        .ok_or_else(not_found)
+}
+
+/// What resuming the checks of a flagged payment did.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ResumeResponse {
+    #[schema(example = 1)]
+    pub payment_id: i64,
+    #[schema(example = "qr-5f0c2a")]
+    pub qr_id: String,
+    /// `dead_letter_retried`: the payment's dead-lettered check was retried,
+    /// and the payment-scheduler reopens the payment as it runs it;
+    /// `job_enqueued`: the payment was reopened here and its next check
+    /// enqueued, due now.
+    #[schema(example = "job_enqueued")]
+    pub resumed_by: RerunBy,
+    /// The job that checks the payment next; null when its enqueue failed (the
+    /// payment is due now, so the scheduler's reconciler enqueues it).
+    pub job_id: Option<String>,
+}
+
+/// Checks a payment flagged for an operator again: unflagged, its reason kept
+/// in `operator_history`, allowed `PAYMENT_MAX_CHECKS` more checks, the next
+/// one now. When a check of it is still in the dead-letter stream, that dead
+/// letter is retried instead (the scheduler reopens the payment as it runs it),
+/// so no second check runs beside it. 404 when there is no such payment, 409
+/// when it is not flagged (or has a final status).
+/// Audited as `payment.resume` of `payment/ID`, for `who`.
+pub async fn resume_checks(
+    state: &AppState,
+    who: &Principal,
+    payment_id: i64,
+) -> Result<ResumeResponse, ApiError> {
+    let target = format!("payment/{payment_id}");
+    crate::actions::audited(
+        state,
+        who,
+        ops::action::PAYMENT_RESUME,
+        &target,
+        Box::pin(resume_unaudited(state, payment_id)),
+    )
+    .await
+}
+
+async fn resume_unaudited(state: &AppState, payment_id: i64) -> Result<ResumeResponse, ApiError> {
+    let not_flagged = |p: &Payment| ApiError::Conflict {
+        field: "qr_id".into(),
+        message: format!(
+            "payment {} is not flagged for an operator (it is {}, {} checks made)",
+            p.qr_id, p.status, p.checks_made
+        ),
+    };
+    let payment = {
+        let mut conn = state
+            .pool
+            .acquire()
+            .await
+            .map_err(store::StoreError::from)?;
+        payments::get(&mut conn, payment_id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no payment with id {payment_id}")))?
+    };
+    if !payment.needs_operator || payment.status.is_final() {
+        return Err(not_flagged(&payment));
+    }
+    let reopen = async {
+        let mut conn = state
+            .pool
+            .acquire()
+            .await
+            .map_err(store::StoreError::from)?;
+        let reopened = payments::reopen_flagged(&mut conn, payment_id).await?;
+        Ok(reopened.as_ref().and_then(jobs::rows::next_check_job))
+    };
+    let rerun = super::rerun(
+        state,
+        |check: &PaymentStatusCheck| check.payment() == payment_id,
+        reopen,
+        // Reopened meanwhile by another operator or the scheduler.
+        || not_flagged(&payment),
+    )
+    .await?;
+    info!(
+        payment.id = payment_id,
+        resumed_by = ?rerun.by,
+        job.id = rerun.job_id.as_deref().unwrap_or(""),
+        "an operator resumed the checks of a flagged payment"
+    );
+    Ok(ResumeResponse {
+        payment_id,
+        qr_id: payment.qr_id,
+        resumed_by: rerun.by,
+        job_id: rerun.job_id,
+    })
+}
+
+/// Resumes the checks of a payment flagged for an operator (the check limit
+/// reached, or its checks failing): see [`resume_checks`].
+#[utoipa::path(
+    post,
+    path = "/api/payments/{qr_id}/resume",
+    operation_id = "resume_payment_checks",
+    tag = "payments",
+    params(("qr_id" = String, Path, description = "The bank's QR id, as `POST /api/payments/qr` answered it", example = "qr-5f0c2a")),
+    responses(
+        (status = 202, description = "Checking again: its dead-lettered check retried, or the payment reopened and its next check enqueued, due now", body = ResumeResponse),
+        (status = 401, description = "No valid key (`unauthorized`)", body = ErrorBody),
+        (status = 403, description = "The key's role is below `operator` (`forbidden`)", body = ErrorBody),
+        (status = 404, description = "No such payment (`not_found`)", body = ErrorBody),
+        (status = 409, description = "The payment is not flagged for an operator, or its status is final; `field` is `qr_id` (`conflict`)", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn resume(
+    State(state): State<AppState>,
+    OperatorCaller(who): OperatorCaller,
+    ApiPath(qr_id): ApiPath<String>,
+) -> Result<(StatusCode, Json<ResumeResponse>), ApiError> {
+    let payment = {
+        let mut conn = state
+            .pool
+            .acquire()
+            .await
+            .map_err(store::StoreError::from)?;
+        by_qr_id(&mut conn, &qr_id).await?
+    };
+    let resumed = resume_checks(&state, &who, payment.id).await?;
+    Ok((StatusCode::ACCEPTED, Json(resumed)))
 }
 
 #[cfg(test)]

@@ -806,7 +806,14 @@ pub async fn thumbnail(
     _caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Response, ApiError> {
-    let photo = load(&state, id).await?;
+    thumbnail_jpeg(&state, id).await
+}
+
+/// Photo `id`'s thumbnail as a JPEG response, or a 404 saying why there is
+/// none: what the API and the dashboard (`/dashboard/workloads/photos/{id}/thumbnail`,
+/// for a session's browser) both serve.
+pub(crate) async fn thumbnail_jpeg(state: &AppState, id: i64) -> Result<Response, ApiError> {
+    let photo = load(state, id).await?;
     let path = photo.thumbnail_path.ok_or_else(|| {
         ApiError::NotFound(format!(
             "photo {id} has no thumbnail yet (it is {})",

@@ -77,6 +77,7 @@ impl TestApp {
             wispro_per_page: api_gateway::config::DEFAULT_WISPRO_PER_PAGE,
             photos: api_gateway::config::PhotoConfig::default(),
             payments: api_gateway::config::PaymentsConfig::default(),
+            dashboard: api_gateway::config::DashboardConfig::default(),
             auth: api_gateway::config::AuthConfig::default(),
         };
         tweak(&mut config);
@@ -295,18 +296,20 @@ impl TestApp {
             .expect("request")
     }
 
-    /// The `J` jobs waiting in their queue's stream, decoded, oldest first.
+    /// The `J` jobs waiting in their queue's streams (every lane, highest
+    /// first), decoded, oldest first in each.
     pub async fn waiting_jobs<J: jobs::JobKind>(&self) -> Vec<(queue_core::Envelope, J)> {
         let queue = J::QUEUE.open(&self.redis.broker).expect("queue");
-        let entries: Vec<(String, std::collections::HashMap<String, Vec<u8>>)> = self
-            .redis
-            .cmd(
-                redis::cmd("XRANGE")
-                    .arg(queue.keys().stream(None))
-                    .arg("-")
-                    .arg("+"),
-            )
-            .await;
+        let mut entries: Vec<(String, std::collections::HashMap<String, Vec<u8>>)> = Vec::new();
+        // A queue without lanes has only the middle stream; the others read empty.
+        for lane in [Some("high"), None, Some("low")] {
+            let stream = queue.keys().stream(lane);
+            let lane: Vec<(String, std::collections::HashMap<String, Vec<u8>>)> = self
+                .redis
+                .cmd(redis::cmd("XRANGE").arg(stream).arg("-").arg("+"))
+                .await;
+            entries.extend(lane);
+        }
         entries
             .into_iter()
             .map(|(_, fields)| {

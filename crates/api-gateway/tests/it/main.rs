@@ -2,12 +2,14 @@
 //! real Redis and PostgreSQL (a key prefix and a database per test).
 
 mod admin;
+mod browser;
 mod chaos;
 mod cli;
 mod cluster;
 mod companies;
 mod consistency;
 mod contract;
+mod dashboard;
 mod errors;
 mod health;
 mod helpers;
@@ -20,3 +22,5 @@ mod photos;
 mod processes;
 mod sync;
 mod traces;
+mod webdriver;
+mod workloads;

@@ -39,6 +39,31 @@ async fn post(app: &TestApp, body: Value) -> (u16, Value, Option<String>) {
     (status, res.json().await.expect("json"), location)
 }
 
+/// A payment-scheduler behind `app`, as its `main` runs it, on the app's bank
+/// and schedule, with fast workers.
+pub async fn start_scheduler(app: &TestApp) -> service::testing::Running {
+    let config = payment_scheduler::Config {
+        base: service::testing::base_config(&app.redis.prefix, &app.db().url),
+        worker: service::testing::fast_worker_config(&jobs::PAYMENT_CHECKS),
+        bank: app.config.payments.bank.clone(),
+        schedule: app.config.payments.schedule,
+        cleanup: payment_scheduler::CleanupConfig {
+            every: Every::daily_at(3, 0).expect("valid"),
+            retention: Duration::from_secs(86_400),
+        },
+        reconcile: ReconcileConfig {
+            interval: Duration::from_secs(3600),
+            after: Duration::from_secs(3600),
+            batch: 500,
+        },
+    };
+    service::testing::Running::spawn(
+        payment_scheduler::start(config)
+            .await
+            .expect("the scheduler starts"),
+    )
+}
+
 async fn payments_stored(app: &TestApp) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM payments")
         .fetch_one(&app.db().pool)
@@ -176,26 +201,7 @@ async fn a_bank_that_fails_is_a_503_and_nothing_is_stored() {
 async fn with_a_scheduler_running_a_paid_qr_ends_completed_with_its_checks_and_one_movement() {
     let sim = Sim::start(SimConfig::default()).await.expect("sim"); // pending, pending, completed
     let app = spawn(&sim, Duration::from_millis(20)).await;
-    let config = payment_scheduler::Config {
-        base: service::testing::base_config(&app.redis.prefix, &app.db().url),
-        worker: service::testing::fast_worker_config(&jobs::PAYMENT_CHECKS),
-        bank: app.config.payments.bank.clone(),
-        schedule: app.config.payments.schedule,
-        cleanup: payment_scheduler::CleanupConfig {
-            every: Every::daily_at(3, 0).expect("valid"),
-            retention: Duration::from_secs(86_400),
-        },
-        reconcile: ReconcileConfig {
-            interval: Duration::from_secs(3600),
-            after: Duration::from_secs(3600),
-            batch: 500,
-        },
-    };
-    let scheduler = service::testing::Running::spawn(
-        payment_scheduler::start(config)
-            .await
-            .expect("the scheduler starts"),
-    );
+    let scheduler = start_scheduler(&app).await;
     let (status, body, _) = post(&app, json!({"amount": "99.90", "currency": "BOB"})).await;
     assert_eq!(status, 201, "{body}");
     let path = format!("/api/payments/{}", body["qr_id"].as_str().expect("qr_id"));
