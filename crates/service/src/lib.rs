@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod config;
+pub mod gauges;
 pub mod healthcheck;
 pub mod reconcile;
 pub mod rows;

@@ -218,6 +218,10 @@ impl WorkerService {
     /// jobs and serves the health port until shutdown.
     pub fn start<H: Handler>(self, handler: H) -> anyhow::Result<Started> {
         let spec = self.spec;
+        let (admin, queue) = (
+            queue_core::Admin::new(self.broker.clone()).with_group(self.config.group.clone()),
+            self.queue.clone(),
+        );
         let mut worker =
             queue_core::worker::worker(&self.broker, &self.queue, self.config, handler)
                 .with_context(|| format!("creating the {} worker", spec.name))?;
@@ -246,7 +250,10 @@ impl WorkerService {
                         .await;
                 }
             };
-            let (result, ()) = tokio::join!(work, sweep);
+            // So do the queue's gauges.
+            let gauges =
+                crate::gauges::export(admin, queue, crate::gauges::EVERY, stopped.cancelled());
+            let (result, (), ()) = tokio::join!(work, sweep, gauges);
             pool.close().await;
             result
         }))

@@ -206,3 +206,77 @@ async fn a_declared_repeating_job_is_enqueued_and_run_by_the_typed_handlers() {
     running.stop().await;
     db.cleanup().await;
 }
+
+/// The value of a `/metrics` series with exactly these labels, if shown.
+fn series(metrics: &str, name_and_labels: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name_and_labels)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn the_queue_counts_sampled_are_gauges_labelled_with_the_queue() {
+    // The recorder first: gauges set before it exists go nowhere.
+    let metrics = telemetry::metrics_handle();
+    let redis = TestRedis::new().await;
+    let queue = redis.queue("gauged");
+    redis.admin.create_groups(&queue).await.expect("groups");
+    for n in 0..3 {
+        redis
+            .producer
+            .enqueue(&queue, NewJob::new("test.waits", format!("{n}")))
+            .await
+            .expect("enqueue");
+    }
+    redis
+        .producer
+        .enqueue(
+            &queue,
+            NewJob::new("test.later", "x").delay(std::time::Duration::from_secs(3600)),
+        )
+        .await
+        .expect("enqueue a delayed job");
+    redis.admin.pause(&queue).await.expect("pause");
+
+    // One sample, then the stop that is already due.
+    service::gauges::export(
+        redis.admin.clone(),
+        queue.clone(),
+        service::gauges::EVERY,
+        std::future::ready(()),
+    )
+    .await;
+
+    let shown = metrics.render();
+    let get = |name: &str| series(&shown, &format!(r#"{name}{{queue="gauged"}}"#));
+    assert_eq!(get("rsq_queue_waiting"), Some(3.0), "{shown}");
+    assert_eq!(get("rsq_queue_delayed"), Some(1.0), "{shown}");
+    assert_eq!(get("rsq_queue_dead_letters"), Some(0.0), "{shown}");
+    assert_eq!(get("rsq_queue_paused"), Some(1.0), "{shown}");
+    assert!(
+        get("rsq_queue_oldest_waiting_age_seconds").is_some_and(|age| age >= 0.0),
+        "{shown}"
+    );
+}
+
+#[tokio::test]
+async fn a_running_worker_shows_its_queue_gauges_on_its_metrics() {
+    let (redis, db) = (TestRedis::new().await, TestDb::new().await);
+    let svc = connect(&redis, &db).await;
+    let queue = svc.queue().clone();
+    redis.admin.pause(&queue).await.expect("pause");
+    let running = Running::spawn(svc.start(done).expect("the worker is created"));
+
+    // Sampled as the worker starts; the label is the queue's name (one
+    // process per test under nextest, so no other worker of `qr` here).
+    let wanted = format!(r#"rsq_queue_paused{{queue="{}"}}"#, queue.name());
+    queue_core::testing::eventually("the paused queue's gauge", async || {
+        let (_, metrics) = http_get(running.addr, "/metrics").await;
+        (series(&metrics, &wanted) == Some(1.0)).then_some(())
+    })
+    .await;
+
+    running.stop().await;
+    db.cleanup().await;
+}
