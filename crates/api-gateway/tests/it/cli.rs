@@ -161,7 +161,7 @@ async fn a_bad_value_exits_64_naming_the_variable() {
         (
             vec!["serve-please"],
             tokens.to_vec(),
-            "usage: api-gateway [migrate]",
+            "usage: api-gateway [migrate | healthcheck [IP:PORT[/PATH]]]",
         ),
     ];
     for (args, vars, named) in cases {
@@ -174,4 +174,26 @@ async fn a_bad_value_exits_64_naming_the_variable() {
         );
         assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
     }
+}
+
+#[tokio::test]
+async fn healthcheck_exits_0_on_a_ready_gateway_and_1_on_a_closed_port() {
+    let app = crate::helpers::TestApp::spawn().await;
+    let ready = format!("{}/readyz", app.health_addr);
+    let out = run(&["healthcheck", &ready], &[]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // From HEALTH_ADDR, as the image's HEALTHCHECK runs it.
+    let addr = app.health_addr.to_string();
+    let out = run(&["healthcheck"], &[("HEALTH_ADDR", &addr)]).await;
+    assert_eq!(out.status.code(), Some(0));
+    app.cleanup().await;
+
+    // The port is closed once the gateway stopped.
+    let out = run(&["healthcheck", &ready], &[]).await;
+    assert_eq!(out.status.code(), Some(1), "a stopped gateway is unhealthy");
 }
