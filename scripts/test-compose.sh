@@ -216,6 +216,31 @@ if ! wait_until 120 all_healthy; then
 fi
 log "every service is healthy: $(containers | grep -cv _migrate_) containers"
 
+# "healthy" is sticky: a container keeps it through its retries while a
+# dependency stalls. Seen once here: a worker that started first had its
+# PostgreSQL connections stall for about 45 s while the other containers came
+# up, and every job it ran meanwhile failed to get a connection. So before the
+# checks, every service must also answer its readiness probe (Redis and
+# PostgreSQL through its pools) now, three rounds in a row, two seconds apart.
+ready_now() {
+  local c
+  for c in $(containers); do
+    [[ "$c" == *_migrate_* ]] && continue
+    podman healthcheck run "$c" >/dev/null 2>&1 || return 1
+  done
+}
+ready_rounds=0
+steadily_ready() {
+  if ready_now; then ready_rounds=$((ready_rounds + 1)); else ready_rounds=0; fi
+  ((ready_rounds >= 3)) && return 0
+  sleep 2
+  return 1
+}
+if ! wait_until 120 steadily_ready; then
+  dump_logs
+  die "not every service answered its readiness probe three rounds in a row within 120 s"
+fi
+
 migrate=$(containers migrate)
 [ "$(echo "$migrate" | wc -l)" = 1 ] || die "expected one migrate container, found: $migrate"
 read -r status code finished < <(podman inspect --format '{{.State.Status}} {{.State.ExitCode}} {{.State.FinishedAt.Unix}}' "$migrate")
