@@ -53,6 +53,10 @@ pub enum ApiError {
     },
     /// 400: a path or query parameter does not parse; the message names it.
     InvalidParameter(String),
+    /// 400 `invalid_parameter`: a query parameter parses but breaks its rule
+    /// (a limit out of range, a filter value not allowed, a cursor of another
+    /// list); `field` names it.
+    ParameterRule { field: String, message: String },
     /// 401
     Unauthorized,
     /// 403
@@ -97,6 +101,14 @@ pub struct ErrorDetail(pub String);
 impl ApiError {
     pub fn validation(field: &str, message: impl Into<String>) -> Self {
         ApiError::Validation {
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// 400 naming query parameter `field` and the rule it breaks.
+    pub fn parameter(field: &str, message: impl Into<String>) -> Self {
+        ApiError::ParameterRule {
             field: field.to_owned(),
             message: message.into(),
         }
@@ -184,6 +196,11 @@ impl ApiError {
                 StatusCode::BAD_REQUEST,
                 body("invalid_parameter", message, None),
                 message.clone(),
+            ),
+            ApiError::ParameterRule { field, message } => (
+                StatusCode::BAD_REQUEST,
+                body("invalid_parameter", message, Some(field)),
+                format!("{field}: {message}"),
             ),
             ApiError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,

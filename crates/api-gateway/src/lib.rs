@@ -10,6 +10,7 @@ pub mod error;
 pub mod json;
 pub mod middleware;
 pub mod openapi;
+pub mod paging;
 pub mod params;
 pub mod routes;
 
@@ -48,6 +49,15 @@ pub struct AppState {
     pub keyring: Arc<auth::Keyring>,
 }
 
+impl AppState {
+    /// A connection of the pool (none to be had is a 500, logged).
+    pub async fn conn(
+        &self,
+    ) -> Result<impl std::ops::DerefMut<Target = store::PgConnection>, error::ApiError> {
+        Ok(self.pool.acquire().await.map_err(store::StoreError::from)?)
+    }
+}
+
 /// The API: every route group merged, with the body limit, the request timeout
 /// and error logging; without health and metrics. Testable with `oneshot`.
 pub fn router(state: AppState) -> Router {
@@ -62,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::sync::router())
         .merge(routes::photos::router(&state.config))
         .merge(routes::payments::router())
+        .merge(routes::lists::router())
         .merge(routes::docs::router())
         .merge(dashboard::router())
         .fallback(|| async { error::ApiError::NotFound("no such route".into()) })

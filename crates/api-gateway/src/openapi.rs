@@ -6,7 +6,8 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 
 use crate::auth::Role;
 use crate::error::{ErrorBody, SyncConflict};
-use crate::routes::{companies, jobs, keys, payments, persons, photos, queues, sync};
+use crate::paging::Page;
+use crate::routes::{companies, jobs, keys, lists, payments, persons, photos, queues, sync};
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -49,6 +50,11 @@ use crate::routes::{companies, jobs, keys, payments, persons, photos, queues, sy
         keys::list,
         keys::revoke,
         keys::audit_log,
+        lists::persons,
+        lists::companies,
+        lists::payments,
+        lists::users,
+        lists::batch_photos,
     ),
     components(schemas(
         ErrorBody,
@@ -100,6 +106,15 @@ use crate::routes::{companies, jobs, keys, payments, persons, photos, queues, sy
         keys::CreatedKeyResponse,
         keys::AuditEntryResponse,
         keys::AuditPageResponse,
+        lists::PersonQrStatus,
+        lists::PaymentSummary,
+        lists::UserResponse,
+        lists::BatchPhoto,
+        Page<persons::PersonResponse>,
+        Page<companies::CompanyResponse>,
+        Page<lists::PaymentSummary>,
+        Page<lists::UserResponse>,
+        Page<lists::BatchPhoto>,
     )),
     modifiers(&BearerAuth, &CommonResponses),
     tags(
@@ -110,6 +125,7 @@ use crate::routes::{companies, jobs, keys, payments, persons, photos, queues, sy
         (name = "photos", description = "Race photos: bulk upload, processing status, batches, search by bib (any role)"),
         (name = "payments", description = "Payment QRs created at the bank and checked in the background until paid (any role)"),
         (name = "admin", description = "API keys (created, listed, revoked) and the audit log (admin)"),
+        (name = "users", description = "The users synced from Wispro, by identity number or Wispro id (admin)"),
     )
 )]
 pub struct ApiDoc;
@@ -253,12 +269,7 @@ mod tests {
     use super::ApiDoc;
 
     /// Where every operation needs more than a user key.
-    const ROLE_LIMITED: [&str; 4] = [
-        "/api/queues",
-        "/api/users/sync-wispro-all",
-        "/api/sync-runs",
-        "/api/admin",
-    ];
+    const ROLE_LIMITED: [&str; 4] = ["/api/queues", "/api/users", "/api/sync-runs", "/api/admin"];
 
     #[test]
     fn every_operation_has_an_id_of_its_own() {

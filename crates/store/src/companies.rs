@@ -55,6 +55,8 @@ macro_rules! query_companies {
         )
     };
 }
+// Also for `crate::lists`, which pages the same rows.
+pub(crate) use query_companies;
 
 /// Inserts a company with its original context in use; `pending` when it is
 /// to be condensed, `skipped` otherwise.

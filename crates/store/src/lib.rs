@@ -4,6 +4,7 @@ pub mod audit;
 pub mod companies;
 pub mod dashboard_sessions;
 pub mod keys;
+pub mod lists;
 pub mod payments;
 pub mod persons;
 pub mod photos;

@@ -62,6 +62,8 @@ macro_rules! query_persons {
         )
     };
 }
+// Also for `crate::lists`, which pages the same rows.
+pub(crate) use query_persons;
 
 /// Inserts a person with `qr_status = pending`; a known document is
 /// [`StoreError::Duplicate`].

@@ -63,6 +63,8 @@ macro_rules! query_users {
         )
     };
 }
+// Also for `crate::lists`, which pages the same rows.
+pub(crate) use query_users;
 
 /// Calls the checked macro `$m` with its leading arguments `$head`, then the
 /// ten columns of customer `$data` (`$1` to `$10` in the SQL, in

@@ -159,11 +159,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Paging {
 async fn conn(
     state: &AppState,
 ) -> Result<impl std::ops::DerefMut<Target = store::PgConnection>, ApiError> {
-    Ok(state
-        .pool
-        .acquire()
-        .await
-        .map_err(store::StoreError::from)?)
+    state.conn().await
 }
 
 fn time(at: DateTime<Utc>) -> Markup {

@@ -4,6 +4,7 @@ pub mod companies;
 pub mod docs;
 pub mod jobs;
 pub mod keys;
+pub mod lists;
 pub mod payments;
 pub mod persons;
 pub mod photos;

@@ -15,6 +15,7 @@ mod health;
 mod helpers;
 mod jobs;
 mod keys;
+mod lists;
 mod outage;
 mod payments;
 mod persons;
