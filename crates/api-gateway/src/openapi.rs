@@ -145,7 +145,7 @@ impl Modify for BearerAuth {
                          `POST /api/admin/keys` or `queuectl keys create`) or a bootstrap \
                          token (`API_ADMIN_TOKEN`: admin, `API_USER_TOKEN`: user). Roles: \
                          `user` the domain API (persons, companies, photos, payments); \
-                         `operator` also the queues; `admin` everything, the sync, keys \
+                         `operator` also the queues; `admin` everything, the sync, the users, keys \
                          and the audit log included. A wrong, expired or revoked key is \
                          401; a role too low 403; `API_AUTH_MAX_FAILURES` wrong keys \
                          from one address within `API_AUTH_FAILURE_WINDOW` are answered \

@@ -6,11 +6,16 @@
 //! higher id, so it never shifts the pages that follow nor repeats in them; a
 //! new row appears at the head of the first page. Every filter combination is
 //! a query of its own (no `$1 IS NULL OR ...`), so that each reads a range of
-//! its index (migration 0015) however the server plans prepared statements.
+//! its index (migration 0015). The queries that filter by a status run in a
+//! transaction that plans them for the values they are sent with
+//! ([`planned_per_value`]): a cached generic plan cannot tell a rare status
+//! (read through its index) from a common one (read along the primary key,
+//! nearly every row matching), and on 100k rows it read the primary key for
+//! both, a rare status's page then costing a scan of most of the table.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection, Postgres, Transaction};
 
 use crate::companies::{Company, ContextStatus, query_companies};
 use crate::payments::{Currency, PaymentStatus};
@@ -40,6 +45,15 @@ impl Keyset {
     }
 }
 
+/// A read-only transaction whose statements are planned for the parameter
+/// values they are sent with, not from a generic plan cached on the
+/// connection (`plan_cache_mode`, for this transaction only).
+async fn planned_per_value(conn: &mut PgConnection) -> Result<Transaction<'_, Postgres>> {
+    Ok(conn
+        .begin_with("BEGIN READ ONLY; SET LOCAL plan_cache_mode = force_custom_plan")
+        .await?)
+}
+
 /// Persons newest first, those with `qr_status` only when given.
 pub async fn persons(
     conn: &mut PgConnection,
@@ -58,15 +72,18 @@ pub async fn persons(
             .await?
         }
         Some(status) => {
-            query_persons!(
+            let mut tx = planned_per_value(conn).await?;
+            let rows = query_persons!(
                 "SELECT ",
                 " FROM persons WHERE qr_status = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
                 status as _,
                 page.below(),
                 page.limit
             )
-            .fetch_all(conn)
-            .await?
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            rows
         }
     };
     Ok(rows)
@@ -90,7 +107,8 @@ pub async fn companies(
             .await?
         }
         Some(status) => {
-            query_companies!(
+            let mut tx = planned_per_value(conn).await?;
+            let rows = query_companies!(
                 "SELECT ",
                 " FROM companies WHERE context_status = $1 AND id < $2
                   ORDER BY id DESC LIMIT $3",
@@ -98,8 +116,10 @@ pub async fn companies(
                 page.below(),
                 page.limit
             )
-            .fetch_all(conn)
-            .await?
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            rows
         }
     };
     Ok(rows)
@@ -148,13 +168,15 @@ pub struct PaymentFilter {
     pub needs_operator: Option<bool>,
 }
 
-/// Payments newest first, as `filter` narrows them.
+/// Payments newest first, as `filter` narrows them (planned per value: the
+/// operator flag reads payments_flagged only when the plan knows it is true).
 pub async fn payments(
     conn: &mut PgConnection,
     filter: PaymentFilter,
     page: Keyset,
 ) -> Result<Vec<PaymentRow>> {
     let (below, limit) = (page.below(), page.limit);
+    let mut tx = planned_per_value(conn).await?;
     let rows =
         match (filter.status, filter.needs_operator) {
             (None, None) => {
@@ -163,7 +185,7 @@ pub async fn payments(
                     below,
                     limit
                 )
-                .fetch_all(conn)
+                .fetch_all(&mut *tx)
                 .await?
             }
             // Through payments_flagged (true) or the primary key (false: nearly all).
@@ -173,7 +195,7 @@ pub async fn payments(
                 below,
                 limit
             )
-            .fetch_all(conn)
+            .fetch_all(&mut *tx)
             .await?,
             (Some(status), None) => {
                 query_payment_rows!(
@@ -182,7 +204,7 @@ pub async fn payments(
                     below,
                     limit
                 )
-                .fetch_all(conn)
+                .fetch_all(&mut *tx)
                 .await?
             }
             (Some(status), Some(flagged)) => {
@@ -194,10 +216,11 @@ pub async fn payments(
                     below,
                     limit
                 )
-                .fetch_all(conn)
+                .fetch_all(&mut *tx)
                 .await?
             }
         };
+    tx.commit().await?;
     Ok(rows)
 }
 
