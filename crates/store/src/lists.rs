@@ -54,39 +54,51 @@ async fn planned_per_value(conn: &mut PgConnection) -> Result<Transaction<'_, Po
         .await?)
 }
 
+/// The rows of a list with an optional status filter, newest first, through
+/// a module's query macro (`query_persons`): `$all` is the rest of the query
+/// after the columns for every row (`$1` the page's bound, `$2` its limit),
+/// `$with_status` the one for a status (`$1` the status, then the same two).
+macro_rules! status_page {
+    ($query:ident, $all:literal, $with_status:literal, $status:expr, $page:expr, $conn:expr) => {{
+        let page: Keyset = $page;
+        match $status {
+            None => {
+                $query!("SELECT ", $all, page.below(), page.limit)
+                    .fetch_all($conn)
+                    .await?
+            }
+            Some(status) => {
+                let mut tx = planned_per_value($conn).await?;
+                let rows = $query!(
+                    "SELECT ",
+                    $with_status,
+                    status as _,
+                    page.below(),
+                    page.limit
+                )
+                .fetch_all(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                rows
+            }
+        }
+    }};
+}
+
 /// Persons newest first, those with `qr_status` only when given.
 pub async fn persons(
     conn: &mut PgConnection,
     qr_status: Option<QrStatus>,
     page: Keyset,
 ) -> Result<Vec<Person>> {
-    let rows = match qr_status {
-        None => {
-            query_persons!(
-                "SELECT ",
-                " FROM persons WHERE id < $1 ORDER BY id DESC LIMIT $2",
-                page.below(),
-                page.limit
-            )
-            .fetch_all(conn)
-            .await?
-        }
-        Some(status) => {
-            let mut tx = planned_per_value(conn).await?;
-            let rows = query_persons!(
-                "SELECT ",
-                " FROM persons WHERE qr_status = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
-                status as _,
-                page.below(),
-                page.limit
-            )
-            .fetch_all(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            rows
-        }
-    };
-    Ok(rows)
+    Ok(status_page!(
+        query_persons,
+        " FROM persons WHERE id < $1 ORDER BY id DESC LIMIT $2",
+        " FROM persons WHERE qr_status = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+        qr_status,
+        page,
+        conn
+    ))
 }
 
 /// Companies newest first, those with `context_status` only when given.
@@ -95,34 +107,15 @@ pub async fn companies(
     context_status: Option<ContextStatus>,
     page: Keyset,
 ) -> Result<Vec<Company>> {
-    let rows = match context_status {
-        None => {
-            query_companies!(
-                "SELECT ",
-                " FROM companies WHERE id < $1 ORDER BY id DESC LIMIT $2",
-                page.below(),
-                page.limit
-            )
-            .fetch_all(conn)
-            .await?
-        }
-        Some(status) => {
-            let mut tx = planned_per_value(conn).await?;
-            let rows = query_companies!(
-                "SELECT ",
-                " FROM companies WHERE context_status = $1 AND id < $2
+    Ok(status_page!(
+        query_companies,
+        " FROM companies WHERE id < $1 ORDER BY id DESC LIMIT $2",
+        " FROM companies WHERE context_status = $1 AND id < $2
                   ORDER BY id DESC LIMIT $3",
-                status as _,
-                page.below(),
-                page.limit
-            )
-            .fetch_all(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            rows
-        }
-    };
-    Ok(rows)
+        context_status,
+        page,
+        conn
+    ))
 }
 
 /// A payment as a list shows it: every column but the QR image, which a
