@@ -382,7 +382,7 @@ pub async fn recent_batches(
     limit: i64,
 ) -> Result<Vec<BatchProgress>> {
     // The page of batches first, then their photos' counts (through
-    // photos_by_batch), so the cost follows the page, not every batch.
+    // photos_by_batch_status), so the cost follows the page, not every batch.
     Ok(sqlx::query_as!(
         BatchProgress,
         r#"SELECT b.id, b.created_at, count(p.id) AS "total!",
