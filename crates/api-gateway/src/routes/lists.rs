@@ -150,7 +150,7 @@ pub async fn companies(
 
 /// A payment as `GET /api/payments/{qr_id}` shows it, without its QR image
 /// (`/api/payments/{qr_id}` has it), its checks and its movements.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PaymentSummary {
     #[schema(example = 1)]
     pub id: i64,
@@ -163,7 +163,7 @@ pub struct PaymentSummary {
     pub currency: PaymentCurrency,
     pub description: String,
     #[schema(example = "pending", value_type = PaymentQrStatus)]
-    pub status: String,
+    pub status: PaymentStatus,
     pub expires_at: DateTime<Utc>,
     /// Checks made at the bank so far.
     pub checks_made: i32,
@@ -186,7 +186,7 @@ impl From<PaymentRow> for PaymentSummary {
             amount: format_amount(p.amount_cents),
             currency: p.currency.into(),
             description: p.description,
-            status: p.status.as_str().to_owned(),
+            status: p.status,
             expires_at: p.expires_at,
             checks_made: p.checks_made,
             next_check_at: p.next_check_at,
