@@ -41,6 +41,7 @@ use crate::routes::{companies, jobs, keys, payments, persons, photos, queues, sy
         photos::get,
         photos::status,
         photos::thumbnail,
+        photos::original,
         photos::batch,
         payments::create,
         payments::get,
