@@ -61,6 +61,7 @@ use crate::routes::{companies, jobs, keys, payments, persons, photos, queues, sy
         companies::CompanyContextStatus,
         companies::ContextRetryResponse,
         queues::QueueStatsResponse,
+        queues::RetentionResponse,
         queues::DeadLetterResponse,
         queues::DeadLetterPage,
         queues::Retried,
