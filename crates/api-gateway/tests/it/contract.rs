@@ -140,7 +140,7 @@ async fn the_refusals_of_every_operation_are_declared_in_the_served_document() {
         TestApp::spawn_with(|c| c.auth.max_failures = 1000.try_into().expect("nonzero")).await;
     with_qr_queue(&app).await;
     let (doc, operations) = operations(&app, false).await;
-    assert_eq!(operations.len(), 34);
+    assert_eq!(operations.len(), 35);
     for (method, path, responses) in &operations {
         let workload_action = (path.starts_with("/api/payments/") && path.ends_with("/resume"))
             || path.ends_with("/context/retry");
@@ -183,7 +183,7 @@ async fn the_refusals_of_every_operation_are_declared_in_the_served_document() {
 async fn a_path_parameter_that_is_not_utf8_is_a_declared_400_naming_it() {
     let app = TestApp::spawn().await;
     let (doc, operations) = operations(&app, true).await;
-    assert_eq!(operations.len(), 24, "the operations with path parameters");
+    assert_eq!(operations.len(), 25, "the operations with path parameters");
     for (method, path, responses) in &operations {
         let (status, body) = send(&app, method.clone(), path, Some(ADMIN_TOKEN)).await;
         assert_eq!(status, 400, "{method} {path}: {body}");
