@@ -29,17 +29,24 @@ mod field {
     pub const DEAD_LETTERS_MAX_AGE_MS: &str = "dead_letters_max_age_ms";
 }
 
-/// What a queue keeps of its settled jobs.
+/// What a queue keeps of its settled jobs. Serialized with the ages in
+/// milliseconds (`completed_max_age_ms`), as the rest of the admin API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Retention {
     /// Completions kept in the `done` stream (0 keeps none).
     pub completed: usize,
     /// Completions older than this are dropped; None keeps them until the count.
+    #[serde(rename = "completed_max_age_ms", serialize_with = "as_ms")]
     pub completed_max_age: Option<Duration>,
     /// Dead letters kept at most, the newest (0: no cap).
     pub dead_letters: usize,
     /// Dead letters older than this are dropped; None keeps them until the count.
+    #[serde(rename = "dead_letters_max_age_ms", serialize_with = "as_ms")]
     pub dead_letters_max_age: Option<Duration>,
+}
+
+fn as_ms<S: serde::Serializer>(age: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    age.map(|d| ms(Some(d))).serialize(s)
 }
 
 /// What one [`Admin::trim`] removed.
