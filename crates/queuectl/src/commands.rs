@@ -130,6 +130,13 @@ impl Ctx<'_, '_> {
         Ok(out)
     }
 
+    /// What `stats` and `retention` print when there is no queue to show.
+    fn say_no_queues(&mut self) -> anyhow::Result<()> {
+        let line = self.no_queues_line();
+        writeln!(self.out(), "{line}")?;
+        Ok(())
+    }
+
     fn no_queues_line(&self) -> String {
         format!(
             "no queues under prefix {:?} (no producer or worker has used one yet)",
@@ -144,9 +151,7 @@ async fn stats(ctx: &mut Ctx<'_, '_>, names: &[String], json: bool) -> anyhow::R
         return ctx.json(&stats);
     }
     if stats.is_empty() {
-        let line = ctx.no_queues_line();
-        writeln!(ctx.out(), "{line}")?;
-        return Ok(());
+        return ctx.say_no_queues();
     }
     write!(ctx.out(), "{}", stats_table(&stats, None).render())?;
     if let Some(repeating) = repeating_table(&stats) {
@@ -175,9 +180,7 @@ async fn retention(ctx: &mut Ctx<'_, '_>, names: &[String], json: bool) -> anyho
         return ctx.json(&kept);
     }
     if stats.is_empty() {
-        let line = ctx.no_queues_line();
-        writeln!(ctx.out(), "{line}")?;
-        return Ok(());
+        return ctx.say_no_queues();
     }
     let mut table = Table::new(&[
         ("QUEUE", Align::Left),

@@ -28,6 +28,15 @@ async fn dead_letter(env: &TestRedis, q: &Queue, id: &str) -> String {
     .await
 }
 
+/// The ids of `q`'s dead letters, newest first (as operators read them).
+async fn dead_letter_ids(env: &TestRedis, q: &Queue) -> Vec<String> {
+    env.dead_letters(q)
+        .await
+        .into_iter()
+        .map(|d| d.id)
+        .collect()
+}
+
 /// Runs `n` jobs one at a time, each its own record of the done stream; their ids.
 async fn complete_one_by_one(env: &TestRedis, q: &Queue, n: usize) -> Vec<String> {
     let mut ids = Vec::new();
@@ -127,12 +136,7 @@ async fn dead_letters_older_than_their_max_age_are_trimmed_and_younger_ones_kept
     };
     let trimmed = env.admin.trim(&q, &hour).await.expect("trim");
     assert_eq!(trimmed.dead_letters, 2);
-    let left: Vec<String> = env
-        .dead_letters(&q)
-        .await
-        .into_iter()
-        .map(|d| d.id)
-        .collect();
+    let left = dead_letter_ids(&env, &q).await;
     assert_eq!(left, [young]);
     assert_eq!(
         env.admin.trim(&q, &hour).await.expect("again").dead_letters,
@@ -157,13 +161,7 @@ async fn the_dead_letter_count_keeps_the_newest_exactly() {
         env.admin.trim(&q, &three).await.expect("trim").dead_letters,
         7
     );
-    // Newest first, as operators read them.
-    let left: Vec<String> = env
-        .dead_letters(&q)
-        .await
-        .into_iter()
-        .map(|d| d.id)
-        .collect();
+    let left = dead_letter_ids(&env, &q).await;
     let newest: Vec<String> = ids.iter().rev().take(3).cloned().collect();
     assert_eq!(left, newest);
     env.finish().await;
