@@ -1,9 +1,12 @@
-//! The payment cleanup: a repeating job (`payment.cleanup`, daily at
+//! The daily cleanup: a repeating job (`payment.cleanup`, daily at
 //! `PAYMENT_CLEANUP_AT` UTC by default, once per period however many replicas
-//! run: the period's dedup key) that removes bookkeeping older than
-//! `PAYMENT_RETENTION`: the check history and the queue's dead letters. Payments
-//! and movements are records, never removed. Each run is logged in
-//! `payment_cleanup_runs`; a redelivered run deletes nothing new.
+//! run: the period's dedup key) that removes the check history older than
+//! `PAYMENT_RETENTION` and trims every queue of the registry to the retention
+//! its workers wrote into it (`{P}_RETAIN_*`: dead letters and completions past
+//! their age or count; see `queue_core::Retention`). A queue no worker wrote a
+//! retention for is left alone. Payments and movements are records, never
+//! removed. Each run is logged in `payment_cleanup_runs`; a redelivered run
+//! deletes nothing new.
 
 use std::time::{Duration, SystemTime};
 
@@ -11,10 +14,10 @@ use anyhow::Context;
 use chrono::{DateTime, SecondsFormat, Utc};
 use jobs::JobHandler;
 use jobs::v1::PaymentCleanup;
-use queue_core::{Broker, Every, Job, JobError, Queue, RepeatingJob};
+use queue_core::{Admin, Broker, Every, Job, JobError, RepeatingJob};
 use store::PgPool;
 use store::payments;
-use tracing::info;
+use tracing::{debug, info};
 
 /// The repeating job's name (its dedup key per period).
 pub const NAME: &str = "payment-cleanup";
@@ -42,29 +45,32 @@ pub fn repeating_job(every: Every) -> queue_core::Result<RepeatingJob> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Cleaned {
     pub checks: u64,
+    /// Over every queue.
     pub dead_letters: u64,
+    /// Over every queue.
+    pub completions: u64,
 }
 
 /// Runs `payment.cleanup` jobs.
 #[derive(Debug, Clone)]
 pub struct Cleanup {
     pool: PgPool,
-    broker: Broker,
-    queue: Queue,
+    admin: Admin,
     retention: Duration,
 }
 
 impl Cleanup {
-    pub fn new(pool: PgPool, broker: Broker, queue: Queue, retention: Duration) -> Self {
+    /// Removes the check history older than `retention`, and trims the queues
+    /// under `broker`'s prefix.
+    pub fn new(pool: PgPool, broker: Broker, retention: Duration) -> Self {
         Self {
             pool,
-            broker,
-            queue,
+            admin: Admin::new(broker),
             retention,
         }
     }
 
-    /// Removes what is older than the retention and logs the run for `period`.
+    /// Removes what is past its retention and logs the run for `period`.
     pub async fn run_once(&self, period: &str) -> anyhow::Result<Cleaned> {
         let cutoff =
             Utc::now() - chrono::Duration::from_std(self.retention).context("the retention")?;
@@ -76,26 +82,41 @@ impl Cleanup {
         let checks = payments::delete_checks_before(&mut conn, cutoff)
             .await
             .context("deleting old check history")?;
-        // Dead-letter entry ids are the server's time of dead-lettering in ms.
-        let mut redis = self
-            .broker
-            .connection()
-            .await
-            .context("connecting to Redis")?;
-        let dead_letters: u64 = redis::cmd("XTRIM")
-            .arg(self.queue.keys().dlq())
-            .arg("MINID")
-            .arg(cutoff.timestamp_millis().max(0))
-            .query_async(&mut redis)
-            .await
-            .context("trimming old dead letters")?;
-        payments::record_cleanup(&mut conn, period, checks, dead_letters)
+        let mut cleaned = Cleaned {
+            checks,
+            ..Cleaned::default()
+        };
+        for queue in self.admin.queues().await.context("listing the queues")? {
+            let name = queue.name().to_owned();
+            let Some(retention) = self
+                .admin
+                .retention(&queue)
+                .await
+                .with_context(|| format!("reading the retention of {name}"))?
+            else {
+                debug!(queue.name = name, "no worker wrote a retention; left alone");
+                continue;
+            };
+            let trimmed = self
+                .admin
+                .trim(&queue, &retention)
+                .await
+                .with_context(|| format!("trimming {name}"))?;
+            if trimmed != queue_core::Trimmed::default() {
+                info!(
+                    queue.name = name,
+                    cleanup.dead_letters_deleted = trimmed.dead_letters,
+                    cleanup.completions_deleted = trimmed.completions,
+                    "queue trimmed to its retention"
+                );
+            }
+            cleaned.dead_letters += trimmed.dead_letters;
+            cleaned.completions += trimmed.completions;
+        }
+        payments::record_cleanup(&mut conn, period, checks, cleaned.dead_letters)
             .await
             .context("recording the cleanup run")?;
-        Ok(Cleaned {
-            checks,
-            dead_letters,
-        })
+        Ok(cleaned)
     }
 }
 
@@ -107,8 +128,9 @@ impl JobHandler<PaymentCleanup> for Cleanup {
             cleanup.period = msg.day,
             cleanup.checks_deleted = done.checks,
             cleanup.dead_letters_deleted = done.dead_letters,
+            cleanup.completions_deleted = done.completions,
             retention_s = self.retention.as_secs(),
-            "payment cleanup done"
+            "daily cleanup done"
         );
         Ok(())
     }

@@ -23,8 +23,9 @@ pub const DEFAULT_CLEANUP_AT: (u8, u8) = (3, 0);
 pub struct CleanupConfig {
     /// `PAYMENT_CLEANUP_AT` (`03:00`, UTC) or, when set, `PAYMENT_CLEANUP_INTERVAL`.
     pub every: Every,
-    /// `PAYMENT_RETENTION` (30 days): check history and dead letters older than
-    /// this are removed.
+    /// `PAYMENT_RETENTION` (30 days): check history older than this is
+    /// removed; also the payment queue's dead-letter age unless a
+    /// `RETAIN_DEAD_LETTERS_MAX_AGE` variable says otherwise.
     pub retention: Duration,
 }
 
@@ -96,6 +97,14 @@ impl Config {
         if config::optional(vars, "PAYMENT_CHECKS_MAX_ATTEMPTS").is_none() {
             worker.max_attempts = DEFAULT_MAX_ATTEMPTS;
         }
+        let cleanup = CleanupConfig::from_vars(vars)?;
+        // Before the queue's retention was configurable, PAYMENT_RETENTION
+        // trimmed its dead letters: it stays their default.
+        if config::optional(vars, "PAYMENT_CHECKS_RETAIN_DEAD_LETTERS_MAX_AGE").is_none()
+            && config::optional(vars, "RETAIN_DEAD_LETTERS_MAX_AGE").is_none()
+        {
+            worker.dlq_max_age = Some(cleanup.retention);
+        }
         let bank = BankConfig::from_vars(vars)?;
         if bank.timeout >= worker.job_timeout {
             return Err(ConfigError::new(
@@ -111,7 +120,7 @@ impl Config {
             worker,
             bank,
             schedule: ScheduleConfig::from_vars(vars)?,
-            cleanup: CleanupConfig::from_vars(vars)?,
+            cleanup,
             // `PAYMENT_RECONCILE_*`, not the queue's `PAYMENT_CHECKS_` prefix.
             reconcile: config::reconcile_config_prefixed(vars, "PAYMENT")?,
         })
@@ -136,6 +145,29 @@ mod tests {
         assert_eq!(c.cleanup.every, Every::daily_at(3, 0).expect("valid"));
         assert_eq!(c.cleanup.retention, Duration::from_secs(30 * 86_400));
         assert_eq!(c.reconcile.after, Duration::from_secs(30));
+        assert_eq!(c.worker.dlq_max_age, Some(c.cleanup.retention));
+    }
+
+    #[test]
+    fn payment_retention_is_the_dead_letter_age_unless_a_retain_variable_is_set() {
+        let week = Duration::from_secs(7 * 86_400);
+        let c = Config::from_vars(&[("PAYMENT_RETENTION", "7days")]).expect("valid");
+        assert_eq!(c.worker.dlq_max_age, Some(week));
+        for var in [
+            "PAYMENT_CHECKS_RETAIN_DEAD_LETTERS_MAX_AGE",
+            "RETAIN_DEAD_LETTERS_MAX_AGE",
+        ] {
+            let vars = [("PAYMENT_RETENTION", "7days"), (var, "90days")];
+            let c = Config::from_vars(&vars).expect("valid");
+            assert_eq!(c.cleanup.retention, week, "{var}");
+            assert_eq!(
+                c.worker.dlq_max_age,
+                Some(Duration::from_secs(90 * 86_400)),
+                "{var}"
+            );
+        }
+        let c = Config::from_vars(&[("RETAIN_DEAD_LETTERS_MAX_AGE", "unlimited")]).expect("valid");
+        assert_eq!(c.worker.dlq_max_age, None);
     }
 
     #[test]

@@ -42,7 +42,6 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     let cleanup = cleanup::Cleanup::new(
         svc.pool().clone(),
         svc.broker().clone(),
-        svc.queue().clone(),
         config.cleanup.retention,
     );
     let handlers = svc

@@ -1,5 +1,6 @@
 //! Operations on queues: statistics, dead letters, pause, purge, consumers; jobs
-//! by state and by id (`browse`), the per-minute history (`history`).
+//! by state and by id (`browse`), the per-minute history (`history`), what a
+//! queue keeps and trimming it (`retention`).
 //!
 //! The same API backs `queuectl`, the gateway's admin endpoints and the dashboard.
 
@@ -18,10 +19,13 @@ use crate::{Broker, Error, Result, keys, scripts};
 
 mod browse;
 mod history;
+mod retention;
 
 pub use crate::keys::HEIR_CONSUMER;
 pub use browse::{FIND_SCAN_LIMIT, JobDetail, JobPage, JobState, JobSummary, MAX_PAGE};
 pub use history::{HISTORY_MAX_MINUTES, MinuteStats};
+pub(crate) use retention::write as write_retention;
+pub use retention::{Retention, Trimmed};
 
 /// A snapshot of one queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -52,6 +56,8 @@ pub struct QueueStats {
     pub consumers: u64,
     /// Repeating jobs declared by the queue's workers, by name.
     pub repeating: Vec<RepeatingStatus>,
+    /// What the queue keeps, as its workers last wrote it (None before any did).
+    pub retention: Option<Retention>,
 }
 
 /// A job that exhausted its attempts, failed permanently, could not be decoded, or
@@ -213,6 +219,7 @@ impl Admin {
             paused,
             consumers: 0,
             repeating: Vec::new(),
+            retention: None,
         };
         for (len, pending, lag, oldest, consumers) in lanes {
             stats.waiting += len.saturating_sub(pending);
@@ -228,10 +235,14 @@ impl Admin {
                     Some(stats.oldest_waiting_age_ms.map_or(age, |a| a.max(age)));
             }
         }
-        let repeating: Vec<(String, String)> = redis::cmd("HGETALL")
+        let (repeating, retention): (Vec<(String, String)>, HashMap<String, u64>) = redis::pipe()
+            .cmd("HGETALL")
             .arg(keys.repeat())
+            .cmd("HGETALL")
+            .arg(keys.retention())
             .query_async(&mut conn)
             .await?;
+        stats.retention = Retention::from_fields(&retention);
         stats.repeating = repeating
             .into_iter()
             .map(|(name, record)| RepeatingStatus::parse(name, &record))

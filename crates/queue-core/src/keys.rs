@@ -90,6 +90,12 @@ impl QueueKeys {
         format!("{}:done:index", self.base)
     }
 
+    /// Hash of the queue's retention (`Retention`), written by its workers at
+    /// start, read by `Admin::retention` and the cleanups.
+    pub fn retention(&self) -> String {
+        format!("{}:retention", self.base)
+    }
+
     pub fn stats(&self) -> String {
         format!("{}:stats", self.base)
     }
@@ -171,6 +177,7 @@ mod tests {
             k.limit_running(),
             k.limit_starts(),
             k.history(29_000_000),
+            k.retention(),
         ] {
             assert!(key.starts_with("rsq:{qr}:"), "{key}");
         }

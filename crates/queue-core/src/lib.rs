@@ -16,7 +16,9 @@ pub mod testing;
 mod trace;
 pub mod worker;
 
-pub use admin::{Admin, JobDetail, JobPage, JobState, JobSummary, MinuteStats, QueueStats};
+pub use admin::{
+    Admin, JobDetail, JobPage, JobState, JobSummary, MinuteStats, QueueStats, Retention, Trimmed,
+};
 pub use backoff::Backoff;
 pub use broker::{Broker, BrokerConfig};
 pub use envelope::Envelope;

@@ -56,6 +56,7 @@ script!(BROWSE, "browse.lua");
 script!(FIND, "find.lua");
 script!(PROMOTE_JOB, "promote_job.lua", UNIQUE_LIB);
 script!(DELETE_JOB, "delete_job.lua", UNIQUE_LIB);
+script!(TRIM, "trim.lua");
 
 #[cfg(test)]
 mod tests {
@@ -84,6 +85,7 @@ mod tests {
             ("find", include_str!("lua/find.lua")),
             ("promote_job", include_str!("lua/promote_job.lua")),
             ("delete_job", include_str!("lua/delete_job.lua")),
+            ("trim", include_str!("lua/trim.lua")),
         ] {
             let lua = fields::expand_lua(source);
             for marker in ["F.", "S.", "H."] {

@@ -68,6 +68,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What each queue keeps (completions, dead letters), as its workers wrote it.
+    Retention {
+        /// Queue names (default: every registered queue).
+        #[arg(value_name = "QUEUE", value_parser = parse_queue_name)]
+        queues: Vec<String>,
+        /// Print a JSON array of `{name, retention}` instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Refresh the stats table until Ctrl-C, with the completion rate per second.
     Monitor {
         /// Queue names (default: every registered queue).

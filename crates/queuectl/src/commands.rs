@@ -33,6 +33,7 @@ pub(crate) struct Ctx<'a, 'c> {
 pub(crate) async fn dispatch(mut ctx: Ctx<'_, '_>, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Stats { queues, json } => stats(&mut ctx, &queues, json).await,
+        Command::Retention { queues, json } => retention(&mut ctx, &queues, json).await,
         Command::Monitor {
             queues,
             interval,
@@ -129,6 +130,13 @@ impl Ctx<'_, '_> {
         Ok(out)
     }
 
+    /// What `stats` and `retention` print when there is no queue to show.
+    fn say_no_queues(&mut self) -> anyhow::Result<()> {
+        let line = self.no_queues_line();
+        writeln!(self.out(), "{line}")?;
+        Ok(())
+    }
+
     fn no_queues_line(&self) -> String {
         format!(
             "no queues under prefix {:?} (no producer or worker has used one yet)",
@@ -143,14 +151,67 @@ async fn stats(ctx: &mut Ctx<'_, '_>, names: &[String], json: bool) -> anyhow::R
         return ctx.json(&stats);
     }
     if stats.is_empty() {
-        let line = ctx.no_queues_line();
-        writeln!(ctx.out(), "{line}")?;
-        return Ok(());
+        return ctx.say_no_queues();
     }
     write!(ctx.out(), "{}", stats_table(&stats, None).render())?;
     if let Some(repeating) = repeating_table(&stats) {
         write!(ctx.out(), "\nREPEATING\n{}", repeating.render())?;
     }
+    Ok(())
+}
+
+/// What each queue keeps, as its workers wrote it at start; `-` is no limit,
+/// `unknown` a queue no worker wrote one for.
+async fn retention(ctx: &mut Ctx<'_, '_>, names: &[String], json: bool) -> anyhow::Result<()> {
+    #[derive(Serialize)]
+    struct Kept {
+        name: String,
+        retention: Option<queue_core::Retention>,
+    }
+    let stats = ctx.collect_stats(names).await?;
+    if json {
+        let kept: Vec<Kept> = stats
+            .into_iter()
+            .map(|s| Kept {
+                name: s.name,
+                retention: s.retention,
+            })
+            .collect();
+        return ctx.json(&kept);
+    }
+    if stats.is_empty() {
+        return ctx.say_no_queues();
+    }
+    let mut table = Table::new(&[
+        ("QUEUE", Align::Left),
+        ("COMPLETED", Align::Right),
+        ("COMPLETED MAX AGE", Align::Right),
+        ("DEAD LETTERS", Align::Right),
+        ("DEAD LETTERS MAX AGE", Align::Right),
+    ]);
+    let age = |d: Option<Duration>| d.map_or_else(|| "-".to_owned(), short_duration);
+    for s in &stats {
+        let row = match s.retention {
+            Some(r) => vec![
+                s.name.clone(),
+                r.completed.to_string(),
+                age(r.completed_max_age),
+                if r.dead_letters == 0 {
+                    "-".to_owned()
+                } else {
+                    r.dead_letters.to_string()
+                },
+                age(r.dead_letters_max_age),
+            ],
+            None => {
+                let mut row = vec![s.name.clone()];
+                row.resize(5, "unknown".to_owned());
+                row
+            }
+        };
+        table.row(row);
+    }
+    write!(ctx.out(), "{}", table.render())?;
     Ok(())
 }
 

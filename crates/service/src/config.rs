@@ -534,7 +534,7 @@ pub fn reconcile_config_prefixed(vars: &dyn Vars, prefix: &str) -> Result<Reconc
 // Per-queue worker settings
 
 /// The variables [`worker_config`] reads, after the queue's prefix and `_`.
-pub const WORKER_VARIABLES: [&str; 12] = [
+pub const WORKER_VARIABLES: [&str; 16] = [
     "CONCURRENCY",
     "MAX_ATTEMPTS",
     "JOB_TIMEOUT",
@@ -547,14 +547,22 @@ pub const WORKER_VARIABLES: [&str; 12] = [
     "GRACE_PERIOD",
     "GLOBAL_CONCURRENCY",
     "RATE_LIMIT",
+    "RETAIN_COMPLETED",
+    "RETAIN_COMPLETED_MAX_AGE",
+    "RETAIN_DEAD_LETTERS",
+    "RETAIN_DEAD_LETTERS_MAX_AGE",
 ];
+
+/// The value written for "no limit" in the retention variables.
+pub const UNLIMITED: &str = "unlimited";
 
 /// The worker settings of `spec`'s queue: its catalogue defaults, overridden by
 /// `{P}_CONCURRENCY`, `{P}_MAX_ATTEMPTS`, `{P}_JOB_TIMEOUT`,
 /// `{P}_VISIBILITY_TIMEOUT`, `{P}_HEARTBEAT_INTERVAL`, `{P}_BACKOFF` (first retry
 /// delay), `{P}_BACKOFF_MAX`, `{P}_BATCH_SIZE`, `{P}_MAX_DELIVERIES` and
 /// `{P}_GRACE_PERIOD`, plus the limits across every replica
-/// `{P}_GLOBAL_CONCURRENCY` and `{P}_RATE_LIMIT` (`10/1s`), where `P` is the queue's
+/// `{P}_GLOBAL_CONCURRENCY` and `{P}_RATE_LIMIT` (`10/1s`), and what the queue
+/// keeps ([`retention`]), where `P` is the queue's
 /// [`QueueSpec::env_prefix`] (`QR`, `PAYMENT_CHECKS`). A rule that ties two settings
 /// together is reported against the one the operator set.
 pub fn worker_config(vars: &dyn Vars, spec: &QueueSpec) -> Result<WorkerConfig> {
@@ -588,6 +596,7 @@ pub fn worker_config(vars: &dyn Vars, spec: &QueueSpec) -> Result<WorkerConfig> 
                 .map_err(|e: String| ConfigError::new(var("RATE_LIMIT"), e))?,
         );
     }
+    retention(vars, &prefix, &mut c)?;
 
     let doubled = c.heartbeat_interval.checked_mul(2);
     if doubled.is_none_or(|d| d >= c.visibility_timeout) {
@@ -627,6 +636,65 @@ pub fn worker_config(vars: &dyn Vars, spec: &QueueSpec) -> Result<WorkerConfig> 
     c.validate()
         .map_err(|e| ConfigError::new(format!("{prefix}_*"), e.to_string()))?;
     Ok(c)
+}
+
+/// What the queue keeps of its settled jobs (`queue_core::Retention`), each
+/// setting read from the queue's own `{P}_RETAIN_*` variable, else from the
+/// same variable without the prefix (the default of every queue), else the
+/// queue's defaults:
+/// - `RETAIN_COMPLETED`: completions kept for the dashboard, at least 1 (1000);
+/// - `RETAIN_COMPLETED_MAX_AGE`: older completions are dropped (`unlimited`);
+/// - `RETAIN_DEAD_LETTERS`: dead letters kept at most, the newest, at least 1
+///   or `unlimited` (10000);
+/// - `RETAIN_DEAD_LETTERS_MAX_AGE`: older dead letters are dropped (`unlimited`).
+///
+/// The counts hold as jobs settle; the ages (and the exact dead-letter count)
+/// by the daily cleanup, which trims every queue by what its workers wrote
+/// into it at start.
+pub fn retention(vars: &dyn Vars, prefix: &str, c: &mut WorkerConfig) -> Result<()> {
+    // The queue's own variable wins over the default of every queue.
+    let read = |name: &str| {
+        let own = format!("{prefix}_{name}");
+        optional(vars, &own)
+            .map(|v| (own, v))
+            .or_else(|| optional(vars, name).map(|v| (name.to_owned(), v)))
+    };
+    let count = |name: &str, default: usize, unlimited: bool| -> Result<usize> {
+        let Some((var, v)) = read(name) else {
+            return Ok(default);
+        };
+        if unlimited && v.eq_ignore_ascii_case(UNLIMITED) {
+            return Ok(0);
+        }
+        v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+            let rule = if unlimited {
+                format!("{v:?} is not a whole number of at least 1, nor {UNLIMITED}")
+            } else {
+                format!("{v:?} is not a whole number of at least 1")
+            };
+            ConfigError::new(var, rule)
+        })
+    };
+    let age = |name: &str, default: Option<Duration>| -> Result<Option<Duration>> {
+        let Some((var, v)) = read(name) else {
+            return Ok(default);
+        };
+        if v.eq_ignore_ascii_case(UNLIMITED) {
+            return Ok(None);
+        }
+        match humantime::parse_duration(&v) {
+            Ok(d) if !d.is_zero() => Ok(Some(d)),
+            _ => Err(ConfigError::new(
+                var,
+                format!("{v:?} is not a duration above zero such as 7days or 12h, nor {UNLIMITED}"),
+            )),
+        }
+    };
+    c.done_retention = count("RETAIN_COMPLETED", c.done_retention, false)?;
+    c.done_max_age = age("RETAIN_COMPLETED_MAX_AGE", c.done_max_age)?;
+    c.dlq_retention = count("RETAIN_DEAD_LETTERS", c.dlq_retention, true)?;
+    c.dlq_max_age = age("RETAIN_DEAD_LETTERS_MAX_AGE", c.dlq_max_age)?;
+    Ok(())
 }
 
 fn at_least_one(vars: &dyn Vars, name: &str, default: u32) -> Result<u32> {
@@ -872,6 +940,55 @@ mod tests {
     }
 
     #[test]
+    fn retention_defaults_to_what_the_code_kept_and_is_read_per_queue_over_a_default() {
+        let none: [(&str, &str); 0] = [];
+        let c = worker_config(&none, &jobs::QR).expect("valid");
+        let r = c.retention();
+        assert_eq!((r.completed, r.completed_max_age), (1000, None));
+        assert_eq!((r.dead_letters, r.dead_letters_max_age), (10_000, None));
+        let vars = [
+            ("RETAIN_COMPLETED", "50"),
+            ("RETAIN_DEAD_LETTERS_MAX_AGE", "14days"),
+            ("RETAIN_DEAD_LETTERS", "unlimited"),
+            ("PHOTOS_RETAIN_COMPLETED", "200"),
+            ("PHOTOS_RETAIN_COMPLETED_MAX_AGE", "1h"),
+            ("PHOTOS_RETAIN_DEAD_LETTERS", "500"),
+            ("PHOTOS_RETAIN_DEAD_LETTERS_MAX_AGE", "Unlimited"),
+        ];
+        let qr = worker_config(&vars, &jobs::QR).expect("valid").retention();
+        let day = Duration::from_secs(86_400);
+        assert_eq!(
+            qr,
+            queue_core::Retention {
+                completed: 50,
+                completed_max_age: None,
+                dead_letters: 0,
+                dead_letters_max_age: Some(14 * day),
+            }
+        );
+        let photos = worker_config(&vars, &jobs::PHOTOS)
+            .expect("valid")
+            .retention();
+        assert_eq!(
+            photos,
+            queue_core::Retention {
+                completed: 200,
+                completed_max_age: Some(Duration::from_secs(3600)),
+                dead_letters: 500,
+                dead_letters_max_age: None,
+            }
+        );
+    }
+
+    #[test]
+    fn the_queues_own_retention_wins_over_a_bad_default() {
+        // The queue's own good value is read, so a bad default is not.
+        let both = [("RETAIN_COMPLETED", "0"), ("QR_RETAIN_COMPLETED", "10")];
+        let c = worker_config(&both, &jobs::QR).expect("the queue's own wins");
+        assert_eq!(c.done_retention, 10);
+    }
+
+    #[test]
     fn the_workspace_readme_lists_every_worker_variable() {
         let readme = include_str!("../../../README.md");
         for name in WORKER_VARIABLES {
@@ -909,6 +1026,17 @@ mod tests {
                 "half of the visibility timeout",
             ),
             ("QR_BACKOFF", "2h", "must not be shorter"),
+            // Retention, from the queue's variable or the default of every
+            // queue: the error names the one it was read from.
+            ("QR_RETAIN_COMPLETED", "0", "at least 1"),
+            ("QR_RETAIN_COMPLETED", "unlimited", "at least 1"),
+            ("RETAIN_COMPLETED", "1k", "whole number"),
+            ("QR_RETAIN_DEAD_LETTERS", "0", "nor unlimited"),
+            ("RETAIN_DEAD_LETTERS", "-5", "nor unlimited"),
+            ("QR_RETAIN_COMPLETED_MAX_AGE", "0s", "above zero"),
+            ("RETAIN_COMPLETED_MAX_AGE", "7", "such as 7days"),
+            ("QR_RETAIN_DEAD_LETTERS_MAX_AGE", "forever", "nor unlimited"),
+            ("RETAIN_DEAD_LETTERS_MAX_AGE", "30 dayz", "duration"),
         ];
         for (var, value, rule) in cases {
             let err = worker_config(&[(var, value)], &jobs::QR).expect_err(var);

@@ -127,6 +127,30 @@ impl Storage {
         }
     }
 
+    /// Opens the file at `path` for reading as a stream, or None when there is
+    /// none: what serves a large original without holding it in memory.
+    pub async fn open(&self, path: &str) -> Result<Option<FileReader>> {
+        validate(path)?;
+        match &*self.backend {
+            Backend::Local { root, .. } => {
+                let file = root.join(path);
+                let opened = match tokio::fs::File::open(&file).await {
+                    Ok(opened) => opened,
+                    Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(io("open", &file)(e)),
+                };
+                // The length of the open file: a replacement renamed over the
+                // path meanwhile does not change what this reader serves.
+                let meta = opened.metadata().await.map_err(io("stat", &file))?;
+                Ok(Some(FileReader {
+                    len: meta.len(),
+                    modified: meta.modified().ok(),
+                    reader: Box::pin(opened),
+                }))
+            }
+        }
+    }
+
     /// Removes the file at `path`; true if there was one. For undoing a write
     /// whose record was never stored (an upload refused midway).
     pub async fn delete(&self, path: &str) -> Result<bool> {
@@ -285,6 +309,31 @@ impl Storage {
             b"ok",
         )
         .await
+    }
+}
+
+/// A stored file open for reading ([`Storage::open`]).
+pub struct FileReader {
+    /// Its length in bytes.
+    pub len: u64,
+    /// When it was last written, if the backend knows.
+    pub modified: Option<SystemTime>,
+    reader: std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>,
+}
+
+impl std::fmt::Debug for FileReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileReader")
+            .field("len", &self.len)
+            .field("modified", &self.modified)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FileReader {
+    /// The bytes, to read as they are needed.
+    pub fn into_reader(self) -> std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>> {
+        self.reader
     }
 }
 
@@ -580,6 +629,29 @@ mod tests {
             .collect();
         assert_eq!(names, vec!["a.png".to_owned()]);
         assert!(s.locate("qr/a.png").ends_with("/qr/a.png"));
+    }
+
+    #[tokio::test]
+    async fn an_opened_file_reads_back_whole_with_its_length_and_a_missing_one_is_none() {
+        use tokio::io::AsyncReadExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Storage::local(dir.path());
+        let bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        s.put("photos/a.jpg", &bytes).await.expect("put");
+        let file = s.open("photos/a.jpg").await.expect("open").expect("a file");
+        assert_eq!(file.len, 200_000);
+        assert!(file.modified.is_some());
+        let mut read = Vec::new();
+        file.into_reader()
+            .read_to_end(&mut read)
+            .await
+            .expect("read");
+        assert!(read == bytes, "the bytes read back differ");
+        assert!(s.open("photos/none.jpg").await.expect("open").is_none());
+        assert!(matches!(
+            s.open("../a.jpg").await,
+            Err(StorageError::InvalidPath(_))
+        ));
     }
 
     #[tokio::test]

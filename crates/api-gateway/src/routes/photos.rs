@@ -1,6 +1,8 @@
-//! Race photos: bulk upload, processing status, batches and search by bib.
+//! Race photos: bulk upload, processing status, batches, search by bib and
+//! the originals as uploaded.
 //!
-//! `POST /api/photos` stores each file (multipart parts named `files`) or each
+//! `POST /api/photos` stores each file (multipart parts named `files`, or
+//! `file` for a client that sends one; the two names may mix) or each
 //! URL (JSON `{"urls": [...]}`), creates the photo rows `pending` in one batch,
 //! enqueues one `photo.process` job per photo and answers 202 at once; the
 //! photo-worker makes the thumbnail and finds the bibs later. Files are checked
@@ -34,7 +36,7 @@ pub const MAX_SEARCH_LIMIT: u32 = 500;
 
 /// `POST /api/photos`, `GET /api/photos?bib=`, `GET /api/photos/{id}`,
 /// `GET /api/photos/{id}/status`, `GET /api/photos/{id}/thumbnail`,
-/// `GET /api/photo-batches/{id}`.
+/// `GET /api/photos/{id}/original`, `GET /api/photo-batches/{id}`.
 pub fn router(config: &Config) -> Router<AppState> {
     // Uploads take their own body limit; every other route keeps API_BODY_LIMIT_BYTES.
     let upload_limit = config.photos.max_request_bytes.get();
@@ -48,6 +50,7 @@ pub fn router(config: &Config) -> Router<AppState> {
         .route("/api/photos/{id}", routing::get(get))
         .route("/api/photos/{id}/status", routing::get(status))
         .route("/api/photos/{id}/thumbnail", routing::get(thumbnail))
+        .route("/api/photos/{id}/original", routing::get(original))
         .route("/api/photo-batches/{id}", routing::get(batch))
 }
 
@@ -64,14 +67,19 @@ pub struct PhotoUrls {
 }
 
 /// The multipart form of an upload (documentation only: parsed as a stream).
-/// Parts of other names are refused.
+/// `file` and `files` parts are read alike, in the order sent, and may be
+/// mixed; at least one photo, at most `PHOTO_MAX_FILES` in all. Parts of other
+/// names are refused (422 naming the part).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct PhotoFiles {
     /// One or many JPEG or PNG files, each a part named `files`.
-    #[schema(value_type = Vec<String>, format = Binary)]
-    pub files: Vec<Vec<u8>>,
+    #[schema(value_type = Option<Vec<String>>, format = Binary)]
+    pub files: Option<Vec<Vec<u8>>>,
+    /// A single JPEG or PNG file: the form of clients that send one photo.
+    #[schema(value_type = Option<String>, format = Binary)]
+    pub file: Option<Vec<u8>>,
 }
 
 /// An accepted upload: the batch to follow and the new photos, in the order sent.
@@ -330,15 +338,17 @@ async fn read_files(
     let mut total = 0usize;
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
         let index = stored.len();
-        match field.name() {
-            Some("files") => {}
+        // `file` is the single-file form many clients send; it reads like a
+        // `files` part, so the two mix in the order sent.
+        let part = match field.name() {
+            Some(part @ ("files" | "file")) => part,
             other => {
                 return Err(ApiError::validation(
                     other.unwrap_or("(unnamed part)"),
-                    "unknown part: send each photo as a part named `files`",
+                    "unknown part: send each photo as a part named `files` (or a single one as `file`)",
                 ));
             }
-        }
+        };
         if index >= limits.max_files.get() {
             return Err(ApiError::validation(
                 "files",
@@ -351,7 +361,7 @@ async fn read_files(
         let name: Option<String> = field
             .file_name()
             .map(|n| n.chars().filter(|c| !c.is_control()).take(255).collect());
-        let shown = name.clone().unwrap_or_else(|| format!("files[{index}]"));
+        let shown = name.clone().unwrap_or_else(|| format!("{part}[{index}]"));
         // The part streams into a temporary file in storage once its first
         // bytes say what it is; only those bytes are held. Dropped on an error,
         // the writer removes its temporary file.
@@ -394,7 +404,7 @@ async fn read_files(
     if stored.is_empty() {
         return Err(ApiError::validation(
             "files",
-            "send at least one photo as a part named `files`",
+            "send at least one photo as a part named `files` (or `file`)",
         ));
     }
     Ok(())
@@ -412,7 +422,7 @@ async fn read_files(
             (PhotoFiles = "multipart/form-data"),
             (PhotoUrls = "application/json"),
         ),
-        description = "Either JPEG/PNG files as multipart parts named `files`, or JSON `{\"urls\": [...]}`",
+        description = "Either JPEG/PNG files as multipart parts named `files` (a single one may be named `file`; both names may be mixed), or JSON `{\"urls\": [...]}`",
     ),
     responses(
         (status = 202, description = "Stored `pending` and enqueued (also when the queue is down: the reconciler enqueues them later). Follow the batch at the `Location`", body = PhotosAccepted,
@@ -420,7 +430,7 @@ async fn read_files(
         (status = 400, description = "The body is not the JSON or multipart expected", body = ErrorBody),
         (status = 413, description = "A file is over PHOTO_MAX_FILE_BYTES or the upload over PHOTO_MAX_REQUEST_BYTES, or the JSON form over API_BODY_LIMIT_BYTES (`payload_too_large`); the message names the limit", body = ErrorBody),
         (status = 415, description = "A file is not a JPEG or PNG, or the body is neither multipart nor JSON (`unsupported_media_type`)", body = ErrorBody),
-        (status = 422, description = "A rule is broken: no photo, too many (PHOTO_MAX_FILES), an unknown part, a URL refused; `field` names it (`files`, `urls[2]`)", body = ErrorBody),
+        (status = 422, description = "A rule is broken: no photo, too many (PHOTO_MAX_FILES), an unknown part, a URL refused; `field` names it (`files`, `urls[2]`, the unknown part's name)", body = ErrorBody),
         (status = 503, description = "`busy`: PHOTO_MAX_CONCURRENT_UPLOADS uploads are being read already; nothing was read or stored, try again after `Retry-After` seconds. Or `timeout`: the request outlasted API_REQUEST_TIMEOUT", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait before trying again (with `busy`)"))),
     ),
@@ -838,6 +848,139 @@ pub(crate) async fn thumbnail_jpeg(state: &AppState, id: i64) -> Result<Response
 
 #[utoipa::path(
     get,
+    path = "/api/photos/{id}/original",
+    operation_id = "get_photo_original",
+    tag = "photos",
+    params(
+        ("id" = i64, Path, description = "Photo id", example = 42),
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` this client holds: answered 304 without a body while it is still the photo's (an original never changes)"),
+    ),
+    responses(
+        (status = 200, description = "The file as uploaded (or as fetched from its URL), streamed, with its `Content-Type` as recognised at upload", content(
+            (Vec<u8> = "image/jpeg"),
+            (Vec<u8> = "image/png"),
+        ), headers(
+            ("Content-Length" = u64, description = "The file's size in bytes"),
+            ("Content-Disposition" = String, description = "`inline; filename=\"...\"; filename*=UTF-8''...`: the name sent with the upload"),
+            ("ETag" = String, description = "Names this original; send it back in `If-None-Match`"),
+            ("Cache-Control" = String, description = "`private, max-age=86400, immutable`: an original never changes"),
+        )),
+        (status = 304, description = "`If-None-Match` names this original: the client's copy is current"),
+        (status = 404, description = "No such photo, no original yet (a photo given by URL before the worker fetched it), or the file is gone from storage; the message says which (`not_found`)", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn original(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    let photo = load(&state, id).await?;
+    let path = photo.storage_path.ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "photo {id} has no original yet: it is fetched from its URL by the photo-worker"
+        ))
+    })?;
+    // The stored name is a fresh UUID per file, never rewritten: it names the content.
+    let etag = format!("\"{}\"", path.rsplit('/').next().unwrap_or(&path));
+    let cached = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|tag| {
+            let tag = tag.trim();
+            tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag
+        });
+    if cached {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
+    }
+    let file = state
+        .storage
+        .open(&path)
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context(format!("opening {path}"))))?
+        .ok_or_else(|| {
+            warn!(photo.id = id, storage.path = %path, "a photo's original is missing from storage");
+            ApiError::NotFound(format!(
+                "the original of photo {id} is gone from storage (the photo row remains)"
+            ))
+        })?;
+    let content_type = photo
+        .content_type
+        .unwrap_or_else(|| "application/octet-stream".to_owned());
+    let extension = path.rsplit_once('.').map_or("bin", |(_, ext)| ext);
+    let name = photo
+        .original_name
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| format!("photo-{id}.{extension}"));
+    let len = file.len;
+    let body = axum::body::Body::from_stream(chunks(file.into_reader()));
+    let headers = [
+        (header::CONTENT_TYPE, content_type),
+        (header::CONTENT_LENGTH, len.to_string()),
+        (header::CONTENT_DISPOSITION, content_disposition(&name)),
+        (header::ETAG, etag),
+        (
+            header::CACHE_CONTROL,
+            "private, max-age=86400, immutable".to_owned(),
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+    ];
+    Ok((headers, body).into_response())
+}
+
+/// Bytes read per chunk of a streamed original.
+const CHUNK_BYTES: usize = 64 * 1024;
+
+/// `reader` as a stream of chunks of at most [`CHUNK_BYTES`], ending after
+/// the first error.
+fn chunks(
+    reader: std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>,
+) -> impl futures::Stream<Item = std::io::Result<axum::body::Bytes>> + Send {
+    use tokio::io::AsyncReadExt;
+    futures::stream::unfold(Some(reader), |reader| async move {
+        let mut reader = reader?;
+        let mut buf = vec![0; CHUNK_BYTES];
+        match reader.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(axum::body::Bytes::from(buf)), Some(reader)))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    })
+}
+
+/// `inline` with the name twice: `filename` in plain ASCII (anything else, and
+/// quotes and backslashes, as `_`) for old clients, and `filename*` with
+/// every byte outside RFC 8187's `attr-char` percent-encoded as UTF-8.
+fn content_disposition(name: &str) -> String {
+    let plain: String = name
+        .chars()
+        .map(|c| {
+            if c == ' ' || (c.is_ascii_graphic() && !matches!(c, '"' | '\\')) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut encoded = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            encoded.push(char::from(b));
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("inline; filename=\"{plain}\"; filename*=UTF-8''{encoded}")
+}
+
+#[utoipa::path(
+    get,
     path = "/api/photos",
     tag = "photos",
     params(BibQuery),
@@ -979,6 +1122,22 @@ mod tests {
         let off = config("");
         let urls = vec!["https://photos.example.com/a.jpg".to_owned()];
         assert_eq!(field_of(check_urls(&off, urls)), "urls");
+    }
+
+    #[test]
+    fn the_original_name_is_sent_plain_for_old_clients_and_percent_encoded_for_the_rest() {
+        assert_eq!(
+            content_disposition("race 01.jpg"),
+            "inline; filename=\"race 01.jpg\"; filename*=UTF-8''race%2001.jpg"
+        );
+        assert_eq!(
+            content_disposition("llegada \"Año\"\\ñ.png"),
+            "inline; filename=\"llegada _A_o___.png\"; filename*=UTF-8''llegada%20%22A%C3%B1o%22%5C%C3%B1.png"
+        );
+        // A header value never carries a line break, whatever the name holds.
+        let header = content_disposition("a\r\nSet-Cookie: x=1.jpg");
+        assert!(!header.contains('\r') && !header.contains('\n'), "{header}");
+        assert!(axum::http::HeaderValue::from_str(&header).is_ok());
     }
 
     #[test]

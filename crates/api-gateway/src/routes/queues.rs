@@ -50,6 +50,39 @@ pub struct QueueStatsResponse {
     pub oldest_waiting_age_ms: Option<u64>,
     pub paused: bool,
     pub consumers: u64,
+    /// What the queue keeps, as its workers wrote it when they started (read
+    /// only: set by `{P}_RETAIN_*`); null before any worker of it started.
+    pub retention: Option<RetentionResponse>,
+}
+
+/// What a queue keeps of its settled jobs; see `queue_core::Retention`.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RetentionResponse {
+    /// Completions kept, the newest.
+    #[schema(example = 1000)]
+    pub completed: u64,
+    /// Completions older than this are removed by the daily cleanup; null: no age limit.
+    pub completed_max_age_ms: Option<u64>,
+    /// Dead letters kept at most, the newest; null: no cap.
+    #[schema(example = 10000)]
+    pub dead_letters: Option<u64>,
+    /// Dead letters older than this are removed by the daily cleanup; null: no age limit.
+    #[schema(example = 2_592_000_000_u64)]
+    pub dead_letters_max_age_ms: Option<u64>,
+}
+
+impl From<queue_core::Retention> for RetentionResponse {
+    fn from(r: queue_core::Retention) -> Self {
+        let ms = |d: Option<std::time::Duration>| {
+            d.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        };
+        Self {
+            completed: r.completed as u64,
+            completed_max_age_ms: ms(r.completed_max_age),
+            dead_letters: (r.dead_letters > 0).then_some(r.dead_letters as u64),
+            dead_letters_max_age_ms: ms(r.dead_letters_max_age),
+        }
+    }
 }
 
 impl From<queue_core::QueueStats> for QueueStatsResponse {
@@ -69,6 +102,7 @@ impl From<queue_core::QueueStats> for QueueStatsResponse {
             oldest_waiting_age_ms: s.oldest_waiting_age_ms,
             paused: s.paused,
             consumers: s.consumers,
+            retention: s.retention.map(Into::into),
         }
     }
 }

@@ -123,3 +123,32 @@ async fn admins_list_pause_resume_and_flush_queues() {
     );
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn the_queue_list_shows_the_retention_its_workers_wrote() {
+    let mut app = TestApp::spawn().await;
+    // Listed by the producer before any worker: no retention said yet.
+    app.post_person(
+        Some(USER_TOKEN),
+        json!({"document": "V-44444444", "first_name": "Ana", "last_name": "Paz"}),
+    )
+    .await;
+    assert_eq!(app.queue_listed("qr").await["retention"], Value::Null);
+    app.start_qr_worker().await;
+    let retention = eventually("the qr-worker wrote its retention", async || {
+        let r = app.queue_listed("qr").await["retention"].clone();
+        (!r.is_null()).then_some(r)
+    })
+    .await;
+    // The worker's defaults: what the code kept before it was configurable.
+    assert_eq!(
+        retention,
+        json!({
+            "completed": 1000,
+            "completed_max_age_ms": null,
+            "dead_letters": 10000,
+            "dead_letters_max_age_ms": null,
+        })
+    );
+    app.cleanup().await;
+}

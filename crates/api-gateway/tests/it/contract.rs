@@ -140,7 +140,7 @@ async fn the_refusals_of_every_operation_are_declared_in_the_served_document() {
         TestApp::spawn_with(|c| c.auth.max_failures = 1000.try_into().expect("nonzero")).await;
     with_qr_queue(&app).await;
     let (doc, operations) = operations(&app, false).await;
-    assert_eq!(operations.len(), 39);
+    assert_eq!(operations.len(), 40);
     for (method, path, responses) in &operations {
         let workload_action = (path.starts_with("/api/payments/") && path.ends_with("/resume"))
             || path.ends_with("/context/retry");

@@ -697,3 +697,139 @@ async fn urls_in_json_are_bounded_by_the_body_limit_and_read_only_to_one_url_too
     }
     app.cleanup().await;
 }
+
+/// The `storage_path` of photo `id`.
+async fn storage_path(app: &TestApp, id: i64) -> String {
+    sqlx::query_scalar("SELECT storage_path FROM photos WHERE id = $1")
+        .bind(id)
+        .fetch_one(&app.db().pool)
+        .await
+        .expect("the photo's path")
+}
+
+#[tokio::test]
+async fn the_original_streams_back_as_uploaded_with_its_type_length_name_and_etag() {
+    let app = TestApp::spawn().await;
+    // Several chunks of the stream, and a name that needs encoding.
+    let mut png = bib_photo_png(&["1234"]);
+    png.resize(png.len() + 3 * 1024 * 1024 + 17, 7);
+    let res = upload(&app, &[("file", "llegada ñ (1).png", &png)]).await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let id = ids_of(&res.json().await.expect("json"))[0];
+
+    let path = format!("/api/photos/{id}/original");
+    let res = app.get(USER_TOKEN, &path).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let header = |name: &str| {
+        res.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(header("content-type"), "image/png");
+    assert_eq!(header("content-length"), png.len().to_string());
+    assert_eq!(
+        header("content-disposition"),
+        "inline; filename=\"llegada _ (1).png\"; filename*=UTF-8''llegada%20%C3%B1%20%281%29.png"
+    );
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    assert!(header("cache-control").starts_with("private"));
+    let etag = header("etag");
+    assert!(etag.starts_with('"') && etag.len() > 2, "{etag:?}");
+    let served = res.bytes().await.expect("body");
+    assert!(served == png, "the served bytes differ from the upload");
+
+    let cached = app
+        .client
+        .get(app.url(&path))
+        .bearer_auth(USER_TOKEN)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(cached.status(), StatusCode::NOT_MODIFIED);
+    assert!(cached.bytes().await.expect("body").is_empty());
+    let stale = app
+        .client
+        .get(app.url(&path))
+        .bearer_auth(USER_TOKEN)
+        .header("if-none-match", "\"another\"")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(stale.status(), StatusCode::OK);
+
+    assert_eq!(
+        app.get_anonymous(&path).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let res = app.get(USER_TOKEN, "/api/photos/999999/original").await;
+    let body = crate::helpers::assert_error(res, 404, "not_found").await;
+    assert_message_names(&body, "no photo with id 999999");
+
+    // The row stays, the file is gone: a 404 that says so.
+    std::fs::remove_file(app.storage.path().join(storage_path(&app, id).await))
+        .expect("remove the original");
+    let res = app.get(USER_TOKEN, &path).await;
+    let body = crate::helpers::assert_error(res, 404, "not_found").await;
+    assert_message_names(&body, "gone from storage");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_photo_given_by_url_has_no_original_until_it_is_fetched() {
+    let app = TestApp::spawn_with(|c| {
+        c.photos.fetch_allowed_hosts = "photos.example.com".parse().expect("hosts");
+    })
+    .await;
+    let res = post_urls(&app, json!(["https://photos.example.com/a.jpg"])).await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let id = ids_of(&res.json().await.expect("json"))[0];
+    let res = app
+        .get(USER_TOKEN, &format!("/api/photos/{id}/original"))
+        .await;
+    let body = crate::helpers::assert_error(res, 404, "not_found").await;
+    assert_message_names(&body, "no original yet");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_single_file_part_is_accepted_alone_and_mixed_with_files_parts_in_the_order_sent() {
+    let app = TestApp::spawn().await;
+    let (jpeg, png) = (bib_photo_jpeg(&["1"]), bib_photo_png(&["2"]));
+    let res = upload(&app, &[("file", "one.jpg", &jpeg)]).await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let single = ids_of(&res.json().await.expect("json"));
+    assert_eq!(single.len(), 1);
+    let photo = json_of(&app, &format!("/api/photos/{}", single[0])).await;
+    assert_eq!(photo["original_name"], "one.jpg");
+
+    let res = upload(
+        &app,
+        &[
+            ("files", "a.png", &png),
+            ("file", "b.jpg", &jpeg),
+            ("files", "c.png", &png),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let mixed = ids_of(&res.json().await.expect("json"));
+    let mut names = Vec::new();
+    for id in &mixed {
+        let photo = json_of(&app, &format!("/api/photos/{id}")).await;
+        names.push(photo["original_name"].as_str().expect("a name").to_owned());
+    }
+    assert_eq!(names, ["a.png", "b.jpg", "c.png"]);
+
+    // A part of another name, even beside good ones, is refused naming it,
+    // and what was stored before it is removed.
+    let res = upload(&app, &[("file", "ok.jpg", &jpeg), ("image", "x.png", &png)]).await;
+    let body = crate::helpers::assert_error(res, 422, "validation_failed").await;
+    assert_eq!(body["field"], "image");
+    assert_message_names(&body, "`file`");
+    assert_eq!(photo_count(&app).await, 4);
+    assert_eq!(files_in(&app, "photos").len(), 4);
+    app.cleanup().await;
+}

@@ -21,6 +21,9 @@ fn a_bad_value_exits_64_with_one_line_naming_the_variable_and_the_rule() {
         ("PAYMENT_MAX_CHECKS", "0", "between 1 and 10000"),
         ("PAYMENT_CLEANUP_AT", "3am", "03:00"),
         ("PAYMENT_CHECKS_RATE_LIMIT", "often", "10/1s"),
+        // Retention: the queue's own variable and the default of every queue.
+        ("PAYMENT_CHECKS_RETAIN_COMPLETED", "0", "at least 1"),
+        ("RETAIN_DEAD_LETTERS_MAX_AGE", "30", "duration"),
         ("REDIS_URL", "http://:secretpw@h", "redis://"),
     ] {
         let program = env!("CARGO_BIN_EXE_payment-scheduler");

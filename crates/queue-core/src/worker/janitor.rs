@@ -33,6 +33,14 @@ pub(super) async fn janitor_loop(ctx: Arc<Ctx>, stop: CancellationToken) {
         {
             warn!(queue.name = ctx.queue.name(), error = %e, "listing the queue in the registry failed");
         }
+        // With it, the queue's retention, for the cleanups and operators to read.
+        let retention = ctx.cfg.retention();
+        if let Err(e) =
+            crate::admin::write_retention(&mut ctx.broker.shared(), &ctx.queue, &retention).await
+            && !ctx.link().failed(&e)
+        {
+            warn!(queue.name = ctx.queue.name(), error = %e, "writing the queue's retention failed");
+        }
         if let Err(e) = remove_dead(&ctx, dead_after).await
             && !ctx.link().failed(&e)
         {

@@ -247,8 +247,15 @@ pub struct WorkerConfig {
     /// most half as many again plus one settled batch (0 keeps none). The stream
     /// holds one record per settled batch; whole records are dropped oldest first.
     pub done_retention: usize,
-    /// Dead letters kept (approximately; 0 = unbounded).
+    /// Completions older than this are dropped by [`crate::Admin::trim`]
+    /// (None: only the count bounds them).
+    pub done_max_age: Option<Duration>,
+    /// Dead letters kept (approximately as they are added, exactly by
+    /// [`crate::Admin::trim`]; 0 = unbounded).
     pub dlq_retention: usize,
+    /// Dead letters older than this are dropped by [`crate::Admin::trim`]
+    /// (None: only the count bounds them).
+    pub dlq_max_age: Option<Duration>,
     /// Most outcomes settled per batch of scripts (at most 2,000).
     pub ack_batch: NonZeroUsize,
     /// Most of the queue's jobs running at once across every replica (None: no
@@ -283,7 +290,9 @@ impl Default for WorkerConfig {
             pause_poll: Duration::from_millis(250),
             grace_period: Duration::from_secs(30),
             done_retention: 1000,
+            done_max_age: None,
             dlq_retention: 10_000,
+            dlq_max_age: None,
             ack_batch: NonZeroUsize::new(512).expect("nonzero"),
             global_concurrency: None,
             rate_limit: None,
@@ -299,6 +308,17 @@ impl Default for WorkerConfig {
 }
 
 impl WorkerConfig {
+    /// What the queue keeps, as the worker writes it into the queue's
+    /// `retention` hash when it starts.
+    pub fn retention(&self) -> crate::Retention {
+        crate::Retention {
+            completed: self.done_retention,
+            completed_max_age: self.done_max_age,
+            dead_letters: self.dlq_retention,
+            dead_letters_max_age: self.dlq_max_age,
+        }
+    }
+
     /// Checks the settings against each other; called before any I/O.
     pub fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(Error::InvalidConfig(msg));

@@ -192,6 +192,7 @@ impl<H: Handler> Worker<H> {
             let mut conn = self.broker.conn().await?;
             self.queue.register(&mut conn).await?;
             read::ensure_groups(&mut conn, &self.queue, &self.config.group).await?;
+            crate::admin::write_retention(&mut conn, &self.queue, &self.config.retention()).await?;
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let (letters_tx, letters_rx) = mpsc::unbounded_channel();

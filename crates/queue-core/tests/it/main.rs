@@ -14,6 +14,7 @@ mod outage;
 mod races;
 mod recovery;
 mod repeating;
+mod retention;
 mod scheduling;
 mod trace_context;
 mod unique;

@@ -142,3 +142,38 @@ fn stats_show_each_repeating_job_with_its_schedule_and_last_run() {
     let only = t.queuectl(&["stats", "emails"]).ok().to_owned();
     assert!(!only.contains("REPEATING"), "{only}");
 }
+
+#[test]
+fn retention_shows_what_each_queue_keeps_as_its_workers_wrote_it() {
+    let t = TestEnv::new();
+    t.enqueue("bare", 1);
+    let config = queue_core::WorkerConfig {
+        done_retention: 50,
+        dlq_retention: 0,
+        dlq_max_age: Some(Duration::from_secs(30 * 86_400)),
+        ..fast_worker_config()
+    };
+    t.start_worker("kept", config, |_job: Job| async { Ok(()) });
+    t.enqueue("kept", 1);
+    t.wait_until("kept", "the job ran", |s| s.completed == 1);
+    t.stop_workers();
+
+    let table = t.queuectl(&["retention"]).ok().to_owned();
+    let kept = row(&table, "kept");
+    assert_eq!(kept["COMPLETED"], "50", "{table}");
+    assert_eq!(kept["COMPLETED MAX AGE"], "-", "{table}");
+    assert_eq!(kept["DEAD LETTERS"], "-", "{table}");
+    assert_eq!(kept["DEAD LETTERS MAX AGE"], "30d00h", "{table}");
+    assert_eq!(row(&table, "bare")["COMPLETED"], "unknown", "{table}");
+
+    let json = t.queuectl(&["retention", "kept", "--json"]).json();
+    assert_eq!(
+        json,
+        serde_json::json!([{"name": "kept", "retention": {
+            "completed": 50,
+            "completed_max_age_ms": null,
+            "dead_letters": 0,
+            "dead_letters_max_age_ms": 2_592_000_000_u64,
+        }}])
+    );
+}
