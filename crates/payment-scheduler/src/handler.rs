@@ -339,7 +339,7 @@ impl JobHandler<PaymentStatusCheck> for CheckHandler {
         }
         let started = Instant::now();
         let status = match self.bank.qr_status(&payment.qr_id).await {
-            Ok(status) => status,
+            Ok(answer) => answer.status,
             Err(e) => {
                 let last = e.is_permanent() || job.is_last_attempt();
                 let text = format!("attempt {} of {}: {e}", job.attempt(), job.max_attempts());

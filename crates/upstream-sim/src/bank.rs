@@ -1,8 +1,11 @@
-//! The bank's QR payments (Bolivia, BOB): create a QR, read its status. Each QR
+//! The bank's QR payments (Bolivia, BOB): create a QR, read its status, cancel
+//! it. Each QR
 //! follows a script of statuses, one step per status read, staying on the last
 //! step, so a payment-check worker can be driven through any progression. The
 //! script comes from the default knob, from the gloss (`script:pending,completed`)
-//! or from the handle / `POST /_sim/bank/qr/{id}/script`.
+//! or from the handle / `POST /_sim/bank/qr/{id}/script`; `POST
+//! /_sim/bank/qr/{id}/pay` pays it (its next read answers `completed`, with
+//! its voucher).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -153,6 +156,8 @@ pub struct Qr {
     pub script: Vec<QrStatus>,
     /// Status reads so far (the next read answers `script[reads]`, or the last step).
     pub reads: u64,
+    /// The bank's receipt of the payment, answered with a `completed` status.
+    pub voucher_id: String,
 }
 
 impl Qr {
@@ -173,6 +178,17 @@ impl Qr {
     }
 }
 
+/// What cancelling a QR found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancelled {
+    /// Cancelled now, or before; or expired, which ends it as well.
+    Ended(QrStatus),
+    /// The QR is paid: nothing to cancel.
+    AlreadyPaid,
+    /// No such QR.
+    Unknown,
+}
+
 /// The bank's counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BankStats {
@@ -182,6 +198,8 @@ pub struct BankStats {
     pub creations: u64,
     /// Status reads answered, over every QR.
     pub status_reads: u64,
+    /// QRs cancelled by a cancel request (not counting ones refused or ended already).
+    pub cancellations: u64,
     /// Requests refused with 429 by the rate limit.
     pub rate_limited: u64,
     /// Requests answered with a server error by a knob.
@@ -199,6 +217,7 @@ struct Counters {
     requests: AtomicU64,
     creations: AtomicU64,
     status_reads: AtomicU64,
+    cancellations: AtomicU64,
     rate_limited: AtomicU64,
     errors: AtomicU64,
 }
@@ -276,6 +295,36 @@ impl BankControl {
         }
     }
 
+    /// Pays QR `qr_id`: its next read answers `completed` (with its voucher),
+    /// and so does every read after. False for an unknown QR.
+    pub fn pay(&self, qr_id: &str) -> bool {
+        self.set_script(qr_id, vec![QrStatus::Completed])
+    }
+
+    /// Cancels QR `qr_id` unless the status its next read would answer is
+    /// final: `completed` refuses, `cancelled` or `expired` stay as they are.
+    pub fn cancel(&self, qr_id: &str) -> Cancelled {
+        let now = Utc::now();
+        let mut qrs = lock(&self.inner.qrs);
+        let Some(qr) = qrs.get_mut(qr_id) else {
+            return Cancelled::Unknown;
+        };
+        match qr.status_at(qr.reads, now) {
+            QrStatus::Completed => Cancelled::AlreadyPaid,
+            end @ (QrStatus::Cancelled | QrStatus::Expired) => Cancelled::Ended(end),
+            _ => {
+                qr.script = vec![QrStatus::Cancelled];
+                qr.reads = 0;
+                drop(qrs);
+                self.inner
+                    .counters
+                    .cancellations
+                    .fetch_add(1, Ordering::SeqCst);
+                Cancelled::Ended(QrStatus::Cancelled)
+            }
+        }
+    }
+
     /// The QR `qr_id`, if the bank has it.
     pub fn qr(&self, qr_id: &str) -> Option<Qr> {
         lock(&self.inner.qrs).get(qr_id).cloned()
@@ -300,6 +349,7 @@ impl BankControl {
             requests: c.requests.load(Ordering::SeqCst),
             creations: c.creations.load(Ordering::SeqCst),
             status_reads: c.status_reads.load(Ordering::SeqCst),
+            cancellations: c.cancellations.load(Ordering::SeqCst),
             rate_limited: c.rate_limited.load(Ordering::SeqCst),
             errors: c.errors.load(Ordering::SeqCst),
         }
@@ -312,6 +362,7 @@ impl BankControl {
             &c.requests,
             &c.creations,
             &c.status_reads,
+            &c.cancellations,
             &c.rate_limited,
             &c.errors,
         ] {
@@ -338,6 +389,7 @@ pub fn router() -> Router<SimState> {
     Router::new()
         .route("/bank/qr", post(create_qr))
         .route("/bank/qr/{qr_id}/status", get(qr_status))
+        .route("/bank/qr/{qr_id}/cancel", post(cancel_qr))
 }
 
 /// `/_sim/bank/...`: stats, knobs, QRs and their scripts.
@@ -348,6 +400,7 @@ pub fn control_router() -> Router<SimState> {
         .route("/_sim/bank/knobs", get(get_knobs).post(post_knobs))
         .route("/_sim/bank/qr/{qr_id}", get(get_qr))
         .route("/_sim/bank/qr/{qr_id}/script", post(post_script))
+        .route("/_sim/bank/qr/{qr_id}/pay", post(post_pay))
 }
 
 fn bank_error(status: StatusCode, error: &str, message: &str) -> Response {
@@ -543,8 +596,10 @@ async fn create_qr(State(state): State<SimState>, body: Bytes) -> Response {
         Some(Err(e)) => return field_error("gloss", &format!("script: {e}")),
         None => bank.knobs().default_script,
     };
+    let id = uuid::Uuid::new_v4().simple().to_string();
     let qr = Qr {
-        qr_id: format!("qr-{}", uuid::Uuid::new_v4().simple()),
+        qr_id: format!("qr-{id}"),
+        voucher_id: format!("vch-{}", &id[..12]),
         amount,
         currency,
         gloss,
@@ -577,7 +632,7 @@ async fn qr_status(State(state): State<SimState>, Path(qr_id): Path<String>) -> 
     }
     let bank = state.bank();
     let now = Utc::now();
-    let status = {
+    let (status, voucher_id) = {
         let mut qrs = lock(&bank.inner.qrs);
         let Some(qr) = qrs.get_mut(&qr_id) else {
             drop(qrs);
@@ -585,13 +640,33 @@ async fn qr_status(State(state): State<SimState>, Path(qr_id): Path<String>) -> 
         };
         let status = qr.status_at(qr.reads, now);
         qr.reads += 1;
-        status
+        (status, qr.voucher_id.clone())
     };
     bank.inner
         .counters
         .status_reads
         .fetch_add(1, Ordering::SeqCst);
-    Json(json!({"qr_id": qr_id, "status": status, "checked_at": rfc3339(now)})).into_response()
+    let mut answer = json!({"qr_id": qr_id, "status": status, "checked_at": rfc3339(now)});
+    if status == QrStatus::Completed {
+        answer["voucher_id"] = json!(voucher_id);
+    }
+    Json(answer).into_response()
+}
+
+/// 200 with the QR's final status; 409 `already_paid` for a paid QR; 404.
+async fn cancel_qr(State(state): State<SimState>, Path(qr_id): Path<String>) -> Response {
+    if let Some(response) = gate(&state).await {
+        return response;
+    }
+    match state.bank().cancel(&qr_id) {
+        Cancelled::Ended(status) => Json(json!({"qr_id": qr_id, "status": status})).into_response(),
+        Cancelled::AlreadyPaid => bank_error(
+            StatusCode::CONFLICT,
+            "already_paid",
+            "the QR is paid already and cannot be cancelled",
+        ),
+        Cancelled::Unknown => bank_error(StatusCode::NOT_FOUND, "not_found", "no such QR"),
+    }
 }
 
 async fn get_stats(State(state): State<SimState>) -> Json<BankStats> {
@@ -655,6 +730,14 @@ async fn post_script(
     }
 }
 
+async fn post_pay(State(state): State<SimState>, Path(qr_id): Path<String>) -> Response {
+    if state.bank().pay(&qr_id) {
+        get_qr(State(state), Path(qr_id)).await
+    } else {
+        bank_error(StatusCode::NOT_FOUND, "not_found", "no such QR")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -701,6 +784,7 @@ mod tests {
             created_at: now,
             script: default_script(),
             reads: 0,
+            voucher_id: "vch-1".into(),
         };
         let steps: Vec<QrStatus> = (0..5).map(|i| qr.status_at(i, now)).collect();
         use QrStatus::*;
