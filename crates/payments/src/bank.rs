@@ -113,7 +113,10 @@ pub trait Bank: Debug + Send + Sync + 'static {
 
 /// The bank `config` names (`BANK_PROVIDER`), ready to call.
 pub fn connect(config: &BankConfig) -> anyhow::Result<std::sync::Arc<dyn Bank>> {
-    Ok(std::sync::Arc::new(QrBank::new(config.clone())?))
+    Ok(match &config.bnb {
+        None => std::sync::Arc::new(QrBank::new(config.clone())?),
+        Some(bnb) => std::sync::Arc::new(crate::bnb::BnbBank::new(bnb.clone(), config.timeout)?),
+    })
 }
 
 /// The adapter for the `upstream-sim` bank contract. Cheap to clone.

@@ -5,7 +5,7 @@
 //! script comes from the default knob, from the gloss (`script:pending,completed`)
 //! or from the handle / `POST /_sim/bank/qr/{id}/script`; `POST
 //! /_sim/bank/qr/{id}/pay` pays it (its next read answers `completed`, with
-//! its voucher).
+//! its voucher). [`bnb`] serves the same QRs under BNB "QR Simple"'s routes.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,9 +22,12 @@ use axum::routing::{get, post};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use service::Secret;
 
 use crate::SimState;
 use crate::faults::{self, Faults, Roll, fault_setters, lock};
+
+pub mod bnb;
 
 /// A 1x1 PNG: the simulator does not draw real QR codes.
 pub const PLACEHOLDER_PNG_BASE64: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
@@ -39,6 +42,9 @@ pub enum QrStatus {
     Completed,
     Cancelled,
     Expired,
+    /// BNB's `statusId` 4: the bank reports the QR in error (not final). The
+    /// own contract answers it as `error`, which is no payment status.
+    Error,
 }
 
 impl QrStatus {
@@ -61,8 +67,9 @@ impl std::str::FromStr for QrStatus {
             "completed" => Ok(QrStatus::Completed),
             "cancelled" => Ok(QrStatus::Cancelled),
             "expired" => Ok(QrStatus::Expired),
+            "error" => Ok(QrStatus::Error),
             other => Err(format!(
-                "{other:?} is not a status (pending, processing, active, completed, cancelled, expired)"
+                "{other:?} is not a status (pending, processing, active, completed, cancelled, expired, error)"
             )),
         }
     }
@@ -94,6 +101,10 @@ pub fn default_script() -> Vec<QrStatus> {
 pub struct BankConfig {
     /// How long a QR lives when the request gives no `expires_at`.
     pub qr_ttl: Duration,
+    /// The BNB mode's `accountId`, which its token route accepts.
+    pub bnb_account_id: Secret,
+    /// The BNB mode's `authorizationId`.
+    pub bnb_authorization_id: Secret,
     /// The knobs at start.
     pub knobs: BankKnobs,
 }
@@ -102,6 +113,8 @@ impl Default for BankConfig {
     fn default() -> Self {
         Self {
             qr_ttl: Duration::from_secs(15 * 60),
+            bnb_account_id: Secret::new(bnb::DEFAULT_ACCOUNT_ID),
+            bnb_authorization_id: Secret::new(bnb::DEFAULT_AUTHORIZATION_ID),
             knobs: BankKnobs::default(),
         }
     }
@@ -117,6 +130,19 @@ pub struct BankKnobs {
     pub rate_limit_per_sec: Option<u32>,
     /// The script of QRs whose gloss names none.
     pub default_script: Vec<QrStatus>,
+    /// BNB mode: how long a token lives.
+    #[serde(rename = "bnb_token_ttl_ms", with = "crate::faults::millis")]
+    pub bnb_token_ttl: Duration,
+    /// BNB mode: whether tokens carry an `exp` claim (off: clients must
+    /// guess the life, or learn it from a 401).
+    pub bnb_token_exp: bool,
+    /// BNB mode: the QR image as an array of bytes instead of base64 text.
+    pub bnb_image_as_bytes: bool,
+    /// BNB mode: the next N QR calls answer 401 whatever their token.
+    pub bnb_unauthorized_next: u32,
+    /// BNB mode: the next N QR calls are refused in the body (HTTP 200,
+    /// `success: false`).
+    pub bnb_refuse_next: u32,
 }
 
 impl Default for BankKnobs {
@@ -125,6 +151,11 @@ impl Default for BankKnobs {
             faults: Faults::default(),
             rate_limit_per_sec: None,
             default_script: default_script(),
+            bnb_token_ttl: bnb::DEFAULT_TOKEN_TTL,
+            bnb_token_exp: true,
+            bnb_image_as_bytes: false,
+            bnb_unauthorized_next: 0,
+            bnb_refuse_next: 0,
         }
     }
 }
@@ -134,6 +165,9 @@ impl BankKnobs {
         self.faults.validate()?;
         if self.default_script.is_empty() {
             return Err("default_script: needs at least one status".to_owned());
+        }
+        if self.bnb_token_ttl.is_zero() {
+            return Err("bnb_token_ttl_ms: must be at least 1".to_owned());
         }
         if self.rate_limit_per_sec == Some(0) {
             return Err("rate_limit_per_sec: must be at least 1, or null for no limit".to_owned());
@@ -158,6 +192,8 @@ pub struct Qr {
     pub reads: u64,
     /// The bank's receipt of the payment, answered with a `completed` status.
     pub voucher_id: String,
+    /// Created through the BNB mode (its id is a number).
+    pub bnb: bool,
 }
 
 impl Qr {
@@ -200,6 +236,12 @@ pub struct BankStats {
     pub status_reads: u64,
     /// QRs cancelled by a cancel request (not counting ones refused or ended already).
     pub cancellations: u64,
+    /// BNB mode: tokens issued.
+    pub tokens_issued: u64,
+    /// BNB mode: QR calls answered 401.
+    pub unauthorized: u64,
+    /// BNB mode: QR calls refused in the body by `bnb_refuse_next`.
+    pub refused: u64,
     /// Requests refused with 429 by the rate limit.
     pub rate_limited: u64,
     /// Requests answered with a server error by a knob.
@@ -218,6 +260,10 @@ struct Counters {
     creations: AtomicU64,
     status_reads: AtomicU64,
     cancellations: AtomicU64,
+    tokens: AtomicU64,
+    unauthorized: AtomicU64,
+    refused: AtomicU64,
+    bnb_ids: AtomicU64,
     rate_limited: AtomicU64,
     errors: AtomicU64,
 }
@@ -229,6 +275,10 @@ struct Inner {
     qrs: Mutex<HashMap<String, Qr>>,
     window: Mutex<Window>,
     counters: Counters,
+    /// BNB mode: the `accountId` and `authorizationId` its token route accepts.
+    bnb_credentials: (Secret, Secret),
+    /// BNB mode: tokens issued and when each expires.
+    tokens: Mutex<HashMap<String, Instant>>,
 }
 
 /// The bank's handle: QRs, scripts, knobs and counters at run time. Cheap to clone.
@@ -249,6 +299,8 @@ impl BankControl {
                     count: 0,
                 }),
                 counters: Counters::default(),
+                bnb_credentials: (config.bnb_account_id, config.bnb_authorization_id),
+                tokens: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -350,6 +402,9 @@ impl BankControl {
             creations: c.creations.load(Ordering::SeqCst),
             status_reads: c.status_reads.load(Ordering::SeqCst),
             cancellations: c.cancellations.load(Ordering::SeqCst),
+            tokens_issued: c.tokens.load(Ordering::SeqCst),
+            unauthorized: c.unauthorized.load(Ordering::SeqCst),
+            refused: c.refused.load(Ordering::SeqCst),
             rate_limited: c.rate_limited.load(Ordering::SeqCst),
             errors: c.errors.load(Ordering::SeqCst),
         }
@@ -363,6 +418,9 @@ impl BankControl {
             &c.creations,
             &c.status_reads,
             &c.cancellations,
+            &c.tokens,
+            &c.unauthorized,
+            &c.refused,
             &c.rate_limited,
             &c.errors,
         ] {
@@ -390,6 +448,7 @@ pub fn router() -> Router<SimState> {
         .route("/bank/qr", post(create_qr))
         .route("/bank/qr/{qr_id}/status", get(qr_status))
         .route("/bank/qr/{qr_id}/cancel", post(cancel_qr))
+        .merge(bnb::router())
 }
 
 /// `/_sim/bank/...`: stats, knobs, QRs and their scripts.
@@ -600,6 +659,7 @@ async fn create_qr(State(state): State<SimState>, body: Bytes) -> Response {
     let qr = Qr {
         qr_id: format!("qr-{id}"),
         voucher_id: format!("vch-{}", &id[..12]),
+        bnb: false,
         amount,
         currency,
         gloss,
@@ -785,6 +845,7 @@ mod tests {
             script: default_script(),
             reads: 0,
             voucher_id: "vch-1".into(),
+            bnb: false,
         };
         let steps: Vec<QrStatus> = (0..5).map(|i| qr.status_at(i, now)).collect();
         use QrStatus::*;

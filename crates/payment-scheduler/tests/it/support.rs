@@ -73,6 +73,7 @@ impl PaymentWorld for TestApp {
             url: self.sim.url(),
             api_key: None,
             timeout: Duration::from_secs(2),
+            bnb: None,
         }
     }
 
