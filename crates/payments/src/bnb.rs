@@ -33,6 +33,9 @@ pub const TOKEN_PATH: &str = "/ClientAuthentication.API/api/v1/auth/token";
 /// The QR routes' prefix under `BNB_API_URL`.
 pub const QR_PATH: &str = "/QRSimple.API/api/v1/main";
 
+/// The gloss of a payment created without a description (BNB requires one).
+pub const DEFAULT_GLOSS: &str = "Pago QR";
+
 /// Bolivia's time (UTC-4, no daylight saving): BNB's dates are its days.
 pub fn bolivia() -> FixedOffset {
     FixedOffset::west_opt(4 * 3600).expect("a valid offset")
@@ -199,10 +202,15 @@ impl BnbBank {
             .expires_at
             .unwrap_or_else(|| Utc::now() + chrono::Duration::days(1));
         let date = expiration_date(expires);
+        // BNB requires a gloss; our description is optional.
+        let gloss = match request.description.trim() {
+            "" => DEFAULT_GLOSS,
+            _ => request.description.as_str(),
+        };
         // The shapes of BNB's own sample request: amount and singleUse as text.
         let mut body = json!({
             "currency": request.currency.as_str(),
-            "gloss": request.description,
+            "gloss": gloss,
             "amount": store::payments::format_amount(request.amount_cents),
             "singleUse": "true",
             "expirationDate": date.format("%Y-%m-%d").to_string(),

@@ -76,6 +76,19 @@ pub struct BnbConfig {
 }
 
 impl BnbConfig {
+    /// The bank at `url` (token and QR calls alike) with these credentials
+    /// and the defaults of the optional variables.
+    pub fn new(url: &str, account_id: &str, authorization_id: &str) -> Self {
+        Self {
+            api_url: url.trim_end_matches('/').to_owned(),
+            auth_url: url.trim_end_matches('/').to_owned(),
+            account_id: Secret::new(account_id),
+            authorization_id: Secret::new(authorization_id),
+            token_lifetime: DEFAULT_BNB_TOKEN_LIFETIME,
+            destination_account_id: None,
+        }
+    }
+
     /// Reads the `BNB_*` variables; the URL and both credentials are required.
     pub fn from_vars(vars: &dyn Vars) -> Result<Self, ConfigError> {
         let required = |name: &str| {

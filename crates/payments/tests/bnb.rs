@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use payments::bnb::bolivia;
+use payments::bnb::{DEFAULT_GLOSS, bolivia};
 use payments::{Bank, BankError, BnbBank, BnbConfig, CreateQr, QrStatus};
 use queue_core::testing::eventually;
 use service::Secret;
@@ -22,14 +22,7 @@ async fn sim() -> Sim {
 }
 
 fn config(sim: &Sim) -> BnbConfig {
-    BnbConfig {
-        api_url: sim.url(),
-        auth_url: sim.url(),
-        account_id: Secret::new(DEFAULT_ACCOUNT_ID),
-        authorization_id: Secret::new(DEFAULT_AUTHORIZATION_ID),
-        token_lifetime: Duration::from_secs(3600),
-        destination_account_id: None,
-    }
+    BnbConfig::new(&sim.url(), DEFAULT_ACCOUNT_ID, DEFAULT_AUTHORIZATION_ID)
 }
 
 fn bnb(config: BnbConfig) -> BnbBank {
@@ -76,6 +69,18 @@ async fn a_qr_is_created_with_the_banks_id_and_image_and_expires_with_its_bolivi
             .with_timezone(&bolivia())
             .date_naive(),
         tomorrow
+    );
+    // BNB requires a gloss: a payment without a description gets one.
+    let bare = bank
+        .create_qr(&CreateQr {
+            description: String::new(),
+            ..qr("pending")
+        })
+        .await
+        .expect("created");
+    assert_eq!(
+        sim.bank().qr(&bare.qr_id).expect("known").gloss,
+        DEFAULT_GLOSS
     );
     // The same image when the bank sends it as an array of bytes.
     knobs(&sim, |k| k.bnb_image_as_bytes = true);

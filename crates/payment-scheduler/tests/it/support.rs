@@ -141,13 +141,12 @@ impl PaymentWorld for TestApp {
     }
 
     fn bank_config(&self) -> BankConfig {
-        let bnb = (self.sim.provider == Provider::Bnb).then(|| BnbConfig {
-            api_url: self.sim.url(),
-            auth_url: self.sim.url(),
-            account_id: service::Secret::new(DEFAULT_ACCOUNT_ID),
-            authorization_id: service::Secret::new(DEFAULT_AUTHORIZATION_ID),
-            token_lifetime: Duration::from_secs(3600),
-            destination_account_id: None,
+        let bnb = (self.sim.provider == Provider::Bnb).then(|| {
+            BnbConfig::new(
+                &self.sim.url(),
+                DEFAULT_ACCOUNT_ID,
+                DEFAULT_AUTHORIZATION_ID,
+            )
         });
         BankConfig {
             url: self.sim.url(),
