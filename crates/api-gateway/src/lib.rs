@@ -192,8 +192,7 @@ pub async fn connect(config: Config) -> anyhow::Result<AppState> {
     .await
     .with_context(|| format!("connecting to Redis at {}", config.redis_url.redacted()))?;
     let enqueuer = Enqueuer::new(broker.clone(), config.enqueue)?;
-    let bank =
-        payments::QrBank::new(config.payments.bank.clone()).context("building the bank client")?;
+    let bank = payments::connect(&config.payments.bank).context("building the bank client")?;
     Ok(AppState {
         pool,
         enqueuer,
@@ -202,7 +201,7 @@ pub async fn connect(config: Config) -> anyhow::Result<AppState> {
         )),
         admin: Admin::new(broker.clone()),
         broker,
-        bank: Arc::new(bank),
+        bank,
         storage: Storage::local(&config.storage_dir),
         keyring: Arc::new(auth::Keyring::new(config.auth.clone())),
         config: Arc::new(config),

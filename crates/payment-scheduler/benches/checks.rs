@@ -42,6 +42,7 @@ async fn bench() -> anyhow::Result<()> {
         url: sim.url(),
         api_key: None,
         timeout: Duration::from_secs(10),
+        bnb: None,
     };
     let bank = QrBank::new(bank_config.clone())?;
 

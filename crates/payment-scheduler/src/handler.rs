@@ -34,13 +34,13 @@ use store::payments::{self, CheckApplied, CheckOutcome, NewCheck, Payment, Payme
 use tracing::{info, warn};
 
 use crate::config::ScheduleConfig;
-use ::payments::{Bank, schedule};
+use ::payments::{Bank, QrStatus, schedule};
 
 /// What a check found.
 #[derive(Debug, Clone)]
 pub enum CheckResult {
-    /// The bank answered this status.
-    Status(PaymentStatus),
+    /// The bank answered this status (and, once paid, its voucher).
+    Status(QrStatus),
     /// Every attempt failed; the error.
     Failed(String),
 }
@@ -104,7 +104,7 @@ impl CheckHandler {
             return Ok(Applied::AlreadyDone(payment));
         }
         let (outcome, status, error) = match result {
-            CheckResult::Status(s) => (CheckOutcome::Ok, *s, None),
+            CheckResult::Status(s) => (CheckOutcome::Ok, s.status, None),
             CheckResult::Failed(e) => (CheckOutcome::Failed, payment.status, Some(e.as_str())),
         };
         let changed = status != payment.status;
@@ -148,7 +148,11 @@ impl CheckHandler {
             .await
             .context("updating the payment")?;
         let booked = if status == PaymentStatus::Completed {
-            payments::book_movement(&mut tx, &payment)
+            let voucher = match result {
+                CheckResult::Status(s) => s.voucher_id.as_deref(),
+                CheckResult::Failed(_) => None,
+            };
+            payments::book_movement_with_voucher(&mut tx, &payment, voucher)
                 .await
                 .context("booking the movement")?
         } else {
@@ -338,8 +342,8 @@ impl JobHandler<PaymentStatusCheck> for CheckHandler {
             return Ok(());
         }
         let started = Instant::now();
-        let status = match self.bank.qr_status(&payment.qr_id).await {
-            Ok(status) => status,
+        let answer = match self.bank.qr_status(&payment.qr_id).await {
+            Ok(answer) => answer,
             Err(e) => {
                 let last = e.is_permanent() || job.is_last_attempt();
                 let text = format!("attempt {} of {}: {e}", job.attempt(), job.max_attempts());
@@ -359,7 +363,7 @@ impl JobHandler<PaymentStatusCheck> for CheckHandler {
             }
         };
         let applied = self
-            .apply(id, check_number, &CheckResult::Status(status))
+            .apply(id, check_number, &CheckResult::Status(answer))
             .await?;
         match &applied {
             Applied::Gone => {}

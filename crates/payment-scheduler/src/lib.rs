@@ -8,7 +8,7 @@ pub mod reconcile;
 
 use std::sync::Arc;
 
-use ::payments::{Bank, QrBank};
+use ::payments::Bank;
 use anyhow::Context;
 use queue_core::{CancellationToken, Producer};
 use service::{Started, WorkerService};
@@ -28,7 +28,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 /// (`payment.reconcile`), and exports the checks due soon ([`due`]).
 pub async fn start(config: Config) -> anyhow::Result<Started> {
     let bank: Arc<dyn Bank> =
-        Arc::new(QrBank::new(config.bank.clone()).context("building the bank client")?);
+        ::payments::connect(&config.bank).context("building the bank client")?;
     let mut svc =
         WorkerService::connect(&config.base, &jobs::PAYMENT_CHECKS, config.worker).await?;
     let producer = Producer::new(svc.broker().clone());

@@ -1,7 +1,7 @@
-//! The bank adapter: create a payment QR, read its status. [`Bank`] is the
+//! The bank adapter: create a payment QR, read its status, cancel it. [`Bank`] is the
 //! trait the gateway and the checks call; [`QrBank`] is its first
 //! implementation, for the contract `upstream-sim` serves (`POST /bank/qr`,
-//! `GET /bank/qr/{id}/status`). A real bank (BNB "QR Simple" with its numeric
+//! `GET /bank/qr/{id}/status`, `POST /bank/qr/{id}/cancel`). A real bank (BNB "QR Simple" with its numeric
 //! `statusId`) is another implementation mapping its answers to
 //! [`PaymentStatus`]. Every call has a timeout; errors say whether another
 //! attempt can help and never carry the request body.
@@ -52,6 +52,13 @@ pub enum BankError {
     Rejected { field: String, message: String },
     #[error("the bank does not know this QR")]
     NotFound,
+    /// The bank reports the QR in error (BNB `statusId` 4): no final status;
+    /// the check counts as failed (see docs/design.md).
+    #[error("the bank reports the QR in error: {0}")]
+    QrFailed(String),
+    /// Cancelling a QR the bank reports paid: the money is in, nothing to cancel.
+    #[error("the QR is paid already; the bank cannot cancel it")]
+    AlreadyPaid,
     #[error("the bank answered HTTP {status}: {body}")]
     Status { status: u16, body: String },
     #[error("the bank answered something unusable: {0}")]
@@ -63,7 +70,7 @@ impl BankError {
     /// itself. Timeouts, 5xx, 429 and odd answers are worth retrying.
     pub fn is_permanent(&self) -> bool {
         match self {
-            Self::Rejected { .. } | Self::NotFound => true,
+            Self::Rejected { .. } | Self::NotFound | Self::AlreadyPaid | Self::QrFailed(_) => true,
             Self::Status { status, .. } => {
                 (400..500).contains(status) && *status != 408 && *status != 429
             }
@@ -75,12 +82,41 @@ impl BankError {
 /// A boxed future, so that `dyn Bank` works.
 pub type BankFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, BankError>> + Send + 'a>>;
 
+/// A QR's status as the bank reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QrStatus {
+    pub status: PaymentStatus,
+    /// The bank's voucher (receipt) of the payment, once paid; stored with the movement.
+    pub voucher_id: Option<String>,
+}
+
+impl From<PaymentStatus> for QrStatus {
+    fn from(status: PaymentStatus) -> Self {
+        Self {
+            status,
+            voucher_id: None,
+        }
+    }
+}
+
 /// What the platform needs of a bank's QR payments.
 pub trait Bank: Debug + Send + Sync + 'static {
     /// Creates a single-use QR.
     fn create_qr<'a>(&'a self, request: &'a CreateQr) -> BankFuture<'a, CreatedQr>;
-    /// The QR's status now.
-    fn qr_status<'a>(&'a self, qr_id: &'a str) -> BankFuture<'a, PaymentStatus>;
+    /// The QR's status now, with its voucher once paid.
+    fn qr_status<'a>(&'a self, qr_id: &'a str) -> BankFuture<'a, QrStatus>;
+    /// Cancels the QR at the bank, so it can no longer be paid. Cancelling a
+    /// QR cancelled already succeeds; [`BankError::NotFound`] for a QR the
+    /// bank does not know, [`BankError::AlreadyPaid`] for one it reports paid.
+    fn cancel_qr<'a>(&'a self, qr_id: &'a str) -> BankFuture<'a, ()>;
+}
+
+/// The bank `config` names (`BANK_PROVIDER`), ready to call.
+pub fn connect(config: &BankConfig) -> anyhow::Result<std::sync::Arc<dyn Bank>> {
+    Ok(match &config.bnb {
+        None => std::sync::Arc::new(QrBank::new(config.clone())?),
+        Some(bnb) => std::sync::Arc::new(crate::bnb::BnbBank::new(bnb.clone(), config.timeout)?),
+    })
 }
 
 /// The adapter for the `upstream-sim` bank contract. Cheap to clone.
@@ -101,6 +137,8 @@ struct CreatedAnswer {
 #[derive(Deserialize)]
 struct StatusAnswer {
     status: String,
+    #[serde(default)]
+    voucher_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -171,20 +209,39 @@ impl QrBank {
         }
     }
 
-    async fn do_status(&self, qr_id: &str) -> Result<PaymentStatus, BankError> {
+    /// `BANK_URL/bank/qr/{qr_id}/{action}`, the id escaped as one segment.
+    fn qr_url(&self, qr_id: &str, action: &str) -> Result<reqwest::Url, BankError> {
         let mut url = reqwest::Url::parse(&self.config.url)
             .map_err(|e| BankError::Unreachable(format!("BANK_URL: {e}")))?;
         url.path_segments_mut()
             .map_err(|()| BankError::Unreachable("BANK_URL cannot be a base".into()))?
             .pop_if_empty()
-            .extend(["bank", "qr", qr_id, "status"]);
+            .extend(["bank", "qr", qr_id, action]);
+        Ok(url)
+    }
+
+    async fn do_status(&self, qr_id: &str) -> Result<QrStatus, BankError> {
+        let url = self.qr_url(qr_id, "status")?;
         let (status, bytes) = self.send(self.http.get(url)).await?;
         match status {
             200 => {
                 let answer: StatusAnswer = serde_json::from_slice(&bytes)
                     .map_err(|e| BankError::BadAnswer(format!("not a QR status: {e}")))?;
-                parse_status(&answer.status)
+                Ok(QrStatus {
+                    status: parse_status(&answer.status)?,
+                    voucher_id: answer.voucher_id.filter(|v| !v.is_empty()),
+                })
             }
+            _ => Err(error_of(status, &bytes)),
+        }
+    }
+
+    async fn do_cancel(&self, qr_id: &str) -> Result<(), BankError> {
+        let url = self.qr_url(qr_id, "cancel")?;
+        let (status, bytes) = self.send(self.http.post(url)).await?;
+        match status {
+            200 | 204 => Ok(()),
+            409 => Err(BankError::AlreadyPaid),
             _ => Err(error_of(status, &bytes)),
         }
     }
@@ -218,8 +275,12 @@ impl Bank for QrBank {
         Box::pin(self.do_create(request))
     }
 
-    fn qr_status<'a>(&'a self, qr_id: &'a str) -> BankFuture<'a, PaymentStatus> {
+    fn qr_status<'a>(&'a self, qr_id: &'a str) -> BankFuture<'a, QrStatus> {
         Box::pin(self.do_status(qr_id))
+    }
+
+    fn cancel_qr<'a>(&'a self, qr_id: &'a str) -> BankFuture<'a, ()> {
+        Box::pin(self.do_cancel(qr_id))
     }
 }
 

@@ -1,6 +1,7 @@
 //! The settings the gateway and the payment-scheduler both read, so both sides
-//! agree on the bank and on the checks: [`BankConfig`] (`BANK_*`) and
-//! [`ScheduleConfig`] (`PAYMENT_CHECK_DELAY_*`, `PAYMENT_MAX_CHECKS`).
+//! agree on the bank and on the checks: [`BankConfig`] (`BANK_*`, and
+//! `BNB_*` with `BANK_PROVIDER=bnb`) and [`ScheduleConfig`]
+//! (`PAYMENT_CHECK_DELAY_*`, `PAYMENT_MAX_CHECKS`).
 
 use std::time::Duration;
 
@@ -18,21 +19,116 @@ pub const DEFAULT_DELAY_PENDING: Duration = Duration::from_secs(2 * 60);
 pub const DEFAULT_DELAY_PROCESSING: Duration = Duration::from_secs(5 * 60);
 pub const DEFAULT_DELAY_ACTIVE: Duration = Duration::from_secs(15 * 60);
 pub const DEFAULT_MAX_CHECKS: u32 = 20;
+/// How long a BNB token is trusted when it carries no `exp` claim.
+pub const DEFAULT_BNB_TOKEN_LIFETIME: Duration = Duration::from_secs(50 * 60);
 
 /// How to reach the bank.
 #[derive(Debug, Clone)]
 pub struct BankConfig {
-    /// `BANK_URL`: the bank API's base URL, without a route.
+    /// `BANK_URL`: the simulator contract's base URL, without a route.
     pub url: String,
     /// `BANK_API_KEY`: sent as a bearer token when set.
     pub api_key: Option<Secret>,
-    /// `BANK_TIMEOUT`: one call, connection included.
+    /// `BANK_TIMEOUT`: one call, connection included (BNB's too).
     pub timeout: Duration,
+    /// `BANK_PROVIDER=bnb`: BNB "QR Simple" instead of the simulator's contract.
+    pub bnb: Option<BnbConfig>,
+}
+
+/// The bank behind `BANK_PROVIDER`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BankProvider {
+    /// `sim`: the contract `upstream-sim` serves at `BANK_URL` (the demo's).
+    Sim,
+    /// `bnb`: BNB "QR Simple" at `BNB_API_URL`.
+    Bnb,
+}
+
+impl std::str::FromStr for BankProvider {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "sim" => Ok(Self::Sim),
+            "bnb" => Ok(Self::Bnb),
+            _ => Err("must be sim or bnb".to_owned()),
+        }
+    }
+}
+
+/// BNB "QR Simple" (`BNB_*`): where it is and the credentials it issued.
+#[derive(Debug, Clone)]
+pub struct BnbConfig {
+    /// `BNB_API_URL`: base of the QR calls (`{url}/QRSimple.API/api/v1/main/...`).
+    pub api_url: String,
+    /// `BNB_AUTH_URL`: base of the token call
+    /// (`{url}/ClientAuthentication.API/api/v1/auth/token`); `BNB_API_URL` when unset.
+    pub auth_url: String,
+    /// `BNB_ACCOUNT_ID`, as the bank issued it.
+    pub account_id: Secret,
+    /// `BNB_AUTHORIZATION_ID`, as the bank issued it.
+    pub authorization_id: Secret,
+    /// `BNB_TOKEN_LIFETIME`: how long a token without an `exp` claim is used.
+    pub token_lifetime: Duration,
+    /// `BNB_DESTINATION_ACCOUNT_ID`: the account credited, when the bank
+    /// issued several; unset: the bank's default.
+    pub destination_account_id: Option<String>,
+}
+
+impl BnbConfig {
+    /// The bank at `url` (token and QR calls alike) with these credentials
+    /// and the defaults of the optional variables.
+    pub fn new(url: &str, account_id: &str, authorization_id: &str) -> Self {
+        Self {
+            api_url: url.trim_end_matches('/').to_owned(),
+            auth_url: url.trim_end_matches('/').to_owned(),
+            account_id: Secret::new(account_id),
+            authorization_id: Secret::new(authorization_id),
+            token_lifetime: DEFAULT_BNB_TOKEN_LIFETIME,
+            destination_account_id: None,
+        }
+    }
+
+    /// Reads the `BNB_*` variables; the URL and both credentials are required.
+    pub fn from_vars(vars: &dyn Vars) -> Result<Self, ConfigError> {
+        let required = |name: &str| {
+            config::secret(vars, name)
+                .ok_or_else(|| ConfigError::new(name, "is required with BANK_PROVIDER=bnb"))
+        };
+        required("BNB_API_URL")?;
+        let api_url = config::url(vars, "BNB_API_URL", "", &["http", "https"])?;
+        let api_url = api_url.expose().trim_end_matches('/').to_owned();
+        let auth_url = match config::optional(vars, "BNB_AUTH_URL") {
+            None => api_url.clone(),
+            Some(_) => config::url(vars, "BNB_AUTH_URL", "", &["http", "https"])?
+                .expose()
+                .trim_end_matches('/')
+                .to_owned(),
+        };
+        let token_lifetime =
+            config::duration(vars, "BNB_TOKEN_LIFETIME", DEFAULT_BNB_TOKEN_LIFETIME)?;
+        if token_lifetime.is_zero() {
+            return Err(ConfigError::new(
+                "BNB_TOKEN_LIFETIME",
+                "must be greater than zero",
+            ));
+        }
+        Ok(Self {
+            api_url,
+            auth_url,
+            account_id: required("BNB_ACCOUNT_ID")?,
+            authorization_id: required("BNB_AUTHORIZATION_ID")?,
+            token_lifetime,
+            destination_account_id: config::optional(vars, "BNB_DESTINATION_ACCOUNT_ID"),
+        })
+    }
 }
 
 impl BankConfig {
-    /// Reads `BANK_URL`, `BANK_API_KEY` and `BANK_TIMEOUT`.
+    /// Reads `BANK_PROVIDER`, `BANK_URL`, `BANK_API_KEY`, `BANK_TIMEOUT` and,
+    /// for `bnb`, the `BNB_*` variables ([`BnbConfig::from_vars`]).
     pub fn from_vars(vars: &dyn Vars) -> Result<Self, ConfigError> {
+        let provider = config::parse(vars, "BANK_PROVIDER", BankProvider::Sim)?;
         let url = config::url(vars, "BANK_URL", DEFAULT_BANK_URL, &["http", "https"])?;
         let timeout = config::duration(vars, "BANK_TIMEOUT", DEFAULT_BANK_TIMEOUT)?;
         if timeout.is_zero() {
@@ -41,11 +137,25 @@ impl BankConfig {
                 "must be greater than zero",
             ));
         }
+        let bnb = match provider {
+            BankProvider::Sim => None,
+            BankProvider::Bnb => Some(BnbConfig::from_vars(vars)?),
+        };
         Ok(Self {
             url: url.expose().trim_end_matches('/').to_owned(),
             api_key: config::secret(vars, "BANK_API_KEY"),
             timeout,
+            bnb,
         })
+    }
+
+    /// The provider this configuration names.
+    pub fn provider(&self) -> BankProvider {
+        if self.bnb.is_some() {
+            BankProvider::Bnb
+        } else {
+            BankProvider::Sim
+        }
     }
 }
 
@@ -185,10 +295,73 @@ mod tests {
     }
 
     #[test]
+    fn bnb_reads_its_variables_and_never_prints_the_credentials() {
+        let vars = [
+            ("BANK_PROVIDER", "bnb"),
+            ("BNB_API_URL", "http://test.bnb.com.bo/"),
+            ("BNB_ACCOUNT_ID", "acc-secret=="),
+            ("BNB_AUTHORIZATION_ID", "auth-secret*"),
+            ("BNB_TOKEN_LIFETIME", "10m"),
+        ];
+        let bank = BankConfig::from_vars(&vars).expect("valid");
+        assert_eq!(bank.provider(), BankProvider::Bnb);
+        let bnb = bank.bnb.as_ref().expect("bnb");
+        assert_eq!(bnb.api_url, "http://test.bnb.com.bo");
+        assert_eq!(
+            bnb.auth_url, bnb.api_url,
+            "the token comes from the API's host"
+        );
+        assert_eq!(
+            (bnb.account_id.expose(), bnb.authorization_id.expose()),
+            ("acc-secret==", "auth-secret*")
+        );
+        assert_eq!(bnb.token_lifetime, Duration::from_secs(600));
+        assert_eq!(bnb.destination_account_id, None);
+        let printed = format!("{bank:?}");
+        assert!(!printed.contains("acc-secret") && !printed.contains("auth-secret"));
+        let apart = [
+            ("BANK_PROVIDER", "BNB"),
+            ("BNB_API_URL", "https://marketapi.bnb.com.bo"),
+            ("BNB_AUTH_URL", "https://auth.bnb.example/"),
+            ("BNB_ACCOUNT_ID", "a"),
+            ("BNB_AUTHORIZATION_ID", "b"),
+            ("BNB_DESTINATION_ACCOUNT_ID", "2"),
+        ];
+        let bnb = BankConfig::from_vars(&apart)
+            .expect("valid")
+            .bnb
+            .expect("bnb");
+        assert_eq!(bnb.auth_url, "https://auth.bnb.example");
+        assert_eq!(bnb.destination_account_id.as_deref(), Some("2"));
+        assert_eq!(bnb.token_lifetime, DEFAULT_BNB_TOKEN_LIFETIME);
+        // The sim provider needs none of them.
+        let sim = BankConfig::from_vars(&[("BANK_PROVIDER", "sim")]).expect("valid");
+        assert_eq!(sim.provider(), BankProvider::Sim);
+    }
+
+    #[test]
+    fn bnb_without_a_credential_names_the_missing_variable() {
+        let all = [
+            ("BANK_PROVIDER", "bnb"),
+            ("BNB_API_URL", "http://test.bnb.com.bo"),
+            ("BNB_ACCOUNT_ID", "a"),
+            ("BNB_AUTHORIZATION_ID", "b"),
+        ];
+        for missing in ["BNB_API_URL", "BNB_ACCOUNT_ID", "BNB_AUTHORIZATION_ID"] {
+            let vars: Vec<(&str, &str)> =
+                all.iter().copied().filter(|(k, _)| *k != missing).collect();
+            let err = BankConfig::from_vars(&vars.as_slice()).expect_err(missing);
+            assert_eq!(err.var, missing, "{err}");
+            assert!(err.reason.contains("BANK_PROVIDER=bnb"), "{err}");
+        }
+    }
+
+    #[test]
     fn a_bad_value_names_its_variable() {
         for (var, value) in [
             ("BANK_URL", "ftp://bank"),
             ("BANK_TIMEOUT", "0s"),
+            ("BANK_PROVIDER", "bisa"),
             ("PAYMENT_CHECK_DELAY_PENDING", "2"),
             ("PAYMENT_MAX_CHECKS", "0"),
         ] {

@@ -426,20 +426,39 @@ pub struct Movement {
     pub currency: Currency,
     pub description: String,
     pub booked_at: DateTime<Utc>,
+    /// The bank's receipt of the payment (BNB's `voucherId`), when it gave one.
+    pub voucher_id: Option<String>,
 }
 
 /// Books the movement of a paid payment; false when it was booked already.
 pub async fn book_movement(conn: &mut PgConnection, payment: &Payment) -> Result<bool> {
-    let query = sqlx::query!(
-        "INSERT INTO account_movements (payment_id, amount_cents, currency, description)
-         VALUES ($1, $2, $3, $4)
-         ON CONFLICT (payment_id) DO NOTHING",
+    book_movement_with_voucher(conn, payment, None).await
+}
+
+/// [`book_movement`] with the bank's voucher. A movement booked already
+/// without one gets it (a check that healed a movement before the bank
+/// reported the voucher); one that has a voucher keeps it. True only when
+/// the movement was booked now.
+pub async fn book_movement_with_voucher(
+    conn: &mut PgConnection,
+    payment: &Payment,
+    voucher_id: Option<&str>,
+) -> Result<bool> {
+    let inserted = sqlx::query_scalar!(
+        r#"INSERT INTO account_movements (payment_id, amount_cents, currency, description, voucher_id)
+           VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (payment_id) DO UPDATE SET voucher_id = EXCLUDED.voucher_id
+             WHERE account_movements.voucher_id IS NULL AND EXCLUDED.voucher_id IS NOT NULL
+           RETURNING (xmax = 0) AS "inserted!""#,
         payment.id,
         payment.amount_cents,
         payment.currency as _,
         &payment.description,
-    );
-    crate::changed_one(conn, query).await
+        voucher_id,
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(inserted.unwrap_or(false))
 }
 
 /// The movements booked for a payment (at most one).
@@ -447,7 +466,7 @@ pub async fn movements(conn: &mut PgConnection, payment_id: i64) -> Result<Vec<M
     Ok(sqlx::query_as!(
         Movement,
         r#"SELECT id, payment_id, kind, amount_cents, currency AS "currency: Currency",
-                  description, booked_at
+                  description, booked_at, voucher_id
            FROM account_movements WHERE payment_id = $1 ORDER BY id"#,
         payment_id
     )
@@ -647,6 +666,48 @@ mod tests {
             matches!(dup, Err(crate::StoreError::Duplicate { .. })),
             "{dup:?}"
         );
+        drop(conn);
+        db.cleanup().await;
+    }
+
+    async fn voucher(conn: &mut PgConnection, payment_id: i64) -> Option<String> {
+        movements(conn, payment_id).await.expect("movements")[0]
+            .voucher_id
+            .clone()
+    }
+
+    #[tokio::test]
+    async fn the_voucher_is_kept_with_the_movement_and_never_replaced() {
+        let db = TestDb::new().await;
+        let mut conn = db.pool.acquire().await.expect("conn");
+        let healed = insert(&mut conn, &new_payment("qr-v1"))
+            .await
+            .expect("insert");
+        // Healed without a voucher first; the check that reads it adds it.
+        assert!(book_movement(&mut conn, &healed).await.expect("book"));
+        assert_eq!(voucher(&mut conn, healed.id).await, None);
+        assert!(
+            !book_movement_with_voucher(&mut conn, &healed, Some("V-1"))
+                .await
+                .expect("voucher")
+        );
+        assert_eq!(voucher(&mut conn, healed.id).await.as_deref(), Some("V-1"));
+        assert!(
+            !book_movement_with_voucher(&mut conn, &healed, Some("V-2"))
+                .await
+                .expect("again")
+        );
+        assert_eq!(voucher(&mut conn, healed.id).await.as_deref(), Some("V-1"));
+        let paid = insert(&mut conn, &new_payment("qr-v2"))
+            .await
+            .expect("insert");
+        assert!(
+            book_movement_with_voucher(&mut conn, &paid, Some("V-3"))
+                .await
+                .expect("book")
+        );
+        assert_eq!(voucher(&mut conn, paid.id).await.as_deref(), Some("V-3"));
+        assert_eq!(movements(&mut conn, paid.id).await.expect("one").len(), 1);
         drop(conn);
         db.cleanup().await;
     }

@@ -1,8 +1,11 @@
-//! The bank's QR payments (Bolivia, BOB): create a QR, read its status. Each QR
+//! The bank's QR payments (Bolivia, BOB): create a QR, read its status, cancel
+//! it. Each QR
 //! follows a script of statuses, one step per status read, staying on the last
 //! step, so a payment-check worker can be driven through any progression. The
 //! script comes from the default knob, from the gloss (`script:pending,completed`)
-//! or from the handle / `POST /_sim/bank/qr/{id}/script`.
+//! or from the handle / `POST /_sim/bank/qr/{id}/script`; `POST
+//! /_sim/bank/qr/{id}/pay` pays it (its next read answers `completed`, with
+//! its voucher). [`bnb`] serves the same QRs under BNB "QR Simple"'s routes.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,9 +22,12 @@ use axum::routing::{get, post};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use service::Secret;
 
 use crate::SimState;
 use crate::faults::{self, Faults, Roll, fault_setters, lock};
+
+pub mod bnb;
 
 /// A 1x1 PNG: the simulator does not draw real QR codes.
 pub const PLACEHOLDER_PNG_BASE64: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
@@ -36,6 +42,9 @@ pub enum QrStatus {
     Completed,
     Cancelled,
     Expired,
+    /// BNB's `statusId` 4: the bank reports the QR in error (not final). The
+    /// own contract answers it as `error`, which is no payment status.
+    Error,
 }
 
 impl QrStatus {
@@ -58,8 +67,9 @@ impl std::str::FromStr for QrStatus {
             "completed" => Ok(QrStatus::Completed),
             "cancelled" => Ok(QrStatus::Cancelled),
             "expired" => Ok(QrStatus::Expired),
+            "error" => Ok(QrStatus::Error),
             other => Err(format!(
-                "{other:?} is not a status (pending, processing, active, completed, cancelled, expired)"
+                "{other:?} is not a status (pending, processing, active, completed, cancelled, expired, error)"
             )),
         }
     }
@@ -91,6 +101,10 @@ pub fn default_script() -> Vec<QrStatus> {
 pub struct BankConfig {
     /// How long a QR lives when the request gives no `expires_at`.
     pub qr_ttl: Duration,
+    /// The BNB mode's `accountId`, which its token route accepts.
+    pub bnb_account_id: Secret,
+    /// The BNB mode's `authorizationId`.
+    pub bnb_authorization_id: Secret,
     /// The knobs at start.
     pub knobs: BankKnobs,
 }
@@ -99,6 +113,8 @@ impl Default for BankConfig {
     fn default() -> Self {
         Self {
             qr_ttl: Duration::from_secs(15 * 60),
+            bnb_account_id: Secret::new(bnb::DEFAULT_ACCOUNT_ID),
+            bnb_authorization_id: Secret::new(bnb::DEFAULT_AUTHORIZATION_ID),
             knobs: BankKnobs::default(),
         }
     }
@@ -114,6 +130,19 @@ pub struct BankKnobs {
     pub rate_limit_per_sec: Option<u32>,
     /// The script of QRs whose gloss names none.
     pub default_script: Vec<QrStatus>,
+    /// BNB mode: how long a token lives.
+    #[serde(rename = "bnb_token_ttl_ms", with = "crate::faults::millis")]
+    pub bnb_token_ttl: Duration,
+    /// BNB mode: whether tokens carry an `exp` claim (off: clients must
+    /// guess the life, or learn it from a 401).
+    pub bnb_token_exp: bool,
+    /// BNB mode: the QR image as an array of bytes instead of base64 text.
+    pub bnb_image_as_bytes: bool,
+    /// BNB mode: the next N QR calls answer 401 whatever their token.
+    pub bnb_unauthorized_next: u32,
+    /// BNB mode: the next N QR calls are refused in the body (HTTP 200,
+    /// `success: false`).
+    pub bnb_refuse_next: u32,
 }
 
 impl Default for BankKnobs {
@@ -122,6 +151,11 @@ impl Default for BankKnobs {
             faults: Faults::default(),
             rate_limit_per_sec: None,
             default_script: default_script(),
+            bnb_token_ttl: bnb::DEFAULT_TOKEN_TTL,
+            bnb_token_exp: true,
+            bnb_image_as_bytes: false,
+            bnb_unauthorized_next: 0,
+            bnb_refuse_next: 0,
         }
     }
 }
@@ -131,6 +165,9 @@ impl BankKnobs {
         self.faults.validate()?;
         if self.default_script.is_empty() {
             return Err("default_script: needs at least one status".to_owned());
+        }
+        if self.bnb_token_ttl.is_zero() {
+            return Err("bnb_token_ttl_ms: must be at least 1".to_owned());
         }
         if self.rate_limit_per_sec == Some(0) {
             return Err("rate_limit_per_sec: must be at least 1, or null for no limit".to_owned());
@@ -153,6 +190,10 @@ pub struct Qr {
     pub script: Vec<QrStatus>,
     /// Status reads so far (the next read answers `script[reads]`, or the last step).
     pub reads: u64,
+    /// The bank's receipt of the payment, answered with a `completed` status.
+    pub voucher_id: String,
+    /// Created through the BNB mode (its id is a number).
+    pub bnb: bool,
 }
 
 impl Qr {
@@ -173,6 +214,17 @@ impl Qr {
     }
 }
 
+/// What cancelling a QR found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancelled {
+    /// Cancelled now, or before; or expired, which ends it as well.
+    Ended(QrStatus),
+    /// The QR is paid: nothing to cancel.
+    AlreadyPaid,
+    /// No such QR.
+    Unknown,
+}
+
 /// The bank's counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BankStats {
@@ -182,6 +234,14 @@ pub struct BankStats {
     pub creations: u64,
     /// Status reads answered, over every QR.
     pub status_reads: u64,
+    /// QRs cancelled by a cancel request (not counting ones refused or ended already).
+    pub cancellations: u64,
+    /// BNB mode: tokens issued.
+    pub tokens_issued: u64,
+    /// BNB mode: QR calls answered 401.
+    pub unauthorized: u64,
+    /// BNB mode: QR calls refused in the body by `bnb_refuse_next`.
+    pub refused: u64,
     /// Requests refused with 429 by the rate limit.
     pub rate_limited: u64,
     /// Requests answered with a server error by a knob.
@@ -199,6 +259,11 @@ struct Counters {
     requests: AtomicU64,
     creations: AtomicU64,
     status_reads: AtomicU64,
+    cancellations: AtomicU64,
+    tokens: AtomicU64,
+    unauthorized: AtomicU64,
+    refused: AtomicU64,
+    bnb_ids: AtomicU64,
     rate_limited: AtomicU64,
     errors: AtomicU64,
 }
@@ -210,6 +275,10 @@ struct Inner {
     qrs: Mutex<HashMap<String, Qr>>,
     window: Mutex<Window>,
     counters: Counters,
+    /// BNB mode: the `accountId` and `authorizationId` its token route accepts.
+    bnb_credentials: (Secret, Secret),
+    /// BNB mode: tokens issued and when each expires.
+    tokens: Mutex<HashMap<String, Instant>>,
 }
 
 /// The bank's handle: QRs, scripts, knobs and counters at run time. Cheap to clone.
@@ -230,6 +299,8 @@ impl BankControl {
                     count: 0,
                 }),
                 counters: Counters::default(),
+                bnb_credentials: (config.bnb_account_id, config.bnb_authorization_id),
+                tokens: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -276,6 +347,36 @@ impl BankControl {
         }
     }
 
+    /// Pays QR `qr_id`: its next read answers `completed` (with its voucher),
+    /// and so does every read after. False for an unknown QR.
+    pub fn pay(&self, qr_id: &str) -> bool {
+        self.set_script(qr_id, vec![QrStatus::Completed])
+    }
+
+    /// Cancels QR `qr_id` unless the status its next read would answer is
+    /// final: `completed` refuses, `cancelled` or `expired` stay as they are.
+    pub fn cancel(&self, qr_id: &str) -> Cancelled {
+        let now = Utc::now();
+        let mut qrs = lock(&self.inner.qrs);
+        let Some(qr) = qrs.get_mut(qr_id) else {
+            return Cancelled::Unknown;
+        };
+        match qr.status_at(qr.reads, now) {
+            QrStatus::Completed => Cancelled::AlreadyPaid,
+            end @ (QrStatus::Cancelled | QrStatus::Expired) => Cancelled::Ended(end),
+            _ => {
+                qr.script = vec![QrStatus::Cancelled];
+                qr.reads = 0;
+                drop(qrs);
+                self.inner
+                    .counters
+                    .cancellations
+                    .fetch_add(1, Ordering::SeqCst);
+                Cancelled::Ended(QrStatus::Cancelled)
+            }
+        }
+    }
+
     /// The QR `qr_id`, if the bank has it.
     pub fn qr(&self, qr_id: &str) -> Option<Qr> {
         lock(&self.inner.qrs).get(qr_id).cloned()
@@ -300,6 +401,10 @@ impl BankControl {
             requests: c.requests.load(Ordering::SeqCst),
             creations: c.creations.load(Ordering::SeqCst),
             status_reads: c.status_reads.load(Ordering::SeqCst),
+            cancellations: c.cancellations.load(Ordering::SeqCst),
+            tokens_issued: c.tokens.load(Ordering::SeqCst),
+            unauthorized: c.unauthorized.load(Ordering::SeqCst),
+            refused: c.refused.load(Ordering::SeqCst),
             rate_limited: c.rate_limited.load(Ordering::SeqCst),
             errors: c.errors.load(Ordering::SeqCst),
         }
@@ -312,6 +417,10 @@ impl BankControl {
             &c.requests,
             &c.creations,
             &c.status_reads,
+            &c.cancellations,
+            &c.tokens,
+            &c.unauthorized,
+            &c.refused,
             &c.rate_limited,
             &c.errors,
         ] {
@@ -338,6 +447,8 @@ pub fn router() -> Router<SimState> {
     Router::new()
         .route("/bank/qr", post(create_qr))
         .route("/bank/qr/{qr_id}/status", get(qr_status))
+        .route("/bank/qr/{qr_id}/cancel", post(cancel_qr))
+        .merge(bnb::router())
 }
 
 /// `/_sim/bank/...`: stats, knobs, QRs and their scripts.
@@ -348,6 +459,7 @@ pub fn control_router() -> Router<SimState> {
         .route("/_sim/bank/knobs", get(get_knobs).post(post_knobs))
         .route("/_sim/bank/qr/{qr_id}", get(get_qr))
         .route("/_sim/bank/qr/{qr_id}/script", post(post_script))
+        .route("/_sim/bank/qr/{qr_id}/pay", post(post_pay))
 }
 
 fn bank_error(status: StatusCode, error: &str, message: &str) -> Response {
@@ -543,8 +655,11 @@ async fn create_qr(State(state): State<SimState>, body: Bytes) -> Response {
         Some(Err(e)) => return field_error("gloss", &format!("script: {e}")),
         None => bank.knobs().default_script,
     };
+    let id = uuid::Uuid::new_v4().simple().to_string();
     let qr = Qr {
-        qr_id: format!("qr-{}", uuid::Uuid::new_v4().simple()),
+        qr_id: format!("qr-{id}"),
+        voucher_id: format!("vch-{}", &id[..12]),
+        bnb: false,
         amount,
         currency,
         gloss,
@@ -577,7 +692,7 @@ async fn qr_status(State(state): State<SimState>, Path(qr_id): Path<String>) -> 
     }
     let bank = state.bank();
     let now = Utc::now();
-    let status = {
+    let (status, voucher_id) = {
         let mut qrs = lock(&bank.inner.qrs);
         let Some(qr) = qrs.get_mut(&qr_id) else {
             drop(qrs);
@@ -585,13 +700,33 @@ async fn qr_status(State(state): State<SimState>, Path(qr_id): Path<String>) -> 
         };
         let status = qr.status_at(qr.reads, now);
         qr.reads += 1;
-        status
+        (status, qr.voucher_id.clone())
     };
     bank.inner
         .counters
         .status_reads
         .fetch_add(1, Ordering::SeqCst);
-    Json(json!({"qr_id": qr_id, "status": status, "checked_at": rfc3339(now)})).into_response()
+    let mut answer = json!({"qr_id": qr_id, "status": status, "checked_at": rfc3339(now)});
+    if status == QrStatus::Completed {
+        answer["voucher_id"] = json!(voucher_id);
+    }
+    Json(answer).into_response()
+}
+
+/// 200 with the QR's final status; 409 `already_paid` for a paid QR; 404.
+async fn cancel_qr(State(state): State<SimState>, Path(qr_id): Path<String>) -> Response {
+    if let Some(response) = gate(&state).await {
+        return response;
+    }
+    match state.bank().cancel(&qr_id) {
+        Cancelled::Ended(status) => Json(json!({"qr_id": qr_id, "status": status})).into_response(),
+        Cancelled::AlreadyPaid => bank_error(
+            StatusCode::CONFLICT,
+            "already_paid",
+            "the QR is paid already and cannot be cancelled",
+        ),
+        Cancelled::Unknown => bank_error(StatusCode::NOT_FOUND, "not_found", "no such QR"),
+    }
 }
 
 async fn get_stats(State(state): State<SimState>) -> Json<BankStats> {
@@ -655,6 +790,14 @@ async fn post_script(
     }
 }
 
+async fn post_pay(State(state): State<SimState>, Path(qr_id): Path<String>) -> Response {
+    if state.bank().pay(&qr_id) {
+        get_qr(State(state), Path(qr_id)).await
+    } else {
+        bank_error(StatusCode::NOT_FOUND, "not_found", "no such QR")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -701,6 +844,8 @@ mod tests {
             created_at: now,
             script: default_script(),
             reads: 0,
+            voucher_id: "vch-1".into(),
+            bnb: false,
         };
         let steps: Vec<QrStatus> = (0..5).map(|i| qr.status_at(i, now)).collect();
         use QrStatus::*;

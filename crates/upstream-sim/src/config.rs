@@ -17,7 +17,7 @@ use crate::wispro::{self, WisproConfig, WisproKnobs};
 pub const DEFAULT_PORT: u16 = 9200;
 
 /// Every variable [`from_vars`] reads.
-pub const VARIABLES: [&str; 19] = [
+pub const VARIABLES: [&str; 22] = [
     "SIM_ADDR",
     "SIM_SEED",
     "SIM_LLM_MODEL",
@@ -37,6 +37,9 @@ pub const VARIABLES: [&str; 19] = [
     "SIM_BANK_SCRIPT",
     "SIM_BANK_RATE_LIMIT",
     "SIM_BANK_QR_TTL",
+    "SIM_BNB_ACCOUNT_ID",
+    "SIM_BNB_AUTHORIZATION_ID",
+    "SIM_BNB_TOKEN_TTL",
 ];
 
 /// `name` as a share between 0.0 and 1.0.
@@ -115,12 +118,25 @@ pub fn from_vars(vars: &dyn Vars) -> Result<SimConfig, ConfigError> {
             "must be greater than zero",
         ));
     }
+    let bnb_token_ttl = config::duration(vars, "SIM_BNB_TOKEN_TTL", bank::bnb::DEFAULT_TOKEN_TTL)?;
+    if bnb_token_ttl.is_zero() {
+        return Err(ConfigError::new(
+            "SIM_BNB_TOKEN_TTL",
+            "must be greater than zero",
+        ));
+    }
     let bank = BankConfig {
         qr_ttl,
+        bnb_account_id: config::secret(vars, "SIM_BNB_ACCOUNT_ID")
+            .unwrap_or_else(|| service::Secret::new(bank::bnb::DEFAULT_ACCOUNT_ID)),
+        bnb_authorization_id: config::secret(vars, "SIM_BNB_AUTHORIZATION_ID")
+            .unwrap_or_else(|| service::Secret::new(bank::bnb::DEFAULT_AUTHORIZATION_ID)),
         knobs: BankKnobs {
             faults: faults(vars, "SIM_BANK")?,
             rate_limit_per_sec: (rate_limit > 0).then_some(rate_limit),
             default_script,
+            bnb_token_ttl,
+            ..BankKnobs::default()
         },
     };
 
@@ -173,6 +189,9 @@ mod tests {
             ("SIM_BANK_SCRIPT", "processing,completed"),
             ("SIM_BANK_RATE_LIMIT", "10"),
             ("SIM_BANK_QR_TTL", "1h"),
+            ("SIM_BNB_ACCOUNT_ID", "acc=="),
+            ("SIM_BNB_AUTHORIZATION_ID", "auth*"),
+            ("SIM_BNB_TOKEN_TTL", "2s"),
         ];
         assert_eq!(vars.len(), VARIABLES.len());
         let c = from_vars(&vars).expect("valid");
@@ -195,6 +214,18 @@ mod tests {
         );
         assert_eq!(c.bank.knobs.rate_limit_per_sec, Some(10));
         assert_eq!(c.bank.qr_ttl, Duration::from_secs(3600));
+        assert_eq!(
+            (
+                c.bank.bnb_account_id.expose(),
+                c.bank.bnb_authorization_id.expose()
+            ),
+            ("acc==", "auth*")
+        );
+        assert_eq!(c.bank.knobs.bnb_token_ttl, Duration::from_secs(2));
+        assert!(
+            !format!("{c:?}").contains("auth*"),
+            "credentials never print"
+        );
         assert!(!format!("{c:?}").contains("t0k"), "the token never prints");
     }
 
@@ -212,6 +243,7 @@ mod tests {
             ("SIM_BANK_SCRIPT", "pending,paid", "not a status"),
             ("SIM_BANK_RATE_LIMIT", "fast", "whole number"),
             ("SIM_BANK_QR_TTL", "0s", "greater than zero"),
+            ("SIM_BNB_TOKEN_TTL", "0s", "greater than zero"),
         ] {
             let err = from_vars(&[(var, value)]).expect_err(var);
             assert_eq!(err.var, var, "{err}");

@@ -23,7 +23,7 @@ use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-pub use crate::bank::{BankConfig, BankControl, BankKnobs, BankStats, Qr, QrStatus};
+pub use crate::bank::{BankConfig, BankControl, BankKnobs, BankStats, Cancelled, Qr, QrStatus};
 pub use crate::faults::{Faults, HANG_FOR};
 pub use crate::llm::{
     AnswerMode, LlmConfig, LlmControl, LlmKnobs, LlmStats, REFUSAL, RouteStats, condense,

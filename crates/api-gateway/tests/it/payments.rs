@@ -1,7 +1,8 @@
 //! Payment QRs through the gateway: created at the bank simulator, stored,
 //! their first check scheduled; refused with a 422 naming the field before the
 //! bank is asked; and, with a payment-scheduler running, followed to `completed`
-//! with one movement.
+//! with one movement. Each runs against the simulator's own contract and its
+//! BNB "QR Simple" mode (`name::sim`, `name::bnb`).
 
 use std::time::Duration;
 
@@ -9,13 +10,55 @@ use queue_core::Every;
 use queue_core::testing::eventually;
 use serde_json::{Value, json};
 use service::config::ReconcileConfig;
+use upstream_sim::bank::bnb::{DEFAULT_ACCOUNT_ID, DEFAULT_AUTHORIZATION_ID};
 use upstream_sim::{Sim, SimConfig};
 
 use crate::helpers::{TestApp, USER_TOKEN};
 
+/// The bank the gateway (and its scheduler) is pointed at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    /// `BANK_PROVIDER=sim`: the simulator's own contract.
+    Sim,
+    /// `BANK_PROVIDER=bnb`: the simulator's BNB mode.
+    Bnb,
+}
+
+/// Runs each named `async fn name(provider: Provider)` against both
+/// providers, as the tests `name::sim` and `name::bnb`.
+macro_rules! both_providers {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sim() {
+                super::$name(super::Provider::Sim).await
+            }
+
+            #[tokio::test]
+            async fn bnb() {
+                super::$name(super::Provider::Bnb).await
+            }
+        }
+    )*};
+}
+
+both_providers!(
+    a_payment_qr_is_created_at_the_bank_stored_pending_and_its_first_check_scheduled,
+    a_bad_amount_or_currency_is_a_422_naming_the_field_and_the_bank_is_not_asked,
+    a_bank_that_fails_is_a_503_and_nothing_is_stored,
+    with_a_scheduler_running_a_paid_qr_ends_completed_with_its_checks_and_one_movement,
+);
+
 async fn spawn(sim: &Sim, delay_pending: Duration) -> TestApp {
+    spawn_at(sim, delay_pending, Provider::Sim).await
+}
+
+/// A gateway whose bank is `sim`, spoken to as `provider`.
+pub async fn spawn_at(sim: &Sim, delay_pending: Duration, provider: Provider) -> TestApp {
     let url = sim.url();
     TestApp::spawn_with(move |c| {
+        c.payments.bank.bnb = (provider == Provider::Bnb)
+            .then(|| payments::BnbConfig::new(&url, DEFAULT_ACCOUNT_ID, DEFAULT_AUTHORIZATION_ID));
         c.payments.bank.url = url;
         c.payments.schedule.delay_pending = delay_pending;
     })
@@ -71,10 +114,11 @@ async fn payments_stored(app: &TestApp) -> i64 {
         .expect("count")
 }
 
-#[tokio::test]
-async fn a_payment_qr_is_created_at_the_bank_stored_pending_and_its_first_check_scheduled() {
+async fn a_payment_qr_is_created_at_the_bank_stored_pending_and_its_first_check_scheduled(
+    provider: Provider,
+) {
     let sim = Sim::start(SimConfig::default()).await.expect("sim");
-    let app = spawn(&sim, Duration::from_secs(120)).await;
+    let app = spawn_at(&sim, Duration::from_secs(120), provider).await;
     let before = chrono::Utc::now();
     let (status, body, location) = post(
         &app,
@@ -132,6 +176,7 @@ async fn a_payment_qr_is_created_at_the_bank_stored_pending_and_its_first_check_
     sim.stop().await;
 }
 
+// The simulator's own contract only: BNB's creation answers no status.
 #[tokio::test]
 async fn a_qr_the_bank_reports_paid_at_creation_is_answered_completed_with_its_movement() {
     let sim = Sim::start(SimConfig::default()).await.expect("sim");
@@ -152,10 +197,11 @@ async fn a_qr_the_bank_reports_paid_at_creation_is_answered_completed_with_its_m
     sim.stop().await;
 }
 
-#[tokio::test]
-async fn a_bad_amount_or_currency_is_a_422_naming_the_field_and_the_bank_is_not_asked() {
+async fn a_bad_amount_or_currency_is_a_422_naming_the_field_and_the_bank_is_not_asked(
+    provider: Provider,
+) {
     let sim = Sim::start(SimConfig::default()).await.expect("sim");
-    let app = spawn(&sim, Duration::from_secs(120)).await;
+    let app = spawn_at(&sim, Duration::from_secs(120), provider).await;
     for (body, field) in [
         (json!({"amount": 1e3, "currency": "BOB"}), "amount"),
         (json!({"amount": 125.5, "currency": "BOB"}), "amount"),
@@ -184,10 +230,9 @@ async fn a_bad_amount_or_currency_is_a_422_naming_the_field_and_the_bank_is_not_
     sim.stop().await;
 }
 
-#[tokio::test]
-async fn a_bank_that_fails_is_a_503_and_nothing_is_stored() {
+async fn a_bank_that_fails_is_a_503_and_nothing_is_stored(provider: Provider) {
     let sim = Sim::start(SimConfig::default()).await.expect("sim");
-    let app = spawn(&sim, Duration::from_secs(120)).await;
+    let app = spawn_at(&sim, Duration::from_secs(120), provider).await;
     sim.bank().fail_next(1);
     let (status, body, _) = post(&app, json!({"amount": "10", "currency": "USD"})).await;
     assert_eq!(status, 503, "{body}");
@@ -197,10 +242,11 @@ async fn a_bank_that_fails_is_a_503_and_nothing_is_stored() {
     sim.stop().await;
 }
 
-#[tokio::test]
-async fn with_a_scheduler_running_a_paid_qr_ends_completed_with_its_checks_and_one_movement() {
+async fn with_a_scheduler_running_a_paid_qr_ends_completed_with_its_checks_and_one_movement(
+    provider: Provider,
+) {
     let sim = Sim::start(SimConfig::default()).await.expect("sim"); // pending, pending, completed
-    let app = spawn(&sim, Duration::from_millis(20)).await;
+    let app = spawn_at(&sim, Duration::from_millis(20), provider).await;
     let scheduler = start_scheduler(&app).await;
     let (status, body, _) = post(&app, json!({"amount": "99.90", "currency": "BOB"})).await;
     assert_eq!(status, 201, "{body}");
@@ -227,6 +273,19 @@ async fn with_a_scheduler_running_a_paid_qr_ends_completed_with_its_checks_and_o
     assert_eq!(
         (&movements[0]["amount"], &movements[0]["currency"]),
         (&json!("99.90"), &json!("BOB"))
+    );
+    let stored = store::payments::movements(
+        &mut app.db().pool.acquire().await.expect("conn"),
+        done["id"].as_i64().expect("id"),
+    )
+    .await
+    .expect("movements");
+    let qr_id = done["qr_id"].as_str().expect("qr_id");
+    let voucher = sim.bank().qr(qr_id).expect("known").voucher_id;
+    assert_eq!(
+        stored[0].voucher_id,
+        Some(voucher),
+        "the bank's voucher is kept"
     );
     scheduler.stop().await;
     app.cleanup().await;

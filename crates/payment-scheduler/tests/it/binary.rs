@@ -31,6 +31,38 @@ fn a_bad_value_exits_64_with_one_line_naming_the_variable_and_the_rule() {
     }
 }
 
+#[test]
+fn bnb_without_a_credential_exits_64_naming_it_and_never_prints_the_other() {
+    let program = env!("CARGO_BIN_EXE_payment-scheduler");
+    let bnb = [
+        ("BANK_PROVIDER", "bnb"),
+        ("BNB_API_URL", "http://test.bnb.com.bo"),
+    ];
+    let without_authorization = [bnb.as_slice(), &[("BNB_ACCOUNT_ID", "acct-secretpw")]].concat();
+    assert_config_refused(
+        program,
+        &without_authorization,
+        "BNB_AUTHORIZATION_ID",
+        "required with BANK_PROVIDER=bnb",
+        "secretpw",
+    );
+    let without_account = [bnb.as_slice(), &[("BNB_AUTHORIZATION_ID", "auth-secretpw")]].concat();
+    assert_config_refused(
+        program,
+        &without_account,
+        "BNB_ACCOUNT_ID",
+        "required with BANK_PROVIDER=bnb",
+        "secretpw",
+    );
+    assert_config_refused(
+        program,
+        &[("BANK_PROVIDER", "bisa")],
+        "BANK_PROVIDER",
+        "sim or bnb",
+        "secretpw",
+    );
+}
+
 /// Backends of the test's database, other than the asking one, in `state` or
 /// waiting for a lock on `account_movements`.
 async fn backends(conn: &mut PgConnection, lock_waiters_only: bool) -> i64 {

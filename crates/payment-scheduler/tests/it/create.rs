@@ -6,8 +6,13 @@ use std::time::Duration;
 use queue_core::testing::holds_for;
 use store::payments::PaymentStatus;
 
-use crate::support::{PaymentWorld, TestApp};
+use crate::support::{PaymentWorld, Provider, TestApp, both_providers};
 
+both_providers!(
+    the_first_check_runs_right_after_creation_and_the_status_delays_apply_from_the_second,
+);
+
+// The simulator's own contract only: BNB's creation answers no status.
 #[tokio::test]
 async fn a_qr_the_bank_reports_completed_at_creation_is_stored_with_its_movement_and_paid_at() {
     let app = TestApp::new().await;
@@ -32,9 +37,10 @@ async fn a_qr_the_bank_reports_completed_at_creation_is_stored_with_its_movement
     app.finish().await;
 }
 
-#[tokio::test]
-async fn the_first_check_runs_right_after_creation_and_the_status_delays_apply_from_the_second() {
-    let app = TestApp::new().await;
+async fn the_first_check_runs_right_after_creation_and_the_status_delays_apply_from_the_second(
+    provider: Provider,
+) {
+    let app = TestApp::with(provider).await;
     let mut config = app.config();
     // Far longer than the test: a check that waited for it would never run.
     config.schedule.delay_pending = Duration::from_secs(3600);

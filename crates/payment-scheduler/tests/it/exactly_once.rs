@@ -9,11 +9,19 @@ use queue_core::testing::eventually;
 use queue_core::{NewJob, Priority};
 use store::payments::{self, PaymentStatus};
 
-use crate::support::{PaymentWorld, TestApp};
+use crate::support::{PaymentWorld, Provider, TestApp, both_providers};
 
-#[tokio::test]
-async fn the_same_check_delivered_again_after_it_completed_books_nothing_and_reads_nothing() {
-    let app = TestApp::new().await;
+both_providers!(
+    the_same_check_delivered_again_after_it_completed_books_nothing_and_reads_nothing,
+    two_deliveries_of_one_check_running_at_once_book_one_movement,
+    a_check_reclaimed_from_a_worker_that_died_holding_it_books_one_movement,
+    a_payment_left_completed_without_its_movement_gets_exactly_one_from_the_next_delivery,
+);
+
+async fn the_same_check_delivered_again_after_it_completed_books_nothing_and_reads_nothing(
+    provider: Provider,
+) {
+    let app = TestApp::with(provider).await;
     let worker = app.spawn(app.config()).await;
     let p = app.create("completed").await;
     let done = app.settled(p.id).await;
@@ -37,9 +45,8 @@ async fn the_same_check_delivered_again_after_it_completed_books_nothing_and_rea
     app.finish().await;
 }
 
-#[tokio::test]
-async fn two_deliveries_of_one_check_running_at_once_book_one_movement() {
-    let app = TestApp::new().await;
+async fn two_deliveries_of_one_check_running_at_once_book_one_movement(provider: Provider) {
+    let app = TestApp::with(provider).await;
     // Both deliveries read the bank while the other does.
     app.sim
         .bank()
@@ -71,9 +78,10 @@ async fn two_deliveries_of_one_check_running_at_once_book_one_movement() {
     app.finish().await;
 }
 
-#[tokio::test]
-async fn a_check_reclaimed_from_a_worker_that_died_holding_it_books_one_movement() {
-    let app = TestApp::new().await;
+async fn a_check_reclaimed_from_a_worker_that_died_holding_it_books_one_movement(
+    provider: Provider,
+) {
+    let app = TestApp::with(provider).await;
     let mut p = app.add_payment("completed").await;
     // A processing payment's check waits on the normal lane, the one `read_as` takes.
     {
@@ -114,9 +122,10 @@ async fn a_check_reclaimed_from_a_worker_that_died_holding_it_books_one_movement
     app.finish().await;
 }
 
-#[tokio::test]
-async fn a_payment_left_completed_without_its_movement_gets_exactly_one_from_the_next_delivery() {
-    let app = TestApp::new().await;
+async fn a_payment_left_completed_without_its_movement_gets_exactly_one_from_the_next_delivery(
+    provider: Provider,
+) {
+    let app = TestApp::with(provider).await;
     let p = app.add_payment("completed").await;
     // The state a crash between the status update and the booking would leave
     // if they were not one transaction (or a row completed by hand).

@@ -3,6 +3,7 @@
 //! `upstream-sim` on port 0.
 
 mod binary;
+mod cancel;
 mod checks;
 mod cleanup;
 mod create;

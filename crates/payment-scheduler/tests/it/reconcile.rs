@@ -8,11 +8,17 @@ use payment_scheduler::reconcile::OverdueChecks;
 use service::config::ReconcileConfig;
 use store::payments::PaymentStatus;
 
-use crate::support::{PaymentWorld, TestApp};
+use crate::support::{PaymentWorld, Provider, TestApp, both_providers};
 
-#[tokio::test]
-async fn a_payment_whose_check_job_was_lost_in_a_flushed_redis_is_checked_again() {
-    let app = TestApp::new().await;
+both_providers!(
+    a_payment_whose_check_job_was_lost_in_a_flushed_redis_is_checked_again,
+    a_run_enqueues_only_missing_checks_and_books_missing_movements,
+);
+
+async fn a_payment_whose_check_job_was_lost_in_a_flushed_redis_is_checked_again(
+    provider: Provider,
+) {
+    let app = TestApp::with(provider).await;
     let p = app.create("pending,completed").await;
     // Redis loses everything of the queue: the check job is gone.
     app.redis
@@ -39,9 +45,8 @@ async fn a_payment_whose_check_job_was_lost_in_a_flushed_redis_is_checked_again(
     app.finish().await;
 }
 
-#[tokio::test]
-async fn a_run_enqueues_only_missing_checks_and_books_missing_movements() {
-    let app = TestApp::new().await;
+async fn a_run_enqueues_only_missing_checks_and_books_missing_movements(provider: Provider) {
+    let app = TestApp::with(provider).await;
     let kept = app.create("completed").await; // its job exists
     let lost = app.add_payment("completed").await; // never enqueued
     let paid = app.add_payment("completed").await;

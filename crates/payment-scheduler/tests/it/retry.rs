@@ -6,7 +6,12 @@ use std::time::Duration;
 
 use store::payments::{CheckOutcome, Payment, PaymentStatus};
 
-use crate::support::{PaymentWorld, TestApp};
+use crate::support::{PaymentWorld, Provider, TestApp, both_providers};
+
+both_providers!(
+    retrying_a_dead_lettered_check_reopens_the_flagged_payment_and_checks_it_again,
+    retrying_a_dead_lettered_check_of_a_payment_still_checked_runs_its_next_check_now,
+);
 
 /// Waits until the payment is flagged for an operator.
 async fn flagged(app: &TestApp, id: i64) -> Payment {
@@ -41,9 +46,10 @@ async fn completed_after_a_retry(app: &TestApp, id: i64, reason: &str) {
     assert_eq!(app.movements(id).await.len(), 1);
 }
 
-#[tokio::test]
-async fn retrying_a_dead_lettered_check_reopens_the_flagged_payment_and_checks_it_again() {
-    let app = TestApp::new().await;
+async fn retrying_a_dead_lettered_check_reopens_the_flagged_payment_and_checks_it_again(
+    provider: Provider,
+) {
+    let app = TestApp::with(provider).await;
     let mut config = app.config();
     // One check allowed, one attempt, a bank that hangs: the check times out,
     // is dead-lettered and the payment flagged for an operator.
@@ -83,9 +89,10 @@ async fn retrying_a_dead_lettered_check_reopens_the_flagged_payment_and_checks_i
     app.finish().await;
 }
 
-#[tokio::test]
-async fn retrying_a_dead_lettered_check_of_a_payment_still_checked_runs_its_next_check_now() {
-    let app = TestApp::new().await;
+async fn retrying_a_dead_lettered_check_of_a_payment_still_checked_runs_its_next_check_now(
+    provider: Provider,
+) {
+    let app = TestApp::with(provider).await;
     let mut config = app.config();
     config.worker.max_attempts = 1;
     config.worker.job_timeout = Duration::from_millis(300);

@@ -1,10 +1,14 @@
 //! What the payment tests add to the owners' test support
 //! (`service::testing`'s world with a bank simulator): the scheduler's config
-//! for the world, and payments created the way the gateway creates them.
+//! for the world, payments created the way the gateway creates them, and the
+//! provider matrix: [`both_providers!`] runs one test body against the
+//! simulator's own contract and against its BNB "QR Simple" mode.
 
+use std::ops::Deref;
+use std::sync::Arc;
 use std::time::Duration;
 
-use ::payments::{Bank, CreateQr, QrBank, schedule};
+use ::payments::{Bank, BnbConfig, CreateQr, schedule};
 use chrono::Utc;
 use payment_scheduler::config::{BankConfig, CleanupConfig, Config, ScheduleConfig};
 use queue_core::Every;
@@ -12,17 +16,85 @@ use queue_core::testing::eventually;
 use service::config::ReconcileConfig;
 use service::testing::{Running, TestWorld};
 use store::payments::{self, CheckRecord, Currency, Movement, NewPayment, Payment, PaymentStatus};
+use upstream_sim::bank::bnb::{DEFAULT_ACCOUNT_ID, DEFAULT_AUTHORIZATION_ID};
 use upstream_sim::{Sim, SimConfig};
 
+/// The bank a test's payments are made at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    /// The simulator's own contract (`BANK_PROVIDER=sim`).
+    Sim,
+    /// The simulator's BNB "QR Simple" mode (`BANK_PROVIDER=bnb`).
+    Bnb,
+}
+
+impl Provider {
+    /// The status a check reads for a script step: BNB has one statusId
+    /// (1) for pending, processing and active, and none for cancelled (a
+    /// cancelled QR reads 3, expired). docs/design.md has the mapping.
+    pub fn seen(self, step: PaymentStatus) -> PaymentStatus {
+        match (self, step) {
+            (Provider::Sim, s) => s,
+            (Provider::Bnb, PaymentStatus::Processing | PaymentStatus::Active) => {
+                PaymentStatus::Pending
+            }
+            (Provider::Bnb, PaymentStatus::Cancelled) => PaymentStatus::Expired,
+            (Provider::Bnb, s) => s,
+        }
+    }
+}
+
+/// Runs each named `async fn name(provider: Provider)` against both
+/// providers, as the tests `name::sim` and `name::bnb`.
+macro_rules! both_providers {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sim() {
+                super::$name(crate::support::Provider::Sim).await
+            }
+
+            #[tokio::test]
+            async fn bnb() {
+                super::$name(crate::support::Provider::Bnb).await
+            }
+        }
+    )*};
+}
+pub(crate) use both_providers;
+
+/// The simulator and the provider its payments use (derefs to the simulator).
+pub struct BankSim {
+    pub provider: Provider,
+    sim: Sim,
+}
+
+impl Deref for BankSim {
+    type Target = Sim;
+
+    fn deref(&self) -> &Sim {
+        &self.sim
+    }
+}
+
 /// One payment test's world, its simulator serving the bank.
-pub type TestApp = TestWorld<Sim>;
+pub type TestApp = TestWorld<BankSim>;
 
 /// What the payment tests add to their world.
 pub trait PaymentWorld: Sized {
-    /// A world on the `payment-checks` queue (with its lanes) and a bank simulator.
-    async fn new() -> Self;
+    /// A world on the `payment-checks` queue (with its lanes) and a bank
+    /// simulator, spoken to through its own contract.
+    async fn new() -> Self {
+        Self::with(Provider::Sim).await
+    }
+
+    /// [`PaymentWorld::new`] with the payments made at `provider`.
+    async fn with(provider: Provider) -> Self;
 
     fn bank_config(&self) -> BankConfig;
+
+    /// The configured bank, as the gateway and the scheduler build it.
+    fn bank(&self) -> Arc<dyn Bank>;
 
     /// The config `main` would build, pointed at this test's Redis prefix,
     /// database and simulator, with every delay in milliseconds.
@@ -61,19 +133,31 @@ pub trait PaymentWorld: Sized {
 }
 
 impl PaymentWorld for TestApp {
-    async fn new() -> Self {
+    async fn with(provider: Provider) -> Self {
         let sim = Sim::start(SimConfig::default())
             .await
             .expect("the simulator starts");
-        TestWorld::for_queue_with_sim(&jobs::PAYMENT_CHECKS, sim).await
+        TestWorld::for_queue_with_sim(&jobs::PAYMENT_CHECKS, BankSim { provider, sim }).await
     }
 
     fn bank_config(&self) -> BankConfig {
+        let bnb = (self.sim.provider == Provider::Bnb).then(|| {
+            BnbConfig::new(
+                &self.sim.url(),
+                DEFAULT_ACCOUNT_ID,
+                DEFAULT_AUTHORIZATION_ID,
+            )
+        });
         BankConfig {
             url: self.sim.url(),
             api_key: None,
             timeout: Duration::from_secs(2),
+            bnb,
         }
+    }
+
+    fn bank(&self) -> Arc<dyn Bank> {
+        ::payments::connect(&self.bank_config()).expect("bank client")
     }
 
     fn config(&self) -> Config {
@@ -111,8 +195,8 @@ impl PaymentWorld for TestApp {
     }
 
     async fn add_payment(&self, script: &str) -> Payment {
-        let bank = QrBank::new(self.bank_config()).expect("bank client");
-        let created = bank
+        let created = self
+            .bank()
             .create_qr(&CreateQr {
                 amount_cents: 12_550,
                 currency: Currency::Bob,
@@ -139,10 +223,9 @@ impl PaymentWorld for TestApp {
     }
 
     async fn create_as_the_gateway(&self, script: &str) -> Payment {
-        let bank = QrBank::new(self.bank_config()).expect("bank client");
         let created = ::payments::create_payment(
             &self.db.pool,
-            &bank,
+            self.bank().as_ref(),
             &CreateQr {
                 amount_cents: 12_550,
                 currency: Currency::Bob,

@@ -193,3 +193,59 @@ async fn error_knobs_answer_a_server_error() {
     assert_eq!(sim.bank().stats().errors, 2);
     sim.stop().await;
 }
+
+async fn cancel(sim: &Sim, qr_id: &str) -> (u16, Value) {
+    json(
+        http()
+            .post(format!("{}/bank/qr/{qr_id}/cancel", sim.url()))
+            .send()
+            .await
+            .expect("sent"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_cancelled_qr_reads_cancelled_and_a_paid_one_refuses_with_its_voucher() {
+    let sim = start().await;
+    let body = json!({"amount": "5", "currency": "BOB"});
+    let (_, open) = create(&sim, body.clone()).await;
+    let open = open["qr_id"].as_str().expect("qr_id").to_owned();
+    let (code, answer) = cancel(&sim, &open).await;
+    assert_eq!((code, answer["status"].as_str()), (200, Some("cancelled")));
+    assert_eq!(statuses(&sim, &open, 1).await, ["cancelled"]);
+    // Cancelling again is no change, and no second cancellation.
+    assert_eq!(cancel(&sim, &open).await.0, 200);
+    assert_eq!(sim.bank().stats().cancellations, 1);
+
+    let (_, paid) = create(&sim, body).await;
+    let paid = paid["qr_id"].as_str().expect("qr_id").to_owned();
+    let (code, shown) = json(
+        http()
+            .post(format!("{}/_sim/bank/qr/{paid}/pay", sim.url()))
+            .send()
+            .await
+            .expect("sent"),
+    )
+    .await;
+    assert_eq!((code, shown["script"].clone()), (200, json!(["completed"])));
+    let (code, answer) = cancel(&sim, &paid).await;
+    assert_eq!(
+        (code, answer["error"].as_str()),
+        (409, Some("already_paid"))
+    );
+    let (_, read) = status(&sim, &paid).await;
+    assert_eq!(read["status"], "completed");
+    let voucher = sim.bank().qr(&paid).expect("known").voucher_id;
+    assert_eq!(read["voucher_id"].as_str(), Some(voucher.as_str()));
+    assert_eq!(status(&sim, &open).await.1.get("voucher_id"), None);
+
+    assert_eq!(cancel(&sim, "qr-nope").await.0, 404);
+    let pay_unknown = http()
+        .post(format!("{}/_sim/bank/qr/qr-nope/pay", sim.url()))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(pay_unknown.status(), 404);
+    sim.stop().await;
+}

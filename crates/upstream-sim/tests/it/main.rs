@@ -1,6 +1,7 @@
 //! Integration tests: each starts the simulators on port 0 and talks real HTTP.
 
 mod bank;
+mod bnb;
 mod lifecycle;
 mod llm;
 mod wispro;
@@ -44,4 +45,32 @@ pub async fn json(response: reqwest::Response) -> (u16, serde_json::Value) {
     let status = response.status().as_u16();
     let body = response.json().await.expect("a JSON body");
     (status, body)
+}
+
+/// Polls a BNB QR call with `token` until the simulator answers 401 (the
+/// token expired); bounded by five seconds.
+pub async fn eventually_401(sim: &Sim, token: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let code = http()
+            .post(format!(
+                "{}{}/getQRbyGenerationDateAsync",
+                sim.url(),
+                upstream_sim::bank::bnb::QR_PATH
+            ))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"generationDate": "2026-01-01"}))
+            .send()
+            .await
+            .expect("sent")
+            .status();
+        if code == 401 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the token never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
