@@ -32,7 +32,10 @@ targets:
   payments     50,000 payment QRs tracked in the bank simulator, each checked
                twice by the payment-scheduler: checks_per_s, lateness_p50_ms,
                lateness_p99_ms against the checks' due times (BENCH_PAYMENTS,
-               BENCH_SPREAD, BENCH_DELAY, BENCH_CONCURRENCY, BENCH_REPLICAS).
+               BENCH_SPREAD, BENCH_DELAY, BENCH_CONCURRENCY, BENCH_REPLICAS);
+               then paid -> confirmed, p50/p95/max, with the bank's
+               notification and by polling alone (BENCH_CONFIRM_PAYMENTS,
+               BENCH_POLL_DELAY; 0 payments skips a part).
   gateway      POST /api/persons under load from wrk (req/s, p50, p99), how
                long the QR files take to follow, qr_per_s_per_core
                (scripts/bench-gateway.sh; BENCH_SECONDS, BENCH_CONNECTIONS).

@@ -108,5 +108,20 @@ pub async fn audited<T, F>(
 where
     F: Future<Output = Result<T, ApiError>>,
 {
-    who.auditor(state).run(action, target, None, f).await
+    audited_with(state, who, action, target, None, f).await
+}
+
+/// [`audited`], with a detail kept in the entry (`completed: paid in cash`).
+pub async fn audited_with<T, F>(
+    state: &AppState,
+    who: &Principal,
+    action: &str,
+    target: &str,
+    detail: Option<&str>,
+    f: F,
+) -> Result<T, ApiError>
+where
+    F: Future<Output = Result<T, ApiError>>,
+{
+    who.auditor(state).run(action, target, detail, f).await
 }

@@ -152,7 +152,7 @@ impl Keyring {
     }
 
     /// 429 while `addr` has used up its failures in the current window.
-    fn check_allowed(&self, addr: IpAddr, now: Instant) -> Result<(), ApiError> {
+    pub(crate) fn check_allowed(&self, addr: IpAddr, now: Instant) -> Result<(), ApiError> {
         let failures = lock(&self.failures);
         match failures.get(&addr) {
             Some(f) if f.count >= self.config.max_failures.get() => {
@@ -170,7 +170,7 @@ impl Keyring {
         }
     }
 
-    fn record_failure(&self, addr: IpAddr, now: Instant) {
+    pub(crate) fn record_failure(&self, addr: IpAddr, now: Instant) {
         let window = self.config.failure_window;
         let mut failures = lock(&self.failures);
         if failures.len() >= MAX_ENTRIES && !failures.contains_key(&addr) {

@@ -346,11 +346,13 @@ impl AuthConfig {
     }
 }
 
-/// What the payment routes need: the bank, and when a new payment's first check runs.
+/// What the payment routes need: the bank, when a new payment's first check
+/// runs, and how the bank's notifications are authenticated.
 #[derive(Debug, Clone)]
 pub struct PaymentsConfig {
     pub bank: payments::BankConfig,
     pub schedule: payments::ScheduleConfig,
+    pub notify: NotifyConfig,
 }
 
 impl PaymentsConfig {
@@ -358,7 +360,46 @@ impl PaymentsConfig {
         Ok(Self {
             bank: payments::BankConfig::from_vars(vars)?,
             schedule: payments::ScheduleConfig::from_vars(vars)?,
+            notify: NotifyConfig::from_vars(vars)?,
         })
+    }
+}
+
+/// `POST /api/payments/notifications`: the bank's "this QR was paid" callback
+/// (`crate::signature`).
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    /// `BANK_NOTIFY_SECRET`: the secret shared with the bank, at least
+    /// [`MIN_TOKEN_LEN`] characters; unset, notifications are answered 503 and
+    /// payments are confirmed by polling alone.
+    pub secret: Option<Secret>,
+    /// `BANK_NOTIFY_MAX_AGE`, default 5m: how far a signed notification's
+    /// `X-Timestamp` may be from our clock.
+    pub max_age: Duration,
+}
+
+impl NotifyConfig {
+    pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(300);
+
+    pub fn from_vars(vars: &dyn Vars) -> Result<Self, ConfigError> {
+        const SECRET: &str = "BANK_NOTIFY_SECRET";
+        let secret = config::secret(vars, SECRET);
+        if let Some(s) = &secret
+            && s.expose().chars().count() < MIN_TOKEN_LEN
+        {
+            return Err(ConfigError::new(
+                SECRET,
+                format!("is too short: use at least {MIN_TOKEN_LEN} characters"),
+            ));
+        }
+        let max_age = config::duration(vars, "BANK_NOTIFY_MAX_AGE", Self::DEFAULT_MAX_AGE)?;
+        if max_age.is_zero() {
+            return Err(ConfigError::new(
+                "BANK_NOTIFY_MAX_AGE",
+                "must be greater than zero",
+            ));
+        }
+        Ok(Self { secret, max_age })
     }
 }
 
@@ -567,6 +608,31 @@ mod tests {
             ("BANK_URL", "ftp://bank", "http://"),
             ("BANK_TIMEOUT", "0s", "greater than zero"),
             ("PAYMENT_CHECK_DELAY_PENDING", "soon", "duration"),
+        ] {
+            let err = read(&with_tokens(&[(var, value)])).expect_err(var);
+            assert_eq!(err.var, var, "{err}");
+            assert!(err.reason.contains(rule), "{err}");
+        }
+    }
+
+    #[test]
+    fn bank_notifications_need_a_long_enough_secret_and_are_off_without_one() {
+        let c = read(&with_tokens(&[])).expect("valid");
+        assert!(c.payments.notify.secret.is_none());
+        assert_eq!(c.payments.notify.max_age, Duration::from_secs(300));
+        let c = read(&with_tokens(&[
+            ("BANK_NOTIFY_SECRET", "notify-secret-0123456789"),
+            ("BANK_NOTIFY_MAX_AGE", "1m"),
+        ]))
+        .expect("valid");
+        let secret = c.payments.notify.secret.as_ref().expect("set");
+        assert_eq!(secret.expose(), "notify-secret-0123456789");
+        assert_eq!(c.payments.notify.max_age, Duration::from_secs(60));
+        assert!(!format!("{c:?}").contains("notify-secret-0123456789"));
+        for (var, value, rule) in [
+            ("BANK_NOTIFY_SECRET", "short", "at least 16"),
+            ("BANK_NOTIFY_MAX_AGE", "0s", "greater than zero"),
+            ("BANK_NOTIFY_MAX_AGE", "later", "duration"),
         ] {
             let err = read(&with_tokens(&[(var, value)])).expect_err(var);
             assert_eq!(err.var, var, "{err}");

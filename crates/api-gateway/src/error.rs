@@ -59,6 +59,9 @@ pub enum ApiError {
     ParameterRule { field: String, message: String },
     /// 401
     Unauthorized,
+    /// 401 `unauthorized` of a bank notification whose signature or secret
+    /// does not check out; the message says what to send.
+    BadSignature(String),
     /// 403
     Forbidden,
     /// 429 `too_many_failures` with `Retry-After`: this client address sent
@@ -212,6 +215,11 @@ impl ApiError {
                 ),
                 "no valid bearer key".into(),
             ),
+            ApiError::BadSignature(message) => (
+                StatusCode::UNAUTHORIZED,
+                body("unauthorized", message, None),
+                message.clone(),
+            ),
             ApiError::Forbidden => (
                 StatusCode::FORBIDDEN,
                 body("forbidden", "this key's role may not do this", None),
@@ -334,7 +342,8 @@ impl IntoResponse for ApiError {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds_up(after)));
         }
-        if status == StatusCode::UNAUTHORIZED {
+        // A bank notification is not authenticated by a bearer key.
+        if matches!(self, ApiError::Unauthorized) {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }

@@ -27,20 +27,39 @@ where
                 message: "send a JSON body with Content-Type: application/json".into(),
             });
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::InvalidJson {
-                    field: None,
-                    message: format!("could not read the body: {e}"),
-                }
-            }
-        })?;
+        let ApiBytes(bytes) = ApiBytes::from_request(req, state).await?;
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
         serde_path_to_error::deserialize(de)
             .map(ApiJson)
             .map_err(|e| invalid_json(&e.path().to_string(), &e.into_inner()))
+    }
+}
+
+/// The raw body, within the body limit (413 `payload_too_large` past it), for
+/// a route that must see the bytes as sent (a signed bank notification).
+#[derive(Debug)]
+pub struct ApiBytes(pub Bytes);
+
+impl<S> FromRequest<S> for ApiBytes
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(req, state)
+            .await
+            .map(ApiBytes)
+            .map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::InvalidJson {
+                        field: None,
+                        message: format!("could not read the body: {e}"),
+                    }
+                }
+            })
     }
 }
 

@@ -13,6 +13,7 @@ pub mod openapi;
 pub mod paging;
 pub mod params;
 pub mod routes;
+pub mod signature;
 
 use std::sync::Arc;
 

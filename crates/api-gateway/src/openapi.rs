@@ -1,7 +1,7 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
 use utoipa::Modify;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 
 use crate::auth::Role;
@@ -46,7 +46,11 @@ use crate::routes::{companies, jobs, keys, lists, payments, persons, photos, que
         photos::batch,
         payments::create,
         payments::get,
+        payments::qr_png,
+        payments::cancel,
+        payments::notify,
         payments::resume,
+        payments::resolve,
         keys::create,
         keys::list,
         keys::revoke,
@@ -101,6 +105,10 @@ use crate::routes::{companies, jobs, keys, lists, payments, persons, photos, que
         payments::PaymentCheckResponse,
         payments::MovementResponse,
         payments::ResumeResponse,
+        payments::OperatorFlagResponse,
+        payments::BankNotification,
+        payments::NotificationAccepted,
+        payments::ResolvePayment,
         crate::routes::RerunBy,
         Role,
         keys::CreateKey,
@@ -125,7 +133,7 @@ use crate::routes::{companies, jobs, keys, lists, payments, persons, photos, que
         (name = "queues", description = "Queue operations; those that change state are recorded in the audit log (operator or admin)"),
         (name = "sync", description = "The Wispro customer sync: start a run, follow it (admin)"),
         (name = "photos", description = "Race photos: bulk upload, processing status, batches, search by bib (any role)"),
-        (name = "payments", description = "Payment QRs created at the bank and checked in the background until paid (any role)"),
+        (name = "payments", description = "Payment QRs created at the bank and checked in the background until paid (any role); the bank's paid notification (its shared secret, no key); resume and resolve by hand of a flagged payment (operator)"),
         (name = "admin", description = "API keys (created, listed, revoked) and the audit log (admin)"),
         (name = "users", description = "The users synced from Wispro, by identity number or Wispro id (admin)"),
     )
@@ -155,6 +163,24 @@ impl Modify for BearerAuth {
                     ))
                     .build(),
             ),
+        );
+        // The bank's notification: its shared secret, never an API key
+        // (`crate::signature`).
+        components.add_security_scheme(
+            "bank_signature",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                crate::signature::SIGNATURE_HEADER,
+                "`sha256=` and the hex HMAC-SHA256, under BANK_NOTIFY_SECRET, of \
+                 `{X-Timestamp}.{body}`; `X-Timestamp` (Unix seconds) within \
+                 BANK_NOTIFY_MAX_AGE of our clock.",
+            ))),
+        );
+        components.add_security_scheme(
+            "bank_secret",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                crate::signature::SECRET_HEADER,
+                "BANK_NOTIFY_SECRET itself, for a bank that cannot sign.",
+            ))),
         );
     }
 }

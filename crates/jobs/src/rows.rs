@@ -145,6 +145,23 @@ pub fn check_job(
     }
 }
 
+/// The check number of a check that runs next, whatever its number: the
+/// scheduler gives it the payment's next number under the row's lock
+/// ([`notified_check_job`]). Check numbers are otherwise 1-based, so 0 names
+/// no scheduled check; a worker of an older version finds it done and drops it.
+pub const NEXT_CHECK: u32 = 0;
+
+/// A check of payment `payment_id` now, on the high lane, because the bank
+/// said the QR was paid (docs/design.md, "Notification, then check"). It is
+/// not a check of its own beside the scheduled ones: it takes the payment's
+/// next number when it runs, so the scheduled check of that number then finds
+/// its work done, and the numbering and the one movement stay as they were.
+/// Its key (`payment:ID:check:0`) is unique until settled, so notifications
+/// repeated while it waits or runs make no second one.
+pub fn notified_check_job(payment_id: i64) -> NewJob {
+    new_job(&v1::PaymentStatusCheck::new(payment_id, NEXT_CHECK)).priority(Priority::High)
+}
+
 /// The next check a stored payment is waiting for, if it is still checked.
 pub fn next_check_job(payment: &Payment) -> Option<NewJob> {
     let due = payment.next_check_at?;
@@ -186,5 +203,13 @@ mod tests {
             job.contains("priority: High") && job.contains("At("),
             "{job}"
         );
+    }
+
+    #[test]
+    fn a_notified_check_runs_now_on_the_high_lane_under_a_key_of_its_own() {
+        let job = format!("{:?}", notified_check_job(42));
+        assert!(job.contains("payment:42:check:0"), "{job}");
+        assert!(job.contains("priority: High"), "{job}");
+        assert!(job.contains("schedule: Now"), "{job}");
     }
 }

@@ -27,6 +27,8 @@ pub mod action {
     pub const KEY_REVOKE: &str = "key.revoke";
     /// The gateway's workload actions; their target is `payment/ID`, `company/ID`.
     pub const PAYMENT_RESUME: &str = "payment.resume";
+    pub const PAYMENT_RESOLVE: &str = "payment.resolve";
+    pub const PAYMENT_CANCEL: &str = "payment.cancel";
     pub const CONTEXT_RETRY: &str = "company.context_retry";
 }
 

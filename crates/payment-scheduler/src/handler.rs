@@ -20,6 +20,13 @@
 //! is never left without its next check. A check an operator retried from the
 //! dead-letter stream checks the payment again at once, as its next check,
 //! reopening it first if the dead letter left it flagged for an operator.
+//!
+//! A check numbered [`NEXT_CHECK`] (0) was asked for by the bank's notification
+//! (`jobs::rows::notified_check_job`): it reads the bank now and is recorded as
+//! the payment's next check, its number taken under the row's lock, so the
+//! scheduled check of that number finds its work done (docs/design.md,
+//! "Notification, then check"). It only ever adds a reading: when the bank
+//! cannot be read it records nothing, and the scheduled checks go on as before.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,6 +34,7 @@ use std::time::Instant;
 use anyhow::Context;
 use chrono::Utc;
 use jobs::JobHandler;
+use jobs::rows::NEXT_CHECK;
 use jobs::v1::PaymentStatusCheck;
 use queue_core::{DeadLettered, Enqueued, Job, JobError, Producer, Queue};
 use store::PgPool;
@@ -86,6 +94,8 @@ impl CheckHandler {
 
     /// Applies check `check_number` of payment `id` in one transaction: history,
     /// status, next check (or the operator flag), and the movement when paid.
+    /// [`NEXT_CHECK`] (0) applies it as the payment's next check, whatever its
+    /// number, decided under the row's lock.
     pub async fn apply(
         &self,
         id: i64,
@@ -98,6 +108,11 @@ impl CheckHandler {
             .context("locking the payment")?
         else {
             return Ok(Applied::Gone);
+        };
+        let check_number = if check_number == NEXT_CHECK as i32 {
+            payment.checks_made + 1
+        } else {
+            check_number
         };
         if check_number <= payment.checks_made || payment.next_check_at.is_none() {
             tx.rollback().await.context("rolling back")?;
@@ -273,7 +288,10 @@ fn record_metrics(before: &Payment, after: &Payment, result: &CheckResult, booke
         "status" => after.status.as_str()
     )
     .increment(1);
-    if let Some(due) = before.next_check_at {
+    // A notified check runs before its due time: no lateness to tell.
+    if let Some(due) = before.next_check_at
+        && due <= Utc::now()
+    {
         let late = (Utc::now() - due).to_std().unwrap_or_default();
         metrics::histogram!("payment_check_lateness_seconds").record(late.as_secs_f64());
     }
@@ -313,8 +331,13 @@ impl JobHandler<PaymentStatusCheck> for CheckHandler {
             );
             return Ok(());
         };
+        let notified = msg.check_number == NEXT_CHECK;
         let mut check_number = check_number;
-        if job.is_dead_letter_retry() && !payment.status.is_final() {
+        if notified {
+            // Its number for the checks below; `apply` takes the number it
+            // finds under the lock, as a scheduled check may run meanwhile.
+            check_number = payment.checks_made + 1;
+        } else if job.is_dead_letter_retry() && !payment.status.is_final() {
             // An operator retried this check from the dead-letter stream: the
             // payment runs again (reopened if the dead letter flagged it) and
             // its next check runs now, in this job. Its dead letter already
@@ -351,6 +374,7 @@ impl JobHandler<PaymentStatusCheck> for CheckHandler {
                     warn!(
                         payment.id = id,
                         check.number = check_number,
+                        check.notified = notified,
                         job.attempt = job.attempt(),
                         duration_ms = started.elapsed().as_millis() as u64,
                         error = %e,
@@ -358,20 +382,33 @@ impl JobHandler<PaymentStatusCheck> for CheckHandler {
                     );
                     return Err(JobError::Retry(anyhow::Error::new(e)));
                 }
-                self.fail(id, check_number, &text).await?;
+                if notified {
+                    // The scheduled checks still come: nothing to record.
+                    warn!(
+                        payment.id = id,
+                        error = text,
+                        "the notified check could not read the bank; the scheduled checks go on"
+                    );
+                } else {
+                    self.fail(id, check_number, &text).await?;
+                }
                 return Ok(());
             }
         };
-        let applied = self
-            .apply(id, check_number, &CheckResult::Status(answer))
-            .await?;
+        let number = if notified {
+            NEXT_CHECK as i32
+        } else {
+            check_number
+        };
+        let applied = self.apply(id, number, &CheckResult::Status(answer)).await?;
         match &applied {
             Applied::Gone => {}
             Applied::AlreadyDone(p) => self.follow_up(p).await?,
             Applied::Recorded { payment: p, booked } => {
                 info!(
                     payment.id = id,
-                    check.number = check_number,
+                    check.number = p.checks_made,
+                    check.notified = notified,
                     payment.status = %p.status,
                     payment.previous_status = %payment.status,
                     movement.booked = booked,
@@ -399,6 +436,10 @@ impl JobHandler<PaymentStatusCheck> for CheckHandler {
         let Ok(check_number) = i32::try_from(msg.check_number) else {
             return Ok(());
         };
+        if msg.check_number == NEXT_CHECK {
+            // A notified check only adds a reading; the scheduled ones go on.
+            return Ok(());
+        }
         self.fail(msg.payment(), check_number, &letter.error).await
     }
 }

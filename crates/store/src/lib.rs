@@ -102,11 +102,24 @@ pub fn error_text(text: &str) -> String {
 
 /// A failure that an operator's retry of a dead letter reopened: the row's
 /// error (or flag reason) at that moment, kept in its history
-/// (`qr_error_history`, `context_error_history`, `operator_history`).
+/// (`qr_error_history`, `context_error_history`, `operator_history`). A flag
+/// an operator resolved by hand instead (a payment) carries its [`Resolution`],
+/// `reopened_at` then being when it was resolved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PastError {
     pub error: Option<String>,
     pub reopened_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<Resolution>,
+}
+
+/// How a row was settled by hand: the status it was given, why, and by whom
+/// (the audit log's actor).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolution {
+    pub status: String,
+    pub reason: String,
+    pub by: String,
 }
 
 /// The laptop default: the local PostgreSQL without TLS (a local server's

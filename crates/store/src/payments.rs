@@ -397,6 +397,59 @@ pub async fn reopen_flagged(conn: &mut PgConnection, id: i64) -> Result<Option<P
     .await?)
 }
 
+/// A final status given to a payment by hand, why, and by whom.
+#[derive(Debug, Clone, Copy)]
+pub struct ByHand<'a> {
+    pub status: PaymentStatus,
+    pub reason: &'a str,
+    /// The audit log's actor.
+    pub by: &'a str,
+}
+
+/// Which payments [`end_by_hand`] may end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Any payment without a final status (a cancel).
+    AnyLive,
+    /// Only one flagged for an operator (an operator's resolve).
+    Flagged,
+}
+
+/// Ends a payment's checks with the final status of `by_hand` (no next check:
+/// a check already queued finds the row final and does nothing). A flagged
+/// payment is unflagged, its reason moved to `operator_history` with the
+/// resolution. A payment made `completed` is left without `paid_at`: the
+/// caller books it with [`book_completed`] (in the same transaction), and the
+/// reconciler's repair scan would book it otherwise. None when the payment is
+/// not one `ending` may end (or is gone).
+pub async fn end_by_hand(
+    conn: &mut PgConnection,
+    id: i64,
+    by_hand: &ByHand<'_>,
+    ending: Ending,
+) -> Result<Option<Payment>> {
+    Ok(query_payments!(
+        "UPDATE payments SET status = $2, next_check_at = NULL,
+                needs_operator = false, operator_reason = NULL, updated_at = now(),
+                operator_history = CASE WHEN needs_operator
+                    THEN operator_history || jsonb_build_array(jsonb_build_object(
+                        'error', operator_reason, 'reopened_at', now(),
+                        'resolution', jsonb_build_object(
+                            'status', $2::text, 'reason', $3::text, 'by', $4::text)))
+                    ELSE operator_history END
+         WHERE id = $1 AND status NOT IN ('completed', 'cancelled', 'expired')
+           AND (needs_operator OR NOT $5) RETURNING ",
+        "",
+        id,
+        by_hand.status as _,
+        by_hand.reason,
+        by_hand.by,
+        ending == Ending::Flagged,
+    )
+    .fetch_optional(conn)
+    .await?)
+}
+
 /// Payments flagged for an operator (checks stopped without a final status),
 /// newest first: those older than payment `before` (None: from the newest), at
 /// most `limit`. Read through the partial index on flagged rows.
@@ -854,6 +907,91 @@ mod tests {
         );
         let listed = flagged(&mut conn, None, 10).await.expect("flagged");
         assert_eq!(listed.iter().map(|p| p.id).collect::<Vec<_>>(), [older.id]);
+        drop(conn);
+        db.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn a_payment_ended_by_hand_stops_its_checks_and_a_resolved_flag_keeps_its_reason() {
+        let db = TestDb::new().await;
+        let mut conn = db.pool.acquire().await.expect("conn");
+        let live = insert(&mut conn, &new_payment("qr-live"))
+            .await
+            .expect("insert");
+        let flagged = insert(&mut conn, &new_payment("qr-flagged"))
+            .await
+            .expect("insert");
+        let flag = CheckApplied {
+            checks_made: 20,
+            status: PaymentStatus::Pending,
+            next_check_at: None,
+            operator_reason: Some("no final status after 20 checks".into()),
+        };
+        apply_check(&mut conn, flagged.id, &flag)
+            .await
+            .expect("flag");
+        let resolve = ByHand {
+            status: PaymentStatus::Completed,
+            reason: "paid in cash at the counter",
+            by: "ops-alice (rsq_ab12cd34)",
+        };
+        // Only a flagged payment is resolved; a cancel ends any live one.
+        assert_eq!(
+            end_by_hand(&mut conn, live.id, &resolve, Ending::Flagged)
+                .await
+                .expect("resolve"),
+            None
+        );
+        let cancel = ByHand {
+            status: PaymentStatus::Cancelled,
+            reason: "cancelled at the bank",
+            by: "bootstrap-user (API_USER_TOKEN)",
+        };
+        let cancelled = end_by_hand(&mut conn, live.id, &cancel, Ending::AnyLive)
+            .await
+            .expect("cancel")
+            .expect("a live payment is cancelled");
+        assert_eq!(
+            (cancelled.status, cancelled.next_check_at),
+            (PaymentStatus::Cancelled, None)
+        );
+        assert!(
+            cancelled.operator_history.0.is_empty(),
+            "it was never flagged"
+        );
+        assert_eq!(
+            end_by_hand(&mut conn, live.id, &cancel, Ending::AnyLive)
+                .await
+                .expect("again"),
+            None,
+            "a final status is never changed"
+        );
+
+        let resolved = end_by_hand(&mut conn, flagged.id, &resolve, Ending::Flagged)
+            .await
+            .expect("resolve")
+            .expect("a flagged payment is resolved");
+        assert_eq!(
+            (resolved.status, resolved.needs_operator, resolved.paid_at),
+            (PaymentStatus::Completed, false, None)
+        );
+        let past = &resolved.operator_history.0;
+        assert_eq!(past.len(), 1);
+        assert_eq!(
+            past[0].error.as_deref(),
+            Some("no final status after 20 checks")
+        );
+        assert_eq!(
+            past[0].resolution,
+            Some(crate::Resolution {
+                status: "completed".into(),
+                reason: "paid in cash at the counter".into(),
+                by: "ops-alice (rsq_ab12cd34)".into(),
+            })
+        );
+        assert!(book_completed(&mut conn, &resolved).await.expect("book"));
+        assert!(!book_completed(&mut conn, &resolved).await.expect("again"));
+        assert_eq!(movements(&mut conn, flagged.id).await.expect("m").len(), 1);
         drop(conn);
         db.cleanup().await;
     }

@@ -1,10 +1,11 @@
 //! `/dashboard/workloads`: our own workloads as an operator follows them. Sync
 //! runs and their progress; payments flagged for an operator, their check
-//! history and "Resume checking"; photo batches with thumbnails and the bibs
+//! history, "Resume checking" and "Resolve by hand"; photo batches with thumbnails and the bibs
 //! found drawn over them; companies whose context failed, with their error and
 //! "Retry".
 //!
-//! The two actions are the API's (`routes::payments::resume_checks`,
+//! The actions are the API's (`routes::payments::resume_checks`,
+//! `routes::payments::resolve_by_hand`,
 //! `routes::companies::retry_failed_context`), audited alike; each has a
 //! confirmation page (a GET that changes nothing) whose form posts the
 //! session's CSRF token, and the outcome is shown on the page it returns to.
@@ -56,6 +57,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/dashboard/workloads/payments/{id}/resume",
             get(confirm_resume).post(resume),
+        )
+        .route(
+            "/dashboard/workloads/payments/{id}/resolve",
+            get(confirm_resolve).post(resolve),
         )
         .route("/dashboard/workloads/photos", get(batches))
         .route("/dashboard/workloads/photos/batches/{id}", get(batch))
@@ -156,12 +161,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Paging {
     }
 }
 
-async fn conn(
-    state: &AppState,
-) -> Result<impl std::ops::DerefMut<Target = store::PgConnection>, ApiError> {
-    state.conn().await
-}
-
 fn time(at: DateTime<Utc>) -> Markup {
     html! { time datetime=(at.to_rfc3339()) { (at.format("%Y-%m-%d %H:%M:%S UTC")) } }
 }
@@ -194,7 +193,7 @@ fn live_region(id: &str, moving: bool, body: Markup) -> Markup {
 
 async fn index(session: Session, State(state): State<AppState>) -> Response {
     let loaded = async {
-        let mut conn = conn(&state).await?;
+        let mut conn = state.conn().await?;
         let runs = store::sync_runs::recent(&mut conn, None, SUMMARY).await?;
         let payments = store::payments::flagged(&mut conn, None, SUMMARY).await?;
         let batches = store::photos::recent_batches(&mut conn, None, SUMMARY).await?;
@@ -291,7 +290,7 @@ fn runs_table(runs: &[SyncRun]) -> Markup {
 async fn sync_runs(session: Session, State(state): State<AppState>, paging: Paging) -> Response {
     let runs = async {
         Ok::<_, ApiError>(
-            store::sync_runs::recent(&mut *conn(&state).await?, paging.before, PAGE).await?,
+            store::sync_runs::recent(&mut *state.conn().await?, paging.before, PAGE).await?,
         )
     };
     let runs = match runs.await {
@@ -346,7 +345,7 @@ fn run_facts(run: &SyncRun) -> Markup {
 
 async fn sync_run(session: Session, State(state): State<AppState>, Id(id): Id) -> Response {
     let run = async {
-        store::sync_runs::get(&mut *conn(&state).await?, id)
+        store::sync_runs::get(&mut *state.conn().await?, id)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("no sync run with id {id}")))
     };
@@ -411,7 +410,7 @@ async fn flagged_payments(
 ) -> Response {
     let payments = async {
         Ok::<_, ApiError>(
-            store::payments::flagged(&mut *conn(&state).await?, paging.before, PAGE).await?,
+            store::payments::flagged(&mut *state.conn().await?, paging.before, PAGE).await?,
         )
     };
     let payments = match payments.await {
@@ -434,7 +433,7 @@ fn resumable(p: &Payment) -> bool {
 
 async fn payment(session: Session, State(state): State<AppState>, Id(id): Id) -> Response {
     let loaded = async {
-        let mut conn = conn(&state).await?;
+        let mut conn = state.conn().await?;
         let payment = store::payments::get(&mut conn, id)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("no payment with id {id}")))?;
@@ -464,13 +463,23 @@ async fn payment(session: Session, State(state): State<AppState>, Id(id): Id) ->
             dt { "Created" } dd { (time(p.created_at)) }
         }
         @if resumable(&p) {
-            p.actions { a.button href={ "/dashboard/workloads/payments/" (p.id) "/resume" } { "Resume checking…" } }
+            p.actions {
+                a.button href={ "/dashboard/workloads/payments/" (p.id) "/resume" } { "Resume checking…" }
+                " "
+                a.button.secondary href={ "/dashboard/workloads/payments/" (p.id) "/resolve" } { "Resolve by hand…" }
+            }
         }
         @if !p.operator_history.0.is_empty() {
             h2 { "Earlier flags" }
             ul {
                 @for past in &p.operator_history.0 {
-                    li { (past.error.as_deref().unwrap_or("(no reason)")) " — resumed " (time(past.reopened_at)) }
+                    li { (past.error.as_deref().unwrap_or("(no reason)"))
+                        @if let Some(r) = &past.resolution {
+                            " — resolved by hand as " strong { (r.status) } " by " (r.by) " "
+                            (time(past.reopened_at)) ": " q { (r.reason) }
+                        } @else {
+                            " — resumed " (time(past.reopened_at))
+                        } }
                 }
             }
         }
@@ -509,9 +518,18 @@ async fn payment(session: Session, State(state): State<AppState>, Id(id): Id) ->
     page(&title, &session, body)
 }
 
-async fn confirm_resume(session: Session, State(state): State<AppState>, Id(id): Id) -> Response {
+/// The confirmation page of an action on payment `id` (`title`, and `heading`
+/// before its QR id): its `form` (given the page to return to) when it is
+/// flagged, else why there is nothing to `do_what`.
+async fn confirm_flagged(
+    session: Session,
+    state: &AppState,
+    id: i64,
+    (title, heading, do_what): (&str, &str, &str),
+    form: impl FnOnce(&str) -> Markup,
+) -> Response {
     let p = async {
-        store::payments::get(&mut *conn(&state).await?, id)
+        store::payments::get(&mut *state.conn().await?, id)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("no payment with id {id}")))
     };
@@ -521,24 +539,104 @@ async fn confirm_resume(session: Session, State(state): State<AppState>, Id(id):
     };
     let back = format!("/dashboard/workloads/payments/{id}");
     let body = html! {
-        h1 { "Resume checking payment " (p.qr_id) "?" }
+        h1 { (heading) " " (p.qr_id) "?" }
         @if resumable(&p) {
             p { "Its checks stopped: " strong { (p.operator_reason.as_deref().unwrap_or("flagged")) } }
+            (form(&back))
+        } @else {
+            p { "It is not flagged for an operator (it is " (p.status.as_str()) "): there is nothing to " (do_what) "." }
+            p { a href=(back) { "Back to the payment" } }
+        }
+    };
+    page(title, &session, body)
+}
+
+async fn confirm_resume(session: Session, State(state): State<AppState>, Id(id): Id) -> Response {
+    let csrf = csrf_field(&session);
+    let texts = ("Resume checking", "Resume checking payment", "resume");
+    confirm_flagged(session, &state, id, texts, |back| {
+        html! {
             p { "The bank is asked about it again now, and up to the check limit after that. "
                 "If its last check is still in the dead-letter stream, that check is retried "
                 "instead, so no second check runs beside it." }
             form.confirm method="post" action={ (back) "/resume" } {
-                (csrf_field(&session))
+                (csrf)
                 button type="submit" { "Resume checking" }
                 " "
                 a.button.secondary href=(back) { "Cancel" }
             }
-        } @else {
-            p { "It is not flagged for an operator (it is " (p.status.as_str()) "): there is nothing to resume." }
-            p { a href=(back) { "Back to the payment" } }
         }
+    })
+    .await
+}
+
+async fn confirm_resolve(session: Session, State(state): State<AppState>, Id(id): Id) -> Response {
+    let csrf = csrf_field(&session);
+    let texts = ("Resolve by hand", "Resolve by hand: payment", "resolve");
+    confirm_flagged(session, &state, id, texts, |back| {
+        html! {
+            p { "It gets the status you choose and is not checked again; nothing is asked of "
+                "the bank. Completed books its movement. The reason is kept in its history "
+                "and the audit log." }
+            form.confirm method="post" action={ (back) "/resolve" } {
+                (csrf)
+                label for="status" { "Status" }
+                select #status name="status" {
+                    option value="completed" { "completed (paid: book its movement)" }
+                    option value="cancelled" { "cancelled" }
+                    option value="expired" { "expired" }
+                }
+                label for="reason" { "Reason" }
+                textarea #reason name="reason" required maxlength=(crate::routes::payments::MAX_REASON_CHARS) rows="3" {}
+                button type="submit" { "Resolve by hand" }
+                " "
+                a.button.secondary href=(back) { "Cancel" }
+            }
+        }
+    })
+    .await
+}
+
+/// The form of "Resolve by hand".
+#[derive(Debug, Deserialize)]
+struct ResolveForm {
+    status: Option<String>,
+    reason: Option<String>,
+}
+
+async fn resolve(
+    session: Session,
+    State(state): State<AppState>,
+    Id(id): Id,
+    CsrfForm(form): CsrfForm<ResolveForm>,
+) -> Response {
+    let outcome = async {
+        let (status, reason) = crate::routes::payments::validate_resolution(
+            crate::routes::payments::ResolvePayment {
+                status: form.status,
+                reason: form.reason,
+            },
+        )?;
+        let p = crate::routes::payments::resolve_by_hand(
+            &state,
+            &session.principal,
+            id,
+            status,
+            &reason,
+        )
+        .await?;
+        Ok(format!(
+            "Payment {} was resolved by hand as {}.",
+            p.qr_id, p.status
+        ))
     };
-    page("Resume checking", &session, body)
+    done(
+        &session,
+        &state,
+        outcome.await,
+        &format!("/dashboard/workloads/payments/{id}"),
+    )
+    .await
 }
 
 /// The form of an action: its CSRF field only.
@@ -561,7 +659,9 @@ async fn done(
 ) -> Response {
     let message = match outcome {
         Ok(message) => message,
-        Err(e @ (ApiError::Conflict { .. } | ApiError::NotFound(_))) => {
+        Err(
+            e @ (ApiError::Conflict { .. } | ApiError::NotFound(_) | ApiError::Validation { .. }),
+        ) => {
             let res = e.into_response();
             match res.extensions().get::<crate::error::ErrorDetail>() {
                 Some(detail) => format!("Nothing was done: {}", detail.0),
@@ -650,7 +750,7 @@ fn unsettled(b: &BatchProgress) -> bool {
 async fn batches(session: Session, State(state): State<AppState>, paging: Paging) -> Response {
     let batches = async {
         Ok::<_, ApiError>(
-            store::photos::recent_batches(&mut *conn(&state).await?, paging.before, PAGE).await?,
+            store::photos::recent_batches(&mut *state.conn().await?, paging.before, PAGE).await?,
         )
     };
     let batches = match batches.await {
@@ -750,7 +850,7 @@ async fn batch(
     paging: Paging,
 ) -> Response {
     let loaded = async {
-        let mut conn = conn(&state).await?;
+        let mut conn = state.conn().await?;
         let progress = store::photos::batch_progress(&mut conn, id)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("no photo batch with id {id}")))?;
@@ -820,7 +920,7 @@ async fn failed_companies(
 ) -> Response {
     let companies = async {
         Ok::<_, ApiError>(
-            store::companies::context_failed(&mut *conn(&state).await?, paging.before, PAGE)
+            store::companies::context_failed(&mut *state.conn().await?, paging.before, PAGE)
                 .await?,
         )
     };
@@ -840,7 +940,7 @@ async fn failed_companies(
 
 async fn confirm_retry(session: Session, State(state): State<AppState>, Id(id): Id) -> Response {
     let c = async {
-        store::companies::get(&mut *conn(&state).await?, id)
+        store::companies::get(&mut *state.conn().await?, id)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("no company with id {id}")))
     };

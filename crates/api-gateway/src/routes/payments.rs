@@ -9,28 +9,36 @@
 //! the scheduler's reconciler enqueues its check from `next_check_at`.
 //! Amounts are decimal strings ("125.50"), never JSON numbers, stored as whole
 //! cents.
+//!
+//! Around a payment: its QR image as PNG (`qr.png`); a cancel (at the bank
+//! first, then the row, whose checks end); the bank's notification that a QR
+//! was paid, which only asks for a check now (docs/design.md, "Notification,
+//! then check"); and an operator's resume or resolve-by-hand of a payment
+//! flagged for an operator, audited.
 
 use ::payments::{BankError, CreateError, CreateQr};
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{self, post};
 use axum::{Json, Router};
+use base64::Engine;
 use chrono::{DateTime, Utc};
 use jobs::v1::PaymentStatusCheck;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use store::PastError;
 use store::payments::{
-    self, CheckOutcome, CheckRecord, Currency, Movement, Payment, PaymentStatus,
+    self, ByHand, CheckOutcome, CheckRecord, Currency, Ending, Movement, Payment, PaymentStatus,
 };
 use tracing::{Instrument, info, warn};
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 
 use crate::AppState;
-use crate::auth::{Caller, OperatorCaller, Principal};
+use crate::auth::{Caller, ClientAddr, OperatorCaller, Principal};
 use crate::error::{ApiError, ErrorBody};
-use crate::json::ApiJson;
+use crate::json::{ApiBytes, ApiJson};
 use crate::params::ApiPath;
 use crate::routes::RerunBy;
 
@@ -39,13 +47,24 @@ pub const MAX_DESCRIPTION_CHARS: usize = 200;
 /// Longest bank QR id accepted in a path.
 pub const MAX_QR_ID_LEN: usize = 200;
 
+/// Longest reason of a resolve by hand, in characters.
+pub const MAX_REASON_CHARS: usize = 500;
+/// How long a client may keep a QR image: it never changes.
+const IMMUTABLE: &str = "private, max-age=31536000, immutable";
+
 /// `POST /api/payments/qr`, `GET /api/payments/{qr_id}`,
-/// `POST /api/payments/{qr_id}/resume`.
+/// `GET /api/payments/{qr_id}/qr.png`, `POST /api/payments/{qr_id}/cancel`,
+/// `POST /api/payments/notifications`, `POST /api/payments/{qr_id}/resume`,
+/// `POST /api/payments/{qr_id}/resolve`.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/payments/qr", post(create))
+        .route("/api/payments/notifications", post(notify))
         .route("/api/payments/{qr_id}", routing::get(get))
+        .route("/api/payments/{qr_id}/qr.png", routing::get(qr_png))
+        .route("/api/payments/{qr_id}/cancel", post(cancel))
         .route("/api/payments/{qr_id}/resume", post(resume))
+        .route("/api/payments/{qr_id}/resolve", post(resolve))
 }
 
 /// A payment QR to create.
@@ -160,6 +179,10 @@ pub struct MovementResponse {
     pub currency: PaymentCurrency,
     pub description: String,
     pub booked_at: DateTime<Utc>,
+    /// The bank's receipt of the payment (BNB's `voucherId`); null when the
+    /// bank gave none.
+    #[schema(example = "100234567")]
+    pub voucher_id: Option<String>,
 }
 
 impl From<Movement> for MovementResponse {
@@ -171,6 +194,7 @@ impl From<Movement> for MovementResponse {
             currency: m.currency.into(),
             description: m.description,
             booked_at: m.booked_at,
+            voucher_id: m.voucher_id,
         }
     }
 }
@@ -204,6 +228,8 @@ pub struct PaymentResponse {
     pub paid_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Earlier flags for an operator, oldest first: resumed, or resolved by hand.
+    pub operator_history: Vec<OperatorFlagResponse>,
     /// The checks made, first first.
     pub checks: Vec<PaymentCheckResponse>,
     /// The movements booked: one once paid, none before.
@@ -228,8 +254,42 @@ impl PaymentResponse {
             paid_at: p.paid_at,
             created_at: p.created_at,
             updated_at: p.updated_at,
+            operator_history: p.operator_history.0.into_iter().map(Into::into).collect(),
             checks: checks.into_iter().map(Into::into).collect(),
             movements: movements.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// A flag for an operator that has ended: why the checks had stopped, and
+/// whether an operator resumed them or resolved the payment by hand.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OperatorFlagResponse {
+    /// Why its checks had stopped.
+    pub flag_reason: Option<String>,
+    /// When it was resumed or resolved.
+    pub ended_at: DateTime<Utc>,
+    /// The status an operator gave it by hand; null when resumed.
+    #[schema(value_type = Option<PaymentQrStatus>)]
+    pub resolved_as: Option<String>,
+    /// The operator's reason, when resolved by hand.
+    pub resolution_reason: Option<String>,
+    /// Who resolved it (`ops-alice (rsq_ab12cd34)`), when resolved by hand.
+    pub resolved_by: Option<String>,
+}
+
+impl From<PastError> for OperatorFlagResponse {
+    fn from(past: PastError) -> Self {
+        let (resolved_as, resolution_reason, resolved_by) = match past.resolution {
+            Some(r) => (Some(r.status), Some(r.reason), Some(r.by)),
+            None => (None, None, None),
+        };
+        Self {
+            flag_reason: past.error,
+            ended_at: past.reopened_at,
+            resolved_as,
+            resolution_reason,
+            resolved_by,
         }
     }
 }
@@ -415,15 +475,21 @@ pub async fn get(
     _caller: Caller,
     ApiPath(qr_id): ApiPath<String>,
 ) -> Result<Json<PaymentResponse>, ApiError> {
-    let mut conn = state
-        .pool
-        .acquire()
-        .await
-        .map_err(store::StoreError::from)?;
-    let payment = by_qr_id(&mut conn, &qr_id).await?;
+    let payment = payment_of(&state, &qr_id).await?;
+    Ok(Json(full_response(&state, payment).await?))
+}
+
+/// The payment of the bank's QR `qr_id`, or a 404 naming it.
+async fn payment_of(state: &AppState, qr_id: &str) -> Result<Payment, ApiError> {
+    by_qr_id(&mut *state.conn().await?, qr_id).await
+}
+
+/// `payment` with its checks and movements.
+async fn full_response(state: &AppState, payment: Payment) -> Result<PaymentResponse, ApiError> {
+    let mut conn = state.conn().await?;
     let checks = payments::checks(&mut conn, payment.id).await?;
     let movements = payments::movements(&mut conn, payment.id).await?;
-    Ok(Json(PaymentResponse::new(payment, checks, movements)))
+    Ok(PaymentResponse::new(payment, checks, movements))
 }
 
 /// The payment of the bank's QR `qr_id`, or a 404 naming it.
@@ -552,16 +618,497 @@ pub async fn resume(
     OperatorCaller(who): OperatorCaller,
     ApiPath(qr_id): ApiPath<String>,
 ) -> Result<(StatusCode, Json<ResumeResponse>), ApiError> {
-    let payment = {
-        let mut conn = state
-            .pool
-            .acquire()
-            .await
-            .map_err(store::StoreError::from)?;
-        by_qr_id(&mut conn, &qr_id).await?
-    };
+    let payment = payment_of(&state, &qr_id).await?;
     let resumed = resume_checks(&state, &who, payment.id).await?;
     Ok((StatusCode::ACCEPTED, Json(resumed)))
+}
+
+/// A payment's QR image, as the bank made it, to show the payer.
+#[utoipa::path(
+    get,
+    path = "/api/payments/{qr_id}/qr.png",
+    operation_id = "get_payment_qr_png",
+    tag = "payments",
+    params(("qr_id" = String, Path, description = "The bank's QR id, as `POST /api/payments/qr` answered it", example = "qr-5f0c2a")),
+    responses(
+        (status = 200, description = "The QR image (PNG), as the bank made it; it never changes, so it may be cached for good (`Cache-Control: private, max-age=31536000, immutable`)", content(("image/png"))),
+        (status = 404, description = "No such payment (`not_found`)", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn qr_png(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiPath(qr_id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let payment = payment_of(&state, &qr_id).await?;
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(payment.qr_image_base64.trim())
+        .map_err(|e| {
+            ApiError::Internal(anyhow::anyhow!(
+                "payment {} has a stored image that is not base64: {e}",
+                payment.id
+            ))
+        })?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/png"),
+            (header::CACHE_CONTROL, IMMUTABLE),
+        ],
+        png,
+    )
+        .into_response())
+}
+
+/// Enqueues a check of the payment now, on the high lane, that takes the
+/// payment's next check number (`jobs::rows::notified_check_job`); whether it
+/// was enqueued or one was waiting already, and its id.
+async fn check_now(state: &AppState, payment_id: i64) -> Result<(bool, String), ApiError> {
+    let enqueued = state
+        .enqueuer
+        .enqueue(jobs::rows::notified_check_job(payment_id))
+        .await
+        .map_err(|e| ApiError::Unavailable {
+            what: "the job queue".into(),
+            source: anyhow::Error::from(e),
+        })?;
+    let fresh = !matches!(enqueued, queue_core::Enqueued::Duplicate { .. });
+    Ok((fresh, enqueued.id().to_owned()))
+}
+
+fn final_conflict(p: &Payment) -> ApiError {
+    ApiError::Conflict {
+        field: "qr_id".into(),
+        message: format!(
+            "payment {} is {}: only a payment still checked can be cancelled",
+            p.qr_id, p.status
+        ),
+    }
+}
+
+/// Cancels a payment QR: at the bank first (so it can no longer be paid), then
+/// the payment, whose checks end (a check still queued finds it final). An
+/// already cancelled payment is answered as it is. Audited as `payment.cancel`.
+#[utoipa::path(
+    post,
+    path = "/api/payments/{qr_id}/cancel",
+    operation_id = "cancel_payment",
+    tag = "payments",
+    params(("qr_id" = String, Path, description = "The bank's QR id, as `POST /api/payments/qr` answered it", example = "qr-5f0c2a")),
+    responses(
+        (status = 200, description = "Cancelled at the bank and here, its checks ended; or it was cancelled already (nothing done)", body = PaymentResponse),
+        (status = 404, description = "No such payment (`not_found`)", body = ErrorBody),
+        (status = 409, description = "`conflict`, `field` `qr_id`: the payment is completed or expired; or the bank refused because the QR was paid meanwhile, in which case a check runs now to book it", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the bank (or the audit log) could not be reached; nothing was cancelled. `timeout`: the request outlasted API_REQUEST_TIMEOUT", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn cancel(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    ApiPath(qr_id): ApiPath<String>,
+) -> Result<Json<PaymentResponse>, ApiError> {
+    let payment = payment_of(&state, &qr_id).await?;
+    let payment = match payment.status {
+        PaymentStatus::Cancelled => payment,
+        s if s.is_final() => return Err(final_conflict(&payment)),
+        _ => {
+            let target = format!("payment/{}", payment.id);
+            crate::actions::audited(
+                &state,
+                &who,
+                ops::action::PAYMENT_CANCEL,
+                &target,
+                Box::pin(cancel_unaudited(&state, &who, payment)),
+            )
+            .await?
+        }
+    };
+    Ok(Json(full_response(&state, payment).await?))
+}
+
+/// The 409 of a cancel the bank refused because the QR was paid before it
+/// arrived; the payment is checked now, to book it rather than at its next
+/// scheduled check.
+async fn paid_meanwhile(state: &AppState, payment: &Payment) -> ApiError {
+    let checking = if payment.next_check_at.is_none() {
+        // Flagged: no check runs on it any more.
+        "its checks have stopped, so an operator resumes them or resolves it by hand as completed"
+    } else {
+        match check_now(state, payment.id).await {
+            Ok((_, job_id)) => {
+                info!(
+                    payment.id = payment.id,
+                    job.id = job_id,
+                    "the bank refused a cancel: the QR is paid; checking it now"
+                );
+                "it is being checked now and will be completed with its movement"
+            }
+            Err(e) => {
+                warn!(payment.id = payment.id, error = %e, "the bank refused a cancel: the QR is paid; enqueueing a check failed, its scheduled check books it");
+                "its next scheduled check will complete it with its movement"
+            }
+        }
+    };
+    ApiError::Conflict {
+        field: "qr_id".into(),
+        message: format!(
+            "the bank refused to cancel {}: it was paid meanwhile; {checking}",
+            payment.qr_id
+        ),
+    }
+}
+
+async fn cancel_unaudited(
+    state: &AppState,
+    who: &Principal,
+    payment: Payment,
+) -> Result<Payment, ApiError> {
+    match state.bank.cancel_qr(&payment.qr_id).await {
+        Ok(()) => {}
+        Err(BankError::NotFound) => {
+            return Err(ApiError::Conflict {
+                field: "qr_id".into(),
+                message: format!(
+                    "the bank does not know QR {}; nothing was cancelled",
+                    payment.qr_id
+                ),
+            });
+        }
+        Err(BankError::AlreadyPaid) => return Err(paid_meanwhile(state, &payment).await),
+        Err(e) => {
+            return Err(ApiError::Unavailable {
+                what: "the bank".into(),
+                source: e.into(),
+            });
+        }
+    }
+    let by_hand = ByHand {
+        status: PaymentStatus::Cancelled,
+        reason: "cancelled at the bank",
+        by: &who.actor(),
+    };
+    let mut conn = state.conn().await?;
+    match payments::end_by_hand(&mut conn, payment.id, &by_hand, Ending::AnyLive).await? {
+        Some(cancelled) => {
+            info!(
+                payment.id = payment.id,
+                "payment cancelled at the bank and here"
+            );
+            Ok(cancelled)
+        }
+        // A check or another cancel got there first.
+        None => {
+            let now = by_qr_id(&mut conn, &payment.qr_id).await?;
+            match now.status {
+                PaymentStatus::Cancelled => Ok(now),
+                _ => Err(final_conflict(&now)),
+            }
+        }
+    }
+}
+
+/// A bank's "this QR was paid" callback. Only the QR id is read from it, under
+/// any of the names banks use (BNB QR Simple sends `QRId`, with `VoucherId`,
+/// `Gloss`, `sourceBankId`, `TransactionDateTime`, ...); the rest is never
+/// trusted: the check reads the bank.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"QRId": "qr-5f0c2a", "VoucherId": "8462910", "Gloss": "Pedido 42", "TransactionDateTime": "2026-03-01T10:15:00"}))]
+pub struct BankNotification {
+    /// The QR id (BNB's name); `qrId`, `qr_id` and `id` are read too, a number as its digits.
+    #[serde(rename = "QRId")]
+    #[schema(value_type = Option<String>)]
+    pub qr_id: Option<Value>,
+}
+
+/// The QR id of a notification: the first of `QRId`, `qrId`, `qr_id`, `id`
+/// (any case) that is a non-empty string or a number.
+fn notified_qr_id(body: &Value) -> Result<String, ApiError> {
+    let Value::Object(fields) = body else {
+        return Err(ApiError::InvalidJson {
+            field: None,
+            message: "the notification must be a JSON object".into(),
+        });
+    };
+    for name in ["qrid", "qr_id", "id"] {
+        let value = fields
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v);
+        match value {
+            Some(Value::String(s)) if !s.trim().is_empty() => return Ok(s.trim().to_owned()),
+            Some(Value::Number(n)) => return Ok(n.to_string()),
+            _ => {}
+        }
+    }
+    Err(ApiError::validation(
+        "QRId",
+        "the QR id is required (QRId, qrId, qr_id or id): a non-empty string",
+    ))
+}
+
+/// What a notification did.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct NotificationAccepted {
+    #[schema(example = 1)]
+    pub payment_id: i64,
+    #[schema(example = "qr-5f0c2a")]
+    pub qr_id: String,
+    /// The payment's status as stored now (the check has not run yet).
+    #[schema(value_type = PaymentQrStatus)]
+    pub status: PaymentStatus,
+    /// `enqueued`: a check runs now; `already_queued`: one was waiting already
+    /// (a repeated notification); `not_needed`: the payment's checks have ended
+    /// (a final status, or flagged for an operator).
+    #[schema(example = "enqueued")]
+    pub check: String,
+    /// The check's job, when there is one.
+    pub job_id: Option<String>,
+}
+
+/// The bank says a QR was paid: its payment is checked now, on the high lane,
+/// instead of at its next scheduled check (docs/design.md, "Notification, then
+/// check"). Authenticated by the secret shared with the bank
+/// (`BANK_NOTIFY_SECRET`, see `crate::signature`), never by an API key;
+/// idempotent: a repeated notification finds the check queued, or the payment
+/// final. The body is never taken as the status.
+#[utoipa::path(
+    post,
+    path = "/api/payments/notifications",
+    operation_id = "notify_payment",
+    tag = "payments",
+    request_body = BankNotification,
+    params(
+        ("X-Signature" = Option<String>, Header, description = "`sha256=` and the hex HMAC-SHA256, under BANK_NOTIFY_SECRET, of `{X-Timestamp}.{body}`"),
+        ("X-Timestamp" = Option<String>, Header, description = "Unix seconds the body was signed at; at most BANK_NOTIFY_MAX_AGE from our clock"),
+        ("X-Notify-Secret" = Option<String>, Header, description = "BANK_NOTIFY_SECRET itself, for a bank that cannot sign"),
+    ),
+    responses(
+        (status = 202, description = "Accepted: a check of the payment runs now (or one was waiting already, or its checks have ended)", body = NotificationAccepted),
+        (status = 400, description = "The body is not a JSON object (`invalid_json`)", body = ErrorBody),
+        (status = 401, description = "No signature or secret, a wrong one, or a timestamp too far from now (`unauthorized`)", body = ErrorBody),
+        (status = 404, description = "No payment has this QR id (`not_found`)", body = ErrorBody),
+        (status = 413, description = "The body is over API_BODY_LIMIT_BYTES (`payload_too_large`)", body = ErrorBody),
+        (status = 422, description = "No QR id under `QRId`, `qrId`, `qr_id` or `id`; `field` is `QRId` (`validation_failed`)", body = ErrorBody),
+        (status = 429, description = "Too many refused notifications from this address (API_AUTH_MAX_FAILURES within API_AUTH_FAILURE_WINDOW; `too_many_failures`), with `Retry-After`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: BANK_NOTIFY_SECRET is not set (notifications are off), or the job queue is down (send it again; polling confirms the payment meanwhile). `timeout`: the request outlasted API_REQUEST_TIMEOUT", body = ErrorBody),
+    ),
+    security(("bank_signature" = []), ("bank_secret" = []))
+)]
+pub async fn notify(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    headers: HeaderMap,
+    ApiBytes(body): ApiBytes,
+) -> Result<(StatusCode, Json<NotificationAccepted>), ApiError> {
+    let notify = &state.config.payments.notify;
+    let Some(secret) = &notify.secret else {
+        return Err(ApiError::Unavailable {
+            what: "bank notifications (BANK_NOTIFY_SECRET is not set)".into(),
+            source: anyhow::anyhow!(
+                "a bank notification arrived, but BANK_NOTIFY_SECRET is not set"
+            ),
+        });
+    };
+    let now = std::time::Instant::now();
+    if let Some(addr) = addr {
+        state.keyring.check_allowed(addr, now)?;
+    }
+    if let Err(refusal) = crate::signature::verify(
+        secret,
+        &headers,
+        &body,
+        Utc::now().timestamp(),
+        notify.max_age,
+    ) {
+        if let Some(addr) = addr {
+            state.keyring.record_failure(addr, now);
+        }
+        metrics::counter!("payment_notifications_total", "outcome" => "refused").increment(1);
+        return Err(ApiError::BadSignature(refusal.message(notify.max_age)));
+    }
+    let value: Value =
+        serde_json::from_slice(&body).map_err(|e| crate::json::invalid_json("", &e))?;
+    let qr_id = notified_qr_id(&value)?;
+    let payment = payment_of(&state, &qr_id).await?;
+    let (check, job_id) = if payment.next_check_at.is_none() {
+        ("not_needed", None)
+    } else {
+        match check_now(&state, payment.id).await? {
+            (true, id) => ("enqueued", Some(id)),
+            (false, id) => ("already_queued", Some(id)),
+        }
+    };
+    metrics::counter!("payment_notifications_total", "outcome" => check).increment(1);
+    info!(
+        payment.id = payment.id,
+        payment.status = %payment.status,
+        check,
+        job.id = job_id.as_deref().unwrap_or(""),
+        "the bank notified a payment"
+    );
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(NotificationAccepted {
+            payment_id: payment.id,
+            qr_id: payment.qr_id,
+            status: payment.status,
+            check: check.to_owned(),
+            job_id,
+        }),
+    ))
+}
+
+/// An operator's resolution of a flagged payment.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolvePayment {
+    /// The final status it gets: `completed` (its movement is booked),
+    /// `cancelled` or `expired`. Nothing is asked of the bank.
+    #[schema(value_type = String, example = "completed", pattern = "^(completed|cancelled|expired)$")]
+    pub status: Option<String>,
+    /// Why, kept in the payment's `operator_history`: 1 to 500 characters.
+    #[schema(value_type = String, example = "paid in cash at the counter, receipt 0042", min_length = 1, max_length = 500)]
+    pub reason: Option<String>,
+}
+
+/// The final status and the reason of a resolve, checked; the first broken
+/// rule names its field.
+pub(crate) fn validate_resolution(
+    input: ResolvePayment,
+) -> Result<(PaymentStatus, String), ApiError> {
+    let status = match input.status.as_deref() {
+        Some("completed") => PaymentStatus::Completed,
+        Some("cancelled") => PaymentStatus::Cancelled,
+        Some("expired") => PaymentStatus::Expired,
+        _ => {
+            return Err(ApiError::validation(
+                "status",
+                "must be completed, cancelled or expired",
+            ));
+        }
+    };
+    let reason = input.reason.as_deref().map(str::trim).unwrap_or_default();
+    if reason.is_empty() {
+        return Err(ApiError::validation(
+            "reason",
+            "is required: say why the payment is resolved by hand",
+        ));
+    }
+    if reason.chars().count() > MAX_REASON_CHARS {
+        return Err(ApiError::validation(
+            "reason",
+            format!("must be at most {MAX_REASON_CHARS} characters"),
+        ));
+    }
+    if reason.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(ApiError::validation(
+            "reason",
+            "must not contain control characters",
+        ));
+    }
+    Ok((status, reason.to_owned()))
+}
+
+/// Resolves a payment flagged for an operator by hand: it gets the final
+/// `status` (no more checks), its flag and `reason` go to `operator_history`,
+/// and one resolved as completed books its movement, once. 404 when there is
+/// no such payment, 409 when it is not flagged (or has a final status).
+/// Audited as `payment.resolve` of `payment/ID`, for `who`.
+pub async fn resolve_by_hand(
+    state: &AppState,
+    who: &Principal,
+    payment_id: i64,
+    status: PaymentStatus,
+    reason: &str,
+) -> Result<Payment, ApiError> {
+    let target = format!("payment/{payment_id}");
+    let detail = format!("{status}: {reason}");
+    crate::actions::audited_with(
+        state,
+        who,
+        ops::action::PAYMENT_RESOLVE,
+        &target,
+        Some(&detail),
+        Box::pin(resolve_unaudited(state, who, payment_id, status, reason)),
+    )
+    .await
+}
+
+async fn resolve_unaudited(
+    state: &AppState,
+    who: &Principal,
+    payment_id: i64,
+    status: PaymentStatus,
+    reason: &str,
+) -> Result<Payment, ApiError> {
+    let by_hand = ByHand {
+        status,
+        reason,
+        by: &who.actor(),
+    };
+    let mut tx = state.pool.begin().await.map_err(store::StoreError::from)?;
+    let resolved = payments::end_by_hand(&mut tx, payment_id, &by_hand, Ending::Flagged).await?;
+    let Some(resolved) = resolved else {
+        drop(tx);
+        let payment = payments::get(&mut *state.conn().await?, payment_id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no payment with id {payment_id}")))?;
+        return Err(ApiError::Conflict {
+            field: "qr_id".into(),
+            message: format!(
+                "payment {} is not flagged for an operator (it is {}): there is nothing to resolve",
+                payment.qr_id, payment.status
+            ),
+        });
+    };
+    let booked = if status == PaymentStatus::Completed {
+        payments::book_completed(&mut tx, &resolved).await?
+    } else {
+        false
+    };
+    tx.commit().await.map_err(store::StoreError::from)?;
+    info!(
+        payment.id = payment_id,
+        payment.status = %status,
+        movement.booked = booked,
+        "an operator resolved a flagged payment by hand"
+    );
+    Ok(payments::get(&mut *state.conn().await?, payment_id)
+        .await?
+        .unwrap_or(resolved))
+}
+
+/// Resolves a payment flagged for an operator by hand: see [`resolve_by_hand`].
+#[utoipa::path(
+    post,
+    path = "/api/payments/{qr_id}/resolve",
+    operation_id = "resolve_payment",
+    tag = "payments",
+    params(("qr_id" = String, Path, description = "The bank's QR id, as `POST /api/payments/qr` answered it", example = "qr-5f0c2a")),
+    request_body = ResolvePayment,
+    responses(
+        (status = 200, description = "Resolved: its final status, the flag and reason in `operator_history`, and its movement when completed", body = PaymentResponse),
+        (status = 400, description = "Body is not the JSON expected (`invalid_json`)", body = ErrorBody),
+        (status = 401, description = "No valid key (`unauthorized`)", body = ErrorBody),
+        (status = 403, description = "The key's role is below `operator` (`forbidden`)", body = ErrorBody),
+        (status = 404, description = "No such payment (`not_found`)", body = ErrorBody),
+        (status = 409, description = "The payment is not flagged for an operator, or its status is final; `field` is `qr_id` (`conflict`)", body = ErrorBody),
+        (status = 413, description = "The body is over API_BODY_LIMIT_BYTES (`payload_too_large`)", body = ErrorBody),
+        (status = 422, description = "`status` is not completed, cancelled or expired, or `reason` is missing, blank or too long; `field` names it (`validation_failed`)", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn resolve(
+    State(state): State<AppState>,
+    OperatorCaller(who): OperatorCaller,
+    ApiPath(qr_id): ApiPath<String>,
+    ApiJson(input): ApiJson<ResolvePayment>,
+) -> Result<Json<PaymentResponse>, ApiError> {
+    let (status, reason) = validate_resolution(input)?;
+    let payment = payment_of(&state, &qr_id).await?;
+    let resolved = resolve_by_hand(&state, &who, payment.id, status, &reason).await?;
+    Ok(Json(full_response(&state, resolved).await?))
 }
 
 #[cfg(test)]

@@ -136,13 +136,21 @@ async fn operations(app: &TestApp, garbled: bool) -> (Value, Vec<(Method, String
 async fn the_refusals_of_every_operation_are_declared_in_the_served_document() {
     // One wrong token per operation, all from here: more than the slow-down
     // lets through by default (its own 429 is declared too, and tested in keys).
-    let app =
-        TestApp::spawn_with(|c| c.auth.max_failures = 1000.try_into().expect("nonzero")).await;
+    // The bank's notification is on, so it refuses a missing signature (401)
+    // rather than answering that it is off (503).
+    let app = TestApp::spawn_with(|c| {
+        c.auth.max_failures = 1000.try_into().expect("nonzero");
+        c.payments.notify.secret = Some(api_gateway::config::Secret::new(
+            "bank-notify-secret-0123456789",
+        ));
+    })
+    .await;
     with_qr_queue(&app).await;
     let (doc, operations) = operations(&app, false).await;
-    assert_eq!(operations.len(), 40);
+    assert_eq!(operations.len(), 44);
     for (method, path, responses) in &operations {
-        let workload_action = (path.starts_with("/api/payments/") && path.ends_with("/resume"))
+        let workload_action = (path.starts_with("/api/payments/")
+            && (path.ends_with("/resume") || path.ends_with("/resolve")))
             || path.ends_with("/context/retry");
         let refused_to_users = ["/api/queues", "/api/users", "/api/sync-runs", "/api/admin/"]
             .iter()
@@ -178,7 +186,7 @@ async fn the_refusals_of_every_operation_are_declared_in_the_served_document() {
 async fn a_path_parameter_that_is_not_utf8_is_a_declared_400_naming_it() {
     let app = TestApp::spawn().await;
     let (doc, operations) = operations(&app, true).await;
-    assert_eq!(operations.len(), 25, "the operations with path parameters");
+    assert_eq!(operations.len(), 29, "the operations with path parameters");
     for (method, path, responses) in &operations {
         let (status, body) = send(&app, method.clone(), path, Some(ADMIN_TOKEN)).await;
         assert_eq!(status, 400, "{method} {path}: {body}");

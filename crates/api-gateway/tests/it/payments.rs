@@ -284,9 +284,311 @@ async fn with_a_scheduler_running_a_paid_qr_ends_completed_with_its_checks_and_o
     let voucher = sim.bank().qr(qr_id).expect("known").voucher_id;
     assert_eq!(
         stored[0].voucher_id,
-        Some(voucher),
+        Some(voucher.clone()),
         "the bank's voucher is kept"
     );
+    assert_eq!(
+        movements[0]["voucher_id"],
+        json!(voucher),
+        "and shown with the movement"
+    );
+    scheduler.stop().await;
+    app.cleanup().await;
+    sim.stop().await;
+}
+
+const NOTIFY_SECRET: &str = "bank-notify-secret-0123456789";
+
+/// A notification for `qr_id` as the bank signs it, at `at` (Unix seconds).
+async fn notify_signed(app: &TestApp, body: &Value, at: i64) -> reqwest::Response {
+    let body = serde_json::to_vec(body).expect("json");
+    app.client
+        .post(app.url("/api/payments/notifications"))
+        .header("content-type", "application/json")
+        .header("x-timestamp", at.to_string())
+        .header(
+            "x-signature",
+            api_gateway::signature::sign(NOTIFY_SECRET, at, &body),
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("request")
+}
+
+async fn notify_with(app: &TestApp, headers: &[(&str, &str)], body: &Value) -> reqwest::Response {
+    let mut req = app
+        .client
+        .post(app.url("/api/payments/notifications"))
+        .json(body);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    req.send().await.expect("request")
+}
+
+#[tokio::test]
+async fn the_qr_png_is_the_banks_image_cacheable_for_good_behind_a_key() {
+    let sim = Sim::start(SimConfig::default()).await.expect("sim");
+    let app = spawn(&sim, Duration::from_secs(120)).await;
+    let (status, body, _) = post(&app, json!({"amount": "12.00", "currency": "BOB"})).await;
+    assert_eq!(status, 201, "{body}");
+    let path = format!(
+        "/api/payments/{}/qr.png",
+        body["qr_id"].as_str().expect("qr_id")
+    );
+    let res = app.get(USER_TOKEN, &path).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "image/png");
+    let cache = res.headers()["cache-control"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        cache.contains("immutable") && cache.contains("max-age="),
+        "{cache}"
+    );
+    let png = res.bytes().await.expect("bytes");
+    let stored = body["qr_image"]
+        .as_str()
+        .and_then(|s| s.strip_prefix("data:image/png;base64,"))
+        .expect("a data URL");
+    use base64::Engine;
+    let expected = base64::engine::general_purpose::STANDARD
+        .decode(stored)
+        .expect("base64");
+    assert_eq!(
+        png.as_ref(),
+        expected.as_slice(),
+        "the bank's image, as created"
+    );
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+    let image = image::load_from_memory(&png).expect("a PNG that decodes");
+    assert!(image.width() > 0 && image.height() > 0);
+
+    let res = app.get(USER_TOKEN, "/api/payments/qr-unknown/qr.png").await;
+    crate::helpers::assert_error(res, 404, "not_found").await;
+    crate::helpers::assert_unauthorized(app.get_anonymous(&path).await).await;
+    // Notifications are off without BANK_NOTIFY_SECRET.
+    let res = notify_with(
+        &app,
+        &[("x-notify-secret", NOTIFY_SECRET)],
+        &json!({"QRId": "x"}),
+    )
+    .await;
+    crate::helpers::assert_error(res, 503, "unavailable").await;
+    app.cleanup().await;
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn a_signed_notification_confirms_a_paid_qr_at_once_and_a_replay_books_nothing_more() {
+    let sim = Sim::start(SimConfig::default()).await.expect("sim");
+    let url = sim.url();
+    // Polling alone would look again in an hour: only the notification can
+    // explain a confirmation within the test.
+    let app = TestApp::spawn_with(move |c| {
+        c.payments.bank.url = url;
+        c.payments.schedule.delay_pending = Duration::from_secs(3600);
+        c.payments.notify.secret = Some(api_gateway::config::Secret::new(NOTIFY_SECRET));
+    })
+    .await;
+    let scheduler = start_scheduler(&app).await;
+    let (status, body, _) = post(
+        &app,
+        json!({"amount": "55.00", "currency": "BOB", "description": "script:pending"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let qr_id = body["qr_id"].as_str().expect("qr_id").to_owned();
+    let path = format!("/api/payments/{qr_id}");
+    eventually("the first check is made", async || {
+        let got: Value = app.get(USER_TOKEN, &path).await.json().await.ok()?;
+        (got["checks_made"] == 1).then_some(())
+    })
+    .await;
+
+    // Refused: no signature, a wrong one, an old one, the wrong secret.
+    let now = chrono::Utc::now().timestamp();
+    let notification = json!({"QRId": qr_id, "VoucherId": "8462910", "Gloss": "script:pending"});
+    for res in [
+        notify_with(&app, &[], &notification).await,
+        notify_with(
+            &app,
+            &[
+                ("x-timestamp", &now.to_string()),
+                ("x-signature", "sha256=00"),
+            ],
+            &notification,
+        )
+        .await,
+        notify_signed(&app, &notification, now - 3600).await,
+        notify_with(
+            &app,
+            &[("x-notify-secret", "not-the-secret-at-all")],
+            &notification,
+        )
+        .await,
+    ] {
+        crate::helpers::assert_error(res, 401, "unauthorized").await;
+    }
+
+    assert!(sim.bank().pay(&qr_id));
+    let res = notify_signed(&app, &notification, now).await;
+    assert_eq!(res.status(), 202);
+    let accepted: Value = res.json().await.expect("json");
+    assert_eq!(accepted["qr_id"], qr_id.as_str());
+    assert!(
+        accepted["check"] == "enqueued" || accepted["check"] == "already_queued",
+        "{accepted}"
+    );
+    let done = eventually("the notified payment is completed", async || {
+        let got: Value = app.get(USER_TOKEN, &path).await.json().await.ok()?;
+        (got["status"] == "completed").then_some(got)
+    })
+    .await;
+    assert_eq!(
+        done["checks_made"], 2,
+        "the notified check is check 2: {done}"
+    );
+    assert_eq!(done["movements"].as_array().map(Vec::len), Some(1));
+
+    // The same notification again, signed or by the plain secret: nothing more.
+    let res = notify_signed(&app, &notification, now).await;
+    assert_eq!(res.status(), 202);
+    let again: Value = res.json().await.expect("json");
+    assert_eq!(
+        (&again["check"], &again["status"]),
+        (&json!("not_needed"), &json!("completed"))
+    );
+    let res = notify_with(
+        &app,
+        &[("x-notify-secret", NOTIFY_SECRET)],
+        &json!({"qrId": qr_id}),
+    )
+    .await;
+    assert_eq!(res.status(), 202);
+    let reads = sim.bank().status_reads(&qr_id);
+    let after: Value = app.get(USER_TOKEN, &path).await.json().await.expect("json");
+    assert_eq!(after["checks_made"], 2);
+    assert_eq!(after["movements"].as_array().map(Vec::len), Some(1));
+    assert_eq!(sim.bank().status_reads(&qr_id), reads);
+
+    let res = notify_signed(&app, &json!({"QRId": "qr-nobody-made"}), now).await;
+    crate::helpers::assert_error(res, 404, "not_found").await;
+    let res = notify_signed(&app, &json!({"Gloss": "no id"}), now).await;
+    let refused = crate::helpers::assert_error(res, 422, "validation_failed").await;
+    assert_eq!(refused["field"], "QRId");
+    scheduler.stop().await;
+    app.cleanup().await;
+    sim.stop().await;
+}
+
+async fn cancel(app: &TestApp, qr_id: &str) -> reqwest::Response {
+    app.client
+        .post(app.url(&format!("/api/payments/{qr_id}/cancel")))
+        .bearer_auth(USER_TOKEN)
+        .send()
+        .await
+        .expect("request")
+}
+
+#[tokio::test]
+async fn a_cancel_reaches_the_bank_ends_the_checks_and_a_qr_paid_meanwhile_is_checked_at_once() {
+    let sim = Sim::start(SimConfig::default()).await.expect("sim");
+    let app = spawn(&sim, Duration::from_millis(50)).await;
+    let mut qr_ids = Vec::new();
+    for amount in ["20.00", "30.00"] {
+        let (status, body, _) = post(
+            &app,
+            json!({"amount": amount, "currency": "BOB", "description": "script:pending"}),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        qr_ids.push(body["qr_id"].as_str().expect("qr_id").to_owned());
+    }
+    let (qr_id, paid_qr) = (&qr_ids[0], &qr_ids[1]);
+    let first_checks = app.waiting_jobs::<jobs::v1::PaymentStatusCheck>().await;
+    assert_eq!(first_checks.len(), 2, "their first checks wait");
+
+    let res = cancel(&app, qr_id).await;
+    assert_eq!(res.status(), 200);
+    let cancelled: Value = res.json().await.expect("json");
+    assert_eq!(cancelled["status"], "cancelled");
+    assert_eq!(cancelled["next_check_at"], Value::Null);
+    assert_eq!(
+        sim.bank().stats().cancellations,
+        1,
+        "the bank saw the cancel"
+    );
+    let mut conn = app.db().pool.acquire().await.expect("conn");
+    let audited = store::audit::list(&mut conn, None, 1)
+        .await
+        .expect("audit")
+        .pop()
+        .expect("an entry");
+    drop(conn);
+    assert_eq!(
+        (audited.action.as_str(), audited.outcome.as_str()),
+        ("payment.cancel", "ok")
+    );
+    assert_eq!(audited.target, format!("payment/{}", cancelled["id"]));
+
+    // Paid before the cancel reached the bank: 409, and a check now.
+    assert!(sim.bank().pay(paid_qr));
+    let refused = crate::helpers::assert_error(cancel(&app, paid_qr).await, 409, "conflict").await;
+    assert_eq!(refused["field"], "qr_id");
+    assert!(
+        refused["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("paid meanwhile")),
+        "{refused}"
+    );
+    let paid_id = app
+        .get_json(USER_TOKEN, &format!("/api/payments/{paid_qr}"))
+        .await["id"]
+        .as_i64()
+        .expect("id");
+    let checks = app.waiting_jobs::<jobs::v1::PaymentStatusCheck>().await;
+    assert!(
+        checks
+            .iter()
+            .any(|(_, m)| m.payment() == paid_id && m.check_number == 0),
+        "a notified check of it waits: {checks:?}"
+    );
+
+    // The cancelled one's queued check finds it final and asks the bank nothing.
+    let scheduler = start_scheduler(&app).await;
+    let queue = jobs::PAYMENT_CHECKS.open(&app.redis.broker).expect("queue");
+    for (envelope, _) in &first_checks {
+        app.redis.completed_until(&queue, &envelope.id).await;
+    }
+    assert_eq!(sim.bank().status_reads(qr_id), 0);
+    let path = format!("/api/payments/{paid_qr}");
+    let done = eventually("the paid payment is completed", async || {
+        let got: Value = app.get(USER_TOKEN, &path).await.json().await.ok()?;
+        (got["status"] == "completed").then_some(got)
+    })
+    .await;
+    assert_eq!(done["movements"].as_array().map(Vec::len), Some(1));
+
+    // Cancelling again answers the same, without a second call to the bank.
+    let res = cancel(&app, qr_id).await;
+    assert_eq!(res.status(), 200);
+    let again: Value = res.json().await.expect("json");
+    assert_eq!(
+        (&again["status"], &again["checks_made"]),
+        (&json!("cancelled"), &json!(0))
+    );
+    assert_eq!(sim.bank().stats().cancellations, 1);
+    let refused = crate::helpers::assert_error(cancel(&app, paid_qr).await, 409, "conflict").await;
+    assert!(
+        refused["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("completed")),
+        "{refused}"
+    );
+    crate::helpers::assert_error(cancel(&app, "qr-unknown").await, 404, "not_found").await;
     scheduler.stop().await;
     app.cleanup().await;
     sim.stop().await;

@@ -291,6 +291,214 @@ async fn a_flagged_payment_resumes_through_its_dead_letter_if_kept_else_with_its
     app.cleanup().await;
 }
 
+async fn post_json_as(app: &TestApp, token: &str, path: &str, body: Value) -> reqwest::Response {
+    app.client
+        .post(app.url(path))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("request")
+}
+
+#[tokio::test]
+async fn a_flagged_payment_resolved_by_hand_as_paid_books_once_keeps_the_reason_and_is_audited() {
+    let app = TestApp::spawn().await;
+    let p = flagged_payment(&app, "qr-resolve-1").await;
+    let path = "/api/payments/qr-resolve-1/resolve";
+    let paid = serde_json::json!({"status": "completed", "reason": "paid in cash, receipt 0042"});
+    assert_error(
+        post_json_as(&app, USER_TOKEN, path, paid.clone()).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    let (operator, _) = create_key(&app, "ops-frank", "operator").await;
+    for (body, field) in [
+        (serde_json::json!({"status": "completed"}), "reason"),
+        (
+            serde_json::json!({"status": "completed", "reason": "  "}),
+            "reason",
+        ),
+        (
+            serde_json::json!({"status": "completed", "reason": "x".repeat(501)}),
+            "reason",
+        ),
+        (
+            serde_json::json!({"status": "pending", "reason": "why"}),
+            "status",
+        ),
+        (serde_json::json!({"reason": "why"}), "status"),
+    ] {
+        let refused = assert_error(
+            post_json_as(&app, &operator, path, body.clone()).await,
+            422,
+            "validation_failed",
+        )
+        .await;
+        assert_eq!(refused["field"], field, "{body}");
+    }
+    assert!(payment(&app, p.id).await.needs_operator, "nothing changed");
+
+    let res = post_json_as(&app, &operator, path, paid.clone()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["status"], "completed");
+    assert_eq!(body["needs_operator"], false);
+    assert_eq!(body["next_check_at"], Value::Null);
+    assert!(body["paid_at"].is_string(), "{body}");
+    assert_eq!(
+        body["movements"].as_array().map(Vec::len),
+        Some(1),
+        "{body}"
+    );
+    assert_eq!(body["movements"][0]["amount"], "125.50");
+    let past = &body["operator_history"][0];
+    assert_eq!(past["flag_reason"], FLAG_REASON);
+    assert_eq!(past["resolved_as"], "completed");
+    assert_eq!(past["resolution_reason"], "paid in cash, receipt 0042");
+    assert!(
+        past["resolved_by"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("ops-frank")),
+        "{past}"
+    );
+    let audited = last_audited(&app).await;
+    assert_eq!(
+        (audited.action.as_str(), audited.outcome.as_str()),
+        ("payment.resolve", "ok")
+    );
+    assert_eq!(audited.target, format!("payment/{}", p.id));
+    assert_eq!(
+        audited.detail.as_deref(),
+        Some("completed: paid in cash, receipt 0042")
+    );
+    assert!(audited.actor.starts_with("ops-frank"), "{}", audited.actor);
+
+    // Once: it is no longer flagged, and its movement stays one.
+    let again = assert_error(
+        post_json_as(&app, &operator, path, paid.clone()).await,
+        409,
+        "conflict",
+    )
+    .await;
+    assert_eq!(again["field"], "qr_id");
+    let mut conn = app.db().pool.acquire().await.expect("conn");
+    assert_eq!(
+        payments::movements(&mut conn, p.id)
+            .await
+            .expect("movements")
+            .len(),
+        1
+    );
+    drop(conn);
+
+    // Cancelled by hand books nothing.
+    let other = flagged_payment(&app, "qr-resolve-2").await;
+    let res = post_json_as(
+        &app,
+        &operator,
+        "/api/payments/qr-resolve-2/resolve",
+        serde_json::json!({"status": "cancelled", "reason": "the customer left"}),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["status"], "cancelled");
+    assert_eq!(body["movements"], serde_json::json!([]));
+    assert_eq!(payment(&app, other.id).await.paid_at, None);
+    assert_error(
+        post_json_as(&app, &operator, "/api/payments/no-such-qr/resolve", paid).await,
+        404,
+        "not_found",
+    )
+    .await;
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn resolve_by_hand_from_the_dashboard_is_confirmed_with_a_reason_then_shows_its_outcome() {
+    let app = TestApp::spawn().await;
+    let p = flagged_payment(&app, "qr-dash-resolve").await;
+    let (operator, _) = create_key(&app, "ops-gina", "operator").await;
+    let mut browser = Browser::new(&app);
+    assert_eq!(
+        browser.sign_in(&operator).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let back = format!("/dashboard/workloads/payments/{}", p.id);
+    let resolve = format!("{back}/resolve");
+    assert!(
+        browser.page(&back).await.contains(&resolve),
+        "the button is there"
+    );
+    let confirm = browser.page(&resolve).await;
+    assert!(confirm.contains(FLAG_REASON) && confirm.contains("Resolve by hand"));
+    let res = browser
+        .post(
+            &resolve,
+            &[
+                ("csrf", "forged"),
+                ("status", "completed"),
+                ("reason", "cash"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(
+        payment(&app, p.id).await.needs_operator,
+        "a forged form does nothing"
+    );
+    // Without a reason: refused, and said so.
+    let csrf = csrf_of(&confirm);
+    let res = browser
+        .post(
+            &resolve,
+            &[("csrf", &csrf), ("status", "completed"), ("reason", "")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let page = browser.page(&back).await;
+    assert!(
+        page.contains("Nothing was done: reason: is required"),
+        "{page}"
+    );
+    assert!(payment(&app, p.id).await.needs_operator);
+
+    let res = browser
+        .post(
+            &resolve,
+            &[
+                ("csrf", &csrf),
+                ("status", "expired"),
+                ("reason", "never paid, QR gone"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let page = browser.page(&back).await;
+    assert!(
+        page.contains("Payment qr-dash-resolve was resolved by hand as expired."),
+        "{page}"
+    );
+    assert!(
+        page.contains("never paid, QR gone"),
+        "the reason shows: {page}"
+    );
+    let done = payment(&app, p.id).await;
+    assert_eq!(
+        (done.status, done.needs_operator),
+        (PaymentStatus::Expired, false)
+    );
+    let audited = last_audited(&app).await;
+    assert_eq!(
+        (audited.action.as_str(), audited.outcome.as_str()),
+        ("payment.resolve", "ok")
+    );
+    assert!(audited.actor.starts_with("ops-gina"), "{}", audited.actor);
+    app.cleanup().await;
+}
+
 /// The value of the page's first CSRF field.
 fn csrf_of(html: &str) -> String {
     let at =

@@ -10,6 +10,7 @@ mod create;
 mod due;
 mod exactly_once;
 mod limits;
+mod notified;
 mod priority;
 mod reconcile;
 mod retry;
