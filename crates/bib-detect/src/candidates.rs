@@ -128,9 +128,13 @@ pub fn find_traced(
             } else {
                 &[(0, 1)]
             };
-            // Of the passing versions, the longest, then the one on the most uniform paper.
+            // Of the passing versions, one on a card whose outline shows (a stray blob
+            // at an end hides the card's edge there), then the longest, then the one
+            // on the most uniform paper. A lone blob left by a trim is held to the
+            // same height as any lone blob.
             let Some(candidate) = trims
                 .iter()
+                .filter(|&&(from, to)| to - from > 1 || members[from].h() >= 15)
                 .filter_map(|&(from, to)| {
                     let c = candidate(&members[from..to]);
                     bib_surround(rgb, gray, &dark, &c).map(|paper| Candidate {
@@ -140,7 +144,11 @@ pub fn find_traced(
                         ..c
                     })
                 })
-                .max_by(|a, b| a.blobs.cmp(&b.blobs).then(a.score.total_cmp(&b.score)))
+                .max_by(|a, b| {
+                    (a.outlined, a.blobs)
+                        .cmp(&(b.outlined, b.blobs))
+                        .then(a.score.total_cmp(&b.score))
+                })
             else {
                 reject(Rejected::Surround);
                 continue;
@@ -573,7 +581,8 @@ fn card_outline(
         None
     };
     // One side's edge: most rays stop, at about one distance (a straight edge
-    // parallel to the line), some way clear of the digits.
+    // parallel to the line; a number can fill its card's width, so right beside
+    // the digits counts).
     let edge = |reaches: Vec<Option<f32>>| -> Option<f32> {
         let mut stops: Vec<f32> = reaches.into_iter().flatten().collect();
         stops.sort_by(f32::total_cmp);
@@ -582,7 +591,7 @@ fn card_outline(
             .iter()
             .filter(|&&d| (d - median).abs() <= 0.35)
             .count();
-        (straight + 1 >= stops.len().max(3) && median >= 0.1).then_some(median)
+        (straight + 1 >= stops.len().max(3)).then_some(median)
     };
     let (half_l, half_h) = (c.length / 2.0 + step * 0.5, c.height / 2.0 + step * 0.5);
     let mut sides = [0.0f32; 4];
