@@ -705,17 +705,37 @@ pub(crate) mod tests {
         }
     }
 
-    /// "77" in the middle of a `w` x `h` patch of orange on a grey ground.
-    fn two_digits_on_orange(w: u32, h: u32) -> Vec<Candidate> {
-        let mut rgb = RgbImage::from_pixel(w + 120, h + 120, Rgb([90, 90, 100]));
+    /// `count` "7"s in the middle of a `w` x `h` patch of `card` on `ground`.
+    fn sevens_on(card: [u8; 3], ground: [u8; 3], w: u32, h: u32, count: u32) -> Vec<Candidate> {
+        let mut rgb = RgbImage::from_pixel(w + 120, h + 120, Rgb(ground));
         for y in 60..60 + h {
             for x in 60..60 + w {
-                rgb.put_pixel(x, y, Rgb([240, 120, 20]));
+                rgb.put_pixel(x, y, Rgb(card));
             }
         }
-        draw_sevens(&mut rgb, 60 + w / 2 - 22, 60 + h / 2 - 20, 2);
+        draw_sevens(
+            &mut rgb,
+            60 + (w - count * 25 + 5) / 2,
+            60 + h / 2 - 20,
+            count,
+        );
         let gray = image::DynamicImage::ImageRgb8(rgb.clone()).to_luma8();
         find(&rgb, &gray, 8)
+    }
+
+    /// "77" in the middle of a `w` x `h` patch of orange on a grey ground.
+    fn two_digits_on_orange(w: u32, h: u32) -> Vec<Candidate> {
+        sevens_on([240, 120, 20], [90, 90, 100], w, h, 2)
+    }
+
+    #[test]
+    fn three_digits_on_a_card_in_deep_shade_are_a_coloured_candidate() {
+        // Paper at luma 50, ink at 10 (40 levels: a fifth of the light), on a
+        // dark blue shirt.
+        let found = sevens_on([50, 50, 50], [10, 10, 70], 160, 110, 3);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].coloured, "{found:?}");
+        assert_eq!(found[0].blobs, 3);
     }
 
     #[test]
