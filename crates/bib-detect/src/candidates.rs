@@ -31,8 +31,13 @@ pub struct Candidate {
     /// than OCR may read, the highest scores are read.
     pub score: f32,
     /// Its paper is a coloured (or deeply shaded) card rather than pale paper:
-    /// fewer than three digits on it are not taken for a bib (see `read`).
+    /// fewer than three digits on it are not taken for a bib (see `read`) unless
+    /// the card is `outlined`.
     pub coloured: bool,
+    /// The coloured paper's outline was found: its colour stops at a straight
+    /// edge on all four sides, and it is wider than tall. A card, not a shirt
+    /// with a number printed on it.
+    pub outlined: bool,
 }
 
 /// A connected blob of dark pixels.
@@ -123,25 +128,37 @@ pub fn find_traced(
             } else {
                 &[(0, 1)]
             };
-            // Of the passing versions, the longest, then the one on the most uniform paper.
+            // Of the passing versions, one on a card whose outline shows (a stray blob
+            // at an end hides the card's edge there), then the longest, then the one
+            // on the most uniform paper. A lone blob left by a trim is held to the
+            // same height as any lone blob.
             let Some(candidate) = trims
                 .iter()
+                .filter(|&&(from, to)| to - from > 1 || members[from].h() >= 15)
                 .filter_map(|&(from, to)| {
                     let c = candidate(&members[from..to]);
-                    bib_surround(rgb, gray, &dark, &c).map(|(score, coloured)| Candidate {
-                        score,
-                        coloured,
+                    bib_surround(rgb, gray, &dark, &c).map(|paper| Candidate {
+                        score: paper.score,
+                        coloured: paper.coloured,
+                        outlined: paper.outlined,
                         ..c
                     })
                 })
-                .max_by(|a, b| a.blobs.cmp(&b.blobs).then(a.score.total_cmp(&b.score)))
+                .max_by(|a, b| {
+                    (a.outlined, a.blobs)
+                        .cmp(&(b.outlined, b.blobs))
+                        .then(a.score.total_cmp(&b.score))
+                })
             else {
                 reject(Rejected::Surround);
                 continue;
             };
-            // The two window sizes often find the same line: keep the first.
-            if out.iter().all(|c| !same_place(c, &candidate)) {
-                out.push(candidate);
+            // The two window sizes often find the same line: keep the one with more
+            // blobs (part of a number can pass on its own), else the first.
+            match out.iter_mut().find(|c| same_place(c, &candidate)) {
+                Some(kept) if candidate.blobs > kept.blobs => *kept = candidate,
+                Some(_) => {}
+                None => out.push(candidate),
             }
         }
     }
@@ -339,18 +356,23 @@ fn candidate(members: &[Blob]) -> Candidate {
         blobs: members.len(),
         score: 0.0,
         coloured: false,
+        outlined: false,
     }
 }
 
-/// Is the line's surround a pale, unsaturated patch that ends above and below it?
-/// Returns the share of the patch that is uniformly paper-coloured if so, and
-/// whether the patch is a coloured card rather than pale paper.
-fn bib_surround(
-    rgb: &RgbImage,
-    gray: &GrayImage,
-    dark: &[bool],
-    c: &Candidate,
-) -> Option<(f32, bool)> {
+/// What the paper around a line that passed [`bib_surround`] is.
+struct Paper {
+    /// The share of the paper that is uniformly paper-coloured.
+    score: f32,
+    /// A coloured card (or one in deep shade) rather than pale paper.
+    coloured: bool,
+    /// A coloured card whose outline was found on all four sides.
+    outlined: bool,
+}
+
+/// Is the line's surround a pale, unsaturated patch that ends above and below it,
+/// or a coloured card?
+fn bib_surround(rgb: &RgbImage, gray: &GrayImage, dark: &[bool], c: &Candidate) -> Option<Paper> {
     let (w, h) = gray.dimensions();
     let (s, co) = c.angle.sin_cos();
     let at = |along: f32, across: f32| -> Option<(u32, u32)> {
@@ -414,13 +436,18 @@ fn bib_surround(
     // A coloured card (red, blue, green, orange in shade) or any card in deep shade:
     // not pale, but its ink is far darker than it, and the card ends close to the
     // digits. A banner or a wall goes on well past its number.
-    // Fewer than three digits on a coloured card are never reported (see `read`),
-    // and a line shorter than 1.6 heights cannot hold three: not worth reading.
-    if !pale && c.length < 1.6 * c.height {
-        return None;
+    let mut outlined = false;
+    // Bright saturated paper (a yellow or orange card, or a yellow shirt) passes as
+    // pale, but one or two digits on it are a card's only as on any coloured paper.
+    let bright_colour = pale && saturation > 0.5;
+    let paper_colour = colours.clone().map(|mut channel| median(&mut channel));
+    if bright_colour {
+        outlined = card_outline(rgb, &at, c, paper_colour).is_some_and(|o| o.is_card());
+        if !outlined && c.length < 1.6 * c.height {
+            return None;
+        }
     }
     if !pale {
-        let paper_colour = colours.clone().map(|mut channel| median(&mut channel));
         // One colour, not just one lightness: a pale patch's luma test lets white
         // beside red pass, a card's must not. Only the paper's light samples count
         // (those beside the strokes are blurred into them).
@@ -435,11 +462,26 @@ fn bib_surround(
             .iter()
             .filter(|&&p| like_colour(p, paper_colour))
             .count();
+        // The ink's contrast is a ratio: in deep shade (paper at luma 50) the ink
+        // keeps its share of the light, not its distance in levels; 20 levels stay
+        // clear of JPEG noise.
+        // The card ends close above or below the digits, or its whole outline
+        // shows (a big number's card can have wider margins than the near band).
+        // Three digits or more: a patch bounded all round is a card, whatever its
+        // shape (in deep shade a shirt's colour is hard to tell from the card's).
+        let outline = card_outline(rgb, &at, c, paper_colour);
+        outlined = outline.as_ref().is_some_and(Outline::is_card);
         let card = same_colour as f32 >= 0.6 * light.len().max(1) as f32
             && u16::from(ink_level) * 5 <= u16::from(paper_level) * 3
-            && paper_level >= ink_level.saturating_add(45)
-            && card_edge_near(rgb, &at, c, paper_colour);
+            && paper_level >= ink_level.saturating_add(20)
+            && (outline.is_some() || card_edge_near(rgb, &at, c, paper_colour));
         if !card {
+            return None;
+        }
+        // Fewer than three digits on coloured paper are a bib's only on a card
+        // whose whole outline shows (see `read`): a line shorter than 1.6 heights
+        // cannot hold three, and is not worth reading otherwise.
+        if !outlined && c.length < 1.6 * c.height {
             return None;
         }
     }
@@ -487,7 +529,85 @@ fn bib_surround(
             bounded_sides += 1;
         }
     }
-    (bounded_sides >= 1).then_some((uniform, !pale))
+    (bounded_sides >= 1).then_some(Paper {
+        score: uniform,
+        coloured: !pale || bright_colour,
+        outlined,
+    })
+}
+
+/// The outline of the coloured paper around a line, when its colour stops at a
+/// straight edge on all four sides (before and after the number too, not only
+/// above or below it).
+struct Outline {
+    /// Width over height of the patch the edges enclose.
+    aspect: f32,
+}
+
+impl Outline {
+    /// A bib card's, not a shirt's: a number printed on a shirt has colour that
+    /// runs on into the torso, below it most of all; a bib card is a landscape
+    /// rectangle pinned on it, 1.25 to 1.6 times as wide as tall. (A neighbour's
+    /// shirt of a like colour can hide a jersey's edge and make it look squarer.)
+    fn is_card(&self) -> bool {
+        self.aspect >= 1.15
+    }
+}
+
+fn card_outline(
+    rgb: &RgbImage,
+    at: &impl Fn(f32, f32) -> Option<(u32, u32)>,
+    c: &Candidate,
+    paper: [u8; 3],
+) -> Option<Outline> {
+    let step = c.height * 0.1;
+    // How far past `start` (in digit heights) the paper's colour runs along the ray
+    // from (along, across) in direction (da, dn): where four samples in a row (0.4
+    // digit heights; a name line's strokes are thinner) are not the paper's colour.
+    let reach = |along: f32, across: f32, (da, dn): (f32, f32), limit: f32| -> Option<f32> {
+        let mut unlike = 0;
+        for i in 0..=(limit / 0.1) as usize {
+            let d = i as f32 * step;
+            let (x, y) = at(along + da * d, across + dn * d)?;
+            if like_colour(rgb.get_pixel(x, y).0, paper) {
+                unlike = 0;
+            } else {
+                unlike += 1;
+                if unlike == 4 {
+                    return Some((i + 1 - 4) as f32 * 0.1);
+                }
+            }
+        }
+        None
+    };
+    // One side's edge: most rays stop, at about one distance (a straight edge
+    // parallel to the line; a number can fill its card's width, so right beside
+    // the digits counts).
+    let edge = |reaches: Vec<Option<f32>>| -> Option<f32> {
+        let mut stops: Vec<f32> = reaches.into_iter().flatten().collect();
+        stops.sort_by(f32::total_cmp);
+        let median = *stops.get(stops.len() / 2)?;
+        let straight = stops
+            .iter()
+            .filter(|&&d| (d - median).abs() <= 0.35)
+            .count();
+        (straight + 1 >= stops.len().max(3)).then_some(median)
+    };
+    let (half_l, half_h) = (c.length / 2.0 + step * 0.5, c.height / 2.0 + step * 0.5);
+    let mut sides = [0.0f32; 4];
+    for (k, side) in [-1.0f32, 1.0].into_iter().enumerate() {
+        let across =
+            [-0.3f32, 0.0, 0.3].map(|f| reach(side * half_l, f * c.height, (side, 0.0), 3.5));
+        sides[k] = edge(across.to_vec())?;
+        let along = [-0.5f32, -0.25, 0.0, 0.25, 0.5]
+            .map(|f| reach(f * c.length, side * half_h, (0.0, side), 2.5));
+        sides[2 + k] = edge(along.to_vec())?;
+    }
+    let wide = c.length / c.height + 0.1 + sides[0] + sides[1];
+    let tall = 1.1 + sides[2] + sides[3];
+    Some(Outline {
+        aspect: wide / tall,
+    })
 }
 
 /// Does the paper colour around a line stop within about a digit height of its
@@ -566,18 +686,75 @@ pub(crate) mod tests {
                 rgb.put_pixel(left + x, top + y, Rgb([245, 245, 245]));
             }
         }
-        for k in 0..3 {
-            let x0 = 65 + k * 25;
-            for y in 55..95 {
+        draw_sevens(rgb, left + 65, top + 55, 3);
+    }
+
+    /// `count` crude dark "7"s, 20 x 40 px at 25 px pitch, from (`left`, `top`).
+    fn draw_sevens(rgb: &mut RgbImage, left: u32, top: u32, count: u32) {
+        for k in 0..count {
+            let x0 = left + k * 25;
+            for y in 0..40 {
                 for x in x0..x0 + 20 {
-                    let bar = y < 61;
-                    let stem = x >= x0 + 13 - (y - 55) / 6 && x < x0 + 19 - (y - 55) / 6;
+                    let bar = y < 6;
+                    let stem = x >= x0 + 13 - y / 6 && x < x0 + 19 - y / 6;
                     if bar || stem {
-                        rgb.put_pixel(left + x, top + y, Rgb([20, 20, 20]));
+                        rgb.put_pixel(x, top + y, Rgb([20, 20, 20]));
                     }
                 }
             }
         }
+    }
+
+    /// `count` "7"s in the middle of a `w` x `h` patch of `card` on `ground`.
+    fn sevens_on(card: [u8; 3], ground: [u8; 3], w: u32, h: u32, count: u32) -> Vec<Candidate> {
+        let mut rgb = RgbImage::from_pixel(w + 120, h + 120, Rgb(ground));
+        for y in 60..60 + h {
+            for x in 60..60 + w {
+                rgb.put_pixel(x, y, Rgb(card));
+            }
+        }
+        draw_sevens(
+            &mut rgb,
+            60 + (w - count * 25 + 5) / 2,
+            60 + h / 2 - 20,
+            count,
+        );
+        let gray = image::DynamicImage::ImageRgb8(rgb.clone()).to_luma8();
+        find(&rgb, &gray, 8)
+    }
+
+    /// "77" in the middle of a `w` x `h` patch of orange on a grey ground.
+    fn two_digits_on_orange(w: u32, h: u32) -> Vec<Candidate> {
+        sevens_on([240, 120, 20], [90, 90, 100], w, h, 2)
+    }
+
+    #[test]
+    fn three_digits_on_a_card_in_deep_shade_are_a_coloured_candidate() {
+        // Paper at luma 50, ink at 10 (40 levels: a fifth of the light), on a
+        // dark blue shirt.
+        let found = sevens_on([50, 50, 50], [10, 10, 70], 160, 110, 3);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].coloured, "{found:?}");
+        assert_eq!(found[0].blobs, 3);
+    }
+
+    #[test]
+    fn two_digits_on_a_coloured_card_with_its_whole_outline_are_a_candidate() {
+        // A card 160 x 110 px: its colour stops on all four sides, wider than tall.
+        let found = two_digits_on_orange(160, 110);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].coloured && found[0].outlined, "{found:?}");
+        assert_eq!(found[0].blobs, 2);
+    }
+
+    #[test]
+    fn two_digits_on_a_shirt_taller_than_wide_are_no_candidate() {
+        // A jersey's number: the colour runs on below it, into the torso.
+        assert!(two_digits_on_orange(110, 200).is_empty());
+        // A banner: the colour runs on past either end.
+        let found = two_digits_on_orange(460, 110);
+        assert!(found.iter().all(|c| !c.outlined), "{found:?}");
+        assert!(found.is_empty(), "{found:?}");
     }
 
     /// A white patch with three crude dark "7"s on a red shirt.

@@ -424,6 +424,7 @@ mod tests {
             blobs: 1,
             score: 1.0,
             coloured: false,
+            outlined: false,
         };
         let out = straighten(&gray, &c, 1.0, 0.35);
         let (w, h) = out.dimensions();

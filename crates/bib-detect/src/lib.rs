@@ -416,6 +416,7 @@ mod tests {
             blobs: 2,
             score,
             coloured: false,
+            outlined: false,
         };
         let found = vec![at(0.8, 1.0), at(0.95, 2.0), at(0.7, 3.0), at(0.9, 4.0)];
         let kept: Vec<f32> = best(found.clone(), 2).iter().map(|c| c.cx).collect();

@@ -83,8 +83,9 @@ pub fn read_traced(
     }
     // A coloured card is told from other coloured patches by its edge close to the
     // digits; a number printed on a shirt (a player's one or two digits) can have
-    // that too, so a coloured card's number needs three digits or more.
-    let short_on_colour = |text: &str| c.coloured && text.len() < 3;
+    // that too, so a coloured card's number needs three digits or more unless the
+    // card's whole outline was found.
+    let short_on_colour = |text: &str| c.coloured && !c.outlined && text.len() < 3;
     match vote(&readings, config) {
         Some(won) if !short_on_colour(&won.text) => Ok(Ok(won)),
         _ => Ok(Err(NotABib::Vote(
@@ -203,6 +204,16 @@ fn vote(readings: &[Reading], config: &DetectorConfig) -> Option<Reading> {
     } else {
         config.min_confidence
     };
+    // Tesseract's mean confidence is sometimes 0 for a right reading (a speck
+    // beside the number, an unusual face): four differently prepared crops all
+    // read alike are evidence enough for two digits or more.
+    let unanimous = len >= 2 && votes >= 4 && votes == readings.len();
+    if unanimous && confidence < needed {
+        return Some(Reading {
+            text: text.to_owned(),
+            confidence: needed,
+        });
+    }
     (confidence >= needed).then(|| Reading {
         text: text.to_owned(),
         confidence,
@@ -237,6 +248,20 @@ mod tests {
         let config = DetectorConfig::default();
         let won = vote(&[r("123", 0.9), r("128", 0.95), r("123", 0.8)], &config);
         assert_eq!(won.map(|w| w.text), Some("123".to_owned()));
+    }
+
+    #[test]
+    fn four_alike_readings_win_whatever_tesseract_s_confidence() {
+        let config = DetectorConfig::default();
+        let zero = [r("302", 0.0), r("302", 0.0), r("302", 0.0), r("302", 0.0)];
+        let won = vote(&zero, &config).expect("unanimous");
+        assert_eq!(won.text, "302");
+        assert_eq!(won.confidence, config.min_confidence);
+        // Three of four, or a single digit, still need Tesseract's confidence.
+        let three = [r("302", 0.0), r("302", 0.0), r("302", 0.0), r("362", 0.0)];
+        assert_eq!(vote(&three, &config), None);
+        let one = [r("1", 0.6), r("1", 0.6), r("1", 0.6), r("1", 0.6)];
+        assert_eq!(vote(&one, &config), None);
     }
 
     #[test]
