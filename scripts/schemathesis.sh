@@ -106,6 +106,7 @@ API_ADDR="127.0.0.1:$port" \
   RSQ_PREFIX="$prefix" \
   STORAGE_DIR="$work/storage" \
   BANK_URL="http://127.0.0.1:$sim_port" \
+  BANK_NOTIFY_SECRET="notify-$(random_hex 16)" \
   PHOTO_FETCH_ALLOWED_HOSTS=photos.example.com \
   RUST_LOG="${RUST_LOG:-warn}" \
   "$gateway" >"$work/api-gateway.log" 2>&1 &

@@ -965,10 +965,20 @@ pub async fn notify(
 pub struct ResolvePayment {
     /// The final status it gets: `completed` (its movement is booked),
     /// `cancelled` or `expired`. Nothing is asked of the bank.
-    #[schema(value_type = String, example = "completed", pattern = "^(completed|cancelled|expired)$")]
+    #[schema(value_type = String, required = true, example = "completed", pattern = "^(completed|cancelled|expired)$")]
     pub status: Option<String>,
-    /// Why, kept in the payment's `operator_history`: 1 to 500 characters.
-    #[schema(value_type = String, example = "paid in cash at the counter, receipt 0042", min_length = 1, max_length = 500)]
+    /// Why, kept in the payment's `operator_history`: at most 500 characters,
+    /// something besides whitespace (it is trimmed), no control characters but
+    /// line breaks. In the pattern, `\u0000-\u0009\u000b-\u001f\u007f-\u009f`
+    /// are those control characters and the middle class excludes whitespace.
+    #[schema(
+        value_type = String,
+        required = true,
+        example = "paid in cash at the counter, receipt 0042",
+        min_length = 1,
+        max_length = 500,
+        pattern = r"^[^\u0000-\u0009\u000b-\u001f\u007f-\u009f]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000-\u0009\u000b-\u001f\u007f-\u009f]*$"
+    )]
     pub reason: Option<String>,
 }
 
