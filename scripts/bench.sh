@@ -18,7 +18,10 @@ usage: scripts/bench.sh TARGET [options]
 targets:
   queue-core   Redis Streams engine: enqueue, drain (c100, c1000), end to end,
                latency at a steady rate, worker memory and CPU, crash recovery,
-               and the bare XREADGROUP/XACK ceiling on the same Redis.
+               the floor (a bare XREADGROUP COUNT 100 + XACK loop) and BullMQ's
+               drain (node, crates/queue-bench/bullmq, pinned in its
+               package-lock.json, installed there by `npm ci` when missing) on
+               the same Redis, with the ratios ours/floor and ours/BullMQ.
                Options go to the suite, `cargo bench -p queue-bench --bench
                queue_core -- [options]` (see `--help`).
   sync         a 10,000-customer Wispro sync against the simulator: customers/s
@@ -112,6 +115,16 @@ if [[ -z "$given_redis_url" ]]; then
     echo "# started redis-server on port $port (pid $redis_pid)" >&2
 else
     export REDIS_URL="$given_redis_url"
+fi
+
+bullmq_dir="$root/crates/queue-bench/bullmq"
+if [[ ! -d "$bullmq_dir/node_modules/bullmq" ]]; then
+    if command -v npm >/dev/null; then
+        echo "# installing BullMQ for the comparison (npm ci in $bullmq_dir)" >&2
+        npm ci --prefix "$bullmq_dir" --no-audit --no-fund --loglevel=error >&2
+    else
+        echo "# warning: npm not found: the suite skips BullMQ's drain" >&2
+    fi
 fi
 
 echo "# building queue-bench and its bench queue_core (release)" >&2

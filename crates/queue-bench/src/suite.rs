@@ -42,20 +42,25 @@ pub enum Stage {
     Latency,
     /// recovery_s
     Recovery,
-    /// bare_xreadgroup_jobs_per_s, bare_redis_cpu_us_per_job, bare_xadd_*
+    /// The floor: bare_xreadgroup_jobs_per_s, bare_redis_cpu_us_per_job, bare_xadd_*
     Bare,
+    /// bullmq_*: BullMQ's drain of the same shape (node, `bullmq/drain.mjs`)
+    Bullmq,
     /// find_job_*_ms (a job by id in a backlog of --jobs), jobs_page_ms, history_day_ms
     Browse,
 }
 
-const ALL_STAGES: [Stage; 8] = [
+/// The drain, its floor and BullMQ's drain run one after the other, so that the
+/// ratios printed at the end compare figures of one Redis at one moment.
+const ALL_STAGES: [Stage; 9] = [
     Stage::Idle,
     Stage::Drain,
+    Stage::Bare,
+    Stage::Bullmq,
     Stage::DrainC1000,
     Stage::E2e,
     Stage::Latency,
     Stage::Recovery,
-    Stage::Bare,
     Stage::Browse,
 ];
 
@@ -160,6 +165,7 @@ pub async fn run(args: SuiteArgs, worker_exe: PathBuf) -> anyhow::Result<()> {
             Stage::Latency => bench.latency().await,
             Stage::Recovery => bench.recovery().await,
             Stage::Bare => bench.bare().await,
+            Stage::Bullmq => bench.bullmq().await,
             Stage::Browse => bench.browse().await,
         }
         .with_context(|| format!("stage {stage:?}"));
@@ -167,8 +173,54 @@ pub async fn run(args: SuiteArgs, worker_exe: PathBuf) -> anyhow::Result<()> {
             break;
         }
     }
+    ratios();
     let cleaned = bench.cleanup().await;
     result.and(cleaned)
+}
+
+/// Every figure printed so far, for the ratios at the end.
+static FIGURES: Mutex<BTreeMap<String, f64>> = Mutex::new(BTreeMap::new());
+
+/// Prints ours against the floor (the bare XREADGROUP COUNT 100 + XACK loop on the
+/// same Redis) and against BullMQ, for the figures this run measured.
+fn ratios() {
+    // A copy: `figure` takes the lock again.
+    let figures = FIGURES.lock().expect("figures lock").clone();
+    let ratio = |key: &str, ours: &str, theirs: &str| {
+        if let (Some(a), Some(b)) = (figures.get(ours), figures.get(theirs))
+            && *b > 0.0
+        {
+            figure(key, format!("{:.2}", a / b));
+        }
+    };
+    if figures.contains_key("bare_xreadgroup_jobs_per_s") {
+        note("floor: bare XREADGROUP COUNT 100 + XACK, one connection, same Redis");
+    }
+    ratio(
+        "drain_vs_floor",
+        "drain_jobs_per_s",
+        "bare_xreadgroup_jobs_per_s",
+    );
+    ratio(
+        "redis_cpu_vs_floor",
+        "redis_cpu_us_per_job",
+        "bare_redis_cpu_us_per_job",
+    );
+    ratio(
+        "drain_vs_bullmq",
+        "drain_jobs_per_s",
+        "bullmq_drain_jobs_per_s",
+    );
+    ratio(
+        "redis_cpu_vs_bullmq",
+        "redis_cpu_us_per_job",
+        "bullmq_redis_cpu_us_per_job",
+    );
+    ratio(
+        "enqueue_vs_bullmq",
+        "enqueue_jobs_per_s",
+        "bullmq_enqueue_jobs_per_s",
+    );
 }
 
 struct Bench {
@@ -182,6 +234,13 @@ struct Bench {
 }
 
 fn figure(key: &str, value: impl std::fmt::Display) {
+    let value = value.to_string();
+    if let Ok(v) = value.parse::<f64>() {
+        FIGURES
+            .lock()
+            .expect("figures lock")
+            .insert(key.to_owned(), v);
+    }
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{key}={value}");
     let _ = out.flush();
@@ -754,6 +813,58 @@ impl Bench {
             format!("{:.2}", (cpu2 - cpu1b) * 1e6 / n as f64),
         );
         self.print_commandstats("bare XREADGROUP+XACK", n, &stats0, &stats1);
+        Ok(())
+    }
+}
+
+/// BullMQ's drain script and its `node_modules` (installed by `scripts/bench.sh`).
+const BULLMQ_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/bullmq");
+
+impl Bench {
+    /// BullMQ's drain of the same shape as ours (`bullmq/drain.mjs`): N no-op jobs
+    /// by addBulk, then one Worker at concurrency 100 drains them; its figures are
+    /// passed through with the `bullmq_` prefix.
+    async fn bullmq(&self) -> anyhow::Result<()> {
+        let dir = std::path::Path::new(BULLMQ_DIR);
+        if !dir.join("node_modules/bullmq").is_dir() {
+            note(&format!(
+                "bullmq: skipped, {} has no node_modules (scripts/bench.sh runs `npm ci` there)",
+                dir.display()
+            ));
+            return Ok(());
+        }
+        let window = Window::start(self, None).await?;
+        let started = Instant::now();
+        let out = tokio::process::Command::new("node")
+            .arg("drain.mjs")
+            .args([
+                "--jobs",
+                &self.args.jobs.to_string(),
+                "--concurrency",
+                "100",
+            ])
+            .current_dir(dir)
+            .env("REDIS_URL", &self.args.redis_url)
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output();
+        let out = tokio::time::timeout(STAGE_DEADLINE, out)
+            .await
+            .context("BullMQ's drain took too long")?
+            .context("running node bullmq/drain.mjs")?;
+        // Its node process is not ours: it shows up as "other processes" here.
+        window
+            .note_others(self, "bullmq (enqueue and drain)", None, started.elapsed())
+            .await?;
+        if !out.status.success() {
+            bail!("node bullmq/drain.mjs exited with {}", out.status);
+        }
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            match line.split_once('=') {
+                Some((key, value)) if key.starts_with("bullmq_") => figure(key, value),
+                _ => note(&format!("bullmq: {line}")),
+            }
+        }
         Ok(())
     }
 }
