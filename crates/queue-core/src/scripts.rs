@@ -211,4 +211,101 @@ mod tests {
             env.finish().await;
         }
     }
+
+    /// complete.lua settles a batch with one XACK, and deletes it with one XTRIM
+    /// below the oldest pending entry plus one XDEL above it.
+    mod complete_batches {
+        use crate::testing::TestRedis;
+        use crate::{NewJob, fields, scripts};
+
+        /// Runs complete.lua for `ids` (ascending) as the worker does; the job
+        /// of entry `e` is recorded as `job-e`.
+        async fn complete(env: &TestRedis, q: &crate::Queue, ids: &[&str]) -> u64 {
+            let keys = q.keys();
+            let mut inv = scripts::COMPLETE.prepare_invoke();
+            inv.key(keys.done())
+                .key(keys.stats())
+                .key(&q.streams()[0])
+                .key(keys.done_index())
+                .arg(fields::DEFAULT_GROUP)
+                .arg(1000)
+                .arg(keys.history_prefix())
+                .arg(0)
+                .arg(0)
+                .arg(ids.len());
+            for id in ids {
+                inv.arg(*id);
+            }
+            for id in ids {
+                inv.arg(format!("job-{id}\u{1f}t.batch\u{1f}1\u{1f}0"));
+            }
+            let mut conn = env.broker.connection().await.expect("connection");
+            inv.invoke_async(&mut conn).await.expect("complete")
+        }
+
+        async fn entries(env: &TestRedis, q: &crate::Queue) -> Vec<String> {
+            let rows: Vec<(String, redis::Value)> = env
+                .cmd(redis::cmd("XRANGE").arg(&q.streams()[0]).arg("-").arg("+"))
+                .await;
+            rows.into_iter().map(|(id, _)| id).collect()
+        }
+
+        async fn enqueue(env: &TestRedis, q: &crate::Queue, n: usize) -> Vec<String> {
+            let mut ids = Vec::new();
+            for _ in 0..n {
+                ids.push(env.enqueue_entry(q, NewJob::new("t.batch", "x")).await);
+            }
+            ids
+        }
+
+        #[tokio::test]
+        async fn entries_around_a_running_one_are_deleted_and_it_and_the_unread_stay() {
+            let env = TestRedis::new().await;
+            let q = env.queue("complete-split");
+            let e = enqueue(&env, &q, 5).await;
+            env.read_as(&q, "worker-1", 4).await;
+            // e[1] still runs, e[4] is unread: e[0] lies below the oldest pending
+            // entry (trimmed), e[2] and e[3] above it (deleted one by one).
+            assert_eq!(complete(&env, &q, &[&e[0], &e[2], &e[3]]).await, 3);
+            assert_eq!(entries(&env, &q).await, [e[1].clone(), e[4].clone()]);
+            assert_eq!(env.pending(&q).await, 1);
+            // Nothing pending below the batch: the trim stops at its newest entry.
+            assert_eq!(complete(&env, &q, &[&e[1]]).await, 1);
+            assert_eq!(entries(&env, &q).await, [e[4].clone()]);
+            let s = env.admin.stats(&q).await.expect("stats");
+            assert_eq!((s.completed, s.waiting, s.active), (4, 1, 0));
+            env.finish().await;
+        }
+
+        #[tokio::test]
+        async fn a_job_another_consumer_settled_first_is_counted_and_recorded_once() {
+            let env = TestRedis::new().await;
+            let q = env.queue("complete-twice");
+            let e = enqueue(&env, &q, 3).await;
+            env.read_as(&q, "worker-1", 3).await;
+            // A reclaim ran e[1] twice; the other run was settled first.
+            assert_eq!(complete(&env, &q, &[&e[1]]).await, 1);
+            assert_eq!(complete(&env, &q, &[&e[0], &e[1], &e[2]]).await, 2);
+            assert!(entries(&env, &q).await.is_empty());
+            assert_eq!(env.pending(&q).await, 0);
+            let s = env.admin.stats(&q).await.expect("stats");
+            assert_eq!(s.completed, 3);
+            let mut done: Vec<String> = env
+                .admin
+                .completions(&q, 10)
+                .await
+                .expect("completions")
+                .into_iter()
+                .map(|c| c.job_id)
+                .collect();
+            done.sort();
+            let mut want: Vec<String> = e.iter().map(|id| format!("job-{id}")).collect();
+            want.sort();
+            assert_eq!(done, want, "each job recorded once");
+            // Settled again (a lost reply retried): nothing is counted.
+            assert_eq!(complete(&env, &q, &[&e[0], &e[2]]).await, 0);
+            assert_eq!(env.admin.stats(&q).await.expect("stats").completed, 3);
+            env.finish().await;
+        }
+    }
 }

@@ -1,12 +1,20 @@
 -- Acknowledges finished jobs of one lane and records their completion, for a batch.
--- Each entry gets its own XACK: one that another consumer already acknowledged
--- (after a reclaim ran it twice) is skipped, so a job is counted complete at most
--- once. The acknowledged entries are then deleted with one XDEL, and the batch is
--- recorded as one entry of the done stream (one `j` field per job). The stream
--- keeps the last N completions (between N and 1.5 N, plus a batch), not N records:
--- the stats hash counts the completions it holds, and whole records are dropped
--- oldest first, once 1.5 N are held, while at least N remain. A job that
--- holds a unique-until-settled key releases it here, if the key is still its own.
+-- A job is counted complete at most once: one XACK takes the whole batch and
+-- answers how many entries were still pending. All of them (the rule) and the
+-- batch is this call's. Fewer: some were settled already by another consumer
+-- (after a reclaim ran them twice), and every script that settles an entry
+-- deletes it in the same step, so the entries of the batch still in the stream
+-- are the ones this call acknowledged; only those are counted and recorded.
+-- The acknowledged entries are then deleted: those below the group's oldest
+-- pending entry by one XTRIM MINID (every entry below it is delivered and no
+-- longer pending, so settled: whole listpack nodes are freed without a lookup
+-- per entry), the rest (newer than a job still running) by one XDEL. The batch
+-- is recorded as one entry of the done stream (one `j` field per job). The
+-- stream keeps the last N completions (between N and 1.5 N, plus a batch), not
+-- N records: the stats hash counts the completions it holds, and whole records
+-- are dropped oldest first, once 1.5 N are held, while at least N remain. A job
+-- that holds a unique-until-settled key releases it here, if the key is still
+-- its own.
 -- KEYS[1] done stream, KEYS[2] stats hash, KEYS[3] lane stream, KEYS[4] done index
 -- (a list of "record id, jobs in it", oldest first), KEYS[5..] unique keys
 -- The batch is counted in the current minute's history (history.lua) with the
@@ -14,37 +22,99 @@
 -- ARGV[1] group, ARGV[2] completions the done stream keeps (0 keeps none),
 -- ARGV[3] the queue's history prefix, ARGV[4] the runs' waits in ms, summed,
 -- ARGV[5] runs in that sum,
--- ARGV[6] n, then n pairs: entry id, "job id \31 kind \31 attempt \31 duration ms",
--- then pairs for the jobs holding a unique key: pair number (1..n), index in KEYS
+-- ARGV[6] n, then the n entry ids in ascending order, then, in the same order, n
+-- done values "job id \31 kind \31 attempt \31 duration ms",
+-- then pairs for the jobs holding a unique key: position (1..n), index in KEYS
 -- Returns the number of entries acknowledged by this call.
 local n = tonumber(ARGV[6])
+local ID0, REC0 = 6, 6 + n
 local unique = {}
 for i = 7 + 2 * n, #ARGV, 2 do
   unique[tonumber(ARGV[i])] = tonumber(ARGV[i + 1])
 end
-local acked = {}
-local record = {}
-for p = 1, n do
-  local i = 5 + 2 * p
-  if redis.call('XACK', KEYS[3], ARGV[1], ARGV[i]) == 1 then
-    acked[#acked + 1] = ARGV[i]
-    record[#record + 1] = F.done_job
-    record[#record + 1] = ARGV[i + 1]
-    local k = unique[p]
-    if k then
-      uniq_release(KEYS[k], string.match(ARGV[i + 1], '^[^\31]*'))
+
+-- Stream ids compare as (ms, seq) numbers, not as strings.
+local function parse_id(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+
+local acked = redis.call('XACK', KEYS[3], ARGV[1], unpack(ARGV, ID0 + 1, ID0 + n))
+-- Positions of the batch this call settles.
+local mine
+if acked == n then
+  mine = nil -- all of them
+  local pending = redis.call('XPENDING', KEYS[3], ARGV[1])
+  -- Entries below `bound` are trimmed: below the oldest pending entry, and no
+  -- further than the newest of this batch.
+  local last_ms, last_seq = parse_id(ARGV[ID0 + n])
+  local bound = string.match(ARGV[ID0 + n], '^%d+') .. '-' .. string.format('%.0f', last_seq + 1)
+  local rest = ID0 + n -- ids above it go by XDEL
+  if pending[1] > 0 then
+    local p_ms, p_seq = parse_id(pending[2])
+    if p_ms < last_ms or (p_ms == last_ms and p_seq <= last_seq) then
+      bound = pending[2]
+      rest = ID0
+      for i = ID0 + n, ID0 + 1, -1 do
+        local ms, seq = parse_id(ARGV[i])
+        if ms < p_ms or (ms == p_ms and seq < p_seq) then
+          rest = i
+          break
+        end
+      end
     end
   end
+  if rest > ID0 then
+    redis.call('XTRIM', KEYS[3], 'MINID', bound)
+  end
+  if rest < ID0 + n then
+    redis.call('XDEL', KEYS[3], unpack(ARGV, rest + 1, ID0 + n))
+  end
+else
+  mine = {}
+  local seen = {}
+  local gone = {}
+  for p = 1, n do
+    local id = ARGV[ID0 + p]
+    if not seen[id] then
+      seen[id] = true
+      if #redis.call('XRANGE', KEYS[3], id, id) > 0 then
+        mine[#mine + 1] = p
+        gone[#gone + 1] = id
+      end
+    end
+  end
+  if #gone > 0 then
+    redis.call('XDEL', KEYS[3], unpack(gone))
+  end
+  acked = #mine
 end
-if #acked > 0 then
-  redis.call('XDEL', KEYS[3], unpack(acked))
-  redis.call('HINCRBY', KEYS[2], S.completed, #acked)
-  history_add(ARGV[3], #acked, 0, 0, tonumber(ARGV[4]), tonumber(ARGV[5]))
+
+if acked > 0 then
+  local record = {}
+  local k = 0
+  local function settled(p)
+    local value = ARGV[REC0 + p]
+    record[k + 1] = F.done_job
+    record[k + 2] = value
+    k = k + 2
+    local key = unique[p]
+    if key then
+      uniq_release(KEYS[key], string.match(value, '^[^\31]*'))
+    end
+  end
+  if mine then
+    for _, p in ipairs(mine) do settled(p) end
+  else
+    for p = 1, n do settled(p) end
+  end
+  redis.call('HINCRBY', KEYS[2], S.completed, acked)
+  history_add(ARGV[3], acked, 0, 0, tonumber(ARGV[4]), tonumber(ARGV[5]))
   local keep = tonumber(ARGV[2])
   if keep > 0 then
     local id = redis.call('XADD', KEYS[1], '*', unpack(record))
-    redis.call('RPUSH', KEYS[4], id .. ' ' .. #acked)
-    local kept = redis.call('HINCRBY', KEYS[2], S.done_kept, #acked)
+    redis.call('RPUSH', KEYS[4], id .. ' ' .. acked)
+    local kept = redis.call('HINCRBY', KEYS[2], S.done_kept, acked)
     -- Trimming waits until half as many completions again have piled up, then
     -- drops whole records down to N in one XTRIM: the index says how many jobs
     -- each record holds, so no record is read.
@@ -54,7 +124,7 @@ if #acked > 0 then
         local head = redis.call('LINDEX', KEYS[4], 0)
         if not head then
           -- No index (lost, or records from before it existed): keep this batch.
-          kept = #acked
+          kept = acked
           break
         end
         local space = string.find(head, ' ', 1, true)
@@ -71,4 +141,4 @@ if #acked > 0 then
     end
   end
 end
-return #acked
+return acked

@@ -39,6 +39,10 @@ pub(super) async fn ensure_groups(
     Ok(())
 }
 
+/// Yields in a row without a slot coming back after which the reader reads
+/// with the slots it has (also used by the settling task for outcomes).
+pub(super) const SETTLING_YIELDS: u32 = 3;
+
 enum Read {
     /// Nothing read: the queue is paused.
     Paused,
@@ -75,6 +79,24 @@ pub(super) async fn read_loop<H: Handler>(
             _ = shutdown.cancelled() => return,
             p = ctx.permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
         };
+        // Runs that are finishing give their slots back before the read counts
+        // them: woken by the first slot freed, the reader would otherwise run
+        // next and read one entry per freed slot, and Redis's cost is per read.
+        // One yield may resume it before those runs were polled, so it yields
+        // until slots stop coming back (a few yields: a run that takes longer is
+        // not waited for).
+        let mut free = ctx.permits.available_permits();
+        let mut idle_yields = 0;
+        while free + 1 < ctx.cfg.batch_size.get() && idle_yields < SETTLING_YIELDS {
+            tokio::task::yield_now().await;
+            let now = ctx.permits.available_permits();
+            if now > free {
+                idle_yields = 0;
+            } else {
+                idle_yields += 1;
+            }
+            free = now;
+        }
         let mut permits = first;
         let extra = ctx
             .permits

@@ -240,7 +240,19 @@ impl<H: Handler> Worker<H> {
             ))
         });
 
-        read::read_loop(&ctx, &self.handler, &shutdown).await;
+        // A task of its own, not a part of the caller's future: run under
+        // `block_on` (a `main`), the reader would poll on the calling thread while
+        // runs and settling poll on the runtime's, waking each other across threads
+        // for every slot freed, and its yields (read.rs) would not let them run.
+        let reader = {
+            let (ctx, handler, shutdown) = (ctx.clone(), self.handler.clone(), shutdown.clone());
+            tokio::spawn(async move { read::read_loop(&ctx, &handler, &shutdown).await })
+        };
+        if let Err(e) = reader.await
+            && e.is_panic()
+        {
+            std::panic::resume_unwind(e.into_panic());
+        }
 
         let running = ctx.cfg.concurrency.get() - ctx.permits.available_permits();
         info!(

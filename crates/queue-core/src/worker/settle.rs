@@ -8,6 +8,7 @@ use tracing::{debug, error, info, warn};
 
 use super::DeadLettered;
 use super::dispatch::untrack;
+use super::read::SETTLING_YIELDS;
 use super::runner::{Ctx, ErrorDelay, Outcome, RunResult, Settle};
 use crate::envelope::{self, Envelope};
 use crate::fields;
@@ -23,12 +24,31 @@ pub(super) async fn settle_loop(ctx: Arc<Ctx>, mut rx: mpsc::UnboundedReceiver<S
             Settle::Outcome(o) => batch.push(o),
             Settle::Flush(done) => flush = Some(done),
         }
-        while flush.is_none() && batch.len() < max {
-            match rx.try_recv() {
-                Ok(Settle::Outcome(o)) => batch.push(o),
-                Ok(Settle::Flush(done)) => flush = Some(done),
-                Err(_) => break,
+        let mut idle_yields = 0;
+        loop {
+            let before = batch.len();
+            while flush.is_none() && batch.len() < max {
+                match rx.try_recv() {
+                    Ok(Settle::Outcome(o)) => batch.push(o),
+                    Ok(Settle::Flush(done)) => flush = Some(done),
+                    Err(_) => break,
+                }
             }
+            if flush.is_some() || batch.len() >= max {
+                break;
+            }
+            if batch.len() > before {
+                idle_yields = 0;
+            } else {
+                idle_yields += 1;
+                if idle_yields > SETTLING_YIELDS {
+                    break;
+                }
+            }
+            // Woken by the first outcome, this task would run next and settle it
+            // alone; the runs that are finishing add theirs to the batch first
+            // (it yields until outcomes stop coming), and Redis's cost is per batch.
+            tokio::task::yield_now().await;
         }
         settle(&ctx, &mut batch).await;
         if let Some(done) = flush {
@@ -115,7 +135,7 @@ async fn complete(ctx: &Ctx, lane: usize, outcomes: &[&Outcome]) -> Result<u64> 
         .key(&ctx.queue.streams()[lane])
         .key(keys.done_index());
     // The retention counts completions (complete.lua trims whole records).
-    let completed: Vec<(&Arc<str>, &Envelope, u64)> = outcomes
+    let mut completed: Vec<(&Arc<str>, &Envelope, u64)> = outcomes
         .iter()
         .filter_map(|o| match &o.result {
             RunResult::Completed {
@@ -125,6 +145,8 @@ async fn complete(ctx: &Ctx, lane: usize, outcomes: &[&Outcome]) -> Result<u64> 
             _ => None,
         })
         .collect();
+    // Ascending ids: complete.lua trims the lowest ones in one step.
+    completed.sort_by_key(|(entry_id, _, _)| stream_id_order(entry_id));
     let waits: Vec<u64> = outcomes.iter().filter_map(|o| o.wait_ms).collect();
     inv.arg(&ctx.cfg.group)
         .arg(ctx.cfg.done_retention)
@@ -132,9 +154,12 @@ async fn complete(ctx: &Ctx, lane: usize, outcomes: &[&Outcome]) -> Result<u64> 
         .arg(waits.iter().sum::<u64>())
         .arg(waits.len())
         .arg(completed.len());
+    for (entry_id, _, _) in &completed {
+        inv.arg(&***entry_id);
+    }
     let sep = fields::done::SEPARATOR;
-    for (entry_id, envelope, duration_ms) in &completed {
-        inv.arg(&***entry_id).arg(format!(
+    for (_, envelope, duration_ms) in &completed {
+        inv.arg(format!(
             "{}{sep}{}{sep}{}{sep}{duration_ms}",
             envelope.id, envelope.kind, envelope.attempt
         ));
@@ -149,6 +174,14 @@ async fn complete(ctx: &Ctx, lane: usize, outcomes: &[&Outcome]) -> Result<u64> 
         }
     }
     Ok(inv.invoke_async(&mut ctx.broker.shared()).await?)
+}
+
+/// A stream entry id `MS-SEQ` as numbers, for sorting; an id that is not one
+/// (never from Redis) sorts first.
+fn stream_id_order(id: &str) -> (u64, u64) {
+    id.split_once('-')
+        .and_then(|(ms, seq)| Some((ms.parse().ok()?, seq.parse().ok()?)))
+        .unwrap_or((0, 0))
 }
 
 async fn settle_failure(ctx: &Ctx, o: &Outcome) -> Result<()> {
