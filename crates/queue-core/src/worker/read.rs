@@ -87,7 +87,8 @@ pub(super) async fn read_loop<H: Handler>(
         // not waited for).
         let mut free = ctx.permits.available_permits();
         let mut idle_yields = 0;
-        while free + 1 < ctx.cfg.batch_size.get() && idle_yields < SETTLING_YIELDS {
+        let full = ctx.cfg.batch_size.get().min(ctx.cfg.concurrency.get());
+        while free + 1 < full && idle_yields < SETTLING_YIELDS {
             tokio::task::yield_now().await;
             let now = ctx.permits.available_permits();
             if now > free {
