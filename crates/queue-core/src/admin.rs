@@ -509,7 +509,12 @@ impl Admin {
             };
             for (id, records) in entries {
                 let finished_at_ms = entry_time_ms(&id).unwrap_or(0);
-                for (_, record) in records.into_iter().rev() {
+                // Newest first: a record's fields, and a batch's jobs, backwards.
+                let jobs = records
+                    .iter()
+                    .rev()
+                    .flat_map(|(field, value)| fields::done::jobs(field, value).rev());
+                for record in jobs {
                     let mut parts = record.split(fields::done::SEPARATOR);
                     let mut next = || parts.next().unwrap_or("").to_owned();
                     let (job_id, kind, attempt, ms) = (next(), next(), next(), next());

@@ -28,12 +28,31 @@ pub mod dead_letter {
     pub const KIND: &str = "kind";
 }
 
-/// Fields of a record of the `done` stream: one per completed job of a batch.
+/// Fields of a record of the `done` stream (one record per settled batch).
+/// A record holds one [`BATCH`] field; records written by workers before it
+/// existed hold one [`JOB`] field per job, and readers take both
+/// ([`jobs`]).
 pub mod done {
-    /// `job id ␟ kind ␟ attempt ␟ duration ms`, joined by [`SEPARATOR`].
+    /// One job: `job id ␟ kind ␟ attempt ␟ duration ms`, joined by [`SEPARATOR`].
     pub const JOB: &str = "j";
+    /// The jobs of a batch, [`JOB`] values joined by [`RECORD_SEPARATOR`]: one
+    /// field per batch costs the settling script one argument and one field.
+    pub const BATCH: &str = "b";
     /// Separates the parts of a [`JOB`] value; never in ids or kinds we produce.
     pub const SEPARATOR: char = '\u{1f}';
+    /// Separates the jobs of a [`BATCH`] value; never in ids or kinds we produce.
+    pub const RECORD_SEPARATOR: char = '\u{1e}';
+
+    /// The job values a field of a `done` record holds, in the order they
+    /// were settled; none for a field that is not [`JOB`] or [`BATCH`].
+    pub fn jobs<'a>(field: &str, value: &'a str) -> impl DoubleEndedIterator<Item = &'a str> {
+        let value = match field {
+            JOB | BATCH => value,
+            _ => "",
+        };
+        // An old `j` value never holds the record separator: it yields itself.
+        value.split(RECORD_SEPARATOR).filter(|job| !job.is_empty())
+    }
 }
 
 /// Counters of a queue's stats hash.
@@ -67,7 +86,7 @@ pub mod history {
 
 /// The names the Lua scripts refer to as `F.name` (entry and dead-letter fields),
 /// `S.name` (stats counters) and `H.name` (history fields), with their values.
-const LUA_NAMES: [(&str, &str); 20] = [
+const LUA_NAMES: [(&str, &str); 21] = [
     ("F.envelope", ENVELOPE),
     ("F.error", dead_letter::ERROR),
     ("F.attempts", dead_letter::ATTEMPTS),
@@ -77,6 +96,7 @@ const LUA_NAMES: [(&str, &str); 20] = [
     ("F.id", dead_letter::JOB_ID),
     ("F.kind", dead_letter::KIND),
     ("F.done_job", done::JOB),
+    ("F.done_batch", done::BATCH),
     ("S.completed", stats::COMPLETED),
     ("S.failed", stats::FAILED),
     ("S.retried", stats::RETRIED),
@@ -114,5 +134,17 @@ mod tests {
             "redis.call('XADD', k, '*', 'e', e, 'id', i, 'j', j)\n\
              redis.call('HINCRBY', s, 'dead_lettered', 1)"
         );
+    }
+
+    #[test]
+    fn a_done_batch_yields_its_jobs_and_an_old_job_field_itself() {
+        let batch = "a\u{1f}k\u{1f}1\u{1f}5\u{1e}b\u{1f}k\u{1f}2\u{1f}7";
+        assert_eq!(
+            done::jobs(done::BATCH, batch).collect::<Vec<_>>(),
+            ["a\u{1f}k\u{1f}1\u{1f}5", "b\u{1f}k\u{1f}2\u{1f}7"]
+        );
+        let job = "a\u{1f}k\u{1f}1\u{1f}5";
+        assert_eq!(done::jobs(done::JOB, job).collect::<Vec<_>>(), [job]);
+        assert_eq!(done::jobs("other", job).count(), 0);
     }
 }

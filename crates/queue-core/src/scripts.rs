@@ -236,9 +236,11 @@ mod tests {
             for id in ids {
                 inv.arg(*id);
             }
-            for id in ids {
-                inv.arg(format!("job-{id}\u{1f}t.batch\u{1f}1\u{1f}0"));
-            }
+            let values: Vec<String> = ids
+                .iter()
+                .map(|id| format!("job-{id}\u{1f}t.batch\u{1f}1\u{1f}0"))
+                .collect();
+            inv.arg(values.join("\u{1e}"));
             let mut conn = env.broker.connection().await.expect("connection");
             inv.invoke_async(&mut conn).await.expect("complete")
         }
@@ -305,6 +307,92 @@ mod tests {
             // Settled again (a lost reply retried): nothing is counted.
             assert_eq!(complete(&env, &q, &[&e[0], &e[2]]).await, 0);
             assert_eq!(env.admin.stats(&q).await.expect("stats").completed, 3);
+            env.finish().await;
+        }
+
+        #[tokio::test]
+        async fn a_done_stream_holding_old_per_job_records_and_batches_reads_whole() {
+            use crate::admin::{JobPage, JobState};
+            let env = TestRedis::new().await;
+            let q = env.queue("complete-mixed");
+            // A record as workers wrote it before batches: one `j` field per job.
+            let sep = fields::done::SEPARATOR;
+            let _: String = env
+                .cmd(
+                    redis::cmd("XADD")
+                        .arg(q.keys().done())
+                        .arg("*")
+                        .arg(fields::done::JOB)
+                        .arg(format!("old-1{sep}t.old{sep}1{sep}4"))
+                        .arg(fields::done::JOB)
+                        .arg(format!("old-2{sep}t.old{sep}2{sep}6")),
+                )
+                .await;
+            // Then two batches by this worker: one whole, one a reclaim split.
+            let e = enqueue(&env, &q, 5).await;
+            env.read_as(&q, "worker-1", 5).await;
+            assert_eq!(complete(&env, &q, &[&e[0], &e[1]]).await, 2);
+            assert_eq!(complete(&env, &q, &[&e[3]]).await, 1);
+            assert_eq!(complete(&env, &q, &[&e[2], &e[3], &e[4]]).await, 2);
+            let raw: Vec<(String, Vec<(String, String)>)> = env
+                .cmd(redis::cmd("XRANGE").arg(q.keys().done()).arg("-").arg("+"))
+                .await;
+            let shapes: Vec<Vec<&str>> = raw
+                .iter()
+                .map(|(_, f)| f.iter().map(|(name, _)| name.as_str()).collect())
+                .collect();
+            assert_eq!(shapes, [vec!["j", "j"], vec!["b"], vec!["b"], vec!["b"]]);
+            let job = |i: usize| format!("job-{}", e[i]);
+            let newest_first = vec![
+                job(4),
+                job(2),
+                job(3),
+                job(1),
+                job(0),
+                "old-2".to_owned(),
+                "old-1".to_owned(),
+            ];
+            let done = env.admin.completions(&q, 100).await.expect("completions");
+            let ids: Vec<String> = done.iter().map(|c| c.job_id.clone()).collect();
+            assert_eq!(ids, newest_first);
+            assert_eq!(
+                (done[5].kind.as_str(), done[5].attempt, done[5].duration_ms),
+                ("t.old", 2, 6)
+            );
+            assert_eq!(done[0].kind, "t.batch");
+            // The listing pages through both kinds, across and inside records.
+            let mut listed = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let JobPage { jobs, next } = env
+                    .admin
+                    .jobs(&q, JobState::Completed, after.as_deref(), 3)
+                    .await
+                    .expect("jobs");
+                listed.extend(jobs.into_iter().map(|j| j.id));
+                match next {
+                    Some(cursor) => after = Some(cursor),
+                    None => break,
+                }
+            }
+            assert_eq!(listed, newest_first);
+            // Found by id in either kind, first, middle or last of a batch.
+            for id in &newest_first {
+                let found = env.admin.find_job(&q, id).await.expect("find");
+                let found = found.unwrap_or_else(|| panic!("{id} not found"));
+                assert_eq!(
+                    (found.summary.id.as_str(), found.summary.state),
+                    (id.as_str(), JobState::Completed)
+                );
+                assert!(found.duration_ms.is_some(), "{id}: {found:?}");
+            }
+            let old = env
+                .admin
+                .find_job(&q, "old-2")
+                .await
+                .expect("find")
+                .expect("old-2");
+            assert_eq!((old.summary.attempts, old.duration_ms), (Some(2), Some(6)));
             env.finish().await;
         }
     }

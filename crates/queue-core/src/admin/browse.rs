@@ -339,7 +339,12 @@ impl Admin {
                 return Ok(JobPage { jobs, next: None });
             };
             for (record, values) in records {
-                for (n, (_, value)) in values.iter().rev().enumerate().skip(skip) {
+                // Newest first: a record's fields, and a batch's jobs, backwards.
+                let record_jobs = values
+                    .iter()
+                    .rev()
+                    .flat_map(|(field, value)| fields::done::jobs(field, value).rev());
+                for (n, value) in record_jobs.enumerate().skip(skip) {
                     if jobs.len() == limit {
                         return Ok(JobPage {
                             jobs,

@@ -9,7 +9,9 @@
 -- pending entry by one XTRIM MINID (every entry below it is delivered and no
 -- longer pending, so settled: whole listpack nodes are freed without a lookup
 -- per entry), the rest (newer than a job still running) by one XDEL. The batch
--- is recorded as one entry of the done stream (one `j` field per job). The
+-- is recorded as one entry of the done stream: one `b` field, the batch's done
+-- values as the worker joined them, untouched by the script when all of the
+-- batch was acknowledged; split, to keep only this call's jobs, otherwise. The
 -- stream keeps the last N completions (between N and 1.5 N, plus a batch), not
 -- N records: the stats hash counts the completions it holds, and whole records
 -- are dropped oldest first, once 1.5 N are held, while at least N remain. A job
@@ -22,15 +24,17 @@
 -- ARGV[1] group, ARGV[2] completions the done stream keeps (0 keeps none),
 -- ARGV[3] the queue's history prefix, ARGV[4] the runs' waits in ms, summed,
 -- ARGV[5] runs in that sum,
--- ARGV[6] n, then the n entry ids in ascending order, then, in the same order, n
--- done values "job id \31 kind \31 attempt \31 duration ms",
--- then pairs for the jobs holding a unique key: position (1..n), index in KEYS
+-- ARGV[6] n, then the n entry ids in ascending order, then the n done values
+-- "job id \31 kind \31 attempt \31 duration ms" in the same order, joined by
+-- \30 into one argument, then triples for the jobs holding a unique key:
+-- position (1..n), index in KEYS, job id
 -- Returns the number of entries acknowledged by this call.
 local n = tonumber(ARGV[6])
-local ID0, REC0 = 6, 6 + n
+local ID0 = 6
+local batch = ARGV[7 + n]
 local unique = {}
-for i = 7 + 2 * n, #ARGV, 2 do
-  unique[tonumber(ARGV[i])] = tonumber(ARGV[i + 1])
+for i = 8 + n, #ARGV, 3 do
+  unique[#unique + 1] = {tonumber(ARGV[i]), tonumber(ARGV[i + 1]), ARGV[i + 2]}
 end
 
 -- Stream ids compare as (ms, seq) numbers, not as strings.
@@ -91,28 +95,34 @@ else
 end
 
 if acked > 0 then
-  local record = {}
-  local k = 0
-  local function settled(p)
-    local value = ARGV[REC0 + p]
-    record[k + 1] = F.done_job
-    record[k + 2] = value
-    k = k + 2
-    local key = unique[p]
-    if key then
-      uniq_release(KEYS[key], string.match(value, '^[^\31]*'))
-    end
-  end
+  local record = batch
   if mine then
-    for _, p in ipairs(mine) do settled(p) end
-  else
-    for p = 1, n do settled(p) end
+    -- Rare path (a reclaim ran some twice): keep only this call's jobs.
+    local values = {}
+    for value in string.gmatch(batch, '[^\30]+') do
+      values[#values + 1] = value
+    end
+    local own = {}
+    for i, p in ipairs(mine) do
+      own[i] = values[p]
+    end
+    record = table.concat(own, '\30')
+  end
+  local settled = nil -- every position, unless only `mine`
+  if mine and #unique > 0 then
+    settled = {}
+    for _, p in ipairs(mine) do settled[p] = true end
+  end
+  for _, u in ipairs(unique) do
+    if mine == nil or settled[u[1]] then
+      uniq_release(KEYS[u[2]], u[3])
+    end
   end
   redis.call('HINCRBY', KEYS[2], S.completed, acked)
   history_add(ARGV[3], acked, 0, 0, tonumber(ARGV[4]), tonumber(ARGV[5]))
   local keep = tonumber(ARGV[2])
   if keep > 0 then
-    local id = redis.call('XADD', KEYS[1], '*', unpack(record))
+    local id = redis.call('XADD', KEYS[1], '*', F.done_batch, record)
     redis.call('RPUSH', KEYS[4], id .. ' ' .. acked)
     local kept = redis.call('HINCRBY', KEYS[2], S.done_kept, acked)
     -- Trimming waits until half as many completions again have piled up, then

@@ -12,7 +12,8 @@
 -- delayed, ignored
 -- ARGV[5] chunk size
 -- Returns {1, entry id, envelope} (stream), {1, member, due ms} (delayed),
--- {1, record id, "job id \31 kind \31 attempt \31 duration ms"} (done) when
+-- {1, record id, "job id \31 kind \31 attempt \31 duration ms"} (done: a record's
+-- `j` field, or the job's part of its `b` field) when
 -- found, else {0, where the next chunk starts, or '' when the place is done}.
 local mode, want, n = ARGV[1], ARGV[2], tonumber(ARGV[5])
 local len = #want
@@ -40,6 +41,20 @@ for _, e in ipairs(entries) do
     if mode == 'done' then
       if f[j] == F.done_job and string.sub(f[j + 1], 1, len) == want then
         return {1, e[1], f[j + 1]}
+      elseif f[j] == F.done_batch then
+        -- A batch: the job opens the value or follows a \30.
+        local v = f[j + 1]
+        local at = nil
+        if string.sub(v, 1, len) == want then
+          at = 1
+        else
+          at = string.find(v, '\30' .. want, 1, true)
+          if at then at = at + 1 end
+        end
+        if at then
+          local stop = string.find(v, '\30', at, true)
+          return {1, e[1], string.sub(v, at, (stop or 0) - 1)}
+        end
       end
     elseif f[j] == F.envelope and string.sub(f[j + 1], 1, len) == want then
       return {1, e[1], f[j + 1]}

@@ -1,5 +1,6 @@
 //! Settling outcomes: completions acknowledged in batches, retries scheduled,
 //! dead letters recorded, each through one atomic script.
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use prost::Message;
@@ -157,20 +158,28 @@ async fn complete(ctx: &Ctx, lane: usize, outcomes: &[&Outcome]) -> Result<u64> 
     for (entry_id, _, _) in &completed {
         inv.arg(&***entry_id);
     }
+    // The batch's done values joined here, so the script writes them as one
+    // field without touching each (docs/benchmarks.md, issue 19).
     let sep = fields::done::SEPARATOR;
-    for (_, envelope, duration_ms) in &completed {
-        inv.arg(format!(
+    let mut batch = String::with_capacity(completed.len() * 64);
+    for (n, (_, envelope, duration_ms)) in completed.iter().enumerate() {
+        if n > 0 {
+            batch.push(fields::done::RECORD_SEPARATOR);
+        }
+        let _ = write!(
+            batch,
             "{}{sep}{}{sep}{}{sep}{duration_ms}",
             envelope.id, envelope.kind, envelope.attempt
-        ));
+        );
     }
+    inv.arg(batch);
     // Unique keys go last, as KEYS[5..]: most batches hold none and pay nothing.
     let mut key_index = 4;
     for (n, (_, envelope, _)) in completed.iter().enumerate() {
         if !envelope.unique_key.is_empty() {
             key_index += 1;
             inv.key(keys.uniq(&envelope.unique_key));
-            inv.arg(n + 1).arg(key_index);
+            inv.arg(n + 1).arg(key_index).arg(&envelope.id);
         }
     }
     Ok(inv.invoke_async(&mut ctx.broker.shared()).await?)
