@@ -310,6 +310,81 @@ mod tests {
             env.finish().await;
         }
 
+        /// complete.lua for `jobs` (entry id, job id, unique key) as the worker
+        /// calls it, each job holding its key.
+        async fn complete_unique(
+            env: &TestRedis,
+            q: &crate::Queue,
+            jobs: &[&(String, String, &str)],
+        ) -> u64 {
+            let keys = q.keys();
+            let mut inv = scripts::COMPLETE.prepare_invoke();
+            inv.key(keys.done())
+                .key(keys.stats())
+                .key(&q.streams()[0])
+                .key(keys.done_index())
+                .arg(fields::DEFAULT_GROUP)
+                .arg(1000)
+                .arg(keys.history_prefix())
+                .arg(0)
+                .arg(0)
+                .arg(jobs.len());
+            for (entry, _, _) in jobs {
+                inv.arg(entry);
+            }
+            let values: Vec<String> = jobs
+                .iter()
+                .map(|(_, id, _)| format!("{id}\u{1f}t.batch\u{1f}1\u{1f}0"))
+                .collect();
+            inv.arg(values.join("\u{1e}"));
+            for (n, (_, id, key)) in jobs.iter().enumerate() {
+                inv.key(keys.uniq(key));
+                inv.arg(n + 1).arg(5 + n).arg(id);
+            }
+            let mut conn = env.broker.connection().await.expect("connection");
+            inv.invoke_async(&mut conn).await.expect("complete")
+        }
+
+        #[tokio::test]
+        async fn the_unique_keys_of_the_jobs_a_call_settles_are_released_on_both_paths() {
+            let env = TestRedis::new().await;
+            let q = env.queue("complete-unique");
+            let mut jobs = Vec::new();
+            for key in ["a", "b", "c", "d"] {
+                let job = NewJob::new("t.batch", "x").unique_until_settled(key);
+                match env.enqueue(&q, job).await {
+                    crate::Enqueued::Added { id, entry_id } => jobs.push((entry_id, id, key)),
+                    other => panic!("{other:?}"),
+                }
+            }
+            let held = |key: &'static str| {
+                let env = &env;
+                let q = &q;
+                async move {
+                    let v: Option<String> =
+                        env.cmd(redis::cmd("GET").arg(q.keys().uniq(key))).await;
+                    v.is_some()
+                }
+            };
+            env.read_as(&q, "worker-1", 4).await;
+            // The rule: the whole batch acknowledged.
+            assert_eq!(complete_unique(&env, &q, &[&jobs[0]]).await, 1);
+            assert!(!held("a").await);
+            // A reclaim ran c twice, the other run settled first: the split path.
+            assert_eq!(complete_unique(&env, &q, &[&jobs[2]]).await, 1);
+            assert!(!held("c").await);
+            assert!(held("b").await && held("d").await);
+            assert_eq!(
+                complete_unique(&env, &q, &[&jobs[1], &jobs[2], &jobs[3]]).await,
+                2
+            );
+            assert!(!held("b").await && !held("d").await);
+            let done = env.admin.completions(&q, 10).await.expect("completions");
+            let ids: Vec<&str> = done.iter().map(|c| c.job_id.as_str()).collect();
+            assert_eq!(ids, [&jobs[3].1, &jobs[1].1, &jobs[2].1, &jobs[0].1]);
+            env.finish().await;
+        }
+
         #[tokio::test]
         async fn a_done_stream_holding_old_per_job_records_and_batches_reads_whole() {
             use crate::admin::{JobPage, JobState};
