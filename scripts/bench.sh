@@ -119,6 +119,7 @@ fi
 
 bullmq_dir="$root/crates/queue-bench/bullmq"
 if [[ ! -d "$bullmq_dir/node_modules/bullmq" ]]; then
+    command -v npm >/dev/null || apt_install nodejs npm
     if command -v npm >/dev/null; then
         echo "# installing BullMQ for the comparison (npm ci in $bullmq_dir)" >&2
         npm ci --prefix "$bullmq_dir" --no-audit --no-fund --loglevel=error >&2
