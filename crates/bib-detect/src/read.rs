@@ -86,8 +86,11 @@ pub fn read_traced(
     // that too, so a coloured card's number needs three digits or more unless the
     // card's whole outline was found.
     let short_on_colour = |text: &str| c.coloured && !c.outlined && text.len() < 3;
-    let holes = crop::digit_holes(&binary);
-    match vote(&readings, config).and_then(|won| as_shapes_allow(won, &holes)) {
+    let checked = vote(&readings, config).and_then(|won| {
+        let holes = crop::digit_holes(&binary);
+        as_shapes_allow(won, &holes)
+    });
+    match checked {
         Some(won) if !short_on_colour(&won.text) => Ok(Ok(won)),
         _ => Ok(Err(NotABib::Vote(
             readings.iter().map(|r| r.text.clone()).collect(),
