@@ -90,13 +90,10 @@ pub fn read_traced(
     // there is a few pixels across, and blur and JPEG close it (the low-res
     // style lost 284, 801 and 320, 9 to 12 px tall, when they were).
     let holes = || (c.height * scale >= 24.0).then(|| crop::digit_holes(&binary));
-    let checked = match vote(&readings, config) {
-        Some(won) => match holes() {
-            Some(holes) => as_shapes_allow(won, &holes),
-            None => Some(won),
-        },
-        None => holes().and_then(|holes| shapes_decide(&readings, &holes, config)),
-    };
+    let checked = vote(&readings, config).and_then(|won| match holes() {
+        Some(holes) => as_shapes_allow(won, &holes),
+        None => Some(won),
+    });
     match checked {
         Some(won) if !short_on_colour(&won.text) => Ok(Ok(won)),
         _ => Ok(Err(NotABib::Vote(
@@ -144,42 +141,6 @@ fn as_shapes_allow(won: Reading, holes: &[u32]) -> Option<Reading> {
         }
     }
     Some(Reading { text, ..won })
-}
-
-/// When the vote found no winner: the one number that every reading the
-/// holes can check either is (two readings or more, two digits or more) or
-/// is refuted by (a digit with the wrong count of holes abstains, as a reading
-/// that lost its ink does). Tesseract gives some right readings confidence 0
-/// while its wrong ones, which the holes refute, are confident ("0866" and
-/// "9866" against "5866" twice). A reading of another length than the blobs
-/// cannot be checked, so it dissents.
-fn shapes_decide(readings: &[Reading], holes: &[u32], config: &DetectorConfig) -> Option<Reading> {
-    let mut agreed: Option<&str> = None;
-    let mut votes = 0;
-    for r in readings.iter().filter(|r| !r.text.is_empty()) {
-        if r.text.chars().count() != holes.len() {
-            return None;
-        }
-        let fits = r
-            .text
-            .chars()
-            .zip(holes)
-            .all(|(d, n)| holes_of(d).contains(n));
-        if !fits {
-            continue;
-        }
-        match agreed {
-            Some(text) if text != r.text => return None,
-            _ => agreed = Some(&r.text),
-        }
-        votes += 1;
-    }
-    let text = agreed?;
-    let len = text.chars().count();
-    (votes >= 2 && len >= config.min_digits.max(2) && len <= config.max_digits).then(|| Reading {
-        text: text.to_owned(),
-        confidence: config.min_confidence,
-    })
 }
 
 /// The digits a free reading stands for, or `None` when it holds words.
@@ -360,36 +321,6 @@ mod tests {
         // Fused or broken digits (blobs != digits) cannot be checked.
         let won = as_shapes_allow(r("9036", 0.9), &[0, 1, 1]).map(|w| w.text);
         assert_eq!(won.as_deref(), Some("9036"));
-    }
-
-    #[test]
-    fn without_a_winner_the_holes_pick_the_only_reading_they_fit() {
-        let config = DetectorConfig::default();
-        let readings = [
-            r("0866", 0.75),
-            r("9866", 0.79),
-            r("5866", 0.0),
-            r("5866", 0.0),
-        ];
-        assert_eq!(vote(&readings, &config), None);
-        let won = shapes_decide(&readings, &[0, 2, 1, 1], &config).expect("decided");
-        assert_eq!(
-            (won.text.as_str(), won.confidence),
-            ("5866", config.min_confidence)
-        );
-        // A reading the holes cannot check (another length) still dissents,
-        // two fitting readings that differ decide nothing, nor does one alone.
-        let longer = [r("5866", 0.0), r("5866", 0.0), r("58661", 0.9)];
-        assert_eq!(shapes_decide(&longer, &[0, 2, 1, 1], &config), None);
-        let differ = [r("5866", 0.0), r("5866", 0.0), r("3866", 0.0)];
-        assert_eq!(shapes_decide(&differ, &[0, 2, 1, 1], &config), None);
-        let alone = [r("5866", 0.0), r("0866", 0.9)];
-        assert_eq!(shapes_decide(&alone, &[0, 2, 1, 1], &config), None);
-        // One digit keeps its own, stricter rule.
-        assert_eq!(
-            shapes_decide(&[r("7", 0.0), r("7", 0.0)], &[0], &config),
-            None
-        );
     }
 
     #[test]
