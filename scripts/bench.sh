@@ -42,8 +42,12 @@ targets:
   gateway      POST /api/persons under load from wrk (req/s, p50, p99), how
                long the QR files take to follow, qr_per_s_per_core
                (scripts/bench-gateway.sh; BENCH_SECONDS, BENCH_CONNECTIONS).
-  qr           QR codes rendered and PNG-encoded per second on one thread
-               (qr_per_s_per_core, qr_png_bytes); option: SECONDS (default 5).
+  qr           the QR pipeline against its render bound (scripts/bench-qr.sh):
+               the render bound, the worker's drain of a backlog and its CPU
+               per job, registrations at full speed beside the worker, and a
+               fixed rate (BENCH_RATE, BENCH_RATE_SECONDS) with the QR files'
+               lag. The render alone, one thread: `cargo bench -p qr-worker
+               --bench qr [-- SECONDS]`.
   bib-detect   the bib detector alone on its committed photo set, one photo at a
                time: ms per stage, precision and recall.
 
@@ -72,10 +76,7 @@ case "$target" in
         shift
         ensure_rust; ensure_redis; ensure_postgres
         exec cargo bench --quiet -p payment-scheduler --bench checks --manifest-path "$root/Cargo.toml" ;;
-    qr)
-        shift
-        ensure_rust
-        exec cargo bench --quiet -p qr-worker --bench qr --manifest-path "$root/Cargo.toml" -- "$@" ;;
+    qr) shift; exec "$root/scripts/bench-qr.sh" "$@" ;;
     bib-detect)
         shift
         ensure_rust; ensure_ocr

@@ -1,6 +1,6 @@
 //! The worker's settings: its own variables (`STORAGE_DIR`,
 //! `STORAGE_TEMP_MAX_AGE`, `STORAGE_SWEEP_INTERVAL`, `QR_SIZE`, `QR_MARGIN`,
-//! `QR_ECC`, `QR_RECONCILE_INTERVAL`, `QR_RECONCILE_AFTER`, `QR_RECONCILE_BATCH`)
+//! `QR_ECC`, `QR_RENDER_THREADS`, `QR_BATCH_MAX`, `QR_RECONCILE_INTERVAL`, `QR_RECONCILE_AFTER`, `QR_RECONCILE_BATCH`)
 //! on top of the `service` kit's base and per-queue
 //! settings. Read from the environment only by `main`; tests build a [`Config`]
 //! directly or from a map.
@@ -8,6 +8,7 @@
 use queue_core::WorkerConfig;
 use service::config::{self, BaseConfig, ConfigError, ReconcileConfig, StorageConfig, Vars};
 
+use crate::batch::BatchOptions;
 use crate::render::RenderOptions;
 
 /// `HEALTH_ADDR` is `127.0.0.1:9101` unless set.
@@ -28,6 +29,9 @@ pub struct Config {
     pub storage: StorageConfig,
     /// `QR_SIZE`, `QR_MARGIN`, `QR_ECC`.
     pub qr: RenderOptions,
+    /// `QR_RENDER_THREADS`, `QR_BATCH_MAX`: how the jobs in flight are
+    /// batched and how many threads render a batch (`crate::batch`).
+    pub batch: BatchOptions,
     /// `QR_RECONCILE_INTERVAL`, `_AFTER`, `_BATCH`: a person still pending
     /// `after` its registration gets its QR job enqueued again (with the same
     /// key: never a second job), checked every `interval`, `batch` at a time.
@@ -46,6 +50,15 @@ impl Config {
         RenderOptions::check_size(qr.size).map_err(|rule| ConfigError::new("QR_SIZE", rule))?;
         RenderOptions::check_margin(qr.margin)
             .map_err(|rule| ConfigError::new("QR_MARGIN", rule))?;
+        let batch_defaults = BatchOptions::default();
+        let batch = BatchOptions {
+            render_threads: config::nonzero(
+                vars,
+                "QR_RENDER_THREADS",
+                batch_defaults.render_threads,
+            )?,
+            max_jobs: config::nonzero(vars, "QR_BATCH_MAX", batch_defaults.max_jobs)?,
+        };
         let worker = config::worker_config(vars, &jobs::QR)?;
         let storage = config::storage_config(vars, &jobs::QR, &worker)?;
         let reconcile = config::reconcile_config(vars, &jobs::QR)?;
@@ -54,6 +67,7 @@ impl Config {
             worker,
             storage,
             qr,
+            batch,
             reconcile,
         })
     }
@@ -93,6 +107,8 @@ mod tests {
             ("QR_SIZE", "256"),
             ("QR_MARGIN", "2"),
             ("QR_ECC", "h"),
+            ("QR_RENDER_THREADS", "1"),
+            ("QR_BATCH_MAX", "16"),
             ("QR_RECONCILE_INTERVAL", "1m"),
             ("QR_RECONCILE_AFTER", "2m"),
             ("QR_RECONCILE_BATCH", "100"),
@@ -107,6 +123,10 @@ mod tests {
         assert_eq!(c.worker.job_timeout, std::time::Duration::from_secs(10));
         assert_eq!((c.qr.size, c.qr.margin, c.qr.ecc), (256, 2, EccLevel::H));
         assert_eq!(
+            (c.batch.render_threads.get(), c.batch.max_jobs.get()),
+            (1, 16)
+        );
+        assert_eq!(
             (c.reconcile.interval, c.reconcile.after, c.reconcile.batch),
             (Duration::from_secs(60), Duration::from_secs(120), 100)
         );
@@ -119,6 +139,8 @@ mod tests {
             ("QR_SIZE", "big", "whole number"),
             ("QR_SIZE", "10", "between 21 and 4096"),
             ("QR_MARGIN", "100", "at most 64"),
+            ("QR_RENDER_THREADS", "0", "at least 1"),
+            ("QR_BATCH_MAX", "0", "at least 1"),
             ("QR_RECONCILE_BATCH", "0", "between 1 and 10000"),
         ] {
             let err = Config::from_vars(&[(var, value)]).expect_err(var);

@@ -1,7 +1,9 @@
 //! The `qr.generate` job: render the person's QR code into its predefined path.
 //!
 //! Effects happen in one order: render, write the file atomically (`storage`
-//! writes a temporary file and renames it), then mark the row `ready`. A crash at any point leaves
+//! writes a temporary file and renames it) and durably (the file and its
+//! directory fsynced), then mark the row `ready`; jobs in flight together do
+//! each step as one batch ([`crate::batch`]). A crash at any point leaves
 //! the old file or the whole new one, and a row that is still `pending`; the
 //! redelivered job then writes the same bytes to the same path and runs the same
 //! UPDATE, so nothing is ever duplicated or half-written. A job an operator
@@ -25,29 +27,40 @@ use store::persons;
 use store::{PgConnection, PgPool};
 use tracing::info;
 
+use crate::batch::{BatchOptions, Batcher};
 use crate::render::{self, Format, RenderOptions};
 
 /// Runs `qr.generate` jobs (registered as a `service::rows::RowHandler`, which
-/// records its failures on the person). Cheap to share: the pool and storage
-/// are handles.
+/// records its failures on the person). Cheap to share: the pool, storage and
+/// batcher are handles.
 #[derive(Debug, Clone)]
 pub struct QrHandler {
     pool: PgPool,
     storage: Storage,
     options: RenderOptions,
+    batcher: Batcher,
 }
 
 impl QrHandler {
-    pub fn new(pool: PgPool, storage: Storage, options: RenderOptions) -> Self {
+    /// Starts the batching task ([`crate::batch`]): call within a runtime.
+    pub fn new(
+        pool: PgPool,
+        storage: Storage,
+        options: RenderOptions,
+        batch: BatchOptions,
+    ) -> Self {
+        let batcher = Batcher::start(pool.clone(), storage.clone(), options, batch);
         Self {
             pool,
             storage,
             options,
+            batcher,
         }
     }
 
-    /// Renders, writes and marks the row ready; returns the file size, or None
-    /// when the person is gone.
+    /// One job on its own: what an operator's retry of a dead letter runs, as
+    /// it may first reopen a `failed` person. Renders, writes and marks the
+    /// row ready; returns the file size, or None when the person is gone.
     async fn generate(&self, job: &GenerateQr, retried: bool) -> Result<Option<usize>, Failure> {
         let format = Format::from_path(&job.path).map_err(Failure::permanent)?;
         {
@@ -134,7 +147,14 @@ impl RowJob for QrHandler {
             job.attempt = job.attempt(),
             "generating QR"
         );
-        let Some(bytes) = self.generate(msg, job.is_dead_letter_retry()).await? else {
+        // The common case joins a batch; an operator's retry is rare and may
+        // have to reopen its row first, so it runs on its own.
+        let outcome = if job.is_dead_letter_retry() {
+            self.generate(msg, true).await
+        } else {
+            self.batcher.run(msg.clone()).await
+        };
+        let Some(bytes) = outcome? else {
             return Ok(Settled::Gone);
         };
         info!(

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod batch;
 pub mod config;
 pub mod handler;
 pub mod reconcile;
@@ -12,6 +13,7 @@ use service::rows::RowHandler;
 use service::{Started, WorkerService};
 use storage::Storage;
 
+pub use crate::batch::BatchOptions;
 pub use crate::config::Config;
 pub use crate::handler::QrHandler;
 pub use crate::reconcile::Reconciler;
@@ -39,6 +41,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
             svc.pool().clone(),
             storage,
             config.qr,
+            config.batch,
         )))
         .on(svc.reconciler(config.reconcile, reconcile::PendingQrs));
     svc.start(handlers)

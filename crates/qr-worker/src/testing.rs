@@ -24,6 +24,7 @@ pub fn config(redis_prefix: &str, database_url: &str, storage_dir: &Path) -> Con
         },
         // Sweeps a test can wait for.
         qr: RenderOptions::default(),
+        batch: crate::BatchOptions::default(),
         // The shortest period a repeating job allows, and rows pending past
         // 500 ms: a test waits seconds, not half a minute, for a repair.
         reconcile: service::config::ReconcileConfig {

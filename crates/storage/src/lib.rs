@@ -112,6 +112,37 @@ impl Storage {
         }
     }
 
+    /// Writes several files, each atomically and durably as [`Storage::put`]
+    /// does, with ONE fsync per directory for the whole batch instead of one
+    /// per file: each file is fsynced and renamed, then each directory that
+    /// received a file is fsynced once. The result of each file comes in the
+    /// order given; a file is `Ok` only once its directory is synced, so a
+    /// caller may mark it done (a `ready` row) on `Ok` alone. One file's error
+    /// (an invalid path, a directory that cannot be created) fails that file
+    /// only, and a directory whose fsync fails fails every file renamed into it.
+    pub async fn put_many(&self, files: Vec<(String, Vec<u8>)>) -> Vec<Result<()>> {
+        let count = files.len();
+        match &*self.backend {
+            Backend::Local { root, .. } => {
+                let root = root.clone();
+                // One blocking task for the batch, run to its end even when the
+                // caller stops waiting, as in `put`.
+                match tokio::task::spawn_blocking(move || write_local_many(&root, files)).await {
+                    Ok(results) => results,
+                    Err(e) => (0..count)
+                        .map(|_| {
+                            Err(StorageError::Io {
+                                op: "write",
+                                path: String::new(),
+                                source: std::io::Error::other(e.to_string()),
+                            })
+                        })
+                        .collect(),
+                }
+            }
+        }
+    }
+
     /// The file at `path`, or None when there is none.
     pub async fn get(&self, path: &str) -> Result<Option<Vec<u8>>> {
         validate(path)?;
@@ -412,6 +443,96 @@ impl Drop for FileWriter {
 /// filesystems), fsyncs it, renames it into place and fsyncs the directory.
 fn write_local(root: &Path, target: &Path, bytes: &[u8]) -> Result<()> {
     let dir = target.parent().unwrap_or(root);
+    write_renamed(dir, target, bytes)?;
+    // The rename lives in the directory: until the directory is on disk, a
+    // power cut can lose the new name while the row already says `ready`.
+    sync_dir(dir)
+}
+
+/// [`write_local`] for a batch: every file fsynced and renamed, then each
+/// directory fsynced once; a file's result is `Ok` only after its directory's
+/// fsync succeeded.
+fn write_local_many(root: &Path, files: Vec<(String, Vec<u8>)>) -> Vec<Result<()>> {
+    let write = |(path, bytes): &(String, Vec<u8>)| {
+        validate(path).and_then(|()| {
+            let target = root.join(path);
+            let dir = target.parent().unwrap_or(root).to_owned();
+            write_renamed(&dir, &target, bytes).map(|()| dir)
+        })
+    };
+    // A file's fsync waits on the disk, not the CPU: one after the other they
+    // would cost a batch the sum of their waits, while fsyncs in flight
+    // together share the filesystem's journal commits.
+    let threads = files.len().clamp(1, PARALLEL_WRITES);
+    let share = files.len().div_ceil(threads);
+    let written: Vec<Result<PathBuf>> = if threads == 1 {
+        files.iter().map(write).collect()
+    } else {
+        std::thread::scope(|scope| {
+            let writers: Vec<_> = files
+                .chunks(share.max(1))
+                .map(|chunk| {
+                    let writer = scope.spawn(move || chunk.iter().map(write).collect::<Vec<_>>());
+                    (writer, chunk.len())
+                })
+                .collect();
+            writers
+                .into_iter()
+                .flat_map(|(writer, len)| {
+                    writer.join().unwrap_or_else(|_| {
+                        (0..len)
+                            .map(|_| {
+                                Err(StorageError::Io {
+                                    op: "write",
+                                    path: String::new(),
+                                    source: std::io::Error::other("a writer thread panicked"),
+                                })
+                            })
+                            .collect()
+                    })
+                })
+                .collect()
+        })
+    };
+    let mut results: Vec<Result<()>> = Vec::with_capacity(files.len());
+    // Each directory that received a file, with the files renamed into it.
+    let mut dirs: Vec<(PathBuf, Vec<usize>)> = Vec::new();
+    for (i, written) in written.into_iter().enumerate() {
+        match written {
+            Ok(dir) => {
+                match dirs.iter_mut().find(|(d, _)| *d == dir) {
+                    Some((_, files)) => files.push(i),
+                    None => dirs.push((dir, vec![i])),
+                }
+                results.push(Ok(()));
+            }
+            Err(e) => results.push(Err(e)),
+        }
+    }
+    for (dir, renamed) in dirs {
+        if let Err(e) = sync_dir(&dir) {
+            let (kind, text) = match &e {
+                StorageError::Io { source, .. } => (source.kind(), source.to_string()),
+                StorageError::InvalidPath(_) => (ErrorKind::Other, e.to_string()),
+            };
+            for i in renamed {
+                results[i] = Err(io("sync directory", &dir)(std::io::Error::new(
+                    kind,
+                    text.clone(),
+                )));
+            }
+        }
+    }
+    results
+}
+
+/// Files of one batch written (and fsynced) at once at most.
+const PARALLEL_WRITES: usize = 16;
+
+/// Creates `dir` durably if needed, writes `bytes` to a temporary file in it,
+/// fsyncs that file and renames it to `target`; the directory itself is not
+/// synced (the caller does, once per directory).
+fn write_renamed(dir: &Path, target: &Path, bytes: &[u8]) -> Result<()> {
     create_dir_durably(dir)?;
     let name = target
         .file_name()
@@ -428,9 +549,7 @@ fn write_local(root: &Path, target: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    // The rename lives in the directory: until the directory is on disk, a
-    // power cut can lose the new name while the row already says `ready`.
-    sync_dir(dir)
+    Ok(())
 }
 
 /// `create_dir_all`, then fsyncs the parent of every directory it created, so
@@ -453,9 +572,17 @@ fn create_dir_durably(dir: &Path) -> Result<()> {
 /// Makes a directory's entries (a rename, a new name) durable.
 #[cfg(unix)]
 fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(test)]
+    DIR_SYNCS.set(DIR_SYNCS.get() + 1);
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io("sync directory", dir))
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Directory fsyncs made on this thread, for the tests that count them.
+    static DIR_SYNCS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// Windows cannot open a directory as a file; NTFS journals the rename.
@@ -629,6 +756,73 @@ mod tests {
             .collect();
         assert_eq!(names, vec!["a.png".to_owned()]);
         assert!(s.locate("qr/a.png").ends_with("/qr/a.png"));
+    }
+
+    #[tokio::test]
+    async fn a_batch_writes_every_good_file_and_fails_only_the_bad_ones_leaving_no_temp_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A file where the `blocked` directory should be.
+        std::fs::write(dir.path().join("blocked"), b"not a dir").expect("write");
+        let s = Storage::local(dir.path());
+        s.put("qr/a.png", b"old").await.expect("put");
+        let results = s
+            .put_many(vec![
+                ("qr/a.png".into(), b"new a".to_vec()),
+                ("../escape.png".into(), b"x".to_vec()),
+                ("qr/b.png".into(), b"b".to_vec()),
+                ("blocked/c.png".into(), b"c".to_vec()),
+                ("other/d.png".into(), b"d".to_vec()),
+            ])
+            .await;
+        assert_eq!(results.len(), 5);
+        assert!(
+            results[0].is_ok() && results[2].is_ok() && results[4].is_ok(),
+            "{results:?}"
+        );
+        assert!(
+            matches!(results[1], Err(StorageError::InvalidPath(_))),
+            "{results:?}"
+        );
+        let blocked = results[3].as_ref().expect_err("blocked");
+        assert!(blocked.to_string().contains("blocked"), "{blocked}");
+        assert_eq!(
+            s.get("qr/a.png").await.expect("get"),
+            Some(b"new a".to_vec())
+        );
+        assert_eq!(s.get("qr/b.png").await.expect("get"), Some(b"b".to_vec()));
+        assert_eq!(
+            s.get("other/d.png").await.expect("get"),
+            Some(b"d".to_vec())
+        );
+        assert_eq!(
+            files_under(dir.path()),
+            ["blocked", "other/d.png", "qr/a.png", "qr/b.png"]
+        );
+        assert!(s.put_many(Vec::new()).await.is_empty());
+    }
+
+    #[test]
+    fn a_batch_syncs_each_directory_once_and_a_single_put_syncs_its_own() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("q")).expect("q");
+        std::fs::create_dir_all(dir.path().join("r")).expect("r");
+        DIR_SYNCS.set(0);
+        let results = write_local_many(
+            dir.path(),
+            (0..10)
+                .map(|i| {
+                    (
+                        format!("{}/{i}.png", if i % 2 == 0 { "q" } else { "r" }),
+                        vec![i],
+                    )
+                })
+                .collect(),
+        );
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        assert_eq!(DIR_SYNCS.get(), 2, "one fsync per directory, not per file");
+        DIR_SYNCS.set(0);
+        write_local(dir.path(), &dir.path().join("q/x.png"), b"x").expect("put");
+        assert_eq!(DIR_SYNCS.get(), 1);
     }
 
     #[tokio::test]

@@ -118,6 +118,39 @@ pub async fn mark_qr_ready(conn: &mut PgConnection, id: i64) -> Result<bool> {
     crate::changed_one(conn, query).await
 }
 
+/// What the QR worker reads of a person before rendering its QR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QrTarget {
+    pub id: i64,
+    pub qr_path: String,
+    pub qr_status: QrStatus,
+}
+
+/// The [`QrTarget`] of each of `ids` that exists, in one query (a batch of QR
+/// jobs); ids of persons that are gone are missing from the answer.
+pub async fn qr_targets(conn: &mut PgConnection, ids: &[i64]) -> Result<Vec<QrTarget>> {
+    Ok(sqlx::query_as!(
+        QrTarget,
+        r#"SELECT id, qr_path, qr_status AS "qr_status: QrStatus"
+           FROM persons WHERE id = ANY($1)"#,
+        ids
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
+/// [`mark_qr_ready`] for a batch in one statement: the ids that were marked
+/// (those that still exist). Idempotent.
+pub async fn mark_qr_ready_many(conn: &mut PgConnection, ids: &[i64]) -> Result<Vec<i64>> {
+    Ok(sqlx::query_scalar!(
+        "UPDATE persons SET qr_status = 'ready', qr_error = NULL, updated_at = now()
+         WHERE id = ANY($1) RETURNING id",
+        ids
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
 /// Records the last error of a failed rendering. A QR already `ready` stays ready:
 /// a late failure of a duplicate delivery must not hide a good file.
 pub async fn mark_qr_failed(conn: &mut PgConnection, id: i64, error: &str) -> Result<bool> {
@@ -277,6 +310,60 @@ mod tests {
             .map(|e| e.error.as_deref())
             .collect();
         assert_eq!(history, [Some("disk full")]);
+        drop(conn);
+        db.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn a_batch_reads_and_marks_only_the_persons_that_exist() {
+        let db = TestDb::new().await;
+        let mut conn = db.pool.acquire().await.expect("conn");
+        let a = stored(&mut conn, "B-1").await;
+        let b = stored(&mut conn, "B-2").await;
+        assert!(
+            mark_qr_failed(&mut conn, b.id, "disk full")
+                .await
+                .expect("failed")
+        );
+        let gone = b.id + 1000;
+        let mut targets = qr_targets(&mut conn, &[a.id, gone, b.id])
+            .await
+            .expect("targets");
+        targets.sort_by_key(|t| t.id);
+        assert_eq!(
+            targets,
+            [
+                QrTarget {
+                    id: a.id,
+                    qr_path: "qr/B-1.png".into(),
+                    qr_status: QrStatus::Pending
+                },
+                QrTarget {
+                    id: b.id,
+                    qr_path: "qr/B-2.png".into(),
+                    qr_status: QrStatus::Failed
+                },
+            ]
+        );
+        let mut marked = mark_qr_ready_many(&mut conn, &[a.id, gone, b.id, a.id])
+            .await
+            .expect("mark");
+        marked.sort_unstable();
+        assert_eq!(
+            marked,
+            [a.id, b.id],
+            "each existing person once, the gone one not"
+        );
+        for id in [a.id, b.id] {
+            let row = get(&mut conn, id).await.expect("get").expect("row");
+            assert_eq!((row.qr_status, row.qr_error), (QrStatus::Ready, None));
+        }
+        assert!(
+            mark_qr_ready_many(&mut conn, &[])
+                .await
+                .expect("none")
+                .is_empty()
+        );
         drop(conn);
         db.cleanup().await;
     }

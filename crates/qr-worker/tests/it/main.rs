@@ -2,6 +2,7 @@
 //! PostgreSQL (a database of its own), a temporary storage directory, the worker
 //! running in-process as `main` runs it, and the real binary for its exit codes.
 
+mod batch;
 mod binary;
 mod consistency;
 mod retry;
