@@ -11,11 +11,13 @@
 //! Unique-until-settled keys follow their jobs through the same scripts: see
 //! `lua/unique.lua`.
 
+use std::fmt::Write as _;
 use std::sync::LazyLock;
 
-use redis::Script;
+use redis::{Script, ScriptInvocation};
 
 use crate::fields;
+use crate::keys::QueueKeys;
 
 /// The unique-key library (`lua/unique.lua`), prepended to every script that
 /// adds, moves or removes a job, so each keeps its job's key true in its own step.
@@ -41,6 +43,79 @@ macro_rules! script {
 script!(ENQUEUE, "enqueue.lua", UNIQUE_LIB);
 script!(PROMOTE, "promote.lua", UNIQUE_LIB);
 script!(COMPLETE, "complete.lua", UNIQUE_LIB, HISTORY_LIB);
+
+/// A completed run as complete.lua records it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Completion<'a> {
+    pub entry_id: &'a str,
+    pub job_id: &'a str,
+    pub kind: &'a str,
+    pub attempt: u32,
+    pub duration_ms: u64,
+    /// Empty when the job holds no unique key.
+    pub unique_key: &'a str,
+}
+
+/// complete.lua's invocation for `jobs` of one lane `stream`, in the layout its
+/// header documents; `waits` is (the runs' waits in ms summed, runs in that sum).
+/// Sorts `jobs` by entry id: the script trims the lowest ones in one step.
+pub(crate) fn complete_invocation(
+    keys: &QueueKeys,
+    stream: &str,
+    group: &str,
+    done_retention: usize,
+    waits: (u64, usize),
+    jobs: &mut [Completion<'_>],
+) -> ScriptInvocation<'static> {
+    jobs.sort_by_key(|c| stream_id_order(c.entry_id));
+    let mut inv = COMPLETE.prepare_invoke();
+    inv.key(keys.done())
+        .key(keys.stats())
+        .key(stream)
+        .key(keys.done_index())
+        .arg(group)
+        .arg(done_retention)
+        .arg(keys.history_prefix())
+        .arg(waits.0)
+        .arg(waits.1)
+        .arg(jobs.len());
+    for c in jobs.iter() {
+        inv.arg(c.entry_id);
+    }
+    // The batch's done values joined here, so the script writes them as one
+    // field without touching each (docs/benchmarks.md, issue 19).
+    let sep = fields::done::SEPARATOR;
+    let mut batch = String::with_capacity(jobs.len() * 64);
+    for (n, c) in jobs.iter().enumerate() {
+        if n > 0 {
+            batch.push(fields::done::RECORD_SEPARATOR);
+        }
+        let _ = write!(
+            batch,
+            "{}{sep}{}{sep}{}{sep}{}",
+            c.job_id, c.kind, c.attempt, c.duration_ms
+        );
+    }
+    inv.arg(batch);
+    // Unique keys go last, as KEYS[5..]: most batches hold none and pay nothing.
+    let mut key_index = 4;
+    for (n, c) in jobs.iter().enumerate() {
+        if !c.unique_key.is_empty() {
+            key_index += 1;
+            inv.key(keys.uniq(c.unique_key));
+            inv.arg(n + 1).arg(key_index).arg(c.job_id);
+        }
+    }
+    inv
+}
+
+/// A stream entry id `MS-SEQ` as numbers, for sorting; an id that is not one
+/// (never from Redis) sorts first.
+fn stream_id_order(id: &str) -> (u64, u64) {
+    id.split_once('-')
+        .and_then(|(ms, seq)| Some((ms.parse().ok()?, seq.parse().ok()?)))
+        .unwrap_or((0, 0))
+}
 script!(RETRY, "retry.lua", UNIQUE_LIB, HISTORY_LIB);
 script!(DEAD_LETTER, "dead_letter.lua", UNIQUE_LIB, HISTORY_LIB);
 script!(RECLAIM, "reclaim.lua", UNIQUE_LIB, HISTORY_LIB);
@@ -221,26 +296,37 @@ mod tests {
         /// Runs complete.lua for `ids` (ascending) as the worker does; the job
         /// of entry `e` is recorded as `job-e`.
         async fn complete(env: &TestRedis, q: &crate::Queue, ids: &[&str]) -> u64 {
-            let keys = q.keys();
-            let mut inv = scripts::COMPLETE.prepare_invoke();
-            inv.key(keys.done())
-                .key(keys.stats())
-                .key(&q.streams()[0])
-                .key(keys.done_index())
-                .arg(fields::DEFAULT_GROUP)
-                .arg(1000)
-                .arg(keys.history_prefix())
-                .arg(0)
-                .arg(0)
-                .arg(ids.len());
-            for id in ids {
-                inv.arg(*id);
-            }
-            let values: Vec<String> = ids
+            let job_ids: Vec<String> = ids.iter().map(|id| format!("job-{id}")).collect();
+            let mut jobs: Vec<scripts::Completion<'_>> = ids
                 .iter()
-                .map(|id| format!("job-{id}\u{1f}t.batch\u{1f}1\u{1f}0"))
+                .zip(&job_ids)
+                .map(|(entry_id, job_id)| scripts::Completion {
+                    entry_id,
+                    job_id,
+                    kind: "t.batch",
+                    attempt: 1,
+                    duration_ms: 0,
+                    unique_key: "",
+                })
                 .collect();
-            inv.arg(values.join("\u{1e}"));
+            invoke(env, q, &mut jobs).await
+        }
+
+        /// complete.lua for `jobs` as the worker calls it (its argument layout
+        /// comes from the same builder).
+        async fn invoke(
+            env: &TestRedis,
+            q: &crate::Queue,
+            jobs: &mut [scripts::Completion<'_>],
+        ) -> u64 {
+            let inv = scripts::complete_invocation(
+                q.keys(),
+                &q.streams()[0],
+                fields::DEFAULT_GROUP,
+                1000,
+                (0, 0),
+                jobs,
+            );
             let mut conn = env.broker.connection().await.expect("connection");
             inv.invoke_async(&mut conn).await.expect("complete")
         }
@@ -317,32 +403,18 @@ mod tests {
             q: &crate::Queue,
             jobs: &[&(String, String, &str)],
         ) -> u64 {
-            let keys = q.keys();
-            let mut inv = scripts::COMPLETE.prepare_invoke();
-            inv.key(keys.done())
-                .key(keys.stats())
-                .key(&q.streams()[0])
-                .key(keys.done_index())
-                .arg(fields::DEFAULT_GROUP)
-                .arg(1000)
-                .arg(keys.history_prefix())
-                .arg(0)
-                .arg(0)
-                .arg(jobs.len());
-            for (entry, _, _) in jobs {
-                inv.arg(entry);
-            }
-            let values: Vec<String> = jobs
+            let mut completions: Vec<scripts::Completion<'_>> = jobs
                 .iter()
-                .map(|(_, id, _)| format!("{id}\u{1f}t.batch\u{1f}1\u{1f}0"))
+                .map(|(entry_id, job_id, key)| scripts::Completion {
+                    entry_id,
+                    job_id,
+                    kind: "t.batch",
+                    attempt: 1,
+                    duration_ms: 0,
+                    unique_key: key,
+                })
                 .collect();
-            inv.arg(values.join("\u{1e}"));
-            for (n, (_, id, key)) in jobs.iter().enumerate() {
-                inv.key(keys.uniq(key));
-                inv.arg(n + 1).arg(5 + n).arg(id);
-            }
-            let mut conn = env.broker.connection().await.expect("connection");
-            inv.invoke_async(&mut conn).await.expect("complete")
+            invoke(env, q, &mut completions).await
         }
 
         #[tokio::test]

@@ -1,6 +1,5 @@
 //! Settling outcomes: completions acknowledged in batches, retries scheduled,
 //! dead letters recorded, each through one atomic script.
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use prost::Message;
@@ -12,8 +11,8 @@ use super::dispatch::untrack;
 use super::read::SETTLING_YIELDS;
 use super::runner::{Ctx, ErrorDelay, Outcome, RunResult, Settle};
 use crate::envelope::{self, Envelope};
-use crate::fields;
 use crate::producer::delayed_member;
+use crate::scripts::Completion;
 use crate::{Result, scripts};
 
 pub(super) async fn settle_loop(ctx: Arc<Ctx>, mut rx: mpsc::UnboundedReceiver<Settle>) {
@@ -129,68 +128,34 @@ where
 }
 
 async fn complete(ctx: &Ctx, lane: usize, outcomes: &[&Outcome]) -> Result<u64> {
-    let keys = ctx.queue.keys();
-    let mut inv = scripts::COMPLETE.prepare_invoke();
-    inv.key(keys.done())
-        .key(keys.stats())
-        .key(&ctx.queue.streams()[lane])
-        .key(keys.done_index());
     // The retention counts completions (complete.lua trims whole records).
-    let mut completed: Vec<(&Arc<str>, &Envelope, u64)> = outcomes
+    let mut completed: Vec<Completion<'_>> = outcomes
         .iter()
         .filter_map(|o| match &o.result {
             RunResult::Completed {
                 envelope,
                 duration_ms,
-            } => Some((&o.entry_id, &**envelope, *duration_ms)),
+            } => Some(Completion {
+                entry_id: &o.entry_id,
+                job_id: &envelope.id,
+                kind: &envelope.kind,
+                attempt: envelope.attempt,
+                duration_ms: *duration_ms,
+                unique_key: &envelope.unique_key,
+            }),
             _ => None,
         })
         .collect();
-    // Ascending ids: complete.lua trims the lowest ones in one step.
-    completed.sort_by_key(|(entry_id, _, _)| stream_id_order(entry_id));
     let waits: Vec<u64> = outcomes.iter().filter_map(|o| o.wait_ms).collect();
-    inv.arg(&ctx.cfg.group)
-        .arg(ctx.cfg.done_retention)
-        .arg(keys.history_prefix())
-        .arg(waits.iter().sum::<u64>())
-        .arg(waits.len())
-        .arg(completed.len());
-    for (entry_id, _, _) in &completed {
-        inv.arg(&***entry_id);
-    }
-    // The batch's done values joined here, so the script writes them as one
-    // field without touching each (docs/benchmarks.md, issue 19).
-    let sep = fields::done::SEPARATOR;
-    let mut batch = String::with_capacity(completed.len() * 64);
-    for (n, (_, envelope, duration_ms)) in completed.iter().enumerate() {
-        if n > 0 {
-            batch.push(fields::done::RECORD_SEPARATOR);
-        }
-        let _ = write!(
-            batch,
-            "{}{sep}{}{sep}{}{sep}{duration_ms}",
-            envelope.id, envelope.kind, envelope.attempt
-        );
-    }
-    inv.arg(batch);
-    // Unique keys go last, as KEYS[5..]: most batches hold none and pay nothing.
-    let mut key_index = 4;
-    for (n, (_, envelope, _)) in completed.iter().enumerate() {
-        if !envelope.unique_key.is_empty() {
-            key_index += 1;
-            inv.key(keys.uniq(&envelope.unique_key));
-            inv.arg(n + 1).arg(key_index).arg(&envelope.id);
-        }
-    }
+    let inv = scripts::complete_invocation(
+        ctx.queue.keys(),
+        &ctx.queue.streams()[lane],
+        &ctx.cfg.group,
+        ctx.cfg.done_retention,
+        (waits.iter().sum(), waits.len()),
+        &mut completed,
+    );
     Ok(inv.invoke_async(&mut ctx.broker.shared()).await?)
-}
-
-/// A stream entry id `MS-SEQ` as numbers, for sorting; an id that is not one
-/// (never from Redis) sorts first.
-fn stream_id_order(id: &str) -> (u64, u64) {
-    id.split_once('-')
-        .and_then(|(ms, seq)| Some((ms.parse().ok()?, seq.parse().ok()?)))
-        .unwrap_or((0, 0))
 }
 
 async fn settle_failure(ctx: &Ctx, o: &Outcome) -> Result<()> {
