@@ -489,6 +489,11 @@ fn bib_surround(rgb: &RgbImage, gray: &GrayImage, dark: &[bool], c: &Candidate) 
     // A lone digit sits in the middle of its bib, with paper well to either side of it;
     // a dark blob between crowd heads or in a sign's corner has not.
     if c.blobs == 1 {
+        // And its card's outline shows: a gap between heads in a crowd or a
+        // patch of sky has paper beside it too, but no edge all round.
+        if !outlined && !card_outline(rgb, &at, c, paper_colour).is_some_and(|o| o.is_card()) {
+            return None;
+        }
         let mut beside = 0;
         for side in [-1.0f32, 1.0] {
             for across in [-0.25f32, 0.0, 0.25] {
@@ -564,13 +569,21 @@ fn card_outline(
     // How far past `start` (in digit heights) the paper's colour runs along the ray
     // from (along, across) in direction (da, dn): where four samples in a row (0.4
     // digit heights; a name line's strokes are thinner) are not the paper's colour.
+    // The colour is followed along the ray: lighting changes it gradually
+    // across a card (a gradient of 30% moves an orange card's red by 60
+    // levels), the card's edge at once.
     let reach = |along: f32, across: f32, (da, dn): (f32, f32), limit: f32| -> Option<f32> {
         let mut unlike = 0;
+        let mut colour = paper;
         for i in 0..=(limit / 0.1) as usize {
             let d = i as f32 * step;
             let (x, y) = at(along + da * d, across + dn * d)?;
-            if like_colour(rgb.get_pixel(x, y).0, paper) {
+            let p = rgb.get_pixel(x, y).0;
+            if like_colour(p, colour) && (i > 0 || like_colour(p, paper)) {
+                colour = p;
                 unlike = 0;
+            } else if i == 0 && like_shaded(p, paper) {
+                colour = p;
             } else {
                 unlike += 1;
                 if unlike == 4 {
@@ -644,6 +657,17 @@ fn card_edge_near(
             total > 0 && (same as f32) < 0.5 * total as f32
         })
     })
+}
+
+/// `paper` in more or less light: within 30 levels in each channel once
+/// brought to the same brightness, and no more than 30% lighter or darker.
+fn like_shaded(p: [u8; 3], paper: [u8; 3]) -> bool {
+    let sum = |c: [u8; 3]| c.iter().map(|&v| f32::from(v)).sum::<f32>().max(1.0);
+    let k = sum(paper) / sum(p);
+    (0.7..=1.43).contains(&k)
+        && p.iter()
+            .zip(paper)
+            .all(|(&v, q)| (f32::from(v) * k - f32::from(q)).abs() <= 30.0)
 }
 
 /// Within 30 levels of `paper` in each channel.
@@ -736,6 +760,51 @@ pub(crate) mod tests {
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].coloured, "{found:?}");
         assert_eq!(found[0].blobs, 3);
+    }
+
+    #[test]
+    fn a_coloured_card_lit_unevenly_still_shows_its_whole_outline() {
+        // The orange card of the test below, lit 35% less at its left edge than
+        // at its right (issue 17: a lighting gradient hid the edge of "45").
+        let (w, h) = (160u32, 110u32);
+        let mut rgb = RgbImage::from_pixel(w + 120, h + 120, Rgb([90, 90, 100]));
+        for y in 60..60 + h {
+            for x in 60..60 + w {
+                let light = 0.65 + 0.35 * (x - 60) as f32 / w as f32;
+                let [r, g, b] = [240.0f32, 120.0, 20.0].map(|v| (v * light) as u8);
+                rgb.put_pixel(x, y, Rgb([r, g, b]));
+            }
+        }
+        draw_sevens(&mut rgb, 60 + (w - 45) / 2, 60 + h / 2 - 20, 2);
+        let gray = image::DynamicImage::ImageRgb8(rgb.clone()).to_luma8();
+        let found = find(&rgb, &gray, 8);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].coloured && found[0].outlined, "{found:?}");
+    }
+
+    #[test]
+    fn a_lone_digit_needs_a_card_around_it_not_open_pale_ground() {
+        // One 7 on a white card on a dark shirt, and the same 7 on a pale band
+        // that runs on to either side (sky between heads, a banner), bounded
+        // above and below but not before and after.
+        let pale_from = |x0: u32, x1: u32| {
+            let mut rgb = RgbImage::from_pixel(400, 260, Rgb([60, 40, 90]));
+            for y in 80..180 {
+                for x in x0..x1 {
+                    rgb.put_pixel(x, y, Rgb([235, 235, 230]));
+                }
+            }
+            draw_sevens(&mut rgb, 195, 110, 1);
+            rgb
+        };
+        let on_card = pale_from(140, 270);
+        let open = pale_from(0, 400);
+        for rgb in [&on_card, &open] {
+            let gray = image::DynamicImage::ImageRgb8(rgb.clone()).to_luma8();
+            let found = find(rgb, &gray, 8);
+            let expected = usize::from(std::ptr::eq(rgb, &on_card));
+            assert_eq!(found.len(), expected, "{found:?}");
+        }
     }
 
     #[test]

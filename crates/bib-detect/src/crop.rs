@@ -172,10 +172,12 @@ fn clean(ink: &[bool], w: usize, h: usize, context: bool) -> Vec<bool> {
         stack.push(start);
         members.clear();
         let mut edge = false;
-        let (mut y0, mut y1) = (h, 0);
+        let (mut x0, mut x1, mut y0, mut y1) = (w, 0, h, 0);
         while let Some(i) = stack.pop() {
             members.push(i);
             let (x, y) = (i % w, i / w);
+            x0 = x0.min(x);
+            x1 = x1.max(x);
             y0 = y0.min(y);
             y1 = y1.max(y);
             // A blob touching left or right edge only at the corners is a bib border, and
@@ -197,7 +199,11 @@ fn clean(ink: &[bool], w: usize, h: usize, context: bool) -> Vec<bool> {
         }
         // Small blobs are specks, short ones are underlines or dust.
         let tall_enough = (y1 - y0 + 1) * 4 >= h;
-        let stroke = members.len() >= min_area && tall_enough;
+        // A solid patch wider than a stroke (shirt or shade beside a card) is
+        // no glyph; Tesseract would read it as a letter ("m5", "y161").
+        let (bw, bh) = (x1 - x0 + 1, y1 - y0 + 1);
+        let solid = context && members.len() * 100 > bw * bh * 85 && bw * 2 > bh;
+        let stroke = members.len() >= min_area && tall_enough && !solid;
         // A dot counts only inside the digits' band: pins and dust sit above or below.
         let dot = context && is_dot(&members, w, h) && y0 * 20 >= h * 3 && y1 * 20 <= h * 17;
         if !edge && stroke {
@@ -361,42 +367,12 @@ pub fn digit_holes(binary: &GrayImage) -> Vec<u32> {
 /// nearest the middle across gaps narrower than a digit. The candidate line that the
 /// crop was cut around may have missed a digit at one end; this finds it again.
 pub fn digit_span(binary: &GrayImage) -> Option<(u32, u32)> {
-    let (w, h) = binary.dimensions();
-    let (wu, hu) = (w as usize, h as usize);
-    let raw = binary.as_raw();
-    let mut seen = vec![false; wu * hu];
-    let mut spans = Vec::new();
-    let mut stack = Vec::new();
-    for start in 0..wu * hu {
-        if raw[start] != 0 || seen[start] {
-            continue;
-        }
-        seen[start] = true;
-        stack.push(start);
-        let (mut x0, mut x1, mut y0, mut y1) = (usize::MAX, 0, usize::MAX, 0);
-        while let Some(i) = stack.pop() {
-            let (x, y) = (i % wu, i / wu);
-            x0 = x0.min(x);
-            x1 = x1.max(x + 1);
-            y0 = y0.min(y);
-            y1 = y1.max(y + 1);
-            for (dx, dy) in [(-1i64, 0i64), (1, 0), (0, -1), (0, 1)] {
-                let (nx, ny) = (x as i64 + dx, y as i64 + dy);
-                if nx < 0 || ny < 0 || nx >= wu as i64 || ny >= hu as i64 {
-                    continue;
-                }
-                let j = ny as usize * wu + nx as usize;
-                if raw[j] == 0 && !seen[j] {
-                    seen[j] = true;
-                    stack.push(j);
-                }
-            }
-        }
-        let height = (y1 - y0) as f32;
-        if (TEXT_HEIGHT * 0.55..=TEXT_HEIGHT * 1.6).contains(&height) {
-            spans.push((x0 as f32, x1 as f32));
-        }
-    }
+    let w = binary.width();
+    let mut spans: Vec<(f32, f32)> = ink_boxes(binary)
+        .into_iter()
+        .filter(is_glyph_height)
+        .map(|b| (b[0] as f32, b[1] as f32))
+        .collect();
     spans.sort_by(|a, b| a.0.total_cmp(&b.0));
     let middle = w as f32 / 2.0;
     let distance = |s: &(f32, f32)| {
@@ -426,6 +402,62 @@ pub fn digit_span(binary: &GrayImage) -> Option<(u32, u32)> {
         lo = lo.min(s.0);
     }
     Some((lo as u32, hi as u32))
+}
+
+/// How many glyphs the glyph-sized ink blobs of `binary` (from [`binarise`])
+/// hold: a letters-allowed reading of a crop with one glyph in it cannot be a
+/// word, whatever letter Tesseract took that glyph for (a lone serif 4 reads
+/// "A", a 5 "is"). A blob wider than tall is counted as two: blur fuses a
+/// small plate's or sign's glyphs into one.
+pub fn glyph_count(binary: &GrayImage) -> usize {
+    ink_boxes(binary)
+        .iter()
+        .filter(|b| is_glyph_height(b))
+        .map(|b| if b[1] - b[0] > b[3] - b[2] { 2 } else { 1 })
+        .sum()
+}
+
+/// About a digit's height at [`TEXT_HEIGHT`]: not a speck, a rule or a patch.
+fn is_glyph_height(b: &[usize; 4]) -> bool {
+    (TEXT_HEIGHT * 0.55..=TEXT_HEIGHT * 1.6).contains(&((b[3] - b[2]) as f32))
+}
+
+/// The boxes `[x0, x1, y0, y1]` (ends exclusive) of the 4-connected ink blobs of `binary`.
+fn ink_boxes(binary: &GrayImage) -> Vec<[usize; 4]> {
+    let (w, h) = binary.dimensions();
+    let (wu, hu) = (w as usize, h as usize);
+    let raw = binary.as_raw();
+    let mut seen = vec![false; wu * hu];
+    let mut boxes = Vec::new();
+    let mut stack = Vec::new();
+    for start in 0..wu * hu {
+        if raw[start] != 0 || seen[start] {
+            continue;
+        }
+        seen[start] = true;
+        stack.push(start);
+        let (mut x0, mut x1, mut y0, mut y1) = (usize::MAX, 0, usize::MAX, 0);
+        while let Some(i) = stack.pop() {
+            let (x, y) = (i % wu, i / wu);
+            x0 = x0.min(x);
+            x1 = x1.max(x + 1);
+            y0 = y0.min(y);
+            y1 = y1.max(y + 1);
+            for (dx, dy) in [(-1i64, 0i64), (1, 0), (0, -1), (0, 1)] {
+                let (nx, ny) = (x as i64 + dx, y as i64 + dy);
+                if nx < 0 || ny < 0 || nx >= wu as i64 || ny >= hu as i64 {
+                    continue;
+                }
+                let j = ny as usize * wu + nx as usize;
+                if raw[j] == 0 && !seen[j] {
+                    seen[j] = true;
+                    stack.push(j);
+                }
+            }
+        }
+        boxes.push([x0, x1, y0, y1]);
+    }
+    boxes
 }
 
 /// The grey crop stretched to full contrast, with a paper-coloured margin: a second,
@@ -519,6 +551,50 @@ mod tests {
         }
         binary.put_pixel(100, 50, Luma([0]));
         assert_eq!(digit_span(&binary), Some((200, 330)));
+    }
+
+    #[test]
+    fn glyphs_are_counted_by_their_blobs_and_a_wide_blob_is_two() {
+        let one = [
+            "######", "#....#", "#....#", "#....#", "######", ".....#", ".....#", ".....#",
+            ".....#", ".....#", ".....#", "######",
+        ];
+        let mut crop = GrayImage::from_pixel(200, 72, Luma([255]));
+        draw(&mut crop, 20, &one);
+        // A speck and a dash are no glyphs.
+        crop.put_pixel(100, 40, Luma([0]));
+        for x in 120..140 {
+            crop.put_pixel(x, 40, Luma([0]));
+        }
+        assert_eq!(glyph_count(&crop), 1);
+        // Three glyphs fused by blur into one blob wider than tall.
+        for y in 12..60 {
+            for x in 120..190 {
+                crop.put_pixel(x, y, Luma([0]));
+            }
+        }
+        assert_eq!(glyph_count(&crop), 3);
+    }
+
+    #[test]
+    fn a_solid_patch_beside_the_digits_is_dropped_from_the_wide_crop() {
+        // A wide crop: a dark patch (shirt beside the card) and a digit-like bar.
+        let mut gray = GrayImage::from_pixel(240, 72, Luma([230]));
+        for y in 16..56 {
+            for x in 20..70 {
+                gray.put_pixel(x, y, Luma([30]));
+            }
+            for x in 150..160 {
+                gray.put_pixel(x, y, Luma([30]));
+            }
+        }
+        let binary = binarise(&gray, 128, true);
+        // `binarise` adds a 12 px margin.
+        assert_eq!(binary.get_pixel(12 + 40, 12 + 30).0[0], 255, "patch kept");
+        assert_eq!(binary.get_pixel(12 + 155, 12 + 30).0[0], 0, "stroke lost");
+        // A tight crop keeps what is not on its edge: only context crops judge patches.
+        let tight = binarise(&gray, 128, false);
+        assert_eq!(tight.get_pixel(12 + 40, 12 + 30).0[0], 0);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `bib-detect generate --seed N --count M --out DIR [--fonts held-out|tuning|all|wide-tuning|wide-held-out] [--style standard|two-tone|low-res|vivid|race]`
 //! `bib-detect eval DIR [--threads N]`
+//! `bib-detect trace PHOTO`
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -11,13 +12,18 @@ use bib_detect::{Detector, DetectorConfig};
 
 const USAGE: &str = "usage:
   bib-detect generate --seed N --count M --out DIR [--fonts held-out|tuning|all|wide-tuning|wide-held-out] [--style standard|two-tone|low-res|vivid|race]
-  bib-detect eval DIR [--threads N]";
+  bib-detect eval DIR [--threads N]
+  bib-detect trace PHOTO";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("generate") => parse_generate(&args[1..]).and_then(run_generate),
         Some("eval") => parse_eval(&args[1..]).and_then(|(dir, threads)| run_eval(dir, threads)),
+        Some("trace") => match &args[1..] {
+            [photo] => run_trace(PathBuf::from(photo)),
+            _ => Err(Failure::Usage(format!("trace needs one photo\n{USAGE}"))),
+        },
         _ => Err(Failure::Usage(USAGE.to_owned())),
     };
     match result {
@@ -145,5 +151,34 @@ fn run_eval(dir: PathBuf, threads: usize) -> Result<(), Failure> {
     writeln!(out, "# {}", summary.stage_line()).map_err(|e| run(&e))?;
     writeln!(out, "{}", summary.score_line()).map_err(|e| run(&e))?;
     writeln!(out, "{}", summary.timing_line()).map_err(|e| run(&e))?;
+    Ok(())
+}
+
+/// Every digit line the detector saw in one photo and what became of it, for
+/// finding why a bib a person reads was missed.
+fn run_trace(photo: PathBuf) -> Result<(), Failure> {
+    let run = |e: &dyn std::fmt::Display| Failure::Run(e.to_string());
+    let detector = Detector::new(DetectorConfig::default()).map_err(|e| run(&e))?;
+    let image = image::open(&photo).map_err(|e| run(&e))?;
+    let (found, lines) = detector.trace(&image).map_err(|e| run(&e))?;
+    let mut out = std::io::stdout().lock();
+    for line in &lines {
+        let b = line.bbox;
+        writeln!(
+            out,
+            "line {},{},{},{} {:?}",
+            b.x, b.y, b.width, b.height, line.fate
+        )
+        .map_err(|e| run(&e))?;
+    }
+    for bib in &found.bibs {
+        let b = bib.bbox;
+        writeln!(
+            out,
+            "bib {} {:.2} {},{},{},{}",
+            bib.number, bib.confidence, b.x, b.y, b.width, b.height
+        )
+        .map_err(|e| run(&e))?;
+    }
     Ok(())
 }

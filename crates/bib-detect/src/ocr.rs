@@ -7,7 +7,8 @@
 use std::cell::RefCell;
 
 use image::GrayImage;
-use tesseract::{PageSegMode, Tesseract};
+pub use tesseract::PageSegMode;
+use tesseract::Tesseract;
 
 use crate::Error;
 
@@ -37,9 +38,9 @@ pub struct Reading {
     pub confidence: f32,
 }
 
-/// Reads `image` (black text on white) as one line (`single_word` for PSM 8) with only
-/// the characters in `whitelist`.
-pub fn read(image: &GrayImage, whitelist: &str, single_word: bool) -> Result<Reading, Error> {
+/// Reads `image` (black text on white) segmented as `mode` (one line, word or
+/// character) with only the characters in `whitelist`.
+pub fn read(image: &GrayImage, whitelist: &str, mode: PageSegMode) -> Result<Reading, Error> {
     HANDLE.with(|cell| {
         let mut slot = cell.borrow_mut();
         let handle = match slot.take() {
@@ -49,11 +50,7 @@ pub fn read(image: &GrayImage, whitelist: &str, single_word: bool) -> Result<Rea
         let mut handle = handle
             .set_variable("tessedit_char_whitelist", whitelist)
             .map_err(|e| Error::Ocr(e.to_string()))?;
-        handle.set_page_seg_mode(if single_word {
-            PageSegMode::PsmSingleWord
-        } else {
-            PageSegMode::PsmSingleLine
-        });
+        handle.set_page_seg_mode(mode);
         let (w, h) = image.dimensions();
         let w = i32::try_from(w).map_err(|e| Error::Ocr(e.to_string()))?;
         let h = i32::try_from(h).map_err(|e| Error::Ocr(e.to_string()))?;
@@ -84,7 +81,8 @@ mod tests {
     #[test]
     fn a_blank_crop_reads_as_nothing() {
         let blank = GrayImage::from_pixel(120, 60, Luma([255]));
-        let reading = read(&blank, DIGITS, false).expect("tesseract-ocr-eng installed");
+        let reading =
+            read(&blank, DIGITS, PageSegMode::PsmSingleLine).expect("tesseract-ocr-eng installed");
         assert_eq!(reading.text, "");
     }
 }

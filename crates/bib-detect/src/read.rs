@@ -8,7 +8,7 @@
 use image::GrayImage;
 
 use crate::candidates::Candidate;
-use crate::ocr::{self, Reading};
+use crate::ocr::{self, PageSegMode, Reading};
 use crate::{DetectorConfig, Error, crop};
 
 /// Margin of the wide crop, in digit heights, on either end of the line.
@@ -35,9 +35,13 @@ pub fn read_traced(
     // or a plate's letters shows it there, though the digits alone look like a bib.
     let wide_gray = crop::flatten(&crop::straighten(gray, c, scale, WIDE_MARGIN));
     let wide = crop::binarise(&wide_gray, crop::otsu(&wide_gray), true);
-    let words = ocr::read(&wide, ocr::ALPHANUMERIC, false)?;
-    let Some(as_digits) = digits_of_words(&words.text) else {
-        return Ok(Err(NotABib::Words(words.text)));
+    let words = ocr::read(&wide, ocr::ALPHANUMERIC, PageSegMode::PsmSingleLine)?;
+    // Words need two glyphs: letters read from a crop holding one glyph are
+    // Tesseract's guesses at a lone digit, and that reading abstains.
+    let as_digits = match digits_of_words(&words.text) {
+        Some(digits) => digits,
+        None if !words.text.contains(':') && crop::glyph_count(&wide) <= 1 => String::new(),
+        None => return Ok(Err(NotABib::Words(words.text))),
     };
 
     // The tight crop: the digit line as the wide crop shows it, plus a third of a digit.
@@ -61,25 +65,43 @@ pub fn read_traced(
     let straight = image::imageops::crop_imm(&wide_gray, x0, 0, x1 - x0, h).to_image();
     let threshold = crop::otsu(&straight);
     let binary = crop::binarise(&straight, threshold, false);
+    let (line, word) = (PageSegMode::PsmSingleLine, PageSegMode::PsmSingleWord);
     let mut readings = vec![
         Reading {
             text: as_digits,
             confidence: words.confidence,
         },
-        digits(ocr::read(&binary, ocr::DIGITS, false)?),
+        digits(ocr::read(&binary, ocr::DIGITS, line)?),
     ];
     let agreed = readings[1].text == readings[0].text && readings[1].confidence >= 0.8;
-    // A single digit always hears all four opinions (see `vote`).
-    if !agreed || readings[1].text.len() < 2 {
+    // A lone digit of a bib's size (32 px or more in the photo): Tesseract finds
+    // digits in small blobs of foliage or crowd too, so those keep the stricter
+    // rule of four readings (see `vote`).
+    let lone = crop::glyph_count(&binary) == 1;
+    let lone_glyph = lone && c.height * scale >= 32.0;
+    if lone_glyph {
+        // Tesseract's line mode often returns nothing for a lone digit, or takes
+        // it for another: two more opinions, the glyph as a raw line (PSM 13),
+        // and the glyph set twice side by side, read as a line of two.
+        readings.push(digits(ocr::read(
+            &binary,
+            ocr::DIGITS,
+            PageSegMode::PsmRawLine,
+        )?));
+        let twice = digits(ocr::read(&side_by_side(&binary), ocr::DIGITS, line)?);
+        readings.push(once_of_twice(twice));
+    }
+    // A single digit always hears all opinions (see `vote`).
+    if !agreed || readings[1].text.len() < 2 || lone_glyph {
         // No quick agreement: two more opinions, from the grey crop and from thinner ink
         // (blur and JPEG fuse neighbouring digits at Otsu's level).
         readings.push(digits(ocr::read(
             &crop::stretched(&straight),
             ocr::DIGITS,
-            false,
+            line,
         )?));
         let thinner = crop::binarise(&straight, (f32::from(threshold) * 0.7) as u8, false);
-        readings.push(digits(ocr::read(&thinner, ocr::DIGITS, true)?));
+        readings.push(digits(ocr::read(&thinner, ocr::DIGITS, word)?));
     }
     // A coloured card is told from other coloured patches by its edge close to the
     // digits; a number printed on a shirt (a player's one or two digits) can have
@@ -90,7 +112,14 @@ pub fn read_traced(
     // there is a few pixels across, and blur and JPEG close it (the low-res
     // style lost 284, 801 and 320, 9 to 12 px tall, when they were).
     let holes = || (c.height * scale >= 24.0).then(|| crop::digit_holes(&binary));
-    let checked = vote(&readings, config).and_then(|won| match holes() {
+    // One digit is read only where the crop shows one glyph: a line of several
+    // blobs read as one digit is a misreading of something else.
+    let lone_confidence = match (lone, lone_glyph) {
+        (_, true) => Some(0.7),
+        (true, false) => Some(0.8),
+        (false, _) => None,
+    };
+    let checked = vote(&readings, config, lone_confidence).and_then(|won| match holes() {
         Some(holes) => as_shapes_allow(won, &holes),
         None => Some(won),
     });
@@ -99,6 +128,31 @@ pub fn read_traced(
         _ => Ok(Err(NotABib::Vote(
             readings.iter().map(|r| r.text.clone()).collect(),
         ))),
+    }
+}
+
+/// `binary` twice, side by side: a line of two glyphs, which Tesseract's line
+/// mode reads more surely than one.
+fn side_by_side(binary: &GrayImage) -> GrayImage {
+    let (w, h) = binary.dimensions();
+    let mut out = GrayImage::new(w * 2, h);
+    for (x, y, p) in binary.enumerate_pixels() {
+        out.put_pixel(x, y, *p);
+        out.put_pixel(x + w, y, *p);
+    }
+    out
+}
+
+/// The digit a reading of [`side_by_side`] saw twice ("44" is 4); anything
+/// else is kept as read and so dissents.
+fn once_of_twice(reading: Reading) -> Reading {
+    let mut chars = reading.text.chars();
+    match (chars.next(), chars.next(), chars.next()) {
+        (Some(a), Some(b), None) if a == b => Reading {
+            text: a.to_string(),
+            ..reading
+        },
+        _ => reading,
     }
 }
 
@@ -206,7 +260,11 @@ fn digits_of_words(text: &str) -> Option<String> {
 
 /// The number most readings (weighted by confidence) agree on, if at least two agree
 /// and it is a bib's length and confident enough.
-fn vote(readings: &[Reading], config: &DetectorConfig) -> Option<Reading> {
+fn vote(
+    readings: &[Reading],
+    config: &DetectorConfig,
+    lone_confidence: Option<f32>,
+) -> Option<Reading> {
     let mut tally: Vec<(&str, usize, f32)> = Vec::new();
     for r in readings.iter().filter(|r| !r.text.is_empty()) {
         match tally.iter_mut().find(|(t, _, _)| *t == r.text) {
@@ -238,10 +296,11 @@ fn vote(readings: &[Reading], config: &DetectorConfig) -> Option<Reading> {
     // One digit alone is easy to conjure from a blob (a gap in a crowd, the hole of a
     // light "0"): all readings that saw ink but one must agree, confidently.
     let needed = if len == 1 {
-        if votes < 2 || votes + 1 < heard {
+        // Two thirds of the readings that saw ink.
+        if votes < 2 || votes < 2 * (heard - votes) {
             return None;
         }
-        config.min_confidence.max(0.8)
+        config.min_confidence.max(lone_confidence?)
     } else {
         config.min_confidence
     };
@@ -287,7 +346,11 @@ mod tests {
     #[test]
     fn two_agreeing_readings_win_the_vote() {
         let config = DetectorConfig::default();
-        let won = vote(&[r("123", 0.9), r("128", 0.95), r("123", 0.8)], &config);
+        let won = vote(
+            &[r("123", 0.9), r("128", 0.95), r("123", 0.8)],
+            &config,
+            Some(0.8),
+        );
         assert_eq!(won.map(|w| w.text), Some("123".to_owned()));
     }
 
@@ -295,14 +358,14 @@ mod tests {
     fn four_alike_readings_win_whatever_tesseract_s_confidence() {
         let config = DetectorConfig::default();
         let zero = [r("302", 0.0), r("302", 0.0), r("302", 0.0), r("302", 0.0)];
-        let won = vote(&zero, &config).expect("unanimous");
+        let won = vote(&zero, &config, Some(0.8)).expect("unanimous");
         assert_eq!(won.text, "302");
         assert_eq!(won.confidence, config.min_confidence);
         // Three of four, or a single digit, still need Tesseract's confidence.
         let three = [r("302", 0.0), r("302", 0.0), r("302", 0.0), r("362", 0.0)];
-        assert_eq!(vote(&three, &config), None);
+        assert_eq!(vote(&three, &config, Some(0.8)), None);
         let one = [r("1", 0.6), r("1", 0.6), r("1", 0.6), r("1", 0.6)];
-        assert_eq!(vote(&one, &config), None);
+        assert_eq!(vote(&one, &config, Some(0.8)), None);
     }
 
     #[test]
@@ -324,9 +387,53 @@ mod tests {
     }
 
     #[test]
+    fn a_glyph_read_twice_side_by_side_is_one_digit() {
+        assert_eq!(once_of_twice(r("44", 0.8)).text, "4");
+        // Anything but a pair of one digit is kept as read, and so dissents.
+        assert_eq!(once_of_twice(r("14", 0.8)).text, "14");
+        assert_eq!(once_of_twice(r("444", 0.8)).text, "444");
+        assert_eq!(once_of_twice(r("", 0.0)).text, "");
+    }
+
+    #[test]
+    fn one_digit_needs_a_lone_glyph_and_two_thirds_of_the_readings() {
+        let config = DetectorConfig::default();
+        let fours = [r("4", 0.75), r("4", 0.74), r("4", 0.7), r("", 0.0)];
+        // A bib-sized lone glyph is taken at 0.7, a small one at 0.8.
+        assert_eq!(
+            vote(&fours, &config, Some(0.7)).map(|w| w.text).as_deref(),
+            Some("4")
+        );
+        assert_eq!(vote(&fours, &config, Some(0.8)), None);
+        // A crop of several blobs read as one digit is no bib.
+        assert_eq!(vote(&fours, &config, None), None);
+        // Four of six readings agree: two thirds.
+        let split = [
+            r("5", 0.96),
+            r("5", 0.96),
+            r("7", 0.0),
+            r("5", 0.4),
+            r("5", 0.9),
+            r("7", 0.2),
+        ];
+        assert_eq!(
+            vote(&split, &config, Some(0.7)).map(|w| w.text).as_deref(),
+            Some("5")
+        );
+        let split = [r("1", 0.9), r("1", 0.9), r("4", 0.5), r("14", 0.7)];
+        assert_eq!(vote(&split, &config, Some(0.7)), None);
+    }
+
+    #[test]
     fn a_lone_reading_is_not_enough() {
         let config = DetectorConfig::default();
-        assert_eq!(vote(&[r("123", 0.99), r("", 0.0)], &config), None);
-        assert_eq!(vote(&[r("1234567", 0.9), r("1234567", 0.9)], &config), None);
+        assert_eq!(
+            vote(&[r("123", 0.99), r("", 0.0)], &config, Some(0.8)),
+            None
+        );
+        assert_eq!(
+            vote(&[r("1234567", 0.9), r("1234567", 0.9)], &config, Some(0.8)),
+            None
+        );
     }
 }
