@@ -11,6 +11,10 @@ use crate::candidates::Candidate;
 /// Digit height the crops are scaled to: Tesseract's LSTM is most accurate near it.
 pub const TEXT_HEIGHT: f32 = 48.0;
 
+/// The widest gap between glyphs of one line: a word space is a third to
+/// two thirds of a digit's height.
+const LINE_GAP: f32 = TEXT_HEIGHT * 0.9;
+
 /// The candidate's digits, rotated level and scaled to [`TEXT_HEIGHT`], with a margin
 /// of a third of a digit height above and below and `margin` digit heights before and
 /// after. `scale` maps candidate coordinates to `gray`'s (candidates may come from a
@@ -388,7 +392,7 @@ pub fn digit_span(binary: &GrayImage) -> Option<(u32, u32)> {
         return None;
     }
     let (mut lo, mut hi) = spans[centre];
-    let gap = TEXT_HEIGHT * 0.9;
+    let gap = LINE_GAP;
     for s in spans[centre + 1..].iter() {
         if s.0 - hi > gap {
             break;
@@ -402,6 +406,75 @@ pub fn digit_span(binary: &GrayImage) -> Option<(u32, u32)> {
         lo = lo.min(s.0);
     }
     Some((lo as u32, hi as u32))
+}
+
+/// `binary` (from [`binarise`] of `raw`, the straightened crop before
+/// [`flatten`], with `margin` digit heights either side of the candidate's
+/// line) without the ink blobs past the edge of the paper the line is
+/// printed on: a sign or a clock beyond the card's edge is not on the
+/// number's line ("1." of a clock read "n698"), while a plate's or a sign's
+/// letters share its paper. The edge is where a column's paper level (its
+/// 75th percentile) jumps by a quarter within a sixth of a digit height and
+/// stays off for a tenth (a soft shadow changes it slowly).
+pub fn on_its_paper(raw: &GrayImage, binary: &GrayImage, margin: f32) -> GrayImage {
+    const MARGIN: usize = 12;
+    let (w, h) = raw.dimensions();
+    let (wu, hu) = (w as usize, h as usize);
+    // Where the candidate's line and the digit line found again agree: the
+    // first can hold a stray blob of the card's edge, the second chains a
+    // clock's digits beside the card into the line.
+    let mut lo = (TEXT_HEIGHT * margin) as usize;
+    let mut hi = wu.saturating_sub(lo);
+    if let Some((x0, x1)) = digit_span(binary) {
+        lo = lo.max((x0 as usize).saturating_sub(MARGIN));
+        hi = hi.min((x1 as usize).saturating_sub(MARGIN));
+    }
+    let mut column = vec![0u8; hu];
+    let level: Vec<f32> = (0..wu)
+        .map(|x| {
+            for (y, v) in column.iter_mut().enumerate() {
+                *v = raw.get_pixel(x as u32, y as u32).0[0];
+            }
+            f32::from(*column.select_nth_unstable(hu * 3 / 4).1)
+        })
+        .collect();
+    if lo >= hi {
+        return binary.clone();
+    }
+    let mut inside: Vec<f32> = level[lo..hi].to_vec();
+    inside.sort_by(f32::total_cmp);
+    let paper = inside[inside.len() / 2].max(1.0);
+    let step = (TEXT_HEIGHT / 6.0) as usize;
+    let hold = (TEXT_HEIGHT / 10.0) as usize;
+    let off = |v: f32| (v - paper).abs() > paper * 0.25;
+    let edge_at =
+        |x: usize, from: usize| off(level[x]) && (level[x] - level[from]).abs() > paper * 0.25;
+    let mut right = wu;
+    for x in hi + step..wu.saturating_sub(hold) {
+        if edge_at(x, x - step) && (x..x + hold).all(|k| off(level[k])) {
+            right = x;
+            break;
+        }
+    }
+    let mut left = 0;
+    for x in (hold..lo.saturating_sub(step)).rev() {
+        if edge_at(x, x + step) && (x + 1 - hold..=x).all(|k| off(level[k])) {
+            left = x + 1;
+            break;
+        }
+    }
+    let (left, right) = (left + MARGIN, right + MARGIN);
+    let mut out = binary.clone();
+    for b in ink_boxes(binary) {
+        if b[1] <= left || b[0] >= right {
+            for y in b[2]..b[3] {
+                for x in b[0]..b[1] {
+                    out.put_pixel(x as u32, y as u32, Luma([255]));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// How many glyphs the glyph-sized ink blobs of `binary` (from [`binarise`])
@@ -595,6 +668,31 @@ mod tests {
         // A tight crop keeps what is not on its edge: only context crops judge patches.
         let tight = binarise(&gray, 128, false);
         assert_eq!(tight.get_pixel(12 + 40, 12 + 30).0[0], 0);
+    }
+
+    #[test]
+    fn ink_past_the_edge_of_the_card_is_not_on_the_line() {
+        // A card (paper 200) from x = 100 on a darker shirt (90); digits in
+        // the middle, a letter on the card beside them, a sign's glyph on the
+        // shirt. Coordinates are the raw crop's; `binarise` adds 12 px.
+        let (w, h) = (400u32, 80u32);
+        let card = GrayImage::from_fn(w, h, |x, _| Luma([if x >= 100 { 200 } else { 90 }]));
+        let mut binary = GrayImage::from_pixel(w + 24, h + 24, Luma([255]));
+        for (x0, x1) in [(40, 60), (110, 130), (150, 170), (190, 210), (230, 250)] {
+            for y in 16..64 {
+                for x in x0..x1 {
+                    binary.put_pixel(x + 12, y + 12, Luma([0]));
+                }
+            }
+        }
+        let ink = |b: &GrayImage, x: u32| b.get_pixel(x + 12, 40 + 12).0[0] == 0;
+        let kept = on_its_paper(&card, &binary, 1.6);
+        assert!(!ink(&kept, 50), "the sign's glyph beyond the card stayed");
+        assert!(ink(&kept, 120) && ink(&kept, 160) && ink(&kept, 240));
+        // A plate: one paper from end to end, its letters stay.
+        let plate = GrayImage::from_pixel(w, h, Luma([200]));
+        let kept = on_its_paper(&plate, &binary, 1.6);
+        assert!(ink(&kept, 50) && ink(&kept, 120));
     }
 
     #[test]

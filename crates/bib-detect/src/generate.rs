@@ -115,6 +115,16 @@ struct NamedFont {
     font: FontVec,
 }
 
+/// Whether a font file (its lowercase name) is a face numbers and signs are
+/// set in: symbol and maths faces lack ordinary digits, and light, thin and
+/// hairline weights are not printed on bibs or signs (Lato Hairline's strokes
+/// are a pixel or two wide on a bib in a photo).
+fn is_text_face(name: &str) -> bool {
+    !["math", "light", "thin", "hairline"]
+        .iter()
+        .any(|w| name.contains(w))
+}
+
 /// The fonts of one [`FontChoice`]: bold faces for bib numbers, upright faces of
 /// any weight for the `race` style's numbers, any face for other text.
 pub struct FontSet {
@@ -146,12 +156,7 @@ impl FontSet {
                 .file_name()
                 .map(|n| n.to_string_lossy().to_ascii_lowercase())
                 .unwrap_or_default();
-            // Symbol and maths faces lack ordinary digits; light faces are not for text on signs.
-            if !choice.admits(&path)
-                || name.contains("math")
-                || name.contains("light")
-                || name.contains("thin")
-            {
+            if !choice.admits(&path) || !is_text_face(&name) {
                 continue;
             }
             let Ok(bytes) = std::fs::read(&path) else {
@@ -1323,6 +1328,15 @@ mod tests {
         assert!(!FontChoice::WideTuning.admits(tinos));
         assert!(FontChoice::WideTuning.admits(dejavu));
         assert!(!FontChoice::WideHeldOut.admits(dejavu));
+    }
+
+    #[test]
+    fn hairline_thin_and_light_faces_are_not_drawn() {
+        assert!(is_text_face("lato-heavy.ttf"));
+        assert!(is_text_face("lato-regular.ttf"));
+        for name in ["lato-hairline.ttf", "roboto-thin.ttf", "opensans-light.ttf"] {
+            assert!(!is_text_face(name), "{name}");
+        }
     }
 
     #[test]

@@ -33,9 +33,14 @@ pub fn read_traced(
 ) -> Result<Result<Reading, NotABib>, Error> {
     // The line with room on both sides: a number that continues into words, a colon
     // or a plate's letters shows it there, though the digits alone look like a bib.
-    let wide_gray = crop::flatten(&crop::straighten(gray, c, scale, WIDE_MARGIN));
+    let wide_raw = crop::straighten(gray, c, scale, WIDE_MARGIN);
+    let wide_gray = crop::flatten(&wide_raw);
     let wide = crop::binarise(&wide_gray, crop::otsu(&wide_gray), true);
-    let words = ocr::read(&wide, ocr::ALPHANUMERIC, PageSegMode::PsmSingleLine)?;
+    let words = ocr::read(
+        &crop::on_its_paper(&wide_raw, &wide, WIDE_MARGIN),
+        ocr::ALPHANUMERIC,
+        PageSegMode::PsmSingleLine,
+    )?;
     // Words need two glyphs: letters read from a crop holding one glyph are
     // Tesseract's guesses at a lone digit, and that reading abstains.
     let as_digits = match digits_of_words(&words.text) {
