@@ -499,7 +499,9 @@ fn bib_surround(rgb: &RgbImage, gray: &GrayImage, dark: &[bool], c: &Candidate) 
             for across in [-0.25f32, 0.0, 0.25] {
                 let along = side * (c.length / 2.0 + c.height * 0.4);
                 if let Some((x, y)) = at(along, across * c.height)
-                    && like_paper(gray.get_pixel(x, y).0[0])
+                    // Within the card's outline, shade or a gradient across it
+                    // can darken one side by a third.
+                    && f32::from(gray.get_pixel(x, y).0[0]) > f32::from(paper_level) * 0.6
                     && !dark[(y * w + x) as usize]
                 {
                     beside += 1;
