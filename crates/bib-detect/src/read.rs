@@ -79,11 +79,13 @@ pub fn read_traced(
         digits(ocr::read(&binary, ocr::DIGITS, line)?),
     ];
     let agreed = readings[1].text == readings[0].text && readings[1].confidence >= 0.8;
-    // A lone digit of a bib's size (32 px or more in the photo): Tesseract finds
-    // digits in small blobs of foliage or crowd too, so those keep the stricter
-    // rule of four readings (see `vote`).
+    // A lone digit of a bib's size (32 px or more in the photo) that the search
+    // found as one blob, so its card's outline was checked: Tesseract finds
+    // digits in small blobs of foliage or crowd too, and a line of several
+    // blobs skipped the lone digit's checks, so those keep the stricter rule
+    // of four readings (see `vote`).
     let lone = crop::glyph_count(&binary) == 1;
-    let lone_glyph = lone && c.height * scale >= 32.0;
+    let lone_glyph = lone && c.blobs == 1 && c.height * scale >= 32.0;
     if lone_glyph {
         // Tesseract's line mode often returns nothing for a lone digit, or takes
         // it for another: two more opinions, the glyph as a raw line (PSM 13),
