@@ -568,6 +568,15 @@ mod tests {
         }
     }
 
+    /// Paints the rectangle `xs` by `ys` of `image` at `level`.
+    fn fill(image: &mut GrayImage, xs: std::ops::Range<u32>, ys: std::ops::Range<u32>, level: u8) {
+        for y in ys {
+            for x in xs.clone() {
+                image.put_pixel(x, y, Luma([level]));
+            }
+        }
+    }
+
     #[test]
     fn digit_blobs_count_their_enclosed_paper_left_to_right() {
         let five = [
@@ -599,11 +608,7 @@ mod tests {
     #[test]
     fn flattening_lifts_a_shadowed_half_to_paper_white() {
         let mut gray = GrayImage::from_pixel(120, 60, Luma([220]));
-        for y in 0..60 {
-            for x in 0..60 {
-                gray.put_pixel(x, y, Luma([150]));
-            }
-        }
+        fill(&mut gray, 0..60, 0..60, 150);
         gray.put_pixel(30, 30, Luma([40]));
         let flat = flatten(&gray);
         assert!(flat.get_pixel(10, 10).0[0] > 240);
@@ -616,11 +621,7 @@ mod tests {
         let mut binary = GrayImage::from_pixel(600, 100, Luma([255]));
         // Three "digits" 48 tall from x=200 to 330, a speck and a far blob.
         for (x0, x1) in [(200, 230), (240, 270), (300, 330), (560, 580)] {
-            for y in 26..74 {
-                for x in x0..x1 {
-                    binary.put_pixel(x, y, Luma([0]));
-                }
-            }
+            fill(&mut binary, x0..x1, 26..74, 0);
         }
         binary.put_pixel(100, 50, Luma([0]));
         assert_eq!(digit_span(&binary), Some((200, 330)));
@@ -641,11 +642,7 @@ mod tests {
         }
         assert_eq!(glyph_count(&crop), 1);
         // Three glyphs fused by blur into one blob wider than tall.
-        for y in 12..60 {
-            for x in 120..190 {
-                crop.put_pixel(x, y, Luma([0]));
-            }
-        }
+        fill(&mut crop, 120..190, 12..60, 0);
         assert_eq!(glyph_count(&crop), 3);
     }
 
@@ -653,14 +650,8 @@ mod tests {
     fn a_solid_patch_beside_the_digits_is_dropped_from_the_wide_crop() {
         // A wide crop: a dark patch (shirt beside the card) and a digit-like bar.
         let mut gray = GrayImage::from_pixel(240, 72, Luma([230]));
-        for y in 16..56 {
-            for x in 20..70 {
-                gray.put_pixel(x, y, Luma([30]));
-            }
-            for x in 150..160 {
-                gray.put_pixel(x, y, Luma([30]));
-            }
-        }
+        fill(&mut gray, 20..70, 16..56, 30);
+        fill(&mut gray, 150..160, 16..56, 30);
         let binary = binarise(&gray, 128, true);
         // `binarise` adds a 12 px margin.
         assert_eq!(binary.get_pixel(12 + 40, 12 + 30).0[0], 255, "patch kept");
@@ -679,11 +670,7 @@ mod tests {
         let card = GrayImage::from_fn(w, h, |x, _| Luma([if x >= 100 { 200 } else { 90 }]));
         let mut binary = GrayImage::from_pixel(w + 24, h + 24, Luma([255]));
         for (x0, x1) in [(40, 60), (110, 130), (150, 170), (190, 210), (230, 250)] {
-            for y in 16..64 {
-                for x in x0..x1 {
-                    binary.put_pixel(x + 12, y + 12, Luma([0]));
-                }
-            }
+            fill(&mut binary, x0 + 12..x1 + 12, 28..76, 0);
         }
         let ink = |b: &GrayImage, x: u32| b.get_pixel(x + 12, 40 + 12).0[0] == 0;
         let kept = on_its_paper(&card, &binary, 1.6);
