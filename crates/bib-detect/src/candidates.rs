@@ -9,6 +9,7 @@
 //! The local threshold runs at two window sizes because one window cannot serve
 //! both 10 px digits on a dark shirt and 150 px digits with 25 px strokes.
 
+use crate::components::{self, Connectivity};
 use image::{GrayImage, RgbImage};
 
 /// Where a number may be, in the coordinates of the searched image.
@@ -215,46 +216,23 @@ fn dark_mask(gray: &GrayImage, integral: &Integral, radius: u32) -> Vec<bool> {
 
 /// 8-connected blobs of `mask`.
 fn blobs(mask: &[bool], w: u32, h: u32) -> Vec<Blob> {
-    let (w, h) = (w as usize, h as usize);
-    let mut seen = vec![false; w * h];
     let mut out = Vec::new();
-    let mut stack = Vec::new();
-    for start in 0..w * h {
-        if !mask[start] || seen[start] {
-            continue;
-        }
-        seen[start] = true;
-        stack.push(start);
-        let (mut x0, mut y0, mut x1, mut y1, mut area) = (usize::MAX, usize::MAX, 0, 0, 0u32);
-        while let Some(i) = stack.pop() {
-            let (x, y) = (i % w, i / w);
-            x0 = x0.min(x);
-            y0 = y0.min(y);
-            x1 = x1.max(x + 1);
-            y1 = y1.max(y + 1);
-            area += 1;
-            for dy in -1i64..=1 {
-                for dx in -1i64..=1 {
-                    let (nx, ny) = (x as i64 + dx, y as i64 + dy);
-                    if nx < 0 || ny < 0 || nx >= w as i64 || ny >= h as i64 {
-                        continue;
-                    }
-                    let j = ny as usize * w + nx as usize;
-                    if mask[j] && !seen[j] {
-                        seen[j] = true;
-                        stack.push(j);
-                    }
-                }
-            }
-        }
-        out.push(Blob {
-            x0: x0 as u32,
-            y0: y0 as u32,
-            x1: x1 as u32,
-            y1: y1 as u32,
-            area,
-        });
-    }
+    let (w, h) = (w as usize, h as usize);
+    components::for_each(
+        w,
+        h,
+        Connectivity::Eight,
+        |i| mask[i],
+        |c, members| {
+            out.push(Blob {
+                x0: c.x0 as u32,
+                y0: c.y0 as u32,
+                x1: c.x1 as u32,
+                y1: c.y1 as u32,
+                area: members.len() as u32,
+            });
+        },
+    );
     out
 }
 

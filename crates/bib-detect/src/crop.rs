@@ -7,6 +7,7 @@
 use image::{GrayImage, Luma};
 
 use crate::candidates::Candidate;
+use crate::components::{self, Connectivity};
 
 /// Digit height the crops are scaled to: Tesseract's LSTM is most accurate near it.
 pub const TEXT_HEIGHT: f32 = 48.0;
@@ -161,64 +162,39 @@ pub fn binarise(gray: &GrayImage, threshold: u8, context: bool) -> GrayImage {
 
 /// Keeps the ink blobs that neither touch the edge nor are much smaller than a digit's stroke.
 fn clean(ink: &[bool], w: usize, h: usize, context: bool) -> Vec<bool> {
-    let mut label = vec![usize::MAX; w * h];
     let mut keep = vec![false; w * h];
-    let mut stack = Vec::new();
-    let mut members = Vec::new();
     let min_area = (h * h / 150).max(4);
     // Dots wait for a partner above or below them: two make a colon, one is dust.
     let mut dots: Vec<(f32, f32, Vec<usize>)> = Vec::new();
-    for start in 0..w * h {
-        if !ink[start] || label[start] != usize::MAX {
-            continue;
-        }
-        label[start] = start;
-        stack.push(start);
-        members.clear();
-        let mut edge = false;
-        let (mut x0, mut x1, mut y0, mut y1) = (w, 0, h, 0);
-        while let Some(i) = stack.pop() {
-            members.push(i);
-            let (x, y) = (i % w, i / w);
-            x0 = x0.min(x);
-            x1 = x1.max(x);
-            y0 = y0.min(y);
-            y1 = y1.max(y);
+    components::for_each(
+        w,
+        h,
+        Connectivity::Four,
+        |i| ink[i],
+        |c, members| {
             // A blob touching left or right edge only at the corners is a bib border, and
             // any blob on the top or bottom edge is not a digit: digits sit inside the margin.
-            if y == 0 || y == h - 1 || (!context && (x == 0 || x == w - 1)) {
-                edge = true;
-            }
-            for (dx, dy) in [(-1i64, 0i64), (1, 0), (0, -1), (0, 1)] {
-                let (nx, ny) = (x as i64 + dx, y as i64 + dy);
-                if nx < 0 || ny < 0 || nx >= w as i64 || ny >= h as i64 {
-                    continue;
+            let edge = c.y0 == 0 || c.y1 == h || (!context && (c.x0 == 0 || c.x1 == w));
+            // Small blobs are specks, short ones are underlines or dust.
+            let tall_enough = c.height() * 4 >= h;
+            // A solid patch wider than a stroke (shirt or shade beside a card) is
+            // no glyph; Tesseract would read it as a letter ("m5", "y161").
+            let (bw, bh) = (c.width(), c.height());
+            let solid = context && members.len() * 100 > bw * bh * 85 && bw * 2 > bh;
+            let stroke = members.len() >= min_area && tall_enough && !solid;
+            // A dot counts only inside the digits' band: pins and dust sit above or below.
+            let dot =
+                context && is_dot(members, w, h) && c.y0 * 20 >= h * 3 && (c.y1 - 1) * 20 <= h * 17;
+            if !edge && stroke {
+                for &i in members {
+                    keep[i] = true;
                 }
-                let j = ny as usize * w + nx as usize;
-                if ink[j] && label[j] == usize::MAX {
-                    label[j] = start;
-                    stack.push(j);
-                }
+            } else if !edge && dot {
+                let cx = members.iter().map(|i| (i % w) as f32).sum::<f32>() / members.len() as f32;
+                dots.push((cx, (c.y0 + c.y1 - 1) as f32 / 2.0, members.to_vec()));
             }
-        }
-        // Small blobs are specks, short ones are underlines or dust.
-        let tall_enough = (y1 - y0 + 1) * 4 >= h;
-        // A solid patch wider than a stroke (shirt or shade beside a card) is
-        // no glyph; Tesseract would read it as a letter ("m5", "y161").
-        let (bw, bh) = (x1 - x0 + 1, y1 - y0 + 1);
-        let solid = context && members.len() * 100 > bw * bh * 85 && bw * 2 > bh;
-        let stroke = members.len() >= min_area && tall_enough && !solid;
-        // A dot counts only inside the digits' band: pins and dust sit above or below.
-        let dot = context && is_dot(&members, w, h) && y0 * 20 >= h * 3 && y1 * 20 <= h * 17;
-        if !edge && stroke {
-            for &i in &members {
-                keep[i] = true;
-            }
-        } else if !edge && dot {
-            let cx = members.iter().map(|i| (i % w) as f32).sum::<f32>() / members.len() as f32;
-            dots.push((cx, (y0 + y1) as f32 / 2.0, members.clone()));
-        }
-    }
+        },
+    );
     let hf = h as f32;
     for (i, (cx, cy, members)) in dots.iter().enumerate() {
         // The two dots of a colon: one above the other, alike in size, a few strokes apart.
@@ -271,97 +247,41 @@ pub fn digit_holes(binary: &GrayImage) -> Vec<u32> {
     let (w, h) = binary.dimensions();
     let (wu, hu) = (w as usize, h as usize);
     let raw = binary.as_raw();
-    let mut label = vec![usize::MAX; wu * hu];
-    let mut stack = Vec::new();
     let mut digits: Vec<(usize, u32)> = Vec::new();
-    for start in 0..wu * hu {
-        if raw[start] != 0 || label[start] != usize::MAX {
-            continue;
-        }
-        label[start] = start;
-        stack.push(start);
-        let (mut x0, mut x1, mut y0, mut y1) = (usize::MAX, 0, usize::MAX, 0);
-        while let Some(i) = stack.pop() {
-            let (x, y) = (i % wu, i / wu);
-            x0 = x0.min(x);
-            x1 = x1.max(x + 1);
-            y0 = y0.min(y);
-            y1 = y1.max(y + 1);
-            for dy in -1i64..=1 {
-                for dx in -1i64..=1 {
-                    let (nx, ny) = (x as i64 + dx, y as i64 + dy);
-                    if nx < 0 || ny < 0 || nx >= wu as i64 || ny >= hu as i64 {
-                        continue;
+    components::for_each(
+        wu,
+        hu,
+        Connectivity::Eight,
+        |i| raw[i] == 0,
+        |c, members| {
+            let height = c.height() as f32;
+            if !(TEXT_HEIGHT * 0.55..=TEXT_HEIGHT * 1.6).contains(&height) {
+                return;
+            }
+            // The blob in its box, one pixel larger all round: the box's paper not
+            // reached from the box's edge is enclosed by the blob.
+            let (bx0, by0) = (c.x0.saturating_sub(1), c.y0.saturating_sub(1));
+            let (bw, bh) = ((c.x1 + 1).min(wu) - bx0, (c.y1 + 1).min(hu) - by0);
+            let mut ink = vec![false; bw * bh];
+            for &i in members {
+                ink[(i / wu - by0) * bw + i % wu - bx0] = true;
+            }
+            let min_hole = (height * height / 100.0) as usize;
+            let mut holes = 0;
+            components::for_each(
+                bw,
+                bh,
+                Connectivity::Four,
+                |i| !ink[i],
+                |paper, area| {
+                    if !paper.touches_border(bw, bh) && area.len() >= min_hole {
+                        holes += 1;
                     }
-                    let j = ny as usize * wu + nx as usize;
-                    if raw[j] == 0 && label[j] == usize::MAX {
-                        label[j] = start;
-                        stack.push(j);
-                    }
-                }
-            }
-        }
-        let height = (y1 - y0) as f32;
-        if !(TEXT_HEIGHT * 0.55..=TEXT_HEIGHT * 1.6).contains(&height) {
-            continue;
-        }
-        // Paper of the blob's box (one pixel larger all round) not reached from
-        // the box's edge is enclosed by the blob.
-        let (bx0, by0) = (x0.saturating_sub(1), y0.saturating_sub(1));
-        let (bx1, by1) = ((x1 + 1).min(wu), (y1 + 1).min(hu));
-        let (bw, bh) = (bx1 - bx0, by1 - by0);
-        let ink = |x: usize, y: usize| label[(by0 + y) * wu + bx0 + x] == start;
-        let mut outside = vec![false; bw * bh];
-        for x in 0..bw {
-            for y in [0, bh - 1] {
-                if !ink(x, y) && !outside[y * bw + x] {
-                    outside[y * bw + x] = true;
-                    stack.push(y * bw + x);
-                }
-            }
-        }
-        for y in 0..bh {
-            for x in [0, bw - 1] {
-                if !ink(x, y) && !outside[y * bw + x] {
-                    outside[y * bw + x] = true;
-                    stack.push(y * bw + x);
-                }
-            }
-        }
-        let flood = |seed: usize, outside: &mut Vec<bool>, stack: &mut Vec<usize>| {
-            let mut area = 0;
-            if seed != usize::MAX {
-                outside[seed] = true;
-                stack.push(seed);
-            }
-            while let Some(i) = stack.pop() {
-                area += 1;
-                let (x, y) = (i % bw, i / bw);
-                for (dx, dy) in [(-1i64, 0i64), (1, 0), (0, -1), (0, 1)] {
-                    let (nx, ny) = (x as i64 + dx, y as i64 + dy);
-                    if nx < 0 || ny < 0 || nx >= bw as i64 || ny >= bh as i64 {
-                        continue;
-                    }
-                    let j = ny as usize * bw + nx as usize;
-                    if !outside[j] && !ink(nx as usize, ny as usize) {
-                        outside[j] = true;
-                        stack.push(j);
-                    }
-                }
-            }
-            area
-        };
-        flood(usize::MAX, &mut outside, &mut stack);
-        let min_hole = (height * height / 100.0) as usize;
-        let mut holes = 0;
-        for i in 0..bw * bh {
-            if !outside[i] && !ink(i % bw, i / bw) && flood(i, &mut outside, &mut stack) >= min_hole
-            {
-                holes += 1;
-            }
-        }
-        digits.push((x0, holes));
-    }
+                },
+            );
+            digits.push((c.x0, holes));
+        },
+    );
     digits.sort_by_key(|d| d.0);
     digits.into_iter().map(|d| d.1).collect()
 }
@@ -498,38 +418,17 @@ fn is_glyph_height(b: &[usize; 4]) -> bool {
 /// The boxes `[x0, x1, y0, y1]` (ends exclusive) of the 4-connected ink blobs of `binary`.
 fn ink_boxes(binary: &GrayImage) -> Vec<[usize; 4]> {
     let (w, h) = binary.dimensions();
-    let (wu, hu) = (w as usize, h as usize);
     let raw = binary.as_raw();
-    let mut seen = vec![false; wu * hu];
     let mut boxes = Vec::new();
-    let mut stack = Vec::new();
-    for start in 0..wu * hu {
-        if raw[start] != 0 || seen[start] {
-            continue;
-        }
-        seen[start] = true;
-        stack.push(start);
-        let (mut x0, mut x1, mut y0, mut y1) = (usize::MAX, 0, usize::MAX, 0);
-        while let Some(i) = stack.pop() {
-            let (x, y) = (i % wu, i / wu);
-            x0 = x0.min(x);
-            x1 = x1.max(x + 1);
-            y0 = y0.min(y);
-            y1 = y1.max(y + 1);
-            for (dx, dy) in [(-1i64, 0i64), (1, 0), (0, -1), (0, 1)] {
-                let (nx, ny) = (x as i64 + dx, y as i64 + dy);
-                if nx < 0 || ny < 0 || nx >= wu as i64 || ny >= hu as i64 {
-                    continue;
-                }
-                let j = ny as usize * wu + nx as usize;
-                if raw[j] == 0 && !seen[j] {
-                    seen[j] = true;
-                    stack.push(j);
-                }
-            }
-        }
-        boxes.push([x0, x1, y0, y1]);
-    }
+    components::for_each(
+        w as usize,
+        h as usize,
+        Connectivity::Four,
+        |i| raw[i] == 0,
+        |c, _| {
+            boxes.push([c.x0, c.x1, c.y0, c.y1]);
+        },
+    );
     boxes
 }
 

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod candidates;
+mod components;
 mod crop;
 pub mod eval;
 #[cfg(feature = "generate")]
