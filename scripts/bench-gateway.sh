@@ -21,26 +21,8 @@ cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p api-gateway 
 cargo bench --no-run --quiet --manifest-path "$root/Cargo.toml" -p qr-worker --bench qr >&2
 bin="${CARGO_TARGET_DIR:-$root/target}/release"
 
-free_port() {
-  local p
-  for _ in $(seq 1 50); do
-    p=$((20000 + RANDOM % 30000))
-    tcp_open 127.0.0.1 "$p" || { echo "$p"; return; }
-  done
-  die "no free port"
-}
-
-admin_db_url="$DATABASE_URL"
-run_id="$(date +%s)$$"
-db="bench_gw_$run_id"
-prefix="bench-gw-$run_id"
-work="$(mktemp -d)"
-db_query=""
-case "$DATABASE_URL" in *\?*) db_query="?${DATABASE_URL#*\?}" ;; esac
-db_url="${DATABASE_URL%/*}/$db$db_query"
+bench_run_names gw
 api_port=$(free_port); health_port=$(free_port)
-admin_token="admin-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-user_token="user-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done

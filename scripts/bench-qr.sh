@@ -48,26 +48,8 @@ cargo bench --no-run --quiet --manifest-path "$root/Cargo.toml" -p qr-worker --b
 bin="${BENCH_BIN_DIR:-${CARGO_TARGET_DIR:-$root/target}/release}"
 bench() { cargo bench --quiet --manifest-path "$root/Cargo.toml" -p qr-worker --bench "$@"; }
 
-free_port() {
-  local p
-  for _ in $(seq 1 50); do
-    p=$((20000 + RANDOM % 30000))
-    tcp_open 127.0.0.1 "$p" || { echo "$p"; return; }
-  done
-  die "no free port"
-}
-
-admin_db_url="$DATABASE_URL"
-run_id="$(date +%s)$$"
-db="bench_qr_$run_id"
-prefix="bench-qr-$run_id"
-work="$(mktemp -d)"
-db_query=""
-case "$DATABASE_URL" in *\?*) db_query="?${DATABASE_URL#*\?}" ;; esac
-db_url="${DATABASE_URL%/*}/$db$db_query"
+bench_run_names qr
 api_port=$(free_port); health_port=$(free_port); gateway_health_port=$(free_port)
-user_token="user-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-admin_token="admin-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 pids=()
 worker_pid=""
 cleanup() {

@@ -36,6 +36,32 @@ url_port() { local u="${1#*://}"; u="${u#*@}"; u="${u%%/*}"; case "$u" in *:*) e
 
 tcp_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
+# A loopback port nothing listens on (bash alone: the bench scripts need no python).
+free_port() {
+  local p
+  for _ in $(seq 1 50); do
+    p=$((20000 + RANDOM % 30000))
+    tcp_open 127.0.0.1 "$p" || { echo "$p"; return; }
+  done
+  die "no free port"
+}
+
+# A benchmark run's own names, so runs never share state: run_id, a database
+# (db, db_url beside admin_db_url = $DATABASE_URL), a Redis key prefix, a work
+# directory and fresh operator and user tokens. $1 names the benchmark.
+bench_run_names() {
+  admin_db_url="$DATABASE_URL"
+  run_id="$(date +%s)$$"
+  db="bench_${1}_$run_id"
+  prefix="bench-${1}-$run_id"
+  work="$(mktemp -d)"
+  local db_query=""
+  case "$DATABASE_URL" in *\?*) db_query="?${DATABASE_URL#*\?}" ;; esac
+  db_url="${DATABASE_URL%/*}/$db$db_query"
+  admin_token="admin-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  user_token="user-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+}
+
 wait_for_tcp() {
   local host=$1 port=$2 what=$3 i
   for i in $(seq 1 100); do
